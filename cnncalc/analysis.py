@@ -1,0 +1,364 @@
+"""Walk a network: per-layer rows and totals, numeric or symbolic.
+
+Composite layers (``residual`` and the ResNet / MobileNetV2 blocks) are walked
+here: their inner layers become rows one level deeper, followed by the
+shortcut projection (if any) and the ``add`` that merges the branches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import layers as L
+from .errors import CnnCalcError, ShapeError
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, same
+
+LAYOUTS = ("chw", "hwc")
+QUANTITIES = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
+              "activations")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaf layer. Shapes are in the analysis' layout, without the batch."""
+
+    index: int
+    name: str
+    type: str
+    depth: int
+    input_shape: Shape
+    output_shape: Shape
+    params: sp.Expr
+    trainable_params: sp.Expr
+    non_trainable_params: sp.Expr
+    buffers: sp.Expr
+    macs: sp.Expr
+    activations: sp.Expr
+    memory_change: sp.Expr
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    network: tuple
+    input_shape: Shape
+    output_shape: Shape
+    batch: sp.Expr
+    layout: str
+    layers: tuple[Row, ...]
+    total: dict
+    memory_change: sp.Expr
+    memory_step: Step
+    name: str | None = None
+
+    @property
+    def symbols(self) -> list[sp.Symbol]:
+        """Every free symbol of the analysis, sorted by name."""
+        found: set[sp.Symbol] = set()
+        for v in (*self.input_shape, self.batch, *self.total.values()):
+            found |= getattr(v, "free_symbols", set())
+        return sorted(found, key=lambda s: s.name)
+
+    def subs(self, values: dict) -> Analysis:
+        """The same network analysed again with some symbols given values."""
+        return analyze(self.network, input=self.input_shape, batch=self.batch,
+                       layout=self.layout, subs=values, name=self.name)
+
+
+# -- inputs --------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^(?:\d+|[A-Za-z_][A-Za-z_0-9]*)$")
+
+
+def parse_size(text: str, what: str) -> sp.Expr:
+    text = text.strip()
+    if not _SIZE.match(text):
+        raise CnnCalcError(f"{what}: {text!r} is not a size (a whole number or a symbol "
+                           "such as H)")
+    if text.isdigit():
+        value = int(text)
+        if value < 1:
+            raise CnnCalcError(f"{what}: sizes must be positive, got {value}")
+        if value > L.MAX_VALUE:
+            raise CnnCalcError(f"{what}: {value} is absurdly large (limit {L.MAX_VALUE:.0e})")
+        return sp.Integer(value)
+    return L.symbol(text)
+
+
+def parse_shape(text: str, layout: str = "chw") -> Shape:
+    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``."""
+    parts = [p for p in re.split(r"[x×,\s]+", text.strip()) if p]
+    if not parts or len(parts) > 4:
+        raise CnnCalcError(f"--input: {text!r} should be 1 to 4 sizes such as 3x32x32")
+    shape = tuple(parse_size(p, "--input") for p in parts)
+    return from_layout(shape, layout)
+
+
+def from_layout(shape: Shape, layout: str) -> Shape:
+    if layout == "hwc" and len(shape) > 1:
+        return (shape[-1], *shape[:-1])
+    return shape
+
+
+def to_layout(shape: Shape, layout: str) -> Shape:
+    if layout == "hwc" and len(shape) > 1:
+        return (*shape[1:], shape[0])
+    return shape
+
+
+def parse_subs(text: str) -> dict[str, int]:
+    """``"H=64,W=64"`` -> ``{"H": 64, "W": 64}``."""
+    values: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not re.match(r"^[A-Za-z_][A-Za-z_0-9]*$", name):
+            raise CnnCalcError(f"--subs: {part!r} should look like H=64")
+        values[name] = int(parse_size(value, f"--subs {name}"))
+    return values
+
+
+# -- blocks --------------------------------------------------------------------------
+
+def _conv(out, k, s=ONE, p=ZERO, bias=False, groups=ONE):
+    return L.Conv(2, out, k, s, p, ONE, groups, bias)
+
+
+def expand(block, channels: sp.Expr) -> tuple:
+    """A ResNet / MobileNetV2 block as the layers torchvision builds for it."""
+    bn, relu = L.BatchNorm(), L.Elementwise("relu")
+    if isinstance(block, L.BasicBlock):
+        body = (_conv(block.out, 3, block.stride, 1, block.bias), bn, relu,
+                _conv(block.out, 3, ONE, 1, block.bias), bn)
+        project = block.stride != 1 or not same(channels, block.out)
+        return (L.Residual(body, "conv" if project else "identity"), relu)
+    if isinstance(block, L.Bottleneck):
+        out = block.width * block.expansion
+        body = (_conv(block.width, 1, bias=block.bias), bn, relu,
+                _conv(block.width, 3, block.stride, 1, block.bias), bn, relu,
+                _conv(out, 1, bias=block.bias), bn)
+        project = block.stride != 1 or not same(channels, out)
+        return (L.Residual(body, "conv" if project else "identity"), relu)
+    if isinstance(block, L.InvertedResidual):
+        relu6 = L.Elementwise("relu6")
+        hidden = channels * block.t
+        expand_ = (_conv(hidden, 1), bn, relu6) if block.t != 1 else ()
+        body = (*expand_, L.Conv(2, None, 3, block.stride, ONE, ONE, None, False), bn, relu6,
+                _conv(block.out, 1), bn)
+        if block.stride == 1 and same(channels, block.out):
+            return (L.Residual(body, "identity"),)
+        return body
+    raise TypeError(block)
+
+
+_BLOCK_STEMS = {L.BasicBlock: "basic", L.Bottleneck: "bottleneck",
+                L.InvertedResidual: "inverted", L.Residual: "res"}
+
+
+def _stem(layer) -> str:
+    """The short name rows are numbered under: conv1, bn2, fc3, ..."""
+    if isinstance(layer, L.Pool):
+        return f"{layer.mode}pool"
+    if isinstance(layer, L.AdaptiveAvgPool):
+        return "gap" if layer.output == 1 else "pool"
+    if isinstance(layer, L.Elementwise):
+        return layer.kind
+    return {L.Conv: "conv", L.ConvTranspose: "deconv", L.BatchNorm: "bn", L.LayerNorm: "ln",
+            L.InstanceNorm: "in", L.GroupNorm: "gn", L.Linear: "fc",
+            L.Flatten: "flatten"}[type(layer)]
+
+
+def _strides(body: tuple, n: int) -> tuple[sp.Expr, ...]:
+    """The total stride of a residual body, per spatial dimension (for its projection)."""
+    total = [ONE] * n
+    for layer in body:
+        if isinstance(layer, (L.Conv, L.Pool)):
+            s = layer.stride if layer.stride is not None else layer.kernel
+            s = s if isinstance(s, tuple) else (s,) * n
+            if len(s) == n:
+                total = [a * b for a, b in zip(total, s)]
+        elif isinstance(layer, (L.BasicBlock, L.Bottleneck, L.InvertedResidual)):
+            total = [a * layer.stride for a in total]
+        elif isinstance(layer, L.Residual):
+            total = [a * b for a, b in zip(total, _strides(layer.body, n))]
+    return tuple(total)
+
+
+def _has_bn(body: tuple) -> bool:
+    return any(isinstance(x, (L.BatchNorm, L.BasicBlock, L.Bottleneck, L.InvertedResidual))
+               or (isinstance(x, L.Residual) and _has_bn(x.body)) for x in body)
+
+
+# -- the walk ------------------------------------------------------------------------
+
+class _Walker:
+    def __init__(self, batch: sp.Expr, layout: str, bias: bool):
+        self.batch = batch
+        self.layout = layout
+        self.bias = bias
+        self.rows: list[Row] = []
+
+    def sequence(self, layers: tuple, shape: Shape, prefix: str, depth: int,
+                 counts: dict[str, int] | None = None) -> Shape:
+        """Rows for ``layers`` in order; ``counts`` numbers names within one container."""
+        counts = {} if counts is None else counts
+
+        def name_for(stem: str) -> str:
+            counts[stem] = counts.get(stem, 0) + 1
+            return f"{prefix}{stem}{counts[stem]}"
+
+        for layer in layers:
+            group = _BLOCK_STEMS.get(type(layer))
+            if group is None:
+                shape = self.leaf(layer, shape, name_for(_stem(layer)), depth)
+            elif isinstance(layer, L.Residual):
+                shape = self.residual(layer, shape, name_for(group) + ".", depth + 1)
+            else:
+                inner_prefix, inner_counts = name_for(group) + ".", {}
+                for item in expand(layer, shape[0]):
+                    if isinstance(item, L.Residual):
+                        shape = self.residual(item, shape, inner_prefix, depth + 1,
+                                              inner_counts)
+                    else:
+                        shape = self.sequence((item,), shape, inner_prefix, depth + 1,
+                                              inner_counts)
+        return shape
+
+    def leaf(self, layer, shape: Shape, name: str, depth: int) -> Shape:
+        if not self.bias and isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear)):
+            layer = dataclasses.replace(layer, bias=False)
+        try:
+            c = cost(layer, shape, self.batch)
+        except ShapeError as exc:
+            raise ShapeError(exc.message, len(self.rows), name) from None
+        return self.add_row(c, name, shape, depth)
+
+    def add_row(self, c: Cost, name: str, shape: Shape, depth: int) -> Shape:
+        a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
+        act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
+        change = sp.simplify(100 * (act_out - act_in) / act_in)
+        steps = list(c.steps)
+        if change != 0:
+            shown = {a_in: _product(shape, self.batch), a_out: _product(c.output_shape,
+                                                                         self.batch)}
+            steps.append(Step("memory_change", 100 * (a_out - a_in) / a_in, shown, change))
+        self.rows.append(Row(
+            index=len(self.rows), name=name, type=c.type, depth=depth,
+            input_shape=to_layout(shape, self.layout),
+            output_shape=to_layout(c.output_shape, self.layout),
+            params=c.params, trainable_params=c.params, non_trainable_params=ZERO,
+            buffers=c.buffers, macs=c.macs, activations=act_out,
+            memory_change=change, steps=tuple(steps)))
+        return c.output_shape
+
+    def residual(self, res: L.Residual, shape: Shape, prefix: str, depth: int,
+                 counts: dict[str, int] | None = None) -> Shape:
+        out = self.sequence(res.body, shape, prefix, depth, counts)
+        changed = len(out) != len(shape) or not all(same(a, b) for a, b in zip(out, shape))
+        mode = res.shortcut
+        if mode == "identity" and changed:
+            raise ShapeError(f"shortcut=identity, but the body turns {fmt_shape(shape)} into "
+                             f"{fmt_shape(out)}", len(self.rows), prefix + "add")
+        if mode == "conv" or (mode == "auto" and changed):
+            if len(out) != len(shape):
+                raise ShapeError(f"the body turns {fmt_shape(shape)} into {fmt_shape(out)}; "
+                                 "no projection can match ranks (use shortcut=none)",
+                                 len(self.rows), prefix + "shortcut")
+            n = len(shape) - 1
+            has_bn = _has_bn(res.body)
+            if n == 0:
+                projection: tuple = (L.Linear(out[0], bias=True),)
+            else:
+                strides = _strides(res.body, n)
+                projection = (L.Conv(n, out[0], ONE, strides, ZERO, ONE, ONE, not has_bn),)
+                projection += (L.BatchNorm(),) if has_bn else ()
+            s_shape = shape
+            for layer in projection:
+                s_shape = self.leaf(layer, s_shape, f"{prefix}shortcut.{_stem(layer)}", depth)
+            if not all(same(a, b) for a, b in zip(out, s_shape)):
+                raise ShapeError(f"the 1x1 projection gives {fmt_shape(s_shape)} but the body "
+                                 f"gives {fmt_shape(out)} (use shortcut=none)",
+                                 len(self.rows) - 1, prefix + "shortcut")
+        if mode != "none":
+            self.add_row(Cost("add", out), prefix + "add", out, depth)
+        return out
+
+
+def _product(shape: Shape, batch: sp.Expr) -> sp.Expr:
+    """``C*H*W*N`` kept unevaluated, so a worked step shows the factors."""
+    factors = [*shape, batch] if batch != 1 else list(shape)
+    if len(factors) == 1:
+        return factors[0]
+    return sp.Mul(*factors, evaluate=False)
+
+
+# -- the entry point -----------------------------------------------------------------
+
+def _subs_layer(layer, mapping: dict):
+    if isinstance(layer, sp.Basic):
+        return layer.xreplace(mapping)
+    if isinstance(layer, tuple):
+        return tuple(_subs_layer(x, mapping) for x in layer)
+    if dataclasses.is_dataclass(layer):
+        return dataclasses.replace(layer, **{
+            f.name: _subs_layer(getattr(layer, f.name), mapping)
+            for f in dataclasses.fields(layer)})
+    return layer
+
+
+def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: bool = True,
+            subs: dict | None = None, model: str | None = None,
+            name: str | None = None) -> Analysis:
+    """Analyse a network: per-layer shapes, params, MACs, activations, memory change.
+
+    ``network`` is layer-language text, a tuple of layer records, or None with
+    ``model=`` naming a zoo network. ``input`` is a shape string (``"3xHxW"``)
+    or a tuple in channels-first order; ``batch`` an int or a symbol name.
+    Every quantity is a sympy expression.
+
+    >>> a = analyze("conv(16, k=3, p=1)", input="3xHxW")
+    >>> a.layers[0].output_shape, a.total["params"]
+    ((16, H, W), 448)
+    """
+    if layout not in LAYOUTS:
+        raise CnnCalcError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if model is not None:
+        from .zoo import get
+        entry = get(model)
+        network = entry.spec
+        name = name or entry.name
+        if input is None:
+            input = to_layout(parse_shape(entry.input), layout)
+    if network is None:
+        raise CnnCalcError("give a network: layer-language text or model=NAME")
+    if input is None:
+        raise CnnCalcError("give an input shape such as 3x32x32")
+    layers = L.parse_layers(network) if isinstance(network, str) else tuple(network)
+    shape = parse_shape(input, layout) if isinstance(input, str) else from_layout(
+        tuple(sp.sympify(d) for d in input), layout)
+    if isinstance(batch, str):
+        batch = parse_size(batch, "--batch")
+    batch = sp.sympify(batch)
+    if batch.is_number and (not batch.is_Integer or batch < 1):
+        raise CnnCalcError(f"--batch must be a positive whole number, got {batch}")
+    if subs:
+        mapping = {L.symbol(k): sp.Integer(v) for k, v in subs.items()}
+        layers = _subs_layer(layers, mapping)
+        shape = tuple(d.xreplace(mapping) for d in shape)
+        batch = batch.xreplace(mapping)
+    walker = _Walker(batch, layout, bias)
+    out = walker.sequence(layers, shape, "", 0)
+    rows = tuple(walker.rows)
+    total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
+    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
+    overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
+    step = Step("memory_change", 100 * (a_out - a_in) / a_in,
+                {a_in: _product(shape, ONE), a_out: _product(out, ONE)}, overall)
+    return Analysis(network=layers, input_shape=to_layout(shape, layout),
+                    output_shape=to_layout(out, layout), batch=batch, layout=layout,
+                    layers=rows, total=total, memory_change=overall, memory_step=step,
+                    name=name)
