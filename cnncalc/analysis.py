@@ -245,7 +245,7 @@ class _Walker:
         if change != 0:
             shown = {a_in: _product(shape, self.batch), a_out: _product(c.output_shape,
                                                                          self.batch)}
-            steps.append(Step("memory_change", 100 * (a_out - a_in) / a_in, shown, change))
+            steps.append(Step("memory_change", _change_formula(), shown, change))
         self.rows.append(Row(
             index=len(self.rows), name=name, type=c.type, depth=depth,
             input_shape=to_layout(shape, self.layout),
@@ -286,6 +286,12 @@ class _Walker:
         if mode != "none":
             self.add_row(Cost("add", out), prefix + "add", out, depth)
         return out
+
+
+def _change_formula() -> sp.Expr:
+    """``100*(A_out - A_in)/A_in``, kept in the order a worked solution writes it."""
+    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
+    return sp.Mul(100, a_out - a_in, evaluate=False) / a_in
 
 
 def _product(shape: Shape, batch: sp.Expr) -> sp.Expr:
@@ -356,7 +362,7 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
     a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
     overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
-    step = Step("memory_change", 100 * (a_out - a_in) / a_in,
+    step = Step("memory_change", _change_formula(),
                 {a_in: _product(shape, ONE), a_out: _product(out, ONE)}, overall)
     return Analysis(network=layers, input_shape=to_layout(shape, layout),
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,

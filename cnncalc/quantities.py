@@ -157,11 +157,8 @@ def _conv(layer: Conv, shape: Shape, batch: sp.Expr) -> Cost:
         p = (ZERO,) * n if layer.padding == "valid" else _spread(layer.padding, n, "padding")
         out_sp, steps = _window_steps(kind, n, spatial, k, s, p, d, scalar)
 
-    if scalar["k"] or n == 1:
-        k_formula, k_bind = symbol("k") ** n, {symbol("k"): k[0]}
-    else:
-        ks = [symbol(f"k_{nm.lower()}") for nm in DIM_NAMES[n]]
-        k_formula, k_bind = prod(ks), dict(zip(ks, k))
+    ks = [symbol("k")] if n == 1 else [symbol(f"k_{nm.lower()}") for nm in DIM_NAMES[n]]
+    k_formula, k_bind = prod(ks), dict(zip(ks, k))
     cin_s, cout_s, g_s, n_s = symbol("C_in"), symbol("C_out"), symbol("g"), symbol("N")
     per_group = cin_s / g_s if groups != 1 else cin_s
     weights = k_formula * per_group * cout_s

@@ -1,0 +1,89 @@
+"""The ``cnncalc`` command: a click group whose subcommands load on demand.
+
+Only click is imported at start-up; sympy and rich load inside the command
+that needs them, so ``cnncalc --help`` answers at once. User errors become one
+line on stderr (plus the spec and a caret for spec errors) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import CnnCalcError, SpecError
+
+# name -> (module, one-line help); the module defines ``command``.
+COMMANDS = {
+    "params": ("cnncalc.cli.params", "Per-layer shapes, params, MACs and memory of a network."),
+    "zoo": ("cnncalc.cli.zoo", "List the built-in networks with their params and MACs."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name][0]).command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cnncalc")
+def cli():
+    """cnncalc: what a convolutional network costs, exactly and symbolically.
+
+    \b
+    Examples:
+      cnncalc params --model resnet50 --input 3x224x224
+      cnncalc params --input CxHxW --layers "conv(K,k=F,s=S,p=P)" --format latex
+      cnncalc zoo
+    """
+
+
+def fail(message: str) -> None:
+    """Print one error line to stderr and exit 2."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def report(exc: CnnCalcError) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    if isinstance(exc, SpecError):
+        line, caret = exc.excerpt()
+        click.echo(f"  {line}\n  {caret}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="cnncalc", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except CnnCalcError as exc:
+        report(exc)
+        sys.exit(2)
+    except RecursionError:
+        fail("the input is nested too deeply to analyse")
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # a bug in cnncalc, not the user's fault
+        if os.environ.get("CNNCALC_DEBUG"):
+            raise
+        click.echo(f"Internal error: {type(exc).__name__}: {exc} "
+                   "(set CNNCALC_DEBUG=1 for a traceback, and please report it)", err=True)
+        sys.exit(1)

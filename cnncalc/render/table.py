@@ -1,0 +1,66 @@
+"""The default view: a rich table per layer, a summary, and the worked solution."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..analysis import Analysis
+from .values import compact_shape, percent, pretty, pretty_shape, si, step_pretty
+
+
+def _with_si(value) -> str:
+    unit = si(value)
+    return f"{pretty(value)} ({unit})" if unit else pretty(value)
+
+
+def analysis_table(a: Analysis, show_work: bool = False) -> Group:
+    title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
+             f"({a.layout.upper()}), batch {pretty(a.batch)}")
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False,
+                  show_lines=False)
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("type", style="cyan", no_wrap=True)
+    table.add_column("output", overflow="fold")
+    table.add_column("params", justify="right", overflow="fold")
+    table.add_column("MACs", justify="right", overflow="fold")
+    table.add_column("activations", justify="right", overflow="fold", min_width=11)
+    table.add_column("mem Δ", justify="right", overflow="fold")
+    for r in a.layers:
+        table.add_row(str(r.index), "  " * r.depth + r.name, r.type,
+                      compact_shape(r.output_shape), pretty(r.params), pretty(r.macs),
+                      pretty(r.activations), percent(r.memory_change))
+    t = a.total
+    table.add_section()
+    table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
+                  pretty(t["params"]), pretty(t["macs"]), pretty(t["activations"]),
+                  percent(a.memory_change), style="bold")
+
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("params", f"{_with_si(t['params'])}   trainable "
+                    f"{pretty(t['trainable_params'])}, non-trainable "
+                    f"{pretty(t['non_trainable_params'])}")
+    summary.add_row("buffers", f"{pretty(t['buffers'])}   (running statistics of norms)")
+    summary.add_row("MACs", f"{_with_si(t['macs'])}   (FLOPs ≈ 2 × MACs; bias adds not counted)")
+    summary.add_row("activations", f"{_with_si(t['activations'])} elements, summed over layers")
+    summary.add_row("memory Δ", f"{percent(a.memory_change)} from the input "
+                    f"{pretty_shape(a.input_shape)} to the output {pretty_shape(a.output_shape)}")
+    parts = [table, summary]
+    if a.symbols:
+        parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
+                          + " (positive integers; floor() is exact)", style="dim"))
+    if show_work:
+        parts.append(Text("\nWorked solution", style="bold underline"))
+        for r in a.layers:
+            if not r.steps:
+                continue
+            parts.append(Text(f"{r.index} {r.name} ({r.type})", style="bold"))
+            for s in r.steps:
+                parts.append(Text("  " + step_pretty(s)))
+        parts.append(Text("network, input → output", style="bold"))
+        parts.append(Text("  " + step_pretty(a.memory_step)))
+    return Group(*parts)

@@ -1,0 +1,157 @@
+"""Turning sympy values and worked steps into text: plain, pretty (unicode) and LaTeX.
+
+Shared by every renderer, so a number or a formula reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from ..quantities import Step
+
+
+def is_numeric(value) -> bool:
+    return not getattr(value, "free_symbols", None)
+
+
+def plain(value) -> str:
+    """Exact text: ``1474560``, ``-100/3``, ``16*H*W`` (what JSON and CSV carry)."""
+    return str(value)
+
+
+def pretty(value) -> str:
+    """For people: ``1,474,560``, ``-33.33 (= -100/3)``, ``16·H·W``."""
+    value = sp.sympify(value)
+    if value.is_Integer:
+        return f"{int(value):,}"
+    if value.is_Rational:
+        return f"{float(value):,.4g} (= {value})"
+    if value.is_number:
+        return f"{float(value):,.6g}"
+    return _floor(_unicode(sp.sstr(value)))
+
+
+def pretty_shape(shape) -> str:
+    return " × ".join(pretty(d) for d in shape) if shape else "()"
+
+
+def compact_shape(shape) -> str:
+    """``6×28×28``: for narrow table columns."""
+    return "×".join(pretty(d) for d in shape) if shape else "()"
+
+
+def plain_shape(shape) -> str:
+    return "x".join(plain(d) for d in shape)
+
+
+def si(value) -> str:
+    """``4,089,184,256`` -> ``4.09 G``; empty for symbolic values."""
+    value = sp.sympify(value)
+    if not value.is_number:
+        return ""
+    v = float(value)
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return ""
+
+
+def percent(value) -> str:
+    value = sp.sympify(value)
+    if value.is_Integer:
+        return f"{int(value):+d}%" if value else "0%"
+    if value.is_number:
+        return f"{float(value):+.2f}%"
+    return _floor(_unicode(sp.sstr(value))) + " %"
+
+
+def _unicode(text: str) -> str:
+    return text.replace("**", "^").replace("*", "·")
+
+
+def _atomic(value) -> bool:
+    """Whether a bound value can stand in a formula without brackets."""
+    return isinstance(value, sp.Symbol) or (isinstance(value, sp.Integer) and value >= 0)
+
+
+class _BoundStr(StrPrinter):
+    """Prints a formula with each bound symbol replaced by its value."""
+
+    def __init__(self, bindings: dict):
+        super().__init__()
+        self.bindings = bindings
+
+    def _print_Symbol(self, expr):
+        if expr in self.bindings:
+            value = self.bindings[expr]
+            text = sp.sstr(value)
+            return text if _atomic(value) else f"({text})"
+        return super()._print_Symbol(expr)
+
+
+class _BoundLatex(LatexPrinter):
+    def __init__(self, bindings: dict):
+        super().__init__({"mul_symbol": "dot"})
+        self.bindings = bindings
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr in self.bindings:
+            value = self.bindings[expr]
+            text = sp.latex(value, mul_symbol="dot")
+            return text if _atomic(value) else rf"\left({text}\right)"
+        return super()._print_Symbol(expr)
+
+
+def step_plain(step: Step) -> tuple[str, str, str]:
+    """(formula, substituted arithmetic, value) as exact plain text."""
+    return (sp.sstr(step.formula), _BoundStr(step.bindings).doprint(step.formula),
+            plain(step.value))
+
+
+def step_pretty(step: Step) -> str:
+    """``H_out = ⌊(H_in + 2·p − …)/s⌋ + 1 = ⌊(64 + 2·1 − …)/2⌋ + 1 = 32``."""
+    formula, substituted, _ = step_plain(step)
+    value = percent(step.value) if step.quantity == "memory_change" else pretty(step.value)
+    parts = [step.quantity, _floor(_unicode(formula))]
+    if substituted != formula:
+        parts.append(_floor(_unicode(substituted)))
+    if parts[-1].replace(",", "") != value.replace(",", ""):
+        parts.append(value)
+    return " = ".join(parts)
+
+
+def step_latex(step: Step) -> str:
+    printer = LatexPrinter({"mul_symbol": "dot"})
+    q = step.quantity
+    lhs = {"params": r"\text{params}", "macs": r"\text{MACs}",
+           "memory_change": r"\Delta_{\text{mem}}\,[\%]"}.get(q, printer.doprint(sp.Symbol(q)))
+    parts = [lhs, printer.doprint(step.formula), _BoundLatex(step.bindings).doprint(step.formula),
+             latex_value(step.value)]
+    out = [parts[0]]
+    for p in parts[1:]:
+        if p != out[-1]:
+            out.append(p)
+    return " = ".join(out)
+
+
+def latex_value(value) -> str:
+    value = sp.sympify(value)
+    if value.is_Integer:
+        return f"{int(value):,}".replace(",", "{,}")
+    return sp.latex(value)
+
+
+def _floor(text: str) -> str:
+    """``floor(x)`` -> ``⌊x⌋`` (and ceiling), matching brackets properly."""
+    for name, left, right in (("floor(", "⌊", "⌋"), ("ceiling(", "⌈", "⌉")):
+        while name in text:
+            start = text.index(name)
+            depth, i = 0, start + len(name) - 1
+            for i in range(start + len(name) - 1, len(text)):
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                if depth == 0:
+                    break
+            text = text[:start] + left + text[start + len(name):i] + right + text[i + 1:]
+    return text
