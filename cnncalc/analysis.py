@@ -243,8 +243,8 @@ class _Walker:
         change = sp.simplify(100 * (act_out - act_in) / act_in)
         steps = list(c.steps)
         if change != 0:
-            shown = {a_in: _product(shape, self.batch), a_out: _product(c.output_shape,
-                                                                         self.batch)}
+            shown = {a_in: _product(to_layout(shape, self.layout), self.batch),
+                     a_out: _product(to_layout(c.output_shape, self.layout), self.batch)}
             steps.append(Step("memory_change", _change_formula(), shown, change))
         self.rows.append(Row(
             index=len(self.rows), name=name, type=c.type, depth=depth,
@@ -363,7 +363,8 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
     overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
     step = Step("memory_change", _change_formula(),
-                {a_in: _product(shape, ONE), a_out: _product(out, ONE)}, overall)
+                {a_in: _product(to_layout(shape, layout), ONE),
+                 a_out: _product(to_layout(out, layout), ONE)}, overall)
     return Analysis(network=layers, input_shape=to_layout(shape, layout),
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,

@@ -67,8 +67,12 @@ def emit(analysis, fmt: str, show_work: bool) -> None:
     if fmt == "table":
         from rich.console import Console
 
-        from ..render.table import analysis_table
-        Console(soft_wrap=False).print(analysis_table(analysis, show_work))
+        from ..render.table import analysis_table, worked_solution
+        # A pipe gets a width that fits the table instead of rich's default 80 columns.
+        console = Console(width=None if sys.stdout.isatty() else 160)
+        console.print(analysis_table(analysis))
+        if show_work:
+            sys.stdout.write("\n".join(worked_solution(analysis)) + "\n")
         return
     from ..render import formats
     render = {"json": formats.to_json, "csv": formats.to_csv,

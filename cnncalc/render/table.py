@@ -15,7 +15,7 @@ def _with_si(value) -> str:
     return f"{pretty(value)} ({unit})" if unit else pretty(value)
 
 
-def analysis_table(a: Analysis, show_work: bool = False) -> Group:
+def analysis_table(a: Analysis) -> Group:
     title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}")
     table = Table(title=title, title_justify="left", header_style="bold", expand=False,
@@ -53,14 +53,15 @@ def analysis_table(a: Analysis, show_work: bool = False) -> Group:
     if a.symbols:
         parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
                           + " (positive integers; floor() is exact)", style="dim"))
-    if show_work:
-        parts.append(Text("\nWorked solution", style="bold underline"))
-        for r in a.layers:
-            if not r.steps:
-                continue
-            parts.append(Text(f"{r.index} {r.name} ({r.type})", style="bold"))
-            for s in r.steps:
-                parts.append(Text("  " + step_pretty(s)))
-        parts.append(Text("network, input → output", style="bold"))
-        parts.append(Text("  " + step_pretty(a.memory_step)))
     return Group(*parts)
+
+
+def worked_solution(a: Analysis) -> list[str]:
+    """The worked steps as plain lines (printed unwrapped, so they can be copied)."""
+    lines = ["", "Worked solution"]
+    for r in a.layers:
+        if r.steps:
+            lines.append(f"{r.index} {r.name} ({r.type})")
+            lines += ["  " + step_pretty(s) for s in r.steps]
+    lines += ["network, input → output", "  " + step_pretty(a.memory_step)]
+    return lines
