@@ -104,7 +104,7 @@ def _check_divides(total: sp.Expr, groups: sp.Expr, what: str) -> None:
         raise ShapeError(f"{what} {total} is not divisible by groups={groups}")
 
 
-def _window_steps(kind_sym: str, n: int, spatial: Shape, k, s, p, d, scalar: dict,
+def _window_steps(n: int, spatial: Shape, k, s, p, d, scalar: dict,
                   rounding=sp.floor) -> tuple[Shape, list[Step]]:
     """Output sizes of a sliding window, with one worked step per spatial dimension."""
     out, steps = [], []
@@ -118,8 +118,9 @@ def _window_steps(kind_sym: str, n: int, spatial: Shape, k, s, p, d, scalar: dic
         value = formula.xreplace(bindings)
         if value.is_number and value < 1:
             effective = d[i] * (k[i] - 1) + 1
-            raise ShapeError(f"{kind_sym} window ({effective} wide with dilation) is larger "
-                             f"than the padded input ({spatial[i] + 2 * p[i]}) along {name}")
+            raise ShapeError(f"the {effective}-wide kernel (after dilation) is larger than "
+                             f"the padded input ({spatial[i]} + 2*{p[i]} = "
+                             f"{spatial[i] + 2 * p[i]}) along {name}")
         out.append(value)
         steps.append(Step(f"{name}_out", formula, bindings, value))
     return tuple(out), steps
@@ -155,7 +156,7 @@ def _conv(layer: Conv, shape: Shape, batch: sp.Expr) -> Cost:
             steps.append(Step(f"{name}_out", inp, {inp: spatial[i]}, spatial[i]))
     else:
         p = (ZERO,) * n if layer.padding == "valid" else _spread(layer.padding, n, "padding")
-        out_sp, steps = _window_steps(kind, n, spatial, k, s, p, d, scalar)
+        out_sp, steps = _window_steps(n, spatial, k, s, p, d, scalar)
 
     ks = [symbol("k")] if n == 1 else [symbol(f"k_{nm.lower()}") for nm in DIM_NAMES[n]]
     k_formula, k_bind = prod(ks), dict(zip(ks, k))
@@ -234,7 +235,7 @@ def _pool(layer: Pool, shape: Shape, batch: sp.Expr) -> Cost:
               "p": not isinstance(layer.padding, tuple), "d": not isinstance(layer.dilation,
                                                                              tuple)}
     rounding = sp.ceiling if layer.ceil_mode else sp.floor
-    out_sp, steps = _window_steps(kind, n, spatial, k, s, p, d, scalar, rounding)
+    out_sp, steps = _window_steps(n, spatial, k, s, p, d, scalar, rounding)
     if layer.ceil_mode:
         # PyTorch drops a last window that would start in the right padding.
         out_sp = tuple(

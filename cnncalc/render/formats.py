@@ -132,7 +132,9 @@ def _tex(value) -> str:
 
 
 def _tex_shape(shape) -> str:
-    return "$" + r" \times ".join(latex_value(d) for d in shape) + "$"
+    dims = [latex_value(d) if sp.sympify(d).is_Atom else rf"\left({latex_value(d)}\right)"
+            for d in shape]
+    return "$" + r" \times ".join(dims) + "$"
 
 
 def to_latex(a: Analysis, show_work: bool = False) -> str:
