@@ -1,0 +1,132 @@
+"""The CLI as a user runs it: the contract's examples, every format, files, subs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+import cnncalc
+from cnncalc.cli import main
+
+LENET = ("conv(6,k=5), relu, maxpool(2), conv(16,k=5), relu, maxpool(2), flatten, "
+         "fc(120), relu, fc(84), relu, fc(10)")
+
+CONTRACT_EXAMPLES = [
+    ["params", "--input", "64x64x128", "--layout", "hwc", "--no-bias", "--layers",
+     "conv(256,k=3,s=2,p=1), conv(512,k=3,p=1)", "--show-work"],
+    ["params", "--input", "3x32x32", "--layers", LENET],
+    ["params", "--input", "32x56x56", "--layers",
+     "residual(conv(32,k=3,p=1), bn, relu, conv(32,k=3,p=1), bn)"],
+    ["params", "--input", "CxHxW", "--layers", "conv(K,k=F,s=S,p=P)", "--format", "latex"],
+    ["params", "--model", "resnet50", "--input", "3x224x224", "--format", "json"],
+    ["zoo"],
+]
+
+
+def run(args: list[str], capsys) -> str:
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", CONTRACT_EXAMPLES, ids=lambda a: " ".join(a[:3]))
+def test_contract_examples_run(args, capsys):
+    assert run(args, capsys).strip()
+
+
+def test_json_follows_the_contract_schema(capsys):
+    doc = json.loads(run(["params", "--input", "3x32x32", "--layers", LENET, "--format",
+                          "json"], capsys))
+    assert doc["input_shape"] == [3, 32, 32] and doc["batch"] == 1
+    first = doc["layers"][0]
+    assert {k: first[k] for k in ("index", "name", "type", "output_shape", "params", "macs",
+                                  "activations")} == {
+        "index": 0, "name": "conv1", "type": "conv2d", "output_shape": [6, 28, 28],
+        "params": 5 * 5 * 3 * 6 + 6, "macs": 5 * 5 * 3 * 6 * 28 * 28, "activations": 6 * 28 * 28}
+    assert set(doc["total"]) >= {"params", "trainable_params", "non_trainable_params",
+                                 "buffers", "macs", "activations"}
+    assert all(isinstance(v, int) for k, v in doc["total"].items()
+               if k not in ("output_shape", "memory_change"))
+    for key in ("params", "macs", "activations", "buffers"):
+        assert doc["total"][key] == sum(r[key] for r in doc["layers"])
+
+
+def test_symbolic_json_holds_strings(capsys):
+    doc = json.loads(run(["params", "--input", "CxHxW", "--layers", "conv(K,k=3,p=1)",
+                          "--format", "json", "--batch", "N"], capsys))
+    assert doc["layers"][0]["output_shape"] == ["K", "H", "W"]
+    assert doc["total"]["params"] == "9*C*K + K"
+    assert doc["batch"] == "N"
+    assert doc["symbols"] == ["C", "H", "K", "N", "W"]
+
+
+def test_show_work_in_json_carries_the_steps(capsys):
+    doc = json.loads(run(["params", "--input", "3x32x32", "--layers", "conv(6,k=5)",
+                          "--format", "json", "--show-work"], capsys))
+    work = {w["quantity"]: w for w in doc["layers"][0]["work"]}
+    assert work["H_out"]["value"] == "28"
+    assert work["params"]["substituted"] == "3*6*5*5 + 6"
+
+
+def test_csv_rows_and_total(capsys):
+    rows = list(csv.DictReader(io.StringIO(run(["params", "--input", "3x32x32", "--layers",
+                                                LENET, "--format", "csv"], capsys))))
+    assert len(rows) == 13 and rows[-1]["name"] == "total"
+    assert sum(int(r["params"]) for r in rows[:-1]) == int(rows[-1]["params"])
+    assert rows[0]["output_shape"] == "6x28x28"
+
+
+def test_markdown_table(capsys):
+    out = run(["params", "--model", "lenet5", "--format", "markdown", "--show-work"], capsys)
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + 12 + 1  # header, rule, 12 layers, total
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "### Worked solution" in out
+
+
+def test_latex_keeps_the_floor(capsys):
+    out = run(["params", "--input", "CxHxW", "--layers", "conv(K,k=F,s=S,p=P)", "--format",
+               "latex", "--show-work"], capsys)
+    assert r"\begin{tabular}" in out and r"\end{tabular}" in out
+    assert r"\left\lfloor" in out
+    assert r"\begin{align*}" in out
+
+
+def test_subs_and_file(tmp_path, capsys):
+    spec = tmp_path / "net.cnn"
+    spec.write_text("# a small net\nconv(16, k=3, p=1)\nrelu\nmaxpool(2)  # halves H, W\n"
+                    "residual(\n  conv(16, k=3, p=1),\n  bn\n)\n", encoding="utf-8")
+    doc = json.loads(run(["params", "--input", "3xHxW", "--file", str(spec), "--subs",
+                          "H=64,W=48", "--format", "json"], capsys))
+    assert doc["total"]["output_shape"] == [16, 32, 24]
+    direct = cnncalc.analyze("conv(16,k=3,p=1), relu, maxpool(2), residual(conv(16,k=3,p=1), bn)",
+                             input="3x64x48")
+    assert doc["total"]["macs"] == int(direct.total["macs"])
+
+
+def test_model_uses_its_default_input(capsys):
+    doc = json.loads(run(["params", "--model", "mobilenet_v2", "--format", "json"], capsys))
+    assert doc["input_shape"] == [3, 224, 224]
+    assert doc["total"]["params"] == 3_504_872  # torchvision's published count
+
+
+def test_zoo_lists_every_model(capsys):
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    names = {m["name"] for m in doc}
+    assert {"lenet5", "alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2"} <= names
+    assert {m["name"]: m["params"] for m in doc}["resnet18"] == 11_689_512
+
+
+def test_help_does_not_import_sympy():
+    import subprocess
+    import sys
+    code = ("import sys; from cnncalc.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'sympy' not in sys.modules and 'rich' not in sys.modules, 'eager import'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
