@@ -304,6 +304,17 @@ def _product(shape: Shape, batch: sp.Expr) -> sp.Expr:
 
 # -- the entry point -----------------------------------------------------------------
 
+def _free_symbols(value) -> set[sp.Symbol]:
+    """Every symbol in layer records, shapes and sizes (walked like ``_subs_layer``)."""
+    if isinstance(value, sp.Basic):
+        return set(value.free_symbols)
+    if isinstance(value, tuple):
+        return set().union(*(_free_symbols(x) for x in value))
+    if dataclasses.is_dataclass(value):
+        return _free_symbols(tuple(getattr(value, f.name) for f in dataclasses.fields(value)))
+    return set()
+
+
 def _subs_layer(layer, mapping: dict):
     if isinstance(layer, sp.Basic):
         return layer.xreplace(mapping)
@@ -352,6 +363,12 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     if batch.is_number and (not batch.is_Integer or batch < 1):
         raise CnnCalcError(f"--batch must be a positive whole number, got {batch}")
     if subs:
+        known = _free_symbols((layers, shape, batch))
+        unknown = sorted(set(subs) - {s.name for s in known})
+        if unknown:
+            names = ", ".join(sorted(s.name for s in known)) or "none"
+            raise CnnCalcError(f"--subs: {', '.join(unknown)} is not a symbol of this analysis "
+                               f"(its symbols: {names})")
         mapping = {L.symbol(k): sp.Integer(v) for k, v in subs.items()}
         layers = _subs_layer(layers, mapping)
         shape = tuple(d.xreplace(mapping) for d in shape)

@@ -48,18 +48,7 @@ def command(input_, layers, model, file_, batch, layout, no_bias, subs, show_wor
     values = parse_subs(subs) if subs else None
     analysis = analyze(layers, input=input_, batch=batch, layout=layout, bias=not no_bias,
                        subs=values, model=model)
-    if values:
-        unknown = sorted(set(values) - {s.name for s in _symbols_before(layers, model,
-                                                                       input_, batch)})
-        if unknown:
-            click.echo(f"note: --subs gave values to symbols not in the analysis: "
-                       f"{', '.join(unknown)}", err=True)
     emit(analysis, fmt, show_work)
-
-
-def _symbols_before(layers, model, input_, batch):
-    from ..analysis import analyze
-    return analyze(layers, input=input_, batch=batch, model=model).symbols
 
 
 def emit(analysis, fmt: str, show_work: bool) -> None:
