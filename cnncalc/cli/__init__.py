@@ -19,6 +19,11 @@ from ..errors import CnnCalcError, SpecError
 COMMANDS = {
     "params": ("cnncalc.cli.params", "Per-layer shapes, params, MACs and memory of a network."),
     "zoo": ("cnncalc.cli.zoo", "List the built-in networks with their params and MACs."),
+    "matrix": ("cnncalc.cli.matrix", "Convolution as a matrix: Ỹ = A X̃, B = Aᵀ, the backward conv."),
+    "correlate": ("cnncalc.cli.correlate", "Cross-correlation X ⋆ Y (full/valid/same), C_w and C_x."),
+    "norm": ("cnncalc.cli.norm", "Batch/layer/instance/group norm step by step, and shapes."),
+    "backprop": ("cnncalc.cli.backprop", "Forward and backward pass of a small dense net."),
+    "derive": ("cnncalc.cli.derive", "Symbolic derivatives and gradients, simplified."),
 }
 
 
