@@ -76,6 +76,8 @@ _SIZE = re.compile(r"^(?:\d+|[A-Za-z_][A-Za-z_0-9]*)$")
 
 def parse_size(text: str, what: str) -> sp.Expr:
     text = text.strip()
+    if len(text) > 40:
+        raise CnnCalcError(f"{what}: {text[:20]}… is absurdly large for a size")
     if not _SIZE.match(text):
         raise CnnCalcError(f"{what}: {text!r} is not a size (a whole number or a symbol "
                            "such as H)")
@@ -91,8 +93,10 @@ def parse_size(text: str, what: str) -> sp.Expr:
 
 def parse_shape(text: str, layout: str = "chw") -> Shape:
     """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``."""
-    parts = [p for p in re.split(r"[x×,\s]+", text.strip()) if p]
-    if not parts or len(parts) > 4:
+    parts = re.split(r"\s*[x×,]\s*|\s+", text.strip())
+    if "" in parts:
+        raise CnnCalcError(f"--input: {text!r} has an empty size (write e.g. 3x32x32)")
+    if len(parts) > 4:
         raise CnnCalcError(f"--input: {text!r} should be 1 to 4 sizes such as 3x32x32")
     shape = tuple(parse_size(p, "--input") for p in parts)
     return from_layout(shape, layout)
@@ -118,6 +122,8 @@ def parse_subs(text: str) -> dict[str, int]:
         name, value = name.strip(), value.strip()
         if not eq or not re.match(r"^[A-Za-z_][A-Za-z_0-9]*$", name):
             raise CnnCalcError(f"--subs: {part!r} should look like H=64")
+        if not value.isdigit():
+            raise CnnCalcError(f"--subs: {name}={value} needs a whole number")
         values[name] = int(parse_size(value, f"--subs {name}"))
     return values
 

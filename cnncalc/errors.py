@@ -6,6 +6,8 @@ lets them propagate (they are ``ValueError`` subclasses).
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class CnnCalcError(ValueError):
     """Bad user input, with enough context to point at the problem."""
@@ -28,18 +30,36 @@ class SpecError(CnnCalcError):
         super().__init__(f"{where}: {message}")
 
     def excerpt(self, width: int = 76) -> tuple[str, str]:
-        """The offending source line (windowed to ``width``) and a caret line under it."""
+        """The offending source line (windowed to ``width``) and a caret line under it.
+
+        Tabs and other invisible characters are shown as one cell each (a space, or
+        ``?``) and wide characters as two, so the caret stands under the bad spot.
+        """
         line_start = self.source.rfind("\n", 0, self.pos) + 1
         line_end = self.source.find("\n", self.pos)
         line = self.source[line_start : line_end if line_end >= 0 else len(self.source)]
         col = self.pos - line_start
         start = max(0, min(col - width // 2, len(line) - width))
-        shown = line[start : start + width]
+        shown = "".join(_cell(ch) for ch in line[start : start + width])
         prefix = "…" if start > 0 else ""
         suffix = "…" if start + width < len(line) else ""
-        caret_len = max(1, min(self.length, len(shown) - (col - start)))
-        caret = " " * (len(prefix) + col - start) + "^" * caret_len
+        before = shown[: col - start]
+        under = shown[col - start : col - start + max(1, self.length)]
+        caret_len = max(1, sum(_width(ch) for ch in under))
+        caret = " " * (len(prefix) + sum(_width(ch) for ch in before)) + "^" * caret_len
         return prefix + shown + suffix, caret
+
+
+def _cell(ch: str) -> str:
+    if ch.isprintable():
+        return ch
+    return " " if ch in "\t\r\f\v" else "?"
+
+
+def _width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 class ShapeError(CnnCalcError):

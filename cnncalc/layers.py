@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Union
+from typing import Any
 
 import sympy as sp
 
@@ -23,7 +23,7 @@ MAX_VALUE = 10**12  # larger sizes are typos, not networks
 MAX_LAYERS = 10_000  # after repetition; keeps every analysis well under a second per layer
 
 Size = sp.Expr
-Sizes = Union[Size, tuple[Size, ...]]
+Sizes = Size | tuple[Size, ...]
 
 
 def symbol(name: str) -> sp.Symbol:
@@ -164,9 +164,9 @@ class InvertedResidual:
     stride: Size = sp.Integer(1)
 
 
-Layer = Union[Conv, ConvTranspose, Pool, AdaptiveAvgPool, BatchNorm, LayerNorm, InstanceNorm,
-              GroupNorm, Linear, Flatten, Elementwise, Residual, BasicBlock, Bottleneck,
-              InvertedResidual]
+Layer = (Conv | ConvTranspose | Pool | AdaptiveAvgPool | BatchNorm | LayerNorm | InstanceNorm
+         | GroupNorm | Linear | Flatten | Elementwise | Residual | BasicBlock | Bottleneck
+         | InvertedResidual)
 
 
 # -- values ------------------------------------------------------------------------
@@ -216,8 +216,8 @@ class _Values:
                     raise self.error("exponents must be whole numbers from 0 to 64", node.right)
                 result = left**right
             if result.is_number and abs(result) > MAX_VALUE:
-                raise self.error(f"value {result} is absurdly large (limit {MAX_VALUE:.0e})",
-                                 node)
+                raise self.error(f"value {_short(result)} is absurdly large "
+                                 f"(limit {MAX_VALUE:.0e})", node)
             return result
         if isinstance(node, ast.Call):
             raise self.error(f"expected a value, found the layer {node.name}(...)", node)
@@ -233,11 +233,12 @@ class _Values:
     def size(self, node: ast.Node, minimum: int = 1) -> sp.Expr:
         v = self.expr(node)
         if v.is_number:
+            shown = node.text if isinstance(node, ast.Num) else _short(v)
             if not v.is_Integer:
-                raise self.error(f"expected a whole number, found {v}", node)
+                raise self.error(f"expected a whole number, found {shown}", node)
             if v < minimum:
                 what = "positive" if minimum == 1 else "zero or more"
-                raise self.error(f"expected a {what} whole number, found {v}", node)
+                raise self.error(f"expected a {what} whole number, found {shown}", node)
         return v
 
     def sizes(self, node: ast.Node, minimum: int = 1) -> Sizes:
@@ -261,6 +262,17 @@ class _Values:
         if text is None or text.lower() not in choices:
             raise self.error(f"expected one of {', '.join(choices)}", node)
         return text.lower()
+
+
+def _short(value) -> str:
+    """A number for a one-line message: long ones as 1.84e+19."""
+    text = str(value)
+    if len(text) <= 24:
+        return text
+    try:
+        return f"{float(value):.3g}"
+    except (OverflowError, TypeError, ValueError):
+        return text[:20] + "…"
 
 
 # -- the forms of the language -------------------------------------------------------
@@ -293,10 +305,16 @@ def _bool(v, n):
 
 
 def _padding(v, n):
-    if isinstance(n, (ast.Name, ast.Str)) and (
-        (n.id if isinstance(n, ast.Name) else n.value).lower() in ("same", "valid")
-    ):
-        return v.word(n, ("same", "valid"))
+    if isinstance(n, (ast.Name, ast.Str)):
+        text = n.id if isinstance(n, ast.Name) else n.value
+        word = text.lower()
+        if word in ("same", "valid"):
+            return word
+        # A symbol (p=P) is a size; a string, or a name that reads like a typo, is not.
+        hint = difflib.get_close_matches(word, ("same", "valid"), n=1, cutoff=0.6)
+        if isinstance(n, ast.Str) or (hint and len(word) > 2):
+            tip = f" (did you mean {hint[0]}?)" if hint else ""
+            raise v.error(f"unknown padding {text!r}{tip}: give a size, same or valid", n)
     return v.sizes(n, minimum=0)
 
 
@@ -496,6 +514,8 @@ class _Builder:
         bound: dict[str, Any] = {}
         positional = 0
         for arg in args:
+            if not params:
+                raise self.v.error(f"{name} takes no arguments", arg if arg.key else arg.value)
             if arg.key is None:
                 if positional >= len(params):
                     raise self.v.error(f"{name} takes at most {len(params)} positional "

@@ -2,7 +2,7 @@
 
 A hand-written tokenizer and recursive-descent parser (no ``eval``)::
 
-    network := item ((',' | '->' | newline | ';') item)*
+    network := item ((',' | '->' | newline | ';') item)*   # a trailing ',' or ';' is fine
     item    := expr                       # a layer, or  layer '*' count
     expr    := term (('+' | '-') term)*
     term    := unary (('*' | '/' | '//') unary)*
@@ -10,6 +10,7 @@ A hand-written tokenizer and recursive-descent parser (no ``eval``)::
     power   := pair ('**' unary)?
     pair    := atom ('x' atom)*           # 3x5 is the pair (3, 5)
     atom    := NUMBER | STRING | NAME ['(' args ')'] | '(' expr (',' expr)* ')'
+             | '[' expr (',' expr)* ']'      # always a list, even of one element
     args    := [arg (',' arg)*] [',']
     arg     := [NAME '='] expr
 
@@ -26,7 +27,12 @@ from fractions import Fraction
 from .errors import SpecError
 
 MAX_SPEC_CHARS = 200_000
-MAX_DEPTH = 64
+MAX_DEPTH = 64  # levels of brackets / signs, and operations inside one another
+# Numbers beyond 10**±100, or with more significant digits, are typos (and slow to read).
+# The layer language refuses sizes above 10**12 (layers.MAX_VALUE); other users of this
+# parser (the derivation commands) take any number within these bounds.
+MAX_DIGITS = 100
+_CLOSERS = {"(": ")", "[": "]"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def tokenize(source: str) -> list[Token]:
             source, MAX_SPEC_CHARS,
         )
     tokens: list[Token] = []
-    depth = 0
+    opened: list[Token] = []  # the brackets still open, innermost last
     pos = 0
     while pos < len(source):
         m = _TOKEN.match(source, pos)
@@ -142,13 +148,20 @@ def tokenize(source: str) -> list[Token]:
             tokens.append(Token("STR", text[1:-1], pos))
         else:
             if text in "([":
-                depth += 1
+                opened.append(Token("OP", text, pos))
             elif text in ")]":
-                depth -= 1
+                if not opened:
+                    raise SpecError(f"unbalanced brackets: {text!r} has no matching "
+                                    f"{'(' if text == ')' else '['!r}", source, pos)
+                open_tok = opened.pop()
+                if _CLOSERS[open_tok.text] != text:
+                    raise SpecError(f"mismatched brackets: {text!r} closes the "
+                                    f"{open_tok.text!r} at column {_column(source, open_tok.pos)}",
+                                    source, pos)
             if text == "×":
                 tokens.append(Token("X", "x", pos))
             elif text == "\n":
-                if depth <= 0:
+                if not opened:
                     tokens.append(Token("SEP", text, pos))
             elif text in (";", "->"):
                 tokens.append(Token("SEP", text, pos))
@@ -159,8 +172,54 @@ def tokenize(source: str) -> list[Token]:
             else:
                 tokens.append(Token("OP", text, pos))
         pos = m.end()
+    if opened:
+        open_tok = opened[-1]
+        raise SpecError(f"unbalanced brackets: {open_tok.text!r} at column "
+                        f"{_column(source, open_tok.pos)} is never closed", source, len(source))
     tokens.append(Token("EOF", "", len(source)))
     return tokens
+
+
+def _column(source: str, pos: int) -> int:
+    return pos - (source.rfind("\n", 0, pos) + 1) + 1
+
+
+def _number(text: str, source: str, pos: int) -> Fraction:
+    """A number token's value, refusing absurd ones without ever writing them out.
+
+    ``Fraction("0e99999999")`` would spend minutes on ``10**99999999``; here the
+    value is built from its significant digits and a bounded power of ten.
+    """
+    mantissa, _, exponent = text.lower().partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    whole, fraction = whole.lstrip("0"), fraction.rstrip("0")
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return Fraction(0)
+    exp_digits = exponent.lstrip("+-").lstrip("0")
+    negative = exponent.startswith("-")
+    if len(exp_digits) > 6:  # 1e9999999: too far out to be a size or a probability
+        magnitude = -(10**7) if negative else 10**7
+    else:
+        exp = -int(exp_digits or "0") if negative else int(exp_digits or "0")
+        # the power of ten of the leading significant digit
+        lead = len(whole) - 1 if whole else -(len(fraction) - len(fraction.lstrip("0"))) - 1
+        magnitude = lead + exp
+    if magnitude > MAX_DIGITS:
+        raise SpecError(f"{_clip(text)} is absurdly large", source, pos, len(text))
+    if magnitude < -MAX_DIGITS:
+        raise SpecError(f"{_clip(text)} is absurdly small", source, pos, len(text))
+    significant = digits.rstrip("0")
+    if len(significant) > MAX_DIGITS:
+        raise SpecError(f"{_clip(text)} has too many digits", source, pos, len(text))
+    shift = magnitude - (len(significant) - 1)
+    if shift >= 0:
+        return Fraction(int(significant) * 10**shift)
+    return Fraction(int(significant), 10**-shift)
+
+
+def _clip(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class _Parser:
@@ -168,7 +227,21 @@ class _Parser:
         self.source = source
         self.tokens = tokenize(source)
         self.i = 0
-        self.depth = 0
+        self.depth = 0  # levels of brackets and signs open now (guards the recursion)
+        self.height: dict[int, int] = {}  # id(node) -> depth of its subtree
+
+    def made(self, node: Node, *children: Node, at: Token | None = None) -> Node:
+        """Record how deep ``node``'s subtree is; refuse trees too deep to walk.
+
+        ``at`` is the operator token to blame (default: where the node starts).
+        """
+        h = 1 + max((self.height.get(id(c), 1) for c in children), default=0)
+        if h > MAX_DEPTH:
+            pos, length = (at.pos, len(at.text)) if at is not None else (node.pos, 1)
+            raise SpecError(f"expression nested too deeply: more than {MAX_DEPTH} operations "
+                            "inside one another", self.source, pos, length)
+        self.height[id(node)] = h
+        return node
 
     # -- helpers -------------------------------------------------------------
     @property
@@ -188,16 +261,26 @@ class _Parser:
         self.i += 1
         return t
 
+    def found(self, tok: Token | None = None) -> str:
+        """How a token reads in messages: its text as written, or end of input."""
+        tok = tok or self.tok
+        if tok.kind == "EOF":
+            return "end of input"
+        if tok.kind == "SEP" and tok.text == "\n":
+            return "a new line"
+        return repr(_clip(self.source[tok.pos : tok.pos + max(1, len(tok.text))]
+                          if tok.kind != "STR" else tok.text))
+
     def expect(self, kind: str, text: str, what: str) -> Token:
         if not self.at(kind, text):
-            found = "end of input" if self.tok.kind == "EOF" else repr(self.tok.text)
-            raise self.error(f"expected {what}, found {found}")
+            raise self.error(f"expected {what}, found {self.found()}")
         return self.take()
 
-    def enter(self) -> None:
+    def enter(self, opener: Token) -> None:
+        """One level deeper (a bracket, a sign, an exponent); ``opener`` is blamed if too deep."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error(f"nested more than {MAX_DEPTH} levels deep")
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", opener)
 
     def last_end(self) -> int:
         t = self.tokens[self.i - 1]
@@ -206,57 +289,76 @@ class _Parser:
     # -- grammar -------------------------------------------------------------
     def network(self) -> Network:
         items: list[Node] = []
-        while self.at("SEP"):
-            self.take()
+        self.newlines()
         while not self.at("EOF"):
+            if self.at("SEP") or self.at("OP", ","):
+                raise self.error(f"expected a layer, found {self.found()}")
             items.append(self.expr())
             if self.at("EOF"):
                 break
-            if self.at("OP", ")"):
-                raise self.error("unbalanced brackets: ')' has no matching '('")
             if not (self.at("SEP") or self.at("OP", ",")):
-                raise self.error(f"expected ',' or '->' between layers, found {self.tok.text!r}")
-            while self.at("SEP") or self.at("OP", ","):
-                self.take()
+                raise self.error(f"expected ',' or '->' between layers, found {self.found()}")
+            if self.tok.text == "\n":
+                self.newlines()
+                if self.at("SEP") or self.at("OP", ","):  # "conv(6)\n-> relu"
+                    sep = self.take()
+                    self.after_separator(sep)
+            else:
+                self.after_separator(self.take())
         if not items:
             raise SpecError("empty network: write at least one layer", self.source, 0)
         return Network(tuple(items), self.source)
 
+    def newlines(self) -> None:
+        while self.at("SEP", "\n"):
+            self.take()
+
+    def after_separator(self, sep: Token) -> None:
+        """Past ',', ';' or '->': a layer must follow (a trailing ',' or ';' is allowed)."""
+        self.newlines()
+        if self.at("EOF"):
+            if sep.text == "->":
+                raise self.error("'->' at the end leads to no layer", sep)
+            return
+        if self.at("SEP") or self.at("OP", ","):
+            raise self.error(f"expected a layer after {self.found(sep)}, found {self.found()}")
+
     def expr(self) -> Node:
-        self.enter()
         node = self.term()
         while self.at("OP", "+") or self.at("OP", "-"):
-            op = self.take().text
+            op = self.take()
             right = self.term()
-            node = BinOp(node.pos, right.end, op, node, right)
-        self.depth -= 1
+            node = self.made(BinOp(node.pos, right.end, op.text, node, right), node, right,
+                             at=op)
         return node
 
     def term(self) -> Node:
         node = self.unary()
         while self.at("OP", "*") or self.at("OP", "/") or self.at("OP", "//"):
-            op = self.take().text
+            op = self.take()
             right = self.unary()
-            node = BinOp(node.pos, right.end, op, node, right)
+            node = self.made(BinOp(node.pos, right.end, op.text, node, right), node, right,
+                             at=op)
         return node
 
     def unary(self) -> Node:
         if self.at("OP", "-"):
-            start = self.take().pos
-            self.enter()
+            sign = self.take()
+            self.enter(sign)
             operand = self.unary()
             self.depth -= 1
-            return Neg(start, operand.end, operand)
+            return self.made(Neg(sign.pos, operand.end, operand), operand, at=sign)
         return self.power()
 
     def power(self) -> Node:
         base = self.pair()
         if self.at("OP", "**"):
-            self.take()
-            self.enter()
+            op = self.take()
+            self.enter(op)
             exponent = self.unary()
             self.depth -= 1
-            return BinOp(base.pos, exponent.end, "**", base, exponent)
+            return self.made(BinOp(base.pos, exponent.end, "**", base, exponent), base, exponent,
+                             at=op)
         return base
 
     def pair(self) -> Node:
@@ -267,13 +369,13 @@ class _Parser:
         while self.at("X"):
             self.take()
             items.append(self.atom())
-        return Tuple(first.pos, items[-1].end, tuple(items))
+        return self.made(Tuple(first.pos, items[-1].end, tuple(items)), *items)
 
     def atom(self) -> Node:
         t = self.tok
         if t.kind == "NUM":
             self.take()
-            return Num(t.pos, t.pos + len(t.text), Fraction(t.text), t.text)
+            return Num(t.pos, t.pos + len(t.text), _number(t.text, self.source, t.pos), t.text)
         if t.kind == "STR":
             self.take()
             return Str(t.pos, t.pos + len(t.text) + 2, t.text)
@@ -284,31 +386,31 @@ class _Parser:
             return Name(t.pos, t.pos + len(t.text), t.text)
         if self.at("OP", "("):
             open_tok = self.take()
-            self.enter()
+            self.enter(open_tok)
             items = [self.expr()]
             while self.at("OP", ","):
                 self.take()
                 if self.at("OP", ")"):
                     break
                 items.append(self.expr())
-            self.expect("OP", ")", "')' to close the '(' at column "
-                        f"{SpecError('', self.source, open_tok.pos).column}")
+            self.expect("OP", ")", f"',' or {self.closer(open_tok)!r} to close the "
+                        f"{self.found(open_tok)} at column {_column(self.source, open_tok.pos)}")
             self.depth -= 1
-            if len(items) == 1:
-                return items[0]
-            return Tuple(open_tok.pos, self.last_end(), tuple(items))
+            if len(items) == 1 and self.source[open_tok.pos] == "(":
+                return items[0]  # (x) is grouping; [x] is a one-element list
+            return self.made(Tuple(open_tok.pos, self.last_end(), tuple(items)), *items)
         if t.kind == "EOF":
             raise self.error("unexpected end of input: a layer or value is missing")
-        raise self.error(f"expected a layer or a value, found {t.text!r}")
+        raise self.error(f"expected a layer or a value, found {self.found(t)}")
+
+    def closer(self, open_tok: Token) -> str:
+        return _CLOSERS[self.source[open_tok.pos]]
 
     def call(self, name_tok: Token) -> Call:
         open_tok = self.take()
-        self.enter()
+        self.enter(open_tok)
         args: list[Arg] = []
         while not self.at("OP", ")"):
-            if self.at("EOF"):
-                col = SpecError("", self.source, open_tok.pos).column
-                raise self.error(f"unbalanced brackets: '(' at column {col} is never closed")
             key, key_pos = None, self.tok.pos
             if self.tok.kind == "NAME" and self.tokens[self.i + 1].text == "=":
                 key = self.take().text
@@ -317,20 +419,19 @@ class _Parser:
             if self.at("OP", ","):
                 self.take()
             elif not self.at("OP", ")"):
-                if self.at("EOF"):
-                    col = SpecError("", self.source, open_tok.pos).column
-                    raise self.error(f"unbalanced brackets: '(' at column {col} is never closed")
-                raise self.error(f"expected ',' or ')' in the arguments of {name_tok.text}, "
-                                 f"found {self.tok.text!r}")
+                raise self.error(f"expected ',' or {self.closer(open_tok)!r} in the arguments "
+                                 f"of {name_tok.text}, found {self.found()}")
         self.take()
         self.depth -= 1
-        return Call(name_tok.pos, self.last_end(), name_tok.text, tuple(args))
+        return self.made(Call(name_tok.pos, self.last_end(), name_tok.text, tuple(args)),
+                         *(a.value for a in args))
 
 
 def parse(source: str) -> Network:
     """Parse layer-language text into a :class:`Network` of syntax nodes.
 
-    >>> [c.name for c in parse("conv(6,k=5) -> relu, maxpool(2)").items]
-    ['conv', 'relu', 'maxpool']
+    >>> items = parse("conv(6,k=5) -> relu, maxpool(2)").items
+    >>> [(type(n).__name__, n.name if isinstance(n, Call) else n.id) for n in items]
+    [('Call', 'conv'), ('Name', 'relu'), ('Call', 'maxpool')]
     """
     return _Parser(source).network()

@@ -19,8 +19,8 @@ from ..errors import CnnCalcError, SpecError
 COMMANDS = {
     "params": ("cnncalc.cli.params", "Per-layer shapes, params, MACs and memory of a network."),
     "zoo": ("cnncalc.cli.zoo", "List the built-in networks with their params and MACs."),
-    "matrix": ("cnncalc.cli.matrix", "Convolution as a matrix: Ỹ = A X̃, B = Aᵀ, the backward conv."),
-    "correlate": ("cnncalc.cli.correlate", "Cross-correlation X ⋆ Y (full/valid/same), C_w and C_x."),
+    "matrix": ("cnncalc.cli.matrix", "Convolution as a matrix: Ỹ = A X̃, B = Aᵀ, backward."),
+    "correlate": ("cnncalc.cli.correlate", "Cross-correlation X ⋆ Y (full/valid/same), C_w, C_x."),
     "norm": ("cnncalc.cli.norm", "Batch/layer/instance/group norm step by step, and shapes."),
     "backprop": ("cnncalc.cli.backprop", "Forward and backward pass of a small dense net."),
     "derive": ("cnncalc.cli.derive", "Symbolic derivatives and gradients, simplified."),
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # One line, like every other user error (click would add usage lines).
+        click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
