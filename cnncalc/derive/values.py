@@ -83,8 +83,8 @@ def shape_of(array, what: str = "value") -> tuple[int, ...]:
         raise CnnCalcError(f"{what}: empty list")
     shapes = {shape_of(a, what) for a in array}
     if len(shapes) != 1:
-        raise CnnCalcError(f"{what}: ragged: rows of different lengths "
-                           f"({', '.join(sorted(str(len(a)) if isinstance(a, list) else '1' for a in array))})")
+        lengths = sorted({str(len(a)) if isinstance(a, list) else "1" for a in array})
+        raise CnnCalcError(f"{what}: ragged: rows of different lengths ({', '.join(lengths)})")
     return (len(array), *shapes.pop())
 
 
