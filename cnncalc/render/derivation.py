@@ -20,6 +20,8 @@ def json_value(value):
         return value
     if isinstance(value, sp.MatrixBase):
         return [[json_value(v) for v in value.row(i)] for i in range(value.rows)]
+    if isinstance(value, sp.NDimArray):
+        return json_value(value.tolist())
     if isinstance(value, (tuple, list)):
         return [json_value(v) for v in value]
     value = sp.sympify(value)
