@@ -6,6 +6,7 @@ Values are sympy expressions or matrices; they are only formatted here.
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import sympy as sp
 
@@ -36,6 +37,11 @@ def text_value(value) -> str:
         return value
     if isinstance(value, (tuple, list)) and not isinstance(value, sp.MatrixBase):
         return "(" + ", ".join(text_value(v) for v in value) + ")"
+    if isinstance(value, sp.MatrixBase) and value.cols == 1 and value.rows > 1:
+        # A column vector reads better on one line, transposed.
+        row = sp.pretty(value.T, use_unicode=True, wrap_line=False).split("\n")
+        mid = len(row) // 2
+        return "\n".join(line + ("ᵀ" if i == mid else "") for i, line in enumerate(row))
     return sp.pretty(value, use_unicode=True, wrap_line=False)
 
 
@@ -55,7 +61,7 @@ def _item_text(item: Item) -> str:
         out = prefix + body
     else:
         mid = len(lines) // 2
-        pad = " " * len(prefix)
+        pad = " " * sum(not unicodedata.combining(c) for c in prefix)  # z̃ is one column
         out = "\n".join((prefix if i == mid else pad) + line for i, line in enumerate(lines))
     return out + (f"\n  ({item.note})" if item.note else "")
 
