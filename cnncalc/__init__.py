@@ -5,25 +5,40 @@
 >>> a.total["params"]
 C*F**2*K + K
 
-The heavy modules (sympy) load on first use, so the CLI starts fast.
+The derivations are here too: ``correlate``, ``conv_matrix`` / ``backward_conv``
+(with ``conv_geometry``), ``normalize`` / ``statistic_shapes``, ``backprop`` and
+``differentiate``. The heavy modules (sympy) load on first use, so the CLI
+starts fast.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["analyze", "parse_layers", "zoo", "CnnCalcError", "SpecError", "ShapeError"]
+import importlib
 
 from .errors import CnnCalcError, ShapeError, SpecError
 
+__version__ = "0.1.0"
+
+# public name -> (module, attribute), imported on first use
+_LAZY = {
+    "analyze": ("cnncalc.analysis", "analyze"),
+    "parse_layers": ("cnncalc.layers", "parse_layers"),
+    "zoo": ("cnncalc.zoo", None),
+    "correlate": ("cnncalc.derive.correlate", "correlate"),
+    "conv_geometry": ("cnncalc.derive.matrix", "geometry"),
+    "conv_matrix": ("cnncalc.derive.matrix", "conv_matrix"),
+    "backward_conv": ("cnncalc.derive.matrix", "backward_conv"),
+    "normalize": ("cnncalc.derive.norm", "normalize"),
+    "statistic_shapes": ("cnncalc.derive.norm", "statistic_shapes"),
+    "backprop": ("cnncalc.derive.backprop", "backprop"),
+    "differentiate": ("cnncalc.derive.calculus", "derive"),
+}
+__all__ = [*_LAZY, "CnnCalcError", "SpecError", "ShapeError"]
+
 
 def __getattr__(name: str):
-    if name == "analyze":
-        from .analysis import analyze
-        return analyze
-    if name == "parse_layers":
-        from .layers import parse_layers
-        return parse_layers
-    if name == "zoo":
-        from . import zoo
-        return zoo
-    raise AttributeError(f"module 'cnncalc' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cnncalc' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    loaded = importlib.import_module(module)
+    return loaded if attribute is None else getattr(loaded, attribute)
