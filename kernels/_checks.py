@@ -1,0 +1,62 @@
+"""Argument validation shared by every kernel: fail before launching, naming the argument.
+
+Kernels assume what these functions establish: NumPy arrays of one float dtype
+(float32 or float64), the right rank, C-contiguous (copied if needed for inputs;
+outputs are allocated here, never given by the caller).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOATS = (np.float32, np.float64)
+
+
+def on_device(*arrays) -> bool:
+    """Whether any argument lives on a GPU (it exposes ``__cuda_array_interface__``)."""
+    return any(hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+               for a in arrays)
+
+
+def no_device(*arrays) -> None:
+    if on_device(*arrays):
+        raise TypeError("CUDA arrays need the CUDA backend, which is not built yet; "
+                        "pass NumPy arrays (e.g. tensor.cpu().numpy())")
+
+
+def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
+          dtype: np.dtype | None = None) -> np.ndarray:
+    """``x`` as a C-contiguous float array of the given rank (and dtype, if given)."""
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "__cuda_array_interface__"):
+            no_device(x)
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype.type not in FLOATS:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} is {x.dtype} but the other arguments are {np.dtype(dtype)}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if ranks is not None and x.ndim not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise ValueError(f"{name} must have {want} dimensions, got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} has a zero-sized dimension: shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints (as torch accepts), each at least ``minimum``."""
+    values = (value, value) if np.isscalar(value) else tuple(value)
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) for v in values):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+def positive(value, name: str, allow_zero: bool = False) -> float:
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, "
+                         f"got {value!r}")
+    return v

@@ -1,0 +1,1 @@
+"""Numba CPU kernels (``@njit``, parallel where it pays, cached to disk)."""

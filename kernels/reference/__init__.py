@@ -1,0 +1,1 @@
+"""NumPy definitions of every kernel: slow, obvious, and the tests' living definition."""
