@@ -14,8 +14,8 @@ from fractions import Fraction
 import pytest
 import sympy as sp
 import torch
+from cli_helpers import run_any as run
 
-from cnncalc.cli import main
 from cnncalc.derive.backprop import ACTIVATIONS, backprop
 from cnncalc.derive.calculus import relu, sigmoid
 
@@ -75,16 +75,6 @@ def assert_pass_matches(d, ref, layers: int, rel: float = 1e-12):
         # sympy's Matrix is row-major like torch's: W^(l) entries in the same order
         close(as_floats(d.result(f"∂e/∂W^({layer})")), ref["grad"][layer - 1])
     assert float(d.result("e")) == pytest.approx(ref["e"], rel=rel)
-
-
-def run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- seed 004 Q2 ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import io
 import json
 
 import pytest
+from cli_helpers import run_ok as run
 
 import cnncalc
-from cnncalc.cli import main
 
 LENET = ("conv(6,k=5), relu, maxpool(2), conv(16,k=5), relu, maxpool(2), flatten, "
          "fc(120), relu, fc(84), relu, fc(10)")
@@ -24,14 +24,6 @@ CONTRACT_EXAMPLES = [
     ["params", "--model", "resnet50", "--input", "3x224x224", "--format", "json"],
     ["zoo"],
 ]
-
-
-def run(args: list[str], capsys) -> str:
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args", CONTRACT_EXAMPLES, ids=lambda a: " ".join(a[:3]))

@@ -13,21 +13,11 @@ import random
 import pytest
 import sympy as sp
 import torch
+from cli_helpers import run_any as run
 
-from cnncalc.cli import main
 from cnncalc.derive.calculus import chain_rule_steps, derive, parse_expression, relu, sigmoid
 
 x, y, w, w1, w2 = sp.symbols("x y w w1 w2", real=True)
-
-
-def run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def torch_derivative(fn, at: float) -> float:

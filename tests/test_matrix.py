@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import sympy as sp
+from cli_helpers import run_ok as run
 
 from cnncalc.cli import main
 from cnncalc.derive.matrix import (
@@ -36,14 +37,6 @@ CASES_2D = [((3, 3), 1, 1, (2, 2), (1, 1), (1, 1)), ((4, 5), 2, 1, (2, 3), (2, 2
 
 def sym(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
-
-
-def run(args: list[str], capsys) -> str:
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
 
 
 def arg(value) -> str:

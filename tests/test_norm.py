@@ -15,6 +15,7 @@ import pytest
 import sympy as sp
 import torch
 import torch.nn.functional as F
+from cli_helpers import run_ok as run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,14 +26,6 @@ from cnncalc.errors import CnnCalcError
 SEED_Z = [[12, 14, 14, 12], [0, 10, 10, 0], [-5, 5, 5, -5]]
 SEED_TEXT = "[[12,14,14,12],[0,10,10,0],[-5,5,5,-5]]"
 EPSILONS = [0, Fraction(1, 100000), Fraction(1, 3), 1, Fraction(5, 2)]
-
-
-def run(args: list[str], capsys) -> str:
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
 
 
 def run_error(args: list[str], capsys) -> str:

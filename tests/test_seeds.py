@@ -9,18 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_helpers import run_ok as run
 
 import cnncalc
-from cnncalc.cli import main
-
-
-def run(args: list[str], capsys) -> str:
-    """Run the CLI in-process; return stdout, asserting success."""
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return capsys.readouterr().out
 
 
 def out_size(n: int, k: int, s: int, p: int) -> int:
