@@ -1,0 +1,314 @@
+"""Numba conv2d kernels on a zero-padded input flattened to ``xf[n, c, ih*Wp + iw]``.
+
+Every kernel walks "segments": runs of outputs whose input offsets advance by a
+constant step, so the innermost loop is a contiguous, vectorizable sweep.
+
+- stride 1 ("wide" layout): the whole plane is ONE segment. Output ``(oh, ow)`` is
+  stored at ``a = oh*Wp + ow`` (the padded input's row pitch), so tap ``(kh, kw)``
+  reads ``xf[a + kh*dh*Wp + kw*dw]``: one long unit-stride loop of
+  ``L = (OH-1)*Wp + OW`` instead of OH short rows. The ``Wp - OW`` columns past the
+  end of each row are scratch (computed, then dropped; zero in ``grad_out``).
+- any other stride: one segment per output row, ``a = oh*OW + ow``, input step ``sw``.
+
+``seg`` below is ``(nseg, seglen, arow, xseg, step)``: segment ``s`` covers accumulator
+``s*arow + p`` and input ``s*xseg + off + p*step`` for ``p < seglen``.
+Kernel bodies are plain Python compiled at the bottom (``NUMBA_DISABLE_JIT=1`` runs them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
+
+
+def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+    """y[n, co] = b[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] * xf[n, g*Cg + ci, shifted].
+
+    Loop nest: prange (n, group, block of COB output channels) > ci > kh > kw >
+    segment > p (contiguous), then a compaction pass acc -> y (+ bias).
+
+    Optimizations:
+    - COB output channels per sweep: each input load feeds COB FMAs;
+    - the stride-1 "wide" layout makes the sweep one loop of ~H*W (vectorizes fully
+      even when OW is a handful);
+    - float32 stays float32 (as torch does: the sums are short, C_in*KH*KW terms).
+    """
+    N = xf.shape[0]
+    Co, Cg, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    Cog = Co // groups
+    nblk = (Cog + COB - 1) // COB
+    A = OH * arow
+    for task in prange(N * groups * nblk):
+        n = task // (groups * nblk)
+        g = (task // nblk) % groups
+        blk = task % nblk
+        co0 = g * Cog + blk * COB
+        nco = min(COB, Cog - blk * COB)
+        acc = np.zeros((COB, A), dtype=y.dtype)
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        for ci in range(Cg):
+            xrow = xf[n, g * Cg + ci]
+            for kh in range(KH):
+                for kw in range(KW):
+                    off = kh * dh * Wp + kw * dw
+                    if nco == COB:
+                        w0 = w[co0, ci, kh, kw]
+                        w1 = w[co0 + 1, ci, kh, kw]
+                        w2 = w[co0 + 2, ci, kh, kw]
+                        w3 = w[co0 + 3, ci, kh, kw]
+                        for s in range(nseg):
+                            xb = s * xseg + off
+                            ab = s * arow
+                            xs = xrow[xb:xb + (seglen - 1) * step + 1]
+                            s0, s1 = a0[ab:ab + seglen], a1[ab:ab + seglen]
+                            s2, s3 = a2[ab:ab + seglen], a3[ab:ab + seglen]
+                            if step == 1:
+                                for p in range(seglen):
+                                    v = xs[p]
+                                    s0[p] += w0 * v
+                                    s1[p] += w1 * v
+                                    s2[p] += w2 * v
+                                    s3[p] += w3 * v
+                            else:
+                                for p in range(seglen):
+                                    v = xs[p * step]
+                                    s0[p] += w0 * v
+                                    s1[p] += w1 * v
+                                    s2[p] += w2 * v
+                                    s3[p] += w3 * v
+                    else:
+                        for j in range(nco):
+                            wj = w[co0 + j, ci, kh, kw]
+                            aj = acc[j]
+                            for s in range(nseg):
+                                xb = s * xseg + off
+                                ab = s * arow
+                                xs = xrow[xb:xb + (seglen - 1) * step + 1]
+                                sj = aj[ab:ab + seglen]
+                                if step == 1:
+                                    for p in range(seglen):
+                                        sj[p] += wj * xs[p]
+                                else:
+                                    for p in range(seglen):
+                                        sj[p] += wj * xs[p * step]
+        for j in range(nco):
+            bj = b[co0 + j]
+            for oh in range(OH):
+                arow_ = acc[j, oh * arow:oh * arow + OW]
+                yrow = y[n, co0 + j, oh]
+                for ow in range(OW):
+                    yrow[ow] = arow_[ow] + bj
+
+
+def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+    """gxf[n, c] = sum_{co in c's group, kh, kw} w[co, c - g*Cg, kh, kw] * ga[n, co] scattered
+    to the shifted positions (the transpose of the forward gather); ``gxf`` comes in zeroed.
+
+    ``ga`` is grad_out in the accumulator layout (wide rows of pitch Wp, zero past OW).
+    Loop nest: prange (n, group, block of COB input channels) > co > kh > kw > segment > p.
+
+    Optimizations:
+    - each thread owns whole input planes, so the scatter-add has no races;
+    - COB input channels per sweep share each grad_out load;
+    - unit-stride scatter in the wide layout, vectorized like the forward gather.
+    """
+    N = ga.shape[0]
+    Co, Cg, KH, KW = w.shape
+    Cog = Co // groups
+    nblk = (Cg + COB - 1) // COB
+    for task in prange(N * groups * nblk):
+        n = task // (groups * nblk)
+        g = (task // nblk) % groups
+        blk = task % nblk
+        ci0 = blk * COB
+        c0 = g * Cg + ci0
+        nci = min(COB, Cg - ci0)
+        for co in range(g * Cog, (g + 1) * Cog):
+            grow = ga[n, co]
+            for kh in range(KH):
+                for kw in range(KW):
+                    off = kh * dh * Wp + kw * dw
+                    if nci == COB:
+                        w0 = w[co, ci0, kh, kw]
+                        w1 = w[co, ci0 + 1, kh, kw]
+                        w2 = w[co, ci0 + 2, kh, kw]
+                        w3 = w[co, ci0 + 3, kh, kw]
+                        r0, r1, r2, r3 = gxf[n, c0], gxf[n, c0 + 1], gxf[n, c0 + 2], gxf[n, c0 + 3]
+                        for s in range(nseg):
+                            xb = s * xseg + off
+                            ab = s * arow
+                            gs = grow[ab:ab + seglen]
+                            xe = xb + (seglen - 1) * step + 1
+                            s0, s1, s2, s3 = r0[xb:xe], r1[xb:xe], r2[xb:xe], r3[xb:xe]
+                            if step == 1:
+                                for p in range(seglen):
+                                    v = gs[p]
+                                    s0[p] += w0 * v
+                                    s1[p] += w1 * v
+                                    s2[p] += w2 * v
+                                    s3[p] += w3 * v
+                            else:
+                                for p in range(seglen):
+                                    v = gs[p]
+                                    s0[p * step] += w0 * v
+                                    s1[p * step] += w1 * v
+                                    s2[p * step] += w2 * v
+                                    s3[p * step] += w3 * v
+                    else:
+                        for j in range(nci):
+                            wj = w[co, ci0 + j, kh, kw]
+                            rj = gxf[n, c0 + j]
+                            for s in range(nseg):
+                                xb = s * xseg + off
+                                ab = s * arow
+                                gs = grow[ab:ab + seglen]
+                                sj = rj[xb:xb + (seglen - 1) * step + 1]
+                                if step == 1:
+                                    for p in range(seglen):
+                                        sj[p] += wj * gs[p]
+                                else:
+                                    for p in range(seglen):
+                                        sj[p * step] += wj * gs[p]
+
+
+def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+    """grad_w[co, ci, kh, kw] = sum_{n, a} ga[n, co, a] * xf[n, g*Cg + ci, shifted a];
+    grad_b[co] = sum_{n, a} ga[n, co, a] (the scratch columns of ``ga`` are zero).
+
+    Loop nest: prange co > ci > n > kh > kw > segment > p (contiguous), into a per-thread
+    buffer ``part[kh*KW + kw, a]``; then one reduction of ``part`` over ``a`` per (co, ci).
+
+    Optimizations:
+    - each thread owns grad_w[co] (no shared +=);
+    - the sum over (n, a) is split: an elementwise multiply-add over ``a`` (vectorizes,
+      no loop-carried dependency) repeated for every n, and a single reduction at the end,
+      so the reduction (which cannot be reassociated without fastmath) runs once per tap
+      instead of N times;
+    - float32 inputs accumulate the final reduction in float64 (it sums N*OH*OW terms).
+    """
+    N = ga.shape[0]
+    Co, Cg, KH, KW = grad_w.shape
+    Cog = Co // groups
+    A = ga.shape[2]
+    for co in prange(Co):
+        g = co // Cog
+        part = np.empty((KH * KW, A), dtype=ga.dtype)
+        sb = 0.0
+        for n in range(N):
+            grow = ga[n, co]
+            for a in range(A):
+                sb += grow[a]
+        grad_b[co] = sb
+        for ci in range(Cg):
+            part[:] = 0
+            for n in range(N):
+                grow = ga[n, co]
+                xrow = xf[n, g * Cg + ci]
+                for kh in range(KH):
+                    for kw in range(KW):
+                        off = kh * dh * Wp + kw * dw
+                        prow = part[kh * KW + kw]
+                        for s in range(nseg):
+                            xb = s * xseg + off
+                            ab = s * arow
+                            gs, ps = grow[ab:ab + seglen], prow[ab:ab + seglen]
+                            xs = xrow[xb:xb + (seglen - 1) * step + 1]
+                            if step == 1:
+                                for p in range(seglen):
+                                    ps[p] += gs[p] * xs[p]
+                            else:
+                                for p in range(seglen):
+                                    ps[p] += gs[p] * xs[p * step]
+            for t in range(KH * KW):
+                st = 0.0
+                prow = part[t]
+                for a in range(A):
+                    st += prow[a]
+                grad_w[co, ci, t // KW, t % KW] = st
+
+
+def _pad(x, xp, top, left):
+    """xp[:, :, top:top+H, left:left+W] = x (xp comes in zeroed)."""
+    N, C, H, W = x.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for h in range(H):
+            for i in range(W):
+                xp[n, c, top + h, left + i] = x[n, c, h, i]
+
+
+def _crop(xp, x, top, left):
+    """x = xp[:, :, top:top+H, left:left+W]."""
+    N, C, H, W = x.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for h in range(H):
+            for i in range(W):
+                x[n, c, h, i] = xp[n, c, top + h, left + i]
+
+
+def _widen(g, ga, arow):
+    """ga[n, c, oh*arow + ow] = g[n, c, oh, ow] (ga comes in zeroed)."""
+    N, C, OH, OW = g.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for oh in range(OH):
+            for ow in range(OW):
+                ga[n, c, oh * arow + ow] = g[n, c, oh, ow]
+
+
+_jit = njit(cache=True, fastmath=False, parallel=True)
+forward = _jit(_forward)
+grad_input = _jit(_grad_input)
+grad_weight = _jit(_grad_weight)
+pad = _jit(_pad)
+crop = _jit(_crop)
+widen = _jit(_widen)
+
+
+def _im2col_rows(xp, col, OH, OW, KH, KW, sh, sw, dh, dw):
+    """col[(ci*KH + kh)*KW + kw, oh*OW + ow] = xp[ci, oh*sh + kh*dh, ow*sw + kw*dw] for one
+    padded image ``xp`` (C, Hp, Wp); ``col`` is (C*KH*KW, OH*OW).
+
+    Loop nest: prange (ci, kh) > kw > oh > ow (contiguous in ``col``)."""
+    C = xp.shape[0]
+    for r in prange(C * KH):
+        ci, kh = r // KH, r % KH
+        for kw in range(KW):
+            crow = col[r * KW + kw]
+            for oh in range(OH):
+                xs = xp[ci, oh * sh + kh * dh, kw * dw:]
+                cs = crow[oh * OW:oh * OW + OW]
+                if sw == 1:
+                    cs[:] = xs[:OW]
+                else:
+                    for ow in range(OW):
+                        cs[ow] = xs[ow * sw]
+
+
+def _col2im_rows(col, gxp, OH, OW, KH, KW, sh, sw, dh, dw):
+    """The transpose of :func:`_im2col_rows`: gxp[ci, oh*sh + kh*dh, ow*sw + kw*dw] +=
+    col[(ci*KH + kh)*KW + kw, oh*OW + ow] (``gxp`` comes in zeroed).
+
+    Loop nest: prange ci (each thread owns whole input planes: no races) > kh > kw > oh > ow."""
+    C = gxp.shape[0]
+    for ci in prange(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                crow = col[(ci * KH + kh) * KW + kw]
+                for oh in range(OH):
+                    gs = gxp[ci, oh * sh + kh * dh, kw * dw:]
+                    cs = crow[oh * OW:oh * OW + OW]
+                    if sw == 1:
+                        for ow in range(OW):
+                            gs[ow] += cs[ow]
+                    else:
+                        for ow in range(OW):
+                            gs[ow * sw] += cs[ow]
+
+
+im2col = _jit(_im2col_rows)
+col2im = _jit(_col2im_rows)

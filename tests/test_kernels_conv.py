@@ -1,0 +1,151 @@
+"""kernels.conv2d / conv2d_backward against torch autograd and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels.conv import _geometry
+from kernels.reference import conv as ref
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.")
+
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+# x shape, w shape, keyword arguments
+CASES = [
+    ((2, 3, 8, 9), (4, 3, 3, 2), {}),
+    ((2, 3, 8, 8), (5, 3, 3, 3), dict(padding=1)),
+    ((2, 4, 9, 7), (6, 2, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((1, 5, 10, 11), (5, 1, 3, 3), dict(padding=(1, 2), dilation=(2, 1), groups=5)),
+    ((2, 4, 9, 9), (8, 1, 3, 3), dict(groups=4, stride=(2, 1))),  # depthwise, multiplier 2
+    ((3, 8, 7, 7), (9, 8, 1, 1), dict(stride=(1, 2))),
+    ((2, 3, 6, 6), (5, 3, 2, 4), dict(padding="same", dilation=(2, 1))),
+    ((2, 3, 6, 7), (5, 3, 3, 2), dict(padding="valid")),
+    ((2, 6, 12, 12), (7, 6, 5, 5), dict(stride=3, padding=2, dilation=2)),
+    ((1, 2, 5, 5), (3, 2, 5, 5), {}),  # 1x1 output
+    ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet conv2
+    ((2, 32, 7, 6), (32, 32, 3, 3), dict(padding=1)),  # im2col + GEMM path
+    ((1, 64, 9, 8), (64, 32, 3, 3), dict(stride=2, padding=(1, 0), dilation=(1, 2), groups=2)),
+]
+
+
+def _torch(x, w, b, g, **kw):
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(tx, tw, tb, **kw)
+    y.backward(torch.tensor(g))
+    return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
+
+
+def _data(x_shape, w_shape, dtype, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    out = F.conv2d(torch.tensor(x), torch.tensor(w), **kw).shape
+    g = rng.standard_normal(tuple(out)).astype(dtype)
+    return x, w, b, g
+
+
+def _reference(x, w, b, g, stride=1, padding=0, dilation=1, groups=1):
+    geo = _geometry(x, w, stride, padding, dilation, groups)
+    args = geo.stride, geo.pads, geo.dilation, geo.groups
+    return (ref.conv2d(x, w, b, *args),) + ref.conv2d_backward(g, x, w, *args)
+
+
+def _check(got, want, dtype):
+    names = ("y", "grad_x", "grad_w", "grad_b")
+    for name, a, e in zip(names, got, want):
+        assert a.dtype == dtype and a.shape == e.shape, name
+        np.testing.assert_allclose(a, e, **TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("path", ["auto", "gemm"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_shape,kw", CASES)
+def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, monkeypatch):
+    if path == "gemm":  # force im2col + GEMM for every shape
+        monkeypatch.setattr(kernels.conv, "GEMM_MIN_K", 1)
+        monkeypatch.setattr(kernels.conv, "GEMM_MIN_COUT", 1)
+    x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+    want = _torch(x, w, b, g, **kw)
+    got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
+    _check(got, want, dtype)
+    _check(_reference(x, w, b, g, **kw), want, dtype)  # the living definition, too
+
+
+def test_conv2d_without_bias_and_noncontiguous_input():
+    x, w, _, g = _data((2, 3, 9, 8), (4, 3, 3, 3), np.float64)
+    xt = np.asfortranarray(x)
+    y = kernels.conv2d(xt, w, padding=1)
+    np.testing.assert_allclose(y, F.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy(),
+                               **TOL[np.float64])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), groups=st.sampled_from([1, 2, 3]), cg=st.integers(1, 3),
+       cog=st.integers(1, 5), h=st.integers(1, 12), wd=st.integers(1, 12),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_conv2d_hypothesis(n, groups, cg, cog, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, dtype):
+    if h + 2 * ph < dh * (kh - 1) + 1 or wd + 2 * pw < dw * (kw - 1) + 1:
+        return  # no output: covered by the validation tests
+    opts = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
+    x, w, b, g = _data((n, groups * cg, h, wd), (groups * cog, cg, kh, kw), dtype, **opts)
+    got = (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
+    _check(got, _torch(x, w, b, g, **opts), dtype)
+
+
+def test_reference_matches_torch_lenet_conv1():
+    x, w, b, g = _data((2, 3, 32, 32), (6, 3, 5, 5), np.float64)
+    _check(_reference(x, w, b, g), _torch(x, w, b, g), np.float64)
+
+
+X = np.zeros((2, 4, 8, 8))
+W = np.zeros((6, 4, 3, 3))
+
+
+@pytest.mark.parametrize("args,kw,exc,match", [
+    ((X[0], W), {}, ValueError, "x must have 4"),
+    ((X, W[0]), {}, ValueError, "w must have 4"),
+    ((X, W.astype(np.float32)), {}, TypeError, "w is float32"),
+    ((X.astype(np.int64), W), {}, TypeError, "x must be float"),
+    ((X, W, np.zeros(5)), {}, ValueError, "b has 5"),
+    ((X, W, np.zeros(6, np.float32)), {}, TypeError, "b is float32"),
+    ((X, W), dict(groups=3), ValueError, "groups"),
+    ((X, np.zeros((6, 2, 3, 3))), dict(groups=4), ValueError, "groups"),  # 6 % 4
+    ((X, np.zeros((6, 3, 3, 3))), {}, ValueError, "w has 3 input channels"),
+    ((X, W), dict(groups=0), ValueError, "groups"),
+    ((X, W), dict(groups=1.5), TypeError, "groups"),
+    ((X, W), dict(stride=0), ValueError, "stride"),
+    ((X, W), dict(dilation=(1, 0)), ValueError, "dilation"),
+    ((X, W), dict(padding=-1), ValueError, "padding"),
+    ((X, W), dict(padding="full"), ValueError, "padding"),
+    ((X, W), dict(padding="same", stride=2), ValueError, "padding"),
+    ((X, np.zeros((6, 4, 9, 3))), {}, ValueError, "w: the kernel"),
+    ((X, W), dict(dilation=4), ValueError, "w: the kernel"),
+    ((np.zeros((0, 4, 8, 8)), W), {}, ValueError, "x has a zero-sized"),
+    (([[1.0]], W), {}, TypeError, "x must be a NumPy array"),
+])
+def test_conv2d_validation(args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        kernels.conv2d(*args, **kw)
+
+
+def test_conv2d_backward_validation():
+    g = np.zeros((2, 6, 6, 6))
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        kernels.conv2d_backward(g, X, W, padding=1)
+    with pytest.raises(TypeError, match="grad_out is float32"):
+        kernels.conv2d_backward(g.astype(np.float32), X, W)
+    with pytest.raises(ValueError, match="grad_out must have 4"):
+        kernels.conv2d_backward(g[0], X, W)
+    with pytest.raises(ValueError, match="groups"):
+        kernels.conv2d_backward(g, X, W, groups=4)
