@@ -7,7 +7,9 @@ window's origin and fills an output of the window's shape.
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import prange
+
+from ._jit import parallel_and_serial
 
 # Output columns per parallel tile: a 512-wide image row is one tile; a long 1-D signal
 # splits into many, so both cores have work in 1-D too.
@@ -81,5 +83,5 @@ def _correlate2d_window(a, v, row0, col0, out):
                     os[j] += wpq * xs[j]
 
 
-correlate2d_window = njit(cache=True, fastmath=False, parallel=True)(_correlate2d_window)
-correlate2d_window_serial = njit(cache=True, fastmath=False)(_correlate2d_window)
+correlate2d_window, correlate2d_window_serial = parallel_and_serial(_correlate2d_window,
+                                                                    fastmath=False)

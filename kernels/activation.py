@@ -1,0 +1,161 @@
+"""ReLU, linear and cross-entropy (forward and backward), as ``torch.nn.functional``.
+
+The maths (NaN, ties, label smoothing, reductions) is defined in
+:mod:`kernels.reference.activation`; arguments are checked here, before any
+kernel runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import array, no_device
+
+# Below this many elements the serial kernel wins: waking the thread pool costs ~10 µs.
+PARALLEL_MIN = 1 << 15
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _pick(parallel, serial, size: int):
+    return parallel if size >= PARALLEL_MIN else serial
+
+
+def _same_shape(a: np.ndarray, name: str, like: np.ndarray, like_name: str) -> None:
+    if a.shape != like.shape:
+        raise ValueError(f"{name} has shape {a.shape} but {like_name} has {like.shape}")
+
+
+def relu(x):
+    """``F.relu(x)`` for an array of any shape; NaN propagates.
+
+    >>> relu(np.array([-1.0, 0.0, 2.0])).tolist()
+    [0.0, 0.0, 2.0]
+    """
+    from .cpu import activation as cpu
+
+    no_device(x)
+    x = array(x, "x")
+    y = np.empty_like(x)
+    _pick(cpu.relu, cpu.relu_serial, x.size)(x.reshape(-1), y.reshape(-1), x.dtype.type(0))
+    return y
+
+
+def relu_backward(grad_out, x):
+    """Gradient of :func:`relu`: ``grad_out`` where ``x > 0``, else 0 (0 at ``x == 0``,
+    as torch)."""
+    from .cpu import activation as cpu
+
+    no_device(grad_out, x)
+    grad_out = array(grad_out, "grad_out")
+    x = array(x, "x", dtype=grad_out.dtype)
+    _same_shape(x, "x", grad_out, "grad_out")
+    grad_x = np.empty_like(x)
+    _pick(cpu.relu_backward, cpu.relu_backward_serial, x.size)(
+        grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1), x.dtype.type(0))
+    return grad_x
+
+
+def _linear_args(x, w):
+    w = array(w, "w", 2)
+    x = array(x, "x", dtype=w.dtype)
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"x has {x.shape[-1] if x.ndim else 0} input features (shape {x.shape}) "
+                         f"but w expects {w.shape[1]} (shape {w.shape})")
+    return x, w
+
+
+def linear(x, w, b=None):
+    """``F.linear(x, w, b) = x @ w.T + b``; ``x`` is ``(..., in)``, ``w`` ``(out, in)``,
+    ``b`` ``(out,)``.
+
+    NOTE: a plain NumPy matmul: BLAS already runs at the machine's peak, and calling
+    it from inside a Numba prange would oversubscribe the cores.
+    """
+    no_device(x, w, b)
+    x, w = _linear_args(x, w)
+    if b is not None:
+        b = array(b, "b", 1, dtype=w.dtype)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"b has shape {b.shape}, expected ({w.shape[0]},) for w {w.shape}")
+    y = np.matmul(x, w.T)
+    if b is not None:
+        y += b
+    return y
+
+
+def linear_backward(grad_out, x, w):
+    """``(grad_x, grad_w, grad_b)`` of :func:`linear`; ``grad_b`` sums over every batch axis."""
+    no_device(grad_out, x, w)
+    x, w = _linear_args(x, w)
+    grad_out = array(grad_out, "grad_out", dtype=w.dtype)
+    if grad_out.shape != x.shape[:-1] + (w.shape[0],):
+        raise ValueError(f"grad_out has shape {grad_out.shape}, expected "
+                         f"{x.shape[:-1] + (w.shape[0],)}")
+    g = grad_out.reshape(-1, w.shape[0])
+    return np.matmul(grad_out, w), np.matmul(g.T, x.reshape(-1, w.shape[1])), g.sum(axis=0)
+
+
+def _cross_entropy_args(logits, target, reduction, label_smoothing):
+    no_device(logits, target)
+    logits = array(logits, "logits", 2)
+    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
+        raise TypeError(f"target must be a NumPy integer array of class indices, got "
+                        f"{getattr(target, 'dtype', type(target).__name__)}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"target has shape {target.shape}, expected ({logits.shape[0]},) "
+                         f"for logits {logits.shape}")
+    if target.min() < 0 or target.max() >= logits.shape[1]:
+        raise ValueError(f"target has class indices outside [0, {logits.shape[1]}): "
+                         f"min {target.min()}, max {target.max()}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    smoothing = float(label_smoothing)
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return logits, np.ascontiguousarray(target, dtype=np.int64), smoothing
+
+
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
+    """``F.cross_entropy(logits, target, reduction=..., label_smoothing=...)`` for logits
+    N×C and integer class targets N; a stable log-sum-exp, per-sample losses in float64.
+
+    Returns a 0-d value of the logits' dtype (``mean``, ``sum``) or N losses (``none``).
+
+    >>> float(cross_entropy(np.array([[0.0, 0.0]]), np.array([1])))  # log 2
+    0.6931471805599453
+    """
+    from .cpu import activation as cpu
+
+    logits, target, smoothing = _cross_entropy_args(logits, target, reduction, label_smoothing)
+    losses = np.empty(logits.shape[0], dtype=np.float64)
+    _pick(cpu.cross_entropy, cpu.cross_entropy_serial, logits.size)(
+        logits, target, losses, smoothing, logits.dtype == np.float32)
+    if reduction == "none":
+        return losses.astype(logits.dtype)
+    return logits.dtype.type(losses.mean() if reduction == "mean" else losses.sum())
+
+
+def cross_entropy_backward(logits, target, reduction="mean", label_smoothing=0.0, grad_out=None):
+    """``∂L/∂logits`` of :func:`cross_entropy`: ``(softmax - (1-ε)·onehot - ε/C)``, times the
+    upstream gradient ``grad_out`` (a scalar for ``mean``/``sum``, N values for ``none``;
+    default 1) and ÷ N for ``mean``."""
+    from .cpu import activation as cpu
+
+    logits, target, smoothing = _cross_entropy_args(logits, target, reduction, label_smoothing)
+    n, c = logits.shape
+    dtype = logits.dtype.type
+    if grad_out is None:
+        scale = np.full(n, 1 / n if reduction == "mean" else 1, dtype=logits.dtype)
+    else:
+        no_device(grad_out)
+        g = np.asarray(grad_out, dtype=np.float64)
+        if g.shape != (() if reduction != "none" else (n,)):
+            raise ValueError(f"grad_out has shape {g.shape}, expected "
+                             f"{'()' if reduction != 'none' else (n,)} for reduction "
+                             f"{reduction!r}")
+        scale = np.broadcast_to(g / n if reduction == "mean" else g, (n,)).astype(logits.dtype)
+    grad = np.empty_like(logits)
+    _pick(cpu.cross_entropy_backward, cpu.cross_entropy_backward_serial, logits.size)(
+        logits, target, scale, grad, dtype(smoothing / c), dtype(1 - smoothing),
+        logits.dtype == np.float32)
+    return grad

@@ -1,0 +1,25 @@
+"""Compiling one kernel body twice: parallel for big jobs, serial for small ones.
+
+Small jobs run serially because waking the second thread costs more than the
+work (and under load a parallel call can stall for milliseconds).
+"""
+
+from __future__ import annotations
+
+import types
+
+from numba import njit
+
+
+def parallel_and_serial(fn, **options):
+    """``(njit(parallel=True)(fn), njit(fn))``, both cached to disk.
+
+    NOTE: Numba's on-disk cache keys an entry by function name and signature, not
+    by the ``parallel`` flag: compiling one function both ways would make the
+    serial dispatcher load the parallel code. The serial one is a renamed copy.
+    """
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                fn.__defaults__, fn.__closure__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    return (njit(parallel=True, cache=True, **options)(fn),
+            njit(cache=True, **options)(serial))

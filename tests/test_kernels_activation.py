@@ -1,0 +1,146 @@
+"""ReLU, linear and cross-entropy kernels and their NumPy reference against torch autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels.reference import activation as ref
+
+TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-11, atol=1e-12)}
+DTYPES = [np.float32, np.float64]
+IMPLS = {"kernels": kernels, "reference": ref}
+impls = pytest.mark.parametrize("impl", IMPLS.values(), ids=IMPLS.keys())
+
+
+@impls
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (5,), (64, 10), (3, 4, 5, 6), (300, 200)])
+def test_relu_matches_torch(impl, dtype, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[: min(3, x.size)] = [0.0, np.nan, -0.0][: min(3, x.size)]
+    g = rng.standard_normal(shape).astype(dtype)
+    xt = torch.tensor(x, requires_grad=True)
+    y = F.relu(xt)
+    (gx,) = torch.autograd.grad(y, xt, torch.tensor(g))
+    ours, grad = impl.relu(x), impl.relu_backward(g, x)
+    assert ours.dtype == grad.dtype == dtype
+    np.testing.assert_array_equal(ours, y.detach().numpy())  # NaN propagates, exact
+    np.testing.assert_array_equal(grad, gx.numpy())  # 0 at x == 0
+
+
+@impls
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape,out,bias", [((4, 3), 5, True), ((2, 3, 7), 1, False),
+                                              ((7,), 4, True), ((64, 120), 84, True)])
+def test_linear_matches_torch(impl, dtype, x_shape, out, bias):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((out, x_shape[-1])).astype(dtype)
+    b = rng.standard_normal(out).astype(dtype) if bias else None
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True) if bias else None
+    y = F.linear(xt, wt, bt)
+    g = rng.standard_normal(tuple(y.shape)).astype(dtype)
+    want = torch.autograd.grad(y, [t for t in (xt, wt, bt) if t is not None], torch.tensor(g))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else TOL[dtype]
+    np.testing.assert_allclose(impl.linear(x, w, b), y.detach().numpy(), **tol)
+    grads = impl.linear_backward(g, x, w)
+    assert all(a.dtype == dtype for a in grads)
+    for ours, theirs in zip(grads, want):
+        np.testing.assert_allclose(ours, theirs.numpy(), **tol)
+    if not bias:
+        np.testing.assert_allclose(grads[2], g.reshape(-1, out).sum(0), **tol)
+
+
+def _check_cross_entropy(impl, z, t, reduction, smoothing, rng):
+    zt = torch.tensor(z, requires_grad=True)
+    loss = F.cross_entropy(zt, torch.tensor(t), reduction=reduction, label_smoothing=smoothing)
+    go = rng.standard_normal(tuple(loss.shape)).astype(z.dtype)
+    (want,) = torch.autograd.grad(loss, zt, torch.tensor(go))
+    ours = impl.cross_entropy(z, t, reduction, smoothing)
+    assert np.asarray(ours).dtype == z.dtype and np.shape(ours) == tuple(loss.shape)
+    np.testing.assert_allclose(ours, loss.detach().numpy(), **TOL[z.dtype.type])
+    grad = impl.cross_entropy_backward(z, t, reduction, smoothing, grad_out=go)
+    assert grad.dtype == z.dtype
+    np.testing.assert_allclose(grad, want.numpy(), **TOL[z.dtype.type])
+
+
+@impls
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c", [(1, 1), (3, 5), (64, 10), (33, 200), (256, 1000)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_matches_torch(impl, dtype, n, c, reduction, smoothing):
+    rng = np.random.default_rng(2)
+    z = (rng.standard_normal((n, c)) * 4).astype(dtype)
+    _check_cross_entropy(impl, z, rng.integers(0, c, n), reduction, smoothing, rng)
+
+
+@impls
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_is_stable_and_propagates_nan(impl, dtype):
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((6, 40)) * 30).astype(dtype)
+    z[0] += 1e4 if dtype == np.float64 else 80  # no overflow: the row max is subtracted
+    z[1, 3] = -1e30 if dtype == np.float64 else -1e30  # exp underflows to exactly 0
+    _check_cross_entropy(impl, z, rng.integers(0, 40, 6), "none", 0.0, rng)
+    z[2, 5] = np.nan
+    t = np.array([0, 1, 2, 3, 4, 5])
+    losses = impl.cross_entropy(z, t, "none")
+    assert np.isnan(losses[2]) and np.isfinite(np.delete(losses, 2)).all()
+    assert np.isnan(impl.cross_entropy_backward(z, t, "none")[2]).all()
+
+
+def test_cross_entropy_default_grad_is_the_loss_gradient():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((8, 5)).astype(np.float32)
+    t = rng.integers(0, 5, 8)
+    zt = torch.tensor(z, requires_grad=True)
+    F.cross_entropy(zt, torch.tensor(t)).backward()
+    np.testing.assert_allclose(kernels.cross_entropy_backward(z, t), zt.grad.numpy(),
+                               **TOL[np.float32])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), c=st.integers(1, 60), scale=st.floats(0.1, 50),
+       reduction=st.sampled_from(["mean", "sum", "none"]), smoothing=st.sampled_from([0, 0.25]),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_cross_entropy_property(n, c, scale, reduction, smoothing, dtype, seed):
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal((n, c)) * scale).astype(dtype)
+    t = rng.integers(0, c, n)
+    for impl in IMPLS.values():
+        _check_cross_entropy(impl, z, t, reduction, smoothing, rng)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda z, t: kernels.cross_entropy(z, t.astype(np.float64)), "target must be a NumPy int"),
+    (lambda z, t: kernels.cross_entropy(z, t[:3]), "target has shape"),
+    (lambda z, t: kernels.cross_entropy(z, t + 5), r"target has class indices outside \[0, 5\)"),
+    (lambda z, t: kernels.cross_entropy(z, t - 5), "target has class indices outside"),
+    (lambda z, t: kernels.cross_entropy(z[0], t), "logits must have 2 dimensions"),
+    (lambda z, t: kernels.cross_entropy(z, t, reduction="avg"), "reduction must be one of"),
+    (lambda z, t: kernels.cross_entropy(z, t, label_smoothing=1.5), "label_smoothing must be"),
+    (lambda z, t: kernels.cross_entropy_backward(z, t, grad_out=np.ones(4)), "grad_out has shape"),
+    (lambda z, t: kernels.cross_entropy_backward(z, t + 9), "target has class indices"),
+    (lambda z, t: kernels.relu(z.astype(np.int64)), "x must be float32 or float64"),
+    (lambda z, t: kernels.relu_backward(z, z[:2]), "x has shape"),
+    (lambda z, t: kernels.relu_backward(z, z.astype(np.float32)), "x is float32"),
+    (lambda z, t: kernels.linear(z, np.ones((3, 4))), "x has 5 input features"),
+    (lambda z, t: kernels.linear(z, np.ones((3, 5)), np.ones(4)), "b has shape"),
+    (lambda z, t: kernels.linear(z, np.ones(5)), "w must have 2 dimensions"),
+    (lambda z, t: kernels.linear_backward(np.ones((4, 2)), z, np.ones((3, 5))),
+     "grad_out has shape"),
+])
+def test_validation_names_the_argument(call, match):
+    z = np.ones((4, 5))
+    t = np.array([0, 1, 2, 4])
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(z, t)
