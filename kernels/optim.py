@@ -1,0 +1,283 @@
+"""Optimizers over NumPy arrays, stepping exactly as ``torch.optim`` of the same name.
+
+>>> import numpy as np
+>>> from kernels.optim import SGD
+>>> w = np.ones(3, dtype=np.float32)
+>>> opt = SGD([w], lr=0.5)
+>>> opt.step([np.full(3, 2, dtype=np.float32)])
+>>> w
+array([0., 0., 0.], dtype=float32)
+
+Each optimizer is constructed with a list of parameter arrays (updated in place;
+float32 or float64, C-contiguous and writeable) and torch's hyperparameter
+names and defaults. ``step(grads)`` validates the gradients (count, shape,
+dtype) and then runs one fused kernel per parameter. The per-step scalars
+(bias corrections, decayed learning rates) are computed here in Python float64
+and cast to the parameter's dtype, as torch does. ``state_dict()`` returns copies
+of the state arrays, the hyperparameters and the step counts;
+``load_state_dict()`` restores them, so a loaded optimizer continues the same
+trajectory. Hyperparameters live in ``opt.hyperparameters`` (a dict; change
+``lr`` there for a schedule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import FLOATS, no_device, positive
+
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+
+
+def _kernel(name: str, p: np.ndarray):
+    """The CPU kernel ``name`` sized for ``p`` (serial for small arrays).
+
+    NOTE: imported on first step so that constructing an optimizer does not load Numba."""
+    from .cpu import optim
+    return optim.kernel(name, p.size)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1)
+
+
+def _lerp_weights(dtype, w: float):
+    """The scalars of torch's two-sided ``lerp`` with weight ``w``, in ``dtype``."""
+    t = dtype.type
+    return t(w), t(1) - t(w), bool(abs(t(w)) < 0.5)
+
+
+def _sign(p: np.ndarray, h: dict):
+    """-1 to maximize (the kernels multiply the gradient by it: exact), else 1."""
+    return p.dtype.type(-1 if h["maximize"] else 1)
+
+
+class _Optimizer:
+    """Shared machinery: parameter and gradient checks, step counts, state dicts."""
+
+    _buffers: tuple[str, ...] = ()  # names of the per-parameter state arrays
+
+    def __init__(self, params, **hyperparameters):
+        if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
+            raise TypeError("params must be a list of arrays, got "
+                            f"{type(params).__name__}")
+        if not params:
+            raise ValueError("params is an empty list")
+        for i, p in enumerate(params):
+            name = f"params[{i}]"
+            if not isinstance(p, np.ndarray):
+                no_device(p)
+                raise TypeError(f"{name} must be a NumPy array, got {type(p).__name__}")
+            if p.dtype.type not in FLOATS:
+                raise TypeError(f"{name} must be float32 or float64, got {p.dtype}")
+            if not p.flags.c_contiguous:
+                raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
+            if not p.flags.writeable:
+                raise ValueError(f"{name} is read-only (it is updated in place)")
+        self.params = list(params)
+        self.hyperparameters = hyperparameters
+        self.state = [{"step": 0} for _ in self.params]
+
+    # -- per-optimizer -------------------------------------------------------------------
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> None:
+        raise NotImplementedError
+
+    def _buffer(self, state: dict, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """The state array ``name`` of parameter ``p``, created (filled) on first use."""
+        if state.get(name) is None:
+            state[name] = np.full_like(p, fill)
+        return state[name]
+
+    # -- public --------------------------------------------------------------------------
+    def step(self, grads) -> None:
+        """Update every parameter and its state in place from ``grads`` (one per parameter)."""
+        if isinstance(grads, np.ndarray) or not isinstance(grads, (list, tuple)):
+            raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
+        if len(grads) != len(self.params):
+            raise ValueError(f"grads has {len(grads)} arrays but there are "
+                             f"{len(self.params)} parameters")
+        checked = []
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            name = f"grads[{i}]"
+            if not isinstance(g, np.ndarray):
+                no_device(g)
+                raise TypeError(f"{name} must be a NumPy array, got {type(g).__name__}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"{name} is {g.dtype} but params[{i}] is {p.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"{name} has shape {g.shape} but params[{i}] has {p.shape}")
+            checked.append(np.ascontiguousarray(g))
+        for p, g, state in zip(self.params, checked, self.state):
+            state["step"] += 1
+            self._update(p, g, state)
+
+    def state_dict(self) -> dict:
+        """``{"hyperparameters": {...}, "state": [{"step": int, name: array, ...}, ...]}``
+        (copies: later steps do not change it)."""
+        return {"hyperparameters": dict(self.hyperparameters),
+                "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
+                           for k, v in s.items()} for s in self.state]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore hyperparameters, step counts and state arrays (copied) from ``state_dict``."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"hyperparameters", "state"}:
+            raise ValueError("state_dict must be a dict with keys 'hyperparameters' and 'state'")
+        hyper, states = state_dict["hyperparameters"], state_dict["state"]
+        if set(hyper) != set(self.hyperparameters):
+            raise ValueError(f"state_dict hyperparameters {sorted(hyper)} do not match "
+                             f"{type(self).__name__}'s {sorted(self.hyperparameters)}")
+        if len(states) != len(self.params):
+            raise ValueError(f"state_dict has state for {len(states)} parameters, "
+                             f"this optimizer has {len(self.params)}")
+        loaded = []
+        for i, (p, s) in enumerate(zip(self.params, states)):
+            unknown = set(s) - {"step", *self._buffers}
+            if "step" not in s or unknown:
+                raise ValueError(f"state_dict state[{i}] needs 'step' and only "
+                                 f"{list(self._buffers)}, got {sorted(s)}")
+            new = {"step": int(s["step"])}
+            for name in self._buffers:
+                v = s.get(name)
+                if v is None:
+                    continue
+                if not isinstance(v, np.ndarray) or v.shape != p.shape or v.dtype != p.dtype:
+                    raise ValueError(f"state_dict state[{i}][{name!r}] must be a {p.dtype} "
+                                     f"array of shape {p.shape}")
+                new[name] = np.array(v, order="C")  # a copy, like torch's load
+            loaded.append(new)
+        self.hyperparameters = dict(hyper)
+        self.state = loaded
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({len(self.params)} params, {args})"
+
+
+class SGD(_Optimizer):
+    """``torch.optim.SGD``: momentum (the buffer starts as the first gradient), dampening,
+    Nesterov, weight decay, maximize."""
+
+    _buffers = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False):
+        positive(lr, "lr", allow_zero=True)
+        positive(momentum, "momentum", allow_zero=True)
+        positive(weight_decay, "weight_decay", allow_zero=True)
+        float(dampening)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=bool(nesterov),
+                         maximize=bool(maximize))
+
+    def _update(self, p, g, state):
+        h, t = self.hyperparameters, p.dtype.type
+        use_momentum = h["momentum"] != 0
+        first = state.get("momentum_buffer") is None
+        buf = self._buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
+        _kernel("sgd", p)(_flat(p), _flat(g), _flat(buf), t(-h["lr"]), t(h["momentum"]),
+                          t(1 - h["dampening"]), t(h["weight_decay"]), _sign(p, h),
+                          use_momentum, first, h["nesterov"], h["weight_decay"] != 0)
+
+
+class Adagrad(_Optimizer):
+    """``torch.optim.Adagrad``: lr / (1 + (step - 1) * lr_decay), accumulator start value."""
+
+    _buffers = ("sum",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
+                 initial_accumulator_value=0, eps=1e-10, *, maximize=False):
+        positive(lr, "lr", allow_zero=True)
+        positive(lr_decay, "lr_decay", allow_zero=True)
+        positive(weight_decay, "weight_decay", allow_zero=True)
+        positive(initial_accumulator_value, "initial_accumulator_value", allow_zero=True)
+        positive(eps, "eps", allow_zero=True)
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps,
+                         maximize=bool(maximize))
+        for p, state in zip(self.params, self.state):  # torch fills it at construction
+            self._buffer(state, "sum", p, initial_accumulator_value)
+
+    def _update(self, p, g, state):
+        h, t = self.hyperparameters, p.dtype.type
+        clr = h["lr"] / (1 + (state["step"] - 1) * h["lr_decay"])
+        state_sum = self._buffer(state, "sum", p, h["initial_accumulator_value"])
+        _kernel("adagrad", p)(_flat(p), _flat(g), _flat(state_sum), t(-clr),
+                              t(h["weight_decay"]), t(h["eps"]), _sign(p, h),
+                              h["weight_decay"] != 0)
+
+
+class RMSprop(_Optimizer):
+    """``torch.optim.RMSprop``: smoothing ``alpha``, momentum, centered (subtract the
+    squared running mean of the gradient)."""
+
+    _buffers = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, *, maximize=False):
+        positive(lr, "lr", allow_zero=True)
+        positive(alpha, "alpha", allow_zero=True)
+        positive(eps, "eps", allow_zero=True)
+        positive(weight_decay, "weight_decay", allow_zero=True)
+        positive(momentum, "momentum", allow_zero=True)
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=bool(centered), maximize=bool(maximize))
+
+    def _update(self, p, g, state):
+        h, t = self.hyperparameters, p.dtype.type
+        centered, use_momentum = h["centered"], h["momentum"] > 0
+        square_avg = self._buffer(state, "square_avg", p)
+        grad_avg = self._buffer(state, "grad_avg", p) if centered else p[:0]
+        buf = self._buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
+        _kernel("rmsprop", p)(_flat(p), _flat(g), _flat(square_avg), _flat(grad_avg),
+                              _flat(buf), t(-h["lr"]), t(h["alpha"]), t(1 - h["alpha"]),
+                              *_lerp_weights(p.dtype, 1 - h["alpha"]), t(h["eps"]),
+                              t(h["weight_decay"]), t(h["momentum"]), _sign(p, h), centered,
+                              use_momentum, h["weight_decay"] != 0)
+
+
+class Adam(_Optimizer):
+    """``torch.optim.Adam`` (Kingma & Ba, Algorithm 1, with bias correction; AMSGrad keeps
+    the running max of the raw second moment)."""
+
+    _buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, maximize=False):
+        positive(lr, "lr", allow_zero=True)
+        positive(eps, "eps", allow_zero=True)
+        positive(weight_decay, "weight_decay", allow_zero=True)
+        if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        super().__init__(params, lr=lr, betas=(float(betas[0]), float(betas[1])), eps=eps,
+                         weight_decay=weight_decay, amsgrad=bool(amsgrad),
+                         maximize=bool(maximize))
+
+    def _update(self, p, g, state):
+        h, t = self.hyperparameters, p.dtype.type
+        beta1, beta2 = h["betas"]
+        step, lr, wd = state["step"], h["lr"], h["weight_decay"]
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        exp_avg = self._buffer(state, "exp_avg", p)
+        exp_avg_sq = self._buffer(state, "exp_avg_sq", p)
+        vmax = self._buffer(state, "max_exp_avg_sq", p) if h["amsgrad"] else p[:0]
+        decoupled = self._decoupled and wd != 0
+        _kernel("adam", p)(_flat(p), _flat(g), _flat(exp_avg), _flat(exp_avg_sq), _flat(vmax),
+                           t(-lr / bias_correction1), t(beta2), t(1 - beta2),
+                           *_lerp_weights(p.dtype, 1 - beta1), t(bias_correction2**0.5),
+                           t(h["eps"]), t(wd), t(1 - lr * wd if decoupled else 1), _sign(p, h),
+                           h["amsgrad"], wd != 0 and not self._decoupled)
+
+
+class AdamW(Adam):
+    """``torch.optim.AdamW``: Adam with decoupled weight decay (param *= 1 - lr * wd)."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)

@@ -1,0 +1,359 @@
+"""kernels.optim against torch.optim (computed here) and against the NumPy reference.
+
+Every optimizer and hyperparameter combination runs 60 steps on a few parameter
+arrays (one large enough for the parallel kernel, so its split among threads is
+exercised); the gradient of each step is a fixed quadratic pull towards a target
+plus seeded noise, computed from each side's own parameters, so any divergence
+would feed back. Parameters are compared after every step.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import optim
+from kernels.cpu import optim as cpu
+from kernels.reference import optim as ref
+
+STEPS = 60
+# the last two: serial and parallel kernels, blocks of unequal length
+SHAPES = [(7,), (3, 5), (2, 3, 4), (cpu.PARALLEL_MIN // 2 + 123,),
+          (cpu.PARALLEL_MIN + 123,)]
+# parameters are O(1): float32 atol 1e-5 is ~1e-5 relative to their scale (60 steps of
+# rounding, amplified where RMSprop's centered variance cancels, differ from torch's FMAs)
+TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
+
+CONFIGS = [
+    ("SGD", dict(lr=0.05)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("SGD", dict(lr=0.05, weight_decay=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.5, weight_decay=0.1, maximize=True)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05)),
+    ("Adagrad", dict(lr=0.1, initial_accumulator_value=0.5)),
+    ("Adagrad", dict(lr=0.1, weight_decay=0.1, maximize=True)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("RMSprop", dict(lr=0.01, centered=True)),
+    ("RMSprop", dict(lr=0.01, weight_decay=0.1)),
+    # lerp's other side; with a 2-step memory square_avg - grad_avg**2 cancels badly for a
+    # few elements, and a large eps bounds how much float32 rounding is amplified
+    ("RMSprop", dict(lr=0.01, alpha=0.5, eps=0.1, momentum=0.5, centered=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, betas=(0.3, 0.9), maximize=True)),  # lerp's other side
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CONFIGS]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # NOTE: on a busy 2-core machine every multi-threaded torch op waits at a barrier for a
+    # descheduled thread; one thread keeps this file fast (the answer does not change).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- the same problem on every side ------------------------------------------------------
+def initial(dtype):
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+
+
+def gradients(dtype, maximize=False):
+    """grad_fn(step, params): 0.5 * (p - target) + seeded noise, in ``dtype``; negated for
+    ``maximize`` (so that the run still converges and float32 rounding stays small)."""
+    rng = np.random.default_rng(2)
+    targets = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    noise = [[rng.standard_normal(s).astype(dtype) for s in SHAPES] for _ in range(STEPS)]
+    half = dtype(-0.5 if maximize else 0.5)
+    return lambda t, params: [half * (p - c) + n for p, c, n in zip(params, targets, noise[t])]
+
+
+def run_torch(name, kw, dtype):
+    """torch's trajectory and final state (key -> array per parameter), computed once."""
+    return _run_torch(name, tuple(sorted(kw.items())), dtype)
+
+
+@functools.cache
+def _run_torch(name, kw_items, dtype, steps=STEPS):
+    kw = dict(kw_items)
+    params = [torch.tensor(p, requires_grad=True) for p in initial(dtype)]
+    opt = getattr(torch.optim, name)(params, **kw)
+    grad_fn, out = gradients(dtype, kw.get("maximize", False)), []
+    for t in range(steps):
+        arrays = [p.detach().numpy() for p in params]
+        for p, g in zip(params, grad_fn(t, arrays)):
+            p.grad = torch.from_numpy(g)
+        opt.step()
+        out.append([p.detach().numpy().copy() for p in params])
+    state = [{k: (int(v) if k == "step" else v.numpy().copy()) for k, v in opt.state[p].items()}
+             for p in params]
+    return out, state
+
+
+def run_ours(name, kw, dtype, steps=STEPS):
+    params = initial(dtype)
+    opt = getattr(optim, name)(params, **kw)
+    grad_fn, out = gradients(dtype, kw.get("maximize", False)), []
+    for t in range(steps):
+        opt.step(grad_fn(t, params))
+        out.append([p.copy() for p in params])
+    return out, opt
+
+
+def run_reference(name, kw, dtype, steps=STEPS):
+    """The NumPy reference, driven by a minimal loop that holds the state."""
+    h = inspect.signature(getattr(optim, name)).bind(None, **kw)
+    h.apply_defaults()
+    h = dict(h.arguments)
+    params, grad_fn, out = initial(dtype), gradients(dtype, kw.get("maximize", False)), []
+    zeros = [np.zeros_like(p) for p in params]
+    state = {"buf": [None] * len(params), "sum": [np.full_like(p, h.get(
+        "initial_accumulator_value", 0)) for p in params],
+        "a": [z.copy() for z in zeros], "b": [z.copy() for z in zeros],
+        "c": [z.copy() for z in zeros]}
+    for t in range(steps):
+        for i, (p, g) in enumerate(zip(params, grad_fn(t, params))):
+            a, b, c = state["a"][i], state["b"][i], state["c"][i]
+            if name == "SGD":
+                state["buf"][i] = ref.sgd(p, g, state["buf"][i], lr=h["lr"],
+                                          momentum=h["momentum"], dampening=h["dampening"],
+                                          weight_decay=h["weight_decay"],
+                                          nesterov=h["nesterov"], maximize=h["maximize"])
+            elif name == "Adagrad":
+                ref.adagrad(p, g, state["sum"][i], step=t + 1, lr=h["lr"],
+                            lr_decay=h["lr_decay"], weight_decay=h["weight_decay"],
+                            eps=h["eps"], maximize=h["maximize"])
+            elif name == "RMSprop":
+                ref.rmsprop(p, g, a, b, c, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
+                            weight_decay=h["weight_decay"], momentum=h["momentum"],
+                            centered=h["centered"], maximize=h["maximize"])
+            else:
+                ref.adam(p, g, a, b, c, step=t + 1, lr=h["lr"], beta1=h["betas"][0],
+                         beta2=h["betas"][1], eps=h["eps"], weight_decay=h["weight_decay"],
+                         amsgrad=h["amsgrad"], maximize=h["maximize"],
+                         decoupled_weight_decay=name == "AdamW")
+        out.append([p.copy() for p in params])
+    return out
+
+
+def assert_trajectories(ours, theirs, dtype):
+    assert len(ours) == len(theirs)
+    for t, (a, b) in enumerate(zip(ours, theirs)):
+        for x, y in zip(a, b):
+            assert x.dtype == dtype
+            np.testing.assert_allclose(x, y, **TOL[dtype], err_msg=f"step {t + 1}")
+
+
+# -- trajectories --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), CONFIGS, ids=IDS)
+def test_follows_torch(name, kw, dtype):
+    theirs, their_state = run_torch(name, kw, dtype)
+    ours, opt = run_ours(name, kw, dtype)
+    assert_trajectories(ours, theirs, dtype)
+    # the state arrays match torch's too (same names)
+    for i, state in enumerate(their_state):
+        for key, value in state.items():
+            if key != "step":  # float32 error grows with the state's scale (it sums grads)
+                want = value
+                atol = TOL[dtype]["rtol"] * np.abs(want).max()
+                np.testing.assert_allclose(opt.state[i][key], want, rtol=TOL[dtype]["rtol"],
+                                           atol=atol, err_msg=key)
+            elif name != "SGD":
+                assert opt.state[i]["step"] == int(value) == STEPS
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), CONFIGS, ids=IDS)
+def test_reference_follows_torch(name, kw, dtype):
+    assert_trajectories(run_reference(name, kw, dtype), run_torch(name, kw, dtype)[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), CONFIGS, ids=IDS)
+def test_state_dict_round_trip(name, kw, dtype):
+    whole, _ = run_ours(name, kw, dtype)
+    grad_fn = gradients(dtype, kw.get("maximize", False))
+    params = initial(dtype)
+    opt = getattr(optim, name)(params, **kw)
+    for t in range(25):
+        opt.step(grad_fn(t, params))
+    saved = opt.state_dict()
+    opt.step(grad_fn(25, params))  # must not leak into the saved copy
+    copies = [p.copy() for p in whole[24]]
+    fresh = getattr(optim, name)(copies, lr=123.0)  # hyperparameters come from the dict
+    fresh.load_state_dict(saved)
+    assert fresh.hyperparameters == opt.hyperparameters
+    for t in range(25, STEPS):
+        fresh.step(grad_fn(t, copies))
+        for x, y in zip(copies, whole[t]):
+            np.testing.assert_array_equal(x, y)
+
+
+# -- kernel against reference, random sizes and hyperparameters -----------------------------
+SIZES = st.integers(1, 2 * cpu.PARALLEL_MIN)  # serial and parallel kernels
+FLOATS = st.sampled_from([np.float32, np.float64])
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=SIZES, dtype=FLOATS,
+       step=st.integers(1, 1000), lr=st.floats(1e-4, 1.0), beta1=st.floats(0.0, 0.99),
+       beta2=st.floats(0.0, 0.9999), wd=st.sampled_from([0.0, 0.05]),
+       amsgrad=st.booleans(), maximize=st.booleans(), decoupled=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_adam_kernel_matches_reference(n, dtype, step, lr, beta1, beta2, wd, amsgrad,
+                                       maximize, decoupled, seed):
+    rng = np.random.default_rng(seed)
+    p, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    v, vmax = (np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(2))
+    cls = optim.AdamW if decoupled else optim.Adam
+    ours = [p.copy(), m.copy(), v.copy(), vmax.copy()]
+    opt = cls([ours[0]], lr=lr, betas=(beta1, beta2), weight_decay=wd, amsgrad=amsgrad,
+              maximize=maximize)
+    opt.load_state_dict({"hyperparameters": opt.hyperparameters, "state": [
+        {"step": step - 1, "exp_avg": ours[1], "exp_avg_sq": ours[2],
+         "max_exp_avg_sq": ours[3] if amsgrad else None}]})
+    opt.step([g])
+    ref.adam(p, g, m, v, vmax, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=1e-8,
+             weight_decay=wd, amsgrad=amsgrad, maximize=maximize,
+             decoupled_weight_decay=decoupled)
+    state = opt.state[0]
+    for x, y in [(ours[0], p), (state["exp_avg"], m), (state["exp_avg_sq"], v)]:
+        np.testing.assert_allclose(x, y, rtol=4 * np.finfo(dtype).eps, atol=0)
+    if amsgrad:
+        np.testing.assert_array_equal(state["max_exp_avg_sq"], vmax)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=SIZES, dtype=FLOATS,
+       momentum=st.sampled_from([0.0, 0.9]), centered=st.booleans(),
+       alpha=st.floats(0.0, 0.999), seed=st.integers(0, 2**16))
+def test_rmsprop_kernel_matches_reference(n, dtype, momentum, centered, alpha, seed):
+    rng = np.random.default_rng(seed)
+    p, g, ga, buf = (rng.standard_normal(n).astype(dtype) for _ in range(4))
+    sq = (ga * ga + np.abs(rng.standard_normal(n))).astype(dtype)  # keeps sq - ga^2 > 0
+    opt = optim.RMSprop([p.copy()], lr=0.01, alpha=alpha, momentum=momentum,
+                        centered=centered)
+    opt.load_state_dict({"hyperparameters": opt.hyperparameters, "state": [
+        {"step": 3, "square_avg": sq, "grad_avg": ga if centered else None,
+         "momentum_buffer": buf if momentum else None}]})
+    opt.step([g])
+    ours = opt.params[0]
+    ref.rmsprop(p, g, sq, ga, buf, lr=0.01, alpha=alpha, eps=1e-8, weight_decay=0,
+                momentum=momentum, centered=centered, maximize=False)
+    np.testing.assert_allclose(ours, p, rtol=4 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(opt.state[0]["square_avg"], sq, rtol=0, atol=0)
+
+
+def test_float32_stays_float32():
+    p = np.ones(5, np.float32)
+    opt = optim.Adam([p], amsgrad=True)
+    opt.step([np.ones(5, np.float32)])
+    assert p.dtype == np.float32
+    assert all(v.dtype == np.float32 for k, v in opt.state[0].items() if k != "step")
+
+
+def test_mixed_dtypes_and_lr_schedule():
+    a, b = np.ones(3, np.float32), np.ones(2, np.float64)
+    opt = optim.SGD([a, b], lr=0.5)
+    opt.step([np.ones(3, np.float32), np.ones(2)])
+    opt.hyperparameters["lr"] = 0.25
+    opt.step([np.ones(3, np.float32), np.ones(2)])
+    np.testing.assert_array_equal(a, 0.25)
+    np.testing.assert_array_equal(b, 0.25)
+
+
+def test_non_contiguous_gradient_is_accepted():
+    p = np.zeros((3, 4))
+    g = np.arange(12.0).reshape(4, 3).T
+    optim.SGD([p], lr=1.0).step([g])
+    np.testing.assert_array_equal(p, -g)
+
+
+# -- validation ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("make", "error", "match"), [
+    (lambda: optim.SGD(np.ones(3)), TypeError, "params"),
+    (lambda: optim.SGD([]), ValueError, "params"),
+    (lambda: optim.SGD([[1.0, 2.0]]), TypeError, r"params\[0\]"),
+    (lambda: optim.SGD([np.ones(3, np.int64)]), TypeError, r"params\[0\]"),
+    (lambda: optim.SGD([np.ones((3, 4))[:, ::2]]), ValueError, r"params\[0\].*contiguous"),
+    (lambda: optim.SGD([np.ones(3)]).__class__([np.ones(3)], lr=-1), ValueError, "lr"),
+    (lambda: optim.SGD([np.ones(3)], momentum=-0.1), ValueError, "momentum"),
+    (lambda: optim.SGD([np.ones(3)], nesterov=True), ValueError, "nesterov"),
+    (lambda: optim.SGD([np.ones(3)], momentum=0.9, dampening=0.1, nesterov=True),
+     ValueError, "nesterov"),
+    (lambda: optim.SGD([np.ones(3)], weight_decay=-1), ValueError, "weight_decay"),
+    (lambda: optim.Adagrad([np.ones(3)], lr_decay=-1), ValueError, "lr_decay"),
+    (lambda: optim.Adagrad([np.ones(3)], initial_accumulator_value=-1), ValueError,
+     "initial_accumulator_value"),
+    (lambda: optim.Adagrad([np.ones(3)], eps=-1), ValueError, "eps"),
+    (lambda: optim.RMSprop([np.ones(3)], alpha=-1), ValueError, "alpha"),
+    (lambda: optim.Adam([np.ones(3)], betas=(1.0, 0.999)), ValueError, "betas"),
+    (lambda: optim.AdamW([np.ones(3)], betas=(0.9, -0.1)), ValueError, "betas"),
+])
+def test_constructor_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_read_only_param():
+    p = np.ones(3)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\].*read-only"):
+        optim.Adam([p])
+
+
+@pytest.mark.parametrize(("grads", "error", "match"), [
+    (np.ones(3), TypeError, "grads"),
+    ([np.ones(3)], ValueError, "grads has 1"),
+    ([np.ones(3), np.ones(3)], ValueError, r"grads\[1\].*shape"),
+    ([np.ones(3), np.ones((2, 2), np.float32)], TypeError, r"grads\[1\].*float32"),
+    ([np.ones(3, np.float32), np.ones((2, 2))], TypeError, r"grads\[0\]"),
+    ([np.ones(3), [[1.0, 1.0], [1.0, 1.0]]], TypeError, r"grads\[1\]"),
+])
+def test_step_errors_before_any_update(grads, error, match):
+    a, b = np.ones(3), np.ones((2, 2))
+    opt = optim.Adam([a, b])
+    with pytest.raises(error, match=match):
+        opt.step(grads)
+    np.testing.assert_array_equal(a, 1.0)  # nothing ran
+    assert opt.state[0]["step"] == 0
+
+
+def test_load_state_dict_errors():
+    p = np.ones(3)
+    opt = optim.Adam([p])
+    opt.step([np.ones(3)])
+    good = opt.state_dict()
+    with pytest.raises(ValueError, match="state_dict"):
+        optim.SGD([np.ones(3)]).load_state_dict(good)  # other hyperparameters
+    with pytest.raises(ValueError, match="state_dict has state for 1"):
+        optim.Adam([np.ones(3), np.ones(3)]).load_state_dict(good)
+    bad = opt.state_dict()
+    bad["state"][0]["exp_avg"] = np.ones(4)
+    with pytest.raises(ValueError, match="exp_avg"):
+        optim.Adam([np.ones(3)]).load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"][0]["exp_avg"] = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="float64"):
+        optim.Adam([np.ones(3)]).load_state_dict(bad)
+    bad = opt.state_dict()
+    bad["state"][0]["bogus"] = np.ones(3)
+    with pytest.raises(ValueError, match="bogus"):
+        optim.Adam([np.ones(3)]).load_state_dict(bad)
