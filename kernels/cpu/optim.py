@@ -46,6 +46,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ._jit import parallel_and_serial
+
 
 def _sgd(parts, p, g, buf, neg_lr, momentum, one_minus_dampening, weight_decay, sign,
          use_momentum, first, nesterov, decay):
@@ -211,12 +213,11 @@ _adam_moments = njit(inline="always", error_model="numpy")(_adam_moments_py)
 PARALLEL_MIN = 1 << 16
 # error_model="numpy": x / 0 gives inf/nan as in torch; Numba's default "python" model tests
 # every divisor for zero to raise ZeroDivisionError, and that branch blocks vectorization.
-_parallel = njit(cache=True, fastmath=False, error_model="numpy", parallel=True)
-_serial = njit(cache=True, fastmath=False, error_model="numpy")
-sgd, sgd_serial = _parallel(_sgd), _serial(_sgd)
-adagrad, adagrad_serial = _parallel(_adagrad), _serial(_adagrad)
-rmsprop, rmsprop_serial = _parallel(_rmsprop), _serial(_rmsprop)
-adam, adam_serial = _parallel(_adam), _serial(_adam)
+_OPTIONS = {"fastmath": False, "error_model": "numpy"}
+sgd, sgd_serial = parallel_and_serial(_sgd, **_OPTIONS)
+adagrad, adagrad_serial = parallel_and_serial(_adagrad, **_OPTIONS)
+rmsprop, rmsprop_serial = parallel_and_serial(_rmsprop, **_OPTIONS)
+adam, adam_serial = parallel_and_serial(_adam, **_OPTIONS)
 
 
 def kernel(name: str, n: int):
