@@ -99,15 +99,16 @@ def _latex_label(item: Item) -> str:
     return item.latex if item.latex is not None else r"\text{" + item.label + "}"
 
 
+def _sections(d: Derivation, show_work: bool) -> list[tuple[str, tuple[Item, ...]]]:
+    """The non-empty groups of items, in reading order."""
+    groups = [("Given", d.inputs), ("Worked solution", d.steps if show_work else ()),
+              ("Result", d.results)]
+    return [(name, items) for name, items in groups if items]
+
+
 def to_latex(d: Derivation, show_work: bool = False) -> str:
     lines = [f"% cnncalc: {d.title}"]
-    groups = [("Given", d.inputs)]
-    if show_work:
-        groups.append(("Worked solution", d.steps))
-    groups.append(("Result", d.results))
-    for name, items in groups:
-        if not items:
-            continue
+    for name, items in _sections(d, show_work):
         lines += [f"% {name}", r"\begin{align*}"]
         lines += [f"{_latex_label(i)} &= {latex_value(i.value)} \\\\" for i in items]
         lines[-1] = lines[-1].removesuffix(" \\\\")
@@ -119,13 +120,7 @@ def to_latex(d: Derivation, show_work: bool = False) -> str:
 
 def to_markdown(d: Derivation, show_work: bool = False) -> str:
     lines = [f"### {d.title}", ""]
-    groups = [("Given", d.inputs)]
-    if show_work:
-        groups.append(("Worked solution", d.steps))
-    groups.append(("Result", d.results))
-    for name, items in groups:
-        if not items:
-            continue
+    for name, items in _sections(d, show_work):
         lines += [f"**{name}**", "", "```"] + [_item_text(i) for i in items] + ["```", ""]
     if d.checks:
         lines += ["**Checked**", ""] + [f"- {'✓' if c.holds else '✗ FAILED:'} {c.claim}"
