@@ -254,16 +254,9 @@ def group_norm_backward(grad_out, x, num_groups, weight, mean, invstd, *, has_bi
     """Gradients of :func:`group_norm`; ``mean``/``invstd`` are (N, num_groups)."""
     no_device(grad_out, x, weight, mean, invstd)
     x = _input(x)
-    grad_out = _like(grad_out, "grad_out", x)
-    n, c = x.shape[:2]
-    groups = _groups(num_groups, c)
-    weight = _vector(weight, "weight", (c,), x.dtype)
-    mean = _vector(mean, "mean", (n, groups), x.dtype)
-    invstd = _vector(invstd, "invstd", (n, groups), x.dtype)
-    if mean is None or invstd is None:
-        raise ValueError("mean and invstd are required (group_norm(..., return_stats=True))")
-    gx, gw, gb = _group_backward(grad_out, x, groups, weight, mean, invstd)
-    return (gx,) + _grads(x, gw, gb, weight, has_bias, (c,))
+    groups = _groups(num_groups, x.shape[1])
+    return _per_example_backward(grad_out, x, groups, weight, mean, invstd, has_bias,
+                                 "group_norm")
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -306,14 +299,21 @@ def instance_norm_backward(grad_out, x, weight, mean, invstd, use_input_stats=Tr
         return batch_norm_backward(grad_out, x, weight, mean, invstd, False, has_bias=has_bias)
     no_device(grad_out, x, weight, mean, invstd)
     x = _input(x, min_ndim=3)
+    return _per_example_backward(grad_out, x, x.shape[1], weight, mean, invstd, has_bias,
+                                 "instance_norm")
+
+
+def _per_example_backward(grad_out, x, groups, weight, mean, invstd, has_bias, forward):
+    """Group norm's backward, which instance norm is with one group per channel:
+    statistics (N, groups), checked against ``x`` before the kernel runs."""
     grad_out = _like(grad_out, "grad_out", x)
     n, c = x.shape[:2]
     weight = _vector(weight, "weight", (c,), x.dtype)
-    mean = _vector(mean, "mean", (n, c), x.dtype)
-    invstd = _vector(invstd, "invstd", (n, c), x.dtype)
+    mean = _vector(mean, "mean", (n, groups), x.dtype)
+    invstd = _vector(invstd, "invstd", (n, groups), x.dtype)
     if mean is None or invstd is None:
-        raise ValueError("mean and invstd are required (instance_norm(..., return_stats=True))")
-    gx, gw, gb = _group_backward(grad_out, x, c, weight, mean, invstd)
+        raise ValueError(f"mean and invstd are required ({forward}(..., return_stats=True))")
+    gx, gw, gb = _group_backward(grad_out, x, groups, weight, mean, invstd)
     return (gx,) + _grads(x, gw, gb, weight, has_bias, (c,))
 
 

@@ -19,6 +19,7 @@ import sympy as sp
 from .. import spec as ast
 from ..errors import CnnCalcError, SpecError
 from .result import Check, Derivation, Item
+from .values import ARITHMETIC
 
 
 class sigmoid(sp.Function):  # noqa: N801 -- named as it prints
@@ -187,16 +188,10 @@ class _Builder:
 
     def binop(self, node: ast.BinOp) -> sp.Expr:
         left, right = self.build(node.left), self.build(node.right)
-        if node.op == "+":
-            return left + right
-        if node.op == "-":
-            return left - right
-        if node.op == "*":
-            return left * right
-        if node.op == "/":
-            if right.is_zero:
+        if node.op in ARITHMETIC:
+            if node.op == "/" and right.is_zero:
                 raise self.fail("division by zero", node.right.pos, node.right.end)
-            return left / right
+            return ARITHMETIC[node.op](left, right)
         if node.op == "**":
             return self.power(left, right, node)
         raise self.fail(f"the operation {node.op!r} is not supported", node.pos, node.end)

@@ -7,12 +7,18 @@ stay exact (``0.1`` is ``1/10``); names become real symbols; simple arithmetic
 
 from __future__ import annotations
 
+import operator
+
 import sympy as sp
 
 from .. import spec as ast
 from ..errors import CnnCalcError, SpecError
 
 Array = list  # nested lists of sympy expressions
+
+
+# the operators both value parsers (here and in calculus.py) read the same way
+ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
 def real_symbol(name: str) -> sp.Symbol:
@@ -31,16 +37,10 @@ def _value(node: ast.Node, source: str, what: str) -> sp.Expr:
         return -_value(node.operand, source, what)
     if isinstance(node, ast.BinOp):
         left, right = _value(node.left, source, what), _value(node.right, source, what)
-        if node.op == "+":
-            return left + right
-        if node.op == "-":
-            return left - right
-        if node.op == "*":
-            return left * right
-        if node.op == "/":
-            if right == 0:
+        if node.op in ARITHMETIC:
+            if node.op == "/" and right.is_zero:
                 raise fail("division by zero", node)
-            return left / right
+            return ARITHMETIC[node.op](left, right)
         if node.op == "**" and right.is_Integer and abs(right) <= 64:
             return left**right
         raise fail(f"the operation {node.op!r} is not allowed here", node)
