@@ -84,60 +84,167 @@ def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
     return xp
 
 
-def _use_gemm(w: np.ndarray, geo: Geometry) -> bool:
-    """im2col + one BLAS GEMM per image and group pays once the reduction
-    (C_in/groups * KH * KW) and the output channels per group are large enough to keep
-    the GEMM busy; the direct kernels win on small layers (LeNet) and depthwise ones."""
+class _Tiled:
+    """One convolution laid out for the register-blocked forward kernel
+    (:mod:`kernels.cpu.tiles`) and the row-dot weight gradient
+    (:func:`kernels.cpu.conv.weight_grad_rows`).
+
+    The forward kernel computes P (=16) outputs at once, from P consecutive elements of a
+    flat source array. Two layouts make an output tile contiguous:
+
+    - batch lanes: ``src[((c*Hp + h)*Wp + w)*Nb + n]``, the batch (rounded up to ``Nb``,
+      a multiple of P) innermost; any stride, no wasted lanes when P divides N;
+    - width lanes (stride 1 along the width): the padded NCHW input with rows of pitch
+      ``Wq``, a tile being P neighbours in an output row (``OW`` rounded up to ``OWr``;
+      ``Wq`` is wide enough that the extra lanes read zeros).
+
+    The layout with fewer wasted lanes wins. Output channels are padded per group to a
+    multiple of FWD_COB; ``rows[c]`` is channel ``c``'s row in the kernels' output.
+    """
+
+    def __init__(self, x: np.ndarray, w_shape, geo: Geometry):
+        from .cpu.tiles import FWD_COB, P
+
+        N = x.shape[0]
+        Co = w_shape[0]
+        (OH, OW), sw, G = geo.out_hw, geo.stride[1], geo.groups
+        self.x, self.w_shape, self.geo, self.P = x, tuple(w_shape), geo, P
+        self.Nb, self.OWr = -(-N // P) * P, -(-OW // P) * P
+        self.batch_lanes = sw != 1 or (self.Nb - N) * self.OWr <= (self.OWr - OW) * self.Nb
+        Cog = Co // G
+        self.cogp = -(-Cog // FWD_COB) * FWD_COB
+        self.rows = np.array([g * self.cogp + c for g in range(G) for c in range(Cog)],
+                             dtype=np.int64)
+        self.out_shape = (N, Co, OH, OW)
+
+    def _dims(self):
+        N, C, H, W = self.x.shape
+        _, Cg, KH, KW = self.w_shape
+        top, bottom, left, right = self.geo.pads
+        return N, C, Cg, KH, KW, H + top + bottom, W + left + right
+
+    def _taps(self, row_pitch: int, plane_rows: int, lane_pitch: int) -> np.ndarray:
+        """Source offset of each tap (ci, kh, kw), in the order of ``w[co].ravel()``."""
+        _, _, Cg, KH, KW, _, _ = self._dims()
+        (dh, dw) = self.geo.dilation
+        ci, kh, kw = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
+        return (((ci * plane_rows + kh * dh) * row_pitch + kw * dw) * lane_pitch).ravel()
+
+    def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
+        """The source offset of each block of ``cob`` output channels (its group's)."""
+        G, Cg = self.geo.groups, self.w_shape[1]
+        return np.repeat(np.arange(G, dtype=np.int64) * Cg * group_stride, self.cogp // cob)
+
+    def forward(self, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        from .cpu import conv as cpu
+        from .cpu import tiles
+        from .cpu._jit import slp
+
+        N, C, Cg, KH, KW, Hp, Wp = self._dims()
+        (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
+        top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
+        if self.batch_lanes:
+            src = np.zeros(C * Hp * Wp * Nb, dtype=w.dtype)
+            cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
+            off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
+            oh, ow, q = np.meshgrid(np.arange(OH), np.arange(OW), np.arange(Nb // P),
+                                    indexing="ij")
+            bases = (((oh * sh) * Wp + ow * sw) * Nb + q * P).ravel()
+        else:
+            Wq = max(Wp, OWr + (KW - 1) * dw)
+            src = np.zeros(N * C * Hp * Wq, dtype=w.dtype)
+            cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
+            off, cbase = self._taps(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
+            n, oh, owt = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OWr // P),
+                                     indexing="ij")
+            bases = (n * C * Hp * Wq + oh * sh * Wq + owt * P).ravel()
+        wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
+        wt[:, self.rows] = w.reshape(w.shape[0], -1).T
+        out = np.empty((wt.shape[1], bases.size * P), dtype=w.dtype)
+        with slp():
+            tiles.forward(src, wt, off, cbase, bases, out)
+        y = np.empty(self.out_shape, dtype=w.dtype)
+        cpu.from_lanes(out, y, b, self.rows, self.batch_lanes, Nb, OWr)
+        return y
+
+    def weight_grad(self, g: np.ndarray) -> np.ndarray:
+        """grad_w as dot products of grad_out's rows with the shifted source rows (see
+        :func:`kernels.cpu.conv.weight_grad_rows`). A row is a run of outputs that is
+        contiguous in both: with batch lanes, an output row of all images (or one output
+        position when strided); otherwise a whole plane in the "wide" layout of pitch
+        ``Wp`` (an image's output positions at ``oh*Wp + ow``, zero gradient past OW)."""
+        from .cpu import conv as cpu
+
+        N, C, Cg, KH, KW, Hp, Wp = self._dims()
+        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
+        top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
+        G = self.geo.groups
+        if self.batch_lanes:
+            src = np.zeros(C * Hp * Wp * Nb, dtype=g.dtype)
+            cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
+            off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, cpu.WG_COB)
+            gl = np.zeros((G * self.cogp, OH * OW * Nb), dtype=g.dtype)
+            cpu.to_lanes(g, gl, self.rows, True, Nb, 0)
+            if sw == 1:
+                rowbase = np.arange(OH) * sh * Wp * Nb
+                rowg, length = np.arange(OH) * OW * Nb, OW * Nb
+            else:
+                oh, ow = np.meshgrid(np.arange(OH), np.arange(OW), indexing="ij")
+                rowbase = ((oh * sh) * Wp + ow * sw).ravel() * Nb
+                rowg, length = np.arange(OH * OW) * Nb, Nb
+        else:
+            src = _padded(self.x, self.geo).reshape(-1)
+            off, cbase = self._taps(Wp, Hp, 1), self._cbase(Hp * Wp, cpu.WG_COB)
+            gl = np.zeros((G * self.cogp, N * OH * Wp), dtype=g.dtype)
+            cpu.to_lanes(g, gl, self.rows, False, Nb, Wp)
+            if sh == 1:
+                rowbase = np.arange(N) * C * Hp * Wp
+                rowg, length = np.arange(N) * OH * Wp, (OH - 1) * Wp + OW
+            else:
+                n, oh = np.meshgrid(np.arange(N), np.arange(OH), indexing="ij")
+                rowbase = (n * C * Hp * Wp + oh * sh * Wp).ravel()
+                rowg, length = (n * OH + oh).ravel() * Wp, OW
+        T = off.size
+        off = np.concatenate([off, np.zeros(-T % cpu.WG_TB, dtype=off.dtype)])
+        nchunk, chunk = _chunks(rowbase.size)
+        part = np.empty((nchunk, gl.shape[0], off.size), dtype=np.float64)
+        cpu.weight_grad_rows(src, gl, off, cbase, rowbase, rowg, length, chunk, part)
+        return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
+
+
+def _chunks(nrow: int, most: int = 16) -> tuple[int, int]:
+    """``(nchunk, chunk)``: rows split evenly over the threads, at most ``most`` a chunk
+    (so that a chunk's rows stay in cache while the weight gradient sweeps them)."""
+    from numba import get_num_threads
+
+    threads = get_num_threads()
+    rounds = -(-nrow // (threads * most))
+    chunk = -(-nrow // (threads * rounds))
+    return -(-nrow // chunk), chunk
+
+
+def _tiled_ok(cout_per_group: int) -> bool:
+    """The tiled kernels pad each group's output channels to a multiple of 8; below 4
+    (depthwise layers, a grayscale input's gradient) the direct kernels waste less."""
+    return cout_per_group >= 4
+
+
+def _backward_as_forward(w: np.ndarray, geo: Geometry, x_hw):
+    """grad_x of a stride-1 convolution is itself a convolution: of grad_out, padded by
+    ``d*(K-1) - p``, with the flipped kernel and in/out channels swapped per group.
+    Returns ``(w', geo')``, or None where that padding would be negative."""
     Co, Cg, KH, KW = w.shape
-    return Cg * KH * KW >= GEMM_MIN_K and Co // geo.groups >= GEMM_MIN_COUT
-
-
-GEMM_MIN_K = 256
-GEMM_MIN_COUT = 32
-
-
-def _forward_gemm(xp, w, b, y, geo):
-    """y[n, g] = w[g] (Cog x K) @ im2col(xp[n, g]) (K x OH*OW), then + b."""
-    from .cpu import conv as cpu
-
-    N, Co = y.shape[:2]
-    G, (OH, OW) = geo.groups, geo.out_hw
-    Cog, Cg, KH, KW = Co // G, w.shape[1], w.shape[2], w.shape[3]
-    w2 = w.reshape(G, Cog, Cg * KH * KW)
-    y3 = y.reshape(N, G, Cog, OH * OW)
-    col = np.empty((Cg * KH * KW, OH * OW), dtype=y.dtype)
-    for n in range(N):
-        for g in range(G):
-            cpu.im2col(xp[n, g * Cg:(g + 1) * Cg], col, OH, OW, KH, KW, *geo.stride,
-                       *geo.dilation)
-            np.matmul(w2[g], col, out=y3[n, g])
-    y += b[None, :, None, None]
-
-
-def _backward_gemm(g4, xp, w, geo):
-    """grad_w[g] = sum_n g[n, g] @ im2col(xp[n, g]).T; grad_x = col2im(w[g].T @ g[n, g])."""
-    from .cpu import conv as cpu
-
-    N, Co = g4.shape[:2]
-    G, (OH, OW) = geo.groups, geo.out_hw
-    Cog, Cg, KH, KW = Co // G, w.shape[1], w.shape[2], w.shape[3]
-    K = Cg * KH * KW
-    w2 = w.reshape(G, Cog, K)
-    g3 = g4.reshape(N, G, Cog, OH * OW)
-    grad_w = np.zeros((G, Cog, K), dtype=w.dtype)
-    tmp = np.empty((Cog, K), dtype=w.dtype)
-    col = np.empty((K, OH * OW), dtype=w.dtype)
-    gxp = np.zeros(xp.shape, dtype=w.dtype)
-    for n in range(N):
-        for g in range(G):
-            cpu.im2col(xp[n, g * Cg:(g + 1) * Cg], col, OH, OW, KH, KW, *geo.stride,
-                       *geo.dilation)
-            np.matmul(g3[n, g], col.T, out=tmp)
-            grad_w[g] += tmp
-            np.matmul(w2[g].T, g3[n, g], out=col)
-            cpu.col2im(col, gxp[n, g * Cg:(g + 1) * Cg], OH, OW, KH, KW, *geo.stride,
-                       *geo.dilation)
-    return gxp, grad_w.reshape(w.shape), g4.sum(axis=(0, 2, 3), dtype=np.float64)
+    G = geo.groups
+    if geo.stride != (1, 1):
+        return None
+    (dh, dw), (top, bottom, left, right) = geo.dilation, geo.pads
+    pads = ((KH - 1) * dh - top, (KH - 1) * dh - bottom, (KW - 1) * dw - left,
+            (KW - 1) * dw - right)
+    if min(pads) < 0:
+        return None
+    wf = w[:, :, ::-1, ::-1].reshape(G, Co // G, Cg, KH, KW).transpose(0, 2, 1, 3, 4)
+    return (np.ascontiguousarray(wf.reshape(G * Cg, Co // G, KH, KW)),
+            Geometry((1, 1), pads, geo.dilation, G, tuple(x_hw)))
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
@@ -161,29 +268,31 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
             raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output "
                              "channels")
     geo = _geometry(x, w, stride, padding, dilation, groups)
-    y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
+    if _tiled_ok(w.shape[0] // geo.groups):
+        return _Tiled(x, w.shape, geo).forward(w, b)
+    y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     xp = _padded(x, geo)
-    if _use_gemm(w, geo):
-        _forward_gemm(xp, w, b, y, geo)
-        return y
     Hp, Wp = xp.shape[2:]
     cpu.forward(xp.reshape(xp.shape[0], xp.shape[1], Hp * Wp), w, b, y, Wp, *geo.dilation,
                 geo.groups, *geo.segments(Wp))
     return y
 
 
-def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *,
+                    need_input_grad=True):
     """``(grad_x, grad_w, grad_b)``: the gradients of :func:`conv2d` (as torch autograd)
     for the upstream gradient ``grad_out`` of the output's shape.
+
+    ``need_input_grad=False`` skips ``grad_x`` (returned as None), as autograd does for a
+    network's first layer, whose input needs no gradient.
 
     >>> x, w = np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2))
     >>> gx, gw, gb = conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
     >>> gx[0, 0].tolist(), gw[0, 0].tolist(), gb.tolist()
     ([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], [[8.0, 12.0], [20.0, 24.0]], [4.0])
     """
-    from .cpu import conv as cpu
 
     no_device(grad_out, x, w)
     x = array(x, "x", 4)
@@ -194,11 +303,29 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1):
     if grad_out.shape != want:
         raise ValueError(f"grad_out has shape {grad_out.shape}, but the output of this "
                          f"convolution has shape {want}")
+    Co, Cg = w.shape[:2]
+    grad_b = grad_out.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype)
+    tiled_w = _tiled_ok(Co // geo.groups)
+    grad_w = _Tiled(x, w.shape, geo).weight_grad(grad_out) if tiled_w else None
+    as_forward = _backward_as_forward(w, geo, x.shape[2:]) if need_input_grad else None
+    tiled_x = as_forward is not None and _tiled_ok(Cg)
+    if tiled_x:
+        wf, geo_x = as_forward
+        grad_x = _Tiled(grad_out, wf.shape, geo_x).forward(wf, np.zeros(x.shape[1], x.dtype))
+    if (tiled_x or not need_input_grad) and tiled_w:
+        return (grad_x if need_input_grad else None), grad_w, grad_b
+    direct_x, direct_w = _direct_backward(grad_out, x, w, geo, not tiled_w,
+                                          need_input_grad and not tiled_x)
+    return (grad_x if tiled_x else direct_x), (grad_w if tiled_w else direct_w), grad_b
+
+
+def _direct_backward(grad_out, x, w, geo, want_w: bool, want_x: bool):
+    """``(grad_x, grad_w)`` from the direct kernels of :mod:`kernels.cpu.conv` (None where
+    not wanted): depthwise layers, few channels, and strided input gradients."""
+    from .cpu import conv as cpu
+
     xp = _padded(x, geo)
     N, C, Hp, Wp = xp.shape
-    if _use_gemm(w, geo):
-        gxp, grad_w, grad_b = _backward_gemm(grad_out, xp, w, geo)
-        return _cropped(gxp, x, geo), grad_w, grad_b.astype(x.dtype)
     seg = geo.segments(Wp)
     OH, OW = geo.out_hw
     if seg[2] == OW:
@@ -206,13 +333,17 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1):
     else:
         ga = np.zeros((N, w.shape[0], OH * seg[2]), dtype=x.dtype)
         cpu.widen(grad_out, ga, seg[2])
-    grad_w = np.empty_like(w)
-    grad_b = np.empty(w.shape[0], dtype=x.dtype)
-    cpu.grad_weight(ga, xp.reshape(N, C, Hp * Wp), grad_w, grad_b, Wp, *geo.dilation,
-                    geo.groups, *seg)
-    gxp = np.zeros((N, C, Hp * Wp), dtype=x.dtype)
-    cpu.grad_input(ga, w, gxp, Wp, *geo.dilation, geo.groups, *seg)
-    return _cropped(gxp.reshape(N, C, Hp, Wp), x, geo), grad_w, grad_b
+    grad_w = grad_x = None
+    if want_w:
+        grad_w = np.empty_like(w)
+        grad_b = np.empty(w.shape[0], dtype=x.dtype)
+        cpu.grad_weight(ga, xp.reshape(N, C, Hp * Wp), grad_w, grad_b, Wp, *geo.dilation,
+                        geo.groups, *seg)
+    if want_x:
+        gxp = np.zeros((N, C, Hp * Wp), dtype=x.dtype)
+        cpu.grad_input(ga, w, gxp, Wp, *geo.dilation, geo.groups, *seg)
+        grad_x = _cropped(gxp.reshape(N, C, Hp, Wp), x, geo)
+    return grad_x, grad_w
 
 
 def _cropped(gxp: np.ndarray, x: np.ndarray, geo: Geometry) -> np.ndarray:

@@ -31,7 +31,9 @@ CASES = [
     ((2, 6, 12, 12), (7, 6, 5, 5), dict(stride=3, padding=2, dilation=2)),
     ((1, 2, 5, 5), (3, 2, 5, 5), {}),  # 1x1 output
     ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet conv2
-    ((2, 32, 7, 6), (32, 32, 3, 3), dict(padding=1)),  # im2col + GEMM path
+    ((2, 32, 7, 6), (32, 32, 3, 3), dict(padding=1)),
+    ((16, 6, 9, 9), (8, 6, 3, 3), {}),  # batch lanes, whole output rows
+    ((2, 3, 9, 9), (8, 3, 3, 3), dict(stride=(2, 1), padding=1)),  # width lanes, strided rows
     ((1, 64, 9, 8), (64, 32, 3, 3), dict(stride=2, padding=(1, 0), dilation=(1, 2), groups=2)),
 ]
 
@@ -66,13 +68,12 @@ def _check(got, want, dtype):
         np.testing.assert_allclose(a, e, **TOL[dtype], err_msg=name)
 
 
-@pytest.mark.parametrize("path", ["auto", "gemm"])
+@pytest.mark.parametrize("path", ["tiled", "direct"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape,w_shape,kw", CASES)
 def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, monkeypatch):
-    if path == "gemm":  # force im2col + GEMM for every shape
-        monkeypatch.setattr(kernels.conv, "GEMM_MIN_K", 1)
-        monkeypatch.setattr(kernels.conv, "GEMM_MIN_COUT", 1)
+    # every shape through each path: the tiled kernels, and the direct ones they fall back on
+    monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
     x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
     want = _torch(x, w, b, g, **kw)
     got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
@@ -93,14 +94,39 @@ def test_conv2d_without_bias_and_noncontiguous_input():
        cog=st.integers(1, 5), h=st.integers(1, 12), wd=st.integers(1, 12),
        kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
        ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
-       dtype=st.sampled_from([np.float32, np.float64]))
-def test_conv2d_hypothesis(n, groups, cg, cog, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, dtype):
+       dtype=st.sampled_from([np.float32, np.float64]), tiled=st.booleans())
+def test_conv2d_hypothesis(n, groups, cg, cog, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, dtype,
+                           tiled):
     if h + 2 * ph < dh * (kh - 1) + 1 or wd + 2 * pw < dw * (kw - 1) + 1:
         return  # no output: covered by the validation tests
     opts = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
     x, w, b, g = _data((n, groups * cg, h, wd), (groups * cog, cg, kh, kw), dtype, **opts)
-    got = (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
+    auto = kernels.conv._tiled_ok
+    kernels.conv._tiled_ok = lambda cout: tiled
+    try:
+        got = (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
+    finally:
+        kernels.conv._tiled_ok = auto
     _check(got, _torch(x, w, b, g, **opts), dtype)
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((2, 1, 12, 12), (6, 1, 5, 5)),
+                                             ((3, 6, 9, 9), (16, 6, 3, 3))])
+def test_conv2d_backward_without_input_grad(x_shape, w_shape):
+    """A first layer's backward skips grad_x, and the other gradients stay the same."""
+    x, w, b, g = _data(x_shape, w_shape, np.float64)
+    gx, gw, gb = kernels.conv2d_backward(g, x, w, need_input_grad=False)
+    want = _torch(x, w, b, g)
+    assert gx is None
+    np.testing.assert_allclose(gw, want[2], **TOL[np.float64])
+    np.testing.assert_allclose(gb, want[3], **TOL[np.float64])
+
+
+def test_generated_tiles_are_up_to_date():
+    from kernels.cpu import _make_tiles
+
+    assert _make_tiles.TARGET.read_text() == _make_tiles.source(), \
+        "run python -m kernels.cpu._make_tiles"
 
 
 def test_reference_matches_torch_lenet_conv1():

@@ -7,8 +7,9 @@ work (and under load a parallel call can stall for milliseconds).
 from __future__ import annotations
 
 import types
+from contextlib import contextmanager
 
-from numba import njit
+from numba import config, njit
 
 
 def parallel_and_serial(fn, **options):
@@ -23,3 +24,20 @@ def parallel_and_serial(fn, **options):
     serial.__qualname__ = fn.__qualname__ + "_serial"
     return (njit(parallel=True, cache=True, **options)(fn),
             njit(cache=True, **options)(serial))
+
+
+@contextmanager
+def slp():
+    """LLVM's SLP vectorizer on while a kernel compiles (Numba leaves it off by default).
+
+    The register-blocked kernels (:mod:`kernels.cpu.tiles`) spell their accumulator block
+    as scalar variables; only the SLP vectorizer packs those into vector registers.
+    Compilation happens on a kernel's first call, so calls go through this context.
+    NOTE: it flips a process-wide Numba setting for the duration of the call only.
+    """
+    old = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = old

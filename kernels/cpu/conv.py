@@ -269,46 +269,122 @@ crop = _jit(_crop)
 widen = _jit(_widen)
 
 
-def _im2col_rows(xp, col, OH, OW, KH, KW, sh, sw, dh, dw):
-    """col[(ci*KH + kh)*KW + kw, oh*OW + ow] = xp[ci, oh*sh + kh*dh, ow*sw + kw*dw] for one
-    padded image ``xp`` (C, Hp, Wp); ``col`` is (C*KH*KW, OH*OW).
 
-    Loop nest: prange (ci, kh) > kw > oh > ow (contiguous in ``col``)."""
-    C = xp.shape[0]
-    for r in prange(C * KH):
-        ci, kh = r // KH, r % KH
-        for kw in range(KW):
-            crow = col[r * KW + kw]
-            for oh in range(OH):
-                xs = xp[ci, oh * sh + kh * dh, kw * dw:]
-                cs = crow[oh * OW:oh * OW + OW]
-                if sw == 1:
-                    cs[:] = xs[:OW]
+
+def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
+    """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
+    contiguous (lane) axis, zero padding around each plane (``src`` comes in zeroed)."""
+    N, C, H, W = x.shape
+    for ch in prange(C * H):
+        c, h = ch // H, ch % H
+        for w in range(W):
+            o = ((c * Hp + top + h) * Wp + left + w) * Nb
+            for n in range(N):
+                src[o + n] = x[n, c, h, w]
+
+
+def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
+    """The output layout of the tiled kernels: row ``rows[c]`` of ``gl`` holds channel
+    ``c``, at ``(oh*OW + ow)*Nb + n`` (batch lanes) or ``(n*OH + oh)*OWr + ow`` (width
+    lanes). ``gl`` comes in zeroed, so padding lanes stay zero."""
+    N, C, OH, OW = g.shape
+    for co in prange(C * OH):
+        c, oh = co // OH, co % OH
+        r = gl[rows[c]]
+        for n in range(N):
+            for ow in range(OW):
+                if batch_lanes:
+                    r[(oh * OW + ow) * Nb + n] = g[n, c, oh, ow]
                 else:
-                    for ow in range(OW):
-                        cs[ow] = xs[ow * sw]
+                    r[(n * OH + oh) * OWr + ow] = g[n, c, oh, ow]
 
 
-def _col2im_rows(col, gxp, OH, OW, KH, KW, sh, sw, dh, dw):
-    """The transpose of :func:`_im2col_rows`: gxp[ci, oh*sh + kh*dh, ow*sw + kw*dw] +=
-    col[(ci*KH + kh)*KW + kw, oh*OW + ow] (``gxp`` comes in zeroed).
-
-    Loop nest: prange ci (each thread owns whole input planes: no races) > kh > kw > oh > ow."""
-    C = gxp.shape[0]
-    for ci in prange(C):
-        for kh in range(KH):
-            for kw in range(KW):
-                crow = col[(ci * KH + kh) * KW + kw]
-                for oh in range(OH):
-                    gs = gxp[ci, oh * sh + kh * dh, kw * dw:]
-                    cs = crow[oh * OW:oh * OW + OW]
-                    if sw == 1:
-                        for ow in range(OW):
-                            gs[ow] += cs[ow]
-                    else:
-                        for ow in range(OW):
-                            gs[ow * sw] += cs[ow]
+def _from_lanes(gl, y, b, rows, batch_lanes, Nb, OWr):
+    """The inverse of :func:`_to_lanes`, adding ``b[c]``: y[n, c, oh, ow] = gl[rows[c], ...]."""
+    N, C, OH, OW = y.shape
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        r = gl[rows[c]]
+        bc = b[c]
+        for oh in range(OH):
+            yr = y[n, c, oh]
+            if batch_lanes:
+                for ow in range(OW):
+                    yr[ow] = r[(oh * OW + ow) * Nb + n] + bc
+            else:
+                o = (n * OH + oh) * OWr
+                for ow in range(OW):
+                    yr[ow] = r[o + ow] + bc
 
 
-im2col = _jit(_im2col_rows)
-col2im = _jit(_col2im_rows)
+to_batch_lanes = _jit(_to_batch_lanes)
+to_lanes = _jit(_to_lanes)
+from_lanes = _jit(_from_lanes)
+
+
+WG_COB, WG_TB = 4, 2  # output channels x taps whose dot products share one sweep
+
+
+def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
+    """part[k, co, t] = sum over the rows r of chunk k of
+    dot(g[co, rowg[r]:rowg[r] + L], src[cbase[co // WG_COB] + rowbase[r] + off[t]:][:L]).
+
+    A "row" is a contiguous run of outputs in the tiled layout (see ``kernels.conv._Tiled``)
+    whose source elements are contiguous too; the caller sums ``part`` over chunks.
+    ``g`` has WG_COB-aligned rows per group and ``off`` a multiple of WG_TB taps.
+
+    Loop nest: prange chunk > block of WG_COB channels > pair of taps > row > l (contiguous).
+
+    Optimizations:
+    - WG_COB x WG_TB dot products in one sweep: 6 loads feed 8 multiply-adds;
+    - ``fastmath`` reassociation lets LLVM vectorize the dot products; each row's
+      float32 dot product is then added into a float64 total;
+    - a chunk's rows stay in cache while every block of channels and taps sweeps them;
+    - each task owns its slice of ``part`` (no shared +=).
+    """
+    T = off.shape[0]
+    nrow = rowbase.shape[0]
+    nblk = g.shape[0] // WG_COB
+    zero = np.zeros(1, dtype=g.dtype)[0]  # NOTE: a literal 0 would make the dots float64
+    for k in prange(part.shape[0]):
+        r0, r1 = k * chunk, min(nrow, (k + 1) * chunk)
+        for blk in range(nblk):
+            co0 = blk * WG_COB
+            cb = cbase[blk]
+            for t0 in range(0, T, WG_TB):
+                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = 0.0
+                for r in range(r0, r1):
+                    a = cb + rowbase[r]
+                    xa = src[a + off[t0]:a + off[t0] + L]
+                    xb = src[a + off[t0 + 1]:a + off[t0 + 1] + L]
+                    q = rowg[r]
+                    g0, g1 = g[co0, q:q + L], g[co0 + 1, q:q + L]
+                    g2, g3 = g[co0 + 2, q:q + L], g[co0 + 3, q:q + L]
+                    d00 = d01 = d10 = d11 = d20 = d21 = d30 = d31 = zero
+                    for i in range(L):
+                        u, v = xa[i], xb[i]
+                        d00 += g0[i] * u
+                        d01 += g0[i] * v
+                        d10 += g1[i] * u
+                        d11 += g1[i] * v
+                        d20 += g2[i] * u
+                        d21 += g2[i] * v
+                        d30 += g3[i] * u
+                        d31 += g3[i] * v
+                    s00 += d00
+                    s01 += d01
+                    s10 += d10
+                    s11 += d11
+                    s20 += d20
+                    s21 += d21
+                    s30 += d30
+                    s31 += d31
+                p = part[k]
+                p[co0, t0], p[co0, t0 + 1] = s00, s01
+                p[co0 + 1, t0], p[co0 + 1, t0 + 1] = s10, s11
+                p[co0 + 2, t0], p[co0 + 2, t0 + 1] = s20, s21
+                p[co0 + 3, t0], p[co0 + 3, t0 + 1] = s30, s31
+
+
+weight_grad_rows = njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})(
+    _weight_grad_rows)
