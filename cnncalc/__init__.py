@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 # public name -> (module, attribute), imported on first use
 _LAZY = {
     "analyze": ("cnncalc.analysis", "analyze"),
+    "from_torch": ("cnncalc.torch_trace", "from_torch"),
+    "compare": ("cnncalc.comparison", "compare"),
     "parse_layers": ("cnncalc.layers", "parse_layers"),
     "zoo": ("cnncalc.zoo", None),
     "correlate": ("cnncalc.derive.correlate", "correlate"),

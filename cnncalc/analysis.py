@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import layers as L
+from . import receptive, training
 from .errors import CnnCalcError, ShapeError
 from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, same
 
@@ -40,6 +41,21 @@ class Row:
     activations: sp.Expr
     memory_change: sp.Expr
     steps: tuple[Step, ...]
+    # The graph, for the quantities that follow paths (training, receptive field):
+    # the layer record (the Residual itself for an ``add``), and the rows feeding it
+    # (-1 is the network's input).
+    layer: object = None
+    inputs: tuple[int, ...] = ()
+    frozen: bool = False
+    receptive_field: object = None  # a receptive.ReceptiveField, or None off the image
+    backward_input_macs: sp.Expr = ZERO
+    backward_weight_macs: sp.Expr = ZERO
+    saved_bytes: sp.Expr = ZERO
+    param_bytes: sp.Expr = ZERO
+    buffer_bytes: sp.Expr = ZERO
+    grad_bytes: sp.Expr = ZERO
+    optimizer_bytes: sp.Expr = ZERO
+    training_bytes: sp.Expr = ZERO
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,10 @@ class Analysis:
     memory_change: sp.Expr
     memory_step: Step
     name: str | None = None
+    optimizer: str = "sgd"
+    dtype: str = "float32"
+    freeze: str | None = None
+    freezing_saves: dict | None = None  # training.SAVINGS: unfrozen minus frozen
 
     @property
     def symbols(self) -> list[sp.Symbol]:
@@ -66,7 +86,8 @@ class Analysis:
     def subs(self, values: dict) -> Analysis:
         """The same network analysed again with some symbols given values."""
         return analyze(self.network, input=self.input_shape, batch=self.batch,
-                       layout=self.layout, subs=values, name=self.name)
+                       layout=self.layout, subs=values, name=self.name,
+                       optimizer=self.optimizer, dtype=self.dtype, freeze=self.freeze)
 
 
 # -- inputs --------------------------------------------------------------------------
@@ -207,6 +228,7 @@ class _Walker:
         self.layout = layout
         self.bias = bias
         self.rows: list[Row] = []
+        self.current = -1  # the row whose output is the tensor flowing on (-1: the input)
 
     def sequence(self, layers: tuple, shape: Shape, prefix: str, depth: int,
                  counts: dict[str, int] | None = None) -> Shape:
@@ -241,9 +263,10 @@ class _Walker:
             c = cost(layer, shape, self.batch)
         except ShapeError as exc:
             raise ShapeError(exc.message, len(self.rows), name) from None
-        return self.add_row(c, name, shape, depth)
+        return self.add_row(c, name, shape, depth, layer)
 
-    def add_row(self, c: Cost, name: str, shape: Shape, depth: int) -> Shape:
+    def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
+                inputs: tuple[int, ...] | None = None) -> Shape:
         a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
         act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
         change = sp.simplify(100 * (act_out - act_in) / act_in)
@@ -258,12 +281,16 @@ class _Walker:
             output_shape=to_layout(c.output_shape, self.layout),
             params=c.params, trainable_params=c.params, non_trainable_params=ZERO,
             buffers=c.buffers, macs=c.macs, activations=act_out,
-            memory_change=change, steps=tuple(steps)))
+            memory_change=change, steps=tuple(steps), layer=layer,
+            inputs=(self.current,) if inputs is None else inputs))
+        self.current = len(self.rows) - 1
         return c.output_shape
 
     def residual(self, res: L.Residual, shape: Shape, prefix: str, depth: int,
                  counts: dict[str, int] | None = None) -> Shape:
+        source = self.current
         out = self.sequence(res.body, shape, prefix, depth, counts)
+        body_end, shortcut_end = self.current, source
         changed = len(out) != len(shape) or not all(same(a, b) for a, b in zip(out, shape))
         mode = res.shortcut
         if mode == "identity" and changed:
@@ -283,14 +310,19 @@ class _Walker:
                 projection = (L.Conv(n, out[0], ONE, strides, ZERO, ONE, ONE, not has_bn),)
                 projection += (L.BatchNorm(),) if has_bn else ()
             s_shape = shape
+            self.current = source
             for layer in projection:
                 s_shape = self.leaf(layer, s_shape, f"{prefix}shortcut.{_stem(layer)}", depth)
+            shortcut_end = self.current
             if not all(same(a, b) for a, b in zip(out, s_shape)):
                 raise ShapeError(f"the 1x1 projection gives {fmt_shape(s_shape)} but the body "
                                  f"gives {fmt_shape(out)} (use shortcut=none)",
                                  len(self.rows) - 1, prefix + "shortcut")
         if mode != "none":
-            self.add_row(Cost("add", out), prefix + "add", out, depth)
+            self.add_row(Cost("add", out), prefix + "add", out, depth, res,
+                         (body_end, shortcut_end))
+        else:
+            self.current = body_end
         return out
 
 
@@ -333,15 +365,43 @@ def _subs_layer(layer, mapping: dict):
     return layer
 
 
+def finish(rows, shape: Shape, batch: sp.Expr, layout: str, *, optimizer: str = "sgd",
+           dtype: str = "float32", freeze=None) -> tuple[tuple[Row, ...], dict, str | None,
+                                                          dict | None]:
+    """Walked rows -> (rows with receptive fields, freezing and training quantities,
+    totals, the freeze text, what freezing saves or None). ``shape`` is the network's
+    input, channels first."""
+    rows = tuple(rows)
+    fields = receptive.fields(rows, shape, layout)
+    rows = tuple(dataclasses.replace(r, receptive_field=f) for r, f in zip(rows, fields))
+    freeze = training.freeze_text(freeze)
+    frozen = training.frozen_rows(freeze, rows) if freeze is not None else frozenset()
+    unfrozen = None
+    if frozen:
+        unfrozen = training.totals(training.annotate(rows, batch, frozenset(), optimizer,
+                                                     dtype, layout))
+    rows = training.annotate(rows, batch, frozen, optimizer, dtype, layout)
+    total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
+    total.update(training.totals(rows))
+    total["receptive_field"], total["receptive_field_layer"] = receptive.total(rows)
+    saves = training.savings(total, unfrozen) if unfrozen is not None else None
+    return rows, total, freeze, saves
+
+
 def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: bool = True,
             subs: dict | None = None, model: str | None = None,
-            name: str | None = None) -> Analysis:
-    """Analyse a network: per-layer shapes, params, MACs, activations, memory change.
+            name: str | None = None, optimizer: str = "sgd", dtype: str = "float32",
+            freeze=None) -> Analysis:
+    """Analyse a network: per-layer shapes, params, MACs, activations, memory change,
+    the receptive field, and what a training step costs (``cnncalc.training``).
 
     ``network`` is layer-language text, a tuple of layer records, or None with
     ``model=`` naming a zoo network. ``input`` is a shape string (``"3xHxW"``)
     or a tuple in channels-first order; ``batch`` an int or a symbol name.
-    Every quantity is a sympy expression.
+    Every quantity is a sympy expression. ``freeze`` (``"0-6"``, ``"conv"``, or a list
+    of indices, ranges and words) makes layers non-trainable; ``optimizer`` (sgd,
+    momentum, adam, adamw) and ``dtype`` (float32, float16, bfloat16) size the
+    training memory.
 
     >>> a = analyze("conv(16, k=3, p=1)", input="3xHxW")
     >>> a.layers[0].output_shape, a.total["params"]
@@ -349,6 +409,12 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     """
     if layout not in LAYOUTS:
         raise CnnCalcError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if dtype not in training.DTYPE_BYTES:
+        raise CnnCalcError(f"dtype must be one of {', '.join(training.DTYPE_BYTES)}, "
+                           f"got {dtype!r}")
+    if optimizer not in training.OPTIMIZER_STATE:
+        raise CnnCalcError(f"optimizer must be one of {', '.join(training.OPTIMIZER_STATE)}, "
+                           f"got {optimizer!r}")
     if model is not None:
         from .zoo import get
         entry = get(model)
@@ -381,8 +447,8 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
         batch = batch.xreplace(mapping)
     walker = _Walker(batch, layout, bias)
     out = walker.sequence(layers, shape, "", 0)
-    rows = tuple(walker.rows)
-    total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
+    rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
+                                        optimizer=optimizer, dtype=dtype, freeze=freeze)
     a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
     overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
     step = Step("memory_change", _change_formula(),
@@ -391,4 +457,5 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     return Analysis(network=layers, input_shape=to_layout(shape, layout),
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,
-                    name=name)
+                    name=name, optimizer=optimizer, dtype=dtype, freeze=freeze,
+                    freezing_saves=saves)

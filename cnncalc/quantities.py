@@ -326,3 +326,17 @@ def _flatten(layer: Flatten, shape: Shape, batch: sp.Expr) -> Cost:
 @cost.register
 def _elementwise(layer: Elementwise, shape: Shape, batch: sp.Expr) -> Cost:
     return Cost(layer.kind, shape)
+
+
+def matmul_cost(output_shape: Shape, inner: sp.Expr, batch: sp.Expr,
+                params: sp.Expr = ZERO) -> Cost:
+    """A product of two tensors (``a @ b``, ``torch.bmm``): ``inner`` MACs per output element.
+
+    Used for products that are not a linear layer on the input (``activation @ activation``
+    in attention, ``weight @ x``); the output's first dimension is the batch.
+    """
+    r_s, k_s, n_s = symbol("R"), symbol("K"), symbol("N")
+    formula = r_s * k_s * (n_s if batch != 1 else ONE)
+    bind = {r_s: prod(output_shape), k_s: inner, n_s: batch}
+    macs = formula.xreplace(bind)
+    return Cost("matmul", output_shape, params, ZERO, macs, (Step("macs", formula, bind, macs),))

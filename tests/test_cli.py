@@ -43,7 +43,7 @@ def test_json_follows_the_contract_schema(capsys):
     assert set(doc["total"]) >= {"params", "trainable_params", "non_trainable_params",
                                  "buffers", "macs", "activations"}
     assert all(isinstance(v, int) for k, v in doc["total"].items()
-               if k not in ("output_shape", "memory_change"))
+               if k not in ("output_shape", "memory_change", "receptive_field"))
     for key in ("params", "macs", "activations", "buffers"):
         assert doc["total"][key] == sum(r[key] for r in doc["layers"])
 

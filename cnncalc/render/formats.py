@@ -13,6 +13,8 @@ import json
 import sympy as sp
 
 from ..analysis import QUANTITIES, Analysis
+from ..training import QUANTITIES as TRAINING
+from .summary import field_cells, receptive_summary, training_cells, training_summary
 from .values import (
     is_numeric,
     latex_value,
@@ -48,25 +50,51 @@ def _work(steps) -> list[dict]:
     return out
 
 
+def receptive_dict(field, layer: int | None = None) -> dict | None:
+    """``{"size": [..], "jump": [..], "start": [..]}`` per spatial dimension, or None."""
+    if field is None:
+        return None
+    doc = {key: [json_value(v) for v in getattr(field, key)]
+           for key in ("size", "jump", "start")}
+    if layer is not None:
+        doc["layer"] = layer
+    return doc
+
+
+_RECEPTIVE_KEYS = ("receptive_field", "receptive_field_layer")
+
+
 def to_dict(a: Analysis, show_work: bool = False) -> dict:
-    """The JSON schema of CONTRACT section 1."""
+    """The JSON schema of CONTRACT section 1, plus the training and receptive-field keys."""
     layers = []
     for r in a.layers:
         row = {"index": r.index, "name": r.name, "type": r.type, "depth": r.depth,
                "input_shape": [json_value(d) for d in r.input_shape],
                "output_shape": [json_value(d) for d in r.output_shape]}
         row.update({q: json_value(getattr(r, q)) for q in (*QUANTITIES, "memory_change")})
+        row["frozen"] = r.frozen
+        row.update({q: json_value(getattr(r, q)) for q in TRAINING})
+        row["receptive_field"] = receptive_dict(r.receptive_field)
         if show_work:
             row["work"] = _work(r.steps)
         layers.append(row)
-    total = {q: json_value(v) for q, v in a.total.items()}
+    total = {q: json_value(v) for q, v in a.total.items() if q not in _RECEPTIVE_KEYS}
+    total["receptive_field"] = receptive_dict(a.total.get("receptive_field"),
+                                              a.total.get("receptive_field_layer"))
     total["memory_change"] = json_value(a.memory_change)
     total["output_shape"] = [json_value(d) for d in a.output_shape]
     doc = {"model": a.name, "input_shape": [json_value(d) for d in a.input_shape],
            "batch": json_value(a.batch), "layout": a.layout,
-           "symbols": [s.name for s in a.symbols], "layers": layers, "total": total}
+           "symbols": [s.name for s in a.symbols], "layers": layers, "total": total,
+           "training": {"optimizer": a.optimizer, "dtype": a.dtype, "freeze": a.freeze,
+                        "freezing_saves": None if a.freezing_saves is None else {
+                            q: json_value(v) for q, v in a.freezing_saves.items()}}}
     if show_work:
         doc["total"]["work"] = _work([a.memory_step])
+    unsupported = getattr(a, "unsupported", None)  # from_torch analyses only
+    if unsupported is not None:
+        doc["unsupported"] = [{"name": u.name, "type": u.type, "reason": u.reason}
+                              for u in unsupported]
     return doc
 
 
@@ -74,15 +102,30 @@ def to_json(a: Analysis, show_work: bool = False) -> str:
     return json.dumps(to_dict(a, show_work), indent=2)
 
 
-def to_csv(a: Analysis, show_work: bool = False) -> str:
+def _plain_field(field) -> list[str]:
+    if field is None:
+        return ["", "", ""]
+    return ["x".join(plain(v) for v in getattr(field, k)) for k in ("size", "jump", "start")]
+
+
+def to_csv(a: Analysis, show_work: bool = False, training: bool = False,
+           receptive: bool = False) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "name", "type", *ROW_KEYS])
+    extra = [*(("frozen", *TRAINING) if training else ()),
+             *(("receptive_field", "receptive_field_jump", "receptive_field_start")
+               if receptive else ())]
+    w.writerow(["index", "name", "type", *ROW_KEYS, *extra])
     for r in a.layers:
         w.writerow([r.index, r.name, r.type, plain_shape(r.output_shape),
-                    *(plain(getattr(r, q)) for q in (*QUANTITIES, "memory_change"))])
+                    *(plain(getattr(r, q)) for q in (*QUANTITIES, "memory_change")),
+                    *((str(r.frozen).lower(), *(plain(getattr(r, q)) for q in TRAINING))
+                      if training else ()),
+                    *(_plain_field(r.receptive_field) if receptive else ())])
     w.writerow(["", "total", "", plain_shape(a.output_shape),
-                *(plain(a.total[q]) for q in QUANTITIES), plain(a.memory_change)])
+                *(plain(a.total[q]) for q in QUANTITIES), plain(a.memory_change),
+                *(("", *(plain(a.total[q]) for q in TRAINING)) if training else ()),
+                *(_plain_field(a.total["receptive_field"]) if receptive else ())])
     return buf.getvalue()
 
 
@@ -90,25 +133,39 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def to_markdown(a: Analysis, show_work: bool = False) -> str:
-    head = ["#", "layer", "type", "output shape", "params", "MACs", "activations", "memory Δ"]
+def to_markdown(a: Analysis, show_work: bool = False, training: bool = False,
+                receptive: bool = False) -> str:
+    head = ["#", "layer", "type", "output shape", "params", "MACs", "activations", "memory Δ",
+            *(("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]") if training else ()),
+            *(("RF", "jump", "start") if receptive else ())]
     lines = [f"**{a.name or 'network'}**: input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in a.layers:
         cells = [str(r.index), "&nbsp;" * 2 * r.depth + r.name, r.type,
                  pretty_shape(r.output_shape), pretty(r.params), pretty(r.macs),
-                 pretty(r.activations), percent(r.memory_change)]
+                 pretty(r.activations), percent(r.memory_change),
+                 *(training_cells(r) if training else ()),
+                 *(field_cells(r.receptive_field) if receptive else ())]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     t = a.total
     lines.append("| | **total** | | " + " | ".join(_md(c) for c in (
         pretty_shape(a.output_shape), pretty(t["params"]), pretty(t["macs"]),
-        pretty(t["activations"]), percent(a.memory_change))) + " |")
+        pretty(t["activations"]), percent(a.memory_change),
+        *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
+           pretty(t["saved_bytes"])) if training else ()),
+        *(field_cells(t["receptive_field"]) if receptive else ()))) + " |")
     lines += ["", f"- params: {pretty(t['params'])} (trainable {pretty(t['trainable_params'])}, "
               f"non-trainable {pretty(t['non_trainable_params'])}); buffers: "
               f"{pretty(t['buffers'])}",
               f"- MACs: {pretty(t['macs'])}; activations: {pretty(t['activations'])} elements",
               f"- memory change, input → output: {percent(a.memory_change)}"]
+    lines += [f"- warning: {_md(u.name)} ({u.type}) {u.reason}"
+              for u in getattr(a, "unsupported", ())]
+    if training:
+        lines += [f"- {label}: {text}" for label, text in training_summary(a)]
+    if receptive:
+        lines.append(f"- receptive field: {receptive_summary(a)}")
     if show_work:
         lines += ["", "### Worked solution", ""]
         for r in a.layers:
@@ -137,7 +194,10 @@ def _tex_shape(shape) -> str:
     return "$" + r" \times ".join(dims) + "$"
 
 
-def to_latex(a: Analysis, show_work: bool = False) -> str:
+def to_latex(a: Analysis, show_work: bool = False, training: bool = False,
+             receptive: bool = False) -> str:
+    """The table as LaTeX (the training and receptive-field views are in the other
+    formats)."""
     lines = [r"% cnncalc: input " + " x ".join(plain(d) for d in a.input_shape)
              + f" ({a.layout}), batch {plain(a.batch)}",
              r"\begin{tabular}{rlllrrrr}", r"\hline",

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import Analysis
+from .summary import field_cells, receptive_summary, training_cells, training_summary
 from .values import compact_shape, percent, pretty, pretty_shape, si, step_pretty
 
 
@@ -15,7 +16,7 @@ def _with_si(value) -> str:
     return f"{pretty(value)} ({unit})" if unit else pretty(value)
 
 
-def analysis_table(a: Analysis) -> Group:
+def analysis_table(a: Analysis, training: bool = False, receptive: bool = False) -> Group:
     title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}")
     table = Table(title=title, title_justify="left", header_style="bold", expand=False,
@@ -28,15 +29,26 @@ def analysis_table(a: Analysis) -> Group:
     table.add_column("MACs", justify="right", overflow="fold")
     table.add_column("activations", justify="right", overflow="fold", min_width=11)
     table.add_column("mem Δ", justify="right", overflow="fold")
+    if training:
+        for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
+            table.add_column(head, justify="right", overflow="fold")
+    if receptive:
+        for head in ("RF", "jump", "start"):
+            table.add_column(head, justify="right", overflow="fold")
     for r in a.layers:
         table.add_row(str(r.index), "  " * r.depth + r.name, r.type,
                       compact_shape(r.output_shape), pretty(r.params), pretty(r.macs),
-                      pretty(r.activations), percent(r.memory_change))
+                      pretty(r.activations), percent(r.memory_change),
+                      *(training_cells(r) if training else ()),
+                      *(field_cells(r.receptive_field) if receptive else ()))
     t = a.total
     table.add_section()
     table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
                   pretty(t["params"]), pretty(t["macs"]), pretty(t["activations"]),
-                  percent(a.memory_change), style="bold")
+                  percent(a.memory_change),
+                  *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
+                     pretty(t["saved_bytes"])) if training else ()),
+                  *(field_cells(t["receptive_field"]) if receptive else ()), style="bold")
 
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -49,10 +61,17 @@ def analysis_table(a: Analysis) -> Group:
     summary.add_row("activations", f"{_with_si(t['activations'])} elements, summed over layers")
     summary.add_row("memory Δ", f"{percent(a.memory_change)} from the input "
                     f"{pretty_shape(a.input_shape)} to the output {pretty_shape(a.output_shape)}")
+    if training:
+        for label, text in training_summary(a):
+            summary.add_row(label, text)
+    if receptive:
+        summary.add_row("receptive field", receptive_summary(a))
     parts = [table, summary]
     if a.symbols:
         parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
                           + " (positive integers; floor() is exact)", style="dim"))
+    for u in getattr(a, "unsupported", ()):  # from_torch: what it could not cost
+        parts.append(Text(f"warning: {u.name} ({u.type}) {u.reason}", style="yellow"))
     return Group(*parts)
 
 

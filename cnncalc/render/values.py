@@ -58,6 +58,26 @@ def si(value) -> str:
     return ""
 
 
+def nbytes(value) -> str:
+    """``46,758,048 B (44.6 MiB)``; symbolic byte counts as a formula in bytes."""
+    value = sp.sympify(value)
+    if not value.is_number:
+        return pretty(value) + " B"
+    v = float(value)
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(v) >= scale:
+            return f"{pretty(value)} B ({v / scale:.3g} {unit})"
+    return f"{pretty(value)} B"
+
+
+def per_dim(values) -> str:
+    """One value per spatial dimension: ``435`` when they agree, else ``435×211``."""
+    values = [sp.sympify(v) for v in values]
+    if values and all(v == values[0] for v in values):
+        return pretty(values[0])
+    return "×".join(pretty(v) for v in values)
+
+
 def percent(value) -> str:
     value = sp.sympify(value)
     if value.is_Integer:

@@ -120,6 +120,16 @@ SEED003 = [
          "cnncalc norm --kind batch '[[1,1,1],[0,2,4]]' --eps 0"),
     Step("With the default ε = 10⁻⁵ the same data normalizes, and the constant slice becomes 0:",
          "cnncalc norm --kind batch '[[1,1,1],[0,2,4]]'"),
+    Step("## Problem 4. Transfer learning: what freezing saves\n\n"
+         "The problem asks whether to freeze all, some or none of a pretrained network's "
+         "convolutional layers. cnncalc does not choose, but it prices each choice. Here is "
+         "a pretrained ResNet-18 on 224×224 x-rays (grey, repeated to 3 channels), batch 32, "
+         "trained with Adam, with every conv and batch norm frozen, so only the classifier "
+         "trains. `--freeze 0-40` would instead fine-tune from the middle of the third stage, "
+         "and dropping `--freeze` trains everything. The `freezing saves` line is the "
+         "difference from training everything.",
+         "cnncalc params --model resnet18 --batch 32 --optimizer adam --freeze conv,bn "
+         "--format markdown"),
 ]
 
 SEED004 = [

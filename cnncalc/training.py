@@ -1,0 +1,275 @@
+"""What one training step costs on top of the forward pass: backward MACs and memory.
+
+Pure functions over the analysed rows (which carry each layer's record and the
+rows feeding it). Conventions, written once here and in the README:
+
+* A tensor needs a gradient when some layer upstream of it has trainable
+  parameters; the network's input never does. A layer takes part in the
+  backward pass ("is in the graph") when its input needs a gradient or it has
+  trainable parameters of its own.
+* Backward MACs of a conv / linear layer: the input gradient (a transposed
+  product with the same weights) and the weight gradient (input against output
+  gradient) each cost as much as the forward; the first is skipped when the
+  input needs no gradient (the first layer, everything below the lowest
+  trainable layer), the second for a frozen layer. Bias gradients are sums,
+  not MACs.
+* Activations kept for backward are the tensors PyTorch's autograd saves
+  (checked with ``torch.autograd.graph.saved_tensors_hooks``), each counted
+  once: a tensor kept by two layers (a ReLU's output that the next conv also
+  keeps as its input) is charged to the first. Parameters and running
+  statistics that autograd also saves are model state, not counted here.
+* Memory is in bytes of one dtype for parameters, buffers, gradients,
+  optimizer state and activations (no mixed precision). Norm statistics are
+  kept in float32, max-pool indices in int64, dropout masks as bool.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, replace
+from functools import singledispatch
+
+import sympy as sp
+
+from . import layers as L
+from .errors import CnnCalcError
+from .quantities import ZERO, prod
+from .receptive import channels_first
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+# optimizer -> state tensors per trainable parameter (Adam: first and second moments)
+OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+STAT_BYTES, INDEX_BYTES, MASK_BYTES = 4, 8, 1
+
+QUANTITIES = ("backward_input_macs", "backward_weight_macs", "saved_bytes", "param_bytes",
+              "buffer_bytes", "grad_bytes", "optimizer_bytes", "training_bytes")
+# what freezing changes (the rest, parameters and buffers, stays in memory either way)
+SAVINGS = ("backward_macs", "grad_bytes", "optimizer_bytes", "saved_bytes", "training_bytes")
+
+
+@dataclass(frozen=True)
+class Keep:
+    """One tensor a layer's backward reads: the layer's ``input`` or ``output``, or a
+    private ``extra`` of ``elements`` items, ``itemsize`` bytes each (None: the dtype)."""
+
+    role: str
+    elements: sp.Expr = ZERO
+    itemsize: int | None = None
+
+
+_IN, _OUT = Keep("input"), Keep("output")
+# Elementwise kinds: which side torch's backward formula reads.
+_KEEPS_OUTPUT = {"relu", "sigmoid", "tanh", "softmax"}
+_KEEPS_INPUT = {"relu6", "gelu", "silu", "elu", "leakyrelu", "hardswish", "mish"}
+
+
+@singledispatch
+def kept(layer, shape: tuple, out: tuple, batch: sp.Expr, weight_grad: bool) -> list[Keep]:
+    """The tensors a layer in the graph keeps for backward (``shape`` and ``out``: its
+    input and output, channels first, without batch)."""
+    return []
+
+
+@kept.register(L.Conv)
+@kept.register(L.ConvTranspose)
+def _conv(layer, shape, out, batch, weight_grad):
+    # torch's convolution saves its input even when only the input gradient is wanted.
+    return [_IN]
+
+
+@kept.register
+def _linear(layer: L.Linear, shape, out, batch, weight_grad):
+    return [_IN] if weight_grad else []
+
+
+@kept.register
+def _pool(layer: L.Pool, shape, out, batch, weight_grad):
+    if layer.mode == "max":
+        return [_IN, Keep("extra", prod(out) * batch, INDEX_BYTES)]
+    return [_IN]  # avg_pool's backward takes the input (for its geometry)
+
+
+@kept.register
+def _adaptive(layer: L.AdaptiveAvgPool, shape, out, batch, weight_grad):
+    out_sizes = layer.output if isinstance(layer.output, tuple) else (layer.output,)
+    return [] if all(o == 1 for o in out_sizes) else [_IN]  # the global case is a mean
+
+
+def _stats(count: sp.Expr) -> Keep:
+    """Mean and inverse standard deviation, ``count`` of each."""
+    return Keep("extra", 2 * count, STAT_BYTES)
+
+
+@kept.register
+def _bn(layer: L.BatchNorm, shape, out, batch, weight_grad):
+    return [_IN, _stats(shape[0])]
+
+
+@kept.register
+def _in(layer: L.InstanceNorm, shape, out, batch, weight_grad):
+    return [_IN, _stats(batch * shape[0])]
+
+
+@kept.register
+def _gn(layer: L.GroupNorm, shape, out, batch, weight_grad):
+    return [_IN, _stats(batch * layer.groups)]
+
+
+@kept.register
+def _ln(layer: L.LayerNorm, shape, out, batch, weight_grad):
+    dims = len(shape) if layer.dims is None else layer.dims
+    return [_IN, _stats(batch * prod(shape[:len(shape) - dims]))]
+
+
+@kept.register
+def _elementwise(layer: L.Elementwise, shape, out, batch, weight_grad):
+    if layer.kind in _KEEPS_OUTPUT:
+        return [_OUT]
+    if layer.kind in _KEEPS_INPUT:
+        return [_IN]
+    if layer.kind == "dropout":
+        return [Keep("extra", prod(out) * batch, MASK_BYTES)]
+    return []
+
+
+@singledispatch
+def is_view(layer) -> bool:
+    """Whether the layer's output is its input, reshaped (no new memory)."""
+    return False
+
+
+@is_view.register
+def _flatten_view(layer: L.Flatten) -> bool:
+    return True
+
+
+@is_view.register
+def _identity_view(layer: L.Elementwise) -> bool:
+    return layer.kind == "identity"
+
+
+# -- freezing --------------------------------------------------------------------------
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "conv": (L.Conv,), "conv1d": (L.Conv,), "conv3d": (L.Conv,), "dwconv": (L.Conv,),
+    "deconv": (L.ConvTranspose,), "deconv1d": (L.ConvTranspose,),
+    "deconv3d": (L.ConvTranspose,), "bn": (L.BatchNorm,), "ln": (L.LayerNorm,),
+    "in": (L.InstanceNorm,), "gn": (L.GroupNorm,),
+    "norm": (L.BatchNorm, L.LayerNorm, L.InstanceNorm, L.GroupNorm), "fc": (L.Linear,),
+}
+_RANGE = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$")
+
+
+def freeze_text(freeze) -> str | None:
+    """``"0-6,bn"`` as given, or a list such as ``[range(7), "bn"]`` written that way."""
+    if freeze is None or isinstance(freeze, str):
+        return freeze
+    parts = []
+    for item in freeze:
+        if isinstance(item, range):
+            parts.append(f"{item.start}-{item.stop - 1}" if len(item) else "")
+        else:
+            parts.append(str(item))
+    return ",".join(parts)
+
+
+def frozen_rows(text: str, rows) -> frozenset[int]:
+    """The rows that ``--freeze`` selects: index ranges (``0-6``, inclusive), single
+    indices, layer kinds (``conv``, ``bn``, ``norm``, ``fc``, or a row type such as
+    ``batch_norm2d``) and row names or block prefixes (``basic3`` is ``basic3.*``)."""
+    chosen: set[int] = set()
+    last = len(rows) - 1
+    tokens = [t.strip() for t in text.split(",")]
+    if not any(tokens):
+        raise CnnCalcError("--freeze: give layer indices (0-6), kinds (conv, bn) or names")
+    for token in tokens:
+        if not token:
+            raise CnnCalcError(f"--freeze: {text!r} has an empty item")
+        m = _RANGE.match(token)
+        if m:
+            a = int(m.group(1))
+            b = int(m.group(2)) if m.group(2) is not None else a
+            if a > b:
+                raise CnnCalcError(f"--freeze: {token} runs backwards (write {b}-{a})")
+            if b > last:
+                raise CnnCalcError(f"--freeze: {token} goes past the last layer, {last}")
+            chosen.update(range(a, b + 1))
+            continue
+        chosen.update(_by_word(token, rows))
+    return frozenset(chosen)
+
+
+def _by_word(token: str, rows) -> set[int]:
+    word = token.lower()
+    kinds = _KINDS.get(L.ALIASES.get(word, word))
+    found = {r.index for r in rows
+             if (kinds is not None and isinstance(r.layer, kinds)) or r.type == word
+             or r.name.lower() == word or r.name.lower().startswith(word + ".")}
+    if found or kinds is not None:
+        return found
+    known = sorted(set(_KINDS) | {r.type for r in rows} | {r.name for r in rows})
+    hint = difflib.get_close_matches(word, known, n=1)
+    tip = f" (did you mean {hint[0]}?)" if hint else ""
+    raise CnnCalcError(f"--freeze: {token!r} is not a layer index, kind or name{tip}")
+
+
+# -- the walk --------------------------------------------------------------------------
+
+def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype: str,
+             layout: str) -> tuple:
+    """The rows with trainable / frozen params and every training quantity filled in."""
+    if dtype not in DTYPE_BYTES:
+        raise CnnCalcError(f"--dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    if optimizer not in OPTIMIZER_STATE:
+        raise CnnCalcError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATE)}, "
+                           f"got {optimizer!r}")
+    b, states = DTYPE_BYTES[dtype], OPTIMIZER_STATE[optimizer]
+    needs_grad: list[bool] = []  # does row i's output need a gradient?
+    tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
+    charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
+    out = []
+    for row in rows:
+        is_frozen = row.index in frozen
+        trainable = ZERO if is_frozen else row.params
+        weight_grad = not is_frozen and row.params != 0
+        grad_in = any(needs_grad[i] for i in row.inputs if i >= 0)
+        needs_grad.append(grad_in or weight_grad)
+        src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
+        tensor.append(src if is_view(row.layer) else row.index)
+        saved = ZERO
+        if grad_in or weight_grad:
+            shape = channels_first(row.input_shape, layout)
+            out_shape = channels_first(row.output_shape, layout)
+            for keep in kept(row.layer, shape, out_shape, batch, weight_grad):
+                if keep.role == "extra":
+                    saved += keep.elements * (keep.itemsize or b)
+                    continue
+                which, size = (src, prod(shape)) if keep.role == "input" else (
+                    tensor[-1], prod(out_shape))
+                if which not in charged:
+                    charged.add(which)
+                    saved += size * batch * b
+        grads = trainable * b
+        optim = states * trainable * b
+        out.append(replace(
+            row, frozen=is_frozen, trainable_params=trainable,
+            non_trainable_params=row.params - trainable,
+            backward_input_macs=row.macs if grad_in else ZERO,
+            backward_weight_macs=row.macs if weight_grad else ZERO,
+            saved_bytes=saved, param_bytes=row.params * b, buffer_bytes=row.buffers * b,
+            grad_bytes=grads, optimizer_bytes=optim,
+            training_bytes=(row.params + row.buffers) * b + grads + optim + saved))
+    return tuple(out)
+
+
+def totals(rows) -> dict:
+    total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
+    total["backward_macs"] = total["backward_input_macs"] + total["backward_weight_macs"]
+    return total
+
+
+def savings(frozen_total: dict, unfrozen_total: dict) -> dict:
+    """What freezing saves: the same step with nothing frozen, minus this one."""
+    return {q: unfrozen_total[q] - frozen_total[q] for q in SAVINGS}
+

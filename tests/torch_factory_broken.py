@@ -1,0 +1,3 @@
+"""A module whose import fails, for the ``--torch`` error tests."""
+
+raise ImportError("a missing optional dependency")
