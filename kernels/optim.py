@@ -52,6 +52,13 @@ def _sign(p: np.ndarray, h: dict):
     return p.dtype.type(-1 if h["maximize"] else 1)
 
 
+def _buffer(state: dict, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """The state array ``name`` of parameter ``p``, created (filled) on first use."""
+    if state.get(name) is None:
+        state[name] = np.full_like(p, fill)
+    return state[name]
+
+
 class _Optimizer:
     """Shared machinery: parameter and gradient checks, step counts, state dicts."""
 
@@ -79,14 +86,12 @@ class _Optimizer:
         self.state = [{"step": 0} for _ in self.params]
 
     # -- per-optimizer -------------------------------------------------------------------
-    def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> None:
+    @classmethod
+    def update(cls, p: np.ndarray, g: np.ndarray, state: dict, h: dict) -> None:
+        """One step of one parameter ``p`` in place, from its checked gradient ``g``:
+        ``state`` holds ``"step"`` (already counted) and the state arrays (created here on
+        first use), ``h`` the hyperparameters. Shared with ``kernels.torch``'s optimizers."""
         raise NotImplementedError
-
-    def _buffer(self, state: dict, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """The state array ``name`` of parameter ``p``, created (filled) on first use."""
-        if state.get(name) is None:
-            state[name] = np.full_like(p, fill)
-        return state[name]
 
     # -- public --------------------------------------------------------------------------
     def step(self, grads) -> None:
@@ -109,7 +114,7 @@ class _Optimizer:
             checked.append(np.ascontiguousarray(g))
         for p, g, state in zip(self.params, checked, self.state):
             state["step"] += 1
-            self._update(p, g, state)
+            self.update(p, g, state, self.hyperparameters)
 
     def state_dict(self) -> dict:
         """``{"hyperparameters": {...}, "state": [{"step": int, name: array, ...}, ...]}``
@@ -171,11 +176,12 @@ class SGD(_Optimizer):
                          weight_decay=weight_decay, nesterov=bool(nesterov),
                          maximize=bool(maximize))
 
-    def _update(self, p, g, state):
-        h, t = self.hyperparameters, p.dtype.type
+    @classmethod
+    def update(cls, p, g, state, h):
+        t = p.dtype.type
         use_momentum = h["momentum"] != 0
         first = state.get("momentum_buffer") is None
-        buf = self._buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
+        buf = _buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
         _kernel("sgd", p)(_flat(p), _flat(g), _flat(buf), t(-h["lr"]), t(h["momentum"]),
                           t(1 - h["dampening"]), t(h["weight_decay"]), _sign(p, h),
                           use_momentum, first, h["nesterov"], h["weight_decay"] != 0)
@@ -197,12 +203,13 @@ class Adagrad(_Optimizer):
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=bool(maximize))
         for p, state in zip(self.params, self.state):  # torch fills it at construction
-            self._buffer(state, "sum", p, initial_accumulator_value)
+            _buffer(state, "sum", p, initial_accumulator_value)
 
-    def _update(self, p, g, state):
-        h, t = self.hyperparameters, p.dtype.type
+    @classmethod
+    def update(cls, p, g, state, h):
+        t = p.dtype.type
         clr = h["lr"] / (1 + (state["step"] - 1) * h["lr_decay"])
-        state_sum = self._buffer(state, "sum", p, h["initial_accumulator_value"])
+        state_sum = _buffer(state, "sum", p, h["initial_accumulator_value"])
         _kernel("adagrad", p)(_flat(p), _flat(g), _flat(state_sum), t(-clr),
                               t(h["weight_decay"]), t(h["eps"]), _sign(p, h),
                               h["weight_decay"] != 0)
@@ -224,12 +231,13 @@ class RMSprop(_Optimizer):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=bool(centered), maximize=bool(maximize))
 
-    def _update(self, p, g, state):
-        h, t = self.hyperparameters, p.dtype.type
+    @classmethod
+    def update(cls, p, g, state, h):
+        t = p.dtype.type
         centered, use_momentum = h["centered"], h["momentum"] > 0
-        square_avg = self._buffer(state, "square_avg", p)
-        grad_avg = self._buffer(state, "grad_avg", p) if centered else p[:0]
-        buf = self._buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
+        square_avg = _buffer(state, "square_avg", p)
+        grad_avg = _buffer(state, "grad_avg", p) if centered else p[:0]
+        buf = _buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
         _kernel("rmsprop", p)(_flat(p), _flat(g), _flat(square_avg), _flat(grad_avg),
                               _flat(buf), t(-h["lr"]), t(h["alpha"]), t(1 - h["alpha"]),
                               *_lerp_weights(p.dtype, 1 - h["alpha"]), t(h["eps"]),
@@ -255,21 +263,22 @@ class Adam(_Optimizer):
                          weight_decay=weight_decay, amsgrad=bool(amsgrad),
                          maximize=bool(maximize))
 
-    def _update(self, p, g, state):
-        h, t = self.hyperparameters, p.dtype.type
+    @classmethod
+    def update(cls, p, g, state, h):
+        t = p.dtype.type
         beta1, beta2 = h["betas"]
         step, lr, wd = state["step"], h["lr"], h["weight_decay"]
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
-        exp_avg = self._buffer(state, "exp_avg", p)
-        exp_avg_sq = self._buffer(state, "exp_avg_sq", p)
-        vmax = self._buffer(state, "max_exp_avg_sq", p) if h["amsgrad"] else p[:0]
-        decoupled = self._decoupled and wd != 0
+        exp_avg = _buffer(state, "exp_avg", p)
+        exp_avg_sq = _buffer(state, "exp_avg_sq", p)
+        vmax = _buffer(state, "max_exp_avg_sq", p) if h["amsgrad"] else p[:0]
+        decoupled = cls._decoupled and wd != 0
         _kernel("adam", p)(_flat(p), _flat(g), _flat(exp_avg), _flat(exp_avg_sq), _flat(vmax),
                            t(-lr / bias_correction1), t(beta2), t(1 - beta2),
                            *_lerp_weights(p.dtype, 1 - beta1), t(bias_correction2**0.5),
                            t(h["eps"]), t(wd), t(1 - lr * wd if decoupled else 1), _sign(p, h),
-                           h["amsgrad"], wd != 0 and not self._decoupled)
+                           h["amsgrad"], wd != 0 and not cls._decoupled)
 
 
 class AdamW(Adam):
