@@ -29,14 +29,15 @@ def _relu_backward(grad_out, x, grad_x, zero):
 
 
 LANES = 8  # independent running maxima, so the compiler can keep them in one vector register
+ROWS = 16  # rows per parallel task: scratch rows are allocated once per task
 
 
-def _row_max(row):
-    """max(row), ignoring NaN (a NaN reaches the result through exp anyway).
+def _row_max(row, lanes):
+    """max(row), ignoring NaN (a NaN reaches the result through exp anyway); ``lanes`` is
+    scratch of LANES elements.
 
     Optimizations: LANES interleaved maxima; a single running max is a serial
     dependency chain the compiler will not vectorize (it must keep NaN order)."""
-    lanes = np.empty(LANES, dtype=row.dtype)
     lanes[:] = row[0]
     whole = row.size - row.size % LANES
     for c in range(0, whole, LANES):
@@ -51,8 +52,18 @@ def _row_max(row):
     return m
 
 
-def _exp_shifted(row, m, out, poly):
+def _sum64(v):
+    """Σ v in float64. Compiled with reassociation, so the sum vectorizes: a float64
+    running sum is otherwise a serial chain of adds, the slowest part of a softmax row."""
+    s = 0.0
+    for c in range(v.size):
+        s += v[c]
+    return s
+
+
+def _exp_shifted(row, m, out, bits, poly):
     """out[c] = exp(row[c] - m) (arguments <= 0 unless NaN); returns Σ out in float64.
+    ``bits`` is int32 scratch of the row's length.
 
     float32 (``poly``): Cephes' expf, exp(x) = 2^n · p(r), n = round(x / ln 2),
     r = x - n ln 2 (ln 2 split in two for exactness), p of degree 7 (< 2 ulp); 2^n is
@@ -60,9 +71,7 @@ def _exp_shifted(row, m, out, poly):
     x < -87.3 flushes to 0. Plain arithmetic, so it vectorizes: ~4x libm's expf.
     float64: libm's exp.
     """
-    s = 0.0  # float64: a float32 sum of C terms would lose ~log2(C) bits
     if poly:
-        bits = np.empty(row.size, dtype=np.int32)
         scale = bits.view(np.float32)
         for c in range(row.size):
             x = row[c] - m
@@ -80,32 +89,32 @@ def _exp_shifted(row, m, out, poly):
         for c in range(row.size):
             x = row[c] - m
             out[c] = np.float32(0.0) if x < np.float32(-87.33) else out[c] * scale[c]
-            s += out[c]
     else:
         for c in range(row.size):
             out[c] = np.exp(row[c] - m)
-            s += out[c]
-    return s
+    return _sum64(out)  # float64: a float32 sum of C terms would lose ~log2(C) bits
 
 
 def _cross_entropy(logits, target, losses, smoothing, poly):
     """losses[i] = (1 - ε)(lse_i - z[i, t_i]) + ε/C Σ_c (lse_i - z[i, c]), in float64,
     with lse_i = m_i + log Σ_c exp(z_ic - m_i), m_i = max_c z_ic.
 
-    Loop nest: prange i (row) > c (class): max, exp + Σ (into a scratch row), Σ z if ε > 0.
-    Optimizations: the row max in LANES lanes; a vectorizable float32 exp (``poly``).
+    Loop nest: prange block of ROWS rows > row > c (class): max, exp + Σ (into a scratch
+    row), Σ z if ε > 0.
+    Optimizations: the row max in LANES lanes; a vectorizable float32 exp (``poly``) and
+    float64 sum; scratch allocated once per block of rows, not per row.
     """
     N, C = logits.shape
-    for i in prange(N):
-        row = logits[i]
-        m = _row_max(row)
+    for blk in prange((N + ROWS - 1) // ROWS):
+        lanes = np.empty(LANES, dtype=logits.dtype)
         e = np.empty(C, dtype=logits.dtype)
-        lse = m + np.log(_exp_shifted(row, m, e, poly))
-        total = 0.0
-        if smoothing != 0:
-            for c in range(C):
-                total += row[c]
-        losses[i] = (1 - smoothing) * (lse - row[target[i]]) + smoothing * (lse - total / C)
+        bits = np.empty(C, dtype=np.int32)
+        for i in range(blk * ROWS, min(N, (blk + 1) * ROWS)):
+            row = logits[i]
+            m = _row_max(row, lanes)
+            lse = m + np.log(_exp_shifted(row, m, e, bits, poly))
+            total = _sum64(row) if smoothing != 0 else 0.0
+            losses[i] = (1 - smoothing) * (lse - row[target[i]]) + smoothing * (lse - total / C)
 
 
 def _cross_entropy_backward(logits, target, scale, grad, smoothing_c, keep, poly):
@@ -116,25 +125,30 @@ def _cross_entropy_backward(logits, target, scale, grad, smoothing_c, keep, poly
     loop runs in the logits' dtype; ``smoothing_c`` = ε/C and ``keep`` = 1 - ε come
     in that dtype too.
 
-    Loop nest: prange i (row) > c (class): max, exp + Σ (into the gradient row), scale.
+    Loop nest: prange block of ROWS rows > row > c (class): max, exp + Σ (into the
+    gradient row), scale.
     Optimizations: as :func:`_cross_entropy`; the exponentials are written straight
     into the output row and rescaled in place.
     """
     N, C = logits.shape
-    for i in prange(N):
-        row = logits[i]
-        out = grad[i]
-        m = _row_max(row)
-        s = _exp_shifted(row, m, out, poly)
-        a = scale[i]
-        scale[i] = a / s
-        b = scale[i]
-        shift = a * smoothing_c
-        for c in range(C):
-            out[c] = out[c] * b - shift
-        out[target[i]] -= a * keep
+    for blk in prange((N + ROWS - 1) // ROWS):
+        lanes = np.empty(LANES, dtype=logits.dtype)
+        bits = np.empty(C, dtype=np.int32)
+        for i in range(blk * ROWS, min(N, (blk + 1) * ROWS)):
+            row = logits[i]
+            out = grad[i]
+            m = _row_max(row, lanes)
+            s = _exp_shifted(row, m, out, bits, poly)
+            a = scale[i]
+            scale[i] = a / s
+            b = scale[i]
+            shift = a * smoothing_c
+            for c in range(C):
+                out[c] = out[c] * b - shift
+            out[target[i]] -= a * keep
 
 
+_sum64 = njit(cache=True, fastmath={"reassoc"})(_sum64)
 _row_max = njit(cache=True)(_row_max)
 _exp_shifted = njit(cache=True)(_exp_shifted)
 relu, relu_serial = parallel_and_serial(_relu)
