@@ -7,6 +7,7 @@ Arguments are checked here, before any kernel runs; the CPU kernels
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -84,6 +85,17 @@ def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
     return xp
 
 
+@lru_cache(maxsize=256)
+def _affine(sizes: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """``sum_k i_k * strides[k]`` over the row-major grid ``i < sizes``, flattened: the
+    tiled kernels' offset tables. Cached, since training repeats the same shapes.
+    NOTE: shared between calls, so never written to."""
+    out = np.zeros((), dtype=np.int64)
+    for n, step in zip(sizes, strides):
+        out = out[..., None] + np.arange(n, dtype=np.int64) * step
+    return out.ravel()
+
+
 class _Tiled:
     """One convolution laid out for the register-blocked forward kernel
     (:mod:`kernels.cpu.tiles`) and the row-dot weight gradient
@@ -127,8 +139,8 @@ class _Tiled:
         """Source offset of each tap (ci, kh, kw), in the order of ``w[co].ravel()``."""
         _, _, Cg, KH, KW, _, _ = self._dims()
         (dh, dw) = self.geo.dilation
-        ci, kh, kw = np.meshgrid(np.arange(Cg), np.arange(KH), np.arange(KW), indexing="ij")
-        return (((ci * plane_rows + kh * dh) * row_pitch + kw * dw) * lane_pitch).ravel()
+        return _affine((Cg, KH, KW), (plane_rows * row_pitch * lane_pitch,
+                                      dh * row_pitch * lane_pitch, dw * lane_pitch))
 
     def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
         """The source offset of each block of ``cob`` output channels (its group's)."""
@@ -147,17 +159,13 @@ class _Tiled:
             src = np.zeros(C * Hp * Wp * Nb, dtype=w.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
-            oh, ow, q = np.meshgrid(np.arange(OH), np.arange(OW), np.arange(Nb // P),
-                                    indexing="ij")
-            bases = (((oh * sh) * Wp + ow * sw) * Nb + q * P).ravel()
+            bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
             src = np.zeros(N * C * Hp * Wq, dtype=w.dtype)
             cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
             off, cbase = self._taps(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
-            n, oh, owt = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OWr // P),
-                                     indexing="ij")
-            bases = (n * C * Hp * Wq + oh * sh * Wq + owt * P).ravel()
+            bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
         wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
         out = np.empty((wt.shape[1], bases.size * P), dtype=w.dtype)
@@ -186,24 +194,22 @@ class _Tiled:
             gl = np.zeros((G * self.cogp, OH * OW * Nb), dtype=g.dtype)
             cpu.to_lanes(g, gl, self.rows, True, Nb, 0)
             if sw == 1:
-                rowbase = np.arange(OH) * sh * Wp * Nb
-                rowg, length = np.arange(OH) * OW * Nb, OW * Nb
+                rowbase = _affine((OH,), (sh * Wp * Nb,))
+                rowg, length = _affine((OH,), (OW * Nb,)), OW * Nb
             else:
-                oh, ow = np.meshgrid(np.arange(OH), np.arange(OW), indexing="ij")
-                rowbase = ((oh * sh) * Wp + ow * sw).ravel() * Nb
-                rowg, length = np.arange(OH * OW) * Nb, Nb
+                rowbase = _affine((OH, OW), (sh * Wp * Nb, sw * Nb))
+                rowg, length = _affine((OH * OW,), (Nb,)), Nb
         else:
             src = _padded(self.x, self.geo).reshape(-1)
             off, cbase = self._taps(Wp, Hp, 1), self._cbase(Hp * Wp, cpu.WG_COB)
             gl = np.zeros((G * self.cogp, N * OH * Wp), dtype=g.dtype)
             cpu.to_lanes(g, gl, self.rows, False, Nb, Wp)
             if sh == 1:
-                rowbase = np.arange(N) * C * Hp * Wp
-                rowg, length = np.arange(N) * OH * Wp, (OH - 1) * Wp + OW
+                rowbase = _affine((N,), (C * Hp * Wp,))
+                rowg, length = _affine((N,), (OH * Wp,)), (OH - 1) * Wp + OW
             else:
-                n, oh = np.meshgrid(np.arange(N), np.arange(OH), indexing="ij")
-                rowbase = (n * C * Hp * Wp + oh * sh * Wp).ravel()
-                rowg, length = (n * OH + oh).ravel() * Wp, OW
+                rowbase = _affine((N, OH), (C * Hp * Wp, sh * Wp))
+                rowg, length = _affine((N * OH,), (Wp,)), OW
         T = off.size
         off = np.concatenate([off, np.zeros(-T % cpu.WG_TB, dtype=off.dtype)])
         nchunk, chunk = _chunks(rowbase.size)
