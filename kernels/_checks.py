@@ -7,15 +7,27 @@ outputs are allocated here, never given by the caller).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 FLOATS = (np.float32, np.float64)
 
 
+def is_device(a) -> bool:
+    """Whether ``a`` lives on a GPU: it exposes ``__cuda_array_interface__``, or it is an
+    array of Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, used by the tests)."""
+    if a is None or isinstance(a, np.ndarray):
+        return False
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    sim = sys.modules.get("numba.cuda.simulator.cudadrv.devicearray")
+    return sim is not None and isinstance(a, sim.FakeCUDAArray)
+
+
 def on_device(*arrays) -> bool:
-    """Whether any argument lives on a GPU (it exposes ``__cuda_array_interface__``)."""
-    return any(hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
-               for a in arrays)
+    """Whether any argument lives on a GPU (see :func:`is_device`)."""
+    return any(is_device(a) for a in arrays)
 
 
 def no_device(*arrays) -> None:
