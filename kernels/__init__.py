@@ -25,7 +25,7 @@ _LAZY = {
     "relu": "kernels.activation", "relu_backward": "kernels.activation",
     "linear": "kernels.activation", "linear_backward": "kernels.activation",
     "cross_entropy": "kernels.activation", "cross_entropy_backward": "kernels.activation",
-    "optim": "kernels.optim",
+    "optim": "kernels.optim", "nn": "kernels.nn",
 }
 __all__ = list(_LAZY)
 
@@ -34,4 +34,4 @@ def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'kernels' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name])
-    return module if name == "optim" else getattr(module, name)
+    return module if _LAZY[name] == f"kernels.{name}" else getattr(module, name)

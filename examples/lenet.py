@@ -1,0 +1,538 @@
+"""Train seed 002 problem 4's LeNet-5 with our kernels, with PyTorch, or with both.
+
+    python examples/lenet.py                                   # kernels engine, digits
+    python examples/lenet.py --engine torch
+    python examples/lenet.py --engine torch+kernels --dataset mnist --data-dir ~/data/mnist
+    python examples/lenet.py --epochs 20 --resume              # continue from --out
+    python examples/lenet.py --benchmark                       # kernels vs torch, images/s
+
+Engines: ``kernels`` is :mod:`kernels.nn` with :class:`kernels.optim.Adam` (no torch);
+``torch`` is plain ``torch.nn`` with ``torch.optim.Adam``; ``torch+kernels`` is the same
+torch model with its conv and pooling layers and its optimizer from
+:mod:`kernels.torch`. Every engine starts from the same weights (drawn by
+:func:`kernels.nn.lenet5` from ``--seed``) and sees the batches in the same order,
+which depends only on the seed and the epoch, so a run stopped after any epoch and
+resumed from its checkpoint (``--out``/checkpoint.npz, written atomically after every
+epoch) ends with exactly the weights of an uninterrupted run.
+
+Data comes from :mod:`kernels.datasets`. Without ``--data-dir``, mnist and cifar10 fall
+back to scikit-learn's digits, resized to the network's input (1x28x28 and 3x32x32).
+Writes ``lenet.png`` (loss and accuracy per epoch) and the checkpoint into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# NOTE: idle OpenMP threads (torch's, and Numba's omp layer) sleep instead of spinning;
+# spinning made both engines 5-10x slower whenever other processes shared the cores.
+# It must be set before torch or Numba start their thread pools.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ENGINES = ("kernels", "torch", "torch+kernels")
+DATASETS = ("digits", "mnist", "cifar10")
+# the network's input for each data set: (channels, image size)
+INPUTS = {"digits": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
+EVAL_BATCH = 1000
+CHECKPOINT = "checkpoint.npz"
+PLOT = "lenet.png"
+# the settings a resumed run must share with the checkpoint it continues
+RESUME_KEYS = ("engine", "dataset", "seed", "batch_size", "lr", "lr_decay", "limit")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message):
+        fail(message)
+
+
+def fail(message: str):
+    print(f"lenet.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = Parser(prog="lenet.py", description="Train LeNet-5 (seed 002 problem 4) with our "
+               "kernels, PyTorch, or PyTorch with our kernels inside.")
+    p.add_argument("--engine", choices=ENGINES, default="kernels")
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--data-dir", help="folder with the MNIST or CIFAR-10 files")
+    p.add_argument("--epochs", type=positive_int, default=12)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=4e-3)
+    p.add_argument("--lr-decay", type=positive_float, default=0.8,
+                   help="multiply the learning rate by this after every epoch (default 0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=os.path.join("out", "lenet"),
+                   help="folder for the checkpoint and the plot (default out/lenet)")
+    p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
+                   help="threads for torch and for our kernels (default: every core)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out up to --epochs")
+    p.add_argument("--benchmark", action="store_true",
+                   help="one epoch of MNIST-shaped random data (60,000 images, batch 64) "
+                   "with the kernels and the torch engines; prints images/s")
+    # for the tests: fewer benchmark images, and a cut-down data set
+    p.add_argument("--benchmark-images", type=positive_int, default=60_000,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.dataset == "digits" and args.data_dir is not None:
+        fail("--data-dir: the digits data set ships with scikit-learn and takes no files")
+    return args
+
+
+# ---------------------------------------------------------------- data
+
+def load_data(args, console):
+    """The split for ``args.dataset`` at the network's input size (digits as a fallback)."""
+    from kernels import datasets
+
+    channels, size = INPUTS[args.dataset]
+    if args.dataset != "digits" and args.data_dir is None:
+        console.print(f"[yellow]note:[/] no --data-dir, so {args.dataset} falls back to "
+                      f"the digits data set resized to {channels}x{size}x{size}")
+        split = datasets.load_digits(image_size=size, channels=channels)
+    else:
+        split = datasets.load(args.dataset, args.data_dir, image_size=size, channels=channels)
+    if args.limit is not None:
+        split = datasets.Split(split.x_train[:args.limit], split.y_train[:args.limit],
+                               split.x_test[:args.limit], split.y_test[:args.limit])
+    return split
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The shuffle of epoch ``epoch``: a function of the seed and the epoch only."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+# ---------------------------------------------------------------- engines
+
+class KernelsEngine:
+    """kernels.nn's LeNet and kernels.optim.Adam: NumPy arrays, float32 throughout."""
+
+    name = "kernels"
+
+    def __init__(self, model, lr: float):
+        from kernels import nn, optim
+
+        self.model = model
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.optimizer = optim.Adam(model.parameters(), lr=lr)
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.hyperparameters["lr"] = lr
+
+    def train_step(self, x, y) -> tuple[float, int]:
+        logits = self.model.forward(x)
+        loss = self.loss_fn.forward(logits, y)
+        self.model.backward(self.loss_fn.backward())
+        self.optimizer.step(self.model.gradients())
+        return loss, int((logits.argmax(axis=1) == y).sum())
+
+    def predict(self, x) -> np.ndarray:
+        self.model.eval()
+        try:
+            return self.model.forward(x)
+        finally:
+            self.model.train()
+
+    def checkpoint_parts(self):
+        return self.model, self.optimizer
+
+
+class TorchModelState:
+    """A torch module seen through kernels.nn's ``state_dict`` interface (NumPy arrays),
+    so :func:`kernels.nn.save` / ``load`` can checkpoint it without pickle."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().numpy().copy() for k, v in self.module.state_dict().items()}
+
+    def load_state_dict(self, state) -> None:
+        import torch
+
+        own = self.module.state_dict()
+        if set(state) != set(own):
+            raise ValueError(f"names differ: expected {sorted(own)}, got {sorted(state)}")
+        for k, v in own.items():
+            if tuple(v.shape) != np.shape(state[k]):
+                raise ValueError(f"{k} has shape {np.shape(state[k])}, expected {tuple(v.shape)}")
+        self.module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+
+
+class TorchOptimizerState:
+    """A torch optimizer (one param group) seen through kernels.optim's ``state_dict``
+    format: ``{"hyperparameters": group, "state": [{"step": int, name: array}, ...]}``."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def state_dict(self) -> dict:
+        sd = self.optimizer.state_dict()
+        (group,) = sd["param_groups"]
+        state = [{k: int(v.item()) if k == "step" else v.numpy().copy()
+                  for k, v in sd["state"].get(i, {}).items()} for i in group["params"]]
+        return {"hyperparameters": {k: v for k, v in group.items() if k != "params"},
+                "state": state}
+
+    def load_state_dict(self, sd) -> None:
+        import torch
+
+        current = self.optimizer.state_dict()
+        (group,) = current["param_groups"]
+        if set(sd["hyperparameters"]) != set(group) - {"params"}:
+            raise ValueError("the optimizer's hyperparameters differ from the checkpoint's")
+        if len(sd["state"]) != len(group["params"]):
+            raise ValueError(f"state for {len(sd['state'])} parameters, expected "
+                             f"{len(group['params'])}")
+        state = {i: {k: torch.tensor(float(v)) if k == "step" else torch.from_numpy(np.array(v))
+                     for k, v in s.items()} for i, s in zip(group["params"], sd["state"]) if s}
+        self.optimizer.load_state_dict(
+            {"state": state, "param_groups": [{**group, **sd["hyperparameters"]}]})
+
+
+class TorchEngine:
+    """The same LeNet in torch.nn with torch.optim.Adam, or, ``with_kernels``, with the
+    conv and pooling layers and Adam from kernels.torch."""
+
+    def __init__(self, model, lr: float, with_kernels: bool):
+        import torch
+
+        self.torch = torch
+        self.name = "torch+kernels" if with_kernels else "torch"
+        if with_kernels:
+            import kernels.torch as kt
+            conv, pool, adam = kt.Conv2d, kt.MaxPool2d, kt.Adam
+        else:
+            conv, pool, adam = torch.nn.Conv2d, torch.nn.MaxPool2d, torch.optim.Adam
+        self.model = to_torch(model, conv, pool)
+        self.optimizer = adam(self.model.parameters(), lr=lr)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def train_step(self, x, y) -> tuple[float, int]:
+        torch = self.torch
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(xt)
+        loss = torch.nn.functional.cross_entropy(logits, yt)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), int((logits.argmax(dim=1) == yt).sum())
+
+    def predict(self, x) -> np.ndarray:
+        self.model.eval()
+        try:
+            with self.torch.no_grad():
+                return self.model(self.torch.from_numpy(x)).numpy()
+        finally:
+            self.model.train()
+
+    def checkpoint_parts(self):
+        return TorchModelState(self.model), TorchOptimizerState(self.optimizer)
+
+
+def to_torch(model, conv, pool):
+    """The torch.nn twin of a kernels.nn Sequential, with the same weights."""
+    import torch
+
+    from kernels import nn
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, nn.Conv2d):
+            layers.append(conv(layer.in_channels, layer.out_channels, layer.kernel_size,
+                               layer.stride, layer.padding, bias=layer.bias is not None))
+        elif isinstance(layer, nn.MaxPool2d):
+            layers.append(pool(layer.kernel_size, layer.stride))
+        elif isinstance(layer, nn.Linear):
+            layers.append(torch.nn.Linear(layer.in_features, layer.out_features,
+                                          bias=layer.bias is not None))
+        elif isinstance(layer, nn.ReLU):
+            layers.append(torch.nn.ReLU())
+        elif isinstance(layer, nn.Flatten):
+            layers.append(torch.nn.Flatten())
+        else:
+            raise TypeError(f"no torch twin for {type(layer).__name__}")
+    twin = torch.nn.Sequential(*layers)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    return twin
+
+
+def make_engine(name: str, channels: int, size: int, n_classes: int, lr: float, seed: int):
+    from kernels import nn
+
+    model = nn.lenet5(channels, size, n_classes, rng=np.random.default_rng(seed))
+    if name == "kernels":
+        return KernelsEngine(model, lr)
+    return TorchEngine(model, lr, with_kernels=name == "torch+kernels")
+
+
+# ---------------------------------------------------------------- training
+
+@dataclass
+class History:
+    loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+
+
+def accuracy(engine, x, y) -> float:
+    correct = 0
+    for i in range(0, len(x), EVAL_BATCH):
+        correct += int((engine.predict(x[i:i + EVAL_BATCH]).argmax(axis=1)
+                        == y[i:i + EVAL_BATCH]).sum())
+    return correct / len(x)
+
+
+def train_epoch(engine, x, y, batch_size: int, order, progress, label: str):
+    """One pass over ``x[order]`` (``x`` for None) in batches; returns (mean loss,
+    accuracy, images/s)."""
+    # NOTE: one shuffled copy per epoch, so every batch is a contiguous view (no copies)
+    xs, ys = (x, y) if order is None else (x[order], y[order])
+    n = len(xs)
+    task = progress.add_task(label, total=n)
+    total_loss, correct = 0.0, 0
+    start = time.perf_counter()
+    for i in range(0, n, batch_size):
+        xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+        loss, right = engine.train_step(xb, yb)
+        total_loss += loss * len(xb)
+        correct += right
+        progress.update(task, advance=len(xb), description=f"{label} loss {loss:.3f}")
+    seconds = time.perf_counter() - start
+    progress.remove_task(task)
+    return total_loss / n, correct / n, n / seconds
+
+
+def progress_bar(console):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True)
+
+
+def plot(history: History, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history.loss) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    left.plot(epochs, history.loss, marker="o")
+    left.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    right.plot(epochs, np.multiply(history.train_acc, 100), marker="o", label="train")
+    right.plot(epochs, np.multiply(history.test_acc, 100), marker="s", label="test")
+    right.set(xlabel="epoch", ylabel="accuracy (%)")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def settings(args) -> dict:
+    return {k: getattr(args, k) for k in RESUME_KEYS}
+
+
+def resume(args, engine, path: str) -> tuple[int, History]:
+    from kernels import nn
+
+    meta = nn.load_meta(path)
+    try:
+        theirs, epoch, history = meta["settings"], int(meta["epoch"]), History(**meta["history"])
+    except (KeyError, TypeError, ValueError):
+        fail(f"--resume: {path} is not a checkpoint of this example")
+    for key, ours in settings(args).items():
+        if theirs.get(key) != ours:
+            fail(f"--resume: the checkpoint {path} was made with {key}={theirs.get(key)!r}, "
+                 f"not {ours!r}")
+    nn.load(path, *engine.checkpoint_parts())
+    return epoch, history
+
+
+def train(args, console) -> History:
+    from kernels import nn
+
+    split = load_data(args, console)
+    channels, size = split.x_train.shape[1], split.x_train.shape[2]
+    n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
+    engine = make_engine(args.engine, channels, size, n_classes, args.lr, args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, CHECKPOINT)
+    start, history = resume(args, engine, path) if args.resume else (0, History())
+    console.print(f"LeNet-5 on {args.dataset} ({len(split.x_train)} train, "
+                  f"{len(split.x_test)} test, {channels}x{size}x{size}), engine "
+                  f"{engine.name}, epochs {start + 1}..{args.epochs}")
+    with progress_bar(console) as progress:
+        for epoch in range(start, args.epochs):
+            order = epoch_order(args.seed, epoch, len(split.x_train))
+            engine.set_lr(args.lr * args.lr_decay**epoch)  # a function of the epoch only
+            loss, train_acc, speed = train_epoch(engine, split.x_train, split.y_train,
+                                                 args.batch_size, order, progress,
+                                                 f"epoch {epoch + 1}/{args.epochs}")
+            test_acc = accuracy(engine, split.x_test, split.y_test)
+            for name, value in (("loss", loss), ("train_acc", train_acc),
+                                ("test_acc", test_acc), ("images_per_s", speed)):
+                getattr(history, name).append(value)
+            nn.save(path, *engine.checkpoint_parts(), epoch=epoch + 1,
+                    settings=settings(args), history=history.__dict__)
+            progress.console.print(
+                f"epoch {epoch + 1:3d}  loss {loss:.4f}  train {100 * train_acc:6.2f}%  "
+                f"test {100 * test_acc:6.2f}%  {speed:,.0f} images/s")
+    if history.loss:
+        plot(history, os.path.join(args.out, PLOT),
+             f"LeNet-5, {args.dataset}, engine {engine.name}")
+        console.print(f"final test accuracy {100 * history.test_acc[-1]:.2f}%  "
+                      f"(mean {np.mean(history.images_per_s):,.0f} training images/s); "
+                      f"plot and checkpoint in {args.out}")
+    return history
+
+
+# ---------------------------------------------------------------- benchmark
+
+class Profile:
+    """Wall time of each layer's forward and backward, the loss and the optimizer step of
+    a :class:`KernelsEngine` (wraps the instance methods; ~1 µs per call)."""
+
+    def __init__(self, engine: KernelsEngine):
+        self.rows = {}
+        for i, layer in enumerate(engine.model.layers):
+            name = f"{i}: {type(layer).__name__}"
+            if hasattr(layer, "weight"):
+                name += f" {'x'.join(map(str, layer.weight.shape))}"
+            self._wrap(layer, "forward", name, "forward")
+            self._wrap(layer, "backward", name, "backward")
+        self._wrap(engine.loss_fn, "forward", "cross-entropy loss", "forward")
+        self._wrap(engine.loss_fn, "backward", "cross-entropy loss", "backward")
+        self._wrap(engine.optimizer, "step", "Adam step", "forward")
+
+    def _wrap(self, obj, method: str, name: str, column: str) -> None:
+        row = self.rows.setdefault(name, {"forward": 0.0, "backward": 0.0})
+        inner = getattr(obj, method)
+
+        def timed(*args):
+            t0 = time.perf_counter()
+            out = inner(*args)
+            row[column] += time.perf_counter() - t0
+            return out
+        setattr(obj, method, timed)
+
+    def table(self, epoch_seconds: float):
+        from rich.table import Table
+
+        table = Table(title="kernels engine: where one epoch's time goes")
+        for col in ("", "forward s", "backward s", "share"):
+            table.add_column(col, justify="right" if col else "left")
+        for name, r in self.rows.items():
+            share = (r["forward"] + r["backward"]) / epoch_seconds
+            table.add_row(name, f"{r['forward']:.2f}", f"{r['backward']:.2f}" if r["backward"]
+                          else "", f"{100 * share:.1f}%")
+        rest = epoch_seconds - sum(r["forward"] + r["backward"] for r in self.rows.values())
+        table.add_row("the rest (batching, Python)", f"{rest:.2f}", "",
+                      f"{100 * rest / epoch_seconds:.1f}%")
+        table.add_row("epoch", f"{epoch_seconds:.2f}", "", "100%")
+        return table
+
+
+def benchmark(args, console) -> dict[str, float]:
+    """images/s of one training epoch on random MNIST-shaped data, for each engine."""
+    rng = np.random.default_rng(args.seed)
+    n = args.benchmark_images
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    console.print(f"one epoch of {n:,} random 1x28x28 images, batch 64, Adam, "
+                  f"{args.threads} thread(s) (other load on the machine skews the figures)")
+    speeds, profile = {}, None
+    for name in ("kernels", "torch"):
+        engine = make_engine(name, 1, 28, 10, args.lr, args.seed)
+        engine.train_step(x[:64], y[:64])  # compile / warm up outside the timing
+        if name == "kernels":
+            profile = Profile(engine)
+        with progress_bar(console) as progress:
+            _, _, speeds[name] = train_epoch(engine, x, y, 64, None, progress, name)
+        console.print(f"{name:8s} {speeds[name]:10,.0f} images/s")
+    console.print(f"kernels / torch: {speeds['kernels'] / speeds['torch']:.2f}")
+    console.print(profile.table(n / speeds["kernels"]))
+    return speeds
+
+
+def use_threads(n: int) -> None:
+    """``n`` threads for torch and Numba (Numba cannot go above its start-up count).
+
+    NOTE: NumPy's BLAS (the kernels engine's fc layers) gets one thread: LeNet's GEMMs
+    (at most 64x400 by 400x120) take ~0.1 ms, less than waking a thread pool, and a
+    pool that spins while other processes hold the cores made them 20x slower here."""
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(1, user_api="blas")
+
+
+def main(argv=None) -> int:
+    from rich.console import Console
+
+    args = parse_args(argv)
+    console = Console(highlight=False)
+    use_threads(args.threads)
+    from kernels import datasets, nn
+
+    try:
+        if args.benchmark:
+            benchmark(args, console)
+        else:
+            train(args, console)
+    except (datasets.DatasetError, nn.CheckpointError, OSError) as e:
+        fail(str(e))  # a bad --data-dir, --out or checkpoint: one line, not a traceback
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
