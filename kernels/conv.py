@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import array, no_device, pair
+from ._checks import array, on_device, pair
 from .reference.conv import output_size, same_padding
 
 
@@ -229,6 +229,9 @@ def _chunks(nrow: int, most: int = 16) -> tuple[int, int]:
     return -(-nrow // chunk), chunk
 
 
+TILED_MIN_TAPS = 100  # below, a tile's few taps do not repay its setup (LeNet's conv1)
+
+
 def _tiled_ok(cout_per_group: int) -> bool:
     """The tiled kernels pad each group's output channels to a multiple of 8; below 4
     (depthwise layers, a grayscale input's gradient) the direct kernels waste less."""
@@ -265,7 +268,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """
     from .cpu import conv as cpu
 
-    no_device(x, w, b)
+    if on_device(x, w, b):
+        from .cuda.conv import conv2d as cuda_conv2d
+        return cuda_conv2d(x, w, b, stride, padding, dilation, groups)
     x = array(x, "x", 4)
     w = array(w, "w", 4, dtype=x.dtype)
     if b is not None:
@@ -276,7 +281,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     geo = _geometry(x, w, stride, padding, dilation, groups)
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
-    if _tiled_ok(w.shape[0] // geo.groups):
+    if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
         return _Tiled(x, w.shape, geo).forward(w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     xp = _padded(x, geo)
@@ -299,8 +304,10 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     >>> gx[0, 0].tolist(), gw[0, 0].tolist(), gb.tolist()
     ([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], [[8.0, 12.0], [20.0, 24.0]], [4.0])
     """
-
-    no_device(grad_out, x, w)
+    if on_device(grad_out, x, w):
+        from .cuda.conv import conv2d_backward as cuda_conv2d_backward
+        return cuda_conv2d_backward(grad_out, x, w, stride, padding, dilation, groups,
+                                    need_input_grad)
     x = array(x, "x", 4)
     w = array(w, "w", 4, dtype=x.dtype)
     grad_out = array(grad_out, "grad_out", 4, dtype=x.dtype)

@@ -49,7 +49,9 @@ def correlate1d(a, v, mode: str = "full") -> np.ndarray:
     >>> correlate1d(np.array([1., 2., 3.]), np.array([0., 1., 0.5]))
     array([0.5, 2. , 3.5, 3. , 0. ])
     """
-    _checks.no_device(a, v)
+    if _checks.on_device(a, v):
+        from .cuda.correlate import correlate1d as cuda_correlate1d
+        return cuda_correlate1d(a, v, mode)
     a = _checks.array(a, "a", 1)
     v = _checks.array(v, "v", 1, dtype=a.dtype)
     start, length = window1d(mode, a.shape[0], v.shape[0])
@@ -69,7 +71,9 @@ def correlate2d(in1, in2, mode: str = "full") -> np.ndarray:
     array([[2., 1.],
            [1., 1.]])
     """
-    _checks.no_device(in1, in2)
+    if _checks.on_device(in1, in2):
+        from .cuda.correlate import correlate2d as cuda_correlate2d
+        return cuda_correlate2d(in1, in2, mode)
     in1 = _checks.array(in1, "in1", 2)
     in2 = _checks.array(in2, "in2", 2, dtype=in1.dtype)
     rows, cols = window2d(mode, in1.shape, in2.shape)

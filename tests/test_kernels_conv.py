@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from backends import cuda_available, to_backend, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,6 +75,7 @@ def _check(got, want, dtype):
 def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, monkeypatch):
     # every shape through each path: the tiled kernels, and the direct ones they fall back on
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
+    monkeypatch.setattr(kernels.conv, "TILED_MIN_TAPS", 0)
     x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
     want = _torch(x, w, b, g, **kw)
     got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
@@ -101,12 +103,12 @@ def test_conv2d_hypothesis(n, groups, cg, cog, h, wd, kh, kw, sh, sw, ph, pw, dh
         return  # no output: covered by the validation tests
     opts = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
     x, w, b, g = _data((n, groups * cg, h, wd), (groups * cog, cg, kh, kw), dtype, **opts)
-    auto = kernels.conv._tiled_ok
-    kernels.conv._tiled_ok = lambda cout: tiled
+    auto, taps = kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS
+    kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS = (lambda cout: tiled), 0
     try:
         got = (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
     finally:
-        kernels.conv._tiled_ok = auto
+        kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS = auto, taps
     _check(got, _torch(x, w, b, g, **opts), dtype)
 
 
@@ -134,11 +136,71 @@ def test_reference_matches_torch_lenet_conv1():
     _check(_reference(x, w, b, g), _torch(x, w, b, g), np.float64)
 
 
+# ---- every backend (CUDA in Numba's simulator when there is no GPU): small cases ------------
+
+# x shape, w shape, keyword arguments: few weights, since the CUDA weight gradient runs a
+# block per weight element (each ~30 ms in the simulator)
+BACKEND_CASES = [
+    ((2, 3, 5, 5), (2, 3, 2, 2), dict(padding=1)),
+    ((1, 4, 7, 6), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)),
+    ((1, 2, 5, 4), (2, 1, 3, 3), dict(padding="same", groups=2)),  # depthwise
+    ((2, 5, 4, 4), (1, 5, 2, 1), dict(stride=2, padding="valid")),  # 5 input channels: 2 blocks
+]
+
+
+def _on(backend, *arrays):
+    return [to_backend(a, backend) for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_shape,kw", BACKEND_CASES)
+def test_conv2d_backends_match_torch_and_cpu(x_shape, w_shape, kw, dtype, backend):
+    x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+    dx, dw, db, dg = _on(backend, x, w, b, g)
+    got = to_host((kernels.conv2d(dx, dw, db, **kw),) + kernels.conv2d_backward(dg, dx, dw, **kw))
+    _check(got, _torch(x, w, b, g, **kw), dtype)
+    cpu = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
+    for name, a, c in zip(("y", "grad_x", "grad_w", "grad_b"), got, cpu):
+        np.testing.assert_allclose(a, c, **TOL[dtype], err_msg=name)
+
+
+def test_conv2d_backends_without_bias_or_input_grad(backend):
+    x, w, b, g = _data((2, 2, 5, 6), (3, 2, 3, 2), np.float32)
+    dx, dw, dg = _on(backend, x, w, g)
+    y, want = to_host(kernels.conv2d(dx, dw)), _torch(x, w, np.zeros_like(b), g)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, want[0], **TOL[np.float32])
+    gx, gw, gb = to_host(kernels.conv2d_backward(dg, dx, dw, need_input_grad=False))
+    assert gx is None
+    np.testing.assert_allclose(gw, want[2], **TOL[np.float32])
+    np.testing.assert_allclose(gb, want[3], **TOL[np.float32])
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+@pytest.mark.parametrize("taps,xs,plan", [(2, 2048, (8, 4, 1, 2)), (64, 12, (2, 2, 1, 1))])
+def test_conv2d_cuda_tap_chunks_small_tiles_and_plane_loops(taps, xs, plan, monkeypatch):
+    """Shrunken shared buffers and grid: kernel taps staged in chunks (the last one
+    partial), tiles cut down to fit, and all planes looped over by one z-slice of blocks."""
+    from kernels.cuda import conv as cuda_conv
+
+    monkeypatch.setattr(cuda_conv, "TAPS", taps)
+    monkeypatch.setattr(cuda_conv, "XS", xs)
+    monkeypatch.setattr(cuda_conv, "MAX_Z", 1)
+    kw = dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2)
+    x, w, b, g = _data((1, 2, 5, 6), (2, 1, 3, 3), np.float64, **kw)
+    assert cuda_conv._plan(*g.shape[2:], w.shape[2:], kw["stride"], kw["dilation"],
+                           gather=False) == plan
+    dx, dw, db, dg = _on("cuda", x, w, b, g)
+    got = to_host((kernels.conv2d(dx, dw, db, **kw),) +
+                  kernels.conv2d_backward(dg, dx, dw, **kw))
+    _check(got, _torch(x, w, b, g, **kw), np.float64)
+
+
 X = np.zeros((2, 4, 8, 8))
 W = np.zeros((6, 4, 3, 3))
 
 
-@pytest.mark.parametrize("args,kw,exc,match", [
+VALIDATION = [
     ((X[0], W), {}, ValueError, "x must have 4"),
     ((X, W[0]), {}, ValueError, "w must have 4"),
     ((X, W.astype(np.float32)), {}, TypeError, "w is float32"),
@@ -158,6 +220,10 @@ W = np.zeros((6, 4, 3, 3))
     ((X, np.zeros((6, 4, 9, 3))), {}, ValueError, "w: the kernel"),
     ((X, W), dict(dilation=4), ValueError, "w: the kernel"),
     ((np.zeros((0, 4, 8, 8)), W), {}, ValueError, "x has a zero-sized"),
+]
+
+
+@pytest.mark.parametrize("args,kw,exc,match", VALIDATION + [
     (([[1.0]], W), {}, TypeError, "x must be a NumPy array"),
 ])
 def test_conv2d_validation(args, kw, exc, match):
@@ -165,13 +231,35 @@ def test_conv2d_validation(args, kw, exc, match):
         kernels.conv2d(*args, **kw)
 
 
-def test_conv2d_backward_validation():
-    g = np.zeros((2, 6, 6, 6))
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+@pytest.mark.parametrize("args,kw,exc,match", VALIDATION)
+def test_conv2d_validation_on_device(args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        kernels.conv2d(*_on("cuda", *args), **kw)
+
+
+def test_conv2d_backward_validation(backend):
+    g, x, w = _on(backend, np.zeros((2, 6, 6, 6)), X, W)
+    g32, g3 = _on(backend, np.zeros((2, 6, 6, 6), np.float32), np.zeros((6, 6, 6)))
     with pytest.raises(ValueError, match="grad_out has shape"):
-        kernels.conv2d_backward(g, X, W, padding=1)
+        kernels.conv2d_backward(g, x, w, padding=1)
     with pytest.raises(TypeError, match="grad_out is float32"):
-        kernels.conv2d_backward(g.astype(np.float32), X, W)
+        kernels.conv2d_backward(g32, x, w)
     with pytest.raises(ValueError, match="grad_out must have 4"):
-        kernels.conv2d_backward(g[0], X, W)
+        kernels.conv2d_backward(g3, x, w)
     with pytest.raises(ValueError, match="groups"):
-        kernels.conv2d_backward(g, X, W, groups=4)
+        kernels.conv2d_backward(g, x, w, groups=4)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+def test_mixed_host_and_device_arrays_are_refused():
+    x, w, b = _on("cuda", X, W, np.zeros(6))
+    g = np.zeros((2, 6, 6, 6))
+    with pytest.raises(TypeError, match="^w is a NumPy \\(host\\) array"):
+        kernels.conv2d(x, W)
+    with pytest.raises(TypeError, match="^x is a NumPy \\(host\\) array"):
+        kernels.conv2d(X, w, b)
+    with pytest.raises(TypeError, match="^b is a NumPy \\(host\\) array"):
+        kernels.conv2d(x, w, np.zeros(6))
+    with pytest.raises(TypeError, match="^grad_out is a NumPy \\(host\\) array"):
+        kernels.conv2d_backward(g, x, w)

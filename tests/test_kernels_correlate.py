@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
+from backends import cuda_available, to_backend, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -254,3 +255,63 @@ def test_valid_mode_needs_one_input_larger_along_both_axes_as_scipy():
     for x, y in [(b, np.ones((3, 2))), (np.ones((3, 2)), b)]:
         np.testing.assert_allclose(kernels.correlate2d(x, y, "valid"),
                                    scipy.signal.correlate2d(x, y, "valid"))
+
+
+# ---- every backend (CUDA in Numba's simulator when there is no GPU): small cases ------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate2d_backends_match_scipy_and_cpu(backend, dtype):
+    # the second array larger along both axes, or along one only: the CUDA path then
+    # correlates the other way round and stores the window reversed
+    rng = np.random.default_rng(9)
+    for shape1, shape2 in [((4, 7), (3, 2)), ((2, 3), (4, 5)), ((5, 5), (5, 1)), ((1, 6), (3, 3))]:
+        a = rng.standard_normal(shape1).astype(dtype)
+        v = rng.standard_normal(shape2).astype(dtype)
+        for mode in MODES:
+            if mode == "valid" and shape1 == (1, 6):
+                continue  # neither input the larger along both axes: an error (tested above)
+            got = to_host(kernels.correlate2d(to_backend(a, backend), to_backend(v, backend),
+                                              mode))
+            check(got, scipy64(scipy.signal.correlate2d, a, v, mode), a, v)
+            np.testing.assert_allclose(got, kernels.correlate2d(a, v, mode), **tolerance(a, v))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate1d_backends_match_scipy_and_cpu(backend, dtype):
+    # 66 and 70 taps: more than one chunk of taps staged in the CUDA kernel's shared memory
+    rng = np.random.default_rng(10)
+    for n1, n2 in [(9, 4), (3, 8), (1, 1), (70, 66), (66, 70)]:
+        a = rng.standard_normal(n1).astype(dtype)
+        v = rng.standard_normal(n2).astype(dtype)
+        for mode in MODES:
+            got = to_host(kernels.correlate1d(to_backend(a, backend), to_backend(v, backend),
+                                              mode))
+            check(got, scipy64(scipy.signal.correlate, a, v, mode), a, v)
+            np.testing.assert_allclose(got, kernels.correlate1d(a, v, mode), **tolerance(a, v))
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+def test_errors_on_device_arrays_name_the_argument():
+    def dev(a):
+        return to_backend(a, "cuda")
+
+    x32, x64, im = np.ones(5, np.float32), np.ones(5), np.ones((4, 4))
+    with pytest.raises(TypeError, match="^v is float64"):
+        kernels.correlate1d(dev(x32), dev(x64))
+    with pytest.raises(TypeError, match="^in2 is float32"):
+        kernels.correlate2d(dev(im), dev(im.astype(np.float32)))
+    with pytest.raises(TypeError, match="^a must be float32 or float64"):
+        kernels.correlate1d(dev(np.arange(3)), dev(x64))
+    with pytest.raises(ValueError, match="^a must have 1 dimensions"):
+        kernels.correlate1d(dev(im), dev(x64))
+    with pytest.raises(ValueError, match="^in2 must have 2 dimensions"):
+        kernels.correlate2d(dev(im), dev(x64))
+    with pytest.raises(ValueError, match="^mode must be one of"):
+        kernels.correlate1d(dev(x64), dev(x64), "circular")
+    with pytest.raises(ValueError, match="mode 'valid'"):
+        kernels.correlate2d(dev(np.ones((3, 5))), dev(np.ones((4, 2))), "valid")
+    # one array on the host, the other on the GPU
+    with pytest.raises(TypeError, match="^v is a NumPy \\(host\\) array"):
+        kernels.correlate1d(dev(x64), x64)
+    with pytest.raises(TypeError, match="^in1 is a NumPy \\(host\\) array"):
+        kernels.correlate2d(im, dev(im))

@@ -25,8 +25,11 @@ def device(x, name: str, ndim: int | tuple[int, ...] | None = None, dtype=None,
     if isinstance(x, np.ndarray):
         raise TypeError(f"{name} is a NumPy (host) array but the other arguments are on "
                         "the GPU: pass all arrays on one device")
+    if not is_device(x):
+        raise TypeError(f"{name} must be a CUDA array (all arguments on one device), got "
+                        f"{type(x).__name__}")
     try:
-        d = x if config.ENABLE_CUDASIM and is_device(x) else cuda.as_cuda_array(x)
+        d = x if config.ENABLE_CUDASIM else cuda.as_cuda_array(x)
     except RuntimeError as err:  # torch: "Can't get __cuda_array_interface__ on Variable..."
         if "requires grad" in str(err):
             raise TypeError(f"{name} is a tensor that requires grad: pass {name}.detach()"
