@@ -42,7 +42,7 @@ import math
 import numba
 import numpy as np
 
-from ._checks import array, no_device, positive
+from ._checks import array, no_device, on_device, positive
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward",
            "instance_norm", "instance_norm_backward", "group_norm", "group_norm_backward"]
@@ -132,6 +132,11 @@ def _cpu():
     return norm
 
 
+def _cuda():
+    from .cuda import norm
+    return norm
+
+
 # ---------------------------------------------------------------- batch norm
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
@@ -142,7 +147,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     ``running_mean``/``running_var`` in place; otherwise normalize with the running
     statistics (then required). ``return_stats``: return ``(y, mean, invstd)``.
     """
-    no_device(x, running_mean, running_var, weight, bias)
+    if on_device(x, running_mean, running_var, weight, bias):
+        return _cuda().batch_norm(x, running_mean, running_var, weight, bias, training,
+                                  momentum, eps, return_stats=return_stats)
     x = _input(x)
     n, c = x.shape[:2]
     weight = _vector(weight, "weight", (c,), x.dtype)
@@ -182,7 +189,9 @@ def batch_norm_backward(grad_out, x, weight, mean, invstd, training=True, *, has
     in training, the running ones in eval). ``training=False``: the statistics are
     constants, so ``grad_x = grad_out * weight * invstd``.
     """
-    no_device(grad_out, x, weight, mean, invstd)
+    if on_device(grad_out, x, weight, mean, invstd):
+        return _cuda().batch_norm_backward(grad_out, x, weight, mean, invstd, training,
+                                           has_bias=has_bias)
     x = _input(x)
     grad_out = _like(grad_out, "grad_out", x)
     n, c = x.shape[:2]
@@ -234,7 +243,8 @@ def _groups(num_groups, channels: int) -> int:
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=False):
     """``torch.nn.functional.group_norm``: statistics per (n, group of C/num_groups channels)."""
-    no_device(x, weight, bias)
+    if on_device(x, weight, bias):
+        return _cuda().group_norm(x, num_groups, weight, bias, eps, return_stats=return_stats)
     x = _input(x)
     c = x.shape[1]
     groups = _groups(num_groups, c)
@@ -252,7 +262,9 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
 
 def group_norm_backward(grad_out, x, num_groups, weight, mean, invstd, *, has_bias=None):
     """Gradients of :func:`group_norm`; ``mean``/``invstd`` are (N, num_groups)."""
-    no_device(grad_out, x, weight, mean, invstd)
+    if on_device(grad_out, x, weight, mean, invstd):
+        return _cuda().group_norm_backward(grad_out, x, num_groups, weight, mean, invstd,
+                                           has_bias=has_bias)
     x = _input(x)
     groups = _groups(num_groups, x.shape[1])
     return _per_example_backward(grad_out, x, groups, weight, mean, invstd, has_bias,
@@ -270,7 +282,9 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     if not use_input_stats:
         return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps,
                           return_stats=return_stats)
-    no_device(x, running_mean, running_var, weight, bias)
+    if on_device(x, running_mean, running_var, weight, bias):
+        return _cuda().instance_norm(x, running_mean, running_var, weight, bias,
+                                     use_input_stats, momentum, eps, return_stats=return_stats)
     x = _input(x, min_ndim=3)
     n, c = x.shape[:2]
     weight = _vector(weight, "weight", (c,), x.dtype)
@@ -297,7 +311,9 @@ def instance_norm_backward(grad_out, x, weight, mean, invstd, use_input_stats=Tr
     ``use_input_stats``, else the (C,) running statistics (constants, as batch norm eval)."""
     if not use_input_stats:
         return batch_norm_backward(grad_out, x, weight, mean, invstd, False, has_bias=has_bias)
-    no_device(grad_out, x, weight, mean, invstd)
+    if on_device(grad_out, x, weight, mean, invstd):
+        return _cuda().instance_norm_backward(grad_out, x, weight, mean, invstd,
+                                              use_input_stats, has_bias=has_bias)
     x = _input(x, min_ndim=3)
     return _per_example_backward(grad_out, x, x.shape[1], weight, mean, invstd, has_bias,
                                  "instance_norm")
@@ -336,7 +352,9 @@ def _normalized_shape(normalized_shape, x: np.ndarray) -> tuple[int, ...]:
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_stats=False):
     """``torch.nn.functional.layer_norm``: statistics over the trailing ``normalized_shape``
     dims; ``weight``/``bias`` have shape ``normalized_shape``."""
-    no_device(x, weight, bias)
+    if on_device(x, weight, bias):
+        return _cuda().layer_norm(x, normalized_shape, weight, bias, eps,
+                                  return_stats=return_stats)
     x = _input(x, min_ndim=1)
     shape = _normalized_shape(normalized_shape, x)
     weight = _vector(weight, "weight", shape, x.dtype)
@@ -358,7 +376,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
 def layer_norm_backward(grad_out, x, normalized_shape, weight, mean, invstd, *,
                         has_bias=None):
     """Gradients of :func:`layer_norm`; ``mean``/``invstd`` have x's leading shape."""
-    no_device(grad_out, x, weight, mean, invstd)
+    if on_device(grad_out, x, weight, mean, invstd):
+        return _cuda().layer_norm_backward(grad_out, x, normalized_shape, weight, mean, invstd,
+                                           has_bias=has_bias)
     x = _input(x, min_ndim=1)
     grad_out = _like(grad_out, "grad_out", x)
     shape = _normalized_shape(normalized_shape, x)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import array, no_device, pair
+from ._checks import array, on_device, pair
 from .reference.pool import avg_pool_divisor, output_size
 
 
@@ -49,6 +49,11 @@ def _grad_out(grad_out, x_shape, out_hw=None) -> np.ndarray:
     return grad_out
 
 
+def _cuda():
+    from .cuda import pool
+    return pool
+
+
 def _planes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-2], a.shape[-1])
 
@@ -63,7 +68,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     """
     from .cpu import pool as cpu
 
-    no_device(x)
+    if on_device(x):
+        return _cuda().max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
@@ -77,7 +83,8 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     positions ``indices`` of each plane of an array of shape ``x_shape``."""
     from .cpu import pool as cpu
 
-    no_device(grad_out, indices)
+    if on_device(grad_out, indices):
+        return _cuda().max_pool2d_backward(grad_out, indices, x_shape)
     x_shape = _shape(x_shape)
     grad_out = _grad_out(grad_out, x_shape)
     if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
@@ -106,7 +113,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     """
     from .cpu import pool as cpu
 
-    no_device(x)
+    if on_device(x):
+        return _cuda().avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     divisor = avg_pool_divisor(*x.shape[-2:], *out, kernel, stride, padding,
@@ -121,7 +129,9 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
     """Gradient of :func:`avg_pool2d` w.r.t. ``x`` (an array of shape ``x_shape``)."""
     from .cpu import pool as cpu
 
-    no_device(grad_out)
+    if on_device(grad_out):
+        return _cuda().avg_pool2d_backward(grad_out, x_shape, kernel_size, stride, padding,
+                                           ceil_mode, count_include_pad)
     x_shape = _shape(x_shape)
     kernel, stride, padding, out = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)

@@ -30,7 +30,7 @@ def to_backend(a, backend: str):
         return a
     from numba import cuda
 
-    return cuda.to_device(np.ascontiguousarray(a))
+    return cuda.to_device(a if a.flags.c_contiguous else a.copy(order="C"))  # keeps 0-d
 
 
 def to_host(a):

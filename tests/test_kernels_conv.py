@@ -181,11 +181,12 @@ def test_conv2d_backends_without_bias_or_input_grad(backend):
 def test_conv2d_cuda_tap_chunks_small_tiles_and_plane_loops(taps, xs, plan, monkeypatch):
     """Shrunken shared buffers and grid: kernel taps staged in chunks (the last one
     partial), tiles cut down to fit, and all planes looped over by one z-slice of blocks."""
+    from kernels.cuda import _launch
     from kernels.cuda import conv as cuda_conv
 
     monkeypatch.setattr(cuda_conv, "TAPS", taps)
     monkeypatch.setattr(cuda_conv, "XS", xs)
-    monkeypatch.setattr(cuda_conv, "MAX_Z", 1)
+    monkeypatch.setattr(_launch, "MAX_GRID_Z", 1)
     kw = dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2)
     x, w, b, g = _data((1, 2, 5, 6), (2, 1, 3, 3), np.float64, **kw)
     assert cuda_conv._plan(*g.shape[2:], w.shape[2:], kw["stride"], kw["dilation"],

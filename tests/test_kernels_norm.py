@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from backends import cuda_available, to_backend, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -385,15 +386,10 @@ def test_hypothesis_all_norms_match_torch_and_reference(problem):
 X = np.ones((2, 3, 4), np.float32)
 
 
-class FakeDeviceArray:
-    __cuda_array_interface__ = {"shape": (2, 3, 4), "typestr": "<f4", "version": 3}
-
-
 @pytest.mark.parametrize("call,error,match", [
     (lambda: norm.batch_norm(np.ones(3, np.float32), training=True), ValueError, "x"),
     (lambda: norm.batch_norm(X.tolist(), training=True), TypeError, "x"),
     (lambda: norm.batch_norm(X.astype(np.int32), training=True), TypeError, "x"),
-    (lambda: norm.batch_norm(FakeDeviceArray(), training=True), TypeError, "CUDA"),
     (lambda: norm.batch_norm(X, weight=np.ones(4, np.float32), training=True), ValueError,
      "weight"),
     (lambda: norm.batch_norm(X, bias=np.ones(3), training=True), TypeError, "bias"),
@@ -442,3 +438,225 @@ def test_readonly_running_stats_rejected_only_when_written():
     with pytest.raises(ValueError, match="running_mean"):
         norm.batch_norm(X, rm, rv, training=True)
     norm.batch_norm(X, rm, rv)  # eval reads them only
+
+
+# ---------------------------------------------------------------- every backend
+# Small shapes: in the tests the CUDA kernels run in Numba's simulator, a thread at a time.
+
+class OnBackend:
+    """:mod:`kernels.norm` with its array arguments moved to ``backend`` and its results
+    brought back (results must come back as the backend's arrays)."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+
+    def __getattr__(self, name):
+        fn = getattr(norm, name)
+
+        def call(*args, **kwargs):
+            args = [self.move(a) for a in args]
+            kwargs = {k: self.move(v) for k, v in kwargs.items()}
+            out = fn(*args, **kwargs)
+            for a in out if isinstance(out, tuple) else (out,):
+                assert a is None or isinstance(a, np.ndarray) == (self.backend == "cpu")
+            return to_host(out)
+
+        return call
+
+    def move(self, a):
+        if isinstance(a, np.ndarray) and a.ndim == 0:  # to_backend makes a 0-d array 1-d
+            return to_backend(a.reshape(1), self.backend).reshape(())
+        return to_backend(a, self.backend)
+
+
+def same(ours, cpu, dtype, scale=1.0):
+    """Backend results against the CPU path's, element-wise (None matches None)."""
+    for mine, theirs in zip(ours, cpu):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert mine.dtype == dtype and mine.shape == theirs.shape
+            np.testing.assert_allclose(mine, theirs, **tol(dtype, scale))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_on_backend_updates_running_stats_in_place(backend, dtype):
+    shape, c = (2, 3, 2, 3), 3
+    w, b = affine(c, dtype)
+    rm, rv = data(c, dtype, 7, 0.0, 1.0), np.abs(data(c, dtype, 8, 1.0, 0.5))
+    trm, trv = t(rm), t(rv)
+    crm, crv = rm.copy(), rv.copy()  # the CPU path's
+    drm, drv = to_backend(rm, backend), to_backend(rv, backend)
+    dw, db = to_backend(w, backend), to_backend(b, backend)
+    for step in range(2):
+        x, g = data(shape, dtype, 10 + step), data(shape, dtype, 20 + step, 0.0)
+        dx, dg = to_backend(x, backend), to_backend(g, backend)
+        out = norm.batch_norm(dx, drm, drv, dw, db, True, 0.2, 1e-4, return_stats=True)
+        grads = norm.batch_norm_backward(dg, dx, dw, out[1], out[2])
+        tx, tw, tb = t(x, True), t(w, True), t(b, True)
+        ty = F.batch_norm(tx, trm, trv, tw, tb, True, 0.2, 1e-4)
+        close(to_host(out[0]), ty, dtype)
+        close(to_host(drm), trm, dtype)  # updated in place, on the device
+        close(to_host(drv), trv, dtype)
+        check_backward(to_host(grads), (tx, tw, tb), ty, g, dtype)
+        cpu = norm.batch_norm(x, crm, crv, w, b, True, 0.2, 1e-4, return_stats=True)
+        same(to_host(out), cpu, dtype)
+        same(to_host((drm, drv)), (crm, crv), dtype)
+        same(to_host(grads), norm.batch_norm_backward(g, x, w, *cpu[1:]), dtype, np.sqrt(g.size))
+    # eval with the device's running statistics, no bias: constants in the backward
+    y, mean, invstd = norm.batch_norm(dx, drm, drv, dw, None, return_stats=True)
+    tx, tw = t(x, True), t(w, True)
+    ty = F.batch_norm(tx, trm, trv, tw, None, False)
+    close(to_host(y), ty, dtype)
+    close(to_host(mean), trm, dtype)
+    grads = norm.batch_norm_backward(dg, dx, dw, mean, invstd, training=False, has_bias=False)
+    check_backward(to_host(grads), (tx, tw, None), ty, g, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_instance_norm_on_backend(backend, dtype):
+    shape, c = (2, 3, 2, 3), 3
+    x, g = data(shape, dtype, 30), data(shape, dtype, 40, 0.0)
+    w, b = affine(c, dtype)
+    rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+    trm, trv = t(rm), t(rv)
+    drm, drv = to_backend(rm, backend), to_backend(rv, backend)
+    dx, dg, dw, db = (to_backend(a, backend) for a in (x, g, w, b))
+    y, mean, invstd = norm.instance_norm(dx, drm, drv, dw, db, momentum=0.3,
+                                         return_stats=True)
+    tx, tw, tb = t(x, True), t(w, True), t(b, True)
+    ty = F.instance_norm(tx, trm, trv, tw, tb, True, 0.3)
+    close(to_host(y), ty, dtype)
+    close(to_host(drm), trm, dtype)
+    close(to_host(drv), trv, dtype)
+    assert mean.shape == invstd.shape == shape[:2]
+    check_backward(to_host(norm.instance_norm_backward(dg, dx, dw, mean, invstd)),
+                   (tx, tw, tb), ty, g, dtype)
+    # with the running statistics (batch norm in eval)
+    tx = t(x, True)
+    ty = F.instance_norm(tx, trm, trv, None, None, use_input_stats=False)
+    y, mean, invstd = norm.instance_norm(dx, drm, drv, use_input_stats=False,
+                                         return_stats=True)
+    close(to_host(y), ty, dtype)
+    grads = norm.instance_norm_backward(dg, dx, None, mean, invstd, use_input_stats=False)
+    check_backward(to_host(grads), (tx, None, None), ty, g, dtype)
+
+
+@pytest.mark.parametrize("dtype,with_affine", [(np.float32, True), (np.float64, False)])
+def test_group_and_layer_norm_on_backend(backend, dtype, with_affine):
+    impl = OnBackend(backend)
+    x, g = data((2, 4, 2, 3), dtype), data((2, 4, 2, 3), dtype, 5, 0.0)
+    w, b = affine(4, dtype, with_affine, with_affine)
+    out = impl.group_norm(x, 2, w, b, 1e-3, return_stats=True)
+    tx, tw, tb = t(x, True), t(w, with_affine), t(b, with_affine)
+    ty = F.group_norm(tx, 2, tw, tb, 1e-3)
+    close(out[0], ty, dtype)
+    grads = impl.group_norm_backward(g, x, 2, w, *out[1:])
+    check_backward(grads, (tx, tw, tb), ty, g, dtype)
+    same(out, norm.group_norm(x, 2, w, b, 1e-3, return_stats=True), dtype)
+    same(grads, norm.group_norm_backward(g, x, 2, w, *out[1:]), dtype, np.sqrt(g.size))
+    for shape, normalized in (((2, 3, 4), (3, 4)), ((5,), 5)):
+        x, g = data(shape, dtype), data(shape, dtype, 5, 0.0)
+        nshape = (normalized,) if np.isscalar(normalized) else normalized
+        w, b = affine(nshape, dtype, with_affine, with_affine)
+        out = impl.layer_norm(x, normalized, w, b, return_stats=True)
+        assert out[1].shape == out[2].shape == shape[:len(shape) - len(nshape)]
+        tx, tw, tb = t(x, True), t(w, with_affine), t(b, with_affine)
+        ty = F.layer_norm(tx, nshape, tw, tb)
+        close(out[0], ty, dtype)
+        grads = impl.layer_norm_backward(g, x, normalized, w, *out[1:])
+        check_backward(grads, (tx, tw, tb), ty, g, dtype)
+        same(grads, norm.layer_norm_backward(g, x, normalized, w, *out[1:]), dtype,
+             np.sqrt(g.size))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the simulator's 0 * inf
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_eps_zero_constant_slice_on_backend(backend, dtype):
+    """eps = 0 with a constant slice: y = bias from batch/instance norm (invstd = 0), nan
+    from group/layer norm, as torch."""
+    impl = OnBackend(backend)
+    x = np.full((2, 4, 2, 2), 1.5, dtype)
+    (batch, _), (instance, tinstance), (group, tgroup), (layer, tlayer) = run_all(impl, x, 0.0)
+    _, bias = affine(4, dtype)
+    close(instance, tinstance, dtype)
+    np.testing.assert_array_equal(instance, np.broadcast_to(bias[:, None, None], x.shape))
+    np.testing.assert_array_equal(batch, instance)
+    assert np.isnan(group).all() and torch.isnan(tgroup).all()
+    assert np.isnan(layer).all() and torch.isnan(tlayer).all()
+    y, mean, invstd = impl.instance_norm(x, eps=0.0, return_stats=True)
+    np.testing.assert_array_equal(invstd, 0.0)
+    np.testing.assert_array_equal(impl.instance_norm_backward(np.ones_like(x), x, None, mean,
+                                                              invstd)[0], 0.0)
+
+
+def test_large_mean_float32_on_backend(backend):
+    """float64 two-pass statistics on every backend: a mean 1e4 standard deviations away
+    is harmless (a float32 or one-pass variance would lose every digit)."""
+    x = data((2, 3, 2, 3), np.float32, offset=1e4, scale=1.0)
+    y, mean, invstd = to_host(norm.batch_norm(to_backend(x, backend), training=True,
+                                              return_stats=True))
+    x64 = x.astype(np.float64)
+    ty = F.batch_norm(t(x64), None, None, training=True).numpy()
+    np.testing.assert_allclose(y, ty, atol=2e-3)  # limited by float32 x itself (ulp 1e-3)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5), rtol=1e-6)
+
+
+def test_has_bias_on_backend(backend):
+    impl = OnBackend(backend)
+    x, g = data((2, 4, 3), np.float64), data((2, 4, 3), np.float64, 5)
+    y, mean, invstd = impl.group_norm(x, 2, return_stats=True)
+    gx, gw, gb = impl.group_norm_backward(g, x, 2, None, mean, invstd, has_bias=True)
+    assert gw is None
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2)), rtol=1e-12)
+    w, _ = affine(4, np.float64)
+    assert impl.group_norm_backward(g, x, 2, w, mean, invstd, has_bias=False)[2] is None
+
+
+def _dev(a):
+    return to_backend(np.asarray(a), "cuda")
+
+
+XD = np.ones((2, 3, 4), np.float32)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: norm.batch_norm(_dev(np.ones(3, np.float32)), training=True), ValueError, "x"),
+    (lambda: norm.batch_norm(_dev(XD.astype(np.int32)), training=True), TypeError, "x"),
+    (lambda: norm.batch_norm(_dev(XD), weight=np.ones(3, np.float32), training=True),
+     TypeError, "weight is a NumPy .host. array"),
+    (lambda: norm.batch_norm(XD, weight=_dev(np.ones(3, np.float32)), training=True),
+     TypeError, "x is a NumPy .host. array"),
+    (lambda: norm.batch_norm(_dev(XD), weight=_dev(np.ones(4, np.float32)), training=True),
+     ValueError, "weight"),
+    (lambda: norm.batch_norm(_dev(XD), bias=_dev(np.ones(3)), training=True), TypeError,
+     "bias"),
+    (lambda: norm.batch_norm(_dev(XD)), ValueError, "running_mean"),
+    (lambda: norm.batch_norm(_dev(XD), _dev(np.zeros(3, np.float32)), _dev(np.ones(3)),
+                             training=True), TypeError, "running_var is float64 but x"),
+    (lambda: norm.batch_norm(_dev(XD), _dev(np.zeros(4, np.float32)),
+                             _dev(np.ones(4, np.float32)), training=True), ValueError,
+     "running_mean must have shape"),
+    (lambda: norm.batch_norm(_dev(XD), training=True, eps=-1.0), ValueError, "eps"),
+    (lambda: norm.batch_norm(_dev(XD), training=True, momentum=float("nan")), ValueError,
+     "momentum"),
+    (lambda: norm.batch_norm_backward(_dev(np.ones((2, 3), np.float32)), _dev(XD), None,
+                                      _dev(np.zeros(3, np.float32)),
+                                      _dev(np.ones(3, np.float32))), ValueError, "grad_out"),
+    (lambda: norm.batch_norm_backward(_dev(XD), _dev(XD), None, _dev(np.zeros(2, np.float32)),
+                                      _dev(np.ones(3, np.float32))), ValueError, "mean"),
+    (lambda: norm.instance_norm(_dev(np.ones((2, 3, 1), np.float32))), ValueError, "x"),
+    (lambda: norm.group_norm(_dev(XD), 2), ValueError, "num_groups"),
+    (lambda: norm.group_norm_backward(_dev(XD), _dev(XD), 3, None,
+                                      _dev(np.zeros((2, 1), np.float32)),
+                                      _dev(np.ones((2, 3), np.float32))), ValueError, "mean"),
+    (lambda: norm.layer_norm(_dev(XD), (3,)), ValueError, "normalized_shape"),
+    (lambda: norm.layer_norm_backward(_dev(XD), _dev(XD), 4, None,
+                                      _dev(np.zeros(2, np.float32)),
+                                      _dev(np.ones((2, 3), np.float32))), ValueError, "mean"),
+])
+def test_validation_on_device(call, error, match):
+    """Device arrays are checked before any launch, naming the argument; a host array
+    among device ones is refused."""
+    with pytest.raises(error, match=match):
+        call()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from backends import cuda_available, to_backend, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,9 +177,98 @@ def test_validation_names_the_argument(call, match):
         call(x)
 
 
-def test_cuda_tensor_is_refused():
-    class FakeDevice:
-        __cuda_array_interface__ = {}
+# ---------------------------------------------------------------- every backend
+# Small cases: in the tests the CUDA kernels run in Numba's simulator, a thread at a time.
 
-    with pytest.raises(TypeError, match="CUDA"):
-        kernels.max_pool2d(FakeDevice(), 2)
+BACKEND_CASES = [
+    ((1, 2, 5, 5), 3, 2, 1, True),  # overlapping windows, padding, ceil_mode
+    ((2, 1, 5, 4), (3, 2), (1, 2), (1, 1), False),  # rectangular, overlapping rows
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,k,s,p,ceil", BACKEND_CASES)
+def test_pooling_on_backend_matches_torch_and_cpu(backend, dtype, shape, k, s, p, ceil):
+    """Forward and backward on the backend's arrays, against torch and the CPU path
+    (bit for bit: the CUDA kernels add in the CPU kernels' order)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(tuple(F.max_pool2d(torch.tensor(x), k, s, p, ceil_mode=ceil)
+                                  .shape)).astype(dtype)
+    want_y, want_i, want_gx = _torch_max(x, k, s, p, ceil, g)
+    y, i = kernels.max_pool2d(to_backend(x, backend), k, s, p, ceil_mode=ceil)
+    gx = kernels.max_pool2d_backward(to_backend(g, backend), i, shape)
+    y, i, gx = to_host((y, i, gx))
+    assert y.dtype == gx.dtype == dtype and i.dtype == np.int64
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_allclose(gx, want_gx, **TOL[dtype])
+    np.testing.assert_array_equal(gx, kernels.max_pool2d_backward(g, want_i, shape))
+    for cip in (True, False):
+        want_y, want_gx = _torch_avg(x, k, s, p, ceil, cip, g)
+        y = to_host(kernels.avg_pool2d(to_backend(x, backend), k, s, p, ceil, cip))
+        gx = to_host(kernels.avg_pool2d_backward(to_backend(g, backend), shape, k, s, p,
+                                                 ceil, cip))
+        assert y.dtype == gx.dtype == dtype
+        np.testing.assert_allclose(y, want_y, **TOL[dtype])
+        np.testing.assert_allclose(gx, want_gx, **TOL[dtype])
+        np.testing.assert_array_equal(y, kernels.avg_pool2d(x, k, s, p, ceil, cip))
+        np.testing.assert_array_equal(gx, kernels.avg_pool2d_backward(g, shape, k, s, p,
+                                                                      ceil, cip))
+
+
+def test_max_pool2d_on_backend_ties_nan_and_overlap(backend):
+    """Ties keep the first position, NaN wins, a -inf plane reports first positions, and
+    the 3x3 stride-1 windows that all pick one spike add their gradients onto it."""
+    x = np.round(np.random.default_rng(6).standard_normal((1, 3, 5, 5)))
+    x[0, 0, 1, 1] = x[0, 0, 3, 2] = np.nan
+    x[0, 1] = -np.inf
+    x[0, 2] = 0.0
+    x[0, 2, 2, 2] = 5.0
+    g = np.random.default_rng(7).standard_normal((1, 3, 5, 5))
+    want_y, want_i, want_gx = _torch_max(x, 3, 1, 1, False, g)
+    y, i = kernels.max_pool2d(to_backend(x, backend), 3, 1, 1)
+    gx = to_host(kernels.max_pool2d_backward(to_backend(g, backend), i, x.shape))
+    np.testing.assert_array_equal(to_host(y), want_y)
+    np.testing.assert_array_equal(to_host(i), want_i)
+    np.testing.assert_allclose(gx, want_gx, **TOL[np.float64])
+    assert gx[0, 2, 2, 2] == kernels.max_pool2d_backward(g, want_i, x.shape)[0, 2, 2, 2]
+
+
+needs_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA backend")
+
+
+def _dev(a):
+    return to_backend(np.asarray(a), "cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("call,error,match", [
+    (lambda x: kernels.max_pool2d(x[0, 0], 2), ValueError, "x must have 3 or 4 dimensions"),
+    (lambda x: kernels.max_pool2d(_dev(np.ones((1, 1, 4, 4), np.int32)), 2), TypeError,
+     "x must be float32 or float64"),
+    (lambda x: kernels.max_pool2d(x, 9), ValueError, "kernel_size .* larger than the padded"),
+    (lambda x: kernels.avg_pool2d(x, 3, 1, 2), ValueError, "padding .* at most half"),
+    (lambda x: kernels.avg_pool2d_backward(_dev(np.ones((1, 2, 3, 3))), (1, 2, 8, 8), 2),
+     ValueError, "grad_out has shape"),
+    (lambda x: kernels.max_pool2d_backward(_dev(np.ones((1, 2, 4, 4))),
+                                           _dev(np.zeros((1, 2, 4, 4))), (1, 2, 8, 8)),
+     TypeError, "indices must be an integer array"),
+    (lambda x: kernels.max_pool2d_backward(_dev(np.ones((1, 2, 4, 4))),
+                                           _dev(np.zeros((1, 2, 4, 3), np.int64)), (1, 2, 8, 8)),
+     ValueError, "indices has shape"),
+    (lambda x: kernels.max_pool2d_backward(_dev(np.ones((1, 2, 2, 2))),
+                                           _dev(np.full((1, 2, 2, 2), 64)), (1, 2, 8, 8)),
+     ValueError, "indices has 8 entries outside"),
+    (lambda x: kernels.max_pool2d_backward(_dev(np.ones((1, 2, 4, 4))),
+                                           np.zeros((1, 2, 4, 4), np.int64), (1, 2, 8, 8)),
+     TypeError, "indices is a NumPy .host. array"),
+    (lambda x: kernels.max_pool2d_backward(_dev(np.ones((1, 2, 4, 4))),
+                                           _dev(np.zeros((1, 2, 4, 4), np.int64)), (1, 2, 0, 8)),
+     ValueError, "x_shape must be"),
+])
+def test_validation_on_device_names_the_argument(call, error, match):
+    """Device arrays are checked before any launch, with the CPU path's messages; a host
+    array among device ones is refused."""
+    with pytest.raises(error, match=match):
+        call(_dev(np.ones((1, 2, 8, 8))))

@@ -30,7 +30,7 @@ from numba import cuda, float32, float64
 
 from ..conv import _geometry
 from ._arrays import device, empty, stream, zeros
-from ._launch import THREADS, blocks
+from ._launch import THREADS, blocks, z_blocks
 from .ptx import register
 
 COB = 4  # output channels per thread in `forward` (each staged input value used COB times)
@@ -38,7 +38,6 @@ CIB = 4  # input channels per thread in `grad_input`
 XS = 2048  # shared elements for an input (or grad_out) tile with its halo (16 KiB in float64)
 TAPS = 64  # kernel taps staged per chunk
 WS = max(COB, CIB) * TAPS  # shared elements for a chunk's weights (a literal for Numba)
-MAX_Z = 65535  # CUDA's limit on gridDim.z; more planes than that loop inside the kernels
 REDUCE_MIN = 16  # items a reduction thread sums at least, before the tree (log2 syncs)
 
 
@@ -297,7 +296,7 @@ def _plan(rows: int, cols: int, kernel, stride, dilation, gather: bool):
 
 def _grid(rows: int, cols: int, th: int, tw: int, planes: int):
     """``(grid, block)`` for (th x tw) tiles over ``rows x cols`` and ``planes`` on z."""
-    return (blocks(cols, tw), blocks(rows, th), min(planes, MAX_Z)), (tw, th)
+    return (blocks(cols, tw), blocks(rows, th), z_blocks(planes)), (tw, th)
 
 
 def _reduce_threads(items: int) -> int:
