@@ -1,19 +1,27 @@
 """ReLU, linear and cross-entropy (forward and backward), as ``torch.nn.functional``.
 
 The maths (NaN, ties, label smoothing, reductions) is defined in
-:mod:`kernels.reference.activation`; arguments are checked here, before any
-kernel runs.
+:mod:`kernels.reference.activation`; arguments are checked before any kernel runs.
+Host (NumPy) arrays run the CPU kernels; device arrays run :mod:`kernels.cuda.activation`,
+which shares the checks below.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._checks import array, no_device
+from ._checks import array, on_device
 
 # Below this many elements the serial kernel wins: waking the thread pool costs ~10 µs.
 PARALLEL_MIN = 1 << 15
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def _cuda():
+    """The CUDA backend, imported only when a device array arrives."""
+    from .cuda import activation
+
+    return activation
 
 
 def _pick(parallel, serial, size: int):
@@ -31,9 +39,10 @@ def relu(x):
     >>> relu(np.array([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 2.0]
     """
+    if on_device(x):
+        return _cuda().relu(x)
     from .cpu import activation as cpu
 
-    no_device(x)
     x = array(x, "x")
     y = np.empty_like(x)
     _pick(cpu.relu, cpu.relu_serial, x.size)(x.reshape(-1), y.reshape(-1), x.dtype.type(0))
@@ -43,9 +52,10 @@ def relu(x):
 def relu_backward(grad_out, x):
     """Gradient of :func:`relu`: ``grad_out`` where ``x > 0``, else 0 (0 at ``x == 0``,
     as torch)."""
+    if on_device(grad_out, x):
+        return _cuda().relu_backward(grad_out, x)
     from .cpu import activation as cpu
 
-    no_device(grad_out, x)
     grad_out = array(grad_out, "grad_out")
     x = array(x, "x", dtype=grad_out.dtype)
     _same_shape(x, "x", grad_out, "grad_out")
@@ -55,11 +65,14 @@ def relu_backward(grad_out, x):
     return grad_x
 
 
-def _linear_args(x, w):
-    w = array(w, "w", 2)
-    x = array(x, "x", dtype=w.dtype)
-    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"x has {x.shape[-1] if x.ndim else 0} input features (shape {x.shape}) "
+def _linear_args(x, w, convert=array):
+    """``x``, ``w`` checked; ``convert`` is :func:`array` (host) or the CUDA backend's
+    ``device`` (same checks and messages, for device arrays)."""
+    w = convert(w, "w", 2)
+    x = convert(x, "x", dtype=w.dtype)
+    features = x.shape[x.ndim - 1] if x.ndim else 0  # NOTE: device shapes refuse [-1]
+    if features != w.shape[1]:
+        raise ValueError(f"x has {features} input features (shape {x.shape}) "
                          f"but w expects {w.shape[1]} (shape {w.shape})")
     return x, w
 
@@ -71,7 +84,8 @@ def linear(x, w, b=None):
     NOTE: a plain NumPy matmul: BLAS already runs at the machine's peak, and calling
     it from inside a Numba prange would oversubscribe the cores.
     """
-    no_device(x, w, b)
+    if on_device(x, w, b):
+        return _cuda().linear(x, w, b)
     x, w = _linear_args(x, w)
     if b is not None:
         b = array(b, "b", 1, dtype=w.dtype)
@@ -85,7 +99,8 @@ def linear(x, w, b=None):
 
 def linear_backward(grad_out, x, w):
     """``(grad_x, grad_w, grad_b)`` of :func:`linear`; ``grad_b`` sums over every batch axis."""
-    no_device(grad_out, x, w)
+    if on_device(grad_out, x, w):
+        return _cuda().linear_backward(grad_out, x, w)
     x, w = _linear_args(x, w)
     grad_out = array(grad_out, "grad_out", dtype=w.dtype)
     if grad_out.shape != x.shape[:-1] + (w.shape[0],):
@@ -95,24 +110,46 @@ def linear_backward(grad_out, x, w):
     return np.matmul(grad_out, w), np.matmul(g.T, x.reshape(-1, w.shape[1])), g.sum(axis=0)
 
 
-def _cross_entropy_args(logits, target, reduction, label_smoothing):
-    no_device(logits, target)
-    logits = array(logits, "logits", 2)
-    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
-        raise TypeError(f"target must be a NumPy integer array of class indices, got "
-                        f"{getattr(target, 'dtype', type(target).__name__)}")
-    if target.shape != logits.shape[:1]:
-        raise ValueError(f"target has shape {target.shape}, expected ({logits.shape[0]},) "
-                         f"for logits {logits.shape}")
-    if target.min() < 0 or target.max() >= logits.shape[1]:
-        raise ValueError(f"target has class indices outside [0, {logits.shape[1]}): "
+def _check_target(target: np.ndarray, logits_shape) -> None:
+    """Shape and range of the class indices (a host array; the CUDA path copies them)."""
+    if target.shape != logits_shape[:1]:
+        raise ValueError(f"target has shape {target.shape}, expected ({logits_shape[0]},) "
+                         f"for logits {logits_shape}")
+    if target.min() < 0 or target.max() >= logits_shape[1]:
+        raise ValueError(f"target has class indices outside [0, {logits_shape[1]}): "
                          f"min {target.min()}, max {target.max()}")
+
+
+def _check_options(reduction, label_smoothing) -> float:
+    """``reduction`` checked; ``label_smoothing`` as a float in [0, 1]."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     smoothing = float(label_smoothing)
     if not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return smoothing
+
+
+def _cross_entropy_args(logits, target, reduction, label_smoothing):
+    logits = array(logits, "logits", 2)
+    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
+        raise TypeError(f"target must be a NumPy integer array of class indices, got "
+                        f"{getattr(target, 'dtype', type(target).__name__)}")
+    _check_target(target, logits.shape)
+    smoothing = _check_options(reduction, label_smoothing)
     return logits, np.ascontiguousarray(target, dtype=np.int64), smoothing
+
+
+def _row_scale(grad_out, n: int, reduction: str, dtype) -> np.ndarray:
+    """Each row's upstream gradient (÷ N for ``mean``; default 1), N values of ``dtype``."""
+    if grad_out is None:
+        return np.full(n, 1 / n if reduction == "mean" else 1, dtype=dtype)
+    g = np.asarray(grad_out, dtype=np.float64)
+    if g.shape != (() if reduction != "none" else (n,)):
+        raise ValueError(f"grad_out has shape {g.shape}, expected "
+                         f"{'()' if reduction != 'none' else (n,)} for reduction "
+                         f"{reduction!r}")
+    return np.broadcast_to(g / n if reduction == "mean" else g, (n,)).astype(dtype)
 
 
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
@@ -120,10 +157,13 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     N×C and integer class targets N; a stable log-sum-exp, per-sample losses in float64.
 
     Returns a 0-d value of the logits' dtype (``mean``, ``sum``) or N losses (``none``).
+    Device logits and target run the CUDA kernel (see :mod:`kernels.cuda.activation`).
 
     >>> float(cross_entropy(np.array([[0.0, 0.0]]), np.array([1])))  # log 2
     0.6931471805599453
     """
+    if on_device(logits, target):
+        return _cuda().cross_entropy(logits, target, reduction, label_smoothing)
     from .cpu import activation as cpu
 
     logits, target, smoothing = _cross_entropy_args(logits, target, reduction, label_smoothing)
@@ -139,21 +179,18 @@ def cross_entropy_backward(logits, target, reduction="mean", label_smoothing=0.0
     """``∂L/∂logits`` of :func:`cross_entropy`: ``(softmax - (1-ε)·onehot - ε/C)``, times the
     upstream gradient ``grad_out`` (a scalar for ``mean``/``sum``, N values for ``none``;
     default 1) and ÷ N for ``mean``."""
+    if on_device(logits, target):
+        return _cuda().cross_entropy_backward(logits, target, reduction, label_smoothing,
+                                              grad_out)
     from .cpu import activation as cpu
 
     logits, target, smoothing = _cross_entropy_args(logits, target, reduction, label_smoothing)
     n, c = logits.shape
     dtype = logits.dtype.type
-    if grad_out is None:
-        scale = np.full(n, 1 / n if reduction == "mean" else 1, dtype=logits.dtype)
-    else:
-        no_device(grad_out)
-        g = np.asarray(grad_out, dtype=np.float64)
-        if g.shape != (() if reduction != "none" else (n,)):
-            raise ValueError(f"grad_out has shape {g.shape}, expected "
-                             f"{'()' if reduction != 'none' else (n,)} for reduction "
-                             f"{reduction!r}")
-        scale = np.broadcast_to(g / n if reduction == "mean" else g, (n,)).astype(logits.dtype)
+    if on_device(grad_out):
+        raise TypeError("grad_out is on the GPU but logits are NumPy (host) arrays: pass "
+                        "all arrays on one device")
+    scale = _row_scale(grad_out, n, reduction, logits.dtype)
     grad = np.empty_like(logits)
     _pick(cpu.cross_entropy_backward, cpu.cross_entropy_backward_serial, logits.size)(
         logits, target, scale, grad, dtype(smoothing / c), dtype(1 - smoothing),

@@ -18,27 +18,43 @@ of the state arrays, the hyperparameters and the step counts;
 ``load_state_dict()`` restores them, so a loaded optimizer continues the same
 trajectory. Hyperparameters live in ``opt.hyperparameters`` (a dict; change
 ``lr`` there for a schedule).
+
+Device arrays (anything with ``__cuda_array_interface__``: Numba, CuPy, PyTorch CUDA
+tensors) work too: all parameters and gradients on the GPU, stepped by the fused CUDA
+kernels of :mod:`kernels.cuda.optim` with the same arguments, so the trajectory is the
+same. The state arrays then live on the device; ``state_dict()`` returns host (NumPy)
+copies and ``load_state_dict()`` copies host or device arrays to the device.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._checks import FLOATS, no_device, positive
+from ._checks import FLOATS, is_device, on_device, positive
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
 
-def _kernel(name: str, p: np.ndarray):
-    """The CPU kernel ``name`` sized for ``p`` (serial for small arrays).
+def _cuda():
+    """The CUDA kernels and state helpers, imported only for device parameters."""
+    from .cuda import optim
+
+    return optim
+
+
+def _kernel(name: str, p, stream=None):
+    """The kernel ``name`` sized for ``p``: the CPU one (serial for small arrays), or the
+    CUDA one on ``stream`` for a device array; both take the same arguments.
 
     NOTE: imported on first step so that constructing an optimizer does not load Numba."""
+    if is_device(p):
+        return _cuda().kernel(name, p.size, stream)
     from .cpu import optim
     return optim.kernel(name, p.size)
 
 
-def _flat(x: np.ndarray) -> np.ndarray:
-    return x.reshape(-1)
+def _flat(x):
+    return x.reshape(x.size)  # NOTE: not reshape(-1), which device arrays refuse
 
 
 def _lerp_weights(dtype, w: float):
@@ -52,10 +68,12 @@ def _sign(p: np.ndarray, h: dict):
     return p.dtype.type(-1 if h["maximize"] else 1)
 
 
-def _buffer(state: dict, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """The state array ``name`` of parameter ``p``, created (filled) on first use."""
+def _buffer(state: dict, name: str, p, fill: float = 0.0, stream=None):
+    """The state array ``name`` of parameter ``p``, created (filled) on first use, on
+    ``p``'s side (host or device)."""
     if state.get(name) is None:
-        state[name] = np.full_like(p, fill)
+        state[name] = (_cuda().full(p.shape, p.dtype, fill, stream) if is_device(p)
+                       else np.full_like(p, fill))
     return state[name]
 
 
@@ -70,10 +88,17 @@ class _Optimizer:
                             f"{type(params).__name__}")
         if not params:
             raise ValueError("params is an empty list")
-        for i, p in enumerate(params):
+        self._device = on_device(*params)  # then every parameter must be on the device
+        self._stream = None
+        if self._device:
+            from .cuda import _arrays
+
+            # zero-copy Numba views of the caller's arrays (torch tensors, CuPy, ...)
+            self._arrays = [_arrays.device(p, f"params[{i}]") for i, p in enumerate(params)]
+            self._stream = _arrays.stream(*params)
+        for i, p in enumerate([] if self._device else params):
             name = f"params[{i}]"
             if not isinstance(p, np.ndarray):
-                no_device(p)
                 raise TypeError(f"{name} must be a NumPy array, got {type(p).__name__}")
             if p.dtype.type not in FLOATS:
                 raise TypeError(f"{name} must be float32 or float64, got {p.dtype}")
@@ -82,15 +107,18 @@ class _Optimizer:
             if not p.flags.writeable:
                 raise ValueError(f"{name} is read-only (it is updated in place)")
         self.params = list(params)
+        if not self._device:
+            self._arrays = self.params
         self.hyperparameters = hyperparameters
         self.state = [{"step": 0} for _ in self.params]
 
     # -- per-optimizer -------------------------------------------------------------------
     @classmethod
-    def update(cls, p: np.ndarray, g: np.ndarray, state: dict, h: dict) -> None:
+    def update(cls, p, g, state: dict, h: dict, stream=None) -> None:
         """One step of one parameter ``p`` in place, from its checked gradient ``g``:
         ``state`` holds ``"step"`` (already counted) and the state arrays (created here on
-        first use), ``h`` the hyperparameters. Shared with ``kernels.torch``'s optimizers."""
+        first use), ``h`` the hyperparameters. ``p`` and ``g`` are NumPy arrays, or Numba
+        device arrays stepped on ``stream``. Shared with ``kernels.torch``'s optimizers."""
         raise NotImplementedError
 
     # -- public --------------------------------------------------------------------------
@@ -102,26 +130,35 @@ class _Optimizer:
             raise ValueError(f"grads has {len(grads)} arrays but there are "
                              f"{len(self.params)} parameters")
         checked = []
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+        for i, (p, g) in enumerate(zip(self._arrays, grads)):
             name = f"grads[{i}]"
-            if not isinstance(g, np.ndarray):
-                no_device(g)
-                raise TypeError(f"{name} must be a NumPy array, got {type(g).__name__}")
+            if self._device:
+                from .cuda._arrays import device
+
+                g = device(g, name)  # on the GPU too (a NumPy array is refused), zero-copy
+            elif not isinstance(g, np.ndarray):
+                where = "is on the GPU but the parameters are NumPy arrays" if is_device(g) \
+                    else f"must be a NumPy array, got {type(g).__name__}"
+                raise TypeError(f"{name} {where}")
             if g.dtype != p.dtype:
                 raise TypeError(f"{name} is {g.dtype} but params[{i}] is {p.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"{name} has shape {g.shape} but params[{i}] has {p.shape}")
-            checked.append(np.ascontiguousarray(g))
-        for p, g, state in zip(self.params, checked, self.state):
+            checked.append(g if self._device else np.ascontiguousarray(g))
+        for p, g, state in zip(self._arrays, checked, self.state):
             state["step"] += 1
-            self.update(p, g, state, self.hyperparameters)
+            self.update(p, g, state, self.hyperparameters, self._stream)
 
     def state_dict(self) -> dict:
         """``{"hyperparameters": {...}, "state": [{"step": int, name: array, ...}, ...]}``
-        (copies: later steps do not change it)."""
+        (copies: later steps do not change it; NumPy arrays for device state too)."""
         return {"hyperparameters": dict(self.hyperparameters),
-                "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
-                           for k, v in s.items()} for s in self.state]}
+                "state": [{k: self._host_copy(v) for k, v in s.items()} for s in self.state]}
+
+    def _host_copy(self, v):
+        if is_device(v):
+            return _cuda().to_host(v, self._stream)
+        return v.copy() if isinstance(v, np.ndarray) else v
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore hyperparameters, step counts and state arrays (copied) from ``state_dict``."""
@@ -135,7 +172,7 @@ class _Optimizer:
             raise ValueError(f"state_dict has state for {len(states)} parameters, "
                              f"this optimizer has {len(self.params)}")
         loaded = []
-        for i, (p, s) in enumerate(zip(self.params, states)):
+        for i, (p, s) in enumerate(zip(self._arrays, states)):
             unknown = set(s) - {"step", *self._buffers}
             if "step" not in s or unknown:
                 raise ValueError(f"state_dict state[{i}] needs 'step' and only "
@@ -145,10 +182,14 @@ class _Optimizer:
                 v = s.get(name)
                 if v is None:
                     continue
+                if is_device(v):
+                    v = self._host_copy(v)
                 if not isinstance(v, np.ndarray) or v.shape != p.shape or v.dtype != p.dtype:
                     raise ValueError(f"state_dict state[{i}][{name!r}] must be a {p.dtype} "
-                                     f"array of shape {p.shape}")
-                new[name] = np.array(v, order="C")  # a copy, like torch's load
+                                     f"array of shape {tuple(p.shape)}")
+                # a copy, like torch's load
+                new[name] = (_cuda().to_device(v, self._stream) if self._device
+                             else np.array(v, order="C"))
             loaded.append(new)
         self.hyperparameters = dict(hyper)
         self.state = loaded
@@ -177,14 +218,15 @@ class SGD(_Optimizer):
                          maximize=bool(maximize))
 
     @classmethod
-    def update(cls, p, g, state, h):
+    def update(cls, p, g, state, h, stream=None):
         t = p.dtype.type
         use_momentum = h["momentum"] != 0
         first = state.get("momentum_buffer") is None
-        buf = _buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
-        _kernel("sgd", p)(_flat(p), _flat(g), _flat(buf), t(-h["lr"]), t(h["momentum"]),
-                          t(1 - h["dampening"]), t(h["weight_decay"]), _sign(p, h),
-                          use_momentum, first, h["nesterov"], h["weight_decay"] != 0)
+        buf = _buffer(state, "momentum_buffer", p, 0, stream) if use_momentum else p[:0]
+        _kernel("sgd", p, stream)(
+            _flat(p), _flat(g), _flat(buf), t(-h["lr"]), t(h["momentum"]),
+            t(1 - h["dampening"]), t(h["weight_decay"]), _sign(p, h),
+            use_momentum, first, h["nesterov"], h["weight_decay"] != 0)
 
 
 class Adagrad(_Optimizer):
@@ -202,17 +244,17 @@ class Adagrad(_Optimizer):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=bool(maximize))
-        for p, state in zip(self.params, self.state):  # torch fills it at construction
-            _buffer(state, "sum", p, initial_accumulator_value)
+        for p, state in zip(self._arrays, self.state):  # torch fills it at construction
+            _buffer(state, "sum", p, initial_accumulator_value, self._stream)
 
     @classmethod
-    def update(cls, p, g, state, h):
+    def update(cls, p, g, state, h, stream=None):
         t = p.dtype.type
         clr = h["lr"] / (1 + (state["step"] - 1) * h["lr_decay"])
-        state_sum = _buffer(state, "sum", p, h["initial_accumulator_value"])
-        _kernel("adagrad", p)(_flat(p), _flat(g), _flat(state_sum), t(-clr),
-                              t(h["weight_decay"]), t(h["eps"]), _sign(p, h),
-                              h["weight_decay"] != 0)
+        state_sum = _buffer(state, "sum", p, h["initial_accumulator_value"], stream)
+        _kernel("adagrad", p, stream)(
+            _flat(p), _flat(g), _flat(state_sum), t(-clr), t(h["weight_decay"]), t(h["eps"]),
+            _sign(p, h), h["weight_decay"] != 0)
 
 
 class RMSprop(_Optimizer):
@@ -232,17 +274,17 @@ class RMSprop(_Optimizer):
                          momentum=momentum, centered=bool(centered), maximize=bool(maximize))
 
     @classmethod
-    def update(cls, p, g, state, h):
+    def update(cls, p, g, state, h, stream=None):
         t = p.dtype.type
         centered, use_momentum = h["centered"], h["momentum"] > 0
-        square_avg = _buffer(state, "square_avg", p)
-        grad_avg = _buffer(state, "grad_avg", p) if centered else p[:0]
-        buf = _buffer(state, "momentum_buffer", p) if use_momentum else p[:0]
-        _kernel("rmsprop", p)(_flat(p), _flat(g), _flat(square_avg), _flat(grad_avg),
-                              _flat(buf), t(-h["lr"]), t(h["alpha"]), t(1 - h["alpha"]),
-                              *_lerp_weights(p.dtype, 1 - h["alpha"]), t(h["eps"]),
-                              t(h["weight_decay"]), t(h["momentum"]), _sign(p, h), centered,
-                              use_momentum, h["weight_decay"] != 0)
+        square_avg = _buffer(state, "square_avg", p, 0, stream)
+        grad_avg = _buffer(state, "grad_avg", p, 0, stream) if centered else p[:0]
+        buf = _buffer(state, "momentum_buffer", p, 0, stream) if use_momentum else p[:0]
+        _kernel("rmsprop", p, stream)(
+            _flat(p), _flat(g), _flat(square_avg), _flat(grad_avg), _flat(buf), t(-h["lr"]),
+            t(h["alpha"]), t(1 - h["alpha"]), *_lerp_weights(p.dtype, 1 - h["alpha"]),
+            t(h["eps"]), t(h["weight_decay"]), t(h["momentum"]), _sign(p, h), centered,
+            use_momentum, h["weight_decay"] != 0)
 
 
 class Adam(_Optimizer):
@@ -264,21 +306,22 @@ class Adam(_Optimizer):
                          maximize=bool(maximize))
 
     @classmethod
-    def update(cls, p, g, state, h):
+    def update(cls, p, g, state, h, stream=None):
         t = p.dtype.type
         beta1, beta2 = h["betas"]
         step, lr, wd = state["step"], h["lr"], h["weight_decay"]
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
-        exp_avg = _buffer(state, "exp_avg", p)
-        exp_avg_sq = _buffer(state, "exp_avg_sq", p)
-        vmax = _buffer(state, "max_exp_avg_sq", p) if h["amsgrad"] else p[:0]
+        exp_avg = _buffer(state, "exp_avg", p, 0, stream)
+        exp_avg_sq = _buffer(state, "exp_avg_sq", p, 0, stream)
+        vmax = _buffer(state, "max_exp_avg_sq", p, 0, stream) if h["amsgrad"] else p[:0]
         decoupled = cls._decoupled and wd != 0
-        _kernel("adam", p)(_flat(p), _flat(g), _flat(exp_avg), _flat(exp_avg_sq), _flat(vmax),
-                           t(-lr / bias_correction1), t(beta2), t(1 - beta2),
-                           *_lerp_weights(p.dtype, 1 - beta1), t(bias_correction2**0.5),
-                           t(h["eps"]), t(wd), t(1 - lr * wd if decoupled else 1), _sign(p, h),
-                           h["amsgrad"], wd != 0 and not cls._decoupled)
+        _kernel("adam", p, stream)(
+            _flat(p), _flat(g), _flat(exp_avg), _flat(exp_avg_sq), _flat(vmax),
+            t(-lr / bias_correction1), t(beta2), t(1 - beta2),
+            *_lerp_weights(p.dtype, 1 - beta1), t(bias_correction2**0.5),
+            t(h["eps"]), t(wd), t(1 - lr * wd if decoupled else 1), _sign(p, h),
+            h["amsgrad"], wd != 0 and not cls._decoupled)
 
 
 class AdamW(Adam):

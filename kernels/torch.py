@@ -15,8 +15,15 @@ tensor, and gradients never flow through the view); results come back as
 initialization, parameters, buffers and ``state_dict`` are torch's; only ``forward``
 runs our kernels. The optimizers subclass torch's: param groups, per-group ``lr``
 (schedulers), hooks and ``state_dict`` are torch's, with state tensors sharing memory
-with the arrays our fused kernels update. CPU only for now: a CUDA tensor raises
-NotImplementedError. float32 and float64; other dtypes raise TypeError.
+with the arrays our fused kernels update. float32 and float64; other dtypes raise
+TypeError.
+
+CUDA tensors go to the CUDA backend zero-copy: the kernels get ``t.detach()`` itself
+(its ``__cuda_array_interface__``) and launch on torch's current stream
+(:func:`kernels.cuda._arrays.stream`); results come back with
+``torch.as_tensor(device_array, device=t.device)``, again without a copy. NOTE: this
+path runs only on a machine with a GPU (our test machines' torch is CPU-only); one GPU,
+the current device. Tensors on other devices (``meta``, ...) raise NotImplementedError.
 """
 
 from __future__ import annotations
@@ -43,34 +50,37 @@ _DTYPES = (torch.float32, torch.float64)
 # ---------------------------------------------------------------- tensors <-> arrays
 
 def _check(t, name: str) -> None:
-    """A dense CPU float32/float64 tensor, or a clear error naming ``name``."""
+    """A dense CPU or CUDA float32/float64 tensor, or a clear error naming ``name``."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
-        raise NotImplementedError(f"{name} is on {t.device}: the CUDA backend is not built "
-                                  "yet, so kernels.torch runs CPU tensors only (use .cpu())")
+    if t.device.type not in ("cpu", "cuda"):
+        raise NotImplementedError(f"{name} is on {t.device}: kernels.torch runs CPU and "
+                                  "CUDA tensors only (use .cpu())")
     if t.layout != torch.strided:
         raise TypeError(f"{name} must be a dense tensor, got layout {t.layout}")
     if t.dtype not in _DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
 
 
-def _array(t, name: str) -> np.ndarray | None:
-    """A NumPy view of ``t`` (a copy only when ``t`` is not contiguous), outside autograd."""
+def _array(t, name: str):
+    """A NumPy view of ``t`` (a copy only when ``t`` is not contiguous), outside autograd;
+    for a CUDA tensor, the detached tensor itself (the kernels read it zero-copy)."""
     if t is None:
         return None
     _check(t, name)
-    return t.detach().contiguous().numpy()
+    t = t.detach().contiguous()
+    return t if t.is_cuda else t.numpy()
 
 
-def _in_place(t, name: str) -> np.ndarray | None:
-    """A NumPy view of a buffer that the kernel updates in place (running statistics)."""
+def _in_place(t, name: str):
+    """A view of a buffer that the kernel updates in place (running statistics): NumPy
+    for a CPU tensor, the detached tensor for a CUDA one."""
     if t is None:
         return None
     _check(t, name)
     if not t.is_contiguous():
         raise ValueError(f"{name} is updated in place, so it must be contiguous")
-    return t.detach().numpy()
+    return t.detach() if t.is_cuda else t.detach().numpy()
 
 
 def _same_dtype(input: torch.Tensor, **others) -> None:
@@ -79,13 +89,19 @@ def _same_dtype(input: torch.Tensor, **others) -> None:
             raise TypeError(f"{name} is {t.dtype} but input is {input.dtype}")
 
 
-def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
-    return None if a is None else torch.from_numpy(a)
+def _tensor(a, like: torch.Tensor) -> torch.Tensor | None:
+    """A kernel's result as a tensor on ``like``'s device, sharing its memory: NumPy
+    arrays by ``from_numpy``, device arrays by their ``__cuda_array_interface__``."""
+    if a is None or isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(a)
+    return torch.as_tensor(a, device=like.device)
 
 
-def _grads(ctx, *grads):
+def _grads(ctx, like, *grads):
     """The gradients autograd asked for (None for the others), as tensors."""
-    return tuple(_tensor(g) if need and g is not None else None
+    return tuple(_tensor(g, like) if need and g is not None else None
                  for g, need in zip(grads, ctx.needs_input_grad))
 
 
@@ -102,7 +118,7 @@ class Conv2dFunction(torch.autograd.Function):
                            _array(bias, "bias"), *geometry)
         ctx.save_for_backward(input, weight)
         ctx.geometry = geometry
-        return torch.from_numpy(y)
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
@@ -111,7 +127,7 @@ class Conv2dFunction(torch.autograd.Function):
         gx, gw, gb = kernels.conv2d_backward(
             _array(grad_out, "grad_out"), _array(input, "input"), _array(weight, "weight"),
             *ctx.geometry, need_input_grad=ctx.needs_input_grad[0])
-        return _grads(ctx, gx, gw, gb) + (None,) * 4
+        return _grads(ctx, input, gx, gw, gb) + (None,) * 4
 
 
 class MaxPool2dFunction(torch.autograd.Function):
@@ -122,21 +138,22 @@ class MaxPool2dFunction(torch.autograd.Function):
     def forward(ctx, input, kernel_size, stride, padding, ceil_mode, return_indices):
         y, indices = kernels.max_pool2d(_array(input, "input"), kernel_size, stride, padding,
                                         ceil_mode=ceil_mode)
-        indices = torch.from_numpy(indices)
+        indices = _tensor(indices, input)
         ctx.save_for_backward(indices)
         ctx.input_shape = tuple(input.shape)
         if return_indices:
             ctx.mark_non_differentiable(indices)
-            return torch.from_numpy(y), indices
-        return torch.from_numpy(y)
+            return _tensor(y, input), indices
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out, *_):
         (indices,) = ctx.saved_tensors
-        gx = kernels.max_pool2d_backward(_array(grad_out, "grad_out"), indices.numpy(),
+        gx = kernels.max_pool2d_backward(_array(grad_out, "grad_out"),
+                                         indices if indices.is_cuda else indices.numpy(),
                                          ctx.input_shape)
-        return (_tensor(gx),) + (None,) * 5
+        return (_tensor(gx, grad_out),) + (None,) * 5
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -151,7 +168,7 @@ class BatchNormFunction(torch.autograd.Function):
             _array(bias, "bias"), training, momentum, eps, return_stats=True)
         ctx.save_for_backward(input, weight)
         ctx.stats, ctx.training, ctx.has_bias = (mean, invstd), training, bias is not None
-        return torch.from_numpy(y)
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
@@ -160,7 +177,7 @@ class BatchNormFunction(torch.autograd.Function):
         gx, gw, gb = kernels.batch_norm_backward(
             _array(grad_out, "grad_out"), _array(input, "input"), _array(weight, "weight"),
             *ctx.stats, ctx.training, has_bias=ctx.has_bias)
-        return _grads(ctx, gx, None, None, gw, gb) + (None,) * 3
+        return _grads(ctx, input, gx, None, None, gw, gb) + (None,) * 3
 
 
 class InstanceNormFunction(torch.autograd.Function):
@@ -176,7 +193,7 @@ class InstanceNormFunction(torch.autograd.Function):
         ctx.save_for_backward(input, weight)
         ctx.stats, ctx.use_input_stats = (mean, invstd), use_input_stats
         ctx.has_bias = bias is not None
-        return torch.from_numpy(y)
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
@@ -185,7 +202,7 @@ class InstanceNormFunction(torch.autograd.Function):
         gx, gw, gb = kernels.instance_norm_backward(
             _array(grad_out, "grad_out"), _array(input, "input"), _array(weight, "weight"),
             *ctx.stats, ctx.use_input_stats, has_bias=ctx.has_bias)
-        return _grads(ctx, gx, None, None, gw, gb) + (None,) * 3
+        return _grads(ctx, input, gx, None, None, gw, gb) + (None,) * 3
 
 
 class GroupNormFunction(torch.autograd.Function):
@@ -198,7 +215,7 @@ class GroupNormFunction(torch.autograd.Function):
                                              eps, return_stats=True)
         ctx.save_for_backward(input, weight)
         ctx.stats, ctx.num_groups, ctx.has_bias = (mean, invstd), num_groups, bias is not None
-        return torch.from_numpy(y)
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
@@ -207,7 +224,7 @@ class GroupNormFunction(torch.autograd.Function):
         gx, gw, gb = kernels.group_norm_backward(
             _array(grad_out, "grad_out"), _array(input, "input"), ctx.num_groups,
             _array(weight, "weight"), *ctx.stats, has_bias=ctx.has_bias)
-        return _grads(ctx, gx, None, gw, gb, None)
+        return _grads(ctx, input, gx, None, gw, gb, None)
 
 
 class LayerNormFunction(torch.autograd.Function):
@@ -220,7 +237,7 @@ class LayerNormFunction(torch.autograd.Function):
                                              eps, return_stats=True)
         ctx.save_for_backward(input, weight)
         ctx.stats, ctx.shape, ctx.has_bias = (mean, invstd), normalized_shape, bias is not None
-        return torch.from_numpy(y)
+        return _tensor(y, input)
 
     @staticmethod
     @once_differentiable
@@ -229,7 +246,7 @@ class LayerNormFunction(torch.autograd.Function):
         gx, gw, gb = kernels.layer_norm_backward(
             _array(grad_out, "grad_out"), _array(input, "input"), ctx.shape,
             _array(weight, "weight"), *ctx.stats, has_bias=ctx.has_bias)
-        return _grads(ctx, gx, None, gw, gb, None)
+        return _grads(ctx, input, gx, None, gw, gb, None)
 
 
 # ---------------------------------------------------------------- functional forms
@@ -387,10 +404,30 @@ def _scalar(v):
     return v
 
 
+def _kernel_array(t: torch.Tensor):
+    """What ``kernels.optim``'s update steps in place: a NumPy view of a CPU tensor, or a
+    zero-copy Numba view of a CUDA one (by its ``__cuda_array_interface__``)."""
+    if not t.is_cuda:
+        return t.numpy()
+    from kernels.cuda import _arrays
+
+    return _arrays.device(t, "tensor")
+
+
+def _kernel_stream(p: torch.Tensor):
+    """torch's current stream for a CUDA parameter (None on the CPU)."""
+    if not p.is_cuda:
+        return None
+    from kernels.cuda import _arrays
+
+    return _arrays.stream(p)
+
+
 class _KernelStep:
     """``step`` for a ``torch.optim`` subclass: each parameter with a gradient goes
-    through ``kernels.optim``'s fused update, in place on NumPy views of ``p`` and
-    ``p.grad``, with the state tensors of ``self.state[p]`` (torch's keys) as its arrays."""
+    through ``kernels.optim``'s fused update, in place on views of ``p`` and ``p.grad``
+    (NumPy for CPU tensors; zero-copy device views, on torch's current stream, for CUDA
+    ones), with the state tensors of ``self.state[p]`` (torch's keys) as its arrays."""
 
     _counts_steps = True  # torch keeps a "step" tensor (not SGD)
 
@@ -425,9 +462,11 @@ class _KernelStep:
     def _kernel_step(self, p: torch.Tensor, rule, h: dict) -> None:
         if p.grad.is_sparse:
             raise TypeError(f"{type(self).__name__} does not support sparse gradients")
-        grad = _array(p.grad, "grad")
+        _check(p.grad, "grad")
+        grad = _kernel_array(p.grad.detach().contiguous())
         view = p.detach()
-        work = view.numpy() if view.is_contiguous() else np.ascontiguousarray(view.numpy())
+        work_tensor = view if view.is_contiguous() else view.contiguous()
+        work = _kernel_array(work_tensor)
         state = self.state.get(p, {})  # NOTE: not self.state[p], which would add an entry
         arrays = {}
         for name in rule._buffers:
@@ -437,20 +476,20 @@ class _KernelStep:
                                      f"but its parameter has {tuple(p.shape)}")
                 if not state[name].is_contiguous() or state[name].dtype != p.dtype:
                     state[name] = state[name].to(p.dtype).contiguous()
-                arrays[name] = state[name].detach().numpy()
+                arrays[name] = _kernel_array(state[name].detach())
         if self._counts_steps:
             if "step" not in state:
                 state["step"] = torch.tensor(0.0)
             state["step"] += 1
             arrays["step"] = int(_scalar(state["step"]))
-        rule.update(work, grad, arrays, h)
+        rule.update(work, grad, arrays, h, _kernel_stream(p))
         for name in rule._buffers:  # created by the update on its first step
             if name in arrays and state.get(name) is None:
-                state[name] = torch.from_numpy(arrays[name])
+                state[name] = _tensor(arrays[name], p)
         if state:  # SGD without momentum keeps no state, as in torch
             self.state[p] = state
-        if not view.is_contiguous():  # the kernel updated a copy
-            view.copy_(torch.from_numpy(work))
+        if work_tensor is not view:  # the kernel updated a copy
+            view.copy_(work_tensor)
 
 
 class SGD(_KernelStep, torch.optim.SGD):

@@ -15,10 +15,12 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from backends import cuda_available, to_backend, to_host
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import optim
+from kernels._checks import is_device
 from kernels.cpu import optim as cpu
 from kernels.reference import optim as ref
 
@@ -357,3 +359,102 @@ def test_load_state_dict_errors():
     bad["state"][0]["bogus"] = np.ones(3)
     with pytest.raises(ValueError, match="bogus"):
         optim.Adam([np.ones(3)]).load_state_dict(bad)
+
+
+# -- every backend: device parameters (CUDA in the simulator, so few steps, small arrays) ---
+BACKEND_STEPS = 3
+BACKEND_SHAPE = (3, 5)
+# every option of each optimizer at least once (indices into CONFIGS)
+PICKED = (0, 2, 3, 5, 7, 8, 9, 11, 13, 14, 16, 17, 18, 20)
+
+
+def small_problem(dtype, maximize=False):
+    """(start, grad_fn) as :func:`initial` and :func:`gradients`, for one small parameter."""
+    rng = np.random.default_rng(3)
+    start, target = (rng.standard_normal(BACKEND_SHAPE).astype(dtype) for _ in range(2))
+    noise = [rng.standard_normal(BACKEND_SHAPE).astype(dtype) for _ in range(BACKEND_STEPS)]
+    half = dtype(-0.5 if maximize else 0.5)
+    return start, lambda t, p: half * (p - target) + noise[t]
+
+
+def run_on(backend, name, kw, dtype, steps=BACKEND_STEPS):
+    """Our optimizer on :func:`small_problem`, with the parameter on ``backend``: the
+    trajectory (host copies) and the optimizer."""
+    start, grad_fn = small_problem(dtype, kw.get("maximize", False))
+    p = to_backend(start.copy(), backend)
+    opt, out = getattr(optim, name)([p], **kw), []
+    for t in range(steps):
+        opt.step([to_backend(grad_fn(t, to_host(p)), backend)])
+        out.append(np.array(to_host(p)))  # a copy: p changes in place
+    return out, opt
+
+
+def run_torch_small(name, kw, dtype):
+    start, grad_fn = small_problem(dtype, kw.get("maximize", False))
+    p = torch.tensor(start, requires_grad=True)
+    opt, out = getattr(torch.optim, name)([p], **kw), []
+    for t in range(BACKEND_STEPS):
+        p.grad = torch.from_numpy(grad_fn(t, p.detach().numpy()))
+        opt.step()
+        out.append(p.detach().numpy().copy())
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), [CONFIGS[i] for i in PICKED],
+                         ids=[IDS[i] for i in PICKED])
+def test_follows_torch_on_backend(backend, name, kw, dtype):
+    """The same trajectory as torch.optim's and as our CPU kernels', and the same state."""
+    ours, opt = run_on(backend, name, kw, dtype)
+    for t, (x, y) in enumerate(zip(ours, run_torch_small(name, kw, dtype))):
+        assert x.dtype == dtype
+        np.testing.assert_allclose(x, y, **TOL[dtype], err_msg=f"step {t + 1}")
+    cpu_run, cpu_opt = run_on("cpu", name, kw, dtype)
+    eps = np.finfo(dtype).eps  # NOTE: not exact on a GPU, where NVVM contracts a*b+c to FMA
+    np.testing.assert_allclose(ours, cpu_run, rtol=16 * eps, atol=16 * eps)
+    mine, cpu_state = opt.state_dict()["state"][0], cpu_opt.state[0]
+    assert set(mine) == set(cpu_state) and mine["step"] == cpu_state["step"]
+    for key in set(mine) - {"step"}:
+        assert isinstance(mine[key], np.ndarray) and mine[key].dtype == dtype
+        np.testing.assert_allclose(mine[key], cpu_state[key], rtol=16 * eps, atol=16 * eps,
+                                   err_msg=key)
+    if backend == "cuda":  # the state lives on the device
+        assert all(is_device(v) for k, v in opt.state[0].items() if k != "step")
+
+
+@pytest.mark.parametrize(("name", "kw"), [("Adam", dict(lr=0.01, amsgrad=True)),
+                                          ("RMSprop", dict(lr=0.01, momentum=0.9,
+                                                           centered=True))])
+def test_state_dict_round_trip_on_backend(backend, name, kw):
+    """A host state dict taken from an optimizer, loaded into a fresh one on the same
+    backend, continues the same trajectory exactly (and later steps do not leak into it)."""
+    dtype = np.float32
+    whole, opt = run_on(backend, name, kw, dtype, steps=2)
+    saved = opt.state_dict()
+    start, grad_fn = small_problem(dtype)
+    opt.step([to_backend(grad_fn(2, whole[1]), backend)])  # must not change `saved`
+    p = to_backend(whole[1].copy(), backend)
+    fresh = getattr(optim, name)([p], lr=123.0)  # hyperparameters come from the dict
+    fresh.load_state_dict(saved)
+    fresh.step([to_backend(grad_fn(2, whole[1]), backend)])
+    np.testing.assert_array_equal(to_host(p), to_host(opt.params[0]))
+
+
+@pytest.mark.skipif(not cuda_available(), reason="Numba's CUDA target is absent")
+def test_device_errors_before_any_update():
+    a, b = to_backend(np.ones(3), "cuda"), to_backend(np.ones((2, 2)), "cuda")
+    with pytest.raises(TypeError, match=r"params\[1\] is a NumPy .host. array"):
+        optim.SGD([a, np.ones(3)])
+    opt = optim.Adam([a, b])
+    for grads, error, match in [
+            ([np.ones(3), to_backend(np.ones((2, 2)), "cuda")], TypeError,
+             r"grads\[0\] is a NumPy .host. array"),
+            ([a, to_backend(np.ones((2, 2), np.float32), "cuda")], TypeError,
+             r"grads\[1\] is float32"),
+            ([a, to_backend(np.ones(4), "cuda")], ValueError, r"grads\[1\] has shape")]:
+        with pytest.raises(error, match=match):
+            opt.step(grads)
+    with pytest.raises(TypeError, match=r"grads\[0\] is on the GPU"):
+        optim.SGD([np.ones(3)]).step([a])
+    np.testing.assert_array_equal(to_host(a), 1.0)  # nothing ran
+    assert opt.state[0]["step"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 THREADS = 256  # threads per block for 1-D element-wise kernels
 MAX_GRID_Z = 65535  # CUDA's limit on gridDim.z: kernels with planes on z loop beyond it
+MAX_GRID_Y = 65535  # and on gridDim.y: 2-D grids taller than this are launched in parts
 TILE = 16  # side of a 2-D thread block (16 x 16 = 256 threads)
 
 
@@ -44,3 +45,9 @@ def grid_rows(rows: int, cols: int, threads: int = THREADS) -> tuple[int, int]:
     while t < min(int(cols), threads):
         t *= 2
     return max(1, int(rows)), t
+
+
+def row_parts(rows: int, tile: int = TILE) -> range:
+    """The first rows of the launches of a :func:`grid_2d` kernel over ``rows`` rows, each
+    at most :data:`MAX_GRID_Y` blocks tall."""
+    return range(0, max(1, int(rows)), MAX_GRID_Y * tile)

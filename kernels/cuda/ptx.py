@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 CC = (8, 0)  # sm_80 (A100); any real architecture catches the same typing errors
 REGISTRY: list[tuple[str, object, tuple[str, ...]]] = []
@@ -52,7 +54,8 @@ def check() -> list[str]:
         argtypes = tuple(_parse(s) for s in sig)
         fn = getattr(kernel, "py_func", kernel)
         try:
-            ptx, _ = cuda.compile_ptx(fn, argtypes, cc=CC)
+            with _device_functions_for_cc():
+                ptx, _ = cuda.compile_ptx(fn, argtypes, cc=CC)
         except Exception as err:  # noqa: BLE001 - every failure is reported, by name
             problems.append(f"{name}{sig}: does not compile: {type(err).__name__}: {err}")
             continue
@@ -61,6 +64,24 @@ def check() -> list[str]:
             line = F64_ARITH.search(ptx).group(0).strip()
             problems.append(f"{name}{sig}: float32 kernel does float64 arithmetic: {line}")
     return problems
+
+
+@contextmanager
+def _device_functions_for_cc():
+    """Compile called ``cuda.jit(device=True)`` functions for :data:`CC` too.
+
+    NOTE: numba-cuda compiles a device function called from a kernel for the *current
+    device's* compute capability (``CUDADispatcher.compile_device`` asks the driver),
+    which fails where there is no GPU; for the duration of one compilation the dispatcher
+    module is told that the current device is an sm_XX of :data:`CC`."""
+    from numba.cuda import dispatcher
+
+    real = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=CC)
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = real
 
 
 def _parse(text: str):
