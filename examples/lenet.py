@@ -30,11 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# NOTE: idle OpenMP threads (torch's, and Numba's omp layer) sleep instead of spinning;
-# spinning made both engines 5-10x slower whenever other processes shared the cores.
-# It must be set before torch or Numba start their thread pools.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 ENGINES = ("kernels", "torch", "torch+kernels")
 DATASETS = ("digits", "mnist", "cifar10")
 # the network's input for each data set: (channels, image size)
@@ -479,26 +474,59 @@ class Profile:
         return table
 
 
-def benchmark(args, console) -> dict[str, float]:
-    """images/s of one training epoch on random MNIST-shaped data, for each engine."""
+def benchmark(args, console, segments: int = 10) -> dict[str, float]:
+    """images/s of one training epoch on random MNIST-shaped data, for each engine.
+
+    NOTE: the epoch is cut into ``segments`` runs of batches, and the engines take turns
+    on each (who goes first alternates), so a machine whose speed drifts during the run
+    (other load, a noisy neighbour on a VM) skews both engines alike. Each engine still
+    trains on every image once."""
     rng = np.random.default_rng(args.seed)
     n = args.benchmark_images
     x = rng.random((n, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, n)
     console.print(f"one epoch of {n:,} random 1x28x28 images, batch 64, Adam, "
-                  f"{args.threads} thread(s) (other load on the machine skews the figures)")
-    speeds, profile = {}, None
-    for name in ("kernels", "torch"):
-        engine = make_engine(name, 1, 28, 10, args.lr, args.seed)
+                  f"{args.threads} thread(s), engines taking turns over {segments} segments")
+    names = ("kernels", "torch")
+    engines = {name: make_engine(name, 1, 28, 10, args.lr, args.seed) for name in names}
+    for engine in engines.values():
         engine.train_step(x[:64], y[:64])  # compile / warm up outside the timing
-        if name == "kernels":
-            profile = Profile(engine)
-        with progress_bar(console) as progress:
-            _, _, speeds[name] = train_epoch(engine, x, y, 64, None, progress, name)
+    profile = Profile(engines["kernels"])
+    seconds = dict.fromkeys(names, 0.0)
+    cuts = np.linspace(0, n // 64, segments + 1).astype(int) * 64
+    cuts[-1] = n
+    with progress_bar(console) as progress:
+        for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+            for name in names[::1 if k % 2 == 0 else -1]:
+                _, _, speed = train_epoch(engines[name], x[lo:hi], y[lo:hi], 64, None,
+                                          progress, f"{name} {k + 1}/{segments}")
+                seconds[name] += (hi - lo) / speed
+    speeds = {name: n / seconds[name] for name in names}
+    for name in names:
         console.print(f"{name:8s} {speeds[name]:10,.0f} images/s")
     console.print(f"kernels / torch: {speeds['kernels'] / speeds['torch']:.2f}")
-    console.print(profile.table(n / speeds["kernels"]))
+    console.print(profile.table(seconds["kernels"]))
     return speeds
+
+
+def steady_malloc() -> None:
+    """Keep freed memory in the process (glibc ``mallopt``), for both engines alike.
+
+    NOTE: by default glibc hands blocks above ~128 KiB back to the OS when freed and
+    page-faults them in again on the next allocation; a training step allocates its
+    activations anew each time, and in this VM those faults made ReLU and pooling
+    several times slower than the arithmetic. A no-op where libc is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed value
+    mallopt(M_TRIM_THRESHOLD, 512 << 20)
 
 
 def use_threads(n: int) -> None:
@@ -522,6 +550,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     console = Console(highlight=False)
     use_threads(args.threads)
+    steady_malloc()
     from kernels import datasets, nn
 
     try:

@@ -74,7 +74,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
-    cpu.max_pool2d(_planes(x), _planes(y), _planes(indices), *kernel, *stride, *padding)
+    if kernel == stride == (2, 2) and padding == (0, 0) and 2 * out[0] <= x.shape[-2] \
+            and 2 * out[1] <= x.shape[-1]:
+        cpu.max_pool2d_2x2(_planes(x), _planes(y), _planes(indices))
+    else:
+        cpu.max_pool2d(_planes(x), _planes(y), _planes(indices), *kernel, *stride, *padding)
     return y, indices
 
 

@@ -58,6 +58,35 @@ def _max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw):
                 irow[ow] = mi
 
 
+def _max_pool2d_2x2(x, y, indices):
+    """:func:`_max_pool2d` for 2x2 windows at stride 2, all inside the input (LeNet's
+    pooling): the same visiting order and NaN/tie rules, with the window unrolled.
+
+    Loop nest: prange p (plane) > oh > ow (contiguous output row).
+    Optimizations: the four candidates sit at constant offsets 0 and 1 of two input
+    rows, so LLVM vectorizes the row with interleaved (stride-2) loads and selects."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            r0, r1 = x[p, 2 * oh], x[p, 2 * oh + 1]
+            yrow, irow = y[p, oh], indices[p, oh]
+            i0 = 2 * oh * W
+            for ow in range(OW):
+                m, mi = r0[2 * ow], i0 + 2 * ow
+                v = r0[2 * ow + 1]
+                take = (v > m) | (v != v)
+                m, mi = (v, i0 + 2 * ow + 1) if take else (m, mi)
+                v = r1[2 * ow]
+                take = (v > m) | (v != v)
+                m, mi = (v, i0 + W + 2 * ow) if take else (m, mi)
+                v = r1[2 * ow + 1]
+                take = (v > m) | (v != v)
+                m, mi = (v, i0 + W + 2 * ow + 1) if take else (m, mi)
+                yrow[ow] = m
+                irow[ow] = mi
+
+
 def _max_pool2d_backward(grad_out, indices, grad_x):
     """grad_x[p, indices[p, o]] += grad_out[p, o]; returns how many indices were out of range.
 
@@ -133,6 +162,7 @@ def _avg_pool2d_backward(grad_out, grad_x, divisor, kh, kw, sh, sw, ph, pw):
 
 _columns = njit(inline="always", cache=True)(_columns)
 max_pool2d = njit(parallel=True, cache=True)(_max_pool2d)
+max_pool2d_2x2 = njit(parallel=True, cache=True)(_max_pool2d_2x2)
 max_pool2d_backward = njit(parallel=True, cache=True)(_max_pool2d_backward)
 avg_pool2d = njit(parallel=True, cache=True)(_avg_pool2d)
 avg_pool2d_backward = njit(parallel=True, cache=True)(_avg_pool2d_backward)
