@@ -485,6 +485,7 @@ def benchmark(args, console, segments: int = 10) -> dict[str, float]:
     n = args.benchmark_images
     x = rng.random((n, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, n)
+    segments = max(1, min(segments, n // 64))  # each segment holds whole batches
     console.print(f"one epoch of {n:,} random 1x28x28 images, batch 64, Adam, "
                   f"{args.threads} thread(s), engines taking turns over {segments} segments")
     names = ("kernels", "torch")
@@ -493,7 +494,6 @@ def benchmark(args, console, segments: int = 10) -> dict[str, float]:
         engine.train_step(x[:64], y[:64])  # compile / warm up outside the timing
     profile = Profile(engines["kernels"])
     seconds = dict.fromkeys(names, 0.0)
-    segments = max(1, min(segments, n // 64))  # each segment holds whole batches
     cuts = np.linspace(0, n // 64, segments + 1).astype(int) * 64
     cuts[-1] = n
     with progress_bar(console) as progress:
