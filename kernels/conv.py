@@ -96,6 +96,39 @@ def _affine(sizes: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
     return out.ravel()
 
 
+@lru_cache(maxsize=128)
+def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left):
+    """``(order, tile_class, class_start)``: each forward tile's taps, without those that
+    read only zero padding.
+
+    A tile's window rows (and, when the tile is one output position, its columns) that
+    fall inside the input form a range; tiles with the same ranges share a class, whose
+    taps are ``order[class_start[c]:class_start[c + 1]]`` (indices into ``w[co].ravel()``).
+    ``grid`` is the tiles' (oh, ow, q) with batch lanes, else (n, oh, owt)."""
+
+    def inside(o, stride, dil, pad, size, k):
+        lo = max(0, -(-(pad - o * stride) // dil))
+        hi = min(k, (size - 1 + pad - o * stride) // dil + 1)
+        return lo, max(lo, hi)
+
+    classes: dict = {}
+    if per_position:  # one output position per tile: rows and columns
+        OH, OW, nq = grid
+        keys = [inside(oh, sh, dh, top, H, KH) + inside(ow, sw, dw, left, W, KW)
+                for oh in range(OH) for ow in range(OW)]
+        ids = np.array([classes.setdefault(k, len(classes)) for k in keys], dtype=np.int64)
+        tile_class = np.repeat(ids, nq)
+    else:  # a tile spans columns: rows only
+        N, OH, nw = grid
+        keys = [inside(oh, sh, dh, top, H, KH) + (0, KW) for oh in range(OH)]
+        ids = np.array([classes.setdefault(k, len(classes)) for k in keys], dtype=np.int64)
+        tile_class = np.tile(np.repeat(ids, nw), N)
+    taps = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
+    parts = [taps[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in classes]
+    class_start = np.concatenate([[0], np.cumsum([p.size for p in parts])]).astype(np.int64)
+    return np.concatenate(parts), tile_class, class_start
+
+
 class _Tiled:
     """One convolution laid out for the register-blocked forward kernel
     (:mod:`kernels.cpu.tiles`) and the row-dot weight gradient
@@ -156,7 +189,9 @@ class _Tiled:
         (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
         top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
         if self.batch_lanes:
-            src = np.zeros(C * Hp * Wp * Nb, dtype=w.dtype)
+            # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
+            # lanes past N only feed outputs that are dropped
+            src = np.empty(C * Hp * Wp * Nb, dtype=w.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
@@ -166,11 +201,16 @@ class _Tiled:
             cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
             off, cbase = self._taps(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
+        H, W = self.x.shape[2:]
+        order, tile_class, class_start = _tap_classes(
+            (OH, OW, Nb // P) if self.batch_lanes else (N, OH, OWr // P), self.batch_lanes,
+            H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left)
         wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
         out = np.empty((wt.shape[1], bases.size * P), dtype=w.dtype)
         with slp():
-            tiles.forward(src, wt, off, cbase, bases, out)
+            tiles.forward(src, wt[order], off[order], cbase, bases, tile_class, class_start,
+                          out)
         y = np.empty(self.out_shape, dtype=w.dtype)
         cpu.from_lanes(out, y, b, self.rows, self.batch_lanes, Nb, OWr)
         return y

@@ -14,9 +14,10 @@ P = 16
 FWD_COB = 8
 
 
-def _forward(src, wt, off, cbase, bases, out):
+def _forward(src, wt, off, cbase, bases, tile_class, class_start, out):
     """out[co, tile*P + p] = sum_t wt[t, co] * src[cbase[co // FWD_COB] + bases[tile]
-    + off[t] + p].
+    + off[t] + p], over the taps t of the tile's class: class_start[c] <= t <
+    class_start[c + 1] for c = tile_class[tile] (the taps that do not read padding).
 
     Loop nest: prange (tile, block of FWD_COB channels) > tap t > the block's
     FWD_COB x P products, accumulated in registers.
@@ -26,8 +27,9 @@ def _forward(src, wt, off, cbase, bases, out):
       loads P source values once and FWD_COB weights, then does FWD_COB vector FMAs;
     - ``wt`` is tap-major, so a block's weights for one tap are contiguous;
     - consecutive tasks share a tile, so its source stays in cache for all blocks;
+    - taps that would read only zero padding are skipped (a tile's class lists
+      the rest): half the work of an input gradient computed as a full correlation;
     - constant-index slices (no negative-index wraparound, so SLP can vectorize)."""
-    T = off.shape[0]
     ntile = bases.shape[0]
     nblk = out.shape[0] // FWD_COB
     zero = np.zeros(1, dtype=out.dtype)[0]
@@ -36,6 +38,7 @@ def _forward(src, wt, off, cbase, bases, out):
         blk = task % nblk
         co0 = blk * FWD_COB
         a0 = cbase[blk] + bases[tile]
+        cls = tile_class[tile]
         c0_0 = zero
         c0_1 = zero
         c0_2 = zero
@@ -164,7 +167,7 @@ def _forward(src, wt, off, cbase, bases, out):
         c7_13 = zero
         c7_14 = zero
         c7_15 = zero
-        for t in range(T):
+        for t in range(class_start[cls], class_start[cls + 1]):
             o = a0 + off[t]
             xs = src[o:o + P]
             ws = wt[t, co0:co0 + FWD_COB]
