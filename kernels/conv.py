@@ -129,6 +129,30 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
     return np.concatenate(parts), tile_class, class_start
 
 
+@lru_cache(maxsize=128)
+def _row_outputs(N, Co, OH, OW, OWr, G, cogp):
+    """Where the forward kernel stores with width lanes, straight into NCHW ``y``:
+    ``(chan, ybase, nvalid)``, the real channel of each padded row (-1: padding), each
+    tile's first output (tiles (n, oh, owt)), and how many of its lanes are inside OW."""
+    from .cpu.tiles import P
+
+    Cog = Co // G
+    chan = np.full(G * cogp, -1, dtype=np.int64)
+    for g in range(G):
+        chan[g * cogp:g * cogp + Cog] = np.arange(g * Cog, (g + 1) * Cog)
+    ybase = _affine((N, OH, OWr // P), (Co * OH * OW, OW, P))
+    nvalid = np.tile(np.minimum(P, OW - np.arange(0, OWr, P)), N * OH)
+    return chan, ybase, nvalid
+
+
+@lru_cache(maxsize=128)
+def _lane_outputs(nrows, ntile, P):
+    """``(chan, ybase, nvalid)`` that store every row and lane in the lane layout
+    ``out[row, tile*P + p]``."""
+    return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)),
+            np.full(ntile, P, dtype=np.int64))
+
+
 class _Tiled:
     """One convolution laid out for the register-blocked forward kernel
     (:mod:`kernels.cpu.tiles`) and the row-dot weight gradient
@@ -207,12 +231,24 @@ class _Tiled:
             H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left)
         wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
-        out = np.empty((wt.shape[1], bases.size * P), dtype=w.dtype)
+        y = np.empty(self.out_shape, dtype=w.dtype)
+        if self.batch_lanes:
+            # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
+            # stores a whole feature map apart cost more than the extra pass
+            nrows = wt.shape[1]
+            out = np.empty((nrows, bases.size * P), dtype=w.dtype)
+            chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
+            with slp():
+                tiles.forward(src, wt[order], off[order], cbase, bases, tile_class,
+                              class_start, chan, np.zeros(nrows, w.dtype), out.reshape(-1),
+                              ybase, nvalid, out.shape[1], 1)
+            cpu.from_lanes(out, y, b, self.rows, True, Nb, OWr)
+            return y
+        chan, ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr, self.geo.groups,
+                                           self.cogp)
         with slp():
             tiles.forward(src, wt[order], off[order], cbase, bases, tile_class, class_start,
-                          out)
-        y = np.empty(self.out_shape, dtype=w.dtype)
-        cpu.from_lanes(out, y, b, self.rows, self.batch_lanes, Nb, OWr)
+                          chan, b, y.reshape(-1), ybase, nvalid, OH * OW, 1)
         return y
 
     def weight_grad(self, g: np.ndarray) -> np.ndarray:

@@ -37,10 +37,13 @@ def _forward() -> list[str]:
     lines = [
         "",
         "",
-        "def _forward(src, wt, off, cbase, bases, tile_class, class_start, out):",
-        '    """out[co, tile*P + p] = sum_t wt[t, co] * src[cbase[co // FWD_COB] + bases[tile]',
-        "    + off[t] + p], over the taps t of the tile's class: class_start[c] <= t <",
-        "    class_start[c + 1] for c = tile_class[tile] (the taps that do not read padding).",
+        "def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,",
+        "             ybase, nvalid, ystride_c, ystride_p):",
+        '    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t, co] *',
+        "    src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel",
+        "    c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the",
+        "    taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for",
+        "    k = tile_class[tile] (the taps that do not read padding).",
         "",
         "    Loop nest: prange (tile, block of FWD_COB channels) > tap t > the block's",
         "    FWD_COB x P products, accumulated in registers.",
@@ -52,10 +55,11 @@ def _forward() -> list[str]:
         "    - consecutive tasks share a tile, so its source stays in cache for all blocks;",
         "    - taps that would read only zero padding are skipped (a tile's class lists",
         "      the rest): half the work of an input gradient computed as a full correlation;",
-        '    - constant-index slices (no negative-index wraparound, so SLP can vectorize)."""',
+        "    - constant-index slices (no negative-index wraparound, so SLP can vectorize);",
+        '    - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""',
         "    ntile = bases.shape[0]",
-        "    nblk = out.shape[0] // FWD_COB",
-        "    zero = np.zeros(1, dtype=out.dtype)[0]",
+        "    nblk = chan.shape[0] // FWD_COB",
+        "    zero = np.zeros(1, dtype=y.dtype)[0]",
         "    for task in prange(nblk * ntile):",
         "        tile = task // nblk",
         "        blk = task % nblk",
@@ -77,11 +81,19 @@ def _forward() -> list[str]:
         lines.append(f"            w{j} = ws[{j}]")
         for p in range(P):
             lines.append(f"            c{j}_{p} += w{j} * x{p}")
-    lines.append("        o = tile * P")
+    lines += ["        nv = nvalid[tile]", "        sp = ystride_p"]
     for j in range(cob):
-        lines.append(f"        r = out[co0 + {j}, o:o + P]")
+        lines += [f"        c = chan[co0 + {j}]",
+                  "        if c >= 0:",
+                  "            bc = b[c]",
+                  "            o = ybase[tile] + c * ystride_c",
+                  "            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores",
+                  "                r = y[o:o + P]"]
+        lines += [f"                r[{p}] = c{j}_{p} + bc" for p in range(P)]
+        lines.append("            else:")
         for p in range(P):
-            lines.append(f"        r[{p}] = c{j}_{p}")
+            lines += [f"                if {p} < nv:",
+                      f"                    y[o + {p} * sp] = c{j}_{p} + bc"]
     return lines
 
 

@@ -14,10 +14,13 @@ P = 16
 FWD_COB = 8
 
 
-def _forward(src, wt, off, cbase, bases, tile_class, class_start, out):
-    """out[co, tile*P + p] = sum_t wt[t, co] * src[cbase[co // FWD_COB] + bases[tile]
-    + off[t] + p], over the taps t of the tile's class: class_start[c] <= t <
-    class_start[c + 1] for c = tile_class[tile] (the taps that do not read padding).
+def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
+             ybase, nvalid, ystride_c, ystride_p):
+    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t, co] *
+    src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
+    c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the
+    taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for
+    k = tile_class[tile] (the taps that do not read padding).
 
     Loop nest: prange (tile, block of FWD_COB channels) > tap t > the block's
     FWD_COB x P products, accumulated in registers.
@@ -29,10 +32,11 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, out):
     - consecutive tasks share a tile, so its source stays in cache for all blocks;
     - taps that would read only zero padding are skipped (a tile's class lists
       the rest): half the work of an input gradient computed as a full correlation;
-    - constant-index slices (no negative-index wraparound, so SLP can vectorize)."""
+    - constant-index slices (no negative-index wraparound, so SLP can vectorize);
+    - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""
     ntile = bases.shape[0]
-    nblk = out.shape[0] // FWD_COB
-    zero = np.zeros(1, dtype=out.dtype)[0]
+    nblk = chan.shape[0] // FWD_COB
+    zero = np.zeros(1, dtype=y.dtype)[0]
     for task in prange(nblk * ntile):
         tile = task // nblk
         blk = task % nblk
@@ -323,143 +327,448 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, out):
             c7_13 += w7 * x13
             c7_14 += w7 * x14
             c7_15 += w7 * x15
-        o = tile * P
-        r = out[co0 + 0, o:o + P]
-        r[0] = c0_0
-        r[1] = c0_1
-        r[2] = c0_2
-        r[3] = c0_3
-        r[4] = c0_4
-        r[5] = c0_5
-        r[6] = c0_6
-        r[7] = c0_7
-        r[8] = c0_8
-        r[9] = c0_9
-        r[10] = c0_10
-        r[11] = c0_11
-        r[12] = c0_12
-        r[13] = c0_13
-        r[14] = c0_14
-        r[15] = c0_15
-        r = out[co0 + 1, o:o + P]
-        r[0] = c1_0
-        r[1] = c1_1
-        r[2] = c1_2
-        r[3] = c1_3
-        r[4] = c1_4
-        r[5] = c1_5
-        r[6] = c1_6
-        r[7] = c1_7
-        r[8] = c1_8
-        r[9] = c1_9
-        r[10] = c1_10
-        r[11] = c1_11
-        r[12] = c1_12
-        r[13] = c1_13
-        r[14] = c1_14
-        r[15] = c1_15
-        r = out[co0 + 2, o:o + P]
-        r[0] = c2_0
-        r[1] = c2_1
-        r[2] = c2_2
-        r[3] = c2_3
-        r[4] = c2_4
-        r[5] = c2_5
-        r[6] = c2_6
-        r[7] = c2_7
-        r[8] = c2_8
-        r[9] = c2_9
-        r[10] = c2_10
-        r[11] = c2_11
-        r[12] = c2_12
-        r[13] = c2_13
-        r[14] = c2_14
-        r[15] = c2_15
-        r = out[co0 + 3, o:o + P]
-        r[0] = c3_0
-        r[1] = c3_1
-        r[2] = c3_2
-        r[3] = c3_3
-        r[4] = c3_4
-        r[5] = c3_5
-        r[6] = c3_6
-        r[7] = c3_7
-        r[8] = c3_8
-        r[9] = c3_9
-        r[10] = c3_10
-        r[11] = c3_11
-        r[12] = c3_12
-        r[13] = c3_13
-        r[14] = c3_14
-        r[15] = c3_15
-        r = out[co0 + 4, o:o + P]
-        r[0] = c4_0
-        r[1] = c4_1
-        r[2] = c4_2
-        r[3] = c4_3
-        r[4] = c4_4
-        r[5] = c4_5
-        r[6] = c4_6
-        r[7] = c4_7
-        r[8] = c4_8
-        r[9] = c4_9
-        r[10] = c4_10
-        r[11] = c4_11
-        r[12] = c4_12
-        r[13] = c4_13
-        r[14] = c4_14
-        r[15] = c4_15
-        r = out[co0 + 5, o:o + P]
-        r[0] = c5_0
-        r[1] = c5_1
-        r[2] = c5_2
-        r[3] = c5_3
-        r[4] = c5_4
-        r[5] = c5_5
-        r[6] = c5_6
-        r[7] = c5_7
-        r[8] = c5_8
-        r[9] = c5_9
-        r[10] = c5_10
-        r[11] = c5_11
-        r[12] = c5_12
-        r[13] = c5_13
-        r[14] = c5_14
-        r[15] = c5_15
-        r = out[co0 + 6, o:o + P]
-        r[0] = c6_0
-        r[1] = c6_1
-        r[2] = c6_2
-        r[3] = c6_3
-        r[4] = c6_4
-        r[5] = c6_5
-        r[6] = c6_6
-        r[7] = c6_7
-        r[8] = c6_8
-        r[9] = c6_9
-        r[10] = c6_10
-        r[11] = c6_11
-        r[12] = c6_12
-        r[13] = c6_13
-        r[14] = c6_14
-        r[15] = c6_15
-        r = out[co0 + 7, o:o + P]
-        r[0] = c7_0
-        r[1] = c7_1
-        r[2] = c7_2
-        r[3] = c7_3
-        r[4] = c7_4
-        r[5] = c7_5
-        r[6] = c7_6
-        r[7] = c7_7
-        r[8] = c7_8
-        r[9] = c7_9
-        r[10] = c7_10
-        r[11] = c7_11
-        r[12] = c7_12
-        r[13] = c7_13
-        r[14] = c7_14
-        r[15] = c7_15
+        nv = nvalid[tile]
+        sp = ystride_p
+        c = chan[co0 + 0]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c0_0 + bc
+                r[1] = c0_1 + bc
+                r[2] = c0_2 + bc
+                r[3] = c0_3 + bc
+                r[4] = c0_4 + bc
+                r[5] = c0_5 + bc
+                r[6] = c0_6 + bc
+                r[7] = c0_7 + bc
+                r[8] = c0_8 + bc
+                r[9] = c0_9 + bc
+                r[10] = c0_10 + bc
+                r[11] = c0_11 + bc
+                r[12] = c0_12 + bc
+                r[13] = c0_13 + bc
+                r[14] = c0_14 + bc
+                r[15] = c0_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c0_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c0_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c0_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c0_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c0_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c0_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c0_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c0_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c0_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c0_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c0_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c0_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c0_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c0_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c0_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c0_15 + bc
+        c = chan[co0 + 1]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c1_0 + bc
+                r[1] = c1_1 + bc
+                r[2] = c1_2 + bc
+                r[3] = c1_3 + bc
+                r[4] = c1_4 + bc
+                r[5] = c1_5 + bc
+                r[6] = c1_6 + bc
+                r[7] = c1_7 + bc
+                r[8] = c1_8 + bc
+                r[9] = c1_9 + bc
+                r[10] = c1_10 + bc
+                r[11] = c1_11 + bc
+                r[12] = c1_12 + bc
+                r[13] = c1_13 + bc
+                r[14] = c1_14 + bc
+                r[15] = c1_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c1_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c1_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c1_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c1_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c1_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c1_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c1_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c1_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c1_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c1_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c1_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c1_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c1_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c1_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c1_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c1_15 + bc
+        c = chan[co0 + 2]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c2_0 + bc
+                r[1] = c2_1 + bc
+                r[2] = c2_2 + bc
+                r[3] = c2_3 + bc
+                r[4] = c2_4 + bc
+                r[5] = c2_5 + bc
+                r[6] = c2_6 + bc
+                r[7] = c2_7 + bc
+                r[8] = c2_8 + bc
+                r[9] = c2_9 + bc
+                r[10] = c2_10 + bc
+                r[11] = c2_11 + bc
+                r[12] = c2_12 + bc
+                r[13] = c2_13 + bc
+                r[14] = c2_14 + bc
+                r[15] = c2_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c2_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c2_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c2_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c2_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c2_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c2_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c2_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c2_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c2_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c2_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c2_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c2_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c2_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c2_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c2_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c2_15 + bc
+        c = chan[co0 + 3]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c3_0 + bc
+                r[1] = c3_1 + bc
+                r[2] = c3_2 + bc
+                r[3] = c3_3 + bc
+                r[4] = c3_4 + bc
+                r[5] = c3_5 + bc
+                r[6] = c3_6 + bc
+                r[7] = c3_7 + bc
+                r[8] = c3_8 + bc
+                r[9] = c3_9 + bc
+                r[10] = c3_10 + bc
+                r[11] = c3_11 + bc
+                r[12] = c3_12 + bc
+                r[13] = c3_13 + bc
+                r[14] = c3_14 + bc
+                r[15] = c3_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c3_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c3_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c3_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c3_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c3_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c3_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c3_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c3_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c3_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c3_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c3_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c3_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c3_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c3_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c3_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c3_15 + bc
+        c = chan[co0 + 4]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c4_0 + bc
+                r[1] = c4_1 + bc
+                r[2] = c4_2 + bc
+                r[3] = c4_3 + bc
+                r[4] = c4_4 + bc
+                r[5] = c4_5 + bc
+                r[6] = c4_6 + bc
+                r[7] = c4_7 + bc
+                r[8] = c4_8 + bc
+                r[9] = c4_9 + bc
+                r[10] = c4_10 + bc
+                r[11] = c4_11 + bc
+                r[12] = c4_12 + bc
+                r[13] = c4_13 + bc
+                r[14] = c4_14 + bc
+                r[15] = c4_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c4_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c4_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c4_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c4_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c4_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c4_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c4_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c4_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c4_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c4_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c4_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c4_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c4_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c4_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c4_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c4_15 + bc
+        c = chan[co0 + 5]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c5_0 + bc
+                r[1] = c5_1 + bc
+                r[2] = c5_2 + bc
+                r[3] = c5_3 + bc
+                r[4] = c5_4 + bc
+                r[5] = c5_5 + bc
+                r[6] = c5_6 + bc
+                r[7] = c5_7 + bc
+                r[8] = c5_8 + bc
+                r[9] = c5_9 + bc
+                r[10] = c5_10 + bc
+                r[11] = c5_11 + bc
+                r[12] = c5_12 + bc
+                r[13] = c5_13 + bc
+                r[14] = c5_14 + bc
+                r[15] = c5_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c5_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c5_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c5_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c5_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c5_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c5_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c5_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c5_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c5_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c5_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c5_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c5_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c5_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c5_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c5_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c5_15 + bc
+        c = chan[co0 + 6]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c6_0 + bc
+                r[1] = c6_1 + bc
+                r[2] = c6_2 + bc
+                r[3] = c6_3 + bc
+                r[4] = c6_4 + bc
+                r[5] = c6_5 + bc
+                r[6] = c6_6 + bc
+                r[7] = c6_7 + bc
+                r[8] = c6_8 + bc
+                r[9] = c6_9 + bc
+                r[10] = c6_10 + bc
+                r[11] = c6_11 + bc
+                r[12] = c6_12 + bc
+                r[13] = c6_13 + bc
+                r[14] = c6_14 + bc
+                r[15] = c6_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c6_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c6_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c6_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c6_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c6_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c6_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c6_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c6_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c6_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c6_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c6_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c6_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c6_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c6_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c6_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c6_15 + bc
+        c = chan[co0 + 7]
+        if c >= 0:
+            bc = b[c]
+            o = ybase[tile] + c * ystride_c
+            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
+                r = y[o:o + P]
+                r[0] = c7_0 + bc
+                r[1] = c7_1 + bc
+                r[2] = c7_2 + bc
+                r[3] = c7_3 + bc
+                r[4] = c7_4 + bc
+                r[5] = c7_5 + bc
+                r[6] = c7_6 + bc
+                r[7] = c7_7 + bc
+                r[8] = c7_8 + bc
+                r[9] = c7_9 + bc
+                r[10] = c7_10 + bc
+                r[11] = c7_11 + bc
+                r[12] = c7_12 + bc
+                r[13] = c7_13 + bc
+                r[14] = c7_14 + bc
+                r[15] = c7_15 + bc
+            else:
+                if 0 < nv:
+                    y[o + 0 * sp] = c7_0 + bc
+                if 1 < nv:
+                    y[o + 1 * sp] = c7_1 + bc
+                if 2 < nv:
+                    y[o + 2 * sp] = c7_2 + bc
+                if 3 < nv:
+                    y[o + 3 * sp] = c7_3 + bc
+                if 4 < nv:
+                    y[o + 4 * sp] = c7_4 + bc
+                if 5 < nv:
+                    y[o + 5 * sp] = c7_5 + bc
+                if 6 < nv:
+                    y[o + 6 * sp] = c7_6 + bc
+                if 7 < nv:
+                    y[o + 7 * sp] = c7_7 + bc
+                if 8 < nv:
+                    y[o + 8 * sp] = c7_8 + bc
+                if 9 < nv:
+                    y[o + 9 * sp] = c7_9 + bc
+                if 10 < nv:
+                    y[o + 10 * sp] = c7_10 + bc
+                if 11 < nv:
+                    y[o + 11 * sp] = c7_11 + bc
+                if 12 < nv:
+                    y[o + 12 * sp] = c7_12 + bc
+                if 13 < nv:
+                    y[o + 13 * sp] = c7_13 + bc
+                if 14 < nv:
+                    y[o + 14 * sp] = c7_14 + bc
+                if 15 < nv:
+                    y[o + 15 * sp] = c7_15 + bc
 
 
 _jit = njit(cache=True, parallel=True, fastmath={"contract"})
