@@ -31,9 +31,27 @@ def on_device(*arrays) -> bool:
 
 
 def no_device(*arrays) -> None:
+    """Refuse a device array among host arguments (the caller runs the CPU path)."""
     if on_device(*arrays):
-        raise TypeError("CUDA arrays need the CUDA backend, which is not built yet; "
-                        "pass NumPy arrays (e.g. tensor.cpu().numpy())")
+        raise TypeError("a CUDA array was passed with NumPy (host) arrays: pass all arrays "
+                        "on one device (e.g. tensor.cpu().numpy(), or numba.cuda.to_device)")
+
+
+def check_meta(name: str, dtype, shape: tuple, ndim=None, want=None, floats=True) -> None:
+    """The dtype and shape checks every array argument gets, on either backend: a float
+    dtype (unless ``floats`` is False), the dtype ``want`` of the other arguments, a rank
+    in ``ndim`` (an int or a tuple), and no zero-sized dimension."""
+    dtype = np.dtype(dtype)
+    if floats and dtype.type not in FLOATS:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    if want is not None and dtype != np.dtype(want):
+        raise TypeError(f"{name} is {dtype} but the other arguments are {np.dtype(want)}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if ranks is not None and len(shape) not in ranks:
+        want_rank = " or ".join(str(r) for r in ranks)
+        raise ValueError(f"{name} must have {want_rank} dimensions, got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"{name} has a zero-sized dimension: shape {shape}")
 
 
 def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
@@ -43,16 +61,7 @@ def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
         if hasattr(x, "__cuda_array_interface__"):
             no_device(x)
         raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype.type not in FLOATS:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{name} is {x.dtype} but the other arguments are {np.dtype(dtype)}")
-    ranks = (ndim,) if isinstance(ndim, int) else ndim
-    if ranks is not None and x.ndim not in ranks:
-        want = " or ".join(str(r) for r in ranks)
-        raise ValueError(f"{name} must have {want} dimensions, got shape {x.shape}")
-    if 0 in x.shape:
-        raise ValueError(f"{name} has a zero-sized dimension: shape {x.shape}")
+    check_meta(name, x.dtype, x.shape, ndim, dtype)
     return np.ascontiguousarray(x)
 
 

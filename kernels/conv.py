@@ -46,6 +46,12 @@ def _padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
     return ph, ph, pw, pw
 
 
+def _check_bias(b, w) -> None:
+    """One bias per output channel (host or device arrays: only shapes are read)."""
+    if b.shape[0] != w.shape[0]:
+        raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output channels")
+
+
 def _geometry(x, w, stride, padding, dilation, groups) -> Geometry:
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"groups must be an int, got {groups!r}")
@@ -130,19 +136,27 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
 
 
 @lru_cache(maxsize=128)
-def _row_outputs(N, Co, OH, OW, OWr, G, cogp):
+def _channel_rows(Co: int, G: int, cogp: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, chan)``: the row of each output channel in the tiled kernels' layout,
+    where each group's channels are padded to ``cogp``, and the inverse map (the real
+    channel of each row, -1 for padding)."""
+    Cog = Co // G
+    rows = (np.arange(G)[:, None] * cogp + np.arange(Cog)).ravel()
+    chan = np.full(G * cogp, -1, dtype=np.int64)
+    chan[rows] = np.arange(Co)
+    return rows, chan
+
+
+@lru_cache(maxsize=128)
+def _row_outputs(N, Co, OH, OW, OWr):
     """Where the forward kernel stores with width lanes, straight into NCHW ``y``:
-    ``(chan, ybase, nvalid)``, the real channel of each padded row (-1: padding), each
-    tile's first output (tiles (n, oh, owt)), and how many of its lanes are inside OW."""
+    ``(ybase, nvalid)``, each tile's first output (tiles (n, oh, owt)), and how many of
+    its lanes are inside OW."""
     from .cpu.tiles import P
 
-    Cog = Co // G
-    chan = np.full(G * cogp, -1, dtype=np.int64)
-    for g in range(G):
-        chan[g * cogp:g * cogp + Cog] = np.arange(g * Cog, (g + 1) * Cog)
     ybase = _affine((N, OH, OWr // P), (Co * OH * OW, OW, P))
     nvalid = np.tile(np.minimum(P, OW - np.arange(0, OWr, P)), N * OH)
-    return chan, ybase, nvalid
+    return ybase, nvalid
 
 
 @lru_cache(maxsize=128)
@@ -182,8 +196,7 @@ class _Tiled:
         self.batch_lanes = sw != 1 or (self.Nb - N) * self.OWr <= (self.OWr - OW) * self.Nb
         Cog = Co // G
         self.cogp = -(-Cog // FWD_COB) * FWD_COB
-        self.rows = np.array([g * self.cogp + c for g in range(G) for c in range(Cog)],
-                             dtype=np.int64)
+        self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
 
     def _dims(self):
@@ -242,13 +255,12 @@ class _Tiled:
                 tiles.forward(src, wt[order], off[order], cbase, bases, tile_class,
                               class_start, chan, np.zeros(nrows, w.dtype), out.reshape(-1),
                               ybase, nvalid, out.shape[1], 1)
-            cpu.from_lanes(out, y, b, self.rows, True, Nb, OWr)
+            cpu.from_lanes(out, y, b, self.rows, Nb)
             return y
-        chan, ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr, self.geo.groups,
-                                           self.cogp)
+        ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr)
         with slp():
             tiles.forward(src, wt[order], off[order], cbase, bases, tile_class, class_start,
-                          chan, b, y.reshape(-1), ybase, nvalid, OH * OW, 1)
+                          self.chan, b, y.reshape(-1), ybase, nvalid, OH * OW, 1)
         return y
 
     def weight_grad(self, g: np.ndarray) -> np.ndarray:
@@ -351,9 +363,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     w = array(w, "w", 4, dtype=x.dtype)
     if b is not None:
         b = array(b, "b", 1, dtype=x.dtype)
-        if b.shape[0] != w.shape[0]:
-            raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output "
-                             "channels")
+        _check_bias(b, w)
     geo = _geometry(x, w, stride, padding, dilation, groups)
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)

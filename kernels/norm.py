@@ -77,6 +77,24 @@ def _vector(a, name: str, shape: tuple[int, ...], dtype) -> np.ndarray | None:
     return a
 
 
+def _batch_checks(shape, training, running_mean, running_var) -> None:
+    """torch's checks on a batch-norm call; shapes only, so both backends share them."""
+    shape = tuple(shape)
+    if training and int(np.prod(shape)) // shape[1] < 2:
+        raise ValueError(f"x: expected more than 1 value per channel when training, "
+                         f"got shape {shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("running_mean and running_var must be given when training=False")
+
+
+def _group_checks(shape, groups: int) -> None:
+    """torch's check on a group-norm call: more than one value per (n, group)."""
+    shape = tuple(shape)
+    if int(np.prod(shape)) // groups == 1:
+        raise ValueError(f"x: expected more than 1 value per channel when training, "
+                         f"got shape {shape} with {groups} groups")
+
+
 def _running(a, name: str, channels: int, dtype, written: bool) -> np.ndarray | None:
     """A running statistic: updated in place, so never copied."""
     if a is None:
@@ -158,12 +176,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     running_var = _running(running_var, "running_var", c, x.dtype, bool(training))
     eps = positive(eps, "eps", allow_zero=True)
     momentum = _momentum(momentum)
-    count = x.size // c
-    if training and count < 2:
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {x.shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("running_mean and running_var must be given when training=False")
+    _batch_checks(x.shape, training, running_mean, running_var)
+    count = x.size // c  # values per channel
 
     x3 = x.reshape(n, c, -1)
     y = np.empty_like(x3)
@@ -251,9 +265,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
     eps = positive(eps, "eps", allow_zero=True)
-    if x.size // groups == 1:  # torch's check, N * C/G * spatial
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {x.shape} with {groups} groups")
+    _group_checks(x.shape, groups)
     y, mean, var = _group_forward(x, groups, weight, bias, eps)
     if return_stats:
         return y, mean.astype(x.dtype), _invstd(var, eps).astype(x.dtype)

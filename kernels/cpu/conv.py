@@ -299,8 +299,10 @@ def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
                     r[(n * OH + oh) * OWr + ow] = g[n, c, oh, ow]
 
 
-def _from_lanes(gl, y, b, rows, batch_lanes, Nb, OWr):
-    """The inverse of :func:`_to_lanes`, adding ``b[c]``: y[n, c, oh, ow] = gl[rows[c], ...]."""
+def _from_lanes(gl, y, b, rows, Nb):
+    """The inverse of :func:`_to_lanes` for batch lanes, adding ``b[c]``:
+    y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
+    tiled kernel stores into ``y`` itself.)"""
     N, C, OH, OW = y.shape
     for nc in prange(N * C):
         n, c = nc // C, nc % C
@@ -308,13 +310,8 @@ def _from_lanes(gl, y, b, rows, batch_lanes, Nb, OWr):
         bc = b[c]
         for oh in range(OH):
             yr = y[n, c, oh]
-            if batch_lanes:
-                for ow in range(OW):
-                    yr[ow] = r[(oh * OW + ow) * Nb + n] + bc
-            else:
-                o = (n * OH + oh) * OWr
-                for ow in range(OW):
-                    yr[ow] = r[o + ow] + bc
+            for ow in range(OW):
+                yr[ow] = r[(oh * OW + ow) * Nb + n] + bc
 
 
 to_batch_lanes = _jit(_to_batch_lanes)

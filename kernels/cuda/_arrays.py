@@ -9,9 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import config, cuda
 
-from .._checks import is_device
-
-FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+from .._checks import check_meta, is_device
 
 
 def device(x, name: str, ndim: int | tuple[int, ...] | None = None, dtype=None,
@@ -38,16 +36,7 @@ def device(x, name: str, ndim: int | tuple[int, ...] | None = None, dtype=None,
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a CUDA array, got {type(x).__name__} ({err})"
                         ) from None
-    if floats and d.dtype not in FLOATS:
-        raise TypeError(f"{name} must be float32 or float64, got {d.dtype}")
-    if dtype is not None and d.dtype != np.dtype(dtype):
-        raise TypeError(f"{name} is {d.dtype} but the other arguments are {np.dtype(dtype)}")
-    ranks = (ndim,) if isinstance(ndim, int) else ndim
-    if ranks is not None and d.ndim not in ranks:
-        want = " or ".join(str(r) for r in ranks)
-        raise ValueError(f"{name} must have {want} dimensions, got shape {d.shape}")
-    if 0 in d.shape:
-        raise ValueError(f"{name} has a zero-sized dimension: shape {d.shape}")
+    check_meta(name, d.dtype, tuple(d.shape), ndim, dtype, floats)
     if not d.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous on the GPU (e.g. tensor.contiguous())")
     return d

@@ -18,6 +18,7 @@ from .. import activation as api
 from .._checks import is_device
 from ._arrays import device, empty, stream
 from ._launch import THREADS, TILE, grid_1d, grid_2d, grid_rows, row_parts
+from ._reduce import block_max, block_sum
 from .ptx import register
 
 # ---------------------------------------------------------------- kernels
@@ -98,45 +99,6 @@ def _column_sum(g, out, m, n, zero):
 
 
 @cuda.jit(device=True)
-def _block_max(red, v):
-    """The maximum of every thread's ``v`` over the block (a NaN loses, unless it is
-    the only value; it reaches the loss through exp anyway), via shared ``red``.
-    Called by every thread; blockDim.x is a power of two."""
-    tid = cuda.threadIdx.x
-    red[tid] = v
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if tid < half:
-            o = red[tid + half]
-            if o > red[tid]:
-                red[tid] = o
-        cuda.syncthreads()
-        half //= 2
-    out = red[0]
-    cuda.syncthreads()  # before red is reused
-    return out
-
-
-@cuda.jit(device=True)
-def _block_sum(red, v):
-    """Σ of every thread's ``v`` over the block (a tree: error ~log2(threads) ulp), via
-    shared ``red``. Called by every thread; blockDim.x is a power of two."""
-    tid = cuda.threadIdx.x
-    red[tid] = v
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if tid < half:
-            red[tid] += red[tid + half]
-        cuda.syncthreads()
-        half //= 2
-    out = red[0]
-    cuda.syncthreads()
-    return out
-
-
-@cuda.jit(device=True)
 def _row_stats(logits, i, red, neg_inf, zero, smoothing):
     """(m, Σ_c exp(z_ic - m), Σ_c (z_ic - m)) of row ``i``, m = max_c z_ic; the last only
     when ``smoothing`` is not 0. Every thread of the block gets them."""
@@ -146,7 +108,7 @@ def _row_stats(logits, i, red, neg_inf, zero, smoothing):
     for j in range(tid, c, step):
         v = logits[i, j]
         m = v if v > m else m
-    m = _block_max(red, m)
+    m = block_max(red, m)
     s = zero
     total = zero
     for j in range(tid, c, step):
@@ -154,7 +116,7 @@ def _row_stats(logits, i, red, neg_inf, zero, smoothing):
         s += math.exp(d)
         if smoothing != zero:
             total += d
-    return m, _block_sum(red, s), _block_sum(red, total)
+    return m, block_sum(red, s), block_sum(red, total)
 
 
 @cuda.jit

@@ -28,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..conv import _geometry
+from ..conv import _check_bias, _geometry
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, blocks, z_blocks
+from ._reduce import block_sum
 from .ptx import register
 
 COB = 4  # output channels per thread in `forward` (each staged input value used COB times)
@@ -232,20 +233,12 @@ def _make(dt):
                 for i in range(tid, N * OH * OW, cuda.blockDim.x):
                     n, p = i // (OH * OW), i % (OH * OW)
                     acc += g[n, co, p // OW, p % OW]
-            red[tid] = acc
-            cuda.syncthreads()
-            half = cuda.blockDim.x // 2
-            while half > 0:
-                if tid < half:
-                    red[tid] += red[tid + half]
-                cuda.syncthreads()
-                half //= 2
+            total = block_sum(red, acc)
             if tid == 0:
                 if e < gw.size:
-                    gw[co, ci, kh, kw] = red[0]
+                    gw[co, ci, kh, kw] = total
                 else:
-                    gb[e - gw.size] = red[0]
-            cuda.syncthreads()  # red is read before the next parameter overwrites it
+                    gb[e - gw.size] = total
 
     return {"forward": forward, "grad_input": grad_input, "grad_params": grad_params}
 
@@ -323,9 +316,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     w = device(w, "w", 4, dtype=x.dtype)
     if b is not None:
         b = device(b, "b", 1, dtype=x.dtype)
-        if b.shape[0] != w.shape[0]:
-            raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output "
-                             "channels")
+        _check_bias(b, w)
     geo = _geometry(x, w, stride, padding, dilation, groups)
     if b is None:
         b = zeros((w.shape[0],), x.dtype, s)

@@ -33,29 +33,11 @@ from .. import norm as host
 from .._checks import positive
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, grid_1d, grid_rows
+from ._reduce import block_sum
 from .elementwise import fill
 from .ptx import register
 
 # ---------------------------------------------------------------- device functions
-
-@cuda.jit(device=True)
-def _block_sum(buf, value):
-    """The sum of ``value`` over the block's threads (a tree in shared memory ``buf``;
-    blockDim.x a power of two). Every thread of the block must call it: its barriers
-    sit in a loop whose trip count is the same for all."""
-    lane = cuda.threadIdx.x
-    buf[lane] = value
-    cuda.syncthreads()
-    step = cuda.blockDim.x // 2
-    while step > 0:
-        if lane < step:
-            buf[lane] += buf[lane + step]
-        cuda.syncthreads()
-        step //= 2
-    total = buf[0]
-    cuda.syncthreads()  # buf is reused by the next call
-    return total
-
 
 @cuda.jit(device=True, inline=True)
 def _address(k, i, length, stride):
@@ -77,7 +59,7 @@ def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, in
       shared-memory tree: accurate as two-pass, no Welford division per element;
     - lanes read consecutive elements of a run (coalesced); a set is one block, so no
       inter-block merge or atomics;
-    - the barriers sit in :func:`_block_sum`, reached by every lane.
+    - the barriers sit in :func:`kernels.cuda._reduce.block_sum`, reached by every lane.
     """
     buf = cuda.shared.array(THREADS, float64)
     k = cuda.blockIdx.x
@@ -88,12 +70,12 @@ def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, in
     acc = 0.0
     for i in range(lane, count, cuda.blockDim.x):
         acc += x[_address(k, i, length, stride)]
-    m = _block_sum(buf, acc) / n
+    m = block_sum(buf, acc) / n
     acc = 0.0
     for i in range(lane, count, cuda.blockDim.x):
         d = x[_address(k, i, length, stride)] - m
         acc += d * d
-    v = _block_sum(buf, acc) / n
+    v = block_sum(buf, acc) / n
     if lane == 0 and k < sets:
         t = mean.dtype.type
         mean64[k] = m
@@ -184,8 +166,8 @@ def _grad_sums(g, x, weight, mean, invstd, length, runs, stride, inner, sums64, 
         gw = float64(g[a]) * weight[(a // inner) % weight.shape[0]]
         s1 += gw
         s2 += gw * (x[a] - m)
-    s1 = _block_sum(buf, s1)
-    s2 = _block_sum(buf, s2)
+    s1 = block_sum(buf, s1)
+    s2 = block_sum(buf, s2)
     if lane == 0 and k < sets:
         t = coef.dtype.type
         inv = float64(invstd[k])
@@ -233,8 +215,8 @@ def _param_grads(g, x, mean, invstd, length, inner, outer, sums64, grad_w, grad_
         gi = float64(g[a])
         sw += gi * (x[a] - float64(mean[k])) * invstd[k]
         sb += gi
-    sw = _block_sum(buf, sw)
-    sb = _block_sum(buf, sb)
+    sw = block_sum(buf, sw)
+    sb = block_sum(buf, sb)
     if lane == 0 and c < channels:
         sums64[0, c] = sw
         sums64[1, c] = sb
@@ -399,12 +381,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     running_var = _running(running_var, "running_var", c, x.dtype)
     eps = positive(eps, "eps", allow_zero=True)
     momentum = host._momentum(momentum)
-    count = x.size // c
-    if training and count < 2:
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("running_mean and running_var must be given when training=False")
+    host._batch_checks(shape, training, running_mean, running_var)
+    count = x.size // c  # values per channel
     lay, _ = _batch_layout(shape)
     xf = _flat(x)
     if training:
@@ -468,9 +446,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
     eps = positive(eps, "eps", allow_zero=True)
-    if x.size // groups == 1:  # torch's check, N * C/G * spatial
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {tuple(x.shape)} with {groups} groups")
+    host._group_checks(x.shape, groups)
     y, _, _, mean, invstd = _group_forward(x, groups, weight, bias, eps, False, s)
     return (y, mean, invstd) if return_stats else y
 
