@@ -17,7 +17,7 @@ from numba import cuda
 from .. import activation as api
 from .._checks import is_device
 from ._arrays import device, empty, stream
-from ._launch import THREADS, TILE, grid_1d, grid_2d, grid_rows, row_parts
+from ._launch import THREADS, TILE, grid_1d, grid_2d, grid_rows, launch, row_parts
 from ._reduce import block_max, block_sum
 from .ptx import register
 
@@ -172,7 +172,7 @@ def _elementwise(kernel, s, *arrays):
     like = arrays[-1]
     out = empty(like.shape, like.dtype, s)
     b, t = grid_1d(out.size)
-    kernel[b, t, s](*(x.reshape(x.size) for x in (*arrays, out)), out.dtype.type(0))
+    launch(kernel, b, t, s, *(x.reshape(x.size) for x in (*arrays, out)), out.dtype.type(0))
     return out
 
 
@@ -198,9 +198,8 @@ def _matmul_into(c, a, a_strides, b, b_strides, m, n, k, s, bias=None):
     for r0 in parts:
         rows = min(parts.step, m - r0)
         blocks, threads = grid_2d(rows, n)
-        _matmul[blocks, threads, s](a[r0 * a_strides[0]:], *a_strides, b, *b_strides,
-                                    c if bias is None else bias, c[r0 * n:], rows, n, k, zero,
-                                    bias is not None)
+        launch(_matmul, blocks, threads, s, a[r0 * a_strides[0]:], *a_strides, b, *b_strides,
+               c if bias is None else bias, c[r0 * n:], rows, n, k, zero, bias is not None)
 
 
 def linear(x, w, b=None):
@@ -233,7 +232,7 @@ def linear_backward(grad_out, x, w):
     _matmul_into(grad_x, g, (n, 1), w, (k, 1), m, k, n, s)  # g @ w
     _matmul_into(grad_w, g, (1, n), x, (k, 1), n, k, m, s)  # g.T @ x
     blocks, threads = grid_1d(n)
-    _column_sum[blocks, threads, s](g.reshape(g.size), grad_b, m, n, w.dtype.type(0))
+    launch(_column_sum, blocks, threads, s, g.reshape(g.size), grad_b, m, n, w.dtype.type(0))
     return grad_x.reshape(*x.shape), grad_w.reshape(n, k), grad_b
 
 
@@ -268,8 +267,8 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     t = logits.dtype.type
     losses = empty((n,), logits.dtype, s)
     blocks, threads = grid_rows(n, c)
-    _cross_entropy[blocks, threads, s](logits, target, losses, t(1 - smoothing), t(smoothing),
-                                       t(1 / c), t(-np.inf), t(0))
+    launch(_cross_entropy, blocks, threads, s, logits, target, losses, t(1 - smoothing),
+           t(smoothing), t(1 / c), t(-np.inf), t(0))
     if reduction == "none":
         return losses
     host = losses.copy_to_host(stream=s)
@@ -292,8 +291,8 @@ def cross_entropy_backward(logits, target, reduction="mean", label_smoothing=0.0
     scale = cuda.to_device(api._row_scale(grad_out, n, reduction, logits.dtype), stream=s)
     grad = empty((n, c), logits.dtype, s)
     blocks, threads = grid_rows(n, c)
-    _cross_entropy_backward[blocks, threads, s](logits, target, scale, grad, t(smoothing / c),
-                                                t(1 - smoothing), t(-np.inf), t(0))
+    launch(_cross_entropy_backward, blocks, threads, s, logits, target, scale, grad,
+           t(smoothing / c), t(1 - smoothing), t(-np.inf), t(0))
     return grad
 
 

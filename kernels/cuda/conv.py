@@ -30,7 +30,7 @@ from numba import cuda, float32, float64
 
 from ..conv import _check_bias, _geometry
 from ._arrays import device, empty, stream, zeros
-from ._launch import THREADS, blocks, z_blocks
+from ._launch import THREADS, blocks, launch, z_blocks
 from ._reduce import block_sum
 from .ptx import register
 
@@ -303,8 +303,8 @@ def launch_forward(x, w, b, y, stride, top, left, dilation, groups, flip, s):
     th, tw, kch, kcw = _plan(OH, OW, w.shape[2:], stride, dilation, gather=False)
     planes = x.shape[0] * groups * -(-(w.shape[0] // groups) // COB)
     grid, block = _grid(OH, OW, th, tw, planes)
-    KERNELS[x.dtype]["forward"][grid, block, s](x, w, b, y, *stride, top, left, *dilation,
-                                                 groups, kch, kcw, int(flip))
+    launch(KERNELS[x.dtype]["forward"], grid, block, s, x, w, b, y, *stride, top, left, *dilation,
+           groups, kch, kcw, int(flip))
 
 
 # ---------------------------------------------------------------- host wrappers
@@ -344,12 +344,12 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
     OH, OW = geo.out_hw
     args = (*geo.stride, geo.pads[0], geo.pads[2], *geo.dilation, geo.groups)
     grad_w, grad_b = empty(w.shape, x.dtype, s), empty((Co,), x.dtype, s)
-    ks["grad_params"][w.size + Co, _reduce_threads(N * OH * OW), s](grad_out, x, grad_w,
-                                                                   grad_b, *args)
+    launch(ks["grad_params"], w.size + Co, _reduce_threads(N * OH * OW), s, grad_out, x, grad_w,
+           grad_b, *args)
     grad_x = None
     if need_input_grad:
         grad_x = empty(x.shape, x.dtype, s)
         th, tw, kch, kcw = _plan(H, W, w.shape[2:], geo.stride, geo.dilation, gather=True)
         grid, block = _grid(H, W, th, tw, N * geo.groups * -(-Cg // CIB))
-        ks["grad_input"][grid, block, s](grad_out, w, grad_x, *args, kch, kcw)
+        launch(ks["grad_input"], grid, block, s, grad_out, w, grad_x, *args, kch, kcw)
     return grad_x, grad_w, grad_b

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from ._launch import grid_1d
+from ._launch import grid_1d, launch
 from .ptx import register
 
 
@@ -19,7 +19,7 @@ def fill(out, value, s=None):
     """out[...] = value, on the device."""
     flat = out.reshape(out.size)
     b, t = grid_1d(flat.size)
-    _fill[b, t, s or 0](flat, flat.dtype.type(value))
+    launch(_fill, b, t, s or 0, flat, flat.dtype.type(value))
 
 
 register(_fill, "fill", [("float32[::1]", "float32"), ("float64[::1]", "float64"),

@@ -32,7 +32,7 @@ from numba import cuda, float64
 from .. import norm as host
 from .._checks import positive
 from ._arrays import device, empty, stream, zeros
-from ._launch import THREADS, grid_1d, grid_rows
+from ._launch import THREADS, grid_1d, grid_rows, launch
 from ._reduce import block_sum
 from .elementwise import fill
 from .ptx import register
@@ -258,15 +258,15 @@ def _statistics(xf, lay, eps, flat_is_zero, s):
     mean64, var64 = empty((lay.sets,), np.float64, s), empty((lay.sets,), np.float64, s)
     mean, invstd = empty((lay.sets,), xf.dtype, s), empty((lay.sets,), xf.dtype, s)
     b, t = grid_rows(lay.sets, lay.length * lay.runs)
-    _moments[b, t, s](xf, lay.length, lay.runs, lay.stride, eps, bool(flat_is_zero),
-                      mean64, var64, mean, invstd)
+    launch(_moments, b, t, s, xf, lay.length, lay.runs, lay.stride, eps, bool(flat_is_zero), mean64,
+           var64, mean, invstd)
     return mean64, var64, mean, invstd
 
 
 def _apply(xf, w, b, mean, invstd, lay, s):
     y = empty((xf.size,), xf.dtype, s)
     blocks, threads = grid_1d(xf.size)
-    _normalize[blocks, threads, s](xf, w, b, mean, invstd, lay.length, lay.inner, y)
+    launch(_normalize, blocks, threads, s, xf, w, b, mean, invstd, lay.length, lay.inner, y)
     return y
 
 
@@ -279,15 +279,16 @@ def _backward(gf, xf, w, mean, invstd, lay, outer, constant_stats, s):
     else:
         sums = empty((lay.sets, 2), np.float64, s)
         b, t = grid_rows(lay.sets, lay.length * lay.runs)
-        _grad_sums[b, t, s](gf, xf, w, mean, invstd, lay.length, lay.runs, lay.stride,
-                            lay.inner, sums, coef)
+        launch(_grad_sums, b, t, s, gf, xf, w, mean, invstd, lay.length, lay.runs, lay.stride,
+               lay.inner, sums, coef)
     gx = empty((xf.size,), dtype, s)
     blocks, threads = grid_1d(xf.size)
-    _grad_input[blocks, threads, s](gf, xf, w, mean, invstd, coef, lay.length, lay.inner, gx)
+    launch(_grad_input, blocks, threads, s, gf, xf, w, mean, invstd, coef, lay.length, lay.inner,
+           gx)
     gw, gb = empty((lay.channels,), dtype, s), empty((lay.channels,), dtype, s)
     sums = empty((2, lay.channels), np.float64, s)
     b, t = grid_rows(lay.channels, outer * lay.inner)
-    _param_grads[b, t, s](gf, xf, mean, invstd, lay.length, lay.inner, outer, sums, gw, gb)
+    launch(_param_grads, b, t, s, gf, xf, mean, invstd, lay.length, lay.inner, outer, sums, gw, gb)
     return gx, gw, gb
 
 
@@ -295,8 +296,8 @@ def _update(running, stats64, rows, correction, momentum, s):
     if running is not None:
         b, t = grid_1d(running.shape[0])
         channels = running.shape[0]
-        _update_running[b, t, s](running, stats64.reshape(rows, channels), float(correction),
-                                 float(momentum))
+        launch(_update_running, b, t, s, running, stats64.reshape(rows, channels),
+               float(correction), float(momentum))
 
 
 # ---------------------------------------------------------------- validation
@@ -393,7 +394,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         var64 = empty((c,), np.float64, s)
         mean, invstd = empty((c,), x.dtype, s), empty((c,), x.dtype, s)
         b, t = grid_1d(c)
-        _running_stats[b, t, s](running_mean, running_var, eps, var64, mean, invstd)
+        launch(_running_stats, b, t, s, running_mean, running_var, eps, var64, mean, invstd)
     w, b = _affine(weight, bias, c, x.dtype, s)
     y = _apply(xf, w, b, mean, invstd, lay, s).reshape(shape)
     return (y, mean, invstd) if return_stats else y

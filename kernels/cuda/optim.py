@@ -13,18 +13,19 @@ Optimizations:
   memory-bound, so bytes moved is the cost);
 - the flags (momentum, nesterov, centered, amsgrad, weight decay) are the same for
   every thread, so their branches never diverge within a warp;
-- unused state arrays are empty views that no thread reads, so one specialization
-  per dtype serves every combination of flags;
+- an unused state array (its flag is off) is a stand-in that no thread reads or
+  writes, so one specialization per dtype serves every combination of flags;
 - scalars arrive in the parameter's dtype: a float32 step does no float64 arithmetic.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from numba import cuda
 
-from ._launch import grid_1d
+from ._launch import grid_1d, launch
 from .ptx import register
 
 
@@ -125,7 +126,7 @@ def kernel(name: str, n: int, stream=None):
     """The kernel ``name`` ("sgd", "adagrad", "rmsprop", "adam") configured for ``n``
     elements on ``stream``: call it with the CPU kernel's arguments (device arrays)."""
     blocks, threads = grid_1d(n)
-    return _KERNELS[name][blocks, threads, stream or 0]
+    return functools.partial(launch, _KERNELS[name], blocks, threads, stream or 0)
 
 
 def _sigs(pattern: str):

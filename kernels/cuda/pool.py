@@ -15,7 +15,7 @@ from numba import cuda
 
 from .. import pool as host
 from ._arrays import device, empty, stream, zeros
-from ._launch import grid_1d, grid_planes, z_blocks
+from ._launch import grid_1d, grid_planes, launch, z_blocks
 from .ptx import register
 
 # ---------------------------------------------------------------- kernels
@@ -199,8 +199,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     y = empty(shape[:-2] + out, x.dtype, s)
     indices = empty(y.shape, np.int64, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
-    _max_pool2d[grid, threads, s](_planes(x), _planes(y), _planes(indices), *kernel, *stride,
-                                  *padding)
+    launch(_max_pool2d, grid, threads, s, _planes(x), _planes(y), _planes(indices), *kernel,
+           *stride, *padding)
     return y, indices
 
 
@@ -222,9 +222,8 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     bad = empty((planes,), np.int64, s)
     b, t = grid_1d(planes)
     length = int(np.prod(grad_out.shape)) // planes
-    _max_pool2d_backward[b, t, s](grad_out.reshape(planes, length),
-                                  indices.reshape(planes, length),
-                                  grad_x.reshape(planes, H * W), bad)
+    launch(_max_pool2d_backward, b, t, s, grad_out.reshape(planes, length),
+           indices.reshape(planes, length), grad_x.reshape(planes, H * W), bad)
     counts = bad.copy_to_host(stream=s)
     s.synchronize()
     nbad = int(counts.sum())
@@ -242,8 +241,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                                                   ceil_mode)
     y = empty(shape[:-2] + out, x.dtype, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
-    _avg_pool2d[grid, threads, s](_planes(x), _planes(y), *kernel, *stride, *padding,
-                                  bool(count_include_pad))
+    launch(_avg_pool2d, grid, threads, s, _planes(x), _planes(y), *kernel, *stride, *padding,
+           bool(count_include_pad))
     return y
 
 
@@ -257,6 +256,6 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
     grad_out = _grad_out(grad_out, x_shape, out)
     grad_x = empty(x_shape, grad_out.dtype, s)
     grid, threads = grid_planes(_zplanes(x_shape), *x_shape[-2:])
-    _avg_pool2d_backward[grid, threads, s](_planes(grad_out), _planes(grad_x), *kernel,
-                                           *stride, *padding, bool(count_include_pad))
+    launch(_avg_pool2d_backward, grid, threads, s, _planes(grad_out), _planes(grad_x), *kernel,
+           *stride, *padding, bool(count_include_pad))
     return grad_x
