@@ -521,3 +521,34 @@ def test_distributed_data_parallel_equals_full_batch_training(tmp_path, monkeypa
     for k, v in model.state_dict().items():
         torch.testing.assert_close(trained[k], v, rtol=1e-9, atol=1e-11, msg=k)
     assert not torch.equal(trained["0.weight"], initial["0.weight"])
+
+
+# ---------------------------------------------------------------- on a real GPU (tier 3)
+
+needs_torch_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="tier 3: needs a CUDA GPU for torch (KERNELS_TEST_GPU=1 on a machine with one)")
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("opt_name, kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                          ("Adam", dict(lr=0.01))])
+def test_small_cnn_trains_as_torch_on_cuda(opt_name, kw, monkeypatch):
+    """CUDA tensors run our CUDA kernels (on torch's stream, zero-copy, outputs from
+    torch's allocator) and train as torch does on the same GPU, in full float32 (cuDNN's
+    convolutions would otherwise round their inputs to TF32)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    ours = small_cnn(kt).cuda()
+    torch.manual_seed(0)
+    ref = small_cnn(nn).cuda()
+    xs = [rand(8, 3, 8, 8, dtype=torch.float32, seed=s, grad=False).cuda() for s in range(5)]
+    ys = [torch.randint(0, 5, (8,), generator=torch.Generator().manual_seed(s)).cuda()
+          for s in range(5)]
+    losses = train(ours, getattr(kt, opt_name)(ours.parameters(), **kw), xs, ys)
+    losses_ref = train(ref, getattr(torch.optim, opt_name)(ref.parameters(), **kw), xs, ys)
+    np.testing.assert_allclose(losses, losses_ref, rtol=1e-4)
+    for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
+        assert a.is_cuda
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)
