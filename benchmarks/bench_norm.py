@@ -16,6 +16,32 @@ from kernels import norm
 from .harness import Case
 
 
+def training_steps(x, dy, weight, bias, lweight, lbias, running_mean, running_var, groups):
+    """Our four training steps (forward keeping the statistics, then backward for x,
+    weight and bias) on these arrays, host or device: the CPU and CUDA benchmarks'."""
+    c, h, w = x.shape[1:]
+    shape = (int(c), int(h), int(w))
+
+    def batch():
+        y, mean, invstd = norm.batch_norm(x, running_mean, running_var, weight, bias, True,
+                                          return_stats=True)
+        return y, norm.batch_norm_backward(dy, x, weight, mean, invstd, has_bias=True)
+
+    def layer():
+        y, mean, invstd = norm.layer_norm(x, shape, lweight, lbias, return_stats=True)
+        return y, norm.layer_norm_backward(dy, x, shape, lweight, mean, invstd, has_bias=True)
+
+    def instance():
+        y, mean, invstd = norm.instance_norm(x, weight=weight, bias=bias, return_stats=True)
+        return y, norm.instance_norm_backward(dy, x, weight, mean, invstd, has_bias=True)
+
+    def group():
+        y, mean, invstd = norm.group_norm(x, groups, weight, bias, return_stats=True)
+        return y, norm.group_norm_backward(dy, x, groups, weight, mean, invstd, has_bias=True)
+
+    return batch, layer, instance, group
+
+
 def cases(quick: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
@@ -43,23 +69,8 @@ def cases(quick: bool) -> list[Case]:
             return torch.autograd.grad(y, (tx,) + params, tdy)
         return step
 
-    def ours_batch():
-        y, mean, invstd = norm.batch_norm(x, running_mean, running_var, weight, bias, True,
-                                          return_stats=True)
-        return y, norm.batch_norm_backward(dy, x, weight, mean, invstd, has_bias=True)
-
-    def ours_layer():
-        y, mean, invstd = norm.layer_norm(x, (c, h, w), lweight, lbias, return_stats=True)
-        return y, norm.layer_norm_backward(dy, x, (c, h, w), lweight, mean, invstd,
-                                           has_bias=True)
-
-    def ours_instance():
-        y, mean, invstd = norm.instance_norm(x, weight=weight, bias=bias, return_stats=True)
-        return y, norm.instance_norm_backward(dy, x, weight, mean, invstd, has_bias=True)
-
-    def ours_group():
-        y, mean, invstd = norm.group_norm(x, groups, weight, bias, return_stats=True)
-        return y, norm.group_norm_backward(dy, x, groups, weight, mean, invstd, has_bias=True)
+    ours_batch, ours_layer, ours_instance, ours_group = training_steps(
+        x, dy, weight, bias, lweight, lbias, running_mean, running_var, groups)
 
     shape = "x".join(map(str, x.shape))
     moved = 5 * x.nbytes

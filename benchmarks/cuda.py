@@ -185,7 +185,7 @@ def norm_cases(d: Device, quick: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
 
-    from kernels import norm
+    from .bench_norm import training_steps
 
     n, c, h, w = (2, 4, 3, 3) if quick else (64, 64, 50, 50)
     groups = 2 if quick else 32
@@ -204,22 +204,8 @@ def norm_cases(d: Device, quick: bool) -> list[Case]:
     def torch_step(forward, params):
         return lambda: torch.autograd.grad(forward(), (tx,) + params, tdy)
 
-    def ours_batch():
-        y, mean, invstd = norm.batch_norm(ox, orm, orv, ow, ob, True, return_stats=True)
-        return y, norm.batch_norm_backward(ody, ox, ow, mean, invstd, has_bias=True)
-
-    def ours_layer():
-        y, mean, invstd = norm.layer_norm(ox, (c, h, w), olw, olb, return_stats=True)
-        return y, norm.layer_norm_backward(ody, ox, (c, h, w), olw, mean, invstd,
-                                           has_bias=True)
-
-    def ours_instance():
-        y, mean, invstd = norm.instance_norm(ox, weight=ow, bias=ob, return_stats=True)
-        return y, norm.instance_norm_backward(ody, ox, ow, mean, invstd, has_bias=True)
-
-    def ours_group():
-        y, mean, invstd = norm.group_norm(ox, groups, ow, ob, return_stats=True)
-        return y, norm.group_norm_backward(ody, ox, groups, ow, mean, invstd, has_bias=True)
+    ours_batch, ours_layer, ours_instance, ours_group = training_steps(
+        ox, ody, ow, ob, olw, olb, orm, orv, groups)
 
     shape = "x".join(map(str, x.shape))
     moved = 5 * x.nbytes  # read x, write y; read dy and x, write dx
