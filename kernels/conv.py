@@ -276,7 +276,9 @@ class _Tiled:
         top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
         G = self.geo.groups
         if self.batch_lanes:
-            src = np.zeros(C * Hp * Wp * Nb, dtype=g.dtype)
+            # zero padding and zero lanes past N are read here: zeroed unless there are none
+            full = Nb == N and Hp == self.x.shape[2] and Wp == self.x.shape[3]
+            src = (np.empty if full else np.zeros)(C * Hp * Wp * Nb, dtype=g.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, cpu.WG_COB)
             gl = np.zeros((G * self.cogp, OH * OW * Nb), dtype=g.dtype)
@@ -403,7 +405,7 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
         raise ValueError(f"grad_out has shape {grad_out.shape}, but the output of this "
                          f"convolution has shape {want}")
     Co, Cg = w.shape[:2]
-    grad_b = grad_out.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype)
+    grad_b = _bias_grad(grad_out)
     tiled_w = _tiled_ok(Co // geo.groups)
     grad_w = _Tiled(x, w.shape, geo).weight_grad(grad_out) if tiled_w else None
     as_forward = _backward_as_forward(w, geo, x.shape[2:]) if need_input_grad else None
@@ -416,6 +418,16 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     direct_x, direct_w = _direct_backward(grad_out, x, w, geo, not tiled_w,
                                           need_input_grad and not tiled_x)
     return (grad_x if tiled_x else direct_x), (grad_w if tiled_w else direct_w), grad_b
+
+
+def _bias_grad(grad_out: np.ndarray) -> np.ndarray:
+    """grad_out summed per channel (accumulated in float64), in grad_out's dtype."""
+    from .cpu import conv as cpu
+
+    N, C = grad_out.shape[:2]
+    sums = np.empty(C, dtype=np.float64)
+    cpu.channel_sums(grad_out.reshape(N, C, -1), sums)
+    return sums.astype(grad_out.dtype)
 
 
 def _direct_backward(grad_out, x, w, geo, want_w: bool, want_x: bool):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .activation import _sum64
+
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
 
 
@@ -314,9 +316,22 @@ def _from_lanes(gl, y, b, rows, Nb):
                 yr[ow] = r[(oh * OW + ow) * Nb + n] + bc
 
 
+def _channel_sums(g, out):
+    """out[c] = sum over n, i of g[n, c, i], in float64: the bias gradient (grad_out
+    summed per channel). Compiled with reassociation so that the float64 sums vectorize
+    (NumPy's ``sum(axis=(0, 2, 3), dtype=float64)`` took 5x longer); a thread a channel."""
+    N, C, _ = g.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            s += _sum64(g[n, c])
+        out[c] = s
+
+
 to_batch_lanes = _jit(_to_batch_lanes)
 to_lanes = _jit(_to_lanes)
 from_lanes = _jit(_from_lanes)
+channel_sums = njit(cache=True, parallel=True, fastmath={"reassoc"})(_channel_sums)
 
 
 WG_COB, WG_TB = 4, 2  # output channels x taps whose dot products share one sweep
