@@ -275,14 +275,20 @@ widen = _jit(_widen)
 
 def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
     """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
-    contiguous (lane) axis, zero padding around each plane (``src`` comes in zeroed)."""
+    contiguous (lane) axis, zero padding around each plane (``src`` comes in zeroed).
+
+    Loop nest: prange (c, h) > n > w: each image's row is read contiguously, and the
+    row's W x N block of ``src`` (W*N/16 cache lines) stays in L1 while every image
+    fills its lane of it (33-49 us -> 27 us on LeNet conv2's input, against reading
+    down the batch for each w)."""
     N, C, H, W = x.shape
     for ch in prange(C * H):
         c, h = ch // H, ch % H
-        for w in range(W):
-            o = ((c * Hp + top + h) * Wp + left + w) * Nb
-            for n in range(N):
-                src[o + n] = x[n, c, h, w]
+        base = ((c * Hp + top + h) * Wp + left) * Nb
+        for n in range(N):
+            xr = x[n, c, h]
+            for w in range(W):
+                src[base + w * Nb + n] = xr[w]
 
 
 def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
@@ -304,16 +310,21 @@ def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
 def _from_lanes(gl, y, b, rows, Nb):
     """The inverse of :func:`_to_lanes` for batch lanes, adding ``b[c]``:
     y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
-    tiled kernel stores into ``y`` itself.)"""
+    tiled kernel stores into ``y`` itself.)
+
+    Loop nest: prange (c, oh) > n > ow: the output row's OW x N block of ``gl`` stays in
+    L1 while each image's row of ``y`` is written contiguously (52-89 us -> 38-45 us on
+    LeNet conv2's output, against a task per (n, c) sweeping a whole lane row)."""
     N, C, OH, OW = y.shape
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
+    for co in prange(C * OH):
+        c, oh = co // OH, co % OH
         r = gl[rows[c]]
         bc = b[c]
-        for oh in range(OH):
+        base = oh * OW * Nb
+        for n in range(N):
             yr = y[n, c, oh]
             for ow in range(OW):
-                yr[ow] = r[(oh * OW + ow) * Nb + n] + bc
+                yr[ow] = r[base + ow * Nb + n] + bc
 
 
 def _channel_sums(g, out):
