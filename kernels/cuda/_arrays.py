@@ -110,12 +110,14 @@ def _torch_empty(shape, dtype):
                               np.dtype(np.int64): torch.int64, np.dtype(np.int32): torch.int32,
                               np.dtype(np.bool_): torch.bool, np.dtype(np.uint8): torch.uint8})
     t = torch.empty(shape, dtype=_TORCH_DTYPES[dtype], device="cuda")
-    nbytes = t.numel() * dtype.itemsize
-    memory = driver.MemoryPointer(cuda.current_context(),
-                                  driver.binding.CUdeviceptr(t.data_ptr()), size=nbytes,
-                                  owner=t)
-    strides = tuple(st * dtype.itemsize for st in t.stride())
-    return devicearray.DeviceNDArray(shape, strides, dtype, gpu_data=memory)
+    try:  # Numba's own steps of as_cuda_array, without its checks (12 us -> ~4 us)
+        memory = driver.MemoryPointer(cuda.current_context(),
+                                      driver.binding.CUdeviceptr(t.data_ptr()),
+                                      size=t.numel() * dtype.itemsize, owner=t)
+        strides = tuple(st * dtype.itemsize for st in t.stride())
+        return devicearray.DeviceNDArray(shape, strides, dtype, gpu_data=memory)
+    except (AttributeError, TypeError):  # a Numba whose internals differ: the public way
+        return cuda.as_cuda_array(t)
 
 
 _TORCH_DTYPES: dict = {}  # NumPy dtype -> torch dtype, filled on first use
