@@ -346,6 +346,32 @@ def _backward_as_forward(w: np.ndarray, geo: Geometry, x_hw):
             Geometry((1, 1), pads, geo.dilation, G, tuple(x_hw)))
 
 
+def _forward_args(x, w, b, stride, padding, dilation, groups, as_array):
+    """``(x, w, b, geometry)`` checked, the arrays through ``as_array`` (the CPU's
+    :func:`kernels._checks.array` or the GPU's ``device``): one set of checks and
+    messages for both backends."""
+    x = as_array(x, "x", 4)
+    w = as_array(w, "w", 4, dtype=x.dtype)
+    if b is not None:
+        b = as_array(b, "b", 1, dtype=x.dtype)
+        _check_bias(b, w)
+    return x, w, b, _geometry(x, w, stride, padding, dilation, groups)
+
+
+def _backward_args(grad_out, x, w, stride, padding, dilation, groups, as_array):
+    """``(grad_out, x, w, geometry)`` checked as :func:`_forward_args` does, grad_out
+    against the output's shape."""
+    x = as_array(x, "x", 4)
+    w = as_array(w, "w", 4, dtype=x.dtype)
+    grad_out = as_array(grad_out, "grad_out", 4, dtype=x.dtype)
+    geo = _geometry(x, w, stride, padding, dilation, groups)
+    want = (x.shape[0], w.shape[0]) + geo.out_hw
+    if tuple(grad_out.shape) != want:
+        raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}, but the output of "
+                         f"this convolution has shape {want}")
+    return grad_out, x, w, geo
+
+
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """``y = F.conv2d(x, w, b, stride, padding, dilation, groups)``.
 
@@ -361,12 +387,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if on_device(x, w, b):
         from .cuda.conv import conv2d as cuda_conv2d
         return cuda_conv2d(x, w, b, stride, padding, dilation, groups)
-    x = array(x, "x", 4)
-    w = array(w, "w", 4, dtype=x.dtype)
-    if b is not None:
-        b = array(b, "b", 1, dtype=x.dtype)
-        _check_bias(b, w)
-    geo = _geometry(x, w, stride, padding, dilation, groups)
+    x, w, b, geo = _forward_args(x, w, b, stride, padding, dilation, groups, array)
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
@@ -396,14 +417,8 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
         from .cuda.conv import conv2d_backward as cuda_conv2d_backward
         return cuda_conv2d_backward(grad_out, x, w, stride, padding, dilation, groups,
                                     need_input_grad)
-    x = array(x, "x", 4)
-    w = array(w, "w", 4, dtype=x.dtype)
-    grad_out = array(grad_out, "grad_out", 4, dtype=x.dtype)
-    geo = _geometry(x, w, stride, padding, dilation, groups)
-    want = (x.shape[0], w.shape[0]) + geo.out_hw
-    if grad_out.shape != want:
-        raise ValueError(f"grad_out has shape {grad_out.shape}, but the output of this "
-                         f"convolution has shape {want}")
+    grad_out, x, w, geo = _backward_args(grad_out, x, w, stride, padding, dilation, groups,
+                                         array)
     Co, Cg = w.shape[:2]
     grad_b = _bias_grad(grad_out)
     tiled_w = _tiled_ok(Co // geo.groups)

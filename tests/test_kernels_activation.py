@@ -38,12 +38,10 @@ def test_relu_matches_torch(impl, dtype, shape):
     np.testing.assert_array_equal(grad, gx.numpy())  # 0 at x == 0
 
 
-@impls
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("x_shape,out,bias", [((4, 3), 5, True), ((2, 3, 7), 1, False),
-                                              ((7,), 4, True), ((64, 120), 84, True)])
-def test_linear_matches_torch(impl, dtype, x_shape, out, bias):
-    rng = np.random.default_rng(1)
+def _linear_case(seed, dtype, x_shape, out, bias):
+    """Random x, w, b (or None) and grad_out; torch's y and gradients of x, w (and b); the
+    tolerance."""
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal((out, x_shape[-1])).astype(dtype)
     b = rng.standard_normal(out).astype(dtype) if bias else None
@@ -53,6 +51,15 @@ def test_linear_matches_torch(impl, dtype, x_shape, out, bias):
     g = rng.standard_normal(tuple(y.shape)).astype(dtype)
     want = torch.autograd.grad(y, [t for t in (xt, wt, bt) if t is not None], torch.tensor(g))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else TOL[dtype]
+    return x, w, b, g, y, want, tol
+
+
+@impls
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape,out,bias", [((4, 3), 5, True), ((2, 3, 7), 1, False),
+                                              ((7,), 4, True), ((64, 120), 84, True)])
+def test_linear_matches_torch(impl, dtype, x_shape, out, bias):
+    x, w, b, g, y, want, tol = _linear_case(1, dtype, x_shape, out, bias)
     np.testing.assert_allclose(impl.linear(x, w, b), y.detach().numpy(), **tol)
     grads = impl.linear_backward(g, x, w)
     assert all(a.dtype == dtype for a in grads)
@@ -180,16 +187,7 @@ def test_relu_on_backend(backend, dtype):
     ((4, 3), 5, True), ((2, 3, 7), 1, False), ((7,), 4, True),
     ((17, 18), 2, True)])  # more than one 16 x 16 tile along every axis of some product
 def test_linear_on_backend(backend, dtype, x_shape, out, bias):
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal((out, x_shape[-1])).astype(dtype)
-    b = rng.standard_normal(out).astype(dtype) if bias else None
-    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    bt = torch.tensor(b, requires_grad=True) if bias else None
-    y = F.linear(xt, wt, bt)
-    g = rng.standard_normal(tuple(y.shape)).astype(dtype)
-    want = torch.autograd.grad(y, [xt, wt], torch.tensor(g))
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else TOL[dtype]
+    x, w, b, g, y, want, tol = _linear_case(6, dtype, x_shape, out, bias)
     ours = kernels.linear(*_on(backend, x, w, b))
     _assert_backend_array(ours, backend, dtype)
     np.testing.assert_allclose(to_host(ours), y.detach().numpy(), **tol)

@@ -244,7 +244,12 @@ def test_eps_values(impl, dtype, eps):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_eps_zero_constant_slice_like_torch(impl, dtype):
     """torch: nan from group/layer norm; invstd = 0 (y = bias) in its batch-norm kernels."""
-    x = np.full((2, 4, 3, 3), 1.5, dtype)
+    check_eps_zero_constant_slice(impl, np.full((2, 4, 3, 3), 1.5, dtype), dtype)
+
+
+def check_eps_zero_constant_slice(impl, x, dtype):
+    """eps = 0 on a constant x: batch and instance norm give y = bias (invstd = 0) and a
+    zero input gradient; group and layer norm give nan, as torch does."""
     (batch, _), (instance, tinstance), (group, tgroup), (layer, tlayer) = run_all(impl, x, 0.0)
     _, bias = affine(4, dtype)
     close(instance, tinstance, dtype)
@@ -254,6 +259,7 @@ def test_eps_zero_constant_slice_like_torch(impl, dtype):
     assert np.isnan(group).all() and torch.isnan(tgroup).all()
     assert np.isnan(layer).all() and torch.isnan(tlayer).all()
     y, mean, invstd = impl.instance_norm(x, eps=0.0, return_stats=True)
+    np.testing.assert_array_equal(invstd, 0.0)
     grads = impl.instance_norm_backward(np.ones_like(x), x, None, mean, invstd)
     np.testing.assert_array_equal(grads[0], 0.0)
 
@@ -574,19 +580,7 @@ def test_group_and_layer_norm_on_backend(backend, dtype, with_affine):
 def test_eps_zero_constant_slice_on_backend(backend, dtype):
     """eps = 0 with a constant slice: y = bias from batch/instance norm (invstd = 0), nan
     from group/layer norm, as torch."""
-    impl = OnBackend(backend)
-    x = np.full((2, 4, 2, 2), 1.5, dtype)
-    (batch, _), (instance, tinstance), (group, tgroup), (layer, tlayer) = run_all(impl, x, 0.0)
-    _, bias = affine(4, dtype)
-    close(instance, tinstance, dtype)
-    np.testing.assert_array_equal(instance, np.broadcast_to(bias[:, None, None], x.shape))
-    np.testing.assert_array_equal(batch, instance)
-    assert np.isnan(group).all() and torch.isnan(tgroup).all()
-    assert np.isnan(layer).all() and torch.isnan(tlayer).all()
-    y, mean, invstd = impl.instance_norm(x, eps=0.0, return_stats=True)
-    np.testing.assert_array_equal(invstd, 0.0)
-    np.testing.assert_array_equal(impl.instance_norm_backward(np.ones_like(x), x, None, mean,
-                                                              invstd)[0], 0.0)
+    check_eps_zero_constant_slice(OnBackend(backend), np.full((2, 4, 2, 2), 1.5, dtype), dtype)
 
 
 def test_large_mean_float32_on_backend(backend):

@@ -1,7 +1,7 @@
 """CUDA conv2d forward and backward, tiled in shared memory.
 
 The host wrappers take :mod:`kernels.conv`'s arguments with device arrays, validate them
-as it does (its ``_geometry`` needs only shapes; arrays go through
+with its own checks (``_forward_args``/``_backward_args``, the arrays going through
 :func:`._arrays.device`), and return device arrays of x's dtype. The maths is
 :mod:`kernels.reference.conv`'s. Every kernel works on the unpadded input and reads
 padding as zeros, with signed offsets ``top``/``left`` (so :mod:`.correlate` can use the
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..conv import _check_bias, _geometry
+from ..conv import _backward_args, _forward_args
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, blocks, launch, z_blocks
 from ._reduce import block_sum
@@ -329,12 +329,7 @@ def launch_forward(x, w, b, y, stride, top, left, dilation, groups, flip, s):
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """:func:`kernels.conv.conv2d` for device arrays."""
     s = stream(x, w, b)  # NOTE: from the caller's arrays, before they become Numba views
-    x = device(x, "x", 4)
-    w = device(w, "w", 4, dtype=x.dtype)
-    if b is not None:
-        b = device(b, "b", 1, dtype=x.dtype)
-        _check_bias(b, w)
-    geo = _geometry(x, w, stride, padding, dilation, groups)
+    x, w, b, geo = _forward_args(x, w, b, stride, padding, dilation, groups, device)
     if b is None:
         b = zeros((w.shape[0],), x.dtype, s)
     y = empty((x.shape[0], w.shape[0]) + geo.out_hw, x.dtype, s)
@@ -347,14 +342,8 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
                     need_input_grad=True):
     """:func:`kernels.conv.conv2d_backward` for device arrays."""
     s = stream(grad_out, x, w)
-    x = device(x, "x", 4)
-    w = device(w, "w", 4, dtype=x.dtype)
-    grad_out = device(grad_out, "grad_out", 4, dtype=x.dtype)
-    geo = _geometry(x, w, stride, padding, dilation, groups)
-    want = (x.shape[0], w.shape[0]) + geo.out_hw
-    if tuple(grad_out.shape) != want:
-        raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}, but the output of this "
-                         f"convolution has shape {want}")
+    grad_out, x, w, geo = _backward_args(grad_out, x, w, stride, padding, dilation, groups,
+                                         device)
     ks = KERNELS[x.dtype]
     N, C, H, W = x.shape
     Co, Cg = w.shape[:2]

@@ -363,6 +363,15 @@ def _grads(gw, gb, weight, has_bias, shape):
 
 # ---------------------------------------------------------------- batch norm
 
+def _channel_args(x, weight, bias, running_mean, running_var, eps, momentum):
+    """Batch and instance norm's per-channel arguments, checked against x."""
+    c = x.shape[1]
+    return (_vector(weight, "weight", (c,), x.dtype), _vector(bias, "bias", (c,), x.dtype),
+            _running(running_mean, "running_mean", c, x.dtype),
+            _running(running_var, "running_var", c, x.dtype),
+            positive(eps, "eps", allow_zero=True), host._momentum(momentum))
+
+
 def _batch_layout(shape):
     n, c = shape[:2]
     sp = int(np.prod(shape[2:]))
@@ -376,12 +385,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     x = _input(x)
     shape = tuple(x.shape)
     n, c = shape[:2]
-    weight = _vector(weight, "weight", (c,), x.dtype)
-    bias = _vector(bias, "bias", (c,), x.dtype)
-    running_mean = _running(running_mean, "running_mean", c, x.dtype)
-    running_var = _running(running_var, "running_var", c, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
-    momentum = host._momentum(momentum)
+    weight, bias, running_mean, running_var, eps, momentum = _channel_args(
+        x, weight, bias, running_mean, running_var, eps, momentum)
     host._batch_checks(shape, training, running_mean, running_var)
     count = x.size // c  # values per channel
     lay, _ = _batch_layout(shape)
@@ -471,12 +476,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     x = _input(x, min_ndim=3)
     shape = tuple(x.shape)
     n, c = shape[:2]
-    weight = _vector(weight, "weight", (c,), x.dtype)
-    bias = _vector(bias, "bias", (c,), x.dtype)
-    running_mean = _running(running_mean, "running_mean", c, x.dtype)
-    running_var = _running(running_var, "running_var", c, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
-    momentum = host._momentum(momentum)
+    weight, bias, running_mean, running_var, eps, momentum = _channel_args(
+        x, weight, bias, running_mean, running_var, eps, momentum)
     count = x.size // (n * c)
     if count < 2:
         raise ValueError(f"x: expected more than 1 spatial element when training, "

@@ -189,16 +189,24 @@ def _grad_out(grad_out, x_shape, out_hw=None):
     return grad_out
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
-    """:func:`kernels.pool.max_pool2d` on the GPU: ``(y, indices)``, indices int64."""
+def _pool_forward(x, kernel_size, stride, padding, ceil_mode):
+    """A pooling forward's stream, checked input, output and launch shape (one thread per
+    output pixel): ``(s, x, y, kernel, stride, padding, grid, threads)``."""
     s = stream(x)
     x = device(x, "x", (3, 4))
     shape = tuple(x.shape)
     kernel, stride, padding, out = host._geometry(shape, kernel_size, stride, padding,
                                                   ceil_mode)
     y = empty(shape[:-2] + out, x.dtype, s)
-    indices = empty(y.shape, np.int64, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
+    return s, x, y, kernel, stride, padding, grid, threads
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+    """:func:`kernels.pool.max_pool2d` on the GPU: ``(y, indices)``, indices int64."""
+    s, x, y, kernel, stride, padding, grid, threads = _pool_forward(x, kernel_size, stride,
+                                                                    padding, ceil_mode)
+    indices = empty(y.shape, np.int64, s)
     launch(_max_pool2d, grid, threads, s, _planes(x), _planes(y), _planes(indices), *kernel,
            *stride, *padding)
     return y, indices
@@ -234,13 +242,8 @@ def max_pool2d_backward(grad_out, indices, x_shape):
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """:func:`kernels.pool.avg_pool2d` on the GPU."""
-    s = stream(x)
-    x = device(x, "x", (3, 4))
-    shape = tuple(x.shape)
-    kernel, stride, padding, out = host._geometry(shape, kernel_size, stride, padding,
-                                                  ceil_mode)
-    y = empty(shape[:-2] + out, x.dtype, s)
-    grid, threads = grid_planes(_zplanes(shape), *out)
+    s, x, y, kernel, stride, padding, grid, threads = _pool_forward(x, kernel_size, stride,
+                                                                    padding, ceil_mode)
     launch(_avg_pool2d, grid, threads, s, _planes(x), _planes(y), *kernel, *stride, *padding,
            bool(count_include_pad))
     return y
