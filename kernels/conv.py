@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _alloc
 from ._checks import array, on_device, pair
 from .reference.conv import output_size, same_padding
 
@@ -86,7 +87,7 @@ def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
     if not any(geo.pads):
         return x
     N, C, H, W = x.shape
-    xp = np.zeros((N, C, H + top + bottom, W + left + right), dtype=x.dtype)
+    xp = _alloc.zeros((N, C, H + top + bottom, W + left + right), x.dtype)
     cpu.pad(x, xp, top, left)
     return xp
 
@@ -228,13 +229,13 @@ class _Tiled:
         if self.batch_lanes:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
-            src = np.empty(C * Hp * Wp * Nb, dtype=w.dtype)
+            src = _alloc.empty(C * Hp * Wp * Nb, w.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
-            src = np.zeros(N * C * Hp * Wq, dtype=w.dtype)
+            src = _alloc.zeros(N * C * Hp * Wq, w.dtype)
             cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
             off, cbase = self._taps(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
@@ -244,12 +245,12 @@ class _Tiled:
             H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left)
         wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
-        y = np.empty(self.out_shape, dtype=w.dtype)
+        y = _alloc.empty(self.out_shape, w.dtype)
         if self.batch_lanes:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost more than the extra pass
             nrows = wt.shape[1]
-            out = np.empty((nrows, bases.size * P), dtype=w.dtype)
+            out = _alloc.empty((nrows, bases.size * P), w.dtype)
             chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
             with slp():
                 tiles.forward(src, wt[order], off[order], cbase, bases, tile_class,
@@ -278,10 +279,10 @@ class _Tiled:
         if self.batch_lanes:
             # zero padding and zero lanes past N are read here: zeroed unless there are none
             full = Nb == N and Hp == self.x.shape[2] and Wp == self.x.shape[3]
-            src = (np.empty if full else np.zeros)(C * Hp * Wp * Nb, dtype=g.dtype)
+            src = (_alloc.empty if full else _alloc.zeros)(C * Hp * Wp * Nb, g.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, cpu.WG_COB)
-            gl = np.zeros((G * self.cogp, OH * OW * Nb), dtype=g.dtype)
+            gl = _alloc.zeros((G * self.cogp, OH * OW * Nb), g.dtype)
             cpu.to_lanes(g, gl, self.rows, True, Nb, 0)
             if sw == 1:
                 rowbase = _affine((OH,), (sh * Wp * Nb,))
@@ -292,7 +293,7 @@ class _Tiled:
         else:
             src = _padded(self.x, self.geo).reshape(-1)
             off, cbase = self._taps(Wp, Hp, 1), self._cbase(Hp * Wp, cpu.WG_COB)
-            gl = np.zeros((G * self.cogp, N * OH * Wp), dtype=g.dtype)
+            gl = _alloc.zeros((G * self.cogp, N * OH * Wp), g.dtype)
             cpu.to_lanes(g, gl, self.rows, False, Nb, Wp)
             if sh == 1:
                 rowbase = _affine((N,), (C * Hp * Wp,))
@@ -308,14 +309,11 @@ class _Tiled:
         return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
 
 
-def _chunks(nrow: int, most: int = 16) -> tuple[int, int]:
-    """``(nchunk, chunk)``: rows split evenly over the threads, at most ``most`` a chunk
-    (so that a chunk's rows stay in cache while the weight gradient sweeps them)."""
+def _chunks(nrow: int) -> tuple[int, int]:
+    """``(nchunk, chunk)``: rows split evenly over the threads, one chunk each."""
     from numba import get_num_threads
 
-    threads = get_num_threads()
-    rounds = -(-nrow // (threads * most))
-    chunk = -(-nrow // (threads * rounds))
+    chunk = -(-nrow // get_num_threads())
     return -(-nrow // chunk), chunk
 
 
