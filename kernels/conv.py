@@ -245,23 +245,25 @@ class _Tiled:
             H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left)
         wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
+        # the kernel indexes with unsigned ints (see kernels.cpu.tiles): flat, uint64
+        wt, off = wt[order].reshape(-1), off[order].astype(np.uint64)
         y = _alloc.empty(self.out_shape, w.dtype)
         if self.batch_lanes:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost more than the extra pass
-            nrows = wt.shape[1]
+            nrows = self.geo.groups * self.cogp
             out = _alloc.empty((nrows, bases.size * P), w.dtype)
             chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
             with slp():
-                tiles.forward(src, wt[order], off[order], cbase, bases, tile_class,
-                              class_start, chan, np.zeros(nrows, w.dtype), out.reshape(-1),
-                              ybase, nvalid, out.shape[1], 1)
+                tiles.forward(src, wt, off, cbase, bases, tile_class, class_start, chan,
+                              np.zeros(nrows, w.dtype), out.reshape(-1), ybase, nvalid,
+                              out.shape[1], 1)
             cpu.from_lanes(out, y, b, self.rows, Nb)
             return y
         ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr)
         with slp():
-            tiles.forward(src, wt[order], off[order], cbase, bases, tile_class, class_start,
-                          self.chan, b, y.reshape(-1), ybase, nvalid, OH * OW, 1)
+            tiles.forward(src, wt, off, cbase, bases, tile_class, class_start, self.chan, b,
+                          y.reshape(-1), ybase, nvalid, OH * OW, 1)
         return y
 
     def weight_grad(self, g: np.ndarray) -> np.ndarray:

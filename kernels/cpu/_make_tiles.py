@@ -39,7 +39,7 @@ def _forward() -> list[str]:
         "",
         "def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,",
         "             ybase, nvalid, ystride_c, ystride_p):",
-        '    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t, co] *',
+        '    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t*R + co] *',
         "    src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel",
         "    c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the",
         "    taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for",
@@ -55,30 +55,34 @@ def _forward() -> list[str]:
         "    - consecutive tasks share a tile, so its source stays in cache for all blocks;",
         "    - taps that would read only zero padding are skipped (a tile's class lists",
         "      the rest): half the work of an input gradient computed as a full correlation;",
-        "    - constant-index slices (no negative-index wraparound, so SLP can vectorize);",
+        "    - unsigned indices (``off`` is uint64, ``wt`` flat): Numba emits no negative-",
+        "      index wraparound code for them, which had made the tap loop 40 instructions",
+        "      for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms); consecutive",
+        "      constant offsets let SLP make one vector load of the P source values;",
         '    - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""',
         "    ntile = bases.shape[0]",
         "    nblk = chan.shape[0] // FWD_COB",
+        "    R = np.uint64(chan.shape[0])  # rows of wt: the padded output channels",
         "    zero = np.zeros(1, dtype=y.dtype)[0]",
         "    for task in prange(nblk * ntile):",
         "        tile = task // nblk",
         "        blk = task % nblk",
         "        co0 = blk * FWD_COB",
-        "        a0 = cbase[blk] + bases[tile]",
+        "        a0 = np.uint64(cbase[blk] + bases[tile])",
+        "        wb0 = np.uint64(co0)",
         "        cls = tile_class[tile]",
     ]
     for j in range(cob):
         lines += [f"        c{j}_{p} = zero" for p in range(P)]
     lines += [
-        "        for t in range(class_start[cls], class_start[cls + 1]):",
+        "        for t in range(np.uint64(class_start[cls]), np.uint64(class_start[cls + 1])):",
         "            o = a0 + off[t]",
-        "            xs = src[o:o + P]",
-        "            ws = wt[t, co0:co0 + FWD_COB]",
+        "            wb = t * R + wb0",
     ]
     for p in range(P):
-        lines.append(f"            x{p} = xs[{p}]")
+        lines.append(f"            x{p} = src[o + np.uint64({p})]")
     for j in range(cob):
-        lines.append(f"            w{j} = ws[{j}]")
+        lines.append(f"            w{j} = wt[wb + np.uint64({j})]")
         for p in range(P):
             lines.append(f"            c{j}_{p} += w{j} * x{p}")
     lines += ["        nv = nvalid[tile]", "        sp = ystride_p"]

@@ -16,7 +16,7 @@ FWD_COB = 8
 
 def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
              ybase, nvalid, ystride_c, ystride_p):
-    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t, co] *
+    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t*R + co] *
     src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
     c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the
     taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for
@@ -32,16 +32,21 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
     - consecutive tasks share a tile, so its source stays in cache for all blocks;
     - taps that would read only zero padding are skipped (a tile's class lists
       the rest): half the work of an input gradient computed as a full correlation;
-    - constant-index slices (no negative-index wraparound, so SLP can vectorize);
+    - unsigned indices (``off`` is uint64, ``wt`` flat): Numba emits no negative-
+      index wraparound code for them, which had made the tap loop 40 instructions
+      for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms); consecutive
+      constant offsets let SLP make one vector load of the P source values;
     - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""
     ntile = bases.shape[0]
     nblk = chan.shape[0] // FWD_COB
+    R = np.uint64(chan.shape[0])  # rows of wt: the padded output channels
     zero = np.zeros(1, dtype=y.dtype)[0]
     for task in prange(nblk * ntile):
         tile = task // nblk
         blk = task % nblk
         co0 = blk * FWD_COB
-        a0 = cbase[blk] + bases[tile]
+        a0 = np.uint64(cbase[blk] + bases[tile])
+        wb0 = np.uint64(co0)
         cls = tile_class[tile]
         c0_0 = zero
         c0_1 = zero
@@ -171,27 +176,26 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
         c7_13 = zero
         c7_14 = zero
         c7_15 = zero
-        for t in range(class_start[cls], class_start[cls + 1]):
+        for t in range(np.uint64(class_start[cls]), np.uint64(class_start[cls + 1])):
             o = a0 + off[t]
-            xs = src[o:o + P]
-            ws = wt[t, co0:co0 + FWD_COB]
-            x0 = xs[0]
-            x1 = xs[1]
-            x2 = xs[2]
-            x3 = xs[3]
-            x4 = xs[4]
-            x5 = xs[5]
-            x6 = xs[6]
-            x7 = xs[7]
-            x8 = xs[8]
-            x9 = xs[9]
-            x10 = xs[10]
-            x11 = xs[11]
-            x12 = xs[12]
-            x13 = xs[13]
-            x14 = xs[14]
-            x15 = xs[15]
-            w0 = ws[0]
+            wb = t * R + wb0
+            x0 = src[o + np.uint64(0)]
+            x1 = src[o + np.uint64(1)]
+            x2 = src[o + np.uint64(2)]
+            x3 = src[o + np.uint64(3)]
+            x4 = src[o + np.uint64(4)]
+            x5 = src[o + np.uint64(5)]
+            x6 = src[o + np.uint64(6)]
+            x7 = src[o + np.uint64(7)]
+            x8 = src[o + np.uint64(8)]
+            x9 = src[o + np.uint64(9)]
+            x10 = src[o + np.uint64(10)]
+            x11 = src[o + np.uint64(11)]
+            x12 = src[o + np.uint64(12)]
+            x13 = src[o + np.uint64(13)]
+            x14 = src[o + np.uint64(14)]
+            x15 = src[o + np.uint64(15)]
+            w0 = wt[wb + np.uint64(0)]
             c0_0 += w0 * x0
             c0_1 += w0 * x1
             c0_2 += w0 * x2
@@ -208,7 +212,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c0_13 += w0 * x13
             c0_14 += w0 * x14
             c0_15 += w0 * x15
-            w1 = ws[1]
+            w1 = wt[wb + np.uint64(1)]
             c1_0 += w1 * x0
             c1_1 += w1 * x1
             c1_2 += w1 * x2
@@ -225,7 +229,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c1_13 += w1 * x13
             c1_14 += w1 * x14
             c1_15 += w1 * x15
-            w2 = ws[2]
+            w2 = wt[wb + np.uint64(2)]
             c2_0 += w2 * x0
             c2_1 += w2 * x1
             c2_2 += w2 * x2
@@ -242,7 +246,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c2_13 += w2 * x13
             c2_14 += w2 * x14
             c2_15 += w2 * x15
-            w3 = ws[3]
+            w3 = wt[wb + np.uint64(3)]
             c3_0 += w3 * x0
             c3_1 += w3 * x1
             c3_2 += w3 * x2
@@ -259,7 +263,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c3_13 += w3 * x13
             c3_14 += w3 * x14
             c3_15 += w3 * x15
-            w4 = ws[4]
+            w4 = wt[wb + np.uint64(4)]
             c4_0 += w4 * x0
             c4_1 += w4 * x1
             c4_2 += w4 * x2
@@ -276,7 +280,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c4_13 += w4 * x13
             c4_14 += w4 * x14
             c4_15 += w4 * x15
-            w5 = ws[5]
+            w5 = wt[wb + np.uint64(5)]
             c5_0 += w5 * x0
             c5_1 += w5 * x1
             c5_2 += w5 * x2
@@ -293,7 +297,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c5_13 += w5 * x13
             c5_14 += w5 * x14
             c5_15 += w5 * x15
-            w6 = ws[6]
+            w6 = wt[wb + np.uint64(6)]
             c6_0 += w6 * x0
             c6_1 += w6 * x1
             c6_2 += w6 * x2
@@ -310,7 +314,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
             c6_13 += w6 * x13
             c6_14 += w6 * x14
             c6_15 += w6 * x15
-            w7 = ws[7]
+            w7 = wt[wb + np.uint64(7)]
             c7_0 += w7 * x0
             c7_1 += w7 * x1
             c7_2 += w7 * x2
