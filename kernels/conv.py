@@ -137,6 +137,18 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
 
 
 @lru_cache(maxsize=128)
+def _schedule(classes: tuple, strides: tuple):
+    """``(tap, off, tile_class, class_start)`` for the tiled forward kernel: the taps of
+    each tile class (:func:`_tap_classes`) as indices into ``w[co].ravel()`` and as source
+    offsets (``strides`` per step in ci, kh, kw), both uint64 (see
+    :mod:`kernels.cpu.tiles`). Cached: with many classes (an input gradient's padding)
+    gathering the offsets, or weights, per call took a third of the call."""
+    order, tile_class, class_start = _tap_classes(*classes)
+    off = _affine(tuple(classes[4:7]), strides)[order]
+    return order.astype(np.uint64), off.astype(np.uint64), tile_class, class_start
+
+
+@lru_cache(maxsize=128)
 def _channel_rows(Co: int, G: int, cogp: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, chan)``: the row of each output channel in the tiled kernels' layout,
     where each group's channels are padded to ``cogp``, and the inverse map (the real
@@ -206,12 +218,15 @@ class _Tiled:
         top, bottom, left, right = self.geo.pads
         return N, C, Cg, KH, KW, H + top + bottom, W + left + right
 
+    def _tap_strides(self, row_pitch: int, plane_rows: int, lane_pitch: int):
+        """The source stride of a step in ci, kh and kw."""
+        (dh, dw) = self.geo.dilation
+        return (plane_rows * row_pitch * lane_pitch, dh * row_pitch * lane_pitch,
+                dw * lane_pitch)
+
     def _taps(self, row_pitch: int, plane_rows: int, lane_pitch: int) -> np.ndarray:
         """Source offset of each tap (ci, kh, kw), in the order of ``w[co].ravel()``."""
-        _, _, Cg, KH, KW, _, _ = self._dims()
-        (dh, dw) = self.geo.dilation
-        return _affine((Cg, KH, KW), (plane_rows * row_pitch * lane_pitch,
-                                      dh * row_pitch * lane_pitch, dw * lane_pitch))
+        return _affine(self.w_shape[1:], self._tap_strides(row_pitch, plane_rows, lane_pitch))
 
     def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
         """The source offset of each block of ``cob`` output channels (its group's)."""
@@ -231,22 +246,21 @@ class _Tiled:
             # lanes past N only feed outputs that are dropped
             src = _alloc.empty(C * Hp * Wp * Nb, w.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
-            off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
+            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
             src = _alloc.zeros(N * C * Hp * Wq, w.dtype)
             cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
-            off, cbase = self._taps(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
+            strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
         H, W = self.x.shape[2:]
-        order, tile_class, class_start = _tap_classes(
-            (OH, OW, Nb // P) if self.batch_lanes else (N, OH, OWr // P), self.batch_lanes,
-            H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left)
-        wt = np.zeros((off.size, self.geo.groups * self.cogp), dtype=w.dtype)
+        tap, off, tile_class, class_start = _schedule(
+            ((OH, OW, Nb // P) if self.batch_lanes else (N, OH, OWr // P), self.batch_lanes,
+             H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left), strides)
+        wt = np.zeros((Cg * KH * KW, self.geo.groups * self.cogp), dtype=w.dtype)
         wt[:, self.rows] = w.reshape(w.shape[0], -1).T
-        # the kernel indexes with unsigned ints (see kernels.cpu.tiles): flat, uint64
-        wt, off = wt[order].reshape(-1), off[order].astype(np.uint64)
+        wt = wt.reshape(-1)
         y = _alloc.empty(self.out_shape, w.dtype)
         if self.batch_lanes:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
@@ -255,14 +269,14 @@ class _Tiled:
             out = _alloc.empty((nrows, bases.size * P), w.dtype)
             chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
             with slp():
-                tiles.forward(src, wt, off, cbase, bases, tile_class, class_start, chan,
+                tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
                               np.zeros(nrows, w.dtype), out.reshape(-1), ybase, nvalid,
                               out.shape[1], 1)
             cpu.from_lanes(out, y, b, self.rows, Nb)
             return y
         ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr)
         with slp():
-            tiles.forward(src, wt, off, cbase, bases, tile_class, class_start, self.chan, b,
+            tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, self.chan, b,
                           y.reshape(-1), ybase, nvalid, OH * OW, 1)
         return y
 

@@ -14,9 +14,9 @@ P = 16
 FWD_COB = 8
 
 
-def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
+def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,
              ybase, nvalid, ystride_c, ystride_p):
-    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[t*R + co] *
+    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[tap[t]*R + co] *
     src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
     c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the
     taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for
@@ -28,14 +28,15 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
     Optimizations:
     - FWD_COB x P accumulators stay in vector registers for all taps: each tap
       loads P source values once and FWD_COB weights, then does FWD_COB vector FMAs;
-    - ``wt`` is tap-major, so a block's weights for one tap are contiguous;
+    - ``wt`` is tap-major, so a block's weights for one tap are contiguous; each
+      class's taps are listed in ``tap`` (not a copy of the weights per class);
     - consecutive tasks share a tile, so its source stays in cache for all blocks;
     - taps that would read only zero padding are skipped (a tile's class lists
       the rest): half the work of an input gradient computed as a full correlation;
-    - unsigned indices (``off`` is uint64, ``wt`` flat): Numba emits no negative-
-      index wraparound code for them, which had made the tap loop 40 instructions
-      for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms); consecutive
-      constant offsets let SLP make one vector load of the P source values;
+    - unsigned indices (``tap`` and ``off`` are uint64, ``wt`` flat): Numba emits
+      no negative-index wraparound code for them, which had made the tap loop 40
+      instructions for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms);
+      consecutive constant offsets let SLP make one vector load of the P values;
     - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""
     ntile = bases.shape[0]
     nblk = chan.shape[0] // FWD_COB
@@ -178,7 +179,7 @@ def _forward(src, wt, off, cbase, bases, tile_class, class_start, chan, b, y,
         c7_15 = zero
         for t in range(np.uint64(class_start[cls]), np.uint64(class_start[cls + 1])):
             o = a0 + off[t]
-            wb = t * R + wb0
+            wb = tap[t] * R + wb0
             x0 = src[o + np.uint64(0)]
             x1 = src[o + np.uint64(1)]
             x2 = src[o + np.uint64(2)]
