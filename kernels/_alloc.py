@@ -9,6 +9,8 @@ the 64->64 layer: 12.2 ms from NumPy's buffers, 11.2 ms from aligned ones).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ALIGN = 64  # bytes: one cache line, one AVX-512 vector
@@ -17,7 +19,7 @@ ALIGN = 64  # bytes: one cache line, one AVX-512 vector
 def empty(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, starting on a cache line."""
     dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = shape if isinstance(shape, int) else math.prod(shape)  # NOTE: np.prod took 6 us
     buf = np.empty(count * dtype.itemsize + ALIGN, dtype=np.uint8)
     start = -buf.ctypes.data % ALIGN
     return buf[start:start + count * dtype.itemsize].view(dtype).reshape(shape)

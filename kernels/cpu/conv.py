@@ -233,13 +233,26 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
 
 
 def _pad(x, xp, top, left):
-    """xp[:, :, top:top+H, left:left+W] = x (xp comes in zeroed)."""
+    """xp[:, :, top:top+H, left:left+W] = x, and zero around it: every element of ``xp``
+    is written, so it need not come in zeroed (a memset of the whole buffer first cost
+    as much again on the 64->64 layer)."""
     N, C, H, W = x.shape
+    Hp, Wp = xp.shape[2], xp.shape[3]
+    zero = np.zeros(1, dtype=xp.dtype)[0]
     for nc in prange(N * C):
         n, c = nc // C, nc % C
-        for h in range(H):
+        for h in range(Hp):
+            row = xp[n, c, h]
+            if h < top or h >= top + H:
+                row[:] = zero
+                continue
+            xr = x[n, c, h - top]
+            for i in range(left):
+                row[i] = zero
             for i in range(W):
-                xp[n, c, top + h, left + i] = x[n, c, h, i]
+                row[left + i] = xr[i]
+            for i in range(left + W, Wp):
+                row[i] = zero
 
 
 def _crop(xp, x, top, left):
@@ -294,17 +307,27 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
 def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
     """The output layout of the tiled kernels: row ``rows[c]`` of ``gl`` holds channel
     ``c``, at ``(oh*OW + ow)*Nb + n`` (batch lanes) or ``(n*OH + oh)*OWr + ow`` (width
-    lanes). ``gl`` comes in zeroed, so padding lanes stay zero."""
+    lanes). Lanes past N, and columns past OW, are written as zeros (so ``gl`` need not
+    come in zeroed; rows that are no channel's are the caller's)."""
     N, C, OH, OW = g.shape
+    zero = np.zeros(1, dtype=gl.dtype)[0]
     for co in prange(C * OH):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
-        for n in range(N):
-            for ow in range(OW):
-                if batch_lanes:
+        if batch_lanes:
+            for n in range(N):
+                for ow in range(OW):
                     r[(oh * OW + ow) * Nb + n] = g[n, c, oh, ow]
-                else:
-                    r[(n * OH + oh) * OWr + ow] = g[n, c, oh, ow]
+            for ow in range(OW):
+                for n in range(N, Nb):
+                    r[(oh * OW + ow) * Nb + n] = zero
+        else:
+            for n in range(N):
+                base = (n * OH + oh) * OWr
+                for ow in range(OW):
+                    r[base + ow] = g[n, c, oh, ow]
+                for ow in range(OW, OWr):
+                    r[base + ow] = zero
 
 
 def _from_lanes(gl, y, b, rows, Nb):
