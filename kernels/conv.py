@@ -80,14 +80,15 @@ def _geometry(x, w, stride, padding, dilation, groups) -> Geometry:
 
 
 def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
-    """``x`` with the zero padding of ``geo`` (``x`` itself when there is none)."""
+    """``x`` with the zero padding of ``geo`` (``x`` itself when there is none), in a
+    scratch buffer (see :func:`kernels._alloc.scratch`): for use within a call only."""
     from .cpu import conv as cpu
 
     top, bottom, left, right = geo.pads
     if not any(geo.pads):
         return x
     N, C, H, W = x.shape
-    xp = _alloc.empty((N, C, H + top + bottom, W + left + right), x.dtype)
+    xp = _alloc.scratch("conv.pad", (N, C, H + top + bottom, W + left + right), x.dtype)
     cpu.pad(x, xp, top, left)
     return xp
 
@@ -244,13 +245,13 @@ class _Tiled:
         if self.batch_lanes:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
-            src = _alloc.empty(C * Hp * Wp * Nb, w.dtype)
+            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, w.dtype)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
-            src = _alloc.empty(N * C * Hp * Wq, w.dtype)
+            src = _alloc.scratch("conv.src", N * C * Hp * Wq, w.dtype)
             cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
             strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
@@ -266,7 +267,7 @@ class _Tiled:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost more than the extra pass
             nrows = self.geo.groups * self.cogp
-            out = _alloc.empty((nrows, bases.size * P), w.dtype)
+            out = _alloc.scratch("conv.out", (nrows, bases.size * P), w.dtype)
             chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
             with slp():
                 tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
@@ -285,7 +286,7 @@ class _Tiled:
         zero rows for the padding channels."""
         from .cpu import conv as cpu
 
-        gl = _alloc.empty((self.chan.size, length), g.dtype)
+        gl = _alloc.scratch("conv.lanes", (self.chan.size, length), g.dtype)
         cpu.to_lanes(g, gl, self.rows, batch_lanes, self.Nb, OWr)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
@@ -305,7 +306,9 @@ class _Tiled:
         if self.batch_lanes:
             # zero padding and zero lanes past N are read here: zeroed unless there are none
             full = Nb == N and Hp == self.x.shape[2] and Wp == self.x.shape[3]
-            src = (_alloc.empty if full else _alloc.zeros)(C * Hp * Wp * Nb, g.dtype)
+            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, g.dtype)
+            if not full:
+                src.fill(0)
             cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
             off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, cpu.WG_COB)
             gl = self._grad_lanes(g, OH * OW * Nb, True, 0)
@@ -480,7 +483,8 @@ def _direct_backward(grad_out, x, w, geo, want_w: bool, want_x: bool):
     if seg[2] == OW:
         ga = grad_out.reshape(N, w.shape[0], OH * OW)
     else:
-        ga = np.zeros((N, w.shape[0], OH * seg[2]), dtype=x.dtype)
+        ga = _alloc.scratch("conv.wide", (N, w.shape[0], OH * seg[2]), x.dtype)
+        ga.fill(0)
         cpu.widen(grad_out, ga, seg[2])
     grad_w = grad_x = None
     if want_w:
