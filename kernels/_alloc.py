@@ -20,14 +20,21 @@ import math
 import threading
 
 import numpy as np
+from numba import njit
 
 ALIGN = 64  # bytes: one cache line, one AVX-512 vector
 
 _local = threading.local()
 
 
+@njit(cache=True)
+def _address(buf):
+    """The address of ``buf``'s data (NumPy's ``buf.ctypes.data`` took 2 us a call)."""
+    return buf.ctypes.data
+
+
 def _aligned(buf: np.ndarray, nbytes: int, shape, dtype) -> np.ndarray:
-    start = -buf.ctypes.data % ALIGN
+    start = -_address(buf) % ALIGN
     return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 

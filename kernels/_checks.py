@@ -67,6 +67,8 @@ def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
 
 def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     """An int or a pair of ints (as torch accepts), each at least ``minimum``."""
+    if type(value) is int and value >= minimum:  # the common case, without NumPy's isscalar
+        return value, value
     values = (value, value) if np.isscalar(value) else tuple(value)
     if len(values) != 2 or not all(isinstance(v, (int, np.integer)) for v in values):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")

@@ -7,7 +7,7 @@ Arguments are checked here, before any kernel runs; the CPU kernels
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -182,9 +182,10 @@ def _lane_outputs(nrows, ntile, P):
 
 
 class _Tiled:
-    """One convolution laid out for the register-blocked forward kernel
-    (:mod:`kernels.cpu.tiles`) and the row-dot weight gradient
-    (:func:`kernels.cpu.conv.weight_grad_rows`).
+    """The plan of one convolution's register-blocked forward kernel
+    (:mod:`kernels.cpu.tiles`) and row-dot weight gradient
+    (:func:`kernels.cpu.conv.weight_grad_rows`): built from shapes only, once per shape
+    (see :func:`_tiled`), so that a call does little more than copy and launch.
 
     The forward kernel computes P (=16) outputs at once, from P consecutive elements of a
     flat source array. Two layouts make an output tile contiguous:
@@ -199,25 +200,21 @@ class _Tiled:
     multiple of FWD_COB; ``rows[c]`` is channel ``c``'s row in the kernels' output.
     """
 
-    def __init__(self, x: np.ndarray, w_shape, geo: Geometry):
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
         from .cpu.tiles import FWD_COB, P
 
-        N = x.shape[0]
-        Co = w_shape[0]
+        N, C, H, W = x_shape
+        Co, Cg, KH, KW = w_shape
         (OH, OW), sw, G = geo.out_hw, geo.stride[1], geo.groups
-        self.x, self.w_shape, self.geo, self.P = x, tuple(w_shape), geo, P
+        top, bottom, left, right = geo.pads
+        self.x_shape, self.w_shape, self.geo, self.P = x_shape, w_shape, geo, P
+        self.dims = N, C, Cg, KH, KW, H + top + bottom, W + left + right
         self.Nb, self.OWr = -(-N // P) * P, -(-OW // P) * P
         self.batch_lanes = sw != 1 or (self.Nb - N) * self.OWr <= (self.OWr - OW) * self.Nb
-        Cog = Co // G
-        self.cogp = -(-Cog // FWD_COB) * FWD_COB
+        self.cog = Co // G
+        self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
-
-    def _dims(self):
-        N, C, H, W = self.x.shape
-        _, Cg, KH, KW = self.w_shape
-        top, bottom, left, right = self.geo.pads
-        return N, C, Cg, KH, KW, H + top + bottom, W + left + right
 
     def _tap_strides(self, row_pitch: int, plane_rows: int, lane_pitch: int):
         """The source stride of a step in ci, kh and kw."""
@@ -225,93 +222,96 @@ class _Tiled:
         return (plane_rows * row_pitch * lane_pitch, dh * row_pitch * lane_pitch,
                 dw * lane_pitch)
 
-    def _taps(self, row_pitch: int, plane_rows: int, lane_pitch: int) -> np.ndarray:
-        """Source offset of each tap (ci, kh, kw), in the order of ``w[co].ravel()``."""
-        return _affine(self.w_shape[1:], self._tap_strides(row_pitch, plane_rows, lane_pitch))
-
     def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
         """The source offset of each block of ``cob`` output channels (its group's)."""
         G, Cg = self.geo.groups, self.w_shape[1]
         return np.repeat(np.arange(G, dtype=np.int64) * Cg * group_stride, self.cogp // cob)
 
-    def forward(self, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _forward_plan(self) -> tuple:
+        """What :meth:`forward` launches with, apart from the arrays: ``(src_size, Wq,
+        tap, off, cbase, bases, tile_class, class_start, chan, ybase, nvalid,
+        ystride_c)``; ``Wq`` is 0 with batch lanes."""
+        from .cpu.tiles import FWD_COB
+
+        N, C, Cg, KH, KW, Hp, Wp = self.dims
+        (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
+        top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
+        if self.batch_lanes:
+            src_size, Wq = C * Hp * Wp * Nb, 0
+            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, FWD_COB)
+            bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
+            grid = (OH, OW, Nb // P)
+            chan, ybase, nvalid = _lane_outputs(self.chan.size, bases.size, P)
+            ystride_c = bases.size * P
+        else:
+            Wq = max(Wp, OWr + (KW - 1) * dw)
+            src_size = N * C * Hp * Wq
+            strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, FWD_COB)
+            bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
+            grid = (N, OH, OWr // P)
+            chan, (ybase, nvalid) = self.chan, _row_outputs(N, self.out_shape[1], OH, OW, OWr)
+            ystride_c = OH * OW
+        tap, off, tile_class, class_start = _schedule(
+            (grid, self.batch_lanes, *self.x_shape[2:], Cg, KH, KW, sh, sw,
+             *self.geo.dilation, top, left), strides)
+        return (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
+                nvalid, ystride_c)
+
+    def _weights(self, w: np.ndarray) -> np.ndarray:
+        """``w`` tap-major, each group's output channels padded to ``cogp``: flat
+        ``wt[t*R + row]`` for the R = G*cogp rows (see :mod:`kernels.cpu.tiles`)."""
+        from .cpu import conv as cpu
+
+        G = self.geo.groups
+        wt = np.empty((w[0].size, G * self.cogp), dtype=w.dtype)
+        cpu.tap_major(w.reshape(w.shape[0], -1), wt, G)
+        return wt.reshape(-1)
+
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .cpu import conv as cpu
         from .cpu import tiles
         from .cpu._jit import slp
 
-        N, C, Cg, KH, KW, Hp, Wp = self._dims()
-        (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
-        top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
+        (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase, nvalid,
+         ystride_c) = self._forward_plan
+        N, C, _, _, _, Hp, Wp = self.dims
+        top, left = self.geo.pads[0], self.geo.pads[2]
+        src = _alloc.scratch("conv.src", src_size, w.dtype)
         if self.batch_lanes:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
-            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, w.dtype)
-            cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
-            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, tiles.FWD_COB)
-            bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
+            cpu.to_batch_lanes(x, src, top, left, Hp, Wp, self.Nb)
         else:
-            Wq = max(Wp, OWr + (KW - 1) * dw)
-            src = _alloc.scratch("conv.src", N * C * Hp * Wq, w.dtype)
-            cpu.pad(self.x, src.reshape(N, C, Hp, Wq), top, left)
-            strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, tiles.FWD_COB)
-            bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
-        H, W = self.x.shape[2:]
-        tap, off, tile_class, class_start = _schedule(
-            ((OH, OW, Nb // P) if self.batch_lanes else (N, OH, OWr // P), self.batch_lanes,
-             H, W, Cg, KH, KW, sh, sw, *self.geo.dilation, top, left), strides)
-        wt = np.zeros((Cg * KH * KW, self.geo.groups * self.cogp), dtype=w.dtype)
-        wt[:, self.rows] = w.reshape(w.shape[0], -1).T
-        wt = wt.reshape(-1)
+            cpu.pad(x, src.reshape(N, C, Hp, Wq), top, left)
+        wt = self._weights(w)
         y = _alloc.empty(self.out_shape, w.dtype)
         if self.batch_lanes:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
-            # stores a whole feature map apart cost more than the extra pass
-            nrows = self.geo.groups * self.cogp
-            out = _alloc.scratch("conv.out", (nrows, bases.size * P), w.dtype)
-            chan, ybase, nvalid = _lane_outputs(nrows, bases.size, P)
+            # stores a whole feature map apart cost as much as the extra pass
+            out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
             with slp():
                 tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
-                              np.zeros(nrows, w.dtype), out.reshape(-1), ybase, nvalid,
-                              out.shape[1], 1)
-            cpu.from_lanes(out, y, b, self.rows, Nb)
+                              _zeros(chan.size, w.dtype), out.reshape(-1), ybase, nvalid,
+                              ystride_c, 1)
+            cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        ybase, nvalid = _row_outputs(N, w.shape[0], OH, OW, OWr)
         with slp():
-            tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, self.chan, b,
-                          y.reshape(-1), ybase, nvalid, OH * OW, 1)
+            tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b,
+                          y.reshape(-1), ybase, nvalid, ystride_c, 1)
         return y
 
-    def _grad_lanes(self, g, length, batch_lanes, OWr):
-        """grad_out in the tiled layout (see :func:`kernels.cpu.conv.to_lanes`), with
-        zero rows for the padding channels."""
-        from .cpu import conv as cpu
+    @cached_property
+    def _weight_grad_plan(self) -> tuple:
+        """What :meth:`weight_grad` launches with, apart from the arrays: ``(off, cbase,
+        rowbase, rowg, length, lanes_length)``, ``off`` padded to a multiple of WG_TB."""
+        from .cpu.conv import WG_COB, WG_TB
 
-        gl = _alloc.scratch("conv.lanes", (self.chan.size, length), g.dtype)
-        cpu.to_lanes(g, gl, self.rows, batch_lanes, self.Nb, OWr)
-        if self.chan.size > self.rows.size:
-            gl[self.chan < 0] = 0
-        return gl
-
-    def weight_grad(self, g: np.ndarray) -> np.ndarray:
-        """grad_w as dot products of grad_out's rows with the shifted source rows (see
-        :func:`kernels.cpu.conv.weight_grad_rows`). A row is a run of outputs that is
-        contiguous in both: with batch lanes, an output row of all images (or one output
-        position when strided); otherwise a whole plane in the "wide" layout of pitch
-        ``Wp`` (an image's output positions at ``oh*Wp + ow``, zero gradient past OW)."""
-        from .cpu import conv as cpu
-
-        N, C, Cg, KH, KW, Hp, Wp = self._dims()
-        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
-        top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
+        N, C, Cg, KH, KW, Hp, Wp = self.dims
+        (OH, OW), (sh, sw), Nb = self.geo.out_hw, self.geo.stride, self.Nb
         if self.batch_lanes:
-            # zero padding and zero lanes past N are read here: zeroed unless there are none
-            full = Nb == N and Hp == self.x.shape[2] and Wp == self.x.shape[3]
-            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, g.dtype)
-            if not full:
-                src.fill(0)
-            cpu.to_batch_lanes(self.x, src, top, left, Hp, Wp, Nb)
-            off, cbase = self._taps(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, cpu.WG_COB)
-            gl = self._grad_lanes(g, OH * OW * Nb, True, 0)
+            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, WG_COB)
+            lanes_length = OH * OW * Nb
             if sw == 1:
                 rowbase = _affine((OH,), (sh * Wp * Nb,))
                 rowg, length = _affine((OH,), (OW * Nb,)), OW * Nb
@@ -319,21 +319,60 @@ class _Tiled:
                 rowbase = _affine((OH, OW), (sh * Wp * Nb, sw * Nb))
                 rowg, length = _affine((OH * OW,), (Nb,)), Nb
         else:
-            src = _padded(self.x, self.geo).reshape(-1)
-            off, cbase = self._taps(Wp, Hp, 1), self._cbase(Hp * Wp, cpu.WG_COB)
-            gl = self._grad_lanes(g, N * OH * Wp, False, Wp)
+            strides, cbase = self._tap_strides(Wp, Hp, 1), self._cbase(Hp * Wp, WG_COB)
+            lanes_length = N * OH * Wp
             if sh == 1:
                 rowbase = _affine((N,), (C * Hp * Wp,))
                 rowg, length = _affine((N,), (OH * Wp,)), (OH - 1) * Wp + OW
             else:
                 rowbase = _affine((N, OH), (C * Hp * Wp, sh * Wp))
                 rowg, length = _affine((N * OH,), (Wp,)), OW
-        T = off.size
-        off = np.concatenate([off, np.zeros(-T % cpu.WG_TB, dtype=off.dtype)])
+        off = _affine((Cg, KH, KW), strides)
+        off = np.concatenate([off, np.zeros(-off.size % WG_TB, dtype=off.dtype)])
+        return off, cbase, rowbase, rowg, length, lanes_length
+
+    def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """grad_w as dot products of grad_out's rows with the shifted source rows (see
+        :func:`kernels.cpu.conv.weight_grad_rows`). A row is a run of outputs that is
+        contiguous in both: with batch lanes, an output row of all images (or one output
+        position when strided); otherwise a whole plane in the "wide" layout of pitch
+        ``Wp`` (an image's output positions at ``oh*Wp + ow``, zero gradient past OW)."""
+        from .cpu import conv as cpu
+
+        off, cbase, rowbase, rowg, length, lanes_length = self._weight_grad_plan
+        N, C, _, _, _, Hp, Wp = self.dims
+        top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
+        if self.batch_lanes:
+            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, g.dtype)
+            if Nb != N or any(self.geo.pads):  # padding and lanes past N are read here
+                src.fill(0)
+            cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
+        else:
+            src = _padded(x, self.geo).reshape(-1)
+        gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
+        cpu.to_lanes(g, gl, self.rows, self.batch_lanes, Nb, 0 if self.batch_lanes else Wp)
+        if self.chan.size > self.rows.size:
+            gl[self.chan < 0] = 0
         nchunk, chunk = _chunks(rowbase.size)
         part = np.empty((nchunk, gl.shape[0], off.size), dtype=np.float64)
         cpu.weight_grad_rows(src, gl, off, cbase, rowbase, rowg, length, chunk, part)
+        T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
         return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
+
+
+@lru_cache(maxsize=64)
+def _tiled(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Tiled:
+    """The :class:`_Tiled` plan of a convolution: training repeats the same shapes, and
+    building the plan's tables costs as much as a small layer's kernels."""
+    return _Tiled(x_shape, w_shape, geo)
+
+
+@lru_cache(maxsize=64)
+def _zeros(n: int, dtype) -> np.ndarray:
+    """A shared read-only zero vector (the bias of a kernel whose caller adds its own)."""
+    z = np.zeros(n, dtype=dtype)
+    z.flags.writeable = False
+    return z
 
 
 def _chunks(nrow: int) -> tuple[int, int]:
@@ -417,7 +456,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
     if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
-        return _Tiled(x, w.shape, geo).forward(w, b)
+        return _tiled(x.shape, w.shape, geo).forward(x, w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     xp = _padded(x, geo)
     Hp, Wp = xp.shape[2:]
@@ -448,12 +487,13 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     Co, Cg = w.shape[:2]
     grad_b = _bias_grad(grad_out)
     tiled_w = _tiled_ok(Co // geo.groups)
-    grad_w = _Tiled(x, w.shape, geo).weight_grad(grad_out) if tiled_w else None
+    grad_w = _tiled(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     as_forward = _backward_as_forward(w, geo, x.shape[2:]) if need_input_grad else None
     tiled_x = as_forward is not None and _tiled_ok(Cg)
     if tiled_x:
         wf, geo_x = as_forward
-        grad_x = _Tiled(grad_out, wf.shape, geo_x).forward(wf, np.zeros(x.shape[1], x.dtype))
+        grad_x = _tiled(grad_out.shape, wf.shape, geo_x).forward(grad_out, wf,
+                                                                _zeros(x.shape[1], x.dtype))
     if (tiled_x or not need_input_grad) and tiled_w:
         return (grad_x if need_input_grad else None), grad_w, grad_b
     direct_x, direct_w = _direct_backward(grad_out, x, w, geo, not tiled_w,

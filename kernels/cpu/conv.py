@@ -366,7 +366,22 @@ def _channel_sums(g, out):
         out[c] = s
 
 
+def _tap_major(w, wt, groups):
+    """wt[t, g*cogp + j] = w[g*cog + j, t], and 0 for j >= cog: the tiled kernel's weights,
+    tap-major with each group's ``cog`` output channels padded to ``cogp`` (``w`` is
+    ``(Co, taps)``, ``wt`` is ``(taps, groups*cogp)``). Serial: weights are small, and
+    NumPy's transposing copy cost 10 us a call on LeNet's conv2."""
+    Co, T = w.shape
+    cog, cogp = Co // groups, wt.shape[1] // groups
+    zero = np.zeros(1, dtype=wt.dtype)[0]
+    for t in range(T):
+        for g in range(groups):
+            for j in range(cogp):
+                wt[t, g * cogp + j] = w[g * cog + j, t] if j < cog else zero
+
+
 to_batch_lanes = _jit(_to_batch_lanes)
+tap_major = njit(cache=True)(_tap_major)
 to_lanes = _jit(_to_lanes)
 from_lanes = _jit(_from_lanes)
 channel_sums = njit(cache=True, parallel=True, fastmath={"reassoc"})(_channel_sums)
