@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+U = np.uint64  # an index known to be >= 0: no negative-index wraparound code
+
 
 def _columns(j, OW, W, sw, pw):
     """The outputs ``ow`` whose window column ``j`` lands inside the input:
@@ -48,9 +50,9 @@ def _max_pool2d(x, y, indices, kh, kw, sh, sw, ph, pw):
                 m = xp[hs, ws]
                 mi = hs * W + ws
                 for ih in range(hs, he):
-                    xrow = xp[ih]
+                    xrow = xp[U(ih)]
                     for iw in range(ws, we):
-                        v = xrow[iw]
+                        v = xrow[U(iw)]
                         take = (v > m) | (v != v)
                         m = v if take else m
                         mi = ih * W + iw if take else mi
@@ -129,7 +131,7 @@ def _avg_pool2d(x, y, divisor, kh, kw, sh, sw, ph, pw):
                 for j in range(kw):
                     lo, hi = _columns(j, OW, W, sw, pw)
                     for ow in range(lo, hi):
-                        yrow[ow] += xrow[ow * sw - pw + j]
+                        yrow[ow] += xrow[U(ow * sw - pw + j)]
             for ow in range(OW):
                 yrow[ow] /= divisor[oh, ow]
 
@@ -157,7 +159,7 @@ def _avg_pool2d_backward(grad_out, grad_x, divisor, kh, kw, sh, sw, ph, pw):
                 for j in range(kw):
                     lo, hi = _columns(j, OW, W, sw, pw)
                     for ow in range(lo, hi):
-                        gxrow[ow * sw - pw + j] += share[ow]
+                        gxrow[U(ow * sw - pw + j)] += share[ow]
 
 
 _columns = njit(inline="always", cache=True)(_columns)
