@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 ALIGN = 64  # bytes: one cache line, one AVX-512 vector
+SCRATCH_MAX_BYTES = 32 << 20  # larger temporaries are allocated per call, not kept
 
 _local = threading.local()
 
@@ -53,10 +54,14 @@ def empty(shape, dtype) -> np.ndarray:
 def scratch(name: str, shape, dtype) -> np.ndarray:
     """An uninitialized, cache-line-aligned array for a temporary that never leaves the
     calling function, in a buffer reused by the next call that asks for ``name`` (one
-    buffer per name and thread). NOTE: the next such call overwrites it, so two arrays
-    alive at once need two names, and nothing returned to a caller may be one."""
+    buffer per name and thread, kept up to SCRATCH_MAX_BYTES so that one large layer
+    does not pin its temporaries' memory for the life of the process).
+    NOTE: the next such call overwrites it, so two arrays alive at once need two names,
+    and nothing returned to a caller may be one."""
     dtype = np.dtype(dtype)
     nbytes = _nbytes(shape, dtype)
+    if nbytes > SCRATCH_MAX_BYTES:  # not kept: its kernel dwarfs the page faults anyway
+        return empty(shape, dtype)
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
         bufs = _local.bufs = {}

@@ -287,3 +287,28 @@ def test_mixed_host_and_device_arrays_are_refused():
         kernels.conv2d(x, w, np.zeros(6))
     with pytest.raises(TypeError, match="^grad_out is a NumPy \\(host\\) array"):
         kernels.conv2d_backward(g, x, w)
+
+
+def test_scratch_buffers_are_reused_aligned_and_capped(monkeypatch):
+    """kernels._alloc.scratch: 64-byte aligned, the same memory for the same name (so a
+    call does not page-fault a fresh buffer), other memory for another name or thread,
+    and large temporaries not kept."""
+    import threading
+
+    from kernels import _alloc
+
+    a = _alloc.scratch("test.a", (3, 100), np.float32)
+    b = _alloc.scratch("test.a", 100, np.float64)  # fits: the same buffer
+    c = _alloc.scratch("test.b", 10, np.float32)
+    assert a.ctypes.data % 64 == 0 and b.ctypes.data % 64 == 0
+    assert a.shape == (3, 100) and b.shape == (100,) and b.dtype == np.float64
+    assert np.shares_memory(a, b) and not np.shares_memory(a, c)
+    other = []
+    t = threading.Thread(target=lambda: other.append(_alloc.scratch("test.a", 10, np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(a, other[0])
+    monkeypatch.setattr(_alloc, "SCRATCH_MAX_BYTES", 1000)
+    big1 = _alloc.scratch("test.big", 1000, np.float32)
+    big2 = _alloc.scratch("test.big", 1000, np.float32)
+    assert not np.shares_memory(big1, big2) and big1.ctypes.data % 64 == 0
