@@ -53,13 +53,30 @@ def _check_bias(b, w) -> None:
         raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output channels")
 
 
+def _plain(value) -> bool:
+    """An exact int, a string, or a tuple of exact ints: hyperparameters that hash and
+    compare as themselves (unlike 1.0 or True, equal to 1 as a cache key)."""
+    t = type(value)
+    return t is int or t is str or (t is tuple and all(type(v) is int for v in value))
+
+
 def _geometry(x, w, stride, padding, dilation, groups) -> Geometry:
+    """The checked geometry of a convolution of ``x`` with ``w`` (host or device arrays:
+    only their shapes are read); cached for plain hyperparameters, as training repeats
+    them (checking and deriving it took a tenth of a small layer's call)."""
+    if all(_plain(v) for v in (stride, padding, dilation, groups)):
+        return _cached_geometry(tuple(x.shape[1:]), tuple(w.shape), stride, padding,
+                                dilation, groups)
+    return _geometry_of(tuple(x.shape[1:]), tuple(w.shape), stride, padding, dilation, groups)
+
+
+def _geometry_of(chw, w_shape, stride, padding, dilation, groups) -> Geometry:
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
         raise TypeError(f"groups must be an int, got {groups!r}")
     if groups < 1:
         raise ValueError(f"groups must be at least 1, got {groups}")
     groups = int(groups)
-    C, Co, Cg = x.shape[1], w.shape[0], w.shape[1]
+    (C, H, W), (Co, Cg, KH, KW) = chw, w_shape
     if C % groups:
         raise ValueError(f"groups={groups} does not divide the {C} input channels of x")
     if Co % groups:
@@ -69,14 +86,17 @@ def _geometry(x, w, stride, padding, dilation, groups) -> Geometry:
                          f"in {groups} group(s): expected w.shape[1] == {C // groups}")
     stride = pair(stride, "stride")
     dilation = pair(dilation, "dilation")
-    kernel = w.shape[2], w.shape[3]
+    kernel = KH, KW
     pads = _padding(padding, kernel, dilation, stride)
-    out = (output_size(x.shape[2], kernel[0], stride[0], pads[0], pads[1], dilation[0]),
-           output_size(x.shape[3], kernel[1], stride[1], pads[2], pads[3], dilation[1]))
+    out = (output_size(H, KH, stride[0], pads[0], pads[1], dilation[0]),
+           output_size(W, KW, stride[1], pads[2], pads[3], dilation[1]))
     if min(out) < 1:
         raise ValueError(f"w: the kernel {kernel} with dilation {dilation} is larger than the "
-                         f"padded input {x.shape[2:]} with padding {padding!r}")
+                         f"padded input {(H, W)} with padding {padding!r}")
     return Geometry(stride, pads, dilation, groups, out)
+
+
+_cached_geometry = lru_cache(maxsize=256)(_geometry_of)
 
 
 def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:

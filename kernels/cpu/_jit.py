@@ -7,7 +7,6 @@ work (and under load a parallel call can stall for milliseconds).
 from __future__ import annotations
 
 import types
-from contextlib import contextmanager
 
 from numba import config, njit
 
@@ -26,18 +25,20 @@ def parallel_and_serial(fn, **options):
             njit(cache=True, **options)(serial))
 
 
-@contextmanager
-def slp():
-    """LLVM's SLP vectorizer on while a kernel compiles (Numba leaves it off by default).
+class slp:
+    """``with slp():`` LLVM's SLP vectorizer on while a kernel compiles (Numba leaves it
+    off by default).
 
     The register-blocked kernels (:mod:`kernels.cpu.tiles`) spell their accumulator block
     as scalar variables; only the SLP vectorizer packs those into vector registers.
     Compilation happens on a kernel's first call, so calls go through this context.
     NOTE: it flips a process-wide Numba setting for the duration of the call only.
+    A class, not a ``contextlib`` generator: it runs on every call of a small layer.
     """
-    old = config.SLP_VECTORIZE
-    config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE = old
+
+    def __enter__(self):
+        self.old = config.SLP_VECTORIZE
+        config.SLP_VECTORIZE = 1
+
+    def __exit__(self, *exc):
+        config.SLP_VECTORIZE = self.old
