@@ -158,14 +158,20 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
 
 
 @lru_cache(maxsize=128)
-def _schedule(classes: tuple, strides: tuple):
-    """``(tap, off, tile_class, class_start)`` for the tiled forward kernel: the taps of
-    each tile class (:func:`_tap_classes`) as indices into ``w[co].ravel()`` and as source
+def _schedule(classes: tuple, strides: tuple, ntile: int):
+    """``(tap, off, tile_class, class_start)`` for the tiled forward kernel's ``ntile``
+    tiles: the taps of each tile class (:func:`_tap_classes`; one class of every tap when
+    ``classes[0]``, the grid, is None) as indices into ``w[co].ravel()`` and as source
     offsets (``strides`` per step in ci, kh, kw), both uint64 (see
     :mod:`kernels.cpu.tiles`). Cached: with many classes (an input gradient's padding)
     gathering the offsets, or weights, per call took a third of the call."""
-    order, tile_class, class_start = _tap_classes(*classes)
-    off = _affine(tuple(classes[4:7]), strides)[order]
+    taps = tuple(classes[4:7])
+    if classes[0] is None:
+        order = np.arange(taps[0] * taps[1] * taps[2], dtype=np.int64)
+        tile_class, class_start = np.zeros(ntile, np.int64), np.array([0, order.size])
+    else:
+        order, tile_class, class_start = _tap_classes(*classes)
+    off = _affine(taps, strides)[order]
     return order.astype(np.uint64), off.astype(np.uint64), tile_class, class_start
 
 
@@ -181,24 +187,50 @@ def _channel_rows(Co: int, G: int, cogp: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, chan
 
 
+def _lane_map(ybase_rel: np.ndarray, valid: np.ndarray):
+    """``(lane_out, full)`` for the tiled kernel from each lane's output offset
+    (``ybase_rel``, ntile x P) and whether it is an output: -1 where not, and whether a
+    tile's P lanes are all outputs, contiguous."""
+    lane_out = np.where(valid, ybase_rel, -1).astype(np.int64)
+    full = (valid.all(axis=1) & (ybase_rel[:, -1] - ybase_rel[:, 0] == ybase_rel.shape[1] - 1))
+    return lane_out, full.astype(np.uint8)
+
+
 @lru_cache(maxsize=128)
 def _row_outputs(N, Co, OH, OW, OWr):
     """Where the forward kernel stores with width lanes, straight into NCHW ``y``:
-    ``(ybase, nvalid)``, each tile's first output (tiles (n, oh, owt)), and how many of
-    its lanes are inside OW."""
+    ``(ybase, lane_out, full)`` for tiles (n, oh, owt): each image's first output, and
+    each lane's offset in it (-1 past OW)."""
     from .cpu.tiles import P
 
-    ybase = _affine((N, OH, OWr // P), (Co * OH * OW, OW, P))
-    nvalid = np.tile(np.minimum(P, OW - np.arange(0, OWr, P)), N * OH)
-    return ybase, nvalid
+    ybase = np.repeat(_affine((N,), (Co * OH * OW,)), OH * (OWr // P))
+    ow = np.arange(OWr).reshape(-1, P)  # (tiles per row, P)
+    rel = (np.arange(OH)[:, None, None] * OW + ow[None]).reshape(-1, P)
+    lane_out, full = _lane_map(rel, (ow < OW)[None].repeat(OH, 0).reshape(-1, P))
+    return ybase, np.tile(lane_out, (N, 1)), np.tile(full, N)
+
+
+@lru_cache(maxsize=128)
+def _wide_outputs(N, Co, OH, OW, Wp, ntile):
+    """As :func:`_row_outputs`, for wide tiles: tile t of an image covers the outputs
+    ``a = t*P + p`` of its plane laid out with pitch Wp, which are ``(a // Wp, a % Wp)``
+    where ``a % Wp < OW`` and ``a // Wp < OH``."""
+    from .cpu.tiles import P
+
+    ybase = np.repeat(_affine((N,), (Co * OH * OW,)), ntile)
+    a = np.arange(ntile * P).reshape(ntile, P)
+    oh, ow = a // Wp, a % Wp
+    lane_out, full = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
+    return ybase, np.tile(lane_out, (N, 1)), np.tile(full, N)
 
 
 @lru_cache(maxsize=128)
 def _lane_outputs(nrows, ntile, P):
-    """``(chan, ybase, nvalid)`` that store every row and lane in the lane layout
+    """``(chan, ybase, lane_out, full)`` that store every row and lane in the lane layout
     ``out[row, tile*P + p]``."""
-    return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)),
-            np.full(ntile, P, dtype=np.int64))
+    lane_out = np.tile(np.arange(P, dtype=np.int64), (ntile, 1))
+    return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)), lane_out,
+            np.ones(ntile, dtype=np.uint8))
 
 
 class _Tiled:
@@ -214,7 +246,11 @@ class _Tiled:
       a multiple of P) innermost; any stride, no wasted lanes when P divides N;
     - width lanes (stride 1 along the width): the padded NCHW input with rows of pitch
       ``Wq``, a tile being P neighbours in an output row (``OW`` rounded up to ``OWr``;
-      ``Wq`` is wide enough that the extra lanes read zeros).
+      ``Wq`` is wide enough that the extra lanes read zeros);
+    - wide tiles (stride 1): the padded NCHW input (pitch ``Wp``), a tile being P
+      consecutive outputs of an image's plane laid out with that pitch (``oh*Wp + ow``),
+      which runs on across rows; the lanes of the ``Wp - OW`` columns past each row are
+      computed and not stored.
 
     The layout with fewer wasted lanes wins. Output channels are padded per group to a
     multiple of FWD_COB; ``rows[c]`` is channel ``c``'s row in the kernels' output.
@@ -230,7 +266,15 @@ class _Tiled:
         self.x_shape, self.w_shape, self.geo, self.P = x_shape, w_shape, geo, P
         self.dims = N, C, Cg, KH, KW, H + top + bottom, W + left + right
         self.Nb, self.OWr = -(-N // P) * P, -(-OW // P) * P
-        self.batch_lanes = sw != 1 or (self.Nb - N) * self.OWr <= (self.OWr - OW) * self.Nb
+        # the layout that wastes the fewest lanes; wide tiles (stride 1) waste the Wp - OW
+        # columns past each row: 2 of 58 on a 64->64 3x3 layer at 56x56, where tiles of a
+        # row waste 8 of 64
+        Wp = W + left + right
+        waste_batch = (self.Nb - N) / self.Nb
+        waste_rows = (self.OWr - OW) / self.OWr
+        waste_wide = (Wp - OW) / Wp if geo.stride == (1, 1) else 1.0
+        self.batch_lanes = sw != 1 or waste_batch <= min(waste_rows, waste_wide)
+        self.wide = not self.batch_lanes and waste_wide < waste_rows
         self.cog = Co // G
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
@@ -250,33 +294,43 @@ class _Tiled:
     @cached_property
     def _forward_plan(self) -> tuple:
         """What :meth:`forward` launches with, apart from the arrays: ``(src_size, Wq,
-        tap, off, cbase, bases, tile_class, class_start, chan, ybase, nvalid,
-        ystride_c)``; ``Wq`` is 0 with batch lanes."""
+        tap, off, cbase, bases, tile_class, class_start, chan, ybase, lane_out, full,
+        ystride_c)``; ``Wq`` is the source's row pitch (0 with batch lanes)."""
         from .cpu.tiles import FWD_COB
 
         N, C, Cg, KH, KW, Hp, Wp = self.dims
         (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
         top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
+        Co = self.out_shape[1]
         if self.batch_lanes:
             src_size, Wq = C * Hp * Wp * Nb, 0
             strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
             grid = (OH, OW, Nb // P)
-            chan, ybase, nvalid = _lane_outputs(self.chan.size, bases.size, P)
+            chan, ybase, lane_out, full = _lane_outputs(self.chan.size, bases.size, P)
             ystride_c = bases.size * P
+        elif self.wide:
+            ntile = -(-((OH - 1) * Wp + OW) // P)
+            # P spare elements: the last tile's lanes past the plane read them
+            src_size, Wq = N * C * Hp * Wp + P, Wp
+            strides, cbase = self._tap_strides(Wp, Hp, 1), self._cbase(Hp * Wp, FWD_COB)
+            bases = _affine((N, ntile), (C * Hp * Wp, P))
+            grid = None  # one class: a tile spans rows, and the padding is real zeros
+            chan, (ybase, lane_out, full) = self.chan, _wide_outputs(N, Co, OH, OW, Wp, ntile)
+            ystride_c = OH * OW
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
             src_size = N * C * Hp * Wq
             strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
             grid = (N, OH, OWr // P)
-            chan, (ybase, nvalid) = self.chan, _row_outputs(N, self.out_shape[1], OH, OW, OWr)
+            chan, (ybase, lane_out, full) = self.chan, _row_outputs(N, Co, OH, OW, OWr)
             ystride_c = OH * OW
         tap, off, tile_class, class_start = _schedule(
             (grid, self.batch_lanes, *self.x_shape[2:], Cg, KH, KW, sh, sw,
-             *self.geo.dilation, top, left), strides)
+             *self.geo.dilation, top, left), strides, bases.size)
         return (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
-                nvalid, ystride_c)
+                lane_out, full, ystride_c)
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
         """``w`` tap-major, each group's output channels padded to ``cogp``: flat
@@ -293,8 +347,8 @@ class _Tiled:
         from .cpu import tiles
         from .cpu._jit import slp
 
-        (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase, nvalid,
-         ystride_c) = self._forward_plan
+        (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
+         lane_out, full, ystride_c) = self._forward_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left = self.geo.pads[0], self.geo.pads[2]
         src = _alloc.scratch("conv.src", src_size, w.dtype)
@@ -303,7 +357,9 @@ class _Tiled:
             # lanes past N only feed outputs that are dropped
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, self.Nb)
         else:
-            cpu.pad(x, src.reshape(N, C, Hp, Wq), top, left)
+            plane = N * C * Hp * Wq
+            cpu.pad(x, src[:plane].reshape(N, C, Hp, Wq), top, left)
+            src[plane:] = 0
         wt = self._weights(w)
         y = _alloc.empty(self.out_shape, w.dtype)
         if self.batch_lanes:
@@ -312,13 +368,13 @@ class _Tiled:
             out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
             with slp():
                 tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
-                              _zeros(chan.size, w.dtype), out.reshape(-1), ybase, nvalid,
-                              ystride_c, 1)
+                              _zeros(chan.size, w.dtype), out.reshape(-1), ybase, lane_out,
+                              full, ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
         with slp():
             tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b,
-                          y.reshape(-1), ybase, nvalid, ystride_c, 1)
+                          y.reshape(-1), ybase, lane_out, full, ystride_c)
         return y
 
     @cached_property

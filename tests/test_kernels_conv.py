@@ -312,3 +312,18 @@ def test_scratch_buffers_are_reused_aligned_and_capped(monkeypatch):
     big1 = _alloc.scratch("test.big", 1000, np.float32)
     big2 = _alloc.scratch("test.big", 1000, np.float32)
     assert not np.shares_memory(big1, big2) and big1.ctypes.data % 64 == 0
+
+
+def test_cases_cover_every_tile_layout():
+    """CASES run the tiled kernel in each of its three layouts (batch lanes, tiles of an
+    output row, wide tiles across rows), so each layout's outputs are checked above."""
+    from kernels.conv import _tiled
+
+    layouts = set()
+    for x_shape, w_shape, kw in CASES:
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        plan = _tiled(x_shape, w_shape, geo)
+        layouts.add("batch" if plan.batch_lanes else "wide" if plan.wide else "rows")
+    assert layouts == {"batch", "rows", "wide"}

@@ -38,12 +38,13 @@ def _forward() -> list[str]:
         "",
         "",
         "def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,",
-        "             ybase, nvalid, ystride_c, ystride_p):",
-        '    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[tap[t]*R + co] *',
-        "    src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel",
-        "    c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the",
-        "    taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for",
-        "    k = tile_class[tile] (the taps that do not read padding).",
+        "             ybase, lane_out, full, ystride_c):",
+        '    """y[ybase[tile] + c*ystride_c + lane_out[tile, p]] = b[c] + sum_t wt[tap[t]*R + co]',
+        "    * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel",
+        "    c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs",
+        "    (lane_out >= 0; ``full[tile]``: all P are, contiguous), over the taps t of the",
+        "    tile's class: class_start[k] <= t < class_start[k + 1] for k = tile_class[tile]",
+        "    (the taps that do not read padding).",
         "",
         "    Loop nest: prange (tile, block of FWD_COB channels) > tap t > the block's",
         "    FWD_COB x P products, accumulated in registers.",
@@ -60,7 +61,8 @@ def _forward() -> list[str]:
         "      no negative-index wraparound code for them, which had made the tap loop 40",
         "      instructions for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms);",
         "      consecutive constant offsets let SLP make one vector load of the P values;",
-        '    - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""',
+        "    - results go straight to ``y`` (NCHW) with the bias, through the map of each",
+        '      lane\'s output: lanes past a row or past the batch are not stored."""',
         "    ntile = bases.shape[0]",
         "    nblk = chan.shape[0] // FWD_COB",
         "    R = np.uint64(chan.shape[0])  # rows of wt: the padded output channels",
@@ -86,19 +88,19 @@ def _forward() -> list[str]:
         lines.append(f"            w{j} = wt[wb + np.uint64({j})]")
         for p in range(P):
             lines.append(f"            c{j}_{p} += w{j} * x{p}")
-    lines += ["        nv = nvalid[tile]", "        sp = ystride_p"]
+    lines += ["        lo = lane_out[tile]", "        whole = full[tile]"]
     for j in range(cob):
         lines += [f"        c = chan[co0 + {j}]",
                   "        if c >= 0:",
                   "            bc = b[c]",
                   "            o = ybase[tile] + c * ystride_c",
-                  "            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores",
-                  "                r = y[o:o + P]"]
+                  "            if whole:  # P contiguous outputs: vector stores",
+                  "                r = y[o + lo[0]:o + lo[0] + P]"]
         lines += [f"                r[{p}] = c{j}_{p} + bc" for p in range(P)]
         lines.append("            else:")
         for p in range(P):
-            lines += [f"                if {p} < nv:",
-                      f"                    y[o + {p} * sp] = c{j}_{p} + bc"]
+            lines += [f"                if lo[{p}] >= 0:",
+                      f"                    y[o + lo[{p}]] = c{j}_{p} + bc"]
     return lines
 
 

@@ -15,12 +15,13 @@ FWD_COB = 8
 
 
 def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,
-             ybase, nvalid, ystride_c, ystride_p):
-    """y[ybase[tile] + c*ystride_c + p*ystride_p] = b[c] + sum_t wt[tap[t]*R + co] *
-    src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
-    c = chan[co] (-1: a padding row, not stored) and lanes p < nvalid[tile], over the
-    taps t of the tile's class: class_start[k] <= t < class_start[k + 1] for
-    k = tile_class[tile] (the taps that do not read padding).
+             ybase, lane_out, full, ystride_c):
+    """y[ybase[tile] + c*ystride_c + lane_out[tile, p]] = b[c] + sum_t wt[tap[t]*R + co]
+    * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
+    c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs
+    (lane_out >= 0; ``full[tile]``: all P are, contiguous), over the taps t of the
+    tile's class: class_start[k] <= t < class_start[k + 1] for k = tile_class[tile]
+    (the taps that do not read padding).
 
     Loop nest: prange (tile, block of FWD_COB channels) > tap t > the block's
     FWD_COB x P products, accumulated in registers.
@@ -37,7 +38,8 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
       no negative-index wraparound code for them, which had made the tap loop 40
       instructions for 9 vector ones (the 64->64 forward: 18.7 -> 12.3 ms);
       consecutive constant offsets let SLP make one vector load of the P values;
-    - results go straight to ``y`` (NCHW) with the bias: no intermediate buffer."""
+    - results go straight to ``y`` (NCHW) with the bias, through the map of each
+      lane's output: lanes past a row or past the batch are not stored."""
     ntile = bases.shape[0]
     nblk = chan.shape[0] // FWD_COB
     R = np.uint64(chan.shape[0])  # rows of wt: the padded output channels
@@ -332,14 +334,14 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
             c7_13 += w7 * x13
             c7_14 += w7 * x14
             c7_15 += w7 * x15
-        nv = nvalid[tile]
-        sp = ystride_p
+        lo = lane_out[tile]
+        whole = full[tile]
         c = chan[co0 + 0]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c0_0 + bc
                 r[1] = c0_1 + bc
                 r[2] = c0_2 + bc
@@ -357,44 +359,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c0_14 + bc
                 r[15] = c0_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c0_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c0_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c0_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c0_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c0_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c0_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c0_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c0_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c0_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c0_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c0_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c0_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c0_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c0_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c0_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c0_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c0_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c0_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c0_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c0_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c0_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c0_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c0_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c0_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c0_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c0_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c0_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c0_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c0_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c0_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c0_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c0_15 + bc
         c = chan[co0 + 1]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c1_0 + bc
                 r[1] = c1_1 + bc
                 r[2] = c1_2 + bc
@@ -412,44 +414,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c1_14 + bc
                 r[15] = c1_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c1_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c1_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c1_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c1_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c1_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c1_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c1_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c1_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c1_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c1_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c1_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c1_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c1_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c1_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c1_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c1_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c1_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c1_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c1_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c1_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c1_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c1_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c1_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c1_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c1_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c1_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c1_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c1_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c1_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c1_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c1_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c1_15 + bc
         c = chan[co0 + 2]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c2_0 + bc
                 r[1] = c2_1 + bc
                 r[2] = c2_2 + bc
@@ -467,44 +469,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c2_14 + bc
                 r[15] = c2_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c2_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c2_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c2_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c2_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c2_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c2_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c2_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c2_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c2_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c2_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c2_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c2_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c2_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c2_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c2_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c2_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c2_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c2_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c2_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c2_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c2_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c2_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c2_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c2_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c2_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c2_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c2_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c2_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c2_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c2_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c2_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c2_15 + bc
         c = chan[co0 + 3]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c3_0 + bc
                 r[1] = c3_1 + bc
                 r[2] = c3_2 + bc
@@ -522,44 +524,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c3_14 + bc
                 r[15] = c3_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c3_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c3_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c3_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c3_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c3_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c3_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c3_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c3_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c3_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c3_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c3_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c3_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c3_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c3_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c3_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c3_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c3_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c3_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c3_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c3_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c3_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c3_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c3_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c3_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c3_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c3_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c3_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c3_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c3_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c3_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c3_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c3_15 + bc
         c = chan[co0 + 4]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c4_0 + bc
                 r[1] = c4_1 + bc
                 r[2] = c4_2 + bc
@@ -577,44 +579,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c4_14 + bc
                 r[15] = c4_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c4_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c4_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c4_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c4_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c4_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c4_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c4_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c4_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c4_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c4_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c4_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c4_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c4_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c4_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c4_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c4_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c4_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c4_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c4_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c4_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c4_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c4_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c4_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c4_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c4_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c4_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c4_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c4_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c4_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c4_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c4_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c4_15 + bc
         c = chan[co0 + 5]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c5_0 + bc
                 r[1] = c5_1 + bc
                 r[2] = c5_2 + bc
@@ -632,44 +634,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c5_14 + bc
                 r[15] = c5_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c5_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c5_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c5_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c5_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c5_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c5_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c5_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c5_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c5_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c5_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c5_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c5_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c5_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c5_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c5_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c5_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c5_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c5_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c5_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c5_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c5_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c5_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c5_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c5_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c5_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c5_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c5_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c5_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c5_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c5_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c5_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c5_15 + bc
         c = chan[co0 + 6]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c6_0 + bc
                 r[1] = c6_1 + bc
                 r[2] = c6_2 + bc
@@ -687,44 +689,44 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c6_14 + bc
                 r[15] = c6_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c6_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c6_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c6_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c6_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c6_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c6_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c6_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c6_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c6_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c6_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c6_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c6_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c6_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c6_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c6_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c6_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c6_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c6_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c6_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c6_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c6_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c6_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c6_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c6_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c6_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c6_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c6_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c6_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c6_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c6_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c6_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c6_15 + bc
         c = chan[co0 + 7]
         if c >= 0:
             bc = b[c]
             o = ybase[tile] + c * ystride_c
-            if sp == 1 and nv == P:  # a whole contiguous tile: vector stores
-                r = y[o:o + P]
+            if whole:  # P contiguous outputs: vector stores
+                r = y[o + lo[0]:o + lo[0] + P]
                 r[0] = c7_0 + bc
                 r[1] = c7_1 + bc
                 r[2] = c7_2 + bc
@@ -742,38 +744,38 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
                 r[14] = c7_14 + bc
                 r[15] = c7_15 + bc
             else:
-                if 0 < nv:
-                    y[o + 0 * sp] = c7_0 + bc
-                if 1 < nv:
-                    y[o + 1 * sp] = c7_1 + bc
-                if 2 < nv:
-                    y[o + 2 * sp] = c7_2 + bc
-                if 3 < nv:
-                    y[o + 3 * sp] = c7_3 + bc
-                if 4 < nv:
-                    y[o + 4 * sp] = c7_4 + bc
-                if 5 < nv:
-                    y[o + 5 * sp] = c7_5 + bc
-                if 6 < nv:
-                    y[o + 6 * sp] = c7_6 + bc
-                if 7 < nv:
-                    y[o + 7 * sp] = c7_7 + bc
-                if 8 < nv:
-                    y[o + 8 * sp] = c7_8 + bc
-                if 9 < nv:
-                    y[o + 9 * sp] = c7_9 + bc
-                if 10 < nv:
-                    y[o + 10 * sp] = c7_10 + bc
-                if 11 < nv:
-                    y[o + 11 * sp] = c7_11 + bc
-                if 12 < nv:
-                    y[o + 12 * sp] = c7_12 + bc
-                if 13 < nv:
-                    y[o + 13 * sp] = c7_13 + bc
-                if 14 < nv:
-                    y[o + 14 * sp] = c7_14 + bc
-                if 15 < nv:
-                    y[o + 15 * sp] = c7_15 + bc
+                if lo[0] >= 0:
+                    y[o + lo[0]] = c7_0 + bc
+                if lo[1] >= 0:
+                    y[o + lo[1]] = c7_1 + bc
+                if lo[2] >= 0:
+                    y[o + lo[2]] = c7_2 + bc
+                if lo[3] >= 0:
+                    y[o + lo[3]] = c7_3 + bc
+                if lo[4] >= 0:
+                    y[o + lo[4]] = c7_4 + bc
+                if lo[5] >= 0:
+                    y[o + lo[5]] = c7_5 + bc
+                if lo[6] >= 0:
+                    y[o + lo[6]] = c7_6 + bc
+                if lo[7] >= 0:
+                    y[o + lo[7]] = c7_7 + bc
+                if lo[8] >= 0:
+                    y[o + lo[8]] = c7_8 + bc
+                if lo[9] >= 0:
+                    y[o + lo[9]] = c7_9 + bc
+                if lo[10] >= 0:
+                    y[o + lo[10]] = c7_10 + bc
+                if lo[11] >= 0:
+                    y[o + lo[11]] = c7_11 + bc
+                if lo[12] >= 0:
+                    y[o + lo[12]] = c7_12 + bc
+                if lo[13] >= 0:
+                    y[o + lo[13]] = c7_13 + bc
+                if lo[14] >= 0:
+                    y[o + lo[14]] = c7_14 + bc
+                if lo[15] >= 0:
+                    y[o + lo[15]] = c7_15 + bc
 
 
 _jit = njit(cache=True, parallel=True, fastmath={"contract"})
