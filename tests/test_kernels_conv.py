@@ -327,3 +327,23 @@ def test_cases_cover_every_tile_layout():
         plan = _tiled(x_shape, w_shape, geo)
         layouts.add("batch" if plan.batch_lanes else "wide" if plan.wide else "rows")
     assert layouts == {"batch", "rows", "wide"}
+
+
+def test_cases_cover_strided_backward_as_stride_one():
+    """Some CASES take a strided backward through the stride-1 problem with the spread
+    output gradient (kernels.conv._as_stride_one), one of them with a column past the last
+    window, so the gradient checks above cover that path."""
+    from kernels.conv import _as_stride_one, _dilate_pays
+
+    taken = []
+    for x_shape, w_shape, kw in CASES:
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        if _dilate_pays(w_shape, geo, True):
+            g = np.ones((x_shape[0], w_shape[0]) + geo.out_hw, np.float32)
+            full, geo1 = _as_stride_one(g, x_shape[2:], w_shape, geo)
+            assert full.sum() == g.sum() and geo1.stride == (1, 1)
+            taken.append(full.shape[2:] != ((geo.out_hw[0] - 1) * geo.stride[0] + 1,
+                                            (geo.out_hw[1] - 1) * geo.stride[1] + 1))
+    assert len(taken) >= 2 and any(taken)

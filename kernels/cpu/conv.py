@@ -80,7 +80,7 @@ def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                                     s3[p] += w3 * v
                             else:
                                 for p in range(seglen):
-                                    v = xs[p * step]
+                                    v = xs[U(p * step)]
                                     s0[p] += w0 * v
                                     s1[p] += w1 * v
                                     s2[p] += w2 * v
@@ -99,7 +99,7 @@ def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                                         sj[p] += wj * xs[p]
                                 else:
                                     for p in range(seglen):
-                                        sj[p] += wj * xs[p * step]
+                                        sj[p] += wj * xs[U(p * step)]
         for j in range(nco):
             bj = b[co0 + j]
             for oh in range(OH):
@@ -159,10 +159,10 @@ def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                             else:
                                 for p in range(seglen):
                                     v = gs[p]
-                                    s0[p * step] += w0 * v
-                                    s1[p * step] += w1 * v
-                                    s2[p * step] += w2 * v
-                                    s3[p * step] += w3 * v
+                                    s0[U(p * step)] += w0 * v
+                                    s1[U(p * step)] += w1 * v
+                                    s2[U(p * step)] += w2 * v
+                                    s3[U(p * step)] += w3 * v
                     else:
                         for j in range(nci):
                             wj = w[co, ci0 + j, kh, kw]
@@ -177,7 +177,7 @@ def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                                         sj[p] += wj * gs[p]
                                 else:
                                     for p in range(seglen):
-                                        sj[p * step] += wj * gs[p]
+                                        sj[U(p * step)] += wj * gs[p]
 
 
 def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
@@ -227,7 +227,7 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
                                     ps[p] += gs[p] * xs[p]
                             else:
                                 for p in range(seglen):
-                                    ps[p] += gs[p] * xs[p * step]
+                                    ps[p] += gs[p] * xs[U(p * step)]
             for t in range(KH * KW):
                 st = 0.0
                 prow = part[t]
@@ -266,7 +266,7 @@ def _crop(xp, x, top, left):
         n, c = nc // C, nc % C
         for h in range(H):
             for i in range(W):
-                x[n, c, h, i] = xp[n, c, top + h, left + i]
+                x[n, c, h, i] = xp[n, c, U(top + h), U(left + i)]
 
 
 def _widen(g, ga, arow):
@@ -276,7 +276,7 @@ def _widen(g, ga, arow):
         n, c = nc // C, nc % C
         for oh in range(OH):
             for ow in range(OW):
-                ga[n, c, oh * arow + ow] = g[n, c, oh, ow]
+                ga[n, c, U(oh * arow + ow)] = g[n, c, oh, ow]
 
 
 _jit = njit(cache=True, fastmath=False, parallel=True)
