@@ -200,14 +200,14 @@ def _lane_map(ybase_rel: np.ndarray, valid: np.ndarray):
 def _row_outputs(N, Co, OH, OW, OWr):
     """Where the forward kernel stores with width lanes, straight into NCHW ``y``:
     ``(ybase, lane_out, full)`` for tiles (n, oh, owt): each image's first output, and
-    each lane's offset in it (-1 past OW)."""
+    each lane's offset in it (-1 past OW), for one image's tiles (the kernel repeats
+    the map: a map per tile would take as much memory as the output)."""
     from .cpu.tiles import P
 
     ybase = np.repeat(_affine((N,), (Co * OH * OW,)), OH * (OWr // P))
     ow = np.arange(OWr).reshape(-1, P)  # (tiles per row, P)
     rel = (np.arange(OH)[:, None, None] * OW + ow[None]).reshape(-1, P)
-    lane_out, full = _lane_map(rel, (ow < OW)[None].repeat(OH, 0).reshape(-1, P))
-    return ybase, np.tile(lane_out, (N, 1)), np.tile(full, N)
+    return (ybase, *_lane_map(rel, (ow < OW)[None].repeat(OH, 0).reshape(-1, P)))
 
 
 @lru_cache(maxsize=128)
@@ -220,17 +220,15 @@ def _wide_outputs(N, Co, OH, OW, Wp, ntile):
     ybase = np.repeat(_affine((N,), (Co * OH * OW,)), ntile)
     a = np.arange(ntile * P).reshape(ntile, P)
     oh, ow = a // Wp, a % Wp
-    lane_out, full = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
-    return ybase, np.tile(lane_out, (N, 1)), np.tile(full, N)
+    return (ybase, *_lane_map(oh * OW + ow, (ow < OW) & (oh < OH)))
 
 
 @lru_cache(maxsize=128)
 def _lane_outputs(nrows, ntile, P):
     """``(chan, ybase, lane_out, full)`` that store every row and lane in the lane layout
-    ``out[row, tile*P + p]``."""
-    lane_out = np.tile(np.arange(P, dtype=np.int64), (ntile, 1))
-    return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)), lane_out,
-            np.ones(ntile, dtype=np.uint8))
+    ``out[row, tile*P + p]`` (one lane map, the same for every tile)."""
+    return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)),
+            np.arange(P, dtype=np.int64)[None], np.ones(1, dtype=np.uint8))
 
 
 class _Tiled:

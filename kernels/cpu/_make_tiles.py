@@ -39,10 +39,11 @@ def _forward() -> list[str]:
         "",
         "def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,",
         "             ybase, lane_out, full, ystride_c):",
-        '    """y[ybase[tile] + c*ystride_c + lane_out[tile, p]] = b[c] + sum_t wt[tap[t]*R + co]',
+        '    """y[ybase[tile] + c*ystride_c + lane_out[k, p]] = b[c] + sum_t wt[tap[t]*R + co]',
         "    * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel",
         "    c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs",
-        "    (lane_out >= 0; ``full[tile]``: all P are, contiguous), over the taps t of the",
+        "    (lane_out >= 0; ``full[k]``: all P are, contiguous), k = tile % len(full) (the",
+        "    map repeats: per image, or for every tile), over the taps t of the",
         "    tile's class: class_start[k] <= t < class_start[k + 1] for k = tile_class[tile]",
         "    (the taps that do not read padding).",
         "",
@@ -88,7 +89,9 @@ def _forward() -> list[str]:
         lines.append(f"            w{j} = wt[wb + np.uint64({j})]")
         for p in range(P):
             lines.append(f"            c{j}_{p} += w{j} * x{p}")
-    lines += ["        lo = lane_out[tile]", "        whole = full[tile]"]
+    lines += ["        k = tile % full.shape[0]",
+              "        lo = lane_out[k]",
+              "        whole = full[k]"]
     for j in range(cob):
         lines += [f"        c = chan[co0 + {j}]",
                   "        if c >= 0:",

@@ -16,10 +16,11 @@ FWD_COB = 8
 
 def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,
              ybase, lane_out, full, ystride_c):
-    """y[ybase[tile] + c*ystride_c + lane_out[tile, p]] = b[c] + sum_t wt[tap[t]*R + co]
+    """y[ybase[tile] + c*ystride_c + lane_out[k, p]] = b[c] + sum_t wt[tap[t]*R + co]
     * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
     c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs
-    (lane_out >= 0; ``full[tile]``: all P are, contiguous), over the taps t of the
+    (lane_out >= 0; ``full[k]``: all P are, contiguous), k = tile % len(full) (the
+    map repeats: per image, or for every tile), over the taps t of the
     tile's class: class_start[k] <= t < class_start[k + 1] for k = tile_class[tile]
     (the taps that do not read padding).
 
@@ -334,8 +335,9 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
             c7_13 += w7 * x13
             c7_14 += w7 * x14
             c7_15 += w7 * x15
-        lo = lane_out[tile]
-        whole = full[tile]
+        k = tile % full.shape[0]
+        lo = lane_out[k]
+        whole = full[k]
         c = chan[co0 + 0]
         if c >= 0:
             bc = b[c]
