@@ -44,7 +44,6 @@ def training_steps(x, dy, weight, bias, lweight, lbias, running_mean, running_va
 
 def cases(quick: bool) -> list[Case]:
     import torch
-    import torch.nn.functional as F
 
     n, c, h, w = (4, 8, 6, 6) if quick else (64, 64, 50, 50)
     groups = 4 if quick else 32
@@ -63,28 +62,38 @@ def cases(quick: bool) -> list[Case]:
     tlw, tlb = (torch.from_numpy(a.copy()).requires_grad_() for a in (lweight, lbias))
     trm, trv = torch.zeros(c), torch.ones(c)
 
+    steps = training_steps(x, dy, weight, bias, lweight, lbias, running_mean, running_var,
+                           groups)
+    return torch_cases(steps, (tx, tdy, tw, tb, tlw, tlb, trm, trv), groups,
+                       "x".join(map(str, x.shape)) + " f32", 5 * x.nbytes)
+
+
+def torch_cases(steps, tensors, groups: int, label: str, moved: int) -> list[Case]:
+    """The four norm cases: our ``steps`` (from :func:`training_steps`) against torch's
+    functional call and ``autograd.grad`` on ``tensors`` = (x, dy, weight, bias, layer
+    weight, layer bias, running mean, running var), host or device: the CPU and CUDA
+    benchmarks'. ``label`` names the tensor, ``moved`` the bytes a step must move."""
+    import torch
+    import torch.nn.functional as F
+
+    tx, tdy, tw, tb, tlw, tlb, trm, trv = tensors
+    c, h, w = tx.shape[1:]
+
     def torch_step(forward, params):
-        def step():
-            y = forward()
-            return torch.autograd.grad(y, (tx,) + params, tdy)
-        return step
+        return lambda: torch.autograd.grad(forward(), (tx,) + params, tdy)
 
-    ours_batch, ours_layer, ours_instance, ours_group = training_steps(
-        x, dy, weight, bias, lweight, lbias, running_mean, running_var, groups)
-
-    shape = "x".join(map(str, x.shape))
-    moved = 5 * x.nbytes
+    ours_batch, ours_layer, ours_instance, ours_group = steps
     return [
-        Case(f"batch_norm fwd+bwd {shape} f32", ours_batch,
+        Case(f"batch_norm fwd+bwd {label}", ours_batch,
              torch_step(lambda: F.batch_norm(tx, trm, trv, tw, tb, training=True), (tw, tb)),
              "torch F.batch_norm + autograd", 1.0, moved),
-        Case(f"layer_norm fwd+bwd {shape} f32 over CxHxW", ours_layer,
+        Case(f"layer_norm fwd+bwd {label} over CxHxW", ours_layer,
              torch_step(lambda: F.layer_norm(tx, (c, h, w), tlw, tlb), (tlw, tlb)),
              "torch F.layer_norm + autograd", 1.0, moved),
-        Case(f"instance_norm fwd+bwd {shape} f32", ours_instance,
+        Case(f"instance_norm fwd+bwd {label}", ours_instance,
              torch_step(lambda: F.instance_norm(tx, weight=tw, bias=tb), (tw, tb)),
              "torch F.instance_norm + autograd", 1.0, moved),
-        Case(f"group_norm fwd+bwd {shape} f32 {groups} groups", ours_group,
+        Case(f"group_norm fwd+bwd {label} {groups} groups", ours_group,
              torch_step(lambda: F.group_norm(tx, groups, tw, tb), (tw, tb)),
              "torch F.group_norm + autograd", 1.0, moved),
     ]

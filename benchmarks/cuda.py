@@ -179,10 +179,7 @@ def conv_cases(d: Device, quick: bool) -> list[Case]:
 
 
 def norm_cases(d: Device, quick: bool) -> list[Case]:
-    import torch
-    import torch.nn.functional as F
-
-    from .bench_norm import training_steps
+    from .bench_norm import torch_cases, training_steps
 
     n, c, h, w = (2, 4, 3, 3) if quick else (64, 64, 50, 50)
     groups = 2 if quick else 32
@@ -198,28 +195,9 @@ def norm_cases(d: Device, quick: bool) -> list[Case]:
     tw, tb, tlw, tlb = (d.ref(a, grad=True) for a in (weight, bias, lweight, lbias))
     trm, trv = d.ref(np.zeros(c, np.float32)), d.ref(np.ones(c, np.float32))
 
-    def torch_step(forward, params):
-        return lambda: torch.autograd.grad(forward(), (tx,) + params, tdy)
-
-    ours_batch, ours_layer, ours_instance, ours_group = training_steps(
-        ox, ody, ow, ob, olw, olb, orm, orv, groups)
-
-    shape = "x".join(map(str, x.shape))
-    moved = 5 * x.nbytes  # read x, write y; read dy and x, write dx
-    return [
-        Case(f"batch_norm fwd+bwd {shape}", ours_batch,
-             torch_step(lambda: F.batch_norm(tx, trm, trv, tw, tb, training=True), (tw, tb)),
-             "torch F.batch_norm + autograd", 1.0, moved),
-        Case(f"layer_norm fwd+bwd {shape} over CxHxW", ours_layer,
-             torch_step(lambda: F.layer_norm(tx, (c, h, w), tlw, tlb), (tlw, tlb)),
-             "torch F.layer_norm + autograd", 1.0, moved),
-        Case(f"instance_norm fwd+bwd {shape}", ours_instance,
-             torch_step(lambda: F.instance_norm(tx, weight=tw, bias=tb), (tw, tb)),
-             "torch F.instance_norm + autograd", 1.0, moved),
-        Case(f"group_norm fwd+bwd {shape} {groups} groups", ours_group,
-             torch_step(lambda: F.group_norm(tx, groups, tw, tb), (tw, tb)),
-             "torch F.group_norm + autograd", 1.0, moved),
-    ]
+    steps = training_steps(ox, ody, ow, ob, olw, olb, orm, orv, groups)
+    return torch_cases(steps, (tx, tdy, tw, tb, tlw, tlb, trm, trv), groups,
+                       "x".join(map(str, x.shape)), 5 * x.nbytes)
 
 
 POOLS = [

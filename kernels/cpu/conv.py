@@ -20,11 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._jit import U
 from .activation import _sum64
-
-U = np.uint64  # NOTE: an index known to be >= 0: Numba emits negative-index wraparound code
-# for every signed index LLVM cannot prove non-negative (a runtime stride makes it unprovable);
-# in the batch-lane copies that code was 5 of 7 instructions per element
 
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-U = np.uint64  # an index known to be >= 0: no negative-index wraparound code
+from ._jit import U
 
 
 def _columns(j, OW, W, sw, pw):
