@@ -99,11 +99,10 @@ def _geometry_of(chw, w_shape, stride, padding, dilation, groups) -> Geometry:
 _cached_geometry = lru_cache(maxsize=256)(_geometry_of)
 
 
-def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
+def _padded(x: np.ndarray, geo: Geometry, cpu) -> np.ndarray:
     """``x`` with the zero padding of ``geo`` (``x`` itself when there is none), in a
-    scratch buffer (see :func:`kernels._alloc.scratch`): for use within a call only."""
-    from .cpu import conv as cpu
-
+    scratch buffer (see :func:`kernels._alloc.scratch`): for use within a call only;
+    ``cpu`` is the kernels' variant (see :func:`_cpu`)."""
     top, bottom, left, right = geo.pads
     if not any(geo.pads):
         return x
@@ -277,6 +276,12 @@ class _Tiled:
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
+        self.macs = N * Co * OH * OW * Cg * KH * KW
+
+    @property
+    def cpu(self):
+        """The kernels' variant for this convolution's size (see :func:`_cpu`)."""
+        return _cpu(self.macs)
 
     def _tap_strides(self, row_pitch: int, plane_rows: int, lane_pitch: int):
         """The source stride of a step in ci, kh and kw."""
@@ -333,7 +338,7 @@ class _Tiled:
     def _weights(self, w: np.ndarray) -> np.ndarray:
         """``w`` tap-major, each group's output channels padded to ``cogp``: flat
         ``wt[t*R + row]`` for the R = G*cogp rows (see :mod:`kernels.cpu.tiles`)."""
-        from .cpu import conv as cpu
+        from .cpu import conv as cpu  # tap_major: serial, weights are small
 
         G = self.geo.groups
         wt = np.empty((w[0].size, G * self.cogp), dtype=w.dtype)
@@ -341,10 +346,7 @@ class _Tiled:
         return wt.reshape(-1)
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-        from .cpu import conv as cpu
-        from .cpu import tiles
-        from .cpu._jit import slp
-
+        cpu = self.cpu
         (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
          lane_out, full, ystride_c) = self._forward_plan
         N, C, _, _, _, Hp, Wp = self.dims
@@ -364,15 +366,13 @@ class _Tiled:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost as much as the extra pass
             out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
-            with slp():
-                tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
-                              _zeros(chan.size, w.dtype), out.reshape(-1), ybase, lane_out,
-                              full, ystride_c)
+            cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
+                      _zeros(chan.size, w.dtype), out.reshape(-1), ybase, lane_out, full,
+                      ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        with slp():
-            tiles.forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b,
-                          y.reshape(-1), ybase, lane_out, full, ystride_c)
+        cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b,
+                  y.reshape(-1), ybase, lane_out, full, ystride_c)
         return y
 
     @cached_property
@@ -411,8 +411,7 @@ class _Tiled:
         contiguous in both: with batch lanes, an output row of all images (or one output
         position when strided); otherwise a whole plane in the "wide" layout of pitch
         ``Wp`` (an image's output positions at ``oh*Wp + ow``, zero gradient past OW)."""
-        from .cpu import conv as cpu
-
+        cpu = self.cpu
         off, cbase, rowbase, rowg, length, lanes_length = self._weight_grad_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
@@ -422,12 +421,12 @@ class _Tiled:
                 src.fill(0)
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
         else:
-            src = _padded(x, self.geo).reshape(-1)
+            src = _padded(x, self.geo, cpu).reshape(-1)
         gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
         cpu.to_lanes(g, gl, self.rows, self.batch_lanes, Nb, 0 if self.batch_lanes else Wp)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
-        nchunk, chunk = _chunks(rowbase.size)
+        nchunk, chunk = _chunks(rowbase.size, cpu)
         part = np.empty((nchunk, gl.shape[0], off.size), dtype=np.float64)
         cpu.weight_grad_rows(src, gl, off, cbase, rowbase, rowg, length, chunk, part)
         T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
@@ -449,11 +448,31 @@ def _zeros(n: int, dtype) -> np.ndarray:
     return z
 
 
-def _chunks(nrow: int) -> tuple[int, int]:
-    """``(nchunk, chunk)``: rows split evenly over the threads, one chunk each."""
+PARALLEL_MIN_MACS = 4_000_000  # ~100 us on one core: below, a convolution runs serially
+
+
+def _macs(x_shape, w_shape, geo: Geometry) -> int:
+    """Multiply-adds of the forward convolution (each gradient costs about as much)."""
+    return x_shape[0] * w_shape[0] * geo.out_hw[0] * geo.out_hw[1] * int(np.prod(w_shape[1:]))
+
+
+def _cpu(macs: int):
+    """The CPU kernels for a convolution of ``macs`` multiply-adds: all parallel, or all
+    serial for a small one, where waking the threads costs more than they save (and the
+    first call then compiles only the serial kernels, a tenth of the time)."""
+    from .cpu import conv
+
+    return conv.parallel if macs >= PARALLEL_MIN_MACS else conv.serial
+
+
+def _chunks(nrow: int, cpu) -> tuple[int, int]:
+    """``(nchunk, chunk)``: rows split evenly over the threads, one chunk each (one chunk
+    for the serial kernels)."""
     from numba import get_num_threads
 
-    chunk = -(-nrow // get_num_threads())
+    from .cpu import conv
+
+    chunk = -(-nrow // (get_num_threads() if cpu is conv.parallel else 1))
     return -(-nrow // chunk), chunk
 
 
@@ -521,8 +540,6 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     >>> conv2d(x, np.ones((1, 1, 2, 2)), np.array([0.5]))[0, 0].tolist()
     [[8.5, 12.5], [20.5, 24.5]]
     """
-    from .cpu import conv as cpu
-
     if on_device(x, w, b):
         from .cuda.conv import conv2d as cuda_conv2d
         return cuda_conv2d(x, w, b, stride, padding, dilation, groups)
@@ -532,7 +549,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
         return _tiled(x.shape, w.shape, geo).forward(x, w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
-    xp = _padded(x, geo)
+    cpu = _cpu(_macs(x.shape, w.shape, geo))
+    xp = _padded(x, geo, cpu)
     Hp, Wp = xp.shape[2:]
     cpu.forward(xp.reshape(xp.shape[0], xp.shape[1], Hp * Wp), w, b, y, Wp, *geo.dilation,
                 geo.groups, *geo.segments(Wp))
@@ -559,7 +577,7 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     grad_out, x, w, geo = _backward_args(grad_out, x, w, stride, padding, dilation, groups,
                                          array)
     Co, Cg = w.shape[:2]
-    grad_b = _bias_grad(grad_out)
+    grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
     if _dilate_pays(w.shape, geo, need_input_grad):
         grad_out, geo = _as_stride_one(grad_out, x.shape[2:], w.shape, geo)
     tiled_w = _tiled_ok(Co // geo.groups)
@@ -613,10 +631,8 @@ def _as_stride_one(grad_out: np.ndarray, x_hw, w_shape, geo: Geometry):
     return full, Geometry((1, 1), geo.pads, geo.dilation, geo.groups, (H1, W1))
 
 
-def _bias_grad(grad_out: np.ndarray) -> np.ndarray:
+def _bias_grad(grad_out: np.ndarray, cpu) -> np.ndarray:
     """grad_out summed per channel (accumulated in float64), in grad_out's dtype."""
-    from .cpu import conv as cpu
-
     N, C = grad_out.shape[:2]
     sums = np.empty(C, dtype=np.float64)
     cpu.channel_sums(grad_out.reshape(N, C, -1), sums)
@@ -626,9 +642,8 @@ def _bias_grad(grad_out: np.ndarray) -> np.ndarray:
 def _direct_backward(grad_out, x, w, geo, want_w: bool, want_x: bool):
     """``(grad_x, grad_w)`` from the direct kernels of :mod:`kernels.cpu.conv` (None where
     not wanted): depthwise layers, few channels, and strided input gradients."""
-    from .cpu import conv as cpu
-
-    xp = _padded(x, geo)
+    cpu = _cpu(_macs(x.shape, w.shape, geo))
+    xp = _padded(x, geo, cpu)
     N, C, Hp, Wp = xp.shape
     seg = geo.segments(Wp)
     OH, OW = geo.out_hw
@@ -647,14 +662,12 @@ def _direct_backward(grad_out, x, w, geo, want_w: bool, want_x: bool):
     if want_x:
         gxp = np.zeros((N, C, Hp * Wp), dtype=x.dtype)
         cpu.grad_input(ga, w, gxp, Wp, *geo.dilation, geo.groups, *seg)
-        grad_x = _cropped(gxp.reshape(N, C, Hp, Wp), x, geo)
+        grad_x = _cropped(gxp.reshape(N, C, Hp, Wp), x, geo, cpu)
     return grad_x, grad_w
 
 
-def _cropped(gxp: np.ndarray, x: np.ndarray, geo: Geometry) -> np.ndarray:
+def _cropped(gxp: np.ndarray, x: np.ndarray, geo: Geometry, cpu) -> np.ndarray:
     """The gradient w.r.t. the padded input, with the padding cut off."""
-    from .cpu import conv as cpu
-
     if gxp.shape == x.shape:
         return gxp
     grad_x = np.empty_like(x)

@@ -69,13 +69,17 @@ def _check(got, want, dtype):
         np.testing.assert_allclose(a, e, **TOL[dtype], err_msg=name)
 
 
+@pytest.mark.parametrize("threads", ["serial", "parallel"])
 @pytest.mark.parametrize("path", ["tiled", "direct"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape,w_shape,kw", CASES)
-def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, monkeypatch):
-    # every shape through each path: the tiled kernels, and the direct ones they fall back on
+def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, threads,
+                                            monkeypatch):
+    # every shape through each path: the tiled kernels, and the direct ones they fall back
+    # on; each serial (a small convolution) and parallel (a large one)
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
     monkeypatch.setattr(kernels.conv, "TILED_MIN_TAPS", 0)
+    monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0 if threads == "parallel" else 1e30)
     x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
     want = _torch(x, w, b, g, **kw)
     got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
@@ -145,13 +149,6 @@ def test_conv2d_results_survive_later_calls_and_threads(x_shape, w_shape, kw):
         rest = list(pool.map(lambda case: run(case, **kw), cases[1:] * 2))
     for got, case in zip([first] + rest, cases[:1] + cases[1:] * 2):
         _check(got, _torch(*case, **kw), np.float32)
-
-
-def test_generated_tiles_are_up_to_date():
-    from kernels.cpu import _make_tiles
-
-    assert _make_tiles.TARGET.read_text() == _make_tiles.source(), \
-        "run python -m kernels.cpu._make_tiles"
 
 
 def test_reference_matches_torch_lenet_conv1():

@@ -17,10 +17,13 @@ Kernel bodies are plain Python compiled at the bottom (``NUMBA_DISABLE_JIT=1`` r
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from numba import njit, prange
 
-from ._jit import U
+from . import tiles
+from ._jit import U, parallel_and_serial
 from .activation import _sum64
 
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
@@ -276,17 +279,6 @@ def _widen(g, ga, arow):
                 ga[n, c, U(oh * arow + ow)] = g[n, c, oh, ow]
 
 
-_jit = njit(cache=True, fastmath=False, parallel=True)
-forward = _jit(_forward)
-grad_input = _jit(_grad_input)
-grad_weight = _jit(_grad_weight)
-pad = _jit(_pad)
-crop = _jit(_crop)
-widen = _jit(_widen)
-
-
-
-
 def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
     """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
     contiguous (lane) axis, zero padding around each plane (``src`` comes in zeroed).
@@ -377,11 +369,7 @@ def _tap_major(w, wt, groups):
                 wt[t, g * cogp + j] = w[g * cog + j, t] if j < cog else zero
 
 
-to_batch_lanes = _jit(_to_batch_lanes)
 tap_major = njit(cache=True)(_tap_major)
-to_lanes = _jit(_to_lanes)
-from_lanes = _jit(_from_lanes)
-channel_sums = njit(cache=True, parallel=True, fastmath={"reassoc"})(_channel_sums)
 
 
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
@@ -453,5 +441,25 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
                     p[co0 + 3, t0 + 2] += d32
 
 
-weight_grad_rows = njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})(
-    _weight_grad_rows)
+def _both(**kernels):
+    """``(parallel, serial)``: namespaces of the same kernels compiled both ways (see
+    :func:`kernels.cpu._jit.parallel_and_serial`). A small convolution runs every one of
+    its kernels serially, so its first call compiles only the serial ones (a parallel
+    kernel takes 1-4 s to compile, a serial one a tenth of that)."""
+    parallel, serial = SimpleNamespace(), SimpleNamespace()
+    for name, (fn, options) in kernels.items():
+        p, s = parallel_and_serial(fn, **options)
+        setattr(parallel, name, p)
+        setattr(serial, name, s)
+    return parallel, serial
+
+
+parallel, serial = _both(
+    forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
+    pad=(_pad, {}), crop=(_crop, {}), widen=(_widen, {}),
+    to_batch_lanes=(_to_batch_lanes, {}), to_lanes=(_to_lanes, {}),
+    from_lanes=(_from_lanes, {}),
+    channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
+    weight_grad_rows=(_weight_grad_rows, {"fastmath": {"contract", "reassoc"}}),
+)
+parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
