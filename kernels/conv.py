@@ -157,21 +157,46 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
 
 
 @lru_cache(maxsize=128)
-def _schedule(classes: tuple, strides: tuple, ntile: int):
+def _phase_offsets(Cg, KH, KW, dh, dw, sh, sw, Hq, Wq) -> np.ndarray:
+    """The source offset of each tap (ci, kh, kw) in the stride-phase layout (see
+    :func:`kernels.cpu.conv.pad_phases`): the tap reads phase ``(kh*dh % sh, kw*dw % sw)``
+    at row ``kh*dh // sh`` and column ``kw*dw // sw``. NOTE: cached, never written to."""
+    r, q = np.arange(KH) * dh, np.arange(KW) * dw
+    plane = Hq * Wq
+    rows = (r % sh) * sw * plane + (r // sh) * Wq
+    cols = (q % sw) * plane + q // sw
+    chans = np.arange(Cg) * sh * sw * plane
+    return (chans[:, None, None] + rows[None, :, None] + cols[None, None, :]).ravel()
+
+
+@lru_cache(maxsize=128)
+def _used_phases(KH, KW, dh, dw, sh, sw) -> np.ndarray:
+    """Which stride phases some tap reads (a 1x1 stride-2 layer reads one of four)."""
+    used = np.zeros(sh * sw, dtype=np.uint8)
+    for kh in range(KH):
+        for kw in range(KW):
+            used[(kh * dh % sh) * sw + kw * dw % sw] = 1
+    return used
+
+
+@lru_cache(maxsize=128)
+def _schedule(classes: tuple, ntile: int, strides: tuple | None = None,
+              phases: tuple | None = None):
     """``(tap, off, tile_class, class_start)`` for the tiled forward kernel's ``ntile``
     tiles: the taps of each tile class (:func:`_tap_classes`; one class of every tap when
     ``classes[0]``, the grid, is None) as indices into ``w[co].ravel()`` and as source
-    offsets (``strides`` per step in ci, kh, kw), both uint64 (see
-    :mod:`kernels.cpu.tiles`). Cached: with many classes (an input gradient's padding)
-    gathering the offsets, or weights, per call took a third of the call."""
+    offsets (``strides`` per step in ci, kh, kw, or the :func:`_phase_offsets` of
+    ``phases``), both uint64 (see :mod:`kernels.cpu.tiles`). Cached: with many classes (an
+    input gradient's padding) gathering the offsets, or weights, per call took a third of
+    the call."""
     taps = tuple(classes[4:7])
     if classes[0] is None:
         order = np.arange(taps[0] * taps[1] * taps[2], dtype=np.int64)
         tile_class, class_start = np.zeros(ntile, np.int64), np.array([0, order.size])
     else:
         order, tile_class, class_start = _tap_classes(*classes)
-    off = _affine(taps, strides)[order]
-    return order.astype(np.uint64), off.astype(np.uint64), tile_class, class_start
+    offsets = _affine(taps, strides) if phases is None else _phase_offsets(*phases)
+    return order.astype(np.uint64), offsets[order].astype(np.uint64), tile_class, class_start
 
 
 @lru_cache(maxsize=128)
@@ -244,10 +269,11 @@ class _Tiled:
     - width lanes (stride 1 along the width): the padded NCHW input with rows of pitch
       ``Wq``, a tile being P neighbours in an output row (``OW`` rounded up to ``OWr``;
       ``Wq`` is wide enough that the extra lanes read zeros);
-    - wide tiles (stride 1): the padded NCHW input (pitch ``Wp``), a tile being P
-      consecutive outputs of an image's plane laid out with that pitch (``oh*Wp + ow``),
-      which runs on across rows; the lanes of the ``Wp - OW`` columns past each row are
-      computed and not stored.
+    - wide tiles: the padded input split into its ``sh*sw`` stride phases, each a plane
+      of pitch ``Wq = ceil(Wp / sw)`` (:func:`kernels.cpu.conv.pad_phases`; at stride 1
+      the padded NCHW input itself), a tile being P consecutive outputs of an image's
+      plane laid out with that pitch (``oh*Wq + ow``), which runs on across rows; the
+      lanes of the ``Wq - OW`` columns past each row are computed and not stored.
 
     The layout with fewer wasted lanes wins. Output channels are padded per group to a
     multiple of FWD_COB; ``rows[c]`` is channel ``c``'s row in the kernels' output.
@@ -263,14 +289,15 @@ class _Tiled:
         self.x_shape, self.w_shape, self.geo, self.P = x_shape, w_shape, geo, P
         self.dims = N, C, Cg, KH, KW, H + top + bottom, W + left + right
         self.Nb, self.OWr = -(-N // P) * P, -(-OW // P) * P
-        # the layout that wastes the fewest lanes; wide tiles (stride 1) waste the Wp - OW
-        # columns past each row: 2 of 58 on a 64->64 3x3 layer at 56x56, where tiles of a
-        # row waste 8 of 64
-        Wp = W + left + right
+        # the layout that wastes the fewest lanes; wide tiles waste the Wq - OW columns
+        # past each row: 2 of 58 on a 64->64 3x3 layer at 56x56, where tiles of a row
+        # waste 8 of 64, and 1 of 29 at stride 2, where batch lanes waste 8 of 16 at b8
+        sh = geo.stride[0]
+        self.Hq, self.Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
         waste_batch = (self.Nb - N) / self.Nb
-        waste_rows = (self.OWr - OW) / self.OWr
-        waste_wide = (Wp - OW) / Wp if geo.stride == (1, 1) else 1.0
-        self.batch_lanes = sw != 1 or waste_batch <= min(waste_rows, waste_wide)
+        waste_rows = (self.OWr - OW) / self.OWr if sw == 1 else 1.0
+        waste_wide = (self.Wq - OW) / self.Wq
+        self.batch_lanes = waste_batch <= min(waste_rows, waste_wide)
         self.wide = not self.batch_lanes and waste_wide < waste_rows
         self.cog = Co // G
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
@@ -313,13 +340,14 @@ class _Tiled:
             chan, ybase, lane_out, full = _lane_outputs(self.chan.size, bases.size, P)
             ystride_c = bases.size * P
         elif self.wide:
-            ntile = -(-((OH - 1) * Wp + OW) // P)
+            Wq, image = self.Wq, C * sh * sw * self.Hq * self.Wq
+            ntile = -(-((OH - 1) * Wq + OW) // P)
             # P spare elements: the last tile's lanes past the plane read them
-            src_size, Wq = N * C * Hp * Wp + P, Wp
-            strides, cbase = self._tap_strides(Wp, Hp, 1), self._cbase(Hp * Wp, FWD_COB)
-            bases = _affine((N, ntile), (C * Hp * Wp, P))
+            src_size, strides = N * image + P, None
+            cbase = self._cbase(image // C, FWD_COB)
+            bases = _affine((N, ntile), (image, P))
             grid = None  # one class: a tile spans rows, and the padding is real zeros
-            chan, (ybase, lane_out, full) = self.chan, _wide_outputs(N, Co, OH, OW, Wp, ntile)
+            chan, (ybase, lane_out, full) = self.chan, _wide_outputs(N, Co, OH, OW, Wq, ntile)
             ystride_c = OH * OW
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
@@ -331,9 +359,22 @@ class _Tiled:
             ystride_c = OH * OW
         tap, off, tile_class, class_start = _schedule(
             (grid, self.batch_lanes, *self.x_shape[2:], Cg, KH, KW, sh, sw,
-             *self.geo.dilation, top, left), strides, bases.size)
+             *self.geo.dilation, top, left), bases.size, strides,
+            self._phases if self.wide else None)
         return (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
                 lane_out, full, ystride_c)
+
+    @property
+    def _phases(self) -> tuple:
+        """The :func:`_phase_offsets` key of this convolution's stride-phase layout."""
+        Cg, KH, KW = self.w_shape[1:]
+        return (Cg, KH, KW, *self.geo.dilation, *self.geo.stride, self.Hq, self.Wq)
+
+    def _phase_split(self, x: np.ndarray, src: np.ndarray) -> None:
+        """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases."""
+        (sh, sw), (dh, dw), KH, KW = self.geo.stride, self.geo.dilation, *self.w_shape[2:]
+        self.cpu.pad_phases(x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
+                            self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
         """``w`` tap-major, each group's output channels padded to ``cogp``: flat
@@ -356,6 +397,9 @@ class _Tiled:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, self.Nb)
+        elif self.wide:
+            self._phase_split(x, src)
+            src[src_size - self.P:] = 0
         else:
             plane = N * C * Hp * Wq
             cpu.pad(x, src[:plane].reshape(N, C, Hp, Wq), top, left)
@@ -392,16 +436,13 @@ class _Tiled:
             else:
                 rowbase = _affine((OH, OW), (sh * Wp * Nb, sw * Nb))
                 rowg, length = _affine((OH * OW,), (Nb,)), Nb
-        else:
-            strides, cbase = self._tap_strides(Wp, Hp, 1), self._cbase(Hp * Wp, WG_COB)
-            lanes_length = N * OH * Wp
-            if sh == 1:
-                rowbase = _affine((N,), (C * Hp * Wp,))
-                rowg, length = _affine((N,), (OH * Wp,)), (OH - 1) * Wp + OW
-            else:
-                rowbase = _affine((N, OH), (C * Hp * Wp, sh * Wp))
-                rowg, length = _affine((N * OH,), (Wp,)), OW
-        off = _affine((Cg, KH, KW), strides)
+            off = _affine((Cg, KH, KW), strides)
+        else:  # the stride-phase layout: a row is an image's whole plane at pitch Wq
+            Wq, image = self.Wq, C * sh * sw * self.Hq * self.Wq
+            off, cbase = _phase_offsets(*self._phases), self._cbase(image // C, WG_COB)
+            lanes_length = N * OH * Wq
+            rowbase = _affine((N,), (image,))
+            rowg, length = _affine((N,), (OH * Wq,)), (OH - 1) * Wq + OW
         off = np.concatenate([off, np.zeros(-off.size % WG_TB, dtype=off.dtype)])
         return off, cbase, rowbase, rowg, length, lanes_length
 
@@ -409,8 +450,9 @@ class _Tiled:
         """grad_w as dot products of grad_out's rows with the shifted source rows (see
         :func:`kernels.cpu.conv.weight_grad_rows`). A row is a run of outputs that is
         contiguous in both: with batch lanes, an output row of all images (or one output
-        position when strided); otherwise a whole plane in the "wide" layout of pitch
-        ``Wp`` (an image's output positions at ``oh*Wp + ow``, zero gradient past OW)."""
+        position when strided); otherwise a whole plane in the stride-phase layout of
+        pitch ``Wq`` (an image's output positions at ``oh*Wq + ow``, zero gradient past
+        OW)."""
         cpu = self.cpu
         off, cbase, rowbase, rowg, length, lanes_length = self._weight_grad_plan
         N, C, _, _, _, Hp, Wp = self.dims
@@ -421,9 +463,11 @@ class _Tiled:
                 src.fill(0)
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
         else:
-            src = _padded(x, self.geo, cpu).reshape(-1)
+            src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
+                                 * self.Hq * self.Wq, g.dtype)
+            self._phase_split(x, src)
         gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
-        cpu.to_lanes(g, gl, self.rows, self.batch_lanes, Nb, 0 if self.batch_lanes else Wp)
+        cpu.to_lanes(g, gl, self.rows, self.batch_lanes, Nb, 0 if self.batch_lanes else self.Wq)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
         nchunk, chunk = _chunks(rowbase.size, cpu)
@@ -578,18 +622,20 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
                                          array)
     Co, Cg = w.shape[:2]
     grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
-    if _dilate_pays(w.shape, geo, need_input_grad):
-        grad_out, geo = _as_stride_one(grad_out, x.shape[2:], w.shape, geo)
     tiled_w = _tiled_ok(Co // geo.groups)
     grad_w = _tiled(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
-    as_forward = _backward_as_forward(w, geo, x.shape[2:]) if need_input_grad else None
-    tiled_x = as_forward is not None and _tiled_ok(Cg)
-    if tiled_x:
-        wf, geo_x = as_forward
-        grad_x = _tiled(grad_out.shape, wf.shape, geo_x).forward(grad_out, wf,
-                                                                _zeros(x.shape[1], x.dtype))
+    grad_x, tiled_x = None, False
+    if need_input_grad:
+        g1, geo1 = (_as_stride_one(grad_out, x.shape[2:], w.shape, geo)
+                    if _dilate_pays(w.shape, geo) else (grad_out, geo))
+        as_forward = _backward_as_forward(w, geo1, x.shape[2:])
+        tiled_x = as_forward is not None and _tiled_ok(Cg)
+        if tiled_x:
+            wf, geo_x = as_forward
+            grad_x = _tiled(g1.shape, wf.shape, geo_x).forward(g1, wf,
+                                                              _zeros(x.shape[1], x.dtype))
     if (tiled_x or not need_input_grad) and tiled_w:
-        return (grad_x if need_input_grad else None), grad_w, grad_b
+        return grad_x, grad_w, grad_b
     direct_x, direct_w = _direct_backward(grad_out, x, w, geo, not tiled_w,
                                           need_input_grad and not tiled_x)
     return (grad_x if tiled_x else direct_x), (grad_w if tiled_w else direct_w), grad_b
@@ -598,19 +644,15 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
 MAX_DILATED_STRIDE = 4  # sh*sw: the stride-1 problem does this much more work
 
 
-def _dilate_pays(w_shape, geo: Geometry, need_input_grad: bool) -> bool:
-    """Whether a strided convolution's backward runs faster as a stride-1 one (see
-    :func:`_as_stride_one`): it does sh*sw times the multiply-adds, in the tiled kernels
-    (~90 GMAC/s here) instead of the strided ones (the weight gradient's rows are then
-    one output position long, the input gradient runs the direct kernel). At stride 2 on
-    a 64->64 3x3 layer at 56x56, batch 8: 105 -> ~25 ms. Only where both gradients then
-    take the tiled kernels."""
+def _dilate_pays(w_shape, geo: Geometry) -> bool:
+    """Whether a strided convolution's input gradient runs faster as a stride-1 one's
+    (see :func:`_as_stride_one`): it does sh*sw times the multiply-adds, in the tiled
+    kernel (~90 GMAC/s here) instead of the direct one. Only where that stride-1 input
+    gradient takes the tiled kernel."""
     Co, Cg, KH, KW = w_shape
     (sh, sw), (dh, dw), (top, bottom, left, right) = geo.stride, geo.dilation, geo.pads
-    if (sh, sw) == (1, 1) or sh * sw > MAX_DILATED_STRIDE or not _tiled_ok(Co // geo.groups):
+    if (sh, sw) == (1, 1) or sh * sw > MAX_DILATED_STRIDE:
         return False
-    if not need_input_grad:
-        return True
     return _tiled_ok(Cg) and min((KH - 1) * dh - max(top, bottom),
                                  (KW - 1) * dw - max(left, right)) >= 0
 

@@ -36,6 +36,9 @@ CASES = [
     ((16, 6, 9, 9), (8, 6, 3, 3), {}),  # batch lanes, whole output rows
     ((2, 3, 9, 9), (8, 3, 3, 3), dict(stride=(2, 1), padding=1)),  # width lanes, strided rows
     ((1, 64, 9, 8), (64, 32, 3, 3), dict(stride=2, padding=(1, 0), dilation=(1, 2), groups=2)),
+    ((2, 8, 16, 18), (8, 8, 3, 3), dict(padding=(1, 0))),  # width lanes: OW = 16
+    ((2, 8, 9, 10), (8, 8, 1, 1), dict(stride=2)),  # stride phases, one of four read
+    ((2, 8, 11, 12), (16, 8, 3, 2), dict(stride=(3, 2), padding=(2, 1), dilation=(2, 3))),
 ]
 
 
@@ -313,7 +316,8 @@ def test_scratch_buffers_are_reused_aligned_and_capped(monkeypatch):
 
 def test_cases_cover_every_tile_layout():
     """CASES run the tiled kernel in each of its three layouts (batch lanes, tiles of an
-    output row, wide tiles across rows), so each layout's outputs are checked above."""
+    output row, wide tiles across rows, strided ones on the stride phases), so each
+    layout's outputs are checked above."""
     from kernels.conv import _tiled
 
     layouts = set()
@@ -322,8 +326,9 @@ def test_cases_cover_every_tile_layout():
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
         plan = _tiled(x_shape, w_shape, geo)
-        layouts.add("batch" if plan.batch_lanes else "wide" if plan.wide else "rows")
-    assert layouts == {"batch", "rows", "wide"}
+        layout = "batch" if plan.batch_lanes else "wide" if plan.wide else "rows"
+        layouts.add(layout + (" strided" if geo.stride != (1, 1) else ""))
+    assert {"batch", "rows", "wide", "wide strided"} <= layouts
 
 
 def test_cases_cover_strided_backward_as_stride_one():
@@ -337,7 +342,7 @@ def test_cases_cover_strided_backward_as_stride_one():
         x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
-        if _dilate_pays(w_shape, geo, True):
+        if _dilate_pays(w_shape, geo):
             g = np.ones((x_shape[0], w_shape[0]) + geo.out_hw, np.float32)
             full, geo1 = _as_stride_one(g, x_shape[2:], w_shape, geo)
             assert full.sum() == g.sum() and geo1.stride == (1, 1)

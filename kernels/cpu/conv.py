@@ -259,6 +259,49 @@ def _pad(x, xp, top, left):
                 row[i] = zero
 
 
+def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
+    """The zero-padded input split into stride phases: plane ``ph*sw + pw`` of image n,
+    channel c is ``src[((n*C + c)*sh*sw + ph*sw + pw)*Hq*Wq + i*Wq + j] = xp[n, c, i*sh + ph,
+    j*sw + pw]`` (``xp``: ``x`` padded by ``top``/``left``, zeros past its end), for the
+    phases with ``used[phase]`` (the others are left as they are: no tap reads them).
+
+    A strided convolution reads each phase at stride 1: output (oh, ow)'s tap (kh, kw)
+    is element ``(oh + kh*dh // sh, ow + kw*dw // sw)`` of phase ``(kh*dh % sh, kw*dw % sw)``,
+    so the tiled kernel's runs of consecutive outputs read consecutive elements (stride 1
+    is one phase: the padded input at row pitch Wq)."""
+    N, C, H, W = x.shape
+    S, plane = sh * sw, Hq * Wq
+    zero = np.zeros(1, dtype=src.dtype)[0]
+    for task in prange(N * C * S):
+        nc, phase = task // S, task % S
+        if not used[phase]:
+            continue
+        n, c = nc // C, nc % C
+        ph, pw = phase // sw, phase % sw
+        # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
+        j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
+        j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
+        base = U(task * plane)
+        for i in range(Hq):
+            h = i * sh + ph - top
+            row = base + U(i * Wq)
+            if h < 0 or h >= H:
+                for j in range(Wq):
+                    src[row + U(j)] = zero
+                continue
+            xr = x[n, c, h]
+            for j in range(j0):
+                src[row + U(j)] = zero
+            if sw == 1:  # a contiguous copy (vectorizes)
+                for j in range(j0, j1):
+                    src[row + U(j)] = xr[U(j - left)]
+            else:
+                for j in range(j0, j1):
+                    src[row + U(j)] = xr[U(j * sw + pw - left)]
+            for j in range(j1, Wq):
+                src[row + U(j)] = zero
+
+
 def _crop(xp, x, top, left):
     """x = xp[:, :, top:top+H, left:left+W]."""
     N, C, H, W = x.shape
@@ -456,7 +499,7 @@ def _both(**kernels):
 
 parallel, serial = _both(
     forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
-    pad=(_pad, {}), crop=(_crop, {}), widen=(_widen, {}),
+    pad=(_pad, {}), pad_phases=(_pad_phases, {}), crop=(_crop, {}), widen=(_widen, {}),
     to_batch_lanes=(_to_batch_lanes, {}), to_lanes=(_to_lanes, {}),
     from_lanes=(_from_lanes, {}),
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
