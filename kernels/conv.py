@@ -477,6 +477,86 @@ class _Tiled:
         return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
 
 
+class _PhasedInputGrad:
+    """The plan of a strided convolution's input gradient in one launch of the tiled
+    kernel: the sub-pixel decomposition, each stride phase of the (padded) input being a
+    stride-1 correlation of grad_out with the taps that land on it.
+
+    Input position ``(i*sh + ph, j*sw + pw)`` gets ``w[co, ci, kh, kw] * g[oh, ow]`` from
+    the taps with ``kh*dh % sh == ph`` and ``kw*dw % sw == pw``, at ``oh = i - kh*dh // sh``
+    and ``ow = j - kw*dw // sw``. So the kernel's source is grad_out padded by the largest
+    shifts ``(Rt, Rl)`` at row pitch ``Gq = Wq + Rl``; its output tiles are P consecutive
+    positions of one phase plane (Hq x Wq, at that pitch), one tile class per phase listing
+    its taps, so every multiply-add is one of the convolution's (the stride-1 problem on a
+    zero-spread grad_out did sh*sw times as many) and a phase no tap reaches is zeros.
+    The phases are stored in the layout of :func:`kernels.cpu.conv.pad_phases`, then
+    gathered into grad_x."""
+
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        from .cpu.tiles import FWD_COB, P
+
+        N, C, H, W = x_shape
+        Co, Cg, KH, KW = w_shape
+        G, Cog = geo.groups, Co // geo.groups
+        (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
+        top, bottom, left, right = geo.pads
+        Hq, Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
+        Rt, Rl = (KH - 1) * dh // sh, (KW - 1) * dw // sw
+        Gh, Gq = Hq + Rt, Wq + Rl
+        S, plane = sh * sw, Hq * Wq
+        ntile = -(-((Hq - 1) * Gq + Wq) // P)  # per image and phase
+        taps, offs = [], []
+        for phase in range(S):
+            ph, pw = divmod(phase, sw)
+            co, kh, kw = np.meshgrid(np.arange(Cog), [k for k in range(KH) if k * dh % sh == ph],
+                                     [k for k in range(KW) if k * dw % sw == pw], indexing="ij")
+            taps.append((co * KH * KW + kh * KW + kw).ravel())
+            offs.append((co * Gh * Gq + (Rt - kh * dh // sh) * Gq + (Rl - kw * dw // sw)).ravel())
+        self.tap = np.concatenate(taps).astype(np.uint64)
+        self.off = np.concatenate(offs).astype(np.uint64)
+        self.class_start = np.concatenate([[0], np.cumsum([t.size for t in taps])])
+        self.bases = _affine((N, S, ntile), (Co * Gh * Gq, 0, P))
+        self.tile_class = np.tile(np.repeat(np.arange(S), ntile), N)
+        self.cgp = -(-Cg // FWD_COB) * FWD_COB
+        self.rows, self.chan = _channel_rows(C, G, self.cgp)
+        self.cbase = np.repeat(np.arange(G, dtype=np.int64) * Cog * Gh * Gq, self.cgp // FWD_COB)
+        a = np.arange(ntile * P).reshape(ntile, P)
+        i, j = a // Gq, a % Gq
+        rel = (np.arange(S)[:, None, None] * plane + i * Wq + j).reshape(-1, P)
+        valid = np.broadcast_to((i < Hq) & (j < Wq), (S, ntile, P)).reshape(-1, P)
+        self.lane_out, self.full = _lane_map(rel, valid)
+        self.ybase = np.repeat(_affine((N,), (C * S * plane,)), S * ntile)
+        self.dims = (N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq)
+        self.geo, self.macs = geo, N * Co * OH * OW * Cg * KH * KW
+
+    def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
+        from .cpu import conv
+        from .cpu.tiles import P
+
+        N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
+        (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
+        image = Co * Gh * Gq
+        src = _alloc.scratch("conv.src", N * image + P, g.dtype)
+        cpu.pad(g, src[:N * image].reshape(N, Co, Gh, Gq), Rt, Rl)
+        src[N * image:] = 0
+        # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
+        wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
+        wt = np.empty((wf.shape[1], G * self.cgp), dtype=w.dtype)
+        conv.tap_major(np.ascontiguousarray(wf), wt, G)
+        yph = _alloc.scratch("conv.out", N * C * sh * sw * Hq * Wq, g.dtype)
+        cpu.tiled(src, wt.reshape(-1), self.tap, self.off, self.cbase, self.bases,
+                  self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,
+                  self.ybase, self.lane_out, self.full, sh * sw * Hq * Wq)
+        grad_x = np.empty((N, C, H, W), dtype=g.dtype)
+        cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
+        return grad_x
+
+
+@lru_cache(maxsize=64)
+def _phased_input_grad(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _PhasedInputGrad:
+    return _PhasedInputGrad(x_shape, w_shape, geo)
+
+
 @lru_cache(maxsize=64)
 def _tiled(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Tiled:
     """The :class:`_Tiled` plan of a convolution: training repeats the same shapes, and
@@ -625,52 +705,22 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     tiled_w = _tiled_ok(Co // geo.groups)
     grad_w = _tiled(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     grad_x, tiled_x = None, False
-    if need_input_grad:
-        g1, geo1 = (_as_stride_one(grad_out, x.shape[2:], w.shape, geo)
-                    if _dilate_pays(w.shape, geo) else (grad_out, geo))
-        as_forward = _backward_as_forward(w, geo1, x.shape[2:])
+    if need_input_grad and geo.stride != (1, 1):
+        tiled_x = _tiled_ok(Cg)
+        if tiled_x:
+            grad_x = _phased_input_grad(x.shape, w.shape, geo)(grad_out, w)
+    elif need_input_grad:
+        as_forward = _backward_as_forward(w, geo, x.shape[2:])
         tiled_x = as_forward is not None and _tiled_ok(Cg)
         if tiled_x:
             wf, geo_x = as_forward
-            grad_x = _tiled(g1.shape, wf.shape, geo_x).forward(g1, wf,
-                                                              _zeros(x.shape[1], x.dtype))
+            grad_x = _tiled(grad_out.shape, wf.shape, geo_x).forward(
+                grad_out, wf, _zeros(x.shape[1], x.dtype))
     if (tiled_x or not need_input_grad) and tiled_w:
         return grad_x, grad_w, grad_b
     direct_x, direct_w = _direct_backward(grad_out, x, w, geo, not tiled_w,
                                           need_input_grad and not tiled_x)
     return (grad_x if tiled_x else direct_x), (grad_w if tiled_w else direct_w), grad_b
-
-
-MAX_DILATED_STRIDE = 4  # sh*sw: the stride-1 problem does this much more work
-
-
-def _dilate_pays(w_shape, geo: Geometry) -> bool:
-    """Whether a strided convolution's input gradient runs faster as a stride-1 one's
-    (see :func:`_as_stride_one`): it does sh*sw times the multiply-adds, in the tiled
-    kernel (~90 GMAC/s here) instead of the direct one. Only where that stride-1 input
-    gradient takes the tiled kernel."""
-    Co, Cg, KH, KW = w_shape
-    (sh, sw), (dh, dw), (top, bottom, left, right) = geo.stride, geo.dilation, geo.pads
-    if (sh, sw) == (1, 1) or sh * sw > MAX_DILATED_STRIDE:
-        return False
-    return _tiled_ok(Cg) and min((KH - 1) * dh - max(top, bottom),
-                                 (KW - 1) * dw - max(left, right)) >= 0
-
-
-def _as_stride_one(grad_out: np.ndarray, x_hw, w_shape, geo: Geometry):
-    """``(grad_full, geometry)``: the same gradients, as those of a stride-1 convolution
-    with the same padding and dilation, whose output gradient is ``grad_out`` spread
-    ``stride`` apart with zeros between (and past the last window, where the strided one
-    never reached). A scratch buffer (see :func:`kernels._alloc.scratch`)."""
-    N, Co, OH, OW = grad_out.shape
-    KH, KW = w_shape[2:]
-    (sh, sw), (dh, dw), (top, bottom, left, right) = geo.stride, geo.dilation, geo.pads
-    H1 = x_hw[0] + top + bottom - dh * (KH - 1)
-    W1 = x_hw[1] + left + right - dw * (KW - 1)
-    full = _alloc.scratch("conv.dilated", (N, Co, H1, W1), grad_out.dtype)
-    full.fill(0)
-    full[:, :, :(OH - 1) * sh + 1:sh, :(OW - 1) * sw + 1:sw] = grad_out
-    return full, Geometry((1, 1), geo.pads, geo.dilation, geo.groups, (H1, W1))
 
 
 def _bias_grad(grad_out: np.ndarray, cpu) -> np.ndarray:

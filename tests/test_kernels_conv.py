@@ -331,21 +331,22 @@ def test_cases_cover_every_tile_layout():
     assert {"batch", "rows", "wide", "wide strided"} <= layouts
 
 
-def test_cases_cover_strided_backward_as_stride_one():
-    """Some CASES take a strided backward through the stride-1 problem with the spread
-    output gradient (kernels.conv._as_stride_one), one of them with a column past the last
-    window, so the gradient checks above cover that path."""
-    from kernels.conv import _as_stride_one, _dilate_pays
+def test_cases_cover_the_phased_input_gradient():
+    """The strided CASES take grad_x through the stride-phase decomposition
+    (kernels.conv._PhasedInputGrad) with a phase that no tap reaches (all zeros), unequal
+    strides and dilation, so the gradient checks above cover those paths."""
+    from kernels.conv import _phased_input_grad
 
-    taken = []
+    seen = set()
     for x_shape, w_shape, kw in CASES:
         x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
-        if _dilate_pays(w_shape, geo):
-            g = np.ones((x_shape[0], w_shape[0]) + geo.out_hw, np.float32)
-            full, geo1 = _as_stride_one(g, x_shape[2:], w_shape, geo)
-            assert full.sum() == g.sum() and geo1.stride == (1, 1)
-            taken.append(full.shape[2:] != ((geo.out_hw[0] - 1) * geo.stride[0] + 1,
-                                            (geo.out_hw[1] - 1) * geo.stride[1] + 1))
-    assert len(taken) >= 2 and any(taken)
+        if geo.stride == (1, 1):
+            continue
+        plan = _phased_input_grad(x_shape, w_shape, geo)
+        if (np.diff(plan.class_start) == 0).any():
+            seen.add("empty phase")
+        if geo.stride[0] != geo.stride[1] and max(geo.dilation) > 1:
+            seen.add("unequal strides, dilated")
+    assert seen == {"empty phase", "unequal strides, dilated"}

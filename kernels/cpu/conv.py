@@ -302,6 +302,25 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
                 src[row + U(j)] = zero
 
 
+def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
+    """gx[n, c, h, w] = element ``((h + top) // sh, (w + left) // sw)`` of phase
+    ``((h + top) % sh, (w + left) % sw)`` of ``yph`` (flat, in the layout of
+    :func:`_pad_phases`): the inverse of the phase split, cropping the padding."""
+    N, C, H, W = gx.shape
+    S, plane = sh * sw, Hq * Wq
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for h in range(H):
+            hp = h + top
+            row = U(nc * S * plane + (hp % sh) * sw * plane + (hp // sh) * Wq)
+            out = gx[n, c, h]
+            for pw in range(sw):
+                w0 = (pw - left) % sw  # the first column of phase pw
+                src = row + U(pw * plane + (w0 + left) // sw)
+                for k in range((W - w0 + sw - 1) // sw):
+                    out[U(w0 + k * sw)] = yph[src + U(k)]
+
+
 def _crop(xp, x, top, left):
     """x = xp[:, :, top:top+H, left:left+W]."""
     N, C, H, W = x.shape
@@ -499,7 +518,8 @@ def _both(**kernels):
 
 parallel, serial = _both(
     forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
-    pad=(_pad, {}), pad_phases=(_pad_phases, {}), crop=(_crop, {}), widen=(_widen, {}),
+    pad=(_pad, {}), pad_phases=(_pad_phases, {}), unphase=(_unphase, {}), crop=(_crop, {}),
+    widen=(_widen, {}),
     to_batch_lanes=(_to_batch_lanes, {}), to_lanes=(_to_lanes, {}),
     from_lanes=(_from_lanes, {}),
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
