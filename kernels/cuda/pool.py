@@ -1,11 +1,12 @@
 """CUDA pooling kernels: max (with argmax indices) and average, forward and backward.
 
 The host wrappers take the public functions' arguments with device arrays, validate
-them as :mod:`kernels.pool` does (its geometry and shape helpers need only shapes;
-arrays go through :func:`._arrays.device`), and return device arrays of x's dtype.
-Arrays are viewed as (planes, H, W), planes = N·C. Semantics (ties, NaN, ceil_mode,
-count_include_pad) are :mod:`kernels.reference.pool`'s, and the summation orders are
-:mod:`kernels.cpu.pool`'s, so results match the CPU path bit for bit.
+them as :mod:`kernels.pool` does (with :mod:`kernels._rules.pool`'s geometry and shape
+rules, which need only shapes; arrays go through :func:`._arrays.device`), and return
+device arrays of x's dtype. Arrays are viewed as (planes, H, W), planes = N·C.
+Semantics (ties, NaN, ceil_mode, count_include_pad) are :mod:`kernels.reference.pool`'s,
+and the summation orders are :mod:`kernels.cpu.pool`'s, so results match the CPU path
+bit for bit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from .. import pool as host
+from .._rules import pool as rules
 from ._arrays import device, empty, stream, zeros
 from ._launch import grid_1d, grid_planes, launch, z_blocks
 from .ptx import register
@@ -195,7 +196,7 @@ def _pool_forward(x, kernel_size, stride, padding, ceil_mode):
     s = stream(x)
     x = device(x, "x", (3, 4))
     shape = tuple(x.shape)
-    kernel, stride, padding, out = host._geometry(shape, kernel_size, stride, padding,
+    kernel, stride, padding, out = rules._geometry(shape, kernel_size, stride, padding,
                                                   ceil_mode)
     y = empty(shape[:-2] + out, x.dtype, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
@@ -216,7 +217,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     """:func:`kernels.pool.max_pool2d_backward` on the GPU (checks the indices' range, so
     it waits for the kernel)."""
     s = stream(grad_out, indices)
-    x_shape = host._shape(x_shape)
+    x_shape = rules._shape(x_shape)
     grad_out = _grad_out(grad_out, x_shape)
     indices = device(indices, "indices", floats=False)
     if not np.issubdtype(indices.dtype, np.integer):
@@ -253,8 +254,8 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
                         ceil_mode=False, count_include_pad=True):
     """:func:`kernels.pool.avg_pool2d_backward` on the GPU."""
     s = stream(grad_out)
-    x_shape = host._shape(x_shape)
-    kernel, stride, padding, out = host._geometry(x_shape, kernel_size, stride, padding,
+    x_shape = rules._shape(x_shape)
+    kernel, stride, padding, out = rules._geometry(x_shape, kernel_size, stride, padding,
                                                   ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)
     grad_x = empty(x_shape, grad_out.dtype, s)
