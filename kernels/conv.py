@@ -12,7 +12,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from . import _alloc
-from ._checks import array, on_device
+from ._checks import array, flag, on_device
 
 # The argument rules, shared with kernels.cuda.conv (see kernels._rules), imported back
 # under their old names: code and tests that use kernels.conv._geometry keep working.
@@ -456,6 +456,7 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     >>> gx[0, 0].tolist(), gw[0, 0].tolist(), gb.tolist()
     ([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], [[8.0, 12.0], [20.0, 24.0]], [4.0])
     """
+    need_input_grad = flag(need_input_grad, "need_input_grad")
     if on_device(grad_out, x, w):
         from .cuda.conv import conv2d_backward as cuda_conv2d_backward
         return cuda_conv2d_backward(grad_out, x, w, stride, padding, dilation, groups,

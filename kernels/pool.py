@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import array, on_device
+from ._checks import array, check_size, on_device
 from ._rules.pool import _geometry, _shape
 from .reference.pool import avg_pool_divisor
 
@@ -48,6 +48,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
         return _cuda().max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    check_size("the output y", x.shape[:-2] + out, x.dtype)
+    check_size("the output indices", x.shape[:-2] + out, np.int64)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
     if kernel == stride == (2, 2) and padding == (0, 0) and 2 * out[0] <= x.shape[-2] \
@@ -73,6 +75,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     if indices.shape != grad_out.shape:
         raise ValueError(f"indices has shape {indices.shape} but grad_out has {grad_out.shape}")
     indices = np.ascontiguousarray(indices, dtype=np.int64)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = np.empty(x_shape, dtype=grad_out.dtype)
     H, W = x_shape[-2:]
     bad = cpu.max_pool2d_backward(grad_out.reshape(-1, grad_out.shape[-2] * grad_out.shape[-1]),
@@ -97,6 +100,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         return _cuda().avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    check_size("the output y", x.shape[:-2] + out, x.dtype)
     divisor = avg_pool_divisor(*x.shape[-2:], *out, kernel, stride, padding,
                                bool(count_include_pad), x.dtype)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
@@ -115,6 +119,7 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
     x_shape = _shape(x_shape)
     kernel, stride, padding, out = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     divisor = avg_pool_divisor(*x_shape[-2:], *out, kernel, stride, padding,
                                bool(count_include_pad), grad_out.dtype)
     grad_x = np.empty(x_shape, dtype=grad_out.dtype)

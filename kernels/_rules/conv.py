@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import pair
+from .._checks import array, check_size, pair
 from ..reference.conv import output_size, same_padding
 
 
@@ -97,16 +97,29 @@ def _geometry_of(chw, w_shape, stride, padding, dilation, groups) -> Geometry:
 _cached_geometry = lru_cache(maxsize=256)(_geometry_of)
 
 
+def _check_padded(x, geo: Geometry, as_array) -> None:
+    """On the host, whose kernels work on a zero-padded copy of x, that copy's size (the
+    GPU's kernels read the padding as zeros)."""
+    if as_array is array and any(geo.pads):
+        N, C, H, W = x.shape
+        top, bottom, left, right = geo.pads
+        check_size("the zero-padded copy of x", (N, C, H + top + bottom, W + left + right),
+                   x.dtype)
+
+
 def _forward_args(x, w, b, stride, padding, dilation, groups, as_array):
     """``(x, w, b, geometry)`` checked, the arrays through ``as_array`` (the CPU's
     :func:`kernels._checks.array` or the GPU's ``device``): one set of checks and
-    messages for both backends."""
+    messages for both backends, the output's size included (before it is allocated)."""
     x = as_array(x, "x", 4)
     w = as_array(w, "w", 4, dtype=x.dtype)
     if b is not None:
         b = as_array(b, "b", 1, dtype=x.dtype)
         _check_bias(b, w)
-    return x, w, b, _geometry(x, w, stride, padding, dilation, groups)
+    geo = _geometry(x, w, stride, padding, dilation, groups)
+    check_size("the output y", (x.shape[0], w.shape[0]) + geo.out_hw, x.dtype)
+    _check_padded(x, geo, as_array)
+    return x, w, b, geo
 
 
 def _backward_args(grad_out, x, w, stride, padding, dilation, groups, as_array):
@@ -120,4 +133,5 @@ def _backward_args(grad_out, x, w, stride, padding, dilation, groups, as_array):
     if tuple(grad_out.shape) != want:
         raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}, but the output of "
                          f"this convolution has shape {want}")
+    _check_padded(x, geo, as_array)  # the gradients have the inputs' shapes
     return grad_out, x, w, geo

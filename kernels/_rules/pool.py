@@ -5,6 +5,8 @@ shape, and a backward call's ``x_shape``. Shapes only, so both backends use them
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._checks import pair
 from ..reference.pool import output_size
 
@@ -25,10 +27,15 @@ def _geometry(x_shape, kernel_size, stride, padding, ceil_mode):
 
 
 def _shape(x_shape) -> tuple[int, ...]:
+    """``x_shape`` as a tuple of ints: ints exactly (8.7 is refused, not truncated; a bool
+    is not a size), 3 or 4 of them, each positive."""
     try:
-        shape = tuple(int(n) for n in x_shape)
-    except (TypeError, ValueError):
+        values = tuple(x_shape)
+    except TypeError:
         raise TypeError(f"x_shape must be a tuple of ints, got {x_shape!r}") from None
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in values):
+        raise TypeError(f"x_shape must be a tuple of ints, got {x_shape!r}")
+    shape = tuple(int(n) for n in values)
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise ValueError(f"x_shape must be 3 or 4 positive sizes (N, C, H, W), got {x_shape!r}")
     return shape

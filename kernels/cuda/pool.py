@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from .._checks import check_size
 from .._rules import pool as rules
 from ._arrays import device, empty, stream, zeros
 from ._launch import grid_1d, grid_planes, launch, z_blocks
@@ -198,6 +199,7 @@ def _pool_forward(x, kernel_size, stride, padding, ceil_mode):
     shape = tuple(x.shape)
     kernel, stride, padding, out = rules._geometry(shape, kernel_size, stride, padding,
                                                   ceil_mode)
+    check_size("the output y", shape[:-2] + out, x.dtype)
     y = empty(shape[:-2] + out, x.dtype, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
     return s, x, y, kernel, stride, padding, grid, threads
@@ -207,6 +209,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     """:func:`kernels.pool.max_pool2d` on the GPU: ``(y, indices)``, indices int64."""
     s, x, y, kernel, stride, padding, grid, threads = _pool_forward(x, kernel_size, stride,
                                                                     padding, ceil_mode)
+    check_size("the output indices", y.shape, np.int64)
     indices = empty(y.shape, np.int64, s)
     launch(_max_pool2d, grid, threads, s, _planes(x), _planes(y), _planes(indices), *kernel,
            *stride, *padding)
@@ -227,6 +230,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
                          f"{tuple(grad_out.shape)}")
     H, W = x_shape[-2:]
     planes = int(np.prod(x_shape[:-2]))
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = zeros(x_shape, grad_out.dtype, s)
     bad = empty((planes,), np.int64, s)
     b, t = grid_1d(planes)
@@ -258,6 +262,7 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
     kernel, stride, padding, out = rules._geometry(x_shape, kernel_size, stride, padding,
                                                   ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = empty(x_shape, grad_out.dtype, s)
     grid, threads = grid_planes(_zplanes(x_shape), *x_shape[-2:])
     launch(_avg_pool2d_backward, grid, threads, s, _planes(grad_out), _planes(grad_x), *kernel,
