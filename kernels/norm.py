@@ -42,8 +42,16 @@ import math
 import numba
 import numpy as np
 
-from ._checks import array, no_device, on_device, positive
-from ._rules.norm import _batch_checks, _group_checks, _groups, _momentum, _normalized_shape
+from ._checks import array, no_device, on_device
+from ._rules.norm import (
+    _batch_checks,
+    _distinct_running,
+    _eps,
+    _group_checks,
+    _groups,
+    _momentum,
+    _normalized_shape,
+)
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward",
            "instance_norm", "instance_norm_backward", "group_norm", "group_norm_backward"]
@@ -150,7 +158,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     bias = _vector(bias, "bias", (c,), x.dtype)
     running_mean = _running(running_mean, "running_mean", c, x.dtype, bool(training))
     running_var = _running(running_var, "running_var", c, x.dtype, bool(training))
-    eps = positive(eps, "eps", allow_zero=True)
+    _distinct_running(running_mean, running_var)
+    eps = _eps(eps)
     momentum = _momentum(momentum)
     _batch_checks(x.shape, training, running_mean, running_var)
     count = x.size // c  # values per channel
@@ -231,7 +240,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     groups = _groups(num_groups, c)
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = _eps(eps)
     _group_checks(x.shape, groups)
     y, mean, var = _group_forward(x, groups, weight, bias, eps)
     if return_stats:
@@ -270,7 +279,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     bias = _vector(bias, "bias", (c,), x.dtype)
     running_mean = _running(running_mean, "running_mean", c, x.dtype, True)
     running_var = _running(running_var, "running_var", c, x.dtype, True)
-    eps = positive(eps, "eps", allow_zero=True)
+    _distinct_running(running_mean, running_var)
+    eps = _eps(eps)
     momentum = _momentum(momentum)
     count = x.size // (n * c)
     if count < 2:
@@ -324,7 +334,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     shape = _normalized_shape(normalized_shape, x)
     weight = _vector(weight, "weight", shape, x.dtype)
     bias = _vector(bias, "bias", shape, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = _eps(eps)
     lead = x.shape[:x.ndim - len(shape)]
     x2 = x.reshape(-1, math.prod(shape))
     y = np.empty_like(x2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import array
+from .._checks import array, real
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -44,7 +44,7 @@ def _check_options(reduction, label_smoothing) -> float:
     """``reduction`` checked; ``label_smoothing`` as a float in [0, 1]."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    smoothing = float(label_smoothing)
+    smoothing = float(real(label_smoothing, "label_smoothing"))
     if not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     return smoothing

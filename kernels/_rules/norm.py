@@ -1,7 +1,7 @@
 """The argument rules of the norms, shared by :mod:`kernels.norm` and
-:mod:`kernels.cuda.norm`: torch's checks on a call's shapes, and the hyperparameters
-(momentum, num_groups, normalized_shape). Shapes and numbers only, so both backends
-use them.
+:mod:`kernels.cuda.norm`: torch's checks on a call's shapes, the hyperparameters
+(momentum, eps, num_groups, normalized_shape), and that the running statistics are two
+buffers. Shapes, numbers and addresses only, so both backends use them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from .._checks import positive, real, shares_memory
 
 
 def _batch_checks(shape, training, running_mean, running_var) -> None:
@@ -30,10 +32,25 @@ def _group_checks(shape, groups: int) -> None:
 
 
 def _momentum(momentum) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
-            or not math.isfinite(momentum):
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)):
+        raise TypeError(f"momentum must be a finite number, got {momentum!r}")
+    if not math.isfinite(momentum):
         raise ValueError(f"momentum must be a finite number, got {momentum!r}")
     return float(momentum)
+
+
+def _eps(eps) -> float:
+    """``eps`` as a float: a number (not a string such as ``"1e-5"``), finite, >= 0."""
+    return positive(real(eps, "eps"), "eps", allow_zero=True)
+
+
+def _distinct_running(running_mean, running_var) -> None:
+    """Refuse one buffer as both running statistics (the same array, or overlapping
+    views of one), host or device: each is the other's input and output."""
+    if running_mean is not None and running_var is not None \
+            and shares_memory(running_mean, running_var):
+        raise ValueError("running_mean and running_var share memory (the same array, or "
+                         "overlapping views of one buffer): pass two separate arrays")
 
 
 def _groups(num_groups, channels: int) -> int:

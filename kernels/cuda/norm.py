@@ -30,7 +30,6 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda, float64
 
-from .._checks import positive
 from .._rules import norm as rules
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, grid_1d, grid_rows, launch
@@ -367,10 +366,11 @@ def _grads(gw, gb, weight, has_bias, shape):
 def _channel_args(x, weight, bias, running_mean, running_var, eps, momentum):
     """Batch and instance norm's per-channel arguments, checked against x."""
     c = x.shape[1]
-    return (_vector(weight, "weight", (c,), x.dtype), _vector(bias, "bias", (c,), x.dtype),
-            _running(running_mean, "running_mean", c, x.dtype),
-            _running(running_var, "running_var", c, x.dtype),
-            positive(eps, "eps", allow_zero=True), rules._momentum(momentum))
+    weight, bias = _vector(weight, "weight", (c,), x.dtype), _vector(bias, "bias", (c,), x.dtype)
+    running_mean = _running(running_mean, "running_mean", c, x.dtype)
+    running_var = _running(running_var, "running_var", c, x.dtype)
+    rules._distinct_running(running_mean, running_var)
+    return weight, bias, running_mean, running_var, rules._eps(eps), rules._momentum(momentum)
 
 
 def _batch_layout(shape):
@@ -452,7 +452,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     groups = rules._groups(num_groups, c)
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = rules._eps(eps)
     rules._group_checks(x.shape, groups)
     y, _, _, mean, invstd = _group_forward(x, groups, weight, bias, eps, False, s)
     return (y, mean, invstd) if return_stats else y
@@ -532,7 +532,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     nshape = rules._normalized_shape(normalized_shape, _Shaped(shape))
     weight = _vector(weight, "weight", nshape, x.dtype)
     bias = _vector(bias, "bias", nshape, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = rules._eps(eps)
     lead = shape[:len(shape) - len(nshape)]
     lay, _ = _layer_layout(shape, nshape)
     xf = _flat(x)
