@@ -7,11 +7,34 @@ outputs are allocated here, never given by the caller).
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import sys
 
 import numpy as np
 
 FLOATS = (np.float32, np.float64)
+
+# The largest stride, padding, dilation or kernel size accepted: far beyond any real
+# layer, and small enough that the kernels' int64 index arithmetic (a hyperparameter
+# times a row pitch, times the lanes) cannot overflow.
+MAX_HYPER = 2**31 - 1
+
+
+def _physical_memory() -> tuple[int, str]:
+    """``(bytes, description)``: the most one output may take, this machine's memory
+    (1 TiB where the OS does not say)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        total = -1
+    if total > 0:
+        return total, "of memory on this machine"
+    return 2**40, "allowed for one array"
+
+
+MAX_OUTPUT_BYTES, _MAX_OUTPUT_WHY = _physical_memory()
 
 
 def is_device(a) -> bool:
@@ -66,15 +89,89 @@ def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
 
 
 def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (as torch accepts), each at least ``minimum``."""
-    if type(value) is int and value >= minimum:  # the common case, without NumPy's isscalar
+    """An int or a pair of ints (as torch accepts), each at least ``minimum`` and at most
+    :data:`MAX_HYPER`."""
+    if type(value) is int and minimum <= value <= MAX_HYPER:  # the common case, fast
         return value, value
     values = (value, value) if np.isscalar(value) else tuple(value)
     if len(values) != 2 or not all(isinstance(v, (int, np.integer)) for v in values):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if any(v < minimum for v in values):
         raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    if any(v > MAX_HYPER for v in values):
+        raise ValueError(f"{name} must be at most {MAX_HYPER}, got {value!r}")
     return int(values[0]), int(values[1])
+
+
+def flag(value, name: str) -> bool:
+    """A bool (Python's or NumPy's), refusing what is merely truthy (``"no"``, 0, None)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+    return bool(value)
+
+
+def real(value, name: str):
+    """``value`` itself, if it is a real number (not a bool, not a string): a float
+    hyperparameter written as ``"1e-5"`` is refused rather than parsed."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_size(name: str, shape, dtype) -> None:
+    """Refuse, before allocating it, an array of ``shape`` that needs more bytes than
+    :data:`MAX_OUTPUT_BYTES` (this machine's memory): a ValueError that names it and says
+    how large, instead of a MemoryError (or an overflow) from the allocator. The count is
+    in Python ints, so it cannot overflow."""
+    nbytes = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    if nbytes > MAX_OUTPUT_BYTES:
+        raise ValueError(f"{name} would need {_gib(nbytes)} GiB (shape "
+                         f"{tuple(int(n) for n in shape)}, {np.dtype(dtype)}), more than the "
+                         f"{_gib(MAX_OUTPUT_BYTES)} GiB {_MAX_OUTPUT_WHY}")
+
+
+def _gib(nbytes: int) -> str:
+    gib = nbytes / 2**30
+    return f"{gib:,.1f}" if gib >= 1 else f"{gib:.3g}"
+
+
+def _host_view(a):
+    """The NumPy array holding ``a``'s data: ``a`` itself, or a simulator array's."""
+    if isinstance(a, np.ndarray):
+        return a
+    sim = sys.modules.get("numba.cuda.simulator.cudadrv.devicearray")
+    if sim is not None and isinstance(a, sim.FakeCUDAArray):
+        return a._ary
+    return None
+
+
+def _device_extent(a) -> tuple[int, int]:
+    """``[start, end)``: the device addresses ``a`` spans, from its
+    ``__cuda_array_interface__``."""
+    iface = a.__cuda_array_interface__
+    itemsize = np.dtype(iface["typestr"]).itemsize
+    shape = tuple(iface["shape"])
+    strides = iface.get("strides") or tuple(
+        itemsize * math.prod(shape[i + 1:]) for i in range(len(shape)))
+    start = end = iface["data"][0]
+    for n, st in zip(shape, strides):
+        if n == 0:
+            return start, start
+        start += min(0, (n - 1) * st)
+        end += max(0, (n - 1) * st)
+    return start, end + itemsize
+
+
+def shares_memory(a, b) -> bool:
+    """Whether arrays ``a`` and ``b`` (both host or both device arrays) overlap in
+    memory: exactly for host (and simulator) arrays, by address range on a GPU."""
+    ha, hb = _host_view(a), _host_view(b)
+    if ha is not None and hb is not None:
+        return bool(np.shares_memory(ha, hb))
+    if ha is not None or hb is not None:
+        return False
+    (a0, a1), (b0, b1) = _device_extent(a), _device_extent(b)
+    return a0 < b1 and b0 < a1
 
 
 def positive(value, name: str, allow_zero: bool = False) -> float:

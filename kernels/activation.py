@@ -3,7 +3,7 @@
 The maths (NaN, ties, label smoothing, reductions) is defined in
 :mod:`kernels.reference.activation`; arguments are checked before any kernel runs.
 Host (NumPy) arrays run the CPU kernels; device arrays run :mod:`kernels.cuda.activation`,
-which shares the checks below.
+which shares the checks of :mod:`kernels._rules.activation`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import array, on_device
+from ._rules.activation import (  # noqa: F401 - REDUCTIONS stays importable from here
+    REDUCTIONS,
+    _check_options,
+    _check_target,
+    _linear_args,
+    _row_scale,
+    _same_shape,
+)
 
 # Below this many elements the serial kernel wins: waking the thread pool costs ~10 µs.
 PARALLEL_MIN = 1 << 15
-REDUCTIONS = ("mean", "sum", "none")
 
 
 def _cuda():
@@ -26,11 +33,6 @@ def _cuda():
 
 def _pick(parallel, serial, size: int):
     return parallel if size >= PARALLEL_MIN else serial
-
-
-def _same_shape(a: np.ndarray, name: str, like: np.ndarray, like_name: str) -> None:
-    if a.shape != like.shape:
-        raise ValueError(f"{name} has shape {a.shape} but {like_name} has {like.shape}")
 
 
 def relu(x):
@@ -63,18 +65,6 @@ def relu_backward(grad_out, x):
     _pick(cpu.relu_backward, cpu.relu_backward_serial, x.size)(
         grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1), x.dtype.type(0))
     return grad_x
-
-
-def _linear_args(x, w, convert=array):
-    """``x``, ``w`` checked; ``convert`` is :func:`array` (host) or the CUDA backend's
-    ``device`` (same checks and messages, for device arrays)."""
-    w = convert(w, "w", 2)
-    x = convert(x, "x", dtype=w.dtype)
-    features = x.shape[x.ndim - 1] if x.ndim else 0  # NOTE: device shapes refuse [-1]
-    if features != w.shape[1]:
-        raise ValueError(f"x has {features} input features (shape {x.shape}) "
-                         f"but w expects {w.shape[1]} (shape {w.shape})")
-    return x, w
 
 
 def linear(x, w, b=None):
@@ -110,26 +100,6 @@ def linear_backward(grad_out, x, w):
     return np.matmul(grad_out, w), np.matmul(g.T, x.reshape(-1, w.shape[1])), g.sum(axis=0)
 
 
-def _check_target(target: np.ndarray, logits_shape) -> None:
-    """Shape and range of the class indices (a host array; the CUDA path copies them)."""
-    if target.shape != logits_shape[:1]:
-        raise ValueError(f"target has shape {target.shape}, expected ({logits_shape[0]},) "
-                         f"for logits {logits_shape}")
-    if target.min() < 0 or target.max() >= logits_shape[1]:
-        raise ValueError(f"target has class indices outside [0, {logits_shape[1]}): "
-                         f"min {target.min()}, max {target.max()}")
-
-
-def _check_options(reduction, label_smoothing) -> float:
-    """``reduction`` checked; ``label_smoothing`` as a float in [0, 1]."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    smoothing = float(label_smoothing)
-    if not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    return smoothing
-
-
 def _cross_entropy_args(logits, target, reduction, label_smoothing):
     logits = array(logits, "logits", 2)
     if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
@@ -138,18 +108,6 @@ def _cross_entropy_args(logits, target, reduction, label_smoothing):
     _check_target(target, logits.shape)
     smoothing = _check_options(reduction, label_smoothing)
     return logits, np.ascontiguousarray(target, dtype=np.int64), smoothing
-
-
-def _row_scale(grad_out, n: int, reduction: str, dtype) -> np.ndarray:
-    """Each row's upstream gradient (÷ N for ``mean``; default 1), N values of ``dtype``."""
-    if grad_out is None:
-        return np.full(n, 1 / n if reduction == "mean" else 1, dtype=dtype)
-    g = np.asarray(grad_out, dtype=np.float64)
-    if g.shape != (() if reduction != "none" else (n,)):
-        raise ValueError(f"grad_out has shape {g.shape}, expected "
-                         f"{'()' if reduction != 'none' else (n,)} for reduction "
-                         f"{reduction!r}")
-    return np.broadcast_to(g / n if reduction == "mean" else g, (n,)).astype(dtype)
 
 
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):

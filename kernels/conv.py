@@ -8,95 +8,25 @@ Arguments are checked here, before any kernel runs; the CPU kernels
 from __future__ import annotations
 
 from functools import cached_property, lru_cache
-from typing import NamedTuple
 
 import numpy as np
 
 from . import _alloc
-from ._checks import array, on_device, pair
-from .reference.conv import output_size, same_padding
+from ._checks import array, flag, on_device
 
-
-class Geometry(NamedTuple):
-    """Validated shapes and hyperparameters of one convolution."""
-    stride: tuple[int, int]
-    pads: tuple[int, int, int, int]  # top, bottom, left, right
-    dilation: tuple[int, int]
-    groups: int
-    out_hw: tuple[int, int]
-
-    def segments(self, Wp: int) -> tuple[int, int, int, int, int]:
-        """``(nseg, seglen, arow, xseg, step)`` for the kernels (see :mod:`kernels.cpu.conv`):
-        stride 1 runs each plane as one "wide" segment of row pitch ``Wp``."""
-        (sh, sw), (OH, OW) = self.stride, self.out_hw
-        if sh == 1 and sw == 1:
-            return 1, (OH - 1) * Wp + OW, Wp, 0, 1
-        return OH, OW, OW, sh * Wp, sw
-
-
-def _padding(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0, 0, 0, 0
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError("padding='same' is not supported for strided convolutions")
-            return same_padding(kernel[0], dilation[0]) + same_padding(kernel[1], dilation[1])
-        raise ValueError(f"padding must be 'valid', 'same', an int or a pair, got {padding!r}")
-    ph, pw = pair(padding, "padding", minimum=0)
-    return ph, ph, pw, pw
-
-
-def _check_bias(b, w) -> None:
-    """One bias per output channel (host or device arrays: only shapes are read)."""
-    if b.shape[0] != w.shape[0]:
-        raise ValueError(f"b has {b.shape[0]} entries but w has {w.shape[0]} output channels")
-
-
-def _plain(value) -> bool:
-    """An exact int, a string, or a tuple of exact ints: hyperparameters that hash and
-    compare as themselves (unlike 1.0 or True, equal to 1 as a cache key)."""
-    t = type(value)
-    return t is int or t is str or (t is tuple and all(type(v) is int for v in value))
-
-
-def _geometry(x, w, stride, padding, dilation, groups) -> Geometry:
-    """The checked geometry of a convolution of ``x`` with ``w`` (host or device arrays:
-    only their shapes are read); cached for plain hyperparameters, as training repeats
-    them (checking and deriving it took a tenth of a small layer's call)."""
-    if all(_plain(v) for v in (stride, padding, dilation, groups)):
-        return _cached_geometry(tuple(x.shape[1:]), tuple(w.shape), stride, padding,
-                                dilation, groups)
-    return _geometry_of(tuple(x.shape[1:]), tuple(w.shape), stride, padding, dilation, groups)
-
-
-def _geometry_of(chw, w_shape, stride, padding, dilation, groups) -> Geometry:
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)):
-        raise TypeError(f"groups must be an int, got {groups!r}")
-    if groups < 1:
-        raise ValueError(f"groups must be at least 1, got {groups}")
-    groups = int(groups)
-    (C, H, W), (Co, Cg, KH, KW) = chw, w_shape
-    if C % groups:
-        raise ValueError(f"groups={groups} does not divide the {C} input channels of x")
-    if Co % groups:
-        raise ValueError(f"groups={groups} does not divide the {Co} output channels of w")
-    if Cg * groups != C:
-        raise ValueError(f"w has {Cg} input channels per group, but x has {C} channels "
-                         f"in {groups} group(s): expected w.shape[1] == {C // groups}")
-    stride = pair(stride, "stride")
-    dilation = pair(dilation, "dilation")
-    kernel = KH, KW
-    pads = _padding(padding, kernel, dilation, stride)
-    out = (output_size(H, KH, stride[0], pads[0], pads[1], dilation[0]),
-           output_size(W, KW, stride[1], pads[2], pads[3], dilation[1]))
-    if min(out) < 1:
-        raise ValueError(f"w: the kernel {kernel} with dilation {dilation} is larger than the "
-                         f"padded input {(H, W)} with padding {padding!r}")
-    return Geometry(stride, pads, dilation, groups, out)
-
-
-_cached_geometry = lru_cache(maxsize=256)(_geometry_of)
+# The argument rules, shared with kernels.cuda.conv (see kernels._rules), imported back
+# under their old names: code and tests that use kernels.conv._geometry keep working.
+from ._rules.conv import (  # noqa: F401
+    Geometry,
+    _backward_args,
+    _cached_geometry,
+    _check_bias,
+    _forward_args,
+    _geometry,
+    _geometry_of,
+    _padding,
+    _plain,
+)
 
 
 def _padded(x: np.ndarray, geo: Geometry, cpu) -> np.ndarray:
@@ -628,32 +558,6 @@ def _backward_as_forward(w: np.ndarray, geo: Geometry, x_hw):
             Geometry((1, 1), pads, geo.dilation, G, tuple(x_hw)))
 
 
-def _forward_args(x, w, b, stride, padding, dilation, groups, as_array):
-    """``(x, w, b, geometry)`` checked, the arrays through ``as_array`` (the CPU's
-    :func:`kernels._checks.array` or the GPU's ``device``): one set of checks and
-    messages for both backends."""
-    x = as_array(x, "x", 4)
-    w = as_array(w, "w", 4, dtype=x.dtype)
-    if b is not None:
-        b = as_array(b, "b", 1, dtype=x.dtype)
-        _check_bias(b, w)
-    return x, w, b, _geometry(x, w, stride, padding, dilation, groups)
-
-
-def _backward_args(grad_out, x, w, stride, padding, dilation, groups, as_array):
-    """``(grad_out, x, w, geometry)`` checked as :func:`_forward_args` does, grad_out
-    against the output's shape."""
-    x = as_array(x, "x", 4)
-    w = as_array(w, "w", 4, dtype=x.dtype)
-    grad_out = as_array(grad_out, "grad_out", 4, dtype=x.dtype)
-    geo = _geometry(x, w, stride, padding, dilation, groups)
-    want = (x.shape[0], w.shape[0]) + geo.out_hw
-    if tuple(grad_out.shape) != want:
-        raise ValueError(f"grad_out has shape {tuple(grad_out.shape)}, but the output of "
-                         f"this convolution has shape {want}")
-    return grad_out, x, w, geo
-
-
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """``y = F.conv2d(x, w, b, stride, padding, dilation, groups)``.
 
@@ -694,6 +598,7 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     >>> gx[0, 0].tolist(), gw[0, 0].tolist(), gb.tolist()
     ([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], [[8.0, 12.0], [20.0, 24.0]], [4.0])
     """
+    need_input_grad = flag(need_input_grad, "need_input_grad")
     if on_device(grad_out, x, w):
         from .cuda.conv import conv2d_backward as cuda_conv2d_backward
         return cuda_conv2d_backward(grad_out, x, w, stride, padding, dilation, groups,

@@ -20,6 +20,7 @@ def _run(a: np.ndarray, v: np.ndarray, rows: tuple[int, int],
 
     (r0, h), (c0, w) = rows, cols
     (m1, n1), (m2, n2) = a.shape, v.shape
+    _checks.check_size("the output", (h, w), a.dtype)
     out = np.empty((h, w), dtype=a.dtype)
     work = h * w * min(m2, m1) * min(n2, n1)  # multiply-adds, roughly
     correlate2d_window = (cpu.correlate2d_window if work >= cpu.PARALLEL_MIN_WORK

@@ -42,7 +42,16 @@ import math
 import numba
 import numpy as np
 
-from ._checks import array, no_device, on_device, positive
+from ._checks import array, no_device, on_device
+from ._rules.norm import (
+    _batch_checks,
+    _distinct_running,
+    _eps,
+    _group_checks,
+    _groups,
+    _momentum,
+    _normalized_shape,
+)
 
 __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward",
            "instance_norm", "instance_norm_backward", "group_norm", "group_norm_backward"]
@@ -77,24 +86,6 @@ def _vector(a, name: str, shape: tuple[int, ...], dtype) -> np.ndarray | None:
     return a
 
 
-def _batch_checks(shape, training, running_mean, running_var) -> None:
-    """torch's checks on a batch-norm call; shapes only, so both backends share them."""
-    shape = tuple(shape)
-    if training and int(np.prod(shape)) // shape[1] < 2:
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("running_mean and running_var must be given when training=False")
-
-
-def _group_checks(shape, groups: int) -> None:
-    """torch's check on a group-norm call: more than one value per (n, group)."""
-    shape = tuple(shape)
-    if int(np.prod(shape)) // groups == 1:
-        raise ValueError(f"x: expected more than 1 value per channel when training, "
-                         f"got shape {shape} with {groups} groups")
-
-
 def _running(a, name: str, channels: int, dtype, written: bool) -> np.ndarray | None:
     """A running statistic: updated in place, so never copied."""
     if a is None:
@@ -110,13 +101,6 @@ def _running(a, name: str, channels: int, dtype, written: bool) -> np.ndarray | 
         raise ValueError(f"{name} is updated in place, so it must be writable and "
                          "C-contiguous")
     return a
-
-
-def _momentum(momentum) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
-            or not math.isfinite(momentum):
-        raise ValueError(f"momentum must be a finite number, got {momentum!r}")
-    return float(momentum)
 
 
 def _affine(weight, bias, shape, dtype):
@@ -174,7 +158,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     bias = _vector(bias, "bias", (c,), x.dtype)
     running_mean = _running(running_mean, "running_mean", c, x.dtype, bool(training))
     running_var = _running(running_var, "running_var", c, x.dtype, bool(training))
-    eps = positive(eps, "eps", allow_zero=True)
+    _distinct_running(running_mean, running_var)
+    eps = _eps(eps)
     momentum = _momentum(momentum)
     _batch_checks(x.shape, training, running_mean, running_var)
     count = x.size // c  # values per channel
@@ -246,15 +231,6 @@ def _group_backward(grad_out, x, groups, weight, mean, invstd):
     return gx.reshape(x.shape), gw.sum(axis=0), gb.sum(axis=0)
 
 
-def _groups(num_groups, channels: int) -> int:
-    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
-        raise TypeError(f"num_groups must be an int, got {num_groups!r}")
-    if num_groups < 1 or channels % num_groups:
-        raise ValueError(f"num_groups must be positive and divide the {channels} channels "
-                         f"of x, got {num_groups}")
-    return int(num_groups)
-
-
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=False):
     """``torch.nn.functional.group_norm``: statistics per (n, group of C/num_groups channels)."""
     if on_device(x, weight, bias):
@@ -264,7 +240,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     groups = _groups(num_groups, c)
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = _eps(eps)
     _group_checks(x.shape, groups)
     y, mean, var = _group_forward(x, groups, weight, bias, eps)
     if return_stats:
@@ -303,7 +279,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     bias = _vector(bias, "bias", (c,), x.dtype)
     running_mean = _running(running_mean, "running_mean", c, x.dtype, True)
     running_var = _running(running_var, "running_var", c, x.dtype, True)
-    eps = positive(eps, "eps", allow_zero=True)
+    _distinct_running(running_mean, running_var)
+    eps = _eps(eps)
     momentum = _momentum(momentum)
     count = x.size // (n * c)
     if count < 2:
@@ -347,20 +324,6 @@ def _per_example_backward(grad_out, x, groups, weight, mean, invstd, has_bias, f
 
 # ---------------------------------------------------------------- layer norm
 
-def _normalized_shape(normalized_shape, x: np.ndarray) -> tuple[int, ...]:
-    shape = ((normalized_shape,) if isinstance(normalized_shape, (int, np.integer))
-             else tuple(normalized_shape))
-    if not shape or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                            for s in shape):
-        raise TypeError(f"normalized_shape must be an int or a non-empty sequence of ints, "
-                        f"got {normalized_shape!r}")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) > x.ndim or x.shape[x.ndim - len(shape):] != shape:
-        raise ValueError(f"normalized_shape {shape} must match the trailing dimensions "
-                         f"of x, shape {x.shape}")
-    return shape
-
-
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_stats=False):
     """``torch.nn.functional.layer_norm``: statistics over the trailing ``normalized_shape``
     dims; ``weight``/``bias`` have shape ``normalized_shape``."""
@@ -371,7 +334,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     shape = _normalized_shape(normalized_shape, x)
     weight = _vector(weight, "weight", shape, x.dtype)
     bias = _vector(bias, "bias", shape, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = _eps(eps)
     lead = x.shape[:x.ndim - len(shape)]
     x2 = x.reshape(-1, math.prod(shape))
     y = np.empty_like(x2)

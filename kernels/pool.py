@@ -9,33 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import array, on_device, pair
-from .reference.pool import avg_pool_divisor, output_size
-
-
-def _geometry(x_shape, kernel_size, stride, padding, ceil_mode):
-    """Validated ``(kernel, stride, padding, (OH, OW))`` for an input of ``x_shape``."""
-    kernel = pair(kernel_size, "kernel_size")
-    stride = kernel if stride is None else pair(stride, "stride")
-    padding = pair(padding, "padding", minimum=0)
-    if any(2 * p > k for p, k in zip(padding, kernel)):
-        raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}")
-    out = tuple(output_size(n, k, s, p, bool(ceil_mode))
-                for n, k, s, p in zip(x_shape[-2:], kernel, stride, padding))
-    if min(out) < 1:
-        raise ValueError(f"kernel_size {kernel} is larger than the padded input "
-                         f"{tuple(x_shape[-2:])} with padding {padding}")
-    return kernel, stride, padding, out
-
-
-def _shape(x_shape) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(n) for n in x_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"x_shape must be a tuple of ints, got {x_shape!r}") from None
-    if len(shape) not in (3, 4) or min(shape) < 1:
-        raise ValueError(f"x_shape must be 3 or 4 positive sizes (N, C, H, W), got {x_shape!r}")
-    return shape
+from ._checks import array, check_size, on_device
+from ._rules.pool import _geometry, _shape
+from .reference.pool import avg_pool_divisor
 
 
 def _grad_out(grad_out, x_shape, out_hw=None) -> np.ndarray:
@@ -72,6 +48,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
         return _cuda().max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    check_size("the output y", x.shape[:-2] + out, x.dtype)
+    check_size("the output indices", x.shape[:-2] + out, np.int64)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
     indices = np.empty(y.shape, dtype=np.int64)
     if kernel == stride == (2, 2) and padding == (0, 0) and 2 * out[0] <= x.shape[-2] \
@@ -97,6 +75,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     if indices.shape != grad_out.shape:
         raise ValueError(f"indices has shape {indices.shape} but grad_out has {grad_out.shape}")
     indices = np.ascontiguousarray(indices, dtype=np.int64)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = np.empty(x_shape, dtype=grad_out.dtype)
     H, W = x_shape[-2:]
     bad = cpu.max_pool2d_backward(grad_out.reshape(-1, grad_out.shape[-2] * grad_out.shape[-1]),
@@ -121,6 +100,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         return _cuda().avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
     x = array(x, "x", (3, 4))
     kernel, stride, padding, out = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    check_size("the output y", x.shape[:-2] + out, x.dtype)
     divisor = avg_pool_divisor(*x.shape[-2:], *out, kernel, stride, padding,
                                bool(count_include_pad), x.dtype)
     y = np.empty(x.shape[:-2] + out, dtype=x.dtype)
@@ -139,6 +119,7 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
     x_shape = _shape(x_shape)
     kernel, stride, padding, out = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     divisor = avg_pool_divisor(*x_shape[-2:], *out, kernel, stride, padding,
                                bool(count_include_pad), grad_out.dtype)
     grad_x = np.empty(x_shape, dtype=grad_out.dtype)

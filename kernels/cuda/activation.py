@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from .. import activation as api
 from .._checks import is_device
+from .._rules import activation as rules
 from ._arrays import device, empty, stream
 from ._launch import THREADS, TILE, grid_1d, grid_2d, grid_rows, launch, row_parts
 from ._reduce import block_max, block_sum
@@ -185,7 +185,7 @@ def relu_backward(grad_out, x):
     """Gradient of :func:`relu` on the device: ``grad_out`` where ``x > 0``, else 0."""
     g = device(grad_out, "grad_out")
     d = device(x, "x", dtype=g.dtype)
-    api._same_shape(d, "x", g, "grad_out")
+    rules._same_shape(d, "x", g, "grad_out")
     return _elementwise(_relu_backward, stream(grad_out, x), g, d)
 
 
@@ -204,7 +204,7 @@ def _matmul_into(c, a, a_strides, b, b_strides, m, n, k, s, bias=None):
 
 def linear(x, w, b=None):
     """``F.linear(x, w, b) = x @ w.T + b`` on the device, by a tiled shared-memory matmul."""
-    x, w = api._linear_args(x, w, device)
+    x, w = rules._linear_args(x, w, device)
     if b is not None:
         b = device(b, "b", 1, dtype=w.dtype)
         if b.shape != (w.shape[0],):
@@ -219,7 +219,7 @@ def linear(x, w, b=None):
 
 def linear_backward(grad_out, x, w):
     """``(grad_x, grad_w, grad_b)`` of :func:`linear` on the device."""
-    x, w = api._linear_args(x, w, device)
+    x, w = rules._linear_args(x, w, device)
     g = device(grad_out, "grad_out", dtype=w.dtype)
     if g.shape != x.shape[:-1] + (w.shape[0],):
         raise ValueError(f"grad_out has shape {g.shape}, expected "
@@ -246,13 +246,13 @@ def _target(target, logits, s):
     if not np.issubdtype(t.dtype, np.integer):
         raise TypeError(f"target must be an integer array of class indices, got {t.dtype}")
     host = t.copy_to_host()
-    api._check_target(host, logits.shape)
+    rules._check_target(host, logits.shape)
     return t if t.dtype == np.int64 else cuda.to_device(host.astype(np.int64), stream=s)
 
 
 def _cross_entropy_args(logits, target, reduction, label_smoothing):
     logits = device(logits, "logits", 2)
-    smoothing = api._check_options(reduction, label_smoothing)  # before the target's upload
+    smoothing = rules._check_options(reduction, label_smoothing)  # before the target's upload
     s = stream(logits, target)
     return logits, _target(target, logits, s), smoothing, s
 
@@ -288,7 +288,7 @@ def cross_entropy_backward(logits, target, reduction="mean", label_smoothing=0.0
     t = logits.dtype.type
     if is_device(grad_out):
         grad_out = device(grad_out, "grad_out", floats=False).copy_to_host()
-    scale = cuda.to_device(api._row_scale(grad_out, n, reduction, logits.dtype), stream=s)
+    scale = cuda.to_device(rules._row_scale(grad_out, n, reduction, logits.dtype), stream=s)
     grad = empty((n, c), logits.dtype, s)
     blocks, threads = grid_rows(n, c)
     launch(_cross_entropy_backward, blocks, threads, s, logits, target, scale, grad,

@@ -1,11 +1,11 @@
 """CUDA conv2d forward and backward, tiled in shared memory.
 
 The host wrappers take :mod:`kernels.conv`'s arguments with device arrays, validate them
-with its own checks (``_forward_args``/``_backward_args``, the arrays going through
-:func:`._arrays.device`), and return device arrays of x's dtype. The maths is
-:mod:`kernels.reference.conv`'s. Every kernel works on the unpadded input and reads
-padding as zeros, with signed offsets ``top``/``left`` (so :mod:`.correlate` can use the
-forward kernel for any window of a full correlation).
+with the same checks (:mod:`kernels._rules.conv`'s ``_forward_args``/``_backward_args``,
+the arrays going through :func:`._arrays.device`), and return device arrays of x's
+dtype. The maths is :mod:`kernels.reference.conv`'s. Every kernel works on the
+unpadded input and reads padding as zeros, with signed offsets ``top``/``left`` (so
+:mod:`.correlate` can use the forward kernel for any window of a full correlation).
 
 Three kernels, each thread owning what it writes (no atomics, no races):
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..conv import _backward_args, _forward_args
+from .._rules.conv import _backward_args, _forward_args
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, blocks, launch, z_blocks
 from ._reduce import block_sum

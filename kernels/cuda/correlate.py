@@ -10,6 +10,7 @@ A 1-D correlation is a 2-D one with a single row.
 
 from __future__ import annotations
 
+from .._checks import check_size
 from ..reference.correlate import window1d, window2d
 from . import conv
 from ._arrays import device, empty, stream, zeros
@@ -27,6 +28,7 @@ def _window(a, v, rows, cols, s):
         # the same window reversed, which the kernel's store does.
         r0, c0 = (m1 + m2 - 1) - h - r0, (n1 + n2 - 1) - w - c0
         a, v, (m1, n1), (m2, n2) = v, a, (m2, n2), (m1, n1)
+    check_size("the output", (h, w), a.dtype)
     out = empty((1, 1, h, w), a.dtype, s)
     conv.launch_forward(a.reshape(1, 1, m1, n1), v.reshape(1, 1, m2, n2),
                         zeros((1,), a.dtype, s), out, (1, 1), m2 - 1 - r0, n2 - 1 - c0,

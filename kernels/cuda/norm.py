@@ -1,8 +1,9 @@
 """CUDA kernels for batch, layer, instance and group norm, forward and backward.
 
 The host wrappers take :mod:`kernels.norm`'s arguments with device arrays, validate
-them with the same messages (its shape-only helpers are reused), and return device
-arrays of x's dtype; running statistics are updated in place on the device.
+them with the same messages (:mod:`kernels._rules.norm`'s shape-only rules are shared),
+and return device arrays of x's dtype; running statistics are updated in place on the
+device.
 
 Every norm reduces over sets of elements of the flattened ``x``. Set ``k`` holds
 ``runs`` runs of ``length`` contiguous elements, ``stride`` apart, starting at
@@ -29,8 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda, float64
 
-from .. import norm as host
-from .._checks import positive
+from .._rules import norm as rules
 from ._arrays import device, empty, stream, zeros
 from ._launch import THREADS, grid_1d, grid_rows, launch
 from ._reduce import block_sum
@@ -366,10 +366,11 @@ def _grads(gw, gb, weight, has_bias, shape):
 def _channel_args(x, weight, bias, running_mean, running_var, eps, momentum):
     """Batch and instance norm's per-channel arguments, checked against x."""
     c = x.shape[1]
-    return (_vector(weight, "weight", (c,), x.dtype), _vector(bias, "bias", (c,), x.dtype),
-            _running(running_mean, "running_mean", c, x.dtype),
-            _running(running_var, "running_var", c, x.dtype),
-            positive(eps, "eps", allow_zero=True), host._momentum(momentum))
+    weight, bias = _vector(weight, "weight", (c,), x.dtype), _vector(bias, "bias", (c,), x.dtype)
+    running_mean = _running(running_mean, "running_mean", c, x.dtype)
+    running_var = _running(running_var, "running_var", c, x.dtype)
+    rules._distinct_running(running_mean, running_var)
+    return weight, bias, running_mean, running_var, rules._eps(eps), rules._momentum(momentum)
 
 
 def _batch_layout(shape):
@@ -387,7 +388,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     n, c = shape[:2]
     weight, bias, running_mean, running_var, eps, momentum = _channel_args(
         x, weight, bias, running_mean, running_var, eps, momentum)
-    host._batch_checks(shape, training, running_mean, running_var)
+    rules._batch_checks(shape, training, running_mean, running_var)
     count = x.size // c  # values per channel
     lay, _ = _batch_layout(shape)
     xf = _flat(x)
@@ -448,11 +449,11 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=
     s = stream(x, weight, bias)
     x = _input(x)
     c = x.shape[1]
-    groups = host._groups(num_groups, c)
+    groups = rules._groups(num_groups, c)
     weight = _vector(weight, "weight", (c,), x.dtype)
     bias = _vector(bias, "bias", (c,), x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
-    host._group_checks(x.shape, groups)
+    eps = rules._eps(eps)
+    rules._group_checks(x.shape, groups)
     y, _, _, mean, invstd = _group_forward(x, groups, weight, bias, eps, False, s)
     return (y, mean, invstd) if return_stats else y
 
@@ -461,7 +462,7 @@ def group_norm_backward(grad_out, x, num_groups, weight, mean, invstd, *, has_bi
     """:func:`kernels.norm.group_norm_backward` on the GPU."""
     s = stream(grad_out, x, weight, mean, invstd)
     x = _input(x)
-    groups = host._groups(num_groups, x.shape[1])
+    groups = rules._groups(num_groups, x.shape[1])
     return _per_example_backward(grad_out, x, groups, weight, mean, invstd, has_bias,
                                  "group_norm", s)
 
@@ -528,10 +529,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     s = stream(x, weight, bias)
     x = _input(x, min_ndim=1)
     shape = tuple(x.shape)
-    nshape = host._normalized_shape(normalized_shape, _Shaped(shape))
+    nshape = rules._normalized_shape(normalized_shape, _Shaped(shape))
     weight = _vector(weight, "weight", nshape, x.dtype)
     bias = _vector(bias, "bias", nshape, x.dtype)
-    eps = positive(eps, "eps", allow_zero=True)
+    eps = rules._eps(eps)
     lead = shape[:len(shape) - len(nshape)]
     lay, _ = _layer_layout(shape, nshape)
     xf = _flat(x)
@@ -548,7 +549,7 @@ def layer_norm_backward(grad_out, x, normalized_shape, weight, mean, invstd, *,
     x = _input(x, min_ndim=1)
     grad_out = _like(grad_out, "grad_out", x)
     shape = tuple(x.shape)
-    nshape = host._normalized_shape(normalized_shape, _Shaped(shape))
+    nshape = rules._normalized_shape(normalized_shape, _Shaped(shape))
     lead = shape[:len(shape) - len(nshape)]
     weight = _vector(weight, "weight", nshape, x.dtype)
     mean = _vector(mean, "mean", lead, x.dtype)
@@ -563,7 +564,7 @@ def layer_norm_backward(grad_out, x, normalized_shape, weight, mean, invstd, *,
 
 
 class _Shaped:
-    """What :func:`kernels.norm._normalized_shape` reads of x: its shape and rank."""
+    """What :func:`kernels._rules.norm._normalized_shape` reads of x: its shape and rank."""
 
     def __init__(self, shape):
         self.shape, self.ndim = shape, len(shape)

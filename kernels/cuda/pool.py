@@ -1,11 +1,12 @@
 """CUDA pooling kernels: max (with argmax indices) and average, forward and backward.
 
 The host wrappers take the public functions' arguments with device arrays, validate
-them as :mod:`kernels.pool` does (its geometry and shape helpers need only shapes;
-arrays go through :func:`._arrays.device`), and return device arrays of x's dtype.
-Arrays are viewed as (planes, H, W), planes = N·C. Semantics (ties, NaN, ceil_mode,
-count_include_pad) are :mod:`kernels.reference.pool`'s, and the summation orders are
-:mod:`kernels.cpu.pool`'s, so results match the CPU path bit for bit.
+them as :mod:`kernels.pool` does (with :mod:`kernels._rules.pool`'s geometry and shape
+rules, which need only shapes; arrays go through :func:`._arrays.device`), and return
+device arrays of x's dtype. Arrays are viewed as (planes, H, W), planes = N·C.
+Semantics (ties, NaN, ceil_mode, count_include_pad) are :mod:`kernels.reference.pool`'s,
+and the summation orders are :mod:`kernels.cpu.pool`'s, so results match the CPU path
+bit for bit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from .. import pool as host
+from .._checks import check_size
+from .._rules import pool as rules
 from ._arrays import device, empty, stream, zeros
 from ._launch import grid_1d, grid_planes, launch, z_blocks
 from .ptx import register
@@ -195,8 +197,9 @@ def _pool_forward(x, kernel_size, stride, padding, ceil_mode):
     s = stream(x)
     x = device(x, "x", (3, 4))
     shape = tuple(x.shape)
-    kernel, stride, padding, out = host._geometry(shape, kernel_size, stride, padding,
+    kernel, stride, padding, out = rules._geometry(shape, kernel_size, stride, padding,
                                                   ceil_mode)
+    check_size("the output y", shape[:-2] + out, x.dtype)
     y = empty(shape[:-2] + out, x.dtype, s)
     grid, threads = grid_planes(_zplanes(shape), *out)
     return s, x, y, kernel, stride, padding, grid, threads
@@ -206,6 +209,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
     """:func:`kernels.pool.max_pool2d` on the GPU: ``(y, indices)``, indices int64."""
     s, x, y, kernel, stride, padding, grid, threads = _pool_forward(x, kernel_size, stride,
                                                                     padding, ceil_mode)
+    check_size("the output indices", y.shape, np.int64)
     indices = empty(y.shape, np.int64, s)
     launch(_max_pool2d, grid, threads, s, _planes(x), _planes(y), _planes(indices), *kernel,
            *stride, *padding)
@@ -216,7 +220,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     """:func:`kernels.pool.max_pool2d_backward` on the GPU (checks the indices' range, so
     it waits for the kernel)."""
     s = stream(grad_out, indices)
-    x_shape = host._shape(x_shape)
+    x_shape = rules._shape(x_shape)
     grad_out = _grad_out(grad_out, x_shape)
     indices = device(indices, "indices", floats=False)
     if not np.issubdtype(indices.dtype, np.integer):
@@ -226,6 +230,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
                          f"{tuple(grad_out.shape)}")
     H, W = x_shape[-2:]
     planes = int(np.prod(x_shape[:-2]))
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = zeros(x_shape, grad_out.dtype, s)
     bad = empty((planes,), np.int64, s)
     b, t = grid_1d(planes)
@@ -253,10 +258,11 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, stride=None, padding=0,
                         ceil_mode=False, count_include_pad=True):
     """:func:`kernels.pool.avg_pool2d_backward` on the GPU."""
     s = stream(grad_out)
-    x_shape = host._shape(x_shape)
-    kernel, stride, padding, out = host._geometry(x_shape, kernel_size, stride, padding,
+    x_shape = rules._shape(x_shape)
+    kernel, stride, padding, out = rules._geometry(x_shape, kernel_size, stride, padding,
                                                   ceil_mode)
     grad_out = _grad_out(grad_out, x_shape, out)
+    check_size("grad_x (of x_shape)", x_shape, grad_out.dtype)
     grad_x = empty(x_shape, grad_out.dtype, s)
     grid, threads = grid_planes(_zplanes(x_shape), *x_shape[-2:])
     launch(_avg_pool2d_backward, grid, threads, s, _planes(grad_out), _planes(grad_x), *kernel,
