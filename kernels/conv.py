@@ -38,8 +38,18 @@ def _padded(x: np.ndarray, geo: Geometry, cpu) -> np.ndarray:
         return x
     N, C, H, W = x.shape
     xp = _alloc.scratch("conv.pad", (N, C, H + top + bottom, W + left + right), x.dtype)
-    cpu.pad(x, xp, top, left)
+    _pad(cpu, x, xp.reshape(-1), top, left, xp.shape[3])
     return xp
+
+
+_ONE_PHASE = np.ones(1, dtype=np.uint8)
+
+
+def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int) -> None:
+    """``out`` (flat) = ``x`` zero-padded by ``top``/``left`` into planes of row pitch
+    ``pitch``, zeros past its end (the stride-phase split with one phase)."""
+    rows = out.size // (x.shape[0] * x.shape[1] * pitch)
+    cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
 
 
 @lru_cache(maxsize=256)
@@ -332,7 +342,7 @@ class _Tiled:
             src[src_size - self.P:] = 0
         else:
             plane = N * C * Hp * Wq
-            cpu.pad(x, src[:plane].reshape(N, C, Hp, Wq), top, left)
+            _pad(cpu, x, src[:plane], top, left, Wq)
             src[plane:] = 0
         wt = self._weights(w)
         y = _alloc.empty(self.out_shape, w.dtype)
@@ -345,8 +355,8 @@ class _Tiled:
                       ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b,
-                  y.reshape(-1), ybase, lane_out, full, ystride_c)
+        cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
+                  _readonly(b), y.reshape(-1), ybase, lane_out, full, ystride_c)
         return y
 
     @cached_property
@@ -467,7 +477,7 @@ class _PhasedInputGrad:
         (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
         image = Co * Gh * Gq
         src = _alloc.scratch("conv.src", N * image + P, g.dtype)
-        cpu.pad(g, src[:N * image].reshape(N, Co, Gh, Gq), Rt, Rl)
+        _pad(cpu, g, src[:N * image], Rt, Rl, Gq)
         src[N * image:] = 0
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
@@ -492,6 +502,17 @@ def _tiled(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Tiled:
     """The :class:`_Tiled` plan of a convolution: training repeats the same shapes, and
     building the plan's tables costs as much as a small layer's kernels."""
     return _Tiled(x_shape, w_shape, geo)
+
+
+def _readonly(b: np.ndarray) -> np.ndarray:
+    """A read-only view of the bias: the tiled kernel's bias is always one (often the
+    shared :func:`_zeros`), so Numba compiles one specialization, not a second for
+    writable arrays (a second 1-3 s on a first call)."""
+    if not b.flags.writeable:
+        return b
+    view = b.view()
+    view.flags.writeable = False
+    return view
 
 
 @lru_cache(maxsize=64)
@@ -538,6 +559,11 @@ def _tiled_ok(cout_per_group: int) -> bool:
     """The tiled kernels pad each group's output channels to a multiple of 8; below 4
     (depthwise layers, a grayscale input's gradient) the direct kernels waste less."""
     return cout_per_group >= 4
+
+
+INPUT_GRAD_MIN_CHANNELS = 3  # input channels per group: the input gradient's rows, padded to
+# 8 in the tiled kernel; at 3 (an RGB stem: 7x7 s2 at 224x224) it takes half the direct
+# kernel's time, at 1 (depthwise) three times
 
 
 def _backward_as_forward(w: np.ndarray, geo: Geometry, x_hw):
@@ -611,12 +637,12 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     grad_w = _tiled(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     grad_x, tiled_x = None, False
     if need_input_grad and geo.stride != (1, 1):
-        tiled_x = _tiled_ok(Cg)
+        tiled_x = Cg >= INPUT_GRAD_MIN_CHANNELS
         if tiled_x:
             grad_x = _phased_input_grad(x.shape, w.shape, geo)(grad_out, w)
     elif need_input_grad:
         as_forward = _backward_as_forward(w, geo, x.shape[2:])
-        tiled_x = as_forward is not None and _tiled_ok(Cg)
+        tiled_x = as_forward is not None and Cg >= INPUT_GRAD_MIN_CHANNELS
         if tiled_x:
             wf, geo_x = as_forward
             grad_x = _tiled(grad_out.shape, wf.shape, geo_x).forward(

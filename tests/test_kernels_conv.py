@@ -82,6 +82,7 @@ def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, t
     # on; each serial (a small convolution) and parallel (a large one)
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
     monkeypatch.setattr(kernels.conv, "TILED_MIN_TAPS", 0)
+    monkeypatch.setattr(kernels.conv, "INPUT_GRAD_MIN_CHANNELS", 1 if path == "tiled" else 1 << 62)
     monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0 if threads == "parallel" else 1e30)
     x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
     want = _torch(x, w, b, g, **kw)

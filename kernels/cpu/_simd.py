@@ -104,20 +104,69 @@ def store(typingctx, arr, index, v):
 
 
 @intrinsic
+def load_first(typingctx, arr, index, n):
+    """``arr[index:index + n]`` in the first ``n`` lanes (``n < P``), zeros in the rest;
+    reads nothing past ``index + n`` (a masked load: the tail of a row)."""
+    _check_array(arr, "arr")
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        vty = ptr.type.pointee
+        i64 = ir.IntType(64)
+        n = context.cast(builder, args[2], sig.args[2], types.int64)
+        lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
+        mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+        bits = "f32" if arr.dtype == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32),
+                                                  mask.type, vty]),
+            f"llvm.masked.load.v{P}{bits}.p0v{P}{bits}")
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
+                                 mask, ir.Constant(vty, None)])
+    return Vector(arr.dtype)(arr, index, n), codegen
+
+
+@intrinsic
 def fma(typingctx, acc, s, v):
     """``acc + s * v`` lane by lane, fused (one rounding, as ``fastmath={"contract"}``
-    gave the scalar kernels); the scalar ``s`` is broadcast, cast to the vector's dtype."""
-    if not isinstance(acc, Vector) or v != acc:
-        raise TypeError(f"acc and v: vectors of one dtype, got {acc} and {v}")
+    gave the scalar kernels); ``s`` is a vector, or a scalar broadcast to every lane (cast
+    to the vector's dtype)."""
+    if not isinstance(acc, Vector) or v != acc or (isinstance(s, Vector) and s != acc):
+        raise TypeError(f"acc, s and v: vectors of one dtype (s may be a scalar), got "
+                        f"{acc}, {s} and {v}")
 
     def codegen(context, builder, sig, args):
         vty = args[0].type
-        scalar = context.cast(builder, args[1], sig.args[1], acc.dtype)
+        if isinstance(sig.args[1], Vector):
+            factor = args[1]
+        else:
+            factor = _splat(builder, vty, context.cast(builder, args[1], sig.args[1],
+                                                       acc.dtype))
         bits = "f32" if acc.dtype == types.float32 else "f64"
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                             f"llvm.fma.v{P}{bits}")
-        return builder.call(fn, [_splat(builder, vty, scalar), args[2], args[0]])
+        return builder.call(fn, [factor, args[2], args[0]])
     return acc(acc, s, v), codegen
+
+
+@intrinsic
+def total(typingctx, v):
+    """The sum of the lanes, added pairwise (halving the vector each step)."""
+    if not isinstance(v, Vector):
+        raise TypeError(f"v: a vector, got {v}")
+
+    def codegen(context, builder, sig, args):
+        x, width = args[0], P
+        i32 = ir.IntType(32)
+        while width > 1:
+            width //= 2
+            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, width),
+                                                          list(range(width))))
+            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(i32, width),
+                                                          list(range(width, 2 * width))))
+            x = builder.fadd(lo, hi)
+        return builder.extract_element(x, ir.Constant(i32, 0))
+    return v.dtype(v), codegen
 
 
 @intrinsic

@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from . import tiles
 from ._jit import U, parallel_and_serial
+from ._simd import P, fma, load, load_first, total, zeros
 from .activation import _sum64
 
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
@@ -236,29 +237,6 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
                 grad_w[co, ci, t // KW, t % KW] = st
 
 
-def _pad(x, xp, top, left):
-    """xp[:, :, top:top+H, left:left+W] = x, and zero around it: every element of ``xp``
-    is written, so it need not come in zeroed (a memset of the whole buffer first cost
-    as much again on the 64->64 layer)."""
-    N, C, H, W = x.shape
-    Hp, Wp = xp.shape[2], xp.shape[3]
-    zero = np.zeros(1, dtype=xp.dtype)[0]
-    for nc in prange(N * C):
-        n, c = nc // C, nc % C
-        for h in range(Hp):
-            row = xp[n, c, h]
-            if h < top or h >= top + H:
-                row[:] = zero
-                continue
-            xr = x[n, c, h - top]
-            for i in range(left):
-                row[i] = zero
-            for i in range(W):
-                row[U(left + i)] = xr[i]
-            for i in range(left + W, Wp):
-                row[i] = zero
-
-
 def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     """The zero-padded input split into stride phases: plane ``ph*sw + pw`` of image n,
     channel c is ``src[((n*C + c)*sh*sw + ph*sw + pw)*Hq*Wq + i*Wq + j] = xp[n, c, i*sh + ph,
@@ -445,62 +423,67 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
     whose source elements are contiguous too; the caller sums ``part`` over chunks.
     ``g`` has WG_COB-aligned rows per group and ``off`` a multiple of WG_TB taps.
 
-    Loop nest: prange chunk > row > block of WG_COB channels > WG_TB taps > l (contiguous).
+    Loop nest: prange chunk > row > block of WG_COB channels > WG_TB taps > P-lane steps
+    along the row.
 
     Optimizations:
-    - WG_COB x WG_TB dot products in one sweep: 7 loads feed 12 multiply-adds (with 4 x 2
-      and the taps outside the rows, the 64->64 layer's weight gradient took 19 ms, now 10);
+    - WG_COB x WG_TB dot products in one sweep, in vector registers (:mod:`._simd`):
+      7 vector loads feed 12 vector FMAs; the row's tail is one masked step;
     - rows outermost: a row of grad_out stays in cache while every tap sweeps it, and
       consecutive taps (kw) read the same source lines;
-    - ``fastmath`` reassociation lets LLVM vectorize the dot products; each row's
-      float32 dot product is then added into a float64 total;
+    - each row's float32 dot products are summed across lanes, then added into a
+      float64 total;
     - each task owns its slice of ``part`` (no shared +=).
     """
     T = off.shape[0]
     nrow = rowbase.shape[0]
     nblk = g.shape[0] // WG_COB
-    zero = np.zeros(1, dtype=g.dtype)[0]  # NOTE: a literal 0 would make the dots float64
+    G = g.shape[1]
+    gf = g.reshape(g.size)
+    full = L - L % P
+    tail = L - full
     for k in prange(part.shape[0]):
         p = part[k]
-        p[:] = 0.0
+        for co in range(p.shape[0]):
+            for t in range(T):
+                p[co, t] = 0.0
         for r in range(k * chunk, min(nrow, (k + 1) * chunk)):
             q = rowg[r]
             for blk in range(nblk):
                 co0 = blk * WG_COB
                 a = cbase[blk] + rowbase[r]
-                g0, g1 = g[co0, q:q + L], g[co0 + 1, q:q + L]
-                g2, g3 = g[co0 + 2, q:q + L], g[co0 + 3, q:q + L]
+                q0 = U(co0 * G + q)
+                q1, q2, q3 = q0 + U(G), q0 + U(2 * G), q0 + U(3 * G)
                 for t0 in range(0, T, WG_TB):
-                    oa, ob, oc = a + off[t0], a + off[t0 + 1], a + off[t0 + 2]
-                    xa, xb, xc = src[oa:oa + L], src[ob:ob + L], src[oc:oc + L]
-                    d00 = d01 = d02 = d10 = d11 = d12 = zero
-                    d20 = d21 = d22 = d30 = d31 = d32 = zero
-                    for i in range(L):
-                        u, v, s = xa[i], xb[i], xc[i]
-                        d00 += g0[i] * u
-                        d01 += g0[i] * v
-                        d02 += g0[i] * s
-                        d10 += g1[i] * u
-                        d11 += g1[i] * v
-                        d12 += g1[i] * s
-                        d20 += g2[i] * u
-                        d21 += g2[i] * v
-                        d22 += g2[i] * s
-                        d30 += g3[i] * u
-                        d31 += g3[i] * v
-                        d32 += g3[i] * s
-                    p[co0, t0] += d00
-                    p[co0, t0 + 1] += d01
-                    p[co0, t0 + 2] += d02
-                    p[co0 + 1, t0] += d10
-                    p[co0 + 1, t0 + 1] += d11
-                    p[co0 + 1, t0 + 2] += d12
-                    p[co0 + 2, t0] += d20
-                    p[co0 + 2, t0 + 1] += d21
-                    p[co0 + 2, t0 + 2] += d22
-                    p[co0 + 3, t0] += d30
-                    p[co0 + 3, t0 + 1] += d31
-                    p[co0 + 3, t0 + 2] += d32
+                    oa, ob, oc = U(a + off[t0]), U(a + off[t0 + 1]), U(a + off[t0 + 2])
+                    d00 = d01 = d02 = d10 = d11 = d12 = zeros(src)
+                    d20 = d21 = d22 = d30 = d31 = d32 = zeros(src)
+                    for i in range(U(0), U(full + (P if tail else 0)), U(P)):
+                        if i < full:
+                            u, v, s = load(src, oa + i), load(src, ob + i), load(src, oc + i)
+                            g0, g1 = load(gf, q0 + i), load(gf, q1 + i)
+                            g2, g3 = load(gf, q2 + i), load(gf, q3 + i)
+                        else:  # the row's last L % P elements
+                            u, v = load_first(src, oa + i, tail), load_first(src, ob + i, tail)
+                            s = load_first(src, oc + i, tail)
+                            g0, g1 = load_first(gf, q0 + i, tail), load_first(gf, q1 + i, tail)
+                            g2, g3 = load_first(gf, q2 + i, tail), load_first(gf, q3 + i, tail)
+                        d00, d01, d02 = fma(d00, g0, u), fma(d01, g0, v), fma(d02, g0, s)
+                        d10, d11, d12 = fma(d10, g1, u), fma(d11, g1, v), fma(d12, g1, s)
+                        d20, d21, d22 = fma(d20, g2, u), fma(d21, g2, v), fma(d22, g2, s)
+                        d30, d31, d32 = fma(d30, g3, u), fma(d31, g3, v), fma(d32, g3, s)
+                    p[co0, t0] += total(d00)
+                    p[co0, t0 + 1] += total(d01)
+                    p[co0, t0 + 2] += total(d02)
+                    p[co0 + 1, t0] += total(d10)
+                    p[co0 + 1, t0 + 1] += total(d11)
+                    p[co0 + 1, t0 + 2] += total(d12)
+                    p[co0 + 2, t0] += total(d20)
+                    p[co0 + 2, t0 + 1] += total(d21)
+                    p[co0 + 2, t0 + 2] += total(d22)
+                    p[co0 + 3, t0] += total(d30)
+                    p[co0 + 3, t0 + 1] += total(d31)
+                    p[co0 + 3, t0 + 2] += total(d32)
 
 
 def _both(**kernels):
@@ -518,11 +501,11 @@ def _both(**kernels):
 
 parallel, serial = _both(
     forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
-    pad=(_pad, {}), pad_phases=(_pad_phases, {}), unphase=(_unphase, {}), crop=(_crop, {}),
+    pad_phases=(_pad_phases, {}), unphase=(_unphase, {}), crop=(_crop, {}),
     widen=(_widen, {}),
     to_batch_lanes=(_to_batch_lanes, {}), to_lanes=(_to_lanes, {}),
     from_lanes=(_from_lanes, {}),
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
-    weight_grad_rows=(_weight_grad_rows, {"fastmath": {"contract", "reassoc"}}),
+    weight_grad_rows=(_weight_grad_rows, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
