@@ -9,7 +9,8 @@
 array([0., 0., 0.], dtype=float32)
 
 Each optimizer is constructed with a list of parameter arrays (updated in place;
-float32 or float64, C-contiguous and writeable) and torch's hyperparameter
+float32 or float64, C-contiguous and writeable, of any shape, 0-d scalars included,
+as in torch) and torch's hyperparameter
 names and defaults. ``step(grads)`` validates the gradients (count, shape,
 dtype) and then runs one fused kernel per parameter. The per-step scalars
 (bias corrections, decayed learning rates) are computed here in Python float64
@@ -61,9 +62,9 @@ def _flat(x):
 
 def _unused(p):
     """The array passed for a state buffer a step does not use (its flag is off, so no
-    kernel reads or writes it): an empty view on the host, ``p`` itself on the device,
-    where slicing a view costs ~20 us a step."""
-    return p if is_device(p) else p[:0]
+    kernel reads or writes it): an empty flat view on the host (of a 0-d parameter too),
+    ``p`` itself on the device, where slicing a view costs ~20 us a step."""
+    return p if is_device(p) else _flat(p)[:0]
 
 
 def _lerp_weights(dtype, w: float):
@@ -141,6 +142,8 @@ class _Optimizer:
         checked = []
         for i, (p, g) in enumerate(zip(self._arrays, grads)):
             name = f"grads[{i}]"
+            if isinstance(g, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars
+                g = np.asarray(g)
             if self._device:
                 from .cuda._arrays import device
 
@@ -153,7 +156,9 @@ class _Optimizer:
                 raise TypeError(f"{name} is {g.dtype} but params[{i}] is {p.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"{name} has shape {g.shape} but params[{i}] has {p.shape}")
-            checked.append(g if self._device else np.ascontiguousarray(g))
+            # NOTE: not np.ascontiguousarray(g) always, which makes a 0-d gradient 1-d
+            checked.append(g if self._device or g.flags.c_contiguous
+                           else np.ascontiguousarray(g))
         for p, g, state in zip(self._arrays, checked, self.state):
             state["step"] += 1
             self.update(p, g, state, self.hyperparameters, self._stream)

@@ -422,6 +422,91 @@ def test_follows_torch_on_backend(backend, name, kw, dtype):
         assert all(is_device(v) for k, v in opt.state[0].items() if k != "step")
 
 
+# 0-d parameters (scalars, as torch allows) mixed with ordinary ones
+SCALAR_SHAPES = [(), (2, 3), ()]
+SCALAR_STEPS = 4
+
+
+def scalar_problem(dtype, maximize=False):
+    """(starts, grad_fn) for :data:`SCALAR_SHAPES`; the gradients are 0-d arrays for the
+    0-d parameters (NumPy arithmetic on them would give scalars: ``np.asarray``)."""
+    rng = np.random.default_rng(4)
+    start, target = ([np.asarray(rng.standard_normal(s), dtype) for s in SCALAR_SHAPES]
+                     for _ in range(2))
+    noise = [[np.asarray(rng.standard_normal(s), dtype) for s in SCALAR_SHAPES]
+             for _ in range(SCALAR_STEPS)]
+    half = dtype(-0.5 if maximize else 0.5)
+    return start, lambda t, ps: [np.asarray(half * (p - c) + n, dtype)
+                                 for p, c, n in zip(ps, target, noise[t])]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), CONFIGS, ids=IDS)
+def test_scalar_params_follow_torch(backend, name, kw, dtype):
+    """0-d parameters and gradients, among 2-d ones, step in place along torch.optim's
+    trajectory, and keep 0-d state arrays as torch does."""
+    if backend != "cpu" and (name, kw) not in [CONFIGS[i] for i in PICKED]:
+        pytest.skip("the CUDA simulator runs the PICKED configurations (slow)")
+    start, grad_fn = scalar_problem(dtype, kw.get("maximize", False))
+    ps = [to_backend(p.copy(), backend) for p in start]
+    opt = getattr(optim, name)(ps, **kw)
+    tps = [torch.tensor(p, requires_grad=True) for p in start]
+    topt = getattr(torch.optim, name)(tps, **kw)
+    for t in range(SCALAR_STEPS):
+        opt.step([to_backend(g, backend) for g in grad_fn(t, [to_host(p) for p in ps])])
+        for tp, g in zip(tps, grad_fn(t, [tp.detach().numpy() for tp in tps])):
+            tp.grad = torch.from_numpy(g)
+        topt.step()
+        for i, (p, tp) in enumerate(zip(ps, tps)):
+            x = to_host(p)
+            assert isinstance(x, np.ndarray) and x.shape == SCALAR_SHAPES[i]
+            assert x.dtype == dtype
+            np.testing.assert_allclose(x, tp.detach().numpy(), **TOL[dtype],
+                                       err_msg=f"step {t + 1}, params[{i}]")
+    for i, (state, tp) in enumerate(zip(opt.state_dict()["state"], tps)):
+        for key, value in topt.state[tp].items():
+            if key == "step":
+                assert state["step"] == int(value) == SCALAR_STEPS
+            elif value is not None:
+                assert state[key].shape == SCALAR_SHAPES[i], key
+                np.testing.assert_allclose(state[key], value.numpy(), **TOL[dtype],
+                                           err_msg=key)
+
+
+@pytest.mark.parametrize(("name", "kw"), [CONFIGS[i] for i in PICKED],
+                         ids=[IDS[i] for i in PICKED])
+def test_scalar_params_through_kernels_torch(name, kw):
+    """kernels.torch's optimizers (which share the per-parameter update) on 0-d tensors."""
+    import kernels.torch as kt
+
+    start, grad_fn = scalar_problem(np.float32, kw.get("maximize", False))
+    ours, theirs = ([torch.tensor(p, requires_grad=True) for p in start] for _ in range(2))
+    opts = getattr(kt, name)(ours, **kw), getattr(torch.optim, name)(theirs, **kw)
+    for t in range(SCALAR_STEPS):
+        for ps, opt in zip((ours, theirs), opts):
+            for p, g in zip(ps, grad_fn(t, [p.detach().numpy() for p in ps])):
+                p.grad = torch.from_numpy(g)
+            opt.step()
+        for x, y in zip(ours, theirs):
+            assert x.shape == y.shape
+            np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(),
+                                       **TOL[np.float32], err_msg=f"step {t + 1}")
+    for x, y in zip(ours, theirs):
+        assert {k: v.shape for k, v in opts[0].state[x].items()} == \
+            {k: v.shape for k, v in opts[1].state[y].items()}
+
+
+@pytest.mark.parametrize(("name", "kw"), [("SGD", dict(lr=0.1)), ("Adam", dict(lr=0.1))])
+def test_scalar_param_numpy_scalar_grad(name, kw):
+    """A NumPy scalar (what arithmetic on a 0-d array gives) is a 0-d gradient."""
+    p, q = np.array(1.0), np.array(1.0)
+    getattr(optim, name)([p], **kw).step([np.float64(0.5)])
+    getattr(optim, name)([q], **kw).step([np.array(0.5)])
+    assert p.shape == () and p == q != 1.0
+    with pytest.raises(TypeError, match=r"grads\[0\] is float32"):
+        getattr(optim, name)([p], **kw).step([np.float32(0.5)])
+
+
 @pytest.mark.parametrize(("name", "kw"), [("Adam", dict(lr=0.01, amsgrad=True)),
                                           ("RMSprop", dict(lr=0.01, momentum=0.9,
                                                            centered=True))])
