@@ -180,3 +180,83 @@ def positive(value, name: str, allow_zero: bool = False) -> float:
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, "
                          f"got {value!r}")
     return v
+
+
+def _shown(value) -> str:
+    """``repr(value)`` for a message, cut short (an int of 400 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def real(value, name: str, minimum: float | None = None, below: float | None = None) -> float:
+    """A finite real number as a Python float: an int, a float or a NumPy integer or float
+    scalar (as torch accepts). A string, a bool (``float()`` takes both), None or an array
+    is a TypeError; NaN, an infinity, an int too large for a float, a value under
+    ``minimum`` or not under ``below`` is a ValueError, each naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {_shown(value)}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large for a float, got {_shown(value)}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {_shown(value)}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {_shown(value)}")
+    if below is not None and not v < below:
+        raise ValueError(f"{name} must be below {below}, got {_shown(value)}")
+    return v
+
+
+def flag(value, name: str) -> bool:
+    """A bool (or a NumPy bool): anything else, such as the string "False", which is
+    true, is a TypeError naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} "
+                        f"{_shown(value)}")
+    return bool(value)
+
+
+def count(value, name: str, maximum: int = 2**53) -> int:
+    """A non-negative integer as a Python int, at most ``maximum``: an int, a NumPy integer,
+    an integral float (torch keeps step counts as float tensors) or a 0-d array of one.
+    A string, a bool or None is a TypeError; a fraction, NaN, an infinity, a negative
+    or too large a value is a ValueError, each naming ``name``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {_shown(value)}")
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value) or value != int(value):
+            raise ValueError(f"{name} must be an integer, got {_shown(value)}")
+    n = int(value)
+    if not 0 <= n <= maximum:
+        raise ValueError(f"{name} must be between 0 and {maximum}, got {_shown(value)}")
+    return n
+
+
+def overlapping(arrays) -> tuple[int, int] | None:
+    """The indices ``(i, j)``, i < j, of two C-contiguous arrays among ``arrays`` whose
+    memory overlaps (the same array twice, or two views of one buffer), or None.
+    NumPy arrays by their ``__array_interface__``, device arrays by their
+    ``__cuda_array_interface__`` (Numba's simulator's by the NumPy array they wrap);
+    O(n log n) over the address ranges, so a network's many parameters cost little."""
+    spans = []
+    for i, a in enumerate(arrays):
+        size = a.size * a.dtype.itemsize
+        if size == 0:
+            continue
+        face = None if isinstance(a, np.ndarray) else getattr(a, "__cuda_array_interface__",
+                                                               None)
+        start = (face or a.__array_interface__)["data"][0]
+        spans.append((start, start + size, i))
+    spans.sort()
+    widest = None  # the span reaching furthest so far: (end, index)
+    for start, end, i in spans:
+        if widest is not None and start < widest[0]:
+            return min(i, widest[1]), max(i, widest[1])
+        if widest is None or end > widest[0]:
+            widest = (end, i)
+    return None

@@ -9,15 +9,19 @@
 array([0., 0., 0.], dtype=float32)
 
 Each optimizer is constructed with a list of parameter arrays (updated in place;
-float32 or float64, C-contiguous and writeable) and torch's hyperparameter
-names and defaults. ``step(grads)`` validates the gradients (count, shape,
-dtype) and then runs one fused kernel per parameter. The per-step scalars
+float32 or float64, C-contiguous and writeable, of any shape, 0-d scalars included,
+as in torch; no two may share memory) and torch's hyperparameter names and defaults:
+numbers (ints, floats, NumPy scalars; finite, and in torch's ranges) and bools, kept
+as Python floats and bools. A string, a bool for a number or a number for a flag is
+a TypeError naming the argument. ``step(grads)`` validates the gradients (count,
+shape, dtype) and then runs one fused kernel per parameter. The per-step scalars
 (bias corrections, decayed learning rates) are computed here in Python float64
 and cast to the parameter's dtype, as torch does. ``state_dict()`` returns copies
 of the state arrays, the hyperparameters and the step counts;
-``load_state_dict()`` restores them, so a loaded optimizer continues the same
-trajectory. Hyperparameters live in ``opt.hyperparameters`` (a dict; change
-``lr`` there for a schedule).
+``load_state_dict()`` checks all of them as the constructor does (naming the key),
+then restores them, so a loaded optimizer continues the same trajectory.
+Hyperparameters live in ``opt.hyperparameters`` (a dict; change ``lr`` there for a
+schedule).
 
 Device arrays (anything with ``__cuda_array_interface__``: Numba, CuPy, PyTorch CUDA
 tensors) work too: all parameters and gradients on the GPU, stepped by the fused CUDA
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import FLOATS, is_device, on_device, positive
+from ._checks import FLOATS, count, flag, is_device, on_device, overlapping, real
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
@@ -61,9 +65,9 @@ def _flat(x):
 
 def _unused(p):
     """The array passed for a state buffer a step does not use (its flag is off, so no
-    kernel reads or writes it): an empty view on the host, ``p`` itself on the device,
-    where slicing a view costs ~20 us a step."""
-    return p if is_device(p) else p[:0]
+    kernel reads or writes it): an empty flat view on the host (of a 0-d parameter too),
+    ``p`` itself on the device, where slicing a view costs ~20 us a step."""
+    return p if is_device(p) else _flat(p)[:0]
 
 
 def _lerp_weights(dtype, w: float):
@@ -86,12 +90,41 @@ def _buffer(state: dict, name: str, p, fill: float = 0.0, stream=None):
     return state[name]
 
 
+def _betas(value, name: str) -> tuple[float, float]:
+    """Adam's ``betas``: two numbers in [0, 1), as floats."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair of numbers in [0, 1), got {value!r}")
+    return tuple(real(b, f"{name}[{k}]", minimum=0.0, below=1.0) for k, b in enumerate(value))
+
+
+# what each kind of hyperparameter must be (the value checked, named)
+_RULES = {"nonnegative": lambda v, name: real(v, name, minimum=0.0),
+          "real": real, "flag": flag, "betas": _betas}
+
+
 class _Optimizer:
     """Shared machinery: parameter and gradient checks, step counts, state dicts."""
 
     _buffers: tuple[str, ...] = ()  # names of the per-parameter state arrays
+    _hyper: dict[str, str] = {}  # hyperparameter -> its kind in _RULES
+
+    @classmethod
+    def _checked(cls, hyperparameters: dict, where: str = "") -> dict:
+        """``hyperparameters`` checked (TypeError or ValueError naming the key, prefixed by
+        ``where``) and normalized: numbers as floats, flags as bools, betas a tuple."""
+        out = {}
+        for key, kind in cls._hyper.items():
+            name = f"{where}[{key!r}]" if where else key
+            out[key] = _RULES[kind](hyperparameters[key], name)
+        cls._check_together(out, where)
+        return out
+
+    @classmethod
+    def _check_together(cls, h: dict, where: str) -> None:
+        """Checks across hyperparameters (SGD's nesterov)."""
 
     def __init__(self, params, **hyperparameters):
+        checked = self._checked(hyperparameters)  # first, as torch does
         if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
             raise TypeError("params must be a list of arrays, got "
                             f"{type(params).__name__}")
@@ -118,7 +151,13 @@ class _Optimizer:
         self.params = list(params)
         if not self._device:
             self._arrays = self.params
-        self.hyperparameters = hyperparameters
+        shared = overlapping(self._arrays)  # each parameter is updated in place, once
+        if shared is not None:
+            i, j = shared
+            raise ValueError(f"params[{i}] and params[{j}] share memory (the same array "
+                             "twice, or overlapping views of one buffer): each parameter "
+                             "must be its own array")
+        self.hyperparameters = checked
         self.state = [{"step": 0} for _ in self.params]
 
     # -- per-optimizer -------------------------------------------------------------------
@@ -141,6 +180,8 @@ class _Optimizer:
         checked = []
         for i, (p, g) in enumerate(zip(self._arrays, grads)):
             name = f"grads[{i}]"
+            if isinstance(g, np.generic):  # NumPy arithmetic on 0-d arrays gives scalars
+                g = np.asarray(g)
             if self._device:
                 from .cuda._arrays import device
 
@@ -153,7 +194,9 @@ class _Optimizer:
                 raise TypeError(f"{name} is {g.dtype} but params[{i}] is {p.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"{name} has shape {g.shape} but params[{i}] has {p.shape}")
-            checked.append(g if self._device else np.ascontiguousarray(g))
+            # NOTE: not np.ascontiguousarray(g) always, which makes a 0-d gradient 1-d
+            checked.append(g if self._device or g.flags.c_contiguous
+                           else np.ascontiguousarray(g))
         for p, g, state in zip(self._arrays, checked, self.state):
             state["step"] += 1
             self.update(p, g, state, self.hyperparameters, self._stream)
@@ -174,33 +217,54 @@ class _Optimizer:
         if not isinstance(state_dict, dict) or set(state_dict) != {"hyperparameters", "state"}:
             raise ValueError("state_dict must be a dict with keys 'hyperparameters' and 'state'")
         hyper, states = state_dict["hyperparameters"], state_dict["state"]
+        if not isinstance(hyper, dict):
+            raise TypeError("state_dict['hyperparameters'] must be a dict, got "
+                            f"{type(hyper).__name__}")
         if set(hyper) != set(self.hyperparameters):
             raise ValueError(f"state_dict hyperparameters {sorted(hyper)} do not match "
                              f"{type(self).__name__}'s {sorted(self.hyperparameters)}")
+        hyper = self._checked(hyper, "state_dict['hyperparameters']")
+        if not isinstance(states, (list, tuple)):
+            raise TypeError(f"state_dict['state'] must be a list, got {type(states).__name__}")
         if len(states) != len(self.params):
             raise ValueError(f"state_dict has state for {len(states)} parameters, "
                              f"this optimizer has {len(self.params)}")
-        loaded = []
+        # every entry checked before any is copied (to the device): all or nothing
         for i, (p, s) in enumerate(zip(self._arrays, states)):
+            where = f"state_dict['state'][{i}]"
+            if not isinstance(s, dict):
+                raise TypeError(f"{where} must be a dict, got {type(s).__name__}")
             unknown = set(s) - {"step", *self._buffers}
             if "step" not in s or unknown:
                 raise ValueError(f"state_dict state[{i}] needs 'step' and only "
                                  f"{list(self._buffers)}, got {sorted(s)}")
-            new = {"step": int(s["step"])}
+            count(s["step"], f"{where}['step']")
+            for name in self._buffers:
+                v = s.get(name)
+                if v is None:
+                    continue
+                key = f"{where}[{name!r}]"
+                if not (isinstance(v, np.ndarray) or is_device(v)):
+                    raise TypeError(f"{key} must be an array, got {type(v).__name__}")
+                if v.dtype != p.dtype:
+                    raise TypeError(f"{key} is {v.dtype} but params[{i}] is {p.dtype}")
+                if tuple(v.shape) != tuple(p.shape):
+                    raise ValueError(f"{key} has shape {tuple(v.shape)} but params[{i}] has "
+                                     f"{tuple(p.shape)}")
+        loaded = []
+        for s in states:
+            new = {"step": count(s["step"], "step")}
             for name in self._buffers:
                 v = s.get(name)
                 if v is None:
                     continue
                 if is_device(v):
                     v = self._host_copy(v)
-                if not isinstance(v, np.ndarray) or v.shape != p.shape or v.dtype != p.dtype:
-                    raise ValueError(f"state_dict state[{i}][{name!r}] must be a {p.dtype} "
-                                     f"array of shape {tuple(p.shape)}")
                 # a copy, like torch's load
                 new[name] = (_cuda().to_device(v, self._stream) if self._device
                              else np.array(v, order="C"))
             loaded.append(new)
-        self.hyperparameters = dict(hyper)
+        self.hyperparameters = hyper
         self.state = loaded
 
     def __repr__(self) -> str:
@@ -214,17 +278,19 @@ class SGD(_Optimizer):
 
     _buffers = ("momentum_buffer",)
 
+    _hyper = {"lr": "nonnegative", "momentum": "nonnegative", "dampening": "real",
+              "weight_decay": "nonnegative", "nesterov": "flag", "maximize": "flag"}
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False, *, maximize=False):
-        positive(lr, "lr", allow_zero=True)
-        positive(momentum, "momentum", allow_zero=True)
-        positive(weight_decay, "weight_decay", allow_zero=True)
-        float(dampening)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("nesterov needs momentum > 0 and dampening = 0")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
-                         weight_decay=weight_decay, nesterov=bool(nesterov),
-                         maximize=bool(maximize))
+                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+
+    @classmethod
+    def _check_together(cls, h, where):
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError(f"{where + ': ' if where else ''}nesterov needs momentum > 0 "
+                             "and dampening = 0")
 
     @classmethod
     def update(cls, p, g, state, h, stream=None):
@@ -243,18 +309,18 @@ class Adagrad(_Optimizer):
 
     _buffers = ("sum",)
 
+    _hyper = {"lr": "nonnegative", "lr_decay": "nonnegative", "weight_decay": "nonnegative",
+              "initial_accumulator_value": "nonnegative", "eps": "nonnegative",
+              "maximize": "flag"}
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
                  initial_accumulator_value=0, eps=1e-10, *, maximize=False):
-        positive(lr, "lr", allow_zero=True)
-        positive(lr_decay, "lr_decay", allow_zero=True)
-        positive(weight_decay, "weight_decay", allow_zero=True)
-        positive(initial_accumulator_value, "initial_accumulator_value", allow_zero=True)
-        positive(eps, "eps", allow_zero=True)
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
-                         maximize=bool(maximize))
+                         maximize=maximize)
         for p, state in zip(self._arrays, self.state):  # torch fills it at construction
-            _buffer(state, "sum", p, initial_accumulator_value, self._stream)
+            _buffer(state, "sum", p, self.hyperparameters["initial_accumulator_value"],
+                    self._stream)
 
     @classmethod
     def update(cls, p, g, state, h, stream=None):
@@ -272,15 +338,14 @@ class RMSprop(_Optimizer):
 
     _buffers = ("square_avg", "grad_avg", "momentum_buffer")
 
+    _hyper = {"lr": "nonnegative", "alpha": "nonnegative", "eps": "nonnegative",
+              "weight_decay": "nonnegative", "momentum": "nonnegative", "centered": "flag",
+              "maximize": "flag"}
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, *, maximize=False):
-        positive(lr, "lr", allow_zero=True)
-        positive(alpha, "alpha", allow_zero=True)
-        positive(eps, "eps", allow_zero=True)
-        positive(weight_decay, "weight_decay", allow_zero=True)
-        positive(momentum, "momentum", allow_zero=True)
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=bool(centered), maximize=bool(maximize))
+                         momentum=momentum, centered=centered, maximize=maximize)
 
     @classmethod
     def update(cls, p, g, state, h, stream=None):
@@ -303,16 +368,13 @@ class Adam(_Optimizer):
     _buffers = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
 
+    _hyper = {"lr": "nonnegative", "betas": "betas", "eps": "nonnegative",
+              "weight_decay": "nonnegative", "amsgrad": "flag", "maximize": "flag"}
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False):
-        positive(lr, "lr", allow_zero=True)
-        positive(eps, "eps", allow_zero=True)
-        positive(weight_decay, "weight_decay", allow_zero=True)
-        if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        super().__init__(params, lr=lr, betas=(float(betas[0]), float(betas[1])), eps=eps,
-                         weight_decay=weight_decay, amsgrad=bool(amsgrad),
-                         maximize=bool(maximize))
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
 
     @classmethod
     def update(cls, p, g, state, h, stream=None):

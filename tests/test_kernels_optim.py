@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -328,6 +329,13 @@ def test_read_only_param():
     ([np.ones(3), np.ones((2, 2), np.float32)], TypeError, r"grads\[1\].*float32"),
     ([np.ones(3, np.float32), np.ones((2, 2))], TypeError, r"grads\[0\]"),
     ([np.ones(3), [[1.0, 1.0], [1.0, 1.0]]], TypeError, r"grads\[1\]"),
+    ((np.ones(3),), ValueError, "grads has 1"),
+    ([np.ones(3), np.ones((2, 2)), np.ones(1)], ValueError, "grads has 3"),
+    ([np.ones(3), None], TypeError, r"grads\[1\]"),
+    ([np.float64(1.0), np.ones((2, 2))], ValueError, r"grads\[0\].*shape"),
+    ([np.ones(3), np.ones((2, 2), np.int64)], TypeError, r"grads\[1\].*int64"),
+    ([np.ones(3), np.ones(4)], ValueError, r"grads\[1\].*shape"),
+    ("grads", TypeError, "grads"),
 ])
 def test_step_errors_before_any_update(grads, error, match):
     a, b = np.ones(3), np.ones((2, 2))
@@ -353,7 +361,7 @@ def test_load_state_dict_errors():
         optim.Adam([np.ones(3)]).load_state_dict(bad)
     bad = opt.state_dict()
     bad["state"][0]["exp_avg"] = np.ones(3, np.float32)
-    with pytest.raises(ValueError, match="float64"):
+    with pytest.raises(TypeError, match="float64"):
         optim.Adam([np.ones(3)]).load_state_dict(bad)
     bad = opt.state_dict()
     bad["state"][0]["bogus"] = np.ones(3)
@@ -422,6 +430,91 @@ def test_follows_torch_on_backend(backend, name, kw, dtype):
         assert all(is_device(v) for k, v in opt.state[0].items() if k != "step")
 
 
+# 0-d parameters (scalars, as torch allows) mixed with ordinary ones
+SCALAR_SHAPES = [(), (2, 3), ()]
+SCALAR_STEPS = 4
+
+
+def scalar_problem(dtype, maximize=False):
+    """(starts, grad_fn) for :data:`SCALAR_SHAPES`; the gradients are 0-d arrays for the
+    0-d parameters (NumPy arithmetic on them would give scalars: ``np.asarray``)."""
+    rng = np.random.default_rng(4)
+    start, target = ([np.asarray(rng.standard_normal(s), dtype) for s in SCALAR_SHAPES]
+                     for _ in range(2))
+    noise = [[np.asarray(rng.standard_normal(s), dtype) for s in SCALAR_SHAPES]
+             for _ in range(SCALAR_STEPS)]
+    half = dtype(-0.5 if maximize else 0.5)
+    return start, lambda t, ps: [np.asarray(half * (p - c) + n, dtype)
+                                 for p, c, n in zip(ps, target, noise[t])]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("name", "kw"), CONFIGS, ids=IDS)
+def test_scalar_params_follow_torch(backend, name, kw, dtype):
+    """0-d parameters and gradients, among 2-d ones, step in place along torch.optim's
+    trajectory, and keep 0-d state arrays as torch does."""
+    if backend != "cpu" and (name, kw) not in [CONFIGS[i] for i in PICKED]:
+        pytest.skip("the CUDA simulator runs the PICKED configurations (slow)")
+    start, grad_fn = scalar_problem(dtype, kw.get("maximize", False))
+    ps = [to_backend(p.copy(), backend) for p in start]
+    opt = getattr(optim, name)(ps, **kw)
+    tps = [torch.tensor(p, requires_grad=True) for p in start]
+    topt = getattr(torch.optim, name)(tps, **kw)
+    for t in range(SCALAR_STEPS):
+        opt.step([to_backend(g, backend) for g in grad_fn(t, [to_host(p) for p in ps])])
+        for tp, g in zip(tps, grad_fn(t, [tp.detach().numpy() for tp in tps])):
+            tp.grad = torch.from_numpy(g)
+        topt.step()
+        for i, (p, tp) in enumerate(zip(ps, tps)):
+            x = to_host(p)
+            assert isinstance(x, np.ndarray) and x.shape == SCALAR_SHAPES[i]
+            assert x.dtype == dtype
+            np.testing.assert_allclose(x, tp.detach().numpy(), **TOL[dtype],
+                                       err_msg=f"step {t + 1}, params[{i}]")
+    for i, (state, tp) in enumerate(zip(opt.state_dict()["state"], tps)):
+        for key, value in topt.state[tp].items():
+            if key == "step":
+                assert state["step"] == int(value) == SCALAR_STEPS
+            elif value is not None:
+                assert state[key].shape == SCALAR_SHAPES[i], key
+                np.testing.assert_allclose(state[key], value.numpy(), **TOL[dtype],
+                                           err_msg=key)
+
+
+@pytest.mark.parametrize(("name", "kw"), [CONFIGS[i] for i in PICKED],
+                         ids=[IDS[i] for i in PICKED])
+def test_scalar_params_through_kernels_torch(name, kw):
+    """kernels.torch's optimizers (which share the per-parameter update) on 0-d tensors."""
+    import kernels.torch as kt
+
+    start, grad_fn = scalar_problem(np.float32, kw.get("maximize", False))
+    ours, theirs = ([torch.tensor(p, requires_grad=True) for p in start] for _ in range(2))
+    opts = getattr(kt, name)(ours, **kw), getattr(torch.optim, name)(theirs, **kw)
+    for t in range(SCALAR_STEPS):
+        for ps, opt in zip((ours, theirs), opts):
+            for p, g in zip(ps, grad_fn(t, [p.detach().numpy() for p in ps])):
+                p.grad = torch.from_numpy(g)
+            opt.step()
+        for x, y in zip(ours, theirs):
+            assert x.shape == y.shape
+            np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(),
+                                       **TOL[np.float32], err_msg=f"step {t + 1}")
+    for x, y in zip(ours, theirs):
+        assert {k: v.shape for k, v in opts[0].state[x].items()} == \
+            {k: v.shape for k, v in opts[1].state[y].items()}
+
+
+@pytest.mark.parametrize(("name", "kw"), [("SGD", dict(lr=0.1)), ("Adam", dict(lr=0.1))])
+def test_scalar_param_numpy_scalar_grad(name, kw):
+    """A NumPy scalar (what arithmetic on a 0-d array gives) is a 0-d gradient."""
+    p, q = np.array(1.0), np.array(1.0)
+    getattr(optim, name)([p], **kw).step([np.float64(0.5)])
+    getattr(optim, name)([q], **kw).step([np.array(0.5)])
+    assert p.shape == () and p == q != 1.0
+    with pytest.raises(TypeError, match=r"grads\[0\] is float32"):
+        getattr(optim, name)([p], **kw).step([np.float32(0.5)])
+
+
 @pytest.mark.parametrize(("name", "kw"), [("Adam", dict(lr=0.01, amsgrad=True)),
                                           ("RMSprop", dict(lr=0.01, momentum=0.9,
                                                            centered=True))])
@@ -458,3 +551,232 @@ def test_device_errors_before_any_update():
         optim.SGD([np.ones(3)]).step([a])
     np.testing.assert_array_equal(to_host(a), 1.0)  # nothing ran
     assert opt.state[0]["step"] == 0
+
+
+# -- the harder bad calls: named errors before anything runs ----------------------------------
+NAN, INF = float("nan"), float("inf")
+BAD_HYPERPARAMETERS = [  # (optimizer, keyword arguments, error, the name in the message)
+    ("SGD", dict(lr="0.1"), TypeError, "lr"),
+    ("SGD", dict(lr=True), TypeError, "lr"),
+    ("SGD", dict(lr=None), TypeError, "lr"),
+    ("SGD", dict(lr=np.array([0.1])), TypeError, "lr"),
+    ("SGD", dict(lr=1j), TypeError, "lr"),
+    ("SGD", dict(lr=10**400), ValueError, "lr"),  # float() raises OverflowError
+    ("SGD", dict(lr=NAN), ValueError, "lr"),
+    ("SGD", dict(lr=INF), ValueError, "lr"),
+    ("SGD", dict(momentum="0.9"), TypeError, "momentum"),
+    ("SGD", dict(momentum=np.bool_(True)), TypeError, "momentum"),
+    ("SGD", dict(dampening="0"), TypeError, "dampening"),
+    ("SGD", dict(dampening=NAN), ValueError, "dampening"),
+    ("SGD", dict(weight_decay="0"), TypeError, "weight_decay"),
+    ("SGD", dict(weight_decay=-INF), ValueError, "weight_decay"),
+    ("SGD", dict(momentum=0.9, nesterov="False"), TypeError, "nesterov"),
+    ("SGD", dict(maximize="False"), TypeError, "maximize"),
+    ("SGD", dict(maximize=1), TypeError, "maximize"),
+    ("Adagrad", dict(lr="0.01"), TypeError, "lr"),
+    ("Adagrad", dict(lr_decay="0"), TypeError, "lr_decay"),
+    ("Adagrad", dict(lr_decay=INF), ValueError, "lr_decay"),
+    ("Adagrad", dict(weight_decay=False), TypeError, "weight_decay"),
+    ("Adagrad", dict(initial_accumulator_value="0"), TypeError, "initial_accumulator_value"),
+    ("Adagrad", dict(initial_accumulator_value=NAN), ValueError, "initial_accumulator_value"),
+    ("Adagrad", dict(eps="1e-10"), TypeError, "eps"),
+    ("RMSprop", dict(alpha="0.99"), TypeError, "alpha"),
+    ("RMSprop", dict(alpha=NAN), ValueError, "alpha"),
+    ("RMSprop", dict(eps="1e-8"), TypeError, "eps"),
+    ("RMSprop", dict(momentum="0"), TypeError, "momentum"),
+    ("RMSprop", dict(weight_decay=-1e-3), ValueError, "weight_decay"),
+    ("RMSprop", dict(centered="yes"), TypeError, "centered"),
+    ("Adam", dict(lr="1e-3"), TypeError, "lr"),
+    ("Adam", dict(betas=("0.9", 0.999)), TypeError, r"betas\[0\]"),
+    ("Adam", dict(betas=(0.9, "0.999")), TypeError, r"betas\[1\]"),
+    ("Adam", dict(betas=(True, 0.999)), TypeError, r"betas\[0\]"),
+    ("Adam", dict(betas=0.9), TypeError, "betas"),
+    ("Adam", dict(betas="ab"), TypeError, "betas"),
+    ("Adam", dict(betas=(0.9,)), TypeError, "betas"),
+    ("Adam", dict(betas=(0.9, 0.99, 0.999)), TypeError, "betas"),
+    ("Adam", dict(betas=(0.9, NAN)), ValueError, r"betas\[1\]"),
+    ("Adam", dict(betas=(0.9, 1 - 1e-17)), ValueError, r"betas\[1\]"),  # 1.0 as a float
+    ("Adam", dict(eps="1e-8"), TypeError, "eps"),
+    ("Adam", dict(eps=INF), ValueError, "eps"),
+    ("Adam", dict(weight_decay="0"), TypeError, "weight_decay"),
+    ("Adam", dict(amsgrad="True"), TypeError, "amsgrad"),
+    ("Adam", dict(maximize=None), TypeError, "maximize"),
+    ("AdamW", dict(weight_decay="0.01"), TypeError, "weight_decay"),
+    ("AdamW", dict(betas=[0.9, -0.1]), ValueError, r"betas\[1\]"),
+    ("AdamW", dict(amsgrad=0), TypeError, "amsgrad"),
+]
+
+
+@pytest.mark.parametrize(("name", "kw", "error", "match"), BAD_HYPERPARAMETERS,
+                         ids=[f"{n}-{kw}" for n, kw, _, _ in BAD_HYPERPARAMETERS])
+def test_bad_hyperparameters_are_named(name, kw, error, match):
+    with pytest.raises(error, match=match):
+        getattr(optim, name)([np.ones(3)], **kw)
+
+
+@pytest.mark.parametrize(("name", "kw"), [
+    ("SGD", dict(lr=1, momentum=np.float32(0.5), dampening=np.int64(0), weight_decay=0,
+                 nesterov=np.bool_(False), maximize=np.bool_(True))),
+    ("Adagrad", dict(lr=np.float64(0.1), lr_decay=np.int32(0), initial_accumulator_value=1,
+                     eps=0)),
+    ("RMSprop", dict(lr=np.float16(0.01), alpha=1, eps=np.float32(1e-8), momentum=0,
+                     centered=np.bool_(True))),
+    ("Adam", dict(lr=1, betas=[np.float32(0.5), 0], eps=np.float64(1e-8), weight_decay=0)),
+    ("AdamW", dict(lr=np.int64(1), betas=(0, np.float64(0.9)), weight_decay=1)),
+])
+def test_numbers_of_any_real_type_are_accepted(name, kw):
+    """Ints, Python floats and NumPy scalars are accepted, as torch accepts them; they are
+    kept as Python floats (and bools, and a tuple of betas): JSON-ready, one type."""
+    ours, theirs = np.ones(3), torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = getattr(optim, name)([ours], **kw)
+    for key, value in opt.hyperparameters.items():
+        want = tuple if key == "betas" else bool if isinstance(kw.get(key), np.bool_) else None
+        if want is not None:
+            assert type(value) is want, key
+        elif key in kw and not isinstance(kw[key], bool):
+            assert type(value) is float and value == float(kw[key]), key
+    their_kw = {k: (tuple(float(b) for b in v) if k == "betas"
+                    else bool(v) if isinstance(v, np.bool_) else float(v))
+                for k, v in kw.items()}
+    topt = getattr(torch.optim, name)([theirs], **their_kw)
+    for _ in range(3):
+        opt.step([np.full(3, 0.5)])
+        theirs.grad = torch.full((3,), 0.5, dtype=torch.float64)
+        topt.step()
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), **TOL[np.float64])
+
+
+def _aliases():
+    """(params, the indices in the message): the same array twice, overlapping views."""
+    a, b, buf = np.ones(3), np.ones(4), np.zeros(12)
+    return [([a, b, a], (0, 2)),
+            ([b, a, a], (1, 2)),
+            ([buf[:6], buf[4:]], (0, 1)),
+            ([buf[8:], b, buf[:9]], (0, 2)),
+            ([buf, buf.reshape(3, 4)], (0, 1)),
+            ([buf[5:7], a, buf[6, ...]], (0, 2)),  # a 0-d view inside another
+            ([a, buf[:4], b, buf[4:8], buf[:2].reshape(2, 1)], (1, 4))]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("case", range(len(_aliases())))
+def test_aliased_params_are_refused(name, case):
+    params, (i, j) = _aliases()[case]
+    with pytest.raises(ValueError, match=rf"params\[{i}\] and params\[{j}\] share memory"):
+        getattr(optim, name)(params)
+
+
+def test_disjoint_views_of_one_buffer_are_accepted():
+    buf = np.zeros(12)
+    parts = [buf[:4], buf[4:5].reshape(()), buf[5:].reshape(7, 1)]
+    opt = optim.SGD(parts, lr=1.0)
+    opt.step([np.ones(4), np.ones(()), np.ones((7, 1))])
+    np.testing.assert_array_equal(buf, -1.0)
+
+
+def test_aliased_params_on_backend(backend):
+    """Device arrays by their pointer ranges (``__cuda_array_interface__``)."""
+    a, b = to_backend(np.ones(3), backend), to_backend(np.zeros(10), backend)
+    cases = [([a, b, a], (0, 2)), ([b[:6], a, b[4:]], (0, 2)), ([b[:5], b[5:], b], (0, 2))]
+    for params, (i, j) in cases:
+        with pytest.raises(ValueError, match=rf"params\[{i}\] and params\[{j}\]"):
+            optim.Adam(params)
+    optim.Adam([b[:5], b[5:], a]).step([to_backend(np.ones(5), backend),
+                                          to_backend(np.ones(5), backend),
+                                          to_backend(np.ones(3), backend)])
+    assert (to_host(b) < 0).all()
+
+
+def _loaded_adam():
+    opt = optim.Adam([np.ones(3), np.ones(())], amsgrad=True)
+    opt.step([np.ones(3), np.ones(())])
+    return opt
+
+
+def _set(path, value):
+    """A state_dict edit: ``value`` at the key path (a callable value is called with the
+    old one)."""
+    def edit(sd):
+        *head, last = path
+        d = functools.reduce(lambda d, k: d[k], head, sd)
+        d[last] = value(d[last]) if callable(value) else value
+    return edit
+
+
+BAD_STATE = [  # (edit, error, the key in the message)
+    (_set(("state", 0, "step"), -1), ValueError, "['state'][0]['step']"),
+    (_set(("state", 1, "step"), 2.5), ValueError, "['state'][1]['step']"),
+    (_set(("state", 0, "step"), NAN), ValueError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), INF), ValueError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), 10**400), ValueError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), 2.0**60), ValueError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), "3"), TypeError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), True), TypeError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), None), TypeError, "['state'][0]['step']"),
+    (_set(("state", 0, "step"), np.array([3])), TypeError, "['state'][0]['step']"),
+    (_set(("hyperparameters", "lr"), NAN), ValueError, "['hyperparameters']['lr']"),
+    (_set(("hyperparameters", "lr"), INF), ValueError, "['hyperparameters']['lr']"),
+    (_set(("hyperparameters", "lr"), -0.1), ValueError, "['hyperparameters']['lr']"),
+    (_set(("hyperparameters", "lr"), "0.1"), TypeError, "['hyperparameters']['lr']"),
+    (_set(("hyperparameters", "eps"), -1e-8), ValueError, "['hyperparameters']['eps']"),
+    (_set(("hyperparameters", "eps"), NAN), ValueError, "['hyperparameters']['eps']"),
+    (_set(("hyperparameters", "weight_decay"), INF), ValueError,
+     "['hyperparameters']['weight_decay']"),
+    (_set(("hyperparameters", "betas"), (0.9, 1.0)), ValueError,
+     "['hyperparameters']['betas'][1]"),
+    (_set(("hyperparameters", "betas"), (NAN, 0.9)), ValueError,
+     "['hyperparameters']['betas'][0]"),
+    (_set(("hyperparameters", "betas"), 0.9), TypeError, "['hyperparameters']['betas']"),
+    (_set(("hyperparameters", "amsgrad"), "no"), TypeError, "['hyperparameters']['amsgrad']"),
+    (_set(("hyperparameters",), [("lr", 0.1)]), TypeError, "['hyperparameters']"),
+    (_set(("state",), "state"), TypeError, "['state']"),
+    (_set(("state", 1), [1.0]), TypeError, "['state'][1]"),
+    (_set(("state", 0, "exp_avg"), np.ones(4)), ValueError, "['state'][0]['exp_avg']"),
+    (_set(("state", 1, "exp_avg_sq"), np.ones(1)), ValueError, "['state'][1]['exp_avg_sq']"),
+    (_set(("state", 0, "max_exp_avg_sq"), np.ones((3, 1))), ValueError,
+     "['state'][0]['max_exp_avg_sq']"),
+    (_set(("state", 0, "exp_avg"), lambda v: v.astype(np.float32)), TypeError,
+     "['state'][0]['exp_avg']"),
+    (_set(("state", 1, "exp_avg"), lambda v: v.astype(np.int64)), TypeError,
+     "['state'][1]['exp_avg']"),
+    (_set(("state", 0, "exp_avg"), [0.0, 0.0, 0.0]), TypeError, "['state'][0]['exp_avg']"),
+    (_set(("state", 1, "exp_avg"), 0.0), TypeError, "['state'][1]['exp_avg']"),
+]
+
+
+@pytest.mark.parametrize(("edit", "error", "key"), BAD_STATE,
+                         ids=[f"{k}-{e.__name__}-{i}" for i, (_, e, k) in enumerate(BAD_STATE)])
+def test_bad_state_dict_is_named_and_changes_nothing(edit, error, key):
+    opt = _loaded_adam()
+    bad = opt.state_dict()
+    edit(bad)
+    fresh = _loaded_adam()
+    fresh.hyperparameters["lr"] = 0.5  # a later schedule step: must survive the failed load
+    before = fresh.state_dict()
+    with pytest.raises(error, match=re.escape(key)):
+        fresh.load_state_dict(bad)
+    after = fresh.state_dict()
+    assert after["hyperparameters"] == before["hyperparameters"]
+    for x, y in zip(after["state"], before["state"]):
+        assert x.keys() == y.keys() and x["step"] == y["step"]
+        for k in set(x) - {"step"}:
+            np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_sgd_nesterov_from_state_dict():
+    sd = optim.SGD([np.ones(3)], momentum=0.9, nesterov=True).state_dict()
+    sd["hyperparameters"]["momentum"] = 0
+    with pytest.raises(ValueError, match=re.escape("state_dict['hyperparameters']: nesterov")):
+        optim.SGD([np.ones(3)]).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("step", [3, np.int64(3), np.uint8(3), 3.0, np.float32(3.0),
+                                  np.array(3), np.array(3.0)])
+def test_step_counts_of_any_integer_type_load(step):
+    """ints, NumPy integers, integral floats (torch keeps its steps as float tensors) and
+    0-d arrays of them (as a checkpoint reads them) load, as a Python int."""
+    opt = _loaded_adam()
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = step
+    opt.load_state_dict(sd)
+    assert type(opt.state[0]["step"]) is int and opt.state[0]["step"] == 3
