@@ -8,7 +8,6 @@ outputs are allocated here, never given by the caller).
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sys
 
@@ -101,21 +100,6 @@ def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     if any(v > MAX_HYPER for v in values):
         raise ValueError(f"{name} must be at most {MAX_HYPER}, got {value!r}")
     return int(values[0]), int(values[1])
-
-
-def flag(value, name: str) -> bool:
-    """A bool (Python's or NumPy's), refusing what is merely truthy (``"no"``, 0, None)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
-    return bool(value)
-
-
-def real(value, name: str):
-    """``value`` itself, if it is a real number (not a bool, not a string): a float
-    hyperparameter written as ``"1e-5"`` is refused rather than parsed."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    return value
 
 
 def check_size(name: str, shape, dtype) -> None:
