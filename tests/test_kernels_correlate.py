@@ -163,6 +163,37 @@ def test_parallel_and_serial_builds_agree_exactly(dtype):
           a, v)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("k", [(3, 3), (15, 15), (1, 7), (7, 1), (2, 5)])
+def test_builds_agree_with_scipy_on_benchmark_kernels(dtype, mode, k):
+    # Passes of 3 taps, then 1 or 2 single taps (kernel widths 3, 15, 7, 1, 5), rows of
+    # the ring outside the image (full, same), and more rows than ROW_BLOCKS.
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((3 * cpu.ROW_BLOCKS + 5, 61)).astype(dtype)
+    v = rng.standard_normal(k).astype(dtype)
+    (r0, h), (c0, w) = ref.window2d(mode, a.shape, v.shape)
+    expected = scipy64(scipy.signal.correlate2d, a, v, mode)
+    par, ser = np.empty((h, w), dtype), np.empty((h, w), dtype)
+    cpu.correlate2d_window(a, v, r0, c0, par)
+    cpu.correlate2d_window_serial(a, v, r0, c0, ser)
+    np.testing.assert_array_equal(par, ser)
+    check(par, expected, a, v)
+    check(kernels.correlate2d(a, v, mode), expected, a, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+def test_wide_image_spans_several_column_tiles(dtype, mode):
+    # Each tile's ring starts at its own column, with zeros only at the image's edges.
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((5, 2 * cpu.TILE + 7)).astype(dtype)
+    v = rng.standard_normal((3, 4)).astype(dtype)
+    check(kernels.correlate2d(a, v, mode), scipy64(scipy.signal.correlate2d, a, v, mode), a, v)
+    check(kernels.correlate2d(a[:, ::-1], v, mode),
+          scipy64(scipy.signal.correlate2d, a[:, ::-1], v, mode), a, v)
+
+
 def test_float32_stays_float32_and_non_contiguous_inputs_work():
     rng = np.random.default_rng(4)
     big = rng.standard_normal((20, 30)).astype(np.float32)
