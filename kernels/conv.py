@@ -407,7 +407,10 @@ class _Tiled:
                                  * self.Hq * self.Wq, g.dtype)
             self._phase_split(x, src)
         gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
-        cpu.to_lanes(g, gl, self.rows, self.batch_lanes, Nb, 0 if self.batch_lanes else self.Wq)
+        if self.batch_lanes:
+            cpu.to_batch_lanes_rows(g, gl, self.rows, Nb)
+        else:
+            cpu.to_pitch_rows(g, gl, self.rows, self.Wq)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
         nchunk, chunk = _chunks(rowbase.size, cpu)

@@ -43,8 +43,8 @@ class _VectorModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, P))
 
 
-def _check_array(arr, name):
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+def _check_array(arr, name, any_shape=False):
+    if not (isinstance(arr, types.Array) and (any_shape or arr.ndim == 1 and arr.layout == "C")
             and isinstance(arr.dtype, types.Float)):
         raise TypeError(f"{name}: a 1-D contiguous float array, got {arr}")
 
@@ -79,6 +79,17 @@ def zeros(typingctx, like):
 
 
 @intrinsic
+def zero(typingctx, like):
+    """A scalar 0 of the dtype of the array ``like`` (``np.zeros(1, dtype)[0]`` made the
+    first compile of every kernel that used it compile NumPy's allocation too)."""
+    _check_array(like, "like", any_shape=True)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(like.dtype), 0)
+    return like.dtype(like), codegen
+
+
+@intrinsic
 def load(typingctx, arr, index):
     """``arr[index:index + P]`` as a vector (any alignment)."""
     _check_array(arr, "arr")
@@ -105,8 +116,9 @@ def store(typingctx, arr, index, v):
 
 @intrinsic
 def load_first(typingctx, arr, index, n):
-    """``arr[index:index + n]`` in the first ``n`` lanes (``n < P``), zeros in the rest;
-    reads nothing past ``index + n`` (a masked load: the tail of a row)."""
+    """``arr[index:index + n]`` in the first ``n`` lanes (``n <= P``), zeros in the rest;
+    reads nothing past ``index + n`` (a masked load: as fast as :func:`load` for n = P,
+    and safe at the end of a row)."""
     _check_array(arr, "arr")
 
     def codegen(context, builder, sig, args):

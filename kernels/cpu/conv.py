@@ -24,7 +24,8 @@ from numba import njit, prange
 
 from . import tiles
 from ._jit import U, parallel_and_serial
-from ._simd import P, fma, load, load_first, total, zeros
+from ._simd import P, fma, load_first, total, zeros
+from ._simd import zero as _zero
 from .activation import _sum64
 
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
@@ -249,7 +250,7 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     is one phase: the padded input at row pitch Wq)."""
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
-    zero = np.zeros(1, dtype=src.dtype)[0]
+    zero = _zero(src)
     for task in prange(N * C * S):
         nc, phase = task // S, task % S
         if not used[phase]:
@@ -263,20 +264,18 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
         for i in range(Hq):
             h = i * sh + ph - top
             row = base + U(i * Wq)
-            if h < 0 or h >= H:
-                for j in range(Wq):
-                    src[row + U(j)] = zero
-                continue
-            xr = x[n, c, h]
-            for j in range(j0):
+            inside = 0 <= h < H
+            xr = x[n, c, h if inside else 0]
+            a, b = (j0, j1) if inside else (Wq, Wq)
+            for j in range(a):
                 src[row + U(j)] = zero
             if sw == 1:  # a contiguous copy (vectorizes)
-                for j in range(j0, j1):
+                for j in range(a, b):
                     src[row + U(j)] = xr[U(j - left)]
             else:
-                for j in range(j0, j1):
+                for j in range(a, b):
                     src[row + U(j)] = xr[U(j * sw + pw - left)]
-            for j in range(j1, Wq):
+            for j in range(b, Wq):
                 src[row + U(j)] = zero
 
 
@@ -337,34 +336,41 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
                 src[U(base + w * Nb + n)] = xr[w]
 
 
-def _to_lanes(g, gl, rows, batch_lanes, Nb, OWr):
-    """The output layout of the tiled kernels: row ``rows[c]`` of ``gl`` holds channel
-    ``c``, at ``(oh*OW + ow)*Nb + n`` (batch lanes) or ``(n*OH + oh)*OWr + ow`` (width
-    lanes). Lanes past N, and columns past OW, are written as zeros (so ``gl`` need not
-    come in zeroed; rows that are no channel's are the caller's)."""
+def _to_batch_lanes_rows(g, gl, rows, Nb):
+    """The output layout of the tiled kernels with batch lanes: row ``rows[c]`` of ``gl``
+    holds channel ``c`` at ``(oh*OW + ow)*Nb + n``; lanes past N are written as zeros (so
+    ``gl`` need not come in zeroed; rows that are no channel's are the caller's)."""
     N, C, OH, OW = g.shape
-    zero = np.zeros(1, dtype=gl.dtype)[0]
+    zero = _zero(gl)
     for co in prange(C * OH):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
-        if batch_lanes:
-            for n in range(N):
-                for ow in range(OW):
-                    r[U((oh * OW + ow) * Nb + n)] = g[n, c, oh, ow]
+        for n in range(N):
             for ow in range(OW):
-                for n in range(N, Nb):
-                    r[U((oh * OW + ow) * Nb + n)] = zero
-        else:
-            for n in range(N):
-                base = (n * OH + oh) * OWr
-                for ow in range(OW):
-                    r[U(base + ow)] = g[n, c, oh, ow]
-                for ow in range(OW, OWr):
-                    r[U(base + ow)] = zero
+                r[U((oh * OW + ow) * Nb + n)] = g[n, c, oh, ow]
+        for ow in range(OW):
+            for n in range(N, Nb):
+                r[U((oh * OW + ow) * Nb + n)] = zero
+
+
+def _to_pitch_rows(g, gl, rows, pitch):
+    """As :func:`_to_batch_lanes_rows`, for the wide layout: channel ``c`` at
+    ``(n*OH + oh)*pitch + ow``, zeros in the columns past OW."""
+    N, C, OH, OW = g.shape
+    zero = _zero(gl)
+    for co in prange(C * OH):
+        c, oh = co // OH, co % OH
+        r = gl[rows[c]]
+        for n in range(N):
+            base = (n * OH + oh) * pitch
+            for ow in range(OW):
+                r[U(base + ow)] = g[n, c, oh, ow]
+            for ow in range(OW, pitch):
+                r[U(base + ow)] = zero
 
 
 def _from_lanes(gl, y, b, rows, Nb):
-    """The inverse of :func:`_to_lanes` for batch lanes, adding ``b[c]``:
+    """The inverse of :func:`_to_batch_lanes_rows`, adding ``b[c]``:
     y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
     tiled kernel stores into ``y`` itself.)
 
@@ -402,7 +408,7 @@ def _tap_major(w, wt, groups):
     NumPy's transposing copy cost 10 us a call on LeNet's conv2."""
     Co, T = w.shape
     cog, cogp = Co // groups, wt.shape[1] // groups
-    zero = np.zeros(1, dtype=wt.dtype)[0]
+    zero = _zero(wt)
     for t in range(T):
         for g in range(groups):
             for j in range(cogp):
@@ -428,7 +434,8 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
 
     Optimizations:
     - WG_COB x WG_TB dot products in one sweep, in vector registers (:mod:`._simd`):
-      7 vector loads feed 12 vector FMAs; the row's tail is one masked step;
+      7 vector loads feed 12 vector FMAs; masked loads (all lanes but in a row's last
+      step) keep the loop one body, which compiles in half the time of a separate tail;
     - rows outermost: a row of grad_out stays in cache while every tap sweeps it, and
       consecutive taps (kw) read the same source lines;
     - each row's float32 dot products are summed across lanes, then added into a
@@ -440,8 +447,6 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
     nblk = g.shape[0] // WG_COB
     G = g.shape[1]
     gf = g.reshape(g.size)
-    full = L - L % P
-    tail = L - full
     for k in prange(part.shape[0]):
         p = part[k]
         for co in range(p.shape[0]):
@@ -458,16 +463,12 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
                     oa, ob, oc = U(a + off[t0]), U(a + off[t0 + 1]), U(a + off[t0 + 2])
                     d00 = d01 = d02 = d10 = d11 = d12 = zeros(src)
                     d20 = d21 = d22 = d30 = d31 = d32 = zeros(src)
-                    for i in range(U(0), U(full + (P if tail else 0)), U(P)):
-                        if i < full:
-                            u, v, s = load(src, oa + i), load(src, ob + i), load(src, oc + i)
-                            g0, g1 = load(gf, q0 + i), load(gf, q1 + i)
-                            g2, g3 = load(gf, q2 + i), load(gf, q3 + i)
-                        else:  # the row's last L % P elements
-                            u, v = load_first(src, oa + i, tail), load_first(src, ob + i, tail)
-                            s = load_first(src, oc + i, tail)
-                            g0, g1 = load_first(gf, q0 + i, tail), load_first(gf, q1 + i, tail)
-                            g2, g3 = load_first(gf, q2 + i, tail), load_first(gf, q3 + i, tail)
+                    for i in range(U(0), U(L), U(P)):
+                        m = min(U(P), U(L) - i)  # P, but fewer in the row's last step
+                        u, v = load_first(src, oa + i, m), load_first(src, ob + i, m)
+                        s = load_first(src, oc + i, m)
+                        g0, g1 = load_first(gf, q0 + i, m), load_first(gf, q1 + i, m)
+                        g2, g3 = load_first(gf, q2 + i, m), load_first(gf, q3 + i, m)
                         d00, d01, d02 = fma(d00, g0, u), fma(d01, g0, v), fma(d02, g0, s)
                         d10, d11, d12 = fma(d10, g1, u), fma(d11, g1, v), fma(d12, g1, s)
                         d20, d21, d22 = fma(d20, g2, u), fma(d21, g2, v), fma(d22, g2, s)
@@ -503,7 +504,8 @@ parallel, serial = _both(
     forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
     pad_phases=(_pad_phases, {}), unphase=(_unphase, {}), crop=(_crop, {}),
     widen=(_widen, {}),
-    to_batch_lanes=(_to_batch_lanes, {}), to_lanes=(_to_lanes, {}),
+    to_batch_lanes=(_to_batch_lanes, {}), to_batch_lanes_rows=(_to_batch_lanes_rows, {}),
+    to_pitch_rows=(_to_pitch_rows, {}),
     from_lanes=(_from_lanes, {}),
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
     weight_grad_rows=(_weight_grad_rows, {}),
