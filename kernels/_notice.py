@@ -75,7 +75,10 @@ def _on_compile(event) -> None:
         _seen.add(family)  # once per process, even while muted or quiet
         if _muted or quiet():
             return
-        stream = sys.stderr
+        # NOTE: the process's own stderr, not sys.stderr: like Numba's and LLVM's own
+        # output, it stays out of a program's in-process captures of its messages
+        # (contextlib.redirect_stderr, pytest's capsys), which check their own lines
+        stream = sys.__stderr__ or sys.stderr
         if stream is not None:
             stream.write(message(family) + "\n")
             stream.flush()
@@ -107,11 +110,18 @@ def install() -> bool:
             from numba.core import event
 
             class _Notice(event.Listener):
+                # only the outermost compile counts: a kernel's jitted helpers compile
+                # inside it, and may live in another family's module (conv2d's channel
+                # sums call the activations' _sum64)
+                depth = 0
+
                 def on_start(self, ev):
-                    _on_compile(ev)
+                    self.depth += 1
+                    if self.depth == 1:
+                        _on_compile(ev)
 
                 def on_end(self, ev):
-                    pass
+                    self.depth = max(self.depth - 1, 0)
 
             event.register("numba:compile", _Notice())
             _installed = True
