@@ -16,8 +16,11 @@ import tempfile
 
 FIRST_CALLS = {
     "correlate2d": "kernels.correlate2d(a2, a2[:3, :3])",
-    "conv2d + backward": ("y = kernels.conv2d(x, w, padding=1); "
-                          "kernels.conv2d_backward(y, x, w, padding=1)"),
+    # a LeNet-sized first layer (serial kernels), then a ResNet 3x3 layer (parallel ones)
+    "conv2d + backward, LeNet b8": ("y = kernels.conv2d(xl, wl); "
+                                    "kernels.conv2d_backward(y, xl, wl)"),
+    "conv2d + backward, 3x3 b8": ("y = kernels.conv2d(xr, wr, padding=1); "
+                                  "kernels.conv2d_backward(y, xr, wr, padding=1)"),
     "max_pool2d + backward": ("y, i = kernels.max_pool2d(x, 2); "
                               "kernels.max_pool2d_backward(y, i, x.shape)"),
     "batch_norm + backward": ("y, m, s = kernels.batch_norm(x, training=True, return_stats=True);"
@@ -35,6 +38,10 @@ import kernels
 x = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
 w = np.random.default_rng(1).random((4, 3, 3, 3), dtype=np.float32)
 a2 = x[0, 0].copy()
+xl = np.random.default_rng(2).random((8, 3, 32, 32), dtype=np.float32)
+wl = np.random.default_rng(3).random((6, 3, 5, 5), dtype=np.float32)
+xr = np.random.default_rng(4).random((8, 64, 28, 28), dtype=np.float32)
+wr = np.random.default_rng(5).random((64, 64, 3, 3), dtype=np.float32)
 t1 = time.perf_counter()
 {call}
 print(time.perf_counter() - t1)
@@ -49,15 +56,15 @@ def first_call(call: str, cache_dir: str) -> float:
 
 
 def main() -> int:
-    print(f"{'first call (float32)':<24} {'compile':>10} {'cached':>10}")
+    print(f"{'first call (float32)':<28} {'compile':>10} {'cached':>10}")
     total_cold = total_warm = 0.0
     for name, call in FIRST_CALLS.items():
         with tempfile.TemporaryDirectory() as cache_dir:
             cold = first_call(call, cache_dir)
             warm = first_call(call, cache_dir)
         total_cold, total_warm = total_cold + cold, total_warm + warm
-        print(f"{name:<24} {cold:>9.2f}s {warm:>9.2f}s")
-    print(f"{'total':<24} {total_cold:>9.2f}s {total_warm:>9.2f}s")
+        print(f"{name:<28} {cold:>9.2f}s {warm:>9.2f}s")
+    print(f"{'total':<28} {total_cold:>9.2f}s {total_warm:>9.2f}s")
     return 0
 
 
