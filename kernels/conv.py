@@ -201,7 +201,8 @@ class _Tiled:
     (:func:`kernels.cpu.conv.weight_grad_rows`): built from shapes only, once per shape
     (see :func:`_tiled`), so that a call does little more than copy and launch.
 
-    The forward kernel computes P (=16) outputs at once, from P consecutive elements of a
+    The forward kernel computes P (16 with AVX-512, else 8) outputs at once, from P
+    consecutive elements of a
     flat source array. Two layouts make an output tile contiguous:
 
     - batch lanes: ``src[((c*Hp + h)*Wp + w)*Nb + n]``, the batch (rounded up to ``Nb``,
@@ -320,9 +321,10 @@ class _Tiled:
         """``w`` tap-major, each group's output channels padded to ``cogp``: flat
         ``wt[t*R + row]`` for the R = G*cogp rows (see :mod:`kernels.cpu.tiles`)."""
         from .cpu import conv as cpu  # tap_major: serial, weights are small
+        from .cpu.tiles import FWD_COB
 
         G = self.geo.groups
-        wt = np.empty((w[0].size, G * self.cogp), dtype=w.dtype)
+        wt = np.empty((G * self.cogp // FWD_COB, w[0].size, FWD_COB), dtype=w.dtype)
         cpu.tap_major(w.reshape(w.shape[0], -1), wt, G)
         return wt.reshape(-1)
 
@@ -474,7 +476,7 @@ class _PhasedInputGrad:
 
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
         from .cpu import conv
-        from .cpu.tiles import P
+        from .cpu.tiles import FWD_COB, P
 
         N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
         (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
@@ -484,7 +486,7 @@ class _PhasedInputGrad:
         src[N * image:] = 0
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
-        wt = np.empty((wf.shape[1], G * self.cgp), dtype=w.dtype)
+        wt = np.empty((G * self.cgp // FWD_COB, wf.shape[1], FWD_COB), dtype=w.dtype)
         conv.tap_major(np.ascontiguousarray(wf), wt, G)
         yph = _alloc.scratch("conv.out", N * C * sh * sw * Hq * Wq, g.dtype)
         cpu.tiled(src, wt.reshape(-1), self.tap, self.off, self.cbase, self.bases,

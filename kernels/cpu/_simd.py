@@ -16,6 +16,10 @@ instructions inline in the calling kernel (cached to disk with it, like any Numb
 >>> x, y = np.arange(P, dtype=np.float32), np.ones(P, dtype=np.float32)
 >>> axpy(2.0, x, y); y[:4].tolist()
 [1.0, 3.0, 5.0, 7.0]
+
+NOTE: Numba's disk cache keys a kernel by its own file, not by this one: after editing
+this module, delete ``kernels/cpu/__pycache__`` (a kernel cached with other lanes would
+index out of bounds). A new machine or CPU is a new cache entry, so users never meet it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,27 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-P = 16  # lanes: one AVX-512 register of float32 (two of float64; LLVM splits as needed)
+
+def _lanes() -> int:
+    """The lanes of a vector: one register of float32, 16 with AVX-512 and 8 without
+    (AVX2), for the CPU Numba compiles for (``NUMBA_CPU_FEATURES``, else this one's).
+
+    The tiled conv kernel keeps 8 accumulator vectors and a source vector in registers:
+    with 16-lane vectors on AVX2 (16 registers of 8 lanes) they took every register and
+    spilled, and the kernel ran at 40% of its AVX-512 speed per clock."""
+    from numba import config
+
+    try:
+        if config.CPU_FEATURES:
+            return 16 if "+avx512f" in config.CPU_FEATURES.split(",") else 8
+        from llvmlite import binding
+
+        return 16 if binding.get_host_cpu_features().get("avx512f", False) else 8
+    except Exception:  # an unknown CPU: 8 lanes, right for AVX2 and safe elsewhere
+        return 8
+
+
+P = _lanes()  # float64 vectors of P lanes take two registers (LLVM splits them)
 
 
 class Vector(types.Type):

@@ -30,7 +30,7 @@ def _store(y, o, lo, whole, v, bias):
 
 def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,
              ybase, lane_out, full, ystride_c):
-    """y[ybase[tile] + c*ystride_c + lane_out[k, p]] = b[c] + sum_t wt[tap[t]*R + co]
+    """y[ybase[tile] + c*ystride_c + lane_out[k, p]] = b[c] + sum_t wt[blk, tap[t], co % B]
     * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
     c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs
     (lane_out >= 0; ``full[k]``: all P are, contiguous), k = tile % len(full) (the
@@ -43,8 +43,9 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
     Optimizations:
     - FWD_COB x P accumulators stay in vector registers for all taps: each tap loads
       P source values once (one vector load) and does FWD_COB broadcast FMAs;
-    - ``wt`` is tap-major, so a block's weights for one tap are contiguous; each
-      class's taps are listed in ``tap`` (not a copy of the weights per class);
+    - ``wt`` is block-major, then tap-major (:func:`kernels.cpu.conv.tap_major`), so a
+      block's weights are one contiguous run; each class's taps are listed in ``tap``
+      (not a copy of the weights per class);
     - consecutive tasks share a tile, so its source stays in cache for all blocks;
     - taps that would read only zero padding are skipped (a tile's class lists the
       rest): half the work of an input gradient computed as a full correlation;
@@ -54,18 +55,18 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
       output: lanes past a row or past the batch are not stored."""
     ntile = bases.shape[0]
     nblk = chan.shape[0] // FWD_COB
-    R = U(chan.shape[0])  # rows of wt: the padded output channels
+    T = U(wt.shape[0] // chan.shape[0])  # taps of a row (wt is blocks x taps x FWD_COB)
     for task in prange(nblk * ntile):
         tile = task // nblk
         blk = task % nblk
         co0 = blk * FWD_COB
         a0 = U(cbase[blk] + bases[tile])
-        wb0 = U(co0)
+        wb0 = U(blk) * T * U(FWD_COB)
         cls = tile_class[tile]
         c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zeros(y)
         for t in range(U(class_start[cls]), U(class_start[cls + 1])):
             x = load(src, a0 + off[t])
-            wb = tap[t] * R + wb0
+            wb = wb0 + tap[t] * U(FWD_COB)
             c0 = fma(c0, wt[wb], x)
             c1 = fma(c1, wt[wb + U(1)], x)
             c2 = fma(c2, wt[wb + U(2)], x)
