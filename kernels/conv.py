@@ -322,15 +322,7 @@ class _Tiled:
                             self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
-        """``w`` tap-major, each group's output channels padded to ``cogp``: flat
-        ``wt[t*R + row]`` for the R = G*cogp rows (see :mod:`kernels.cpu.tiles`)."""
-        from .cpu import conv as cpu  # tap_major: serial, weights are small
-        from .cpu.tiles import FWD_COB
-
-        G = self.geo.groups
-        wt = np.empty((G * self.cogp // FWD_COB, w[0].size, FWD_COB), dtype=w.dtype)
-        cpu.tap_major(w.reshape(w.shape[0], -1), wt, G)
-        return wt.reshape(-1)
+        return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         cpu = self.cpu
@@ -483,8 +475,7 @@ class _PhasedInputGrad:
         self.geo, self.macs = geo, N * Co * OH * OW * Cg * KH * KW
 
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
-        from .cpu import conv
-        from .cpu.tiles import FWD_COB, P
+        from .cpu.tiles import P
 
         N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
         (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
@@ -494,15 +485,26 @@ class _PhasedInputGrad:
         src[N * image:] = 0
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
-        wt = np.empty((G * self.cgp // FWD_COB, wf.shape[1], FWD_COB), dtype=w.dtype)
-        conv.tap_major(np.ascontiguousarray(wf), wt, G)
+        wt = _tile_weights(wf, G, self.cgp)
         yph = _alloc.scratch("conv.out", N * C * sh * sw * Hq * Wq, g.dtype)
-        cpu.tiled(src, wt.reshape(-1), self.tap, self.off, self.cbase, self.bases,
+        cpu.tiled(src, wt, self.tap, self.off, self.cbase, self.bases,
                   self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,
                   self.ybase, self.lane_out, self.full, sh * sw * Hq * Wq)
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
         return grad_x
+
+
+def _tile_weights(w: np.ndarray, groups: int, padded: int) -> np.ndarray:
+    """The tiled kernel's weights, flat, from ``w`` (rows x taps): each group's rows padded
+    to ``padded``, in blocks of FWD_COB rows, each block tap-major (see
+    :func:`kernels.cpu.conv.tap_major`; serial: weights are small)."""
+    from .cpu import conv
+    from .cpu.tiles import FWD_COB
+
+    wt = np.empty((groups * padded // FWD_COB, w.shape[1], FWD_COB), dtype=w.dtype)
+    conv.tap_major(np.ascontiguousarray(w), wt, groups)
+    return wt.reshape(-1)
 
 
 @lru_cache(maxsize=64)
