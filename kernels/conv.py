@@ -139,6 +139,13 @@ def _schedule(classes: tuple, ntile: int, strides: tuple | None = None,
     return order.astype(np.uint64), offsets[order].astype(np.uint64), tile_class, class_start
 
 
+def _tile_sets(tile_class: np.ndarray, ntile: int) -> np.ndarray:
+    """The tiles that the kernel computes together (see :func:`kernels.cpu.tiles.tile_sets_of`)."""
+    from .cpu.tiles import tile_sets_of
+
+    return tile_sets_of(tile_class, ntile)
+
+
 @lru_cache(maxsize=128)
 def _channel_rows(Co: int, G: int, cogp: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, chan)``: the row of each output channel in the tiled kernels' layout,
@@ -152,26 +159,40 @@ def _channel_rows(Co: int, G: int, cogp: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lane_map(ybase_rel: np.ndarray, valid: np.ndarray):
-    """``(lane_out, full)`` for the tiled kernel from each lane's output offset
-    (``ybase_rel``, ntile x P) and whether it is an output: -1 where not, and whether a
-    tile's P lanes are all outputs, contiguous."""
-    lane_out = np.where(valid, ybase_rel, -1).astype(np.int64)
-    full = (valid.all(axis=1) & (ybase_rel[:, -1] - ybase_rel[:, 0] == ybase_rel.shape[1] - 1))
-    return lane_out, full.astype(np.uint8)
+    """``(seg_off, seg_mask, nseg)``, the tiled kernel's store maps (see
+    :func:`kernels.cpu.tiles._forward1`), from each lane's output offset (``ybase_rel``,
+    ntile x P) and whether it is an output: the lanes of a tile whose outputs lie the
+    same distance after them (one output row's, say) form a segment, stored with one
+    masked vector store."""
+    ntile, P = ybase_rel.shape
+    never = np.iinfo(np.int64).max
+    d = np.where(valid, ybase_rel - np.arange(P), never)
+    ds = np.sort(d, axis=1)
+    first = np.ones(ds.shape, dtype=bool)
+    first[:, 1:] = ds[:, 1:] != ds[:, :-1]
+    first &= ds != never
+    nseg = first.sum(axis=1)
+    seg_off = np.zeros((ntile, max(1, int(nseg.max(initial=0)))), dtype=np.int64)
+    rows, cols = np.nonzero(first)
+    seg_off[rows, np.cumsum(first, axis=1)[rows, cols] - 1] = ds[rows, cols]
+    bits = np.left_shift(1, np.arange(P, dtype=np.int64))
+    seg_mask = np.stack([((d == seg_off[:, s, None]) & (s < nseg)[:, None]) @ bits
+                         for s in range(seg_off.shape[1])], axis=1)
+    return seg_off, seg_mask.astype(np.int64), nseg.astype(np.int64)
 
 
 @lru_cache(maxsize=128)
 def _row_outputs(N, Co, OH, OW, OWr):
     """Where the forward kernel stores with width lanes, straight into NCHW ``y``:
-    ``(ybase, lane_out, full)`` for tiles (n, oh, owt): each image's first output, and
-    each lane's offset in it (-1 past OW), for one image's tiles (the kernel repeats
-    the map: a map per tile would take as much memory as the output)."""
+    ``(ybase, stores)`` for tiles (n, oh, owt): each image's first output, and the
+    store maps of one image's tiles (:func:`_lane_map`; lanes past OW store nothing; the
+    kernel repeats the maps: a map per tile would take as much memory as the output)."""
     from .cpu.tiles import P
 
     ybase = np.repeat(_affine((N,), (Co * OH * OW,)), OH * (OWr // P))
     ow = np.arange(OWr).reshape(-1, P)  # (tiles per row, P)
     rel = (np.arange(OH)[:, None, None] * OW + ow[None]).reshape(-1, P)
-    return (ybase, *_lane_map(rel, (ow < OW)[None].repeat(OH, 0).reshape(-1, P)))
+    return ybase, _lane_map(rel, (ow < OW)[None].repeat(OH, 0).reshape(-1, P))
 
 
 @lru_cache(maxsize=128)
@@ -184,15 +205,15 @@ def _wide_outputs(N, Co, OH, OW, Wp, ntile):
     ybase = np.repeat(_affine((N,), (Co * OH * OW,)), ntile)
     a = np.arange(ntile * P).reshape(ntile, P)
     oh, ow = a // Wp, a % Wp
-    return (ybase, *_lane_map(oh * OW + ow, (ow < OW) & (oh < OH)))
+    return ybase, _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
 
 
 @lru_cache(maxsize=128)
 def _lane_outputs(nrows, ntile, P):
-    """``(chan, ybase, lane_out, full)`` that store every row and lane in the lane layout
-    ``out[row, tile*P + p]`` (one lane map, the same for every tile)."""
+    """``(chan, ybase, stores)`` that store every row and lane in the lane
+    layout ``out[row, tile*P + p]`` (one store map, the same for every tile)."""
     return (np.arange(nrows, dtype=np.int64), _affine((ntile,), (P,)),
-            np.arange(P, dtype=np.int64)[None], np.ones(1, dtype=np.uint8))
+            _lane_map(np.arange(P, dtype=np.int64)[None], np.ones((1, P), dtype=bool)))
 
 
 BATCH_LANES_MARGIN = 0.1  # of the lanes: what the copies into and out of batch lanes cost
@@ -269,8 +290,9 @@ class _Tiled:
     @cached_property
     def _forward_plan(self) -> tuple:
         """What :meth:`forward` launches with, apart from the arrays: ``(src_size, Wq,
-        tap, off, cbase, bases, tile_class, class_start, chan, ybase, lane_out, full,
-        ystride_c)``; ``Wq`` is the source's row pitch (0 with batch lanes)."""
+        tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, ybase, stores,
+        ystride_c)``, ``stores`` being the store maps (:func:`_lane_map`); ``Wq`` is the
+        source's row pitch (0 with batch lanes)."""
         from .cpu.tiles import FWD_COB
 
         N, C, Cg, KH, KW, Hp, Wp = self.dims
@@ -282,7 +304,7 @@ class _Tiled:
             strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, FWD_COB)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
             grid = (OH, OW, Nb // P)
-            chan, ybase, lane_out, full = _lane_outputs(self.chan.size, bases.size, P)
+            chan, ybase, stores = _lane_outputs(self.chan.size, bases.size, P)
             ystride_c = bases.size * P
         elif self.wide:
             Wq, image = self.Wq, C * sh * sw * self.Hq * self.Wq
@@ -292,7 +314,7 @@ class _Tiled:
             cbase = self._cbase(image // C, FWD_COB)
             bases = _affine((N, ntile), (image, P))
             grid = None  # one class: a tile spans rows, and the padding is real zeros
-            chan, (ybase, lane_out, full) = self.chan, _wide_outputs(N, Co, OH, OW, Wq, ntile)
+            chan, (ybase, stores) = self.chan, _wide_outputs(N, Co, OH, OW, Wq, ntile)
             ystride_c = OH * OW
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
@@ -300,14 +322,15 @@ class _Tiled:
             strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, FWD_COB)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
             grid = (N, OH, OWr // P)
-            chan, (ybase, lane_out, full) = self.chan, _row_outputs(N, Co, OH, OW, OWr)
+            chan, (ybase, stores) = self.chan, _row_outputs(N, Co, OH, OW, OWr)
             ystride_c = OH * OW
         tap, off, tile_class, class_start = _schedule(
             (grid, self.batch_lanes, *self.x_shape[2:], Cg, KH, KW, sh, sw,
              *self.geo.dilation, top, left), bases.size, strides,
             self._phases if self.wide else None)
-        return (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
-                lane_out, full, ystride_c)
+        tile_sets = _tile_sets(tile_class, bases.size)
+        return (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
+                ybase, stores, ystride_c)
 
     @property
     def _phases(self) -> tuple:
@@ -326,8 +349,8 @@ class _Tiled:
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         cpu = self.cpu
-        (src_size, Wq, tap, off, cbase, bases, tile_class, class_start, chan, ybase,
-         lane_out, full, ystride_c) = self._forward_plan
+        (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, ybase,
+         stores, ystride_c) = self._forward_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left = self.geo.pads[0], self.geo.pads[2]
         src = _alloc.scratch("conv.src", src_size, w.dtype)
@@ -348,13 +371,13 @@ class _Tiled:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost as much as the extra pass
             out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
-            cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
-                      _zeros(chan.size, w.dtype), out.reshape(-1), ybase, lane_out, full,
+            cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
+                      _zeros(chan.size, w.dtype), out.reshape(-1), ybase, *stores,
                       ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        cpu.tiled(src, wt, tap, off, cbase, bases, tile_class, class_start, chan,
-                  _readonly(b), y.reshape(-1), ybase, lane_out, full, ystride_c)
+        cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
+                  _readonly(b), y.reshape(-1), ybase, *stores, ystride_c)
         return y
 
     @property
@@ -462,6 +485,7 @@ class _PhasedInputGrad:
         self.class_start = np.concatenate([[0], np.cumsum([t.size for t in taps])])
         self.bases = _affine((N, S, ntile), (Co * Gh * Gq, 0, P))
         self.tile_class = np.tile(np.repeat(np.arange(S), ntile), N)
+        self.tile_sets = _tile_sets(self.tile_class, self.bases.size)
         self.cgp = -(-Cg // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(C, G, self.cgp)
         self.cbase = np.repeat(np.arange(G, dtype=np.int64) * Cog * Gh * Gq, self.cgp // FWD_COB)
@@ -469,7 +493,7 @@ class _PhasedInputGrad:
         i, j = a // Gq, a % Gq
         rel = (np.arange(S)[:, None, None] * plane + i * Wq + j).reshape(-1, P)
         valid = np.broadcast_to((i < Hq) & (j < Wq), (S, ntile, P)).reshape(-1, P)
-        self.lane_out, self.full = _lane_map(rel, valid)
+        self.stores = _lane_map(rel, valid)
         self.ybase = np.repeat(_affine((N,), (C * S * plane,)), S * ntile)
         self.dims = (N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq)
         self.geo, self.macs = geo, N * Co * OH * OW * Cg * KH * KW
@@ -487,12 +511,73 @@ class _PhasedInputGrad:
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
         wt = _tile_weights(wf, G, self.cgp)
         yph = _alloc.scratch("conv.out", N * C * sh * sw * Hq * Wq, g.dtype)
-        cpu.tiled(src, wt, self.tap, self.off, self.cbase, self.bases,
+        cpu.tiled(src, wt, self.tap, self.off, self.cbase, self.bases, self.tile_sets,
                   self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,
-                  self.ybase, self.lane_out, self.full, sh * sw * Hq * Wq)
+                  self.ybase, *self.stores, sh * sw * Hq * Wq)
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
         return grad_x
+
+
+class _Depthwise:
+    """The plan of a convolution with one input channel a group (depthwise layers, and a
+    grayscale input) for the plane-by-plane kernels of :mod:`kernels.cpu.depthwise`: the
+    input padded and split into stride phases, planes of ``plane`` elements, and each
+    plane's outputs as ``ntile`` tiles of P positions at row pitch ``Wq``."""
+
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        from .cpu.depthwise import DW_R
+        from .cpu.tiles import P
+
+        N, C, H, W = x_shape
+        Co, _, KH, KW = w_shape
+        (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
+        top, bottom, left, right = geo.pads
+        self.Hq, self.Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
+        self.plane = sh * sw * self.Hq * self.Wq
+        self.ntile = -(-((OH - 1) * self.Wq + OW) // P)
+        self.off = _phase_offsets(1, KH, KW, dh, dw, sh, sw, self.Hq, self.Wq).astype(np.uint64)
+        a = np.arange(self.ntile * P).reshape(self.ntile, P)
+        oh, ow = a // self.Wq, a % self.Wq
+        self.stores = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
+        self.used = _used_phases(KH, KW, dh, dw, sh, sw)
+        self.spare = DW_R * P  # zeros after the last plane: the last run's extra tiles read them
+        self.x_shape, self.w_shape, self.geo = x_shape, w_shape, geo
+        self.cog = Co // C
+        self.macs = N * Co * OH * OW * KH * KW
+
+    def _source(self, x: np.ndarray, cpu) -> np.ndarray:
+        N, C = self.x_shape[:2]
+        (sh, sw), size = self.geo.stride, N * C * self.plane
+        src = _alloc.scratch("conv.src", size + self.spare, x.dtype)
+        if not self.used.all():  # the weight gradient reads (zero-weighted) unused phases
+            src.fill(0)
+        src[size:] = 0
+        cpu.pad_phases(x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq, self.Wq,
+                       self.used)
+        return src
+
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        cpu = _cpu(self.macs)
+        N, Co = x.shape[0], w.shape[0]
+        y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
+        cpu.dw_forward(self._source(x, cpu), np.ascontiguousarray(w.reshape(Co, -1)), b,
+                       y.reshape(N, Co, -1), self.plane, self.off, self.cog, self.ntile,
+                       *self.stores)
+        return y
+
+    def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        cpu = _cpu(self.macs)
+        N, Co = g.shape[:2]
+        gw = np.empty((Co, self.off.size), dtype=np.float64)
+        cpu.dw_weight_grad(self._source(x, cpu), g.reshape(N, Co, -1), gw, self.plane,
+                           self.off, self.cog, self.ntile, *self.stores)
+        return gw.astype(g.dtype).reshape(self.w_shape)
+
+
+@lru_cache(maxsize=64)
+def _depthwise(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Depthwise:
+    return _Depthwise(x_shape, w_shape, geo)
 
 
 def _tile_weights(w: np.ndarray, groups: int, padded: int) -> np.ndarray:
@@ -615,6 +700,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     x, w, b, geo = _forward_args(x, w, b, stride, padding, dilation, groups, array)
     if b is None:
         b = np.zeros(w.shape[0], dtype=x.dtype)
+    if w.shape[1] == 1:
+        return _depthwise(x.shape, w.shape, geo).forward(x, w, _readonly(b))
     if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
         return _tiled(x.shape, w.shape, geo).forward(x, w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
@@ -648,10 +735,20 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
                                          array)
     Co, Cg = w.shape[:2]
     grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
-    tiled_w = _tiled_ok(Co // geo.groups)
-    grad_w = _tiled(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
+    depthwise = Cg == 1
+    tiled_w = depthwise or _tiled_ok(Co // geo.groups)
+    plan = _depthwise if depthwise else _tiled
+    grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     grad_x, tiled_x = None, False
-    if need_input_grad and geo.stride != (1, 1):
+    if need_input_grad and depthwise:
+        # grad_x of a stride-1 depthwise layer (one output channel a group) is one too
+        as_forward = _backward_as_forward(w, geo, x.shape[2:])
+        tiled_x = as_forward is not None and Co == x.shape[1]
+        if tiled_x:
+            wf, geo_x = as_forward
+            grad_x = _depthwise(grad_out.shape, wf.shape, geo_x).forward(
+                grad_out, wf, _zeros(x.shape[1], x.dtype))
+    elif need_input_grad and geo.stride != (1, 1):
         tiled_x = Cg >= INPUT_GRAD_MIN_CHANNELS
         if tiled_x:
             grad_x = _phased_input_grad(x.shape, w.shape, geo)(grad_out, w)

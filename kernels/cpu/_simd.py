@@ -163,6 +163,55 @@ def load_first(typingctx, arr, index, n):
 
 
 @intrinsic
+def store_masked(typingctx, arr, index, v, mask):
+    """``arr[index + p] = v[p]`` for the lanes ``p`` whose bit is set in the integer
+    ``mask`` (bit p for lane p; nothing is written, or read, for the others)."""
+    _check_array(arr, "arr")
+    if not isinstance(v, Vector) or v.dtype != arr.dtype:
+        raise TypeError(f"v: a vector of {arr.dtype}, got {v}")
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        vty = ptr.type.pointee
+        bits = context.cast(builder, args[3], sig.args[3], types.int64)
+        lanes = builder.bitcast(builder.trunc(bits, ir.IntType(P)),
+                                ir.VectorType(ir.IntType(1), P))
+        name = "f32" if arr.dtype == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), lanes.type]),
+            f"llvm.masked.store.v{P}{name}.p0v{P}{name}")
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
+                          lanes])
+        return context.get_dummy_value()
+    return types.void(arr, index, v, mask), codegen
+
+
+@intrinsic
+def load_masked(typingctx, arr, index, mask, v):
+    """``arr[index + p]`` in the lanes ``p`` whose bit is set in the integer ``mask``, and
+    ``v``'s lanes in the others (nothing is read for them)."""
+    _check_array(arr, "arr")
+    if not isinstance(v, Vector) or v.dtype != arr.dtype:
+        raise TypeError(f"v: a vector of {arr.dtype}, got {v}")
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        vty = ptr.type.pointee
+        bits = context.cast(builder, args[2], sig.args[2], types.int64)
+        lanes = builder.bitcast(builder.trunc(bits, ir.IntType(P)),
+                                ir.VectorType(ir.IntType(1), P))
+        name = "f32" if arr.dtype == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), lanes.type,
+                                                  vty]),
+            f"llvm.masked.load.v{P}{name}.p0v{P}{name}")
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
+                                 lanes, args[3]])
+    return v(arr, index, mask, v), codegen
+
+
+@intrinsic
 def fma(typingctx, acc, s, v):
     """``acc + s * v`` lane by lane, fused (one rounding, as ``fastmath={"contract"}``
     gave the scalar kernels); ``s`` is a vector, or a scalar broadcast to every lane (cast

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 from numba import njit, prange
 
-from . import tiles
+from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
 from ._simd import P, fma, load_first, total, zeros
 from ._simd import zero as _zero
@@ -517,3 +517,5 @@ parallel, serial = _both(
     weight_grad_rows=(_weight_grad_rows, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
+parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
+parallel.dw_weight_grad, serial.dw_weight_grad = depthwise.weight_grad, depthwise.weight_grad_serial

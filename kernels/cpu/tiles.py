@@ -7,38 +7,33 @@ group's first input channel). The accumulators are explicit vectors
 (:mod:`kernels.cpu._simd`): one per output channel of the block, P lanes each.
 """
 
-from numba import njit, prange
+from numba import prange
 
 from ._jit import U, parallel_and_serial
-from ._simd import P, add_scalar, fma, lane, load, store, zeros
+from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
 
 
-@njit(cache=True)
-def _store(y, o, lo, whole, v, bias):
-    """``y[o + lo[p]] = v[p] + bias`` for the lanes that are outputs (``lo[p] >= 0``);
-    one vector store when all P are, contiguous (``whole``)."""
-    v = add_scalar(v, bias)
-    if whole:
-        store(y, U(o + lo[0]), v)
-        return
-    for p in range(P):
-        if lo[p] >= 0:
-            y[o + lo[p]] = lane(v, p)
+ALL = (1 << P) - 1  # a store mask with every lane
 
 
-def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, y,
-             ybase, lane_out, full, ystride_c):
-    """y[ybase[tile] + c*ystride_c + lane_out[k, p]] = b[c] + sum_t wt[blk, tap[t], co % B]
+def _forward1(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b, y,
+              ybase, seg_off, seg_mask, nseg, ystride_c):
+    """y[ybase[tile] + c*ystride_c + seg_off[k, s] + p] = b[c] + sum_t wt[blk, tap[t], co % B]
     * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
-    c = chan[co] (-1: a padding row, not stored) and the lanes p that are outputs
-    (lane_out >= 0; ``full[k]``: all P are, contiguous), k = tile % len(full) (the
-    map repeats: per image, or for every tile), over the taps t of the tile's class:
-    class_start[k] <= t < class_start[k + 1] for k = tile_class[tile] (the taps that
-    do not read padding).
+    c = chan[co] (-1: a padding row, not stored) and the lanes p in the segments
+    s < nseg[k] of the tile's store map k = tile % len(nseg) (the maps repeat: per image,
+    or for every tile): a segment is the lanes (bits of ``seg_mask[k, s]``) whose outputs
+    are ``seg_off[k, s]`` after their lane, such as the lanes of one output row. The sum
+    runs over the taps t of the tile's class, class_start[k] <= t < class_start[k + 1] for
+    k = tile_class[tile] (the taps that do not read padding). ``tile_sets[g]`` lists the
+    FWD_R tiles computed together (of one class; a set short of FWD_R repeats a tile,
+    which then stores the same values twice).
 
-    Loop nest: prange (tile, block of FWD_COB channels) > tap t > FWD_COB vector FMAs.
+    Loop nest: prange (tile set, block of FWD_COB channels) > tap t > FWD_R * FWD_COB
+    vector FMAs. This body is FWD_R = 1 (16 vector registers: AVX2); :func:`_forward3`
+    is the same with three tiles.
 
     Optimizations:
     - FWD_COB x P accumulators stay in vector registers for all taps: each tap loads
@@ -51,36 +46,133 @@ def _forward(src, wt, tap, off, cbase, bases, tile_class, class_start, chan, b, 
       rest): half the work of an input gradient computed as a full correlation;
     - unsigned indices (``tap`` and ``off`` are uint64, ``wt`` flat): Numba emits no
       negative-index wraparound code for them;
-    - results go straight to ``y`` (NCHW) with the bias, through the map of each lane's
-      output: lanes past a row or past the batch are not stored."""
-    ntile = bases.shape[0]
+    - results go straight to ``y`` (NCHW) with the bias, one vector store a segment
+      (masked unless it has every lane); lanes past a row or the batch are not stored;
+    - the stores are spelled out in the kernel: a helper function taking arrays costs
+      atomic reference-count updates and spills every accumulator at each call (1x1
+      layers, few taps a tile, lost a third of their time to it)."""
     nblk = chan.shape[0] // FWD_COB
     T = U(wt.shape[0] // chan.shape[0])  # taps of a row (wt is blocks x taps x FWD_COB)
-    for task in prange(nblk * ntile):
-        tile = task // nblk
+    nk = nseg.shape[0]
+    for task in prange(nblk * tile_sets.shape[0]):
+        tile = tile_sets[task // nblk, 0]
         blk = task % nblk
         co0 = blk * FWD_COB
         a0 = U(cbase[blk] + bases[tile])
         wb0 = U(blk) * T * U(FWD_COB)
         cls = tile_class[tile]
-        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zeros(y)
+        v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = zeros(y)
         for t in range(U(class_start[cls]), U(class_start[cls + 1])):
             x = load(src, a0 + off[t])
             wb = wb0 + tap[t] * U(FWD_COB)
-            c0 = fma(c0, wt[wb], x)
-            c1 = fma(c1, wt[wb + U(1)], x)
-            c2 = fma(c2, wt[wb + U(2)], x)
-            c3 = fma(c3, wt[wb + U(3)], x)
-            c4 = fma(c4, wt[wb + U(4)], x)
-            c5 = fma(c5, wt[wb + U(5)], x)
-            c6 = fma(c6, wt[wb + U(6)], x)
-            c7 = fma(c7, wt[wb + U(7)], x)
-        k = tile % full.shape[0]
-        lo, whole, o = lane_out[k], full[k], ybase[tile]
-        for j, v in enumerate((c0, c1, c2, c3, c4, c5, c6, c7)):
-            c = chan[co0 + j]
-            if c >= 0:
-                _store(y, o + c * ystride_c, lo, whole, v, b[c])
+            v0 = fma(v0, wt[wb], x)
+            v1 = fma(v1, wt[wb + U(1)], x)
+            v2 = fma(v2, wt[wb + U(2)], x)
+            v3 = fma(v3, wt[wb + U(3)], x)
+            v4 = fma(v4, wt[wb + U(4)], x)
+            v5 = fma(v5, wt[wb + U(5)], x)
+            v6 = fma(v6, wt[wb + U(6)], x)
+            v7 = fma(v7, wt[wb + U(7)], x)
+        k = tile % nk
+        for s in range(nseg[k]):
+            o, m = ybase[tile] + seg_off[k, s], seg_mask[k, s]
+            for j in range(FWD_COB):
+                c = chan[co0 + j]
+                if c < 0:
+                    continue
+                v = (v0 if j == 0 else v1 if j == 1 else v2 if j == 2 else v3 if j == 3 else
+                     v4 if j == 4 else v5 if j == 5 else v6 if j == 6 else v7)
+                v = add_scalar(v, b[c])
+                if m == ALL:
+                    store(y, U(o + c * ystride_c), v)
+                else:
+                    store_masked(y, U(o + c * ystride_c), v, m)
 
 
-forward, forward_serial = parallel_and_serial(_forward)
+def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b, y,
+              ybase, seg_off, seg_mask, nseg, ystride_c):
+    """:func:`_forward1` with FWD_R = 3 tiles a set (32 vector registers: AVX-512): 24
+    accumulators, and each tap's 8 weights, broadcast once, feed 3 tiles' FMAs (11 loads
+    for 24 FMAs, where one tile takes 9 for 8)."""
+    nblk = chan.shape[0] // FWD_COB
+    T = U(wt.shape[0] // chan.shape[0])
+    nk = nseg.shape[0]
+    for task in prange(nblk * tile_sets.shape[0]):
+        g = task // nblk
+        blk = task % nblk
+        co0 = blk * FWD_COB
+        t0, t1, t2 = tile_sets[g, 0], tile_sets[g, 1], tile_sets[g, 2]
+        a0 = U(cbase[blk] + bases[t0])
+        a1 = U(cbase[blk] + bases[t1])
+        a2 = U(cbase[blk] + bases[t2])
+        wb0 = U(blk) * T * U(FWD_COB)
+        cls = tile_class[t0]
+        c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = zeros(y)
+        c10 = c11 = c12 = c13 = c14 = c15 = c16 = c17 = zeros(y)
+        c20 = c21 = c22 = c23 = c24 = c25 = c26 = c27 = zeros(y)
+        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+            o = off[t]
+            x0, x1, x2 = load(src, a0 + o), load(src, a1 + o), load(src, a2 + o)
+            wb = wb0 + tap[t] * U(FWD_COB)
+            w = wt[wb]
+            c00, c10, c20 = fma(c00, w, x0), fma(c10, w, x1), fma(c20, w, x2)
+            w = wt[wb + U(1)]
+            c01, c11, c21 = fma(c01, w, x0), fma(c11, w, x1), fma(c21, w, x2)
+            w = wt[wb + U(2)]
+            c02, c12, c22 = fma(c02, w, x0), fma(c12, w, x1), fma(c22, w, x2)
+            w = wt[wb + U(3)]
+            c03, c13, c23 = fma(c03, w, x0), fma(c13, w, x1), fma(c23, w, x2)
+            w = wt[wb + U(4)]
+            c04, c14, c24 = fma(c04, w, x0), fma(c14, w, x1), fma(c24, w, x2)
+            w = wt[wb + U(5)]
+            c05, c15, c25 = fma(c05, w, x0), fma(c15, w, x1), fma(c25, w, x2)
+            w = wt[wb + U(6)]
+            c06, c16, c26 = fma(c06, w, x0), fma(c16, w, x1), fma(c26, w, x2)
+            w = wt[wb + U(7)]
+            c07, c17, c27 = fma(c07, w, x0), fma(c17, w, x1), fma(c27, w, x2)
+        for r in range(3):
+            tile = tile_sets[g, r]
+            if r == 0:
+                v0, v1, v2, v3, v4, v5, v6, v7 = c00, c01, c02, c03, c04, c05, c06, c07
+            elif r == 1:
+                v0, v1, v2, v3, v4, v5, v6, v7 = c10, c11, c12, c13, c14, c15, c16, c17
+            else:
+                v0, v1, v2, v3, v4, v5, v6, v7 = c20, c21, c22, c23, c24, c25, c26, c27
+            k = tile % nk
+            for s in range(nseg[k]):
+                o, m = ybase[tile] + seg_off[k, s], seg_mask[k, s]
+                for j in range(FWD_COB):
+                    c = chan[co0 + j]
+                    if c < 0:
+                        continue
+                    v = (v0 if j == 0 else v1 if j == 1 else v2 if j == 2 else v3 if j == 3
+                         else v4 if j == 4 else v5 if j == 5 else v6 if j == 6 else v7)
+                    v = add_scalar(v, b[c])
+                    if m == ALL:
+                        store(y, U(o + c * ystride_c), v)
+                    else:
+                        store_masked(y, U(o + c * ystride_c), v, m)
+
+
+FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
+forward, forward_serial = parallel_and_serial(_forward3 if FWD_R == 3 else _forward1)
+
+
+def tile_sets_of(tile_class, ntile: int):
+    """``tile_sets`` for the kernel: the tiles in runs of FWD_R of one class each, in order
+    within a class (neighbouring tiles share source lines); a class's last group, if short,
+    repeats its last tile."""
+    import numpy as np
+
+    if FWD_R == 1:
+        return np.arange(ntile, dtype=np.int64)[:, None]
+    order = np.argsort(tile_class, kind="stable")
+    cls = tile_class[order]
+    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+    ends = np.r_[starts[1:], ntile]
+    parts = []
+    for a, e in zip(starts, ends):
+        run = order[a:e]
+        pad = -run.size % FWD_R
+        parts.append(np.concatenate([run, np.repeat(run[-1:], pad)]))
+    return np.concatenate(parts).reshape(-1, FWD_R).astype(np.int64)
