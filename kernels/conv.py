@@ -521,12 +521,11 @@ class _PhasedInputGrad:
 
 class _Depthwise:
     """The plan of a convolution with one input channel a group (depthwise layers, and a
-    grayscale input) for the plane-by-plane kernels of :mod:`kernels.cpu.depthwise`: the
-    input padded and split into stride phases, planes of ``plane`` elements, and each
-    plane's outputs as ``ntile`` tiles of P positions at row pitch ``Wq``."""
+    grayscale input) for the plane-by-plane kernels of :mod:`kernels.cpu.depthwise`: each
+    plane padded and split into stride phases of ``Hq x Wq``, its outputs ``ntile`` tiles
+    of P positions at row pitch ``Wq``."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.depthwise import DW_R
         from .cpu.tiles import P
 
         N, C, H, W = x_shape
@@ -534,45 +533,96 @@ class _Depthwise:
         (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
         top, bottom, left, right = geo.pads
         self.Hq, self.Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
-        self.plane = sh * sw * self.Hq * self.Wq
         self.ntile = -(-((OH - 1) * self.Wq + OW) // P)
         self.off = _phase_offsets(1, KH, KW, dh, dw, sh, sw, self.Hq, self.Wq).astype(np.uint64)
         a = np.arange(self.ntile * P).reshape(self.ntile, P)
         oh, ow = a // self.Wq, a % self.Wq
         self.stores = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
-        self.used = _used_phases(KH, KW, dh, dw, sh, sw)
-        self.spare = DW_R * P  # zeros after the last plane: the last run's extra tiles read them
-        self.x_shape, self.w_shape, self.geo = x_shape, w_shape, geo
-        self.cog = Co // C
+        self.geo, self.w_shape = geo, w_shape
+        self.args = (top, left, sh, sw, self.Hq, self.Wq, self.off, Co // C, self.ntile,
+                     *self.stores)
         self.macs = N * Co * OH * OW * KH * KW
 
-    def _source(self, x: np.ndarray, cpu) -> np.ndarray:
-        N, C = self.x_shape[:2]
-        (sh, sw), size = self.geo.stride, N * C * self.plane
-        src = _alloc.scratch("conv.src", size + self.spare, x.dtype)
-        if not self.used.all():  # the weight gradient reads (zero-weighted) unused phases
-            src.fill(0)
-        src[size:] = 0
-        cpu.pad_phases(x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq, self.Wq,
-                       self.used)
-        return src
-
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        from .cpu import depthwise
+
         cpu = _cpu(self.macs)
         N, Co = x.shape[0], w.shape[0]
         y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
-        cpu.dw_forward(self._source(x, cpu), np.ascontiguousarray(w.reshape(Co, -1)), b,
-                       y.reshape(N, Co, -1), self.plane, self.off, self.cog, self.ntile,
-                       *self.stores)
+        cpu.dw_forward(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y.reshape(-1),
+                       int(np.prod(self.geo.out_hw)), 0, *self.args,
+                       depthwise.chunks(cpu is not _serial()))
         return y
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        cpu = _cpu(self.macs)
         N, Co = g.shape[:2]
         gw = np.empty((Co, self.off.size), dtype=np.float64)
-        cpu.dw_weight_grad(self._source(x, cpu), g.reshape(N, Co, -1), gw, self.plane,
-                           self.off, self.cog, self.ntile, *self.stores)
+        _cpu(self.macs).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.args)
         return gw.astype(g.dtype).reshape(self.w_shape)
+
+
+class _DepthwiseInputGrad:
+    """The plan of a strided depthwise layer's input gradient (one output channel a group),
+    by stride phases as :class:`_PhasedInputGrad`: each phase of the padded input is a
+    stride-1 depthwise correlation of grad_out, padded by the largest shifts ``(Rt, Rl)``
+    at row pitch ``Gq = Wq + Rl``, with the taps that land on it; one launch of the
+    depthwise kernel a phase, then the phases gathered into grad_x."""
+
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        from .cpu.tiles import P
+
+        N, C, H, W = x_shape
+        KH, KW = w_shape[2:]
+        (sh, sw), (dh, dw) = geo.stride, geo.dilation
+        top, bottom, left, right = geo.pads
+        Hq, Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
+        Rt, Rl = (KH - 1) * dh // sh, (KW - 1) * dw // sw
+        Gq = Wq + Rl
+        ntile = -(-((Hq - 1) * Gq + Wq) // P)
+        a = np.arange(ntile * P).reshape(ntile, P)
+        i, j = a // Gq, a % Gq
+        stores = _lane_map(i * Wq + j, (i < Hq) & (j < Wq))
+        self.phases = []  # (tap indices into w[c].ravel(), launch arguments) a phase
+        for phase in range(sh * sw):
+            ph, pw = divmod(phase, sw)
+            kh = np.array([k for k in range(KH) if k * dh % sh == ph], dtype=np.int64)
+            kw = np.array([k for k in range(KW) if k * dw % sw == pw], dtype=np.int64)
+            taps = (kh[:, None] * KW + kw).ravel()
+            off = ((Rt - kh * dh // sh)[:, None] * Gq + (Rl - kw * dw // sw)).ravel()
+            self.phases.append((taps, (Rt, Rl, 1, 1, Hq + Rt, Gq, off.astype(np.uint64), 1,
+                                       ntile, *stores)))
+        self.dims = N, C, H, W, Hq, Wq
+        self.geo, self.macs = geo, N * C * geo.out_hw[0] * geo.out_hw[1] * KH * KW
+
+    def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
+        from .cpu import depthwise
+
+        N, C, H, W, Hq, Wq = self.dims
+        (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
+        S = sh * sw
+        yph = _alloc.scratch("conv.out", N * C * S * Hq * Wq, g.dtype)
+        wf = w.reshape(C, -1)
+        for phase, (taps, args) in enumerate(self.phases):
+            if taps.size == 0:  # no tap lands on this phase: its gradient is zero
+                yph.reshape(N * C, S, -1)[:, phase] = 0
+                continue
+            cpu.dw_forward(g, np.ascontiguousarray(wf[:, taps]), _zeros(C, g.dtype), yph,
+                           S * Hq * Wq, phase * Hq * Wq, *args,
+                           depthwise.chunks(cpu is not _serial()))
+        grad_x = np.empty((N, C, H, W), dtype=g.dtype)
+        cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
+        return grad_x
+
+
+@lru_cache(maxsize=64)
+def _depthwise_input_grad(x_shape: tuple, w_shape: tuple, geo: Geometry):
+    return _DepthwiseInputGrad(x_shape, w_shape, geo)
+
+
+def _serial():
+    from .cpu import conv
+
+    return conv.serial
 
 
 @lru_cache(maxsize=64)
@@ -740,7 +790,9 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     plan = _depthwise if depthwise else _tiled
     grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     grad_x, tiled_x = None, False
-    if need_input_grad and depthwise:
+    if need_input_grad and depthwise and Co == x.shape[1] and geo.stride != (1, 1):
+        grad_x, tiled_x = _depthwise_input_grad(x.shape, w.shape, geo)(grad_out, w), True
+    elif need_input_grad and depthwise:
         # grad_x of a stride-1 depthwise layer (one output channel a group) is one too
         as_forward = _backward_as_forward(w, geo, x.shape[2:])
         tiled_x = as_forward is not None and Co == x.shape[1]

@@ -39,6 +39,11 @@ CASES = [
     ((2, 8, 16, 18), (8, 8, 3, 3), dict(padding=(1, 0))),  # width lanes: OW = 16
     ((2, 8, 9, 10), (8, 8, 1, 1), dict(stride=2)),  # stride phases, one of four read
     ((2, 8, 11, 12), (16, 8, 3, 2), dict(stride=(3, 2), padding=(2, 1), dilation=(2, 3))),
+    # depthwise, strided: the input gradient by stride phases
+    ((2, 6, 11, 13), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),
+    ((2, 4, 20, 21), (4, 1, 5, 5), dict(stride=2, padding=2, groups=4)),  # runs of tiles
+    ((2, 3, 7, 8), (3, 1, 1, 1), dict(stride=2, groups=3)),  # phases that no tap reaches
+    ((3, 1, 12, 12), (6, 1, 5, 5), dict(padding=1)),  # one input channel, not grouped
 ]
 
 

@@ -1,112 +1,148 @@
 """Depthwise conv2d kernels (one input channel a group: MobileNet's and EfficientNet's 3x3
-and 5x5 layers) on a plane-by-plane source, in explicit vectors (:mod:`._simd`).
+and 5x5 layers, and a grayscale input) plane by plane, in explicit vectors (:mod:`._simd`).
 
-The source is the zero-padded input split into stride phases
-(:func:`kernels.cpu.conv.pad_phases`): each (image, channel) plane is ``plane`` elements,
-and output ``(oh, ow)`` of a plane is position ``a = oh*Wq + ow`` of the phase layout, so
-tap ``t`` reads ``src[plane_base + a + off[t]]`` at any stride and dilation, and P
-consecutive positions are one vector load. A plane's outputs are ``ntile`` tiles of P
-positions; the ``Wq - OW`` positions past each row are computed and not stored. Tile k's
-store map (``seg_off``, ``seg_mask``, ``nseg``; see :func:`kernels.conv._lane_map`) is the
-same in every plane.
+Each task copies its input plane into a buffer of its own, zero-padded and split into
+stride phases as :func:`kernels.cpu.conv.pad_phases` lays it out (``plane`` elements,
+phases of ``Hq x Wq``). Output ``(oh, ow)`` is position ``a = oh*Wq + ow`` of that layout,
+so tap ``t`` reads ``buf[a + off[t]]`` at any stride and dilation, and P consecutive
+outputs are one vector load. A plane's outputs are ``ntile`` tiles of P positions; the
+``Wq - OW`` positions past each row are computed and not stored. Tile k's store map
+(``seg_off``, ``seg_mask``, ``nseg``; see :func:`kernels.conv._lane_map`) is the same in
+every plane. The buffer stays in L1 or L2: a separate padding pass over the whole input
+took 60% of a layer's time (the layers are memory-bound).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import get_num_threads, njit, prange
 
 from ._jit import U, parallel_and_serial
 from ._simd import P, add_scalar, fma, load, load_masked, store, store_masked, total, zeros
 
 ALL = (1 << P) - 1
-DW_R = 4  # tiles a task computes together: 4 accumulators, 4 loads and a broadcast a tap
+DW_R = 4  # tiles computed together: 4 accumulators, 4 loads and a broadcast a tap
 
 
-def _forward(src, w, b, y, plane, off, cog, ntile, seg_off, seg_mask, nseg):
-    """y[n, co] (flat, ``y.shape = (N, Co, OH*OW)``) = b[co] + sum_t w[co, t] *
-    src[(n*C + co // cog)*plane + a + off[t]] for the outputs a of the plane's tiles.
+@njit(cache=True)
+def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
+    """buf[phase, i, j] = xp[i*sh + ph - top, j*sw + pw - left] for every input element
+    (the padding positions of ``buf`` are left as they are: zeros, written once)."""
+    H, W = xp.shape
+    plane1 = Hq * Wq
+    for h in range(H):
+        hp = h + top
+        row = (hp % sh) * sw * plane1 + (hp // sh) * Wq
+        xr = xp[h]
+        for pw in range(sw):
+            # the columns j of phase pw that hold input columns j*sw + pw - left in [0, W)
+            j0 = max(0, -((pw - left) // sw))
+            j1 = min(Wq, -((pw - left - W) // sw))
+            base = U(row + pw * plane1)
+            for j in range(j0, j1):
+                buf[base + U(j)] = xr[U(j * sw + pw - left)]
 
-    Loop nest: prange (n, co) > runs of DW_R tiles > tap t > DW_R vector FMAs.
+
+def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off,
+             seg_mask, nseg, nchunk):
+    """Plane (n, co) of ``y`` (flat: it starts at ``(n*Co + co)*ystride + yoff``) =
+    b[co] + sum_t w[co, t] * the plane of ``x[n, co // cog]`` padded and phase-split, at
+    ``a + off[t]``, for the outputs a of the plane's tiles.
+
+    Loop nest: prange chunk of (n, co) > (n, co) > runs of DW_R tiles > tap t > DW_R
+    vector FMAs.
 
     Optimizations:
-    - one task a plane: its source (a few KB) stays in L1 for every tap;
+    - a chunk of planes a task, one buffer a chunk, zeroed once: each plane then writes
+      only its input elements (and is not copied again for the next of its ``cog``
+      output channels);
     - DW_R tiles share each tap's broadcast weight;
-    - stores by segments (one masked vector store per output row a tile touches), no
-      copy out of the phase layout;
-    - the tiles past the last (a run is always DW_R) read the ``DW_R*P`` spare elements
-      after ``src``'s last plane and store nothing."""
-    N, Co, OHW = y.shape
-    C = Co // cog
-    T = off.shape[0]
-    yf = y.reshape(N * Co * OHW)
-    for task in prange(N * Co):
-        n, co = task // Co, task % Co
-        s0 = U((n * C + co // cog) * plane)
-        y0 = task * OHW
-        bias = b[co]
-        for k0 in range(0, ntile, DW_R):
-            a = s0 + U(k0 * P)
-            v0 = v1 = v2 = v3 = zeros(yf)
-            for t in range(T):
-                wt = w[co, t]
-                o = a + off[t]
-                v0 = fma(v0, wt, load(src, o))
-                v1 = fma(v1, wt, load(src, o + U(P)))
-                v2 = fma(v2, wt, load(src, o + U(2 * P)))
-                v3 = fma(v3, wt, load(src, o + U(3 * P)))
-            for r in range(min(DW_R, ntile - k0)):
-                v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2 else v3, bias)
-                k = k0 + r
-                for s in range(nseg[k]):
-                    m = seg_mask[k, s]
-                    if m == ALL:
-                        store(yf, U(y0 + seg_off[k, s]), v)
-                    else:
-                        store_masked(yf, U(y0 + seg_off[k, s]), v, m)
+    - stores by segments (one masked vector store per output row a tile touches), with
+      no copy out of the phase layout;
+    - the tiles past the last (a run is always DW_R) read the buffer's DW_R*P spare
+      zeros and store nothing."""
+    N, Co, T = x.shape[0], w.shape[0], off.shape[0]
+    plane = sh * sw * Hq * Wq
+    per = -(-(N * Co) // nchunk)
+    for chunk in prange(nchunk):
+        buf = np.zeros(plane + DW_R * P, dtype=y.dtype)
+        last = -1
+        for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
+            n, co = task // Co, task % Co
+            if n * Co + co // cog != last:
+                _fill_plane(x[n, co // cog], buf, top, left, sh, sw, Hq, Wq)
+                last = n * Co + co // cog
+            y0 = task * ystride + yoff
+            bias = b[co]
+            for k0 in range(0, ntile, DW_R):
+                a = U(k0 * P)
+                v0 = v1 = v2 = v3 = zeros(y)
+                for t in range(T):
+                    wt = w[co, t]
+                    o = a + off[t]
+                    v0 = fma(v0, wt, load(buf, o))
+                    v1 = fma(v1, wt, load(buf, o + U(P)))
+                    v2 = fma(v2, wt, load(buf, o + U(2 * P)))
+                    v3 = fma(v3, wt, load(buf, o + U(3 * P)))
+                for r in range(min(DW_R, ntile - k0)):
+                    v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2 else v3,
+                                   bias)
+                    k = k0 + r
+                    for s in range(nseg[k]):
+                        m = seg_mask[k, s]
+                        if m == ALL:
+                            store(y, U(y0 + seg_off[k, s]), v)
+                        else:
+                            store_masked(y, U(y0 + seg_off[k, s]), v, m)
 
 
-def _weight_grad(src, g, gw, plane, off, cog, ntile, seg_off, seg_mask, nseg):
-    """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * src[(n*C + co //
-    cog)*plane + a + off[t]], in float64 (``g`` flat NCHW, ``g.shape = (N, Co, OH*OW)``).
+def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
+                 nseg):
+    """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * the padded,
+    phase-split plane of ``x[n, co // cog]`` at ``a + off[t]``, in float64
+    (``g.shape = (N, Co, OH*OW)``).
 
-    Loop nest: prange co > n > (the plane's grad_out into phase-layout lanes, zeros past
-    each row) > tap t > tiles, 4 vector FMAs at a time.
+    Loop nest: prange co > n > (the plane, and grad_out in phase-layout lanes) > tap t >
+    tiles, 4 vector FMAs at a time.
 
     Optimizations:
     - grad_out is gathered into the phase layout once per plane (masked loads by the
-      tiles' store maps), into a buffer of the task's own; every tap then sweeps it;
+      tiles' store maps, zeros past each row), and every tap sweeps it from L1;
     - a task owns grad_w[co] (no shared +=); each plane's float32 sums are added into a
       float64 total."""
     N, Co, OHW = g.shape
-    C = Co // cog
     T = off.shape[0]
+    plane = sh * sw * Hq * Wq
     gf = g.reshape(N * Co * OHW)
     L = ntile * P
     for co in prange(Co):
-        buf = np.empty(L + 3 * P, dtype=g.dtype)
-        for i in range(L, L + 3 * P):
-            buf[i] = 0
+        buf = np.zeros(plane + DW_R * P, dtype=g.dtype)
+        gl = np.zeros(L + 3 * P, dtype=g.dtype)
         acc = np.zeros(T, dtype=np.float64)
         for n in range(N):
+            _fill_plane(x[n, co // cog], buf, top, left, sh, sw, Hq, Wq)
             g0 = (n * Co + co) * OHW
             for k in range(ntile):
-                v = zeros(buf)
+                v = zeros(gl)
                 for s in range(nseg[k]):
                     v = load_masked(gf, U(g0 + seg_off[k, s]), seg_mask[k, s], v)
-                store(buf, U(k * P), v)
-            s0 = U((n * C + co // cog) * plane)
+                store(gl, U(k * P), v)
             for t in range(T):
-                a = s0 + off[t]
-                d0 = d1 = d2 = d3 = zeros(buf)
+                a = off[t]
+                d0 = d1 = d2 = d3 = zeros(gl)
                 for i in range(U(0), U(L), U(4 * P)):
-                    d0 = fma(d0, load(buf, i), load(src, a + i))
-                    d1 = fma(d1, load(buf, i + U(P)), load(src, a + i + U(P)))
-                    d2 = fma(d2, load(buf, i + U(2 * P)), load(src, a + i + U(2 * P)))
-                    d3 = fma(d3, load(buf, i + U(3 * P)), load(src, a + i + U(3 * P)))
+                    d0 = fma(d0, load(gl, i), load(buf, a + i))
+                    d1 = fma(d1, load(gl, i + U(P)), load(buf, a + i + U(P)))
+                    d2 = fma(d2, load(gl, i + U(2 * P)), load(buf, a + i + U(2 * P)))
+                    d3 = fma(d3, load(gl, i + U(3 * P)), load(buf, a + i + U(3 * P)))
                 acc[t] += total(d0) + total(d1) + total(d2) + total(d3)
         for t in range(T):
             gw[co, t] = acc[t]
+
+
+def chunks(parallel: bool) -> int:
+    """Tasks for :func:`_forward`: a few per thread, for balance."""
+    return 4 * get_num_threads() if parallel else 1
 
 
 forward, forward_serial = parallel_and_serial(_forward)
