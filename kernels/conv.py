@@ -391,7 +391,8 @@ class _Tiled:
     @cached_property
     def _weight_grad_plan(self) -> tuple:
         """What :meth:`weight_grad` launches with, apart from the arrays: ``(off, cbase,
-        rowbase, rowg, length, lanes_length)``, ``off`` padded to a multiple of WG_TB."""
+        spans, lanes_length)``, ``off`` padded to a multiple of WG_TB and ``spans`` the
+        rows cut into pieces (:func:`_pieces`)."""
         from .cpu.conv import WG_COB, WG_TB
 
         N, C, Cg, KH, KW, Hp, Wp = self.dims
@@ -409,7 +410,7 @@ class _Tiled:
             rowbase = _affine((N,), (image,))
             rowg, length = _affine((N,), (OH * Wq,)), (OH - 1) * Wq + OW
         off = np.concatenate([off, np.zeros(-off.size % WG_TB, dtype=off.dtype)])
-        return off, cbase, rowbase, rowg, length, lanes_length
+        return off, cbase, _pieces(rowbase, rowg, length), lanes_length
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """grad_w as dot products of grad_out's rows with the shifted source rows (see
@@ -419,7 +420,7 @@ class _Tiled:
         pitch ``Wq`` (an image's output positions at ``oh*Wq + ow``, zero gradient past
         OW)."""
         cpu = self.cpu
-        off, cbase, rowbase, rowg, length, lanes_length = self._weight_grad_plan
+        off, cbase, spans, lanes_length = self._weight_grad_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
         if self._wg_batch_lanes:
@@ -438,11 +439,42 @@ class _Tiled:
             cpu.to_pitch_rows(g, gl, self.rows, self.Wq)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
-        nchunk, chunk = _chunks(rowbase.size, cpu)
+        piece = spans[3]
+        nchunk = _wg_chunks(piece.size - 1, gl.shape[0] * off.size, cpu)
         part = np.empty((nchunk, gl.shape[0], off.size), dtype=np.float64)
-        cpu.weight_grad_rows(src, gl, off, cbase, rowbase, rowg, length, chunk, part)
+        cpu.weight_grad_rows(src, gl, off, cbase, *spans, part)
         T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
         return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
+
+
+WG_PIECE = 1024  # outputs a weight-gradient piece sweeps at least (see _pieces)
+
+
+def _pieces(rowbase: np.ndarray, rowg: np.ndarray, length: int):
+    """``(sbase, gbase, slen, piece)`` for :func:`kernels.cpu.conv.weight_grad_rows`: the
+    rows (source and grad_out offsets, ``length`` long) grouped into pieces of at least
+    WG_PIECE outputs where rows are shorter (a 7x7 plane's 61; a 56x56 plane's 3246 is a
+    piece of its own: cutting it into shorter spans cost 7-20%)."""
+    slen = np.full(rowbase.size, length, dtype=np.int64)
+    per = max(1, -(-WG_PIECE // length))  # rows a piece
+    piece = np.r_[np.arange(0, rowbase.size, per), rowbase.size]
+    return rowbase, rowg, slen, piece.astype(np.int64)
+
+
+WG_PART_BYTES = 32 << 20  # the float64 partial sums of the chunks, at most
+
+
+def _wg_chunks(npiece: int, weights: int, cpu) -> int:
+    """Chunks of pieces for the weight gradient: a piece each, up to four a thread (each
+    block of channels then sweeps a piece's source while it is in L2; more tasks cost
+    more than they balance), fewer where each chunk's float64 copy of the weights would
+    take too much memory; at least one."""
+    from numba import get_num_threads
+
+    from .cpu import conv
+
+    threads = get_num_threads() if cpu is conv.parallel else 1
+    return max(1, min(npiece, 4 * threads, WG_PART_BYTES // (8 * weights)))
 
 
 class _PhasedInputGrad:
@@ -690,17 +722,6 @@ def _cpu(macs: int):
     return conv.parallel if macs >= PARALLEL_MIN_MACS else conv.serial
 
 
-def _chunks(nrow: int, cpu) -> tuple[int, int]:
-    """``(nchunk, chunk)``: rows split evenly over the threads, one chunk each (one chunk
-    for the serial kernels)."""
-    from numba import get_num_threads
-
-    from .cpu import conv
-
-    chunk = -(-nrow // (get_num_threads() if cpu is conv.parallel else 1))
-    return -(-nrow // chunk), chunk
-
-
 TILED_MIN_TAPS = 50  # below, a tile's few taps do not repay its setup (LeNet's conv1 on MNIST:
 # 25 taps; on CIFAR, 75 taps, the tiled kernel is 1.3-1.5x faster than the direct one)
 
@@ -785,7 +806,7 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
                                          array)
     Co, Cg = w.shape[:2]
     grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
-    depthwise = Cg == 1
+    depthwise = Cg == 1 and geo.groups > 1  # (a one-channel input: the direct kernels)
     tiled_w = depthwise or _tiled_ok(Co // geo.groups)
     plan = _depthwise if depthwise else _tiled
     grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None

@@ -427,50 +427,56 @@ tap_major = njit(cache=True)(_tap_major)
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
 
 
-def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
-    """part[k, co, t] = sum over the rows r of chunk k of
-    dot(g[co, rowg[r]:rowg[r] + L], src[cbase[co // WG_COB] + rowbase[r] + off[t]:][:L]).
+def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, part):
+    """part[k, co, t] = sum over the spans s of the pieces of chunk k of
+    dot(g[co, gbase[s]:gbase[s] + slen[s]], src[cbase[co // WG_COB] + sbase[s] + off[t]:]
+    [:slen[s]]), for the blocks of WG_COB channels; piece ``j`` is the spans
+    ``piece[j] <= s < piece[j + 1]``, and chunk k the pieces ``k*per <= j < (k+1)*per``
+    with ``per = ceil(npiece / nchunk)``. The caller sums ``part`` over chunks.
 
-    A "row" is a contiguous run of outputs in the tiled layout (see ``kernels.conv._Tiled``)
-    whose source elements are contiguous too; the caller sums ``part`` over chunks.
-    ``g`` has WG_COB-aligned rows per group and ``off`` a multiple of WG_TB taps.
+    A span is a contiguous run of outputs in the tiled layout (see ``kernels.conv._Tiled``)
+    whose source elements are contiguous too; ``g`` has WG_COB-aligned rows per group and
+    ``off`` a multiple of WG_TB taps.
 
-    Loop nest: prange chunk > row > block of WG_COB channels > WG_TB taps > P-lane steps
-    along the row.
+    Loop nest: prange (chunk, block of WG_COB channels) > piece > WG_TB taps > span >
+    P-lane steps along it.
 
     Optimizations:
     - WG_COB x WG_TB dot products in one sweep, in vector registers (:mod:`._simd`):
-      7 vector loads feed 12 vector FMAs; masked loads (all lanes but in a row's last
+      7 vector loads feed 12 vector FMAs; masked loads (all lanes but in a span's last
       step) keep the loop one body, which compiles in half the time of a separate tail;
-    - rows outermost: a row of grad_out stays in cache while every tap sweeps it, and
-      consecutive taps (kw) read the same source lines;
-    - each row's float32 dot products are summed across lanes, then added into a
+    - short rows (a 7x7 plane's 61 outputs) share a piece, so the 12 sums across lanes
+      happen once a piece, not once a row (they took a third of a 7x7 layer's time);
+    - each piece's float32 dot products are summed across lanes, then added into a
       float64 total;
-    - each task owns its slice of ``part`` (no shared +=).
+    - each task owns its block's rows of ``part[k]`` (no shared +=).
     """
     T = off.shape[0]
-    nrow = rowbase.shape[0]
+    npiece = piece.shape[0] - 1
+    nchunk = part.shape[0]
+    per = -(-npiece // nchunk)
     nblk = g.shape[0] // WG_COB
     G = g.shape[1]
     gf = g.reshape(g.size)
-    for k in prange(part.shape[0]):
+    for task in prange(nchunk * nblk):
+        k, blk = task // nblk, task % nblk
         p = part[k]
-        for co in range(p.shape[0]):
+        co0 = blk * WG_COB
+        for co in range(co0, co0 + WG_COB):
             for t in range(T):
                 p[co, t] = 0.0
-        for r in range(k * chunk, min(nrow, (k + 1) * chunk)):
-            q = rowg[r]
-            for blk in range(nblk):
-                co0 = blk * WG_COB
-                a = cbase[blk] + rowbase[r]
-                q0 = U(co0 * G + q)
-                q1, q2, q3 = q0 + U(G), q0 + U(2 * G), q0 + U(3 * G)
-                for t0 in range(0, T, WG_TB):
+        for j in range(k * per, min(npiece, (k + 1) * per)):
+            for t0 in range(0, T, WG_TB):
+                d00 = d01 = d02 = d10 = d11 = d12 = zeros(src)
+                d20 = d21 = d22 = d30 = d31 = d32 = zeros(src)
+                for sp in range(piece[j], piece[j + 1]):
+                    a = cbase[blk] + sbase[sp]
                     oa, ob, oc = U(a + off[t0]), U(a + off[t0 + 1]), U(a + off[t0 + 2])
-                    d00 = d01 = d02 = d10 = d11 = d12 = zeros(src)
-                    d20 = d21 = d22 = d30 = d31 = d32 = zeros(src)
-                    for i in range(U(0), U(L), U(P)):
-                        m = min(U(P), U(L) - i)  # P, but fewer in the row's last step
+                    q0 = U(co0 * G + gbase[sp])
+                    q1, q2, q3 = q0 + U(G), q0 + U(2 * G), q0 + U(3 * G)
+                    L = U(slen[sp])
+                    for i in range(U(0), L, U(P)):
+                        m = min(U(P), L - i)  # P, but fewer in the span's last step
                         u, v = load_first(src, oa + i, m), load_first(src, ob + i, m)
                         s = load_first(src, oc + i, m)
                         g0, g1 = load_first(gf, q0 + i, m), load_first(gf, q1 + i, m)
@@ -479,18 +485,18 @@ def _weight_grad_rows(src, g, off, cbase, rowbase, rowg, L, chunk, part):
                         d10, d11, d12 = fma(d10, g1, u), fma(d11, g1, v), fma(d12, g1, s)
                         d20, d21, d22 = fma(d20, g2, u), fma(d21, g2, v), fma(d22, g2, s)
                         d30, d31, d32 = fma(d30, g3, u), fma(d31, g3, v), fma(d32, g3, s)
-                    p[co0, t0] += total(d00)
-                    p[co0, t0 + 1] += total(d01)
-                    p[co0, t0 + 2] += total(d02)
-                    p[co0 + 1, t0] += total(d10)
-                    p[co0 + 1, t0 + 1] += total(d11)
-                    p[co0 + 1, t0 + 2] += total(d12)
-                    p[co0 + 2, t0] += total(d20)
-                    p[co0 + 2, t0 + 1] += total(d21)
-                    p[co0 + 2, t0 + 2] += total(d22)
-                    p[co0 + 3, t0] += total(d30)
-                    p[co0 + 3, t0 + 1] += total(d31)
-                    p[co0 + 3, t0 + 2] += total(d32)
+                p[co0, t0] += total(d00)
+                p[co0, t0 + 1] += total(d01)
+                p[co0, t0 + 2] += total(d02)
+                p[co0 + 1, t0] += total(d10)
+                p[co0 + 1, t0 + 1] += total(d11)
+                p[co0 + 1, t0 + 2] += total(d12)
+                p[co0 + 2, t0] += total(d20)
+                p[co0 + 2, t0 + 1] += total(d21)
+                p[co0 + 2, t0 + 2] += total(d22)
+                p[co0 + 3, t0] += total(d30)
+                p[co0 + 3, t0 + 1] += total(d31)
+                p[co0 + 3, t0 + 2] += total(d32)
 
 
 def _both(**kernels):
