@@ -412,13 +412,72 @@ class _Tiled:
         off = np.concatenate([off, np.zeros(-off.size % WG_TB, dtype=off.dtype)])
         return off, cbase, _pieces(rowbase, rowg, length), lanes_length
 
+    @cached_property
+    def _wg_cols(self) -> bool:
+        """Whether the weight gradient runs with channels as lanes
+        (:func:`kernels.cpu.conv.weight_grad_cols`): where there are taps enough to repay
+        grad_out's transposing copy (a 1x1 64->256 layer's took as long as the sums),
+        outputs enough a plane to keep a row's setup small (7x7: the row-dot kernel is
+        faster), and channels that fill their blocks."""
+        from .cpu.conv import WGC_C
+
+        (OH, OW), B = self.geo.out_hw, WGC_C * self.P
+        taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+        waste = -self.cog % B / (self.cog + -self.cog % B)
+        return taps >= WGC_MIN_TAPS and OH * OW >= WGC_MIN_OUTPUTS and waste <= 0.25
+
+    @cached_property
+    def _weight_grad_cols_plan(self) -> tuple:
+        """``(rows, width, off, cbase, rowsrc, prow)`` for
+        :func:`kernels.cpu.conv.weight_grad_cols`: each channel's column in the transposed
+        grad_out (its group's padded to WGC_C*P), the width, the taps' offsets in the
+        stride-phase layout (a multiple of WGC_K), each block's group base, each output
+        row's source offset, and the rows cut into pieces of about WGC_PIECE outputs."""
+        from .cpu.conv import WGC_C, WGC_K
+
+        N, C, Cg = self.dims[:3]
+        (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
+        B = WGC_C * self.P
+        cogp = -(-self.cog // B) * B
+        rows, _ = _channel_rows(self.out_shape[1], G, cogp)
+        plane = sh * sw * self.Hq * self.Wq
+        off = _phase_offsets(*self._phases)
+        off = np.concatenate([off, np.zeros(-off.size % WGC_K, dtype=off.dtype)])
+        cbase = np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
+        rowsrc = (np.arange(N)[:, None] * C * plane + np.arange(OH) * self.Wq).ravel()
+        per = max(1, -(-WGC_PIECE // OW))
+        prow = np.r_[np.arange(0, N * OH, per), N * OH].astype(np.int64)
+        return rows, G * cogp, off.astype(np.int64), cbase, rowsrc.astype(np.int64), prow
+
+    def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        cpu = self.cpu
+        rows, width, off, cbase, rowsrc, prow = self._weight_grad_cols_plan
+        N, C = self.dims[:2]
+        OH, OW = self.geo.out_hw
+        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
+                             * self.Hq * self.Wq, g.dtype)
+        self._phase_split(x, src)
+        gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
+        if width > rows.size:  # the padding columns are read
+            gt.fill(0)
+        cpu.to_position_major(g, gt, rows)
+        nchunk = _wg_chunks(prow.size - 1, off.size * width, cpu)
+        part = np.empty((nchunk, off.size, width), dtype=g.dtype)
+        cpu.weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part)
+        T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+        return (part.sum(axis=0, dtype=np.float64)[:T, rows].T.astype(g.dtype)
+                .reshape(self.w_shape))
+
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """grad_w as dot products of grad_out's rows with the shifted source rows (see
-        :func:`kernels.cpu.conv.weight_grad_rows`). A row is a run of outputs that is
+        :func:`kernels.cpu.conv.weight_grad_rows`), or with channels as lanes where that
+        is faster (:meth:`_wg_cols`). A row is a run of outputs that is
         contiguous in both: with batch lanes, an output row of all images (or one output
         position when strided); otherwise a whole plane in the stride-phase layout of
         pitch ``Wq`` (an image's output positions at ``oh*Wq + ow``, zero gradient past
         OW)."""
+        if self._wg_cols:
+            return self._weight_grad_by_columns(x, g)
         cpu = self.cpu
         off, cbase, spans, lanes_length = self._weight_grad_plan
         N, C, _, _, _, Hp, Wp = self.dims
@@ -460,6 +519,9 @@ def _pieces(rowbase: np.ndarray, rowg: np.ndarray, length: int):
     piece = np.r_[np.arange(0, rowbase.size, per), rowbase.size]
     return rowbase, rowg, slen, piece.astype(np.int64)
 
+
+WGC_MIN_TAPS, WGC_MIN_OUTPUTS = 256, 128  # where the weight gradient runs by columns
+WGC_PIECE = 1024  # outputs a piece of the weight gradient by columns
 
 WG_PART_BYTES = 32 << 20  # the float64 partial sums of the chunks, at most
 

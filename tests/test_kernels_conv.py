@@ -44,6 +44,11 @@ CASES = [
     ((2, 4, 20, 21), (4, 1, 5, 5), dict(stride=2, padding=2, groups=4)),  # runs of tiles
     ((2, 3, 7, 8), (3, 1, 1, 1), dict(stride=2, groups=3)),  # phases that no tap reaches
     ((3, 1, 12, 12), (6, 1, 5, 5), dict(padding=1)),  # one input channel, not grouped
+    # the weight gradient with channels as lanes: plain, strided and grouped, and a group's
+    # channels padded to a whole block (48 of 64)
+    ((2, 32, 12, 12), (64, 32, 3, 3), dict(padding=1)),
+    ((2, 64, 23, 24), (128, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((1, 32, 16, 12), (48, 32, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
 ]
 
 
@@ -356,3 +361,27 @@ def test_cases_cover_the_phased_input_gradient():
         if geo.stride[0] != geo.stride[1] and max(geo.dilation) > 1:
             seen.add("unequal strides, dilated")
     assert seen == {"empty phase", "unequal strides, dilated"}
+
+
+def test_cases_cover_the_weight_gradient_by_columns_and_depthwise_kernels():
+    """CASES take grad_w through the channels-as-lanes kernel (plain, grouped and strided,
+    with padded channel blocks) and run the depthwise kernels strided, with a phase of the
+    input gradient that no tap reaches, so the checks above cover those paths."""
+    from kernels.conv import _depthwise_input_grad, _tiled
+
+    seen = set()
+    for x_shape, w_shape, kw in CASES:
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
+            seen.add("depthwise strided")
+            if any(taps.size == 0 for taps, _ in
+                   _depthwise_input_grad(x_shape, w_shape, geo).phases):
+                seen.add("depthwise empty phase")
+        elif w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo)._wg_cols:
+            cog = w_shape[0] // geo.groups
+            seen.add("columns" + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1)
+                                  else "") + (" padded" if cog % 64 else ""))
+    assert {"depthwise strided", "depthwise empty phase", "columns",
+            "columns grouped strided", "columns padded"} <= seen
