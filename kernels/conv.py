@@ -139,11 +139,11 @@ def _schedule(classes: tuple, ntile: int, strides: tuple | None = None,
     return order.astype(np.uint64), offsets[order].astype(np.uint64), tile_class, class_start
 
 
-def _tile_sets(tile_class: np.ndarray, ntile: int) -> np.ndarray:
-    """The tiles that the kernel computes together (see :func:`kernels.cpu.tiles.tile_sets_of`)."""
+def _tile_sets(tile_class: np.ndarray, ntile: int, in_order: bool = False) -> np.ndarray:
+    """The tiles that the kernel computes together (:func:`kernels.cpu.tiles.tile_sets_of`)."""
     from .cpu.tiles import tile_sets_of
 
-    return tile_sets_of(tile_class, ntile)
+    return tile_sets_of(tile_class, ntile, in_order)
 
 
 @lru_cache(maxsize=128)
@@ -579,7 +579,7 @@ class _PhasedInputGrad:
         self.class_start = np.concatenate([[0], np.cumsum([t.size for t in taps])])
         self.bases = _affine((N, S, ntile), (Co * Gh * Gq, 0, P))
         self.tile_class = np.tile(np.repeat(np.arange(S), ntile), N)
-        self.tile_sets = _tile_sets(self.tile_class, self.bases.size)
+        self.tile_sets = _tile_sets(self.tile_class, self.bases.size, in_order=True)
         self.cgp = -(-Cg // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(C, G, self.cgp)
         self.cbase = np.repeat(np.arange(G, dtype=np.int64) * Cog * Gh * Gq, self.cgp // FWD_COB)
