@@ -217,6 +217,7 @@ def _lane_outputs(nrows, ntile, P):
 
 
 BATCH_LANES_MARGIN = 0.1  # of the lanes: what the copies into and out of batch lanes cost
+CHANNEL_LANES_MARGIN = 0.15  # the same for the channels as lanes (at 14x14 they break even)
 
 
 class _Tiled:
@@ -261,11 +262,18 @@ class _Tiled:
         self.Hq, self.Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
         waste_batch = (self.Nb - N) / self.Nb
         waste_rows = (self.OWr - OW) / self.OWr if sw == 1 else 1.0
-        waste_wide = (self.Wq - OW) / self.Wq
+        per_image = -(-((OH - 1) * self.Wq + OW) // P) * P  # lanes of an image's wide tiles
+        waste_wide = 1 - OH * OW / per_image
         # batch lanes also cost two transposing copies: they must waste less by a margin
         self.batch_lanes = waste_batch + BATCH_LANES_MARGIN <= min(waste_rows, waste_wide)
         self.wide = not self.batch_lanes and waste_wide < waste_rows
         self.cog = Co // G
+        # small maps: the output channels as the lanes, where they waste less by a margin
+        # (7x7 planes waste 15 of 64 lanes as tiles at their padded pitch)
+        from .cpu.tiles import CL_C
+        waste_channels = -self.cog % (CL_C * P) / (self.cog + -self.cog % (CL_C * P))
+        self.channel_lanes = (waste_channels + CHANNEL_LANES_MARGIN
+                              <= min(waste_rows, waste_wide, waste_batch))
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
@@ -347,7 +355,47 @@ class _Tiled:
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
+    @cached_property
+    def _channels_plan(self) -> tuple:
+        """``(width, off, pixbase, cbase)`` for :func:`kernels.cpu.tiles.forward_channels`:
+        the padded channel count, every tap's offset in the stride-phase layout, each
+        output position's (in sets of CL_X), and each channel block's group base."""
+        from .cpu.tiles import CL_C, CL_X
+
+        N, C, Cg = self.dims[:3]
+        (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
+        B = CL_C * self.P
+        cogp = -(-self.cog // B) * B
+        plane = sh * sw * self.Hq * self.Wq
+        pix = (np.arange(N)[:, None, None] * C * plane + np.arange(OH)[:, None] * self.Wq
+               + np.arange(OW)).ravel()
+        pix = np.concatenate([pix, np.repeat(pix[-1:], -pix.size % CL_X)])
+        cbase = np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
+        return (G * cogp, _phase_offsets(*self._phases).astype(np.uint64),
+                pix.astype(np.int64), cbase)
+
+    def _forward_by_channels(self, x, w, b):
+        from .cpu.tiles import CL_C
+
+        cpu = self.cpu
+        width, off, pixbase, cbase = self._channels_plan
+        N, C = self.dims[:2]
+        B = CL_C * self.P
+        rows, _ = _channel_rows(self.out_shape[1], self.geo.groups, width // self.geo.groups)
+        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
+                             * self.Hq * self.Wq, x.dtype)
+        self._phase_split(x, src)
+        wt = _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups,
+                           width // self.geo.groups, B)
+        out = _alloc.scratch("conv.out", (pixbase.size, width), x.dtype)
+        cpu.by_channels(src, wt, off, pixbase, cbase, out)
+        y = _alloc.empty(self.out_shape, x.dtype)
+        cpu.from_position_major(out, y, b, rows)
+        return y
+
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.channel_lanes:
+            return self._forward_by_channels(x, w, b)
         cpu = self.cpu
         (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, ybase,
          stores, ystride_c) = self._forward_plan
@@ -724,15 +772,21 @@ def _depthwise(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Depthwise:
     return _Depthwise(x_shape, w_shape, geo)
 
 
-def _tile_weights(w: np.ndarray, groups: int, padded: int) -> np.ndarray:
-    """The tiled kernel's weights, flat, from ``w`` (rows x taps): each group's rows padded
-    to ``padded``, in blocks of FWD_COB rows, each block tap-major (see
-    :func:`kernels.cpu.conv.tap_major`; serial: weights are small)."""
+WEIGHTS_PARALLEL_MIN = 1 << 20  # weights that the relayout copies in parallel, at least
+
+
+def _tile_weights(w: np.ndarray, groups: int, padded: int, block: int = 0) -> np.ndarray:
+    """The tiled kernels' weights, flat, from ``w`` (rows x taps): each group's rows padded
+    to ``padded``, in blocks of ``block`` rows (FWD_COB by default), each block tap-major
+    (see :func:`kernels.cpu.conv.tap_major`), in a scratch buffer (9 MB of new pages a
+    call cost a 512-channel layer 1 ms of page faults)."""
     from .cpu import conv
     from .cpu.tiles import FWD_COB
 
-    wt = np.empty((groups * padded // FWD_COB, w.shape[1], FWD_COB), dtype=w.dtype)
-    conv.tap_major(np.ascontiguousarray(w), wt, groups)
+    B = block or FWD_COB
+    wt = _alloc.scratch("conv.weights", (groups * padded // B, w.shape[1], B), w.dtype)
+    cpu = conv.parallel if w.size >= WEIGHTS_PARALLEL_MIN else conv.serial
+    cpu.tap_major(np.ascontiguousarray(w), wt, groups)
     return wt.reshape(-1)
 
 

@@ -49,6 +49,10 @@ CASES = [
     ((2, 32, 12, 12), (64, 32, 3, 3), dict(padding=1)),
     ((2, 64, 23, 24), (128, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 32, 16, 12), (48, 32, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
+    # small maps: the output channels as the lanes, plain, grouped and strided, padded
+    ((2, 16, 5, 5), (64, 16, 3, 3), dict(padding=1)),
+    ((2, 32, 6, 6), (128, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((1, 8, 4, 4), (48, 8, 3, 3), dict(padding=1)),
 ]
 
 
@@ -363,10 +367,11 @@ def test_cases_cover_the_phased_input_gradient():
     assert seen == {"empty phase", "unequal strides, dilated"}
 
 
-def test_cases_cover_the_weight_gradient_by_columns_and_depthwise_kernels():
-    """CASES take grad_w through the channels-as-lanes kernel (plain, grouped and strided,
-    with padded channel blocks) and run the depthwise kernels strided, with a phase of the
-    input gradient that no tap reaches, so the checks above cover those paths."""
+def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
+    """CASES run the forward and take grad_w with the channels as the lanes (plain,
+    grouped and strided, with padded channel blocks), and run the depthwise kernels
+    strided, with a phase of the input gradient that no tap reaches, so the checks above
+    cover those paths."""
     from kernels.conv import _depthwise_input_grad, _tiled
 
     seen = set()
@@ -383,5 +388,10 @@ def test_cases_cover_the_weight_gradient_by_columns_and_depthwise_kernels():
             cog = w_shape[0] // geo.groups
             seen.add("columns" + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1)
                                   else "") + (" padded" if cog % 64 else ""))
+        if w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo).channel_lanes:
+            seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
+                                        != (1, 1) else "") + (" padded" if w_shape[0] % 64
+                                                               else ""))
     assert {"depthwise strided", "depthwise empty phase", "columns",
-            "columns grouped strided", "columns padded"} <= seen
+            "columns grouped strided", "columns padded", "channel lanes",
+            "channel lanes grouped strided", "channel lanes padded"} <= seen

@@ -20,7 +20,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
@@ -408,20 +408,17 @@ def _tap_major(w, wt, groups):
     is ``(groups*cogp // B, taps, B)``). A block's weights are then one contiguous run:
     with rows tap-major across all blocks, each tap's 8 weights were a cache line apart
     from the last one (2 KB on a 512-channel layer, whose 9 MB of weights the prefetcher
-    then missed). Serial: weights are small, and NumPy's transposing copy cost 10 us a call
-    on LeNet's conv2."""
+    then missed). NumPy's transposing copy cost 10 us a call on LeNet's conv2; a 512-channel
+    3x3 layer's 9 MB take 2 ms serially."""
     Co, T = w.shape
     nblk, B = wt.shape[0], wt.shape[2]
     cog, cogp = Co // groups, nblk * B // groups
     zero = _zero(wt)
-    for b in range(nblk):
+    for b in prange(nblk):
         for j in range(B):
             g, r = (b * B + j) // cogp, (b * B + j) % cogp
             for t in range(T):
                 wt[b, t, j] = w[g * cog + r, t] if r < cog else zero
-
-
-tap_major = njit(cache=True)(_tap_major)
 
 
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
@@ -514,6 +511,22 @@ def _to_position_major(g, gt, rows):
                 gr = gt[base + ow]
                 for c in range(c0, c1):
                     gr[rows[c]] = g[n, c, oh, ow]
+
+
+def _from_position_major(out, y, b, rows):
+    """y[n, c, oh, ow] = out[(n*OH + oh)*OW + ow, rows[c]] + b[c]: the inverse of
+    :func:`_to_position_major`, adding the bias. Loop nest: prange (n, oh) > 16 channels >
+    ow > channel (each read a run of 16; each written row in cache for 16 of them)."""
+    N, C, OH, OW = y.shape
+    for task in prange(N * OH):
+        n, oh = task // OH, task % OH
+        base = (n * OH + oh) * OW
+        for c0 in range(0, C, 16):
+            c1 = min(C, c0 + 16)
+            for ow in range(OW):
+                orow = out[base + ow]
+                for c in range(c0, c1):
+                    y[n, c, oh, ow] = orow[rows[c]] + b[c]
 
 
 WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
@@ -621,7 +634,9 @@ parallel, serial = _both(
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
     weight_grad_rows=(_weight_grad_rows, {}),
     to_position_major=(_to_position_major, {}), weight_grad_cols=(_weight_grad_cols, {}),
+    from_position_major=(_from_position_major, {}), tap_major=(_tap_major, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
+parallel.by_channels, serial.by_channels = tiles.forward_channels, tiles.forward_channels_serial
 parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
 parallel.dw_weight_grad, serial.dw_weight_grad = depthwise.weight_grad, depthwise.weight_grad_serial

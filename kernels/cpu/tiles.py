@@ -154,6 +154,70 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
                         store_masked(y, U(o + c * ystride_c), v, m)
 
 
+CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
+
+
+def _forward_channels(src, wt, off, pixbase, cbase, out):
+    """out[pix, cb*B + j] = sum_t wt[cb, t, j] * src[cbase[cb] + pixbase[pix] + off[t]] for
+    blocks cb of B = CL_C*P output channels (``wt`` from :func:`kernels.cpu.conv.tap_major`
+    with blocks of B), every tap t of a zero-padded source (no classes), positions in sets
+    of CL_X (``pixbase`` a multiple of CL_X long; a short last set repeats a position).
+
+    The forward with output channels as the lanes, for small feature maps: a 7x7 map in
+    tiles of P positions at the padded row pitch wastes 15 of 64 lanes, its channels none.
+    The caller adds the bias while it transposes ``out`` to NCHW.
+
+    Loop nest: prange (block of B channels, set of CL_X positions) > tap t > CL_C vector
+    loads of weights, CL_X broadcast source values, CL_C*CL_X vector FMAs (10 loads for 24
+    FMAs); consecutive tasks share a block's weights, in cache."""
+    npix = pixbase.shape[0]
+    Cp = out.shape[1]
+    B = CL_C * P
+    ncb = Cp // B
+    K = U(off.shape[0])
+    nset = npix // CL_X
+    of = out.reshape(out.size)
+    for task in prange(ncb * nset):
+        cb, p0 = task // nset, task % nset * CL_X
+        c = U(cbase[cb])
+        b0, b1, b2 = c + U(pixbase[p0]), c + U(pixbase[p0 + 1]), c + U(pixbase[p0 + 2])
+        b3, b4, b5 = c + U(pixbase[p0 + 3]), c + U(pixbase[p0 + 4]), c + U(pixbase[p0 + 5])
+        wb = U(cb) * K * U(B)
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(of)
+        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(of)
+        a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(of)
+        for t in range(K):
+            o = off[t]
+            w = wb + t * U(B)
+            w0, w1 = load(wt, w), load(wt, w + U(P))
+            w2, w3 = load(wt, w + U(2 * P)), load(wt, w + U(3 * P))
+            x = src[b0 + o]
+            a00, a01, a02, a03 = fma(a00, x, w0), fma(a01, x, w1), fma(a02, x, w2), fma(a03, x, w3)
+            x = src[b1 + o]
+            a10, a11, a12, a13 = fma(a10, x, w0), fma(a11, x, w1), fma(a12, x, w2), fma(a13, x, w3)
+            x = src[b2 + o]
+            a20, a21, a22, a23 = fma(a20, x, w0), fma(a21, x, w1), fma(a22, x, w2), fma(a23, x, w3)
+            x = src[b3 + o]
+            a30, a31, a32, a33 = fma(a30, x, w0), fma(a31, x, w1), fma(a32, x, w2), fma(a33, x, w3)
+            x = src[b4 + o]
+            a40, a41, a42, a43 = fma(a40, x, w0), fma(a41, x, w1), fma(a42, x, w2), fma(a43, x, w3)
+            x = src[b5 + o]
+            a50, a51, a52, a53 = fma(a50, x, w0), fma(a51, x, w1), fma(a52, x, w2), fma(a53, x, w3)
+        for j in range(CL_X):
+            v0, v1, v2, v3 = ((a00, a01, a02, a03) if j == 0 else (a10, a11, a12, a13) if j == 1
+                              else (a20, a21, a22, a23) if j == 2 else (a30, a31, a32, a33)
+                              if j == 3 else (a40, a41, a42, a43) if j == 4 else
+                              (a50, a51, a52, a53))
+            q = U((p0 + j) * Cp + cb * B)
+            store(of, q, v0)
+            store(of, q + U(P), v1)
+            store(of, q + U(2 * P), v2)
+            store(of, q + U(3 * P), v3)
+
+
+forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
+
+
 FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
 forward, forward_serial = parallel_and_serial(_forward3 if FWD_R == 3 else _forward1)
 
