@@ -107,6 +107,11 @@ CONV_CASES = {
     "1x1, stride 2": ((16, 16, 64, 64), (2, 16, 8, 8), (64, 16, 1, 1), dict(stride=2)),
     "5x5 on one channel (LeNet conv1)": ((64, 1, 28, 28), (8, 1, 28, 28), (6, 1, 5, 5), {}),
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),
+    # a 7x7 map: the output channels as the lanes
+    "7x7 map, 64 channels": ((8, 64, 7, 7), (1, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)),
+    # taps and outputs enough for the weight gradient with channels as lanes
+    "3x3, 32 -> 64 channels": ((8, 32, 16, 16), (1, 32, 12, 12), (64, 32, 3, 3),
+                               dict(padding=1)),
 }
 
 
