@@ -356,6 +356,16 @@ class _Tiled:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
     @cached_property
+    def _x_is_source(self) -> bool:
+        """Whether the wide-tile and row-dot kernels can read ``x`` itself: a 1x1 layer at
+        stride 1 without padding, whose planes are whole tiles (so no tile reads past the
+        array). Its stride-phase layout is ``x``, and the copy took a quarter of a 1x1
+        256->64 layer's time."""
+        N, C, Cg, KH, KW, Hp, Wp = self.dims
+        return (self.wide and self.geo.stride == (1, 1) and not any(self.geo.pads)
+                and KH == KW == 1 and Hp * Wp % self.P == 0)
+
+    @cached_property
     def _channels_plan(self) -> tuple:
         """``(width, off, pixbase, cbase)`` for :func:`kernels.cpu.tiles.forward_channels`:
         the padded channel count, every tap's offset in the stride-phase layout, each
@@ -406,6 +416,8 @@ class _Tiled:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, self.Nb)
+        elif self._x_is_source:
+            src = x.reshape(-1)
         elif self.wide:
             self._phase_split(x, src)
             src[src_size - self.P:] = 0
@@ -502,9 +514,12 @@ class _Tiled:
         rows, width, off, cbase, rowsrc, prow = self._weight_grad_cols_plan
         N, C = self.dims[:2]
         OH, OW = self.geo.out_hw
-        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
-                             * self.Hq * self.Wq, g.dtype)
-        self._phase_split(x, src)
+        if self._x_is_source:
+            src = x.reshape(-1)
+        else:
+            src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
+                                 * self.Hq * self.Wq, g.dtype)
+            self._phase_split(x, src)
         gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
@@ -535,6 +550,8 @@ class _Tiled:
             if Nb != N or any(self.geo.pads):  # padding and lanes past N are read here
                 src.fill(0)
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
+        elif self._x_is_source:
+            src = x.reshape(-1)
         else:
             src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
                                  * self.Hq * self.Wq, g.dtype)
@@ -838,10 +855,6 @@ def _cpu(macs: int):
     return conv.parallel if macs >= PARALLEL_MIN_MACS else conv.serial
 
 
-TILED_MIN_TAPS = 50  # below, a tile's few taps do not repay its setup (LeNet's conv1 on MNIST:
-# 25 taps; on CIFAR, 75 taps, the tiled kernel is 1.3-1.5x faster than the direct one)
-
-
 def _tiled_ok(cout_per_group: int) -> bool:
     """The tiled kernels pad each group's output channels to a multiple of 8; below 4
     (depthwise layers, a grayscale input's gradient) the direct kernels waste less."""
@@ -889,7 +902,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         b = np.zeros(w.shape[0], dtype=x.dtype)
     if w.shape[1] == 1:
         return _depthwise(x.shape, w.shape, geo).forward(x, w, _readonly(b))
-    if _tiled_ok(w.shape[0] // geo.groups) and w[0].size >= TILED_MIN_TAPS:
+    if _tiled_ok(w.shape[0] // geo.groups):
         return _tiled(x.shape, w.shape, geo).forward(x, w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     cpu = _cpu(_macs(x.shape, w.shape, geo))

@@ -95,7 +95,6 @@ def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, t
     # every shape through each path: the tiled kernels, and the direct ones they fall back
     # on; each serial (a small convolution) and parallel (a large one)
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
-    monkeypatch.setattr(kernels.conv, "TILED_MIN_TAPS", 0)
     monkeypatch.setattr(kernels.conv, "INPUT_GRAD_MIN_CHANNELS", 1 if path == "tiled" else 1 << 62)
     monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0 if threads == "parallel" else 1e30)
     x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
@@ -125,12 +124,12 @@ def test_conv2d_hypothesis(n, groups, cg, cog, h, wd, kh, kw, sh, sw, ph, pw, dh
         return  # no output: covered by the validation tests
     opts = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
     x, w, b, g = _data((n, groups * cg, h, wd), (groups * cog, cg, kh, kw), dtype, **opts)
-    auto, taps = kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS
-    kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS = (lambda cout: tiled), 0
+    auto = kernels.conv._tiled_ok
+    kernels.conv._tiled_ok = lambda cout: tiled
     try:
         got = (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
     finally:
-        kernels.conv._tiled_ok, kernels.conv.TILED_MIN_TAPS = auto, taps
+        kernels.conv._tiled_ok = auto
     _check(got, _torch(x, w, b, g, **opts), dtype)
 
 
