@@ -217,6 +217,7 @@ def _lane_outputs(nrows, ntile, P):
 
 
 BATCH_LANES_MARGIN = 0.1  # of the lanes: what the copies into and out of batch lanes cost
+WIDE_CHUNK_BYTES = 2 << 20  # of the stride-phase copy made and computed on at once
 CHANNEL_LANES_MARGIN = 0.15  # the same for the channels as lanes (at 14x14 they break even)
 
 
@@ -356,6 +357,46 @@ class _Tiled:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
     @cached_property
+    def _wide_chunks(self) -> list[tuple[int, int, int, int]]:
+        """``(n0, n1, s0, s1)``: the images whose stride-phase copy is made at once, and
+        the tile sets then computed (those whose tiles are all in images before ``n1``)."""
+        from .cpu.tiles import FWD_R
+
+        N = self.dims[0]
+        image = self.dims[1] * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
+        per = max(1, WIDE_CHUNK_BYTES // (image * 4))
+        nsets = self._forward_plan[6].shape[0]
+        ntile = self._forward_plan[5].size // N  # tiles an image
+        chunks, s0 = [], 0
+        for n0 in range(0, N, per):
+            n1 = min(N, n0 + per)
+            s1 = nsets if n1 == N else n1 * ntile // FWD_R
+            chunks.append((n0, n1, s0, s1))
+            s0 = s1
+        return chunks
+
+    def _forward_wide_in_chunks(self, x, w, b, src):
+        """The wide-tile forward a few images at a time: each chunk's stride-phase copy is
+        computed on while it is in cache (a 256-channel 56x56 input's 26 MB copy, made
+        whole, went out to memory and back)."""
+        cpu = self.cpu
+        (src_size, _, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
+         ybase, stores, ystride_c) = self._forward_plan
+        (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
+        image = self.dims[1] * sh * sw * self.Hq * self.Wq
+        used = _used_phases(KH, KW, dh, dw, sh, sw)
+        src[src_size - self.P:] = 0
+        wt, b = self._weights(w), _readonly(b)
+        y = _alloc.empty(self.out_shape, w.dtype)
+        for n0, n1, s0, s1 in self._wide_chunks:
+            cpu.pad_phases(x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
+                           self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
+            if s1 > s0:
+                cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
+                          class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
+        return y
+
+    @cached_property
     def _x_is_source(self) -> bool:
         """Whether the wide-tile and row-dot kernels can read ``x`` itself: a 1x1 layer at
         stride 1 without padding, whose planes are whole tiles (so no tile reads past the
@@ -419,8 +460,7 @@ class _Tiled:
         elif self._x_is_source:
             src = x.reshape(-1)
         elif self.wide:
-            self._phase_split(x, src)
-            src[src_size - self.P:] = 0
+            return self._forward_wide_in_chunks(x, w, b, src)
         else:
             plane = N * C * Hp * Wq
             _pad(cpu, x, src[:plane], top, left, Wq)

@@ -394,3 +394,34 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     assert {"depthwise strided", "depthwise empty phase", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded"} <= seen
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
+    """The wide-tile forward copies and computes a few images at a time; with chunks of one
+    image, tile sets that straddle two images wait for the second copy."""
+    from kernels.conv import _tiled
+    from kernels.cpu.tiles import FWD_R
+
+    monkeypatch.setattr(kernels.conv, "WIDE_CHUNK_BYTES", 1)
+    _tiled.cache_clear()
+    try:
+        chunked = straddled = 0
+        for x_shape, w_shape, kw in CASES:
+            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+            geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0),
+                            kw.get("dilation", 1), kw.get("groups", 1))
+            if w_shape[1] == 1 or not kernels.conv._tiled_ok(w_shape[0] // geo.groups):
+                continue
+            plan = _tiled(x.shape, w.shape, geo)
+            if not plan.wide or plan.channel_lanes or plan._x_is_source or x_shape[0] < 2:
+                continue
+            chunked += 1
+            ntile = plan._forward_plan[5].size // x_shape[0]
+            assert len(plan._wide_chunks) == x_shape[0]
+            straddled += FWD_R > 1 and ntile % FWD_R != 0
+            np.testing.assert_allclose(kernels.conv2d(x, w, b, **kw), _torch(x, w, b, g, **kw)[0],
+                                       **TOL[dtype])
+        assert chunked >= 3 and (FWD_R == 1 or straddled >= 1)
+    finally:
+        _tiled.cache_clear()
