@@ -25,7 +25,7 @@ index out of bounds). A new machine or CPU is a new cache entry, so users never 
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
@@ -188,6 +188,37 @@ def store_masked(typingctx, arr, index, v, mask):
 
 
 @intrinsic
+def load_even(typingctx, arr, index, n):
+    """``arr[index], arr[index + 2], ...``: the even elements of ``arr[index:index + n]``
+    (``n <= 2*P``; nothing past it is read), zeros past them: one stride-2 row of a stride
+    phase, from two masked loads and a shuffle."""
+    _check_array(arr, "arr")
+
+    def codegen(context, builder, sig, args):
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
+        vty = ptr.type.pointee
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        n = context.cast(builder, args[2], sig.args[2], types.int64)
+        name = "f32" if arr.dtype == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32,
+                                                  ir.VectorType(ir.IntType(1), P), vty]),
+            f"llvm.masked.load.v{P}{name}.p0v{P}{name}")
+        halves = []
+        for h in range(2):
+            lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, h * P + k)
+                                                        for k in range(P)])
+            mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+            part = builder.bitcast(builder.gep(builder.bitcast(ptr, vty.element.as_pointer()),
+                                               [ir.Constant(i64, h * P)]), vty.as_pointer())
+            halves.append(builder.call(fn, [part, ir.Constant(i32, _align(context, arr.dtype)),
+                                            mask, ir.Constant(vty, None)]))
+        return builder.shuffle_vector(halves[0], halves[1], ir.Constant(
+            ir.VectorType(i32, P), [ir.Constant(i32, 2 * k) for k in range(P)]))
+    return Vector(arr.dtype)(arr, index, n), codegen
+
+
+@intrinsic
 def load_masked(typingctx, arr, index, mask, v):
     """``arr[index + p]`` in the lanes ``p`` whose bit is set in the integer ``mask``, and
     ``v``'s lanes in the others (nothing is read for them)."""
@@ -287,3 +318,19 @@ def lane(typingctx, v, i):
         index = builder.trunc(args[1], ir.IntType(32)) if args[1].type.width > 32 else args[1]
         return builder.extract_element(args[0], index)
     return v.dtype(v, i), codegen
+
+
+@njit(cache=True, inline="always")
+def copy_even(src, start, dst, at, n):
+    """``dst[at:at + n] = src[start:start + 2*n - 1:2]`` (reads nothing past it): a row of a
+    stride-2 phase, P elements a step (a scalar copy took half a strided depthwise
+    layer's time)."""
+    full = (1 << P) - 1
+    for k in range(0, n, P):
+        c = start + 2 * k
+        v = load_even(src, c, min(2 * P, src.shape[0] - c))
+        m = min(P, n - k)
+        if m == P:
+            store(dst, at + k, v)
+        else:
+            store_masked(dst, at + k, v, full >> (P - m))

@@ -24,7 +24,7 @@ from numba import prange
 
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
-from ._simd import P, add, fma, load, load_first, store, total, zeros
+from ._simd import P, add, copy_even, fma, load, load_first, store, total, zeros
 from ._simd import zero as _zero
 from .activation import _sum64
 
@@ -272,6 +272,8 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
             if sw == 1:  # a contiguous copy (vectorizes)
                 for j in range(a, b):
                     src[row + U(j)] = xr[U(j - left)]
+            elif sw == 2 and b > a:
+                copy_even(xr, a * 2 + pw - left, src, row + U(a), b - a)
             else:
                 for j in range(a, b):
                     src[row + U(j)] = xr[U(j * sw + pw - left)]

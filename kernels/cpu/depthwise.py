@@ -18,7 +18,18 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ._jit import U, parallel_and_serial
-from ._simd import P, add_scalar, fma, load, load_masked, store, store_masked, total, zeros
+from ._simd import (
+    P,
+    add_scalar,
+    copy_even,
+    fma,
+    load,
+    load_masked,
+    store,
+    store_masked,
+    total,
+    zeros,
+)
 
 ALL = (1 << P) - 1
 DW_R = 4  # tiles computed together: 4 accumulators, 4 loads and a broadcast a tap
@@ -27,20 +38,32 @@ DW_R = 4  # tiles computed together: 4 accumulators, 4 loads and a broadcast a t
 @njit(cache=True)
 def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
     """buf[phase, i, j] = xp[i*sh + ph - top, j*sw + pw - left] for every input element
-    (the padding positions of ``buf`` are left as they are: zeros, written once)."""
+    (the padding positions of ``buf`` are left as they are: zeros, written once).
+    NOTE: each phase's column range is worked out once a plane, not once a row: the
+    floor divisions took most of a 7x7 plane's time."""
     H, W = xp.shape
     plane1 = Hq * Wq
-    for h in range(H):
-        hp = h + top
-        row = (hp % sh) * sw * plane1 + (hp // sh) * Wq
-        xr = xp[h]
-        for pw in range(sw):
-            # the columns j of phase pw that hold input columns j*sw + pw - left in [0, W)
-            j0 = max(0, -((pw - left) // sw))
-            j1 = min(Wq, -((pw - left - W) // sw))
-            base = U(row + pw * plane1)
-            for j in range(j0, j1):
-                buf[base + U(j)] = xr[U(j * sw + pw - left)]
+    if sh == 1 and sw == 1:
+        for h in range(H):
+            xr = xp[h]
+            row = U((h + top) * Wq + left)
+            for w in range(W):
+                buf[row + U(w)] = xr[w]
+        return
+    for pw in range(sw):
+        # the columns j of phase pw that hold input columns j*sw + pw - left in [0, W)
+        j0 = max(0, -((pw - left) // sw))
+        j1 = min(Wq, -((pw - left - W) // sw))
+        c0 = j0 * sw + pw - left
+        for h in range(H):
+            hp = h + top
+            base = U((hp % sh) * sw * plane1 + (hp // sh) * Wq + pw * plane1)
+            xr = xp[h]
+            if sw == 2:
+                copy_even(xr, c0, buf, base + U(j0), j1 - j0)
+            else:
+                for j in range(j0, j1):
+                    buf[base + U(j)] = xr[U(c0 + (j - j0) * sw)]
 
 
 def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off,
