@@ -410,17 +410,28 @@ def _tap_major(w, wt, groups):
     is ``(groups*cogp // B, taps, B)``). A block's weights are then one contiguous run:
     with rows tap-major across all blocks, each tap's 8 weights were a cache line apart
     from the last one (2 KB on a 512-channel layer, whose 9 MB of weights the prefetcher
-    then missed). NumPy's transposing copy cost 10 us a call on LeNet's conv2; a 512-channel
-    3x3 layer's 9 MB take 2 ms serially."""
+    then missed). Loop nest: prange block > 64 taps > row of the block > tap: the 64 x B
+    piece read and written in L1 (a row or a tap at a time, a 512-channel 3x3 layer's
+    rows, 18 KB apart, missed the TLB)."""
     Co, T = w.shape
     nblk, B = wt.shape[0], wt.shape[2]
     cog, cogp = Co // groups, nblk * B // groups
     zero = _zero(wt)
+    wf, wtf = w.reshape(w.size), wt.reshape(wt.size)
     for b in prange(nblk):
+        src = np.empty(B, dtype=np.int64)  # each row's first element in w, -1: padding
         for j in range(B):
             g, r = (b * B + j) // cogp, (b * B + j) % cogp
-            for t in range(T):
-                wt[b, t, j] = w[g * cog + r, t] if r < cog else zero
+            src[j] = (g * cog + r) * T if r < cog else -1
+        for t0 in range(0, T, 64):  # 64 taps x B rows at a time: read and written in L1
+            t1 = min(T, t0 + 64)
+            for j in range(B):
+                if src[j] < 0:
+                    for t in range(t0, t1):
+                        wtf[U((b * T + t) * B + j)] = zero
+                else:
+                    for t in range(t0, t1):
+                        wtf[U((b * T + t) * B + j)] = wf[U(src[j] + t)]
 
 
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
@@ -501,34 +512,38 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, part):
 def _to_position_major(g, gt, rows):
     """gt[(n*OH + oh)*OW + ow, rows[c]] = g[n, c, oh, ow]: grad_out with the channels
     contiguous (rows that are no channel's are the caller's), for
-    :func:`_weight_grad_cols`. Loop nest: prange (n, oh) > 16 channels > ow > channel,
-    so each write is a run of 16 and each read row stays in cache for 16 of them."""
+    :func:`_weight_grad_cols`. Loop nest: prange (n, oh) > channel > ow: each read row
+    contiguous, the (n, oh) rows of ``gt`` in L1 for every channel; flat unsigned
+    indices."""
     N, C, OH, OW = g.shape
+    Cp = gt.shape[1]
+    gf, gtf = g.reshape(g.size), gt.reshape(gt.size)
     for task in prange(N * OH):
         n, oh = task // OH, task % OH
-        base = (n * OH + oh) * OW
-        for c0 in range(0, C, 16):
-            c1 = min(C, c0 + 16)
-            for ow in range(OW):
-                gr = gt[base + ow]
-                for c in range(c0, c1):
-                    gr[rows[c]] = g[n, c, oh, ow]
+        dst = U((n * OH + oh) * OW * Cp)
+        for c in range(C):
+            d0 = dst + U(rows[c])
+            g0 = U(((n * C + c) * OH + oh) * OW)
+            for ow in range(U(OW)):
+                gtf[d0 + ow * U(Cp)] = gf[g0 + ow]
 
 
 def _from_position_major(out, y, b, rows):
     """y[n, c, oh, ow] = out[(n*OH + oh)*OW + ow, rows[c]] + b[c]: the inverse of
-    :func:`_to_position_major`, adding the bias. Loop nest: prange (n, oh) > 16 channels >
-    ow > channel (each read a run of 16; each written row in cache for 16 of them)."""
+    :func:`_to_position_major`, adding the bias. Loop nest: prange (n, oh) > channel > ow:
+    each written row contiguous, the (n, oh) rows of ``out`` (OW x its width) in L1 for
+    every channel; flat unsigned indices (4-D indexing took 3.4 ns an element)."""
     N, C, OH, OW = y.shape
+    Cp = out.shape[1]
+    of, yf = out.reshape(out.size), y.reshape(y.size)
     for task in prange(N * OH):
         n, oh = task // OH, task % OH
-        base = (n * OH + oh) * OW
-        for c0 in range(0, C, 16):
-            c1 = min(C, c0 + 16)
-            for ow in range(OW):
-                orow = out[base + ow]
-                for c in range(c0, c1):
-                    y[n, c, oh, ow] = orow[rows[c]] + b[c]
+        src = U((n * OH + oh) * OW * Cp)
+        for c in range(C):
+            s0, bc = src + U(rows[c]), b[c]
+            y0 = U(((n * C + c) * OH + oh) * OW)
+            for ow in range(U(OW)):
+                yf[y0 + ow] = of[s0 + ow * U(Cp)] + bc
 
 
 WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
