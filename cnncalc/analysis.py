@@ -16,7 +16,8 @@ import sympy as sp
 from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError
-from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, same
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod
+from .symbolic import same
 
 LAYOUTS = ("chw", "hwc")
 QUANTITIES = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
@@ -269,7 +270,7 @@ class _Walker:
                 inputs: tuple[int, ...] | None = None) -> Shape:
         a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
         act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
-        change = sp.simplify(100 * (act_out - act_in) / act_in)
+        change = _change(act_in, act_out)
         steps = list(c.steps)
         if change != 0:
             shown = {a_in: _product(to_layout(shape, self.layout), self.batch),
@@ -324,6 +325,13 @@ class _Walker:
         else:
             self.current = body_end
         return out
+
+
+def _change(before: sp.Expr, after: sp.Expr) -> sp.Expr:
+    """``100*(after - before)/before`` as ``100*after/before - 100``: sympy cancels the
+    factors the two products share as it builds the quotient, so no ``simplify`` is needed
+    (it took seconds per row on nested floors)."""
+    return 100 * after / before - 100
 
 
 def _change_formula() -> sp.Expr:
@@ -450,7 +458,7 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
                                         optimizer=optimizer, dtype=dtype, freeze=freeze)
     a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-    overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
+    overall = _change(prod(shape), prod(out))
     step = Step("memory_change", _change_formula(),
                 {a_in: _product(to_layout(shape, layout), ONE),
                  a_out: _product(to_layout(out, layout), ONE)}, overall)

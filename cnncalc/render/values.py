@@ -5,6 +5,8 @@ Shared by every renderer, so a number or a formula reads the same everywhere.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
@@ -30,6 +32,12 @@ def pretty(value) -> str:
         return f"{float(value):,.4g} (= {value})"
     if value.is_number:
         return f"{float(value):,.6g}"
+    return _formula_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _formula_text(value: sp.Expr) -> str:
+    """``16·N·⌈H/2⌉``; cached, as a network repeats its sizes in many cells."""
     return _floor(_unicode(sp.sstr(value)))
 
 
@@ -84,7 +92,7 @@ def percent(value) -> str:
         return f"{int(value):+d}%" if value else "0%"
     if value.is_number:
         return f"{float(value):+.2f}%"
-    return _floor(_unicode(sp.sstr(value))) + " %"
+    return _formula_text(value) + " %"
 
 
 def _unicode(text: str) -> str:

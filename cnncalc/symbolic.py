@@ -1,0 +1,183 @@
+"""Closed forms for symbolic sizes, a fast equality test, and sympy under a time budget.
+
+Output sizes are built in one canonical form, ``floor((x + a)/m) + b`` with ``x`` an
+integer-valued expression without a constant term, ``0 <= a < m`` and ``b`` an integer
+expression, printed as ``floor(x/m)`` when ``a = 0`` and ``ceiling(x/m)`` when
+``a = m - 1``. A window layer on such a size folds into the same form, with the
+identity that holds for every integer ``y`` and ``e`` and positive integers ``m``, ``s``:
+
+.. math:: \\left\\lfloor \\frac{\\lfloor y/m \\rfloor + e}{s} \\right\\rfloor
+          = \\left\\lfloor \\frac{y + e m}{m s} \\right\\rfloor
+
+(``floor(y/m) + e = floor((y + e m)/m)``, and ``floor(floor(z/m)/s) = floor(z/(m s))``).
+So three 3x3 stride-2 convolutions give ``ceiling(H/8)``, not three nested floors, and the
+cost of a deep stack stays linear in its depth. Symbolic strides keep the textbook
+formula. ``sympy.simplify`` is never on this path; where it is still wanted (a receptive
+field's size, a comparison's ratio) :func:`tidy` runs it under a time budget and keeps the
+exact unsimplified form when the budget runs out.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+from contextlib import contextmanager
+
+import sympy as sp
+
+SIMPLIFY_SECONDS = 1.0  # the most one simplification may take before the exact form is kept
+
+
+def _split(size: sp.Expr) -> tuple[sp.Expr, int, int, sp.Expr] | None:
+    """``size`` as ``(x, a, m, b)`` meaning ``floor((x + a)/m) + b``, or None.
+
+    ``x`` is integer-valued without a constant term, ``m`` a positive integer,
+    ``0 <= a < m``, ``b`` an integer-valued expression (a plain integer size is
+    ``(x, 0, 1, b)``).
+    """
+    rounded = [t for t in sp.Add.make_args(size) if isinstance(t, (sp.floor, sp.ceiling))]
+    if len(rounded) > 1:
+        return None
+    rest = size - rounded[0] if rounded else size
+    if rest.is_integer is not True:
+        return None
+    if not rounded:
+        const, x = rest.as_coeff_Add()
+        return x, 0, 1, const
+    term = rounded[0]
+    const, varying = term.args[0].as_coeff_Add()
+    coeffs = [t.as_coeff_Mul()[0] for t in sp.Add.make_args(varying)]
+    if not const.is_Rational or not all(c.is_Rational for c in coeffs):
+        return None
+    m = math.lcm(int(const.q), *(int(c.q) for c in coeffs))
+    x = sp.expand(m * varying)
+    if x.is_integer is not True:
+        return None
+    a = int(m * const)
+    if isinstance(term, sp.ceiling):  # ceil(y/m) = floor((y + m - 1)/m) for integer y
+        a += m - 1
+    return x, a % m, m, rest + a // m
+
+
+def _join(x: sp.Expr, a: int, m: int, b: sp.Expr) -> sp.Expr:
+    """``floor((x + a)/m) + b`` written the way a person would (``ceiling(x/m)``, ...)."""
+    if m == 1:
+        return x + a + b
+    if a == 0:
+        return sp.floor(x / m) + b
+    if a == m - 1:
+        return sp.ceiling(x / m) + b
+    return sp.floor((x + a) / m) + b
+
+
+def floor_div(size: sp.Expr, shift: sp.Expr, stride: sp.Expr) -> sp.Expr | None:
+    """``floor((size + shift)/stride)`` folded into the canonical form, or None.
+
+    None when the identity does not apply (a symbolic stride, a size or shift that is
+    not known to be an integer): the caller keeps the textbook formula.
+    """
+    if not (stride.is_Integer and stride > 0) or shift.is_integer is not True:
+        return None
+    if size.is_Integer and shift.is_Integer:
+        return sp.Integer((int(size) + int(shift)) // int(stride))
+    parts = _split(size)
+    if parts is None:
+        return None
+    x, a, m, b = parts
+    numerator = sp.expand(x + a + (b + shift) * m)
+    const, varying = numerator.as_coeff_Add()
+    if not const.is_Integer:
+        return None
+    total = m * int(stride)
+    return _join(varying, int(const) % total, total, int(const) // total)
+
+
+def window_size(size: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr,
+                ceil_mode: bool = False) -> sp.Expr | None:
+    """The output size ``floor((I + 2p - d(k - 1) - 1)/s) + 1`` (``ceil`` under
+    ``ceil_mode``) of a sliding window, in closed form; None where it has none.
+
+    >>> H = sp.Symbol("H", integer=True, positive=True)
+    >>> one, two, three = (sp.Integer(v) for v in (1, 2, 3))
+    >>> h = H
+    >>> for _ in range(3):
+    ...     h = window_size(h, three, two, one, one)
+    >>> h
+    ceiling(H/8)
+    """
+    shift = 2 * p - d * (k - 1) - 1
+    if ceil_mode:
+        shift = shift + s - 1  # ceil(y/s) = floor((y + s - 1)/s)
+    out = floor_div(size, shift, s)
+    return None if out is None else out + 1
+
+
+def same(a: sp.Expr, b: sp.Expr) -> bool:
+    """Whether two sizes are equal for every value of their symbols.
+
+    Equal canonical forms are the usual case; sizes that differ at a random point
+    (positive integers for every symbol) are different; only what is left goes to
+    ``simplify``, under the time budget (an undecided pair counts as different).
+    """
+    a, b = sp.sympify(a), sp.sympify(b)
+    if a == b:
+        return True
+    difference = a - b
+    if difference.is_number:
+        return difference == 0
+    symbols = sorted(difference.free_symbols, key=str)
+    rng = random.Random(0)
+    for _ in range(4):
+        point = {s: sp.Integer(rng.randint(1, 1000)) for s in symbols}
+        value = difference.xreplace(point)
+        if value.is_number and value != 0:
+            return False
+    return tidy(difference) == 0
+
+
+def tidy(expr: sp.Expr, seconds: float = SIMPLIFY_SECONDS) -> sp.Expr:
+    """``sympy.simplify(expr)`` when it finishes within ``seconds``, else ``expr`` (exact,
+    only not simplified). Numbers are returned as they are."""
+    expr = sp.sympify(expr)
+    if expr.is_number or expr.is_Atom:
+        return expr
+    done = within(seconds, sp.simplify, expr)
+    return expr if done is None else done
+
+
+class _OutOfTime(BaseException):
+    """Not an Exception: sympy's own ``except Exception`` must not swallow it."""
+
+
+@contextmanager
+def _alarm(seconds: float):
+    def ring(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def within(seconds: float, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, or None when it takes more than ``seconds``.
+
+    The budget is a timer signal, so it holds in the main thread of a process (the CLI);
+    elsewhere (a worker thread, a platform without ``SIGALRM``) the call runs unbounded.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer") or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        return function(*args, **kwargs)
+    try:
+        with _alarm(seconds):
+            return function(*args, **kwargs)
+    except _OutOfTime:
+        return None
+    except RecursionError:
+        return None
