@@ -35,7 +35,7 @@ from .layers import (
     Pool,
     symbol,
 )
-from .symbolic import window_size
+from .symbolic import ceil_mode_size, window_size
 
 Shape = tuple[sp.Expr, ...]
 ZERO = sp.Integer(0)
@@ -245,9 +245,7 @@ def _pool(layer: Pool, shape: Shape, batch: sp.Expr) -> Cost:
     out_sp, steps = _window_steps(n, spatial, k, s, p, d, scalar, rounding)
     if layer.ceil_mode:
         # PyTorch drops a last window that would start in the right padding.
-        out_sp = tuple(
-            o - 1 if _known(sp.Ge((o - 1) * s[i], spatial[i] + p[i])) else o
-            for i, o in enumerate(out_sp))
+        out_sp = tuple(ceil_mode_size(o, spatial[i], s[i], p[i]) for i, o in enumerate(out_sp))
     return Cost(kind, (c, *out_sp), steps=tuple(steps))
 
 

@@ -114,15 +114,44 @@ def window_size(size: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr,
     return None if out is None else out + 1
 
 
+def ceil_mode_size(out: sp.Expr, size: sp.Expr, s: sp.Expr, p: sp.Expr) -> sp.Expr:
+    """A ``ceil_mode`` pooling's size after PyTorch drops a last window that would start in
+    the right padding: windows start at ``0, s, 2s, ...`` up to ``I + p - 1``, so the size
+    is ``min(out, floor((I + p - 1)/s) + 1)``, decided exactly where both are closed forms
+    over the same ``x`` and ``m`` (``floor((x + c)/m)`` grows with ``c``)."""
+    starts = floor_div(size, p - 1, s)
+    if starts is None:
+        return sp.Min(out, sp.floor((size + p - 1) / s) + 1)
+    return smaller(out, starts + 1)
+
+
+def smaller(u: sp.Expr, v: sp.Expr) -> sp.Expr:
+    """The smaller of two sizes: decided for numbers and for closed forms
+    ``floor((x + a)/m) + b`` with the same ``x`` and ``m``; otherwise ``Min(u, v)``."""
+    if u.is_number and v.is_number:
+        return min(u, v)
+    pu, pv = _split(u), _split(v)
+    if pu is not None and pv is not None and pu[2] == pv[2] and sp.expand(pu[0] - pv[0]) == 0:
+        gap = sp.expand(pu[1] - pv[1] + (pu[3] - pv[3]) * pu[2])
+        if gap.is_number:
+            return u if gap <= 0 else v
+    return sp.Min(u, v)
+
+
 def same(a: sp.Expr, b: sp.Expr) -> bool:
     """Whether two sizes are equal for every value of their symbols.
 
-    Equal canonical forms are the usual case; sizes that differ at a random point
-    (positive integers for every symbol) are different; only what is left goes to
-    ``simplify``, under the time budget (an undecided pair counts as different).
+    Equal canonical forms (``floor((x + a)/m) + b``) are the usual case; sizes that
+    differ at a random point (positive integers for every symbol) are different; only
+    what is left goes to ``simplify``, under the time budget (an undecided pair counts
+    as different).
     """
     a, b = sp.sympify(a), sp.sympify(b)
     if a == b:
+        return True
+    pa, pb = _split(a), _split(b)
+    if pa is not None and pb is not None and pa[1:3] == pb[1:3] and sp.expand(
+            pa[0] - pb[0]) == 0 and sp.expand(pa[3] - pb[3]) == 0:
         return True
     difference = a - b
     if difference.is_number:
