@@ -16,10 +16,11 @@ import sympy as sp
 from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError
-from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, updated
 from .symbolic import same
 
 LAYOUTS = ("chw", "hwc")
+A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
 QUANTITIES = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
               "activations")
 
@@ -268,13 +269,12 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None) -> Shape:
-        a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
         act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
         change = _change(act_in, act_out)
         steps = list(c.steps)
         if change != 0:
-            shown = {a_in: _product(to_layout(shape, self.layout), self.batch),
-                     a_out: _product(to_layout(c.output_shape, self.layout), self.batch)}
+            shown = {A_IN: _product(to_layout(shape, self.layout), self.batch),
+                     A_OUT: _product(to_layout(c.output_shape, self.layout), self.batch)}
             steps.append(Step("memory_change", _change_formula(), shown, change))
         self.rows.append(Row(
             index=len(self.rows), name=name, type=c.type, depth=depth,
@@ -381,7 +381,7 @@ def finish(rows, shape: Shape, batch: sp.Expr, layout: str, *, optimizer: str = 
     input, channels first."""
     rows = tuple(rows)
     fields = receptive.fields(rows, shape, layout)
-    rows = tuple(dataclasses.replace(r, receptive_field=f) for r, f in zip(rows, fields))
+    rows = tuple(updated(r, receptive_field=f) for r, f in zip(rows, fields))
     freeze = training.freeze_text(freeze)
     frozen = training.frozen_rows(freeze, rows) if freeze is not None else frozenset()
     unfrozen = None

@@ -108,8 +108,8 @@ MAX_EXPAND_OPS = 200  # expand is quick, but not on exponential forms of large e
 # Every symbolic step (a simplification, a proof, a limit, a value at a point) runs under a
 # time budget, and a derivation under a total one: ``tan(tan(x))`` once hung for good in
 # evalf. A step out of time falls back to the exact unsimplified form, or is not claimed.
-STEP_SECONDS = 1.0
-TOTAL_SECONDS = 3.0
+STEP_SECONDS = 0.75
+TOTAL_SECONDS = 2.0
 CHECK_DIGITS = 40
 CHECK_TOLERANCE = sp.Float("1e-25", CHECK_DIGITS)  # relative to the values compared
 
