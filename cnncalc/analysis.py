@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import sympy as sp
@@ -269,8 +270,8 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None) -> Shape:
-        act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
-        change = _change(act_in, act_out)
+        act_out = prod(c.output_shape) * self.batch
+        change = _change((*shape, self.batch), (*c.output_shape, self.batch))
         steps = list(c.steps)
         if change != 0:
             shown = {A_IN: _product(to_layout(shape, self.layout), self.batch),
@@ -327,11 +328,31 @@ class _Walker:
         return out
 
 
-def _change(before: sp.Expr, after: sp.Expr) -> sp.Expr:
-    """``100*(after - before)/before`` as ``100*after/before - 100``: sympy cancels the
-    factors the two products share as it builds the quotient, so no ``simplify`` is needed
-    (it took seconds per row on nested floors)."""
-    return 100 * after / before - 100
+def _change(before: Shape, after: Shape) -> sp.Expr:
+    """``100*(A_out - A_in)/A_in`` for activations ``A = prod(sizes)``, as
+    ``100*A_out/A_in - 100`` with the factors the two share cancelled by hand: no
+    ``simplify`` (seconds per row on nested floors), and no evaluated ``1/size`` of a sum
+    (sympy's power of a sum queries the sign of every term)."""
+    if all(d.is_number for d in (*before, *after)):
+        return 100 * prod(after) / prod(before) - 100
+    top = Counter(f for d in after for f in _factors(d))
+    bottom = Counter(f for d in before for f in _factors(d))
+    common = top & bottom
+    top, bottom = top - common, bottom - common
+    if all(not f.is_Add for f in bottom):  # 1/H, 1/ceiling(H/4): cheap to evaluate
+        return 100 * sp.Mul(*top.elements()) / sp.Mul(*bottom.elements()) - 100
+    # 1/(floor(N/S**n) + 1) left unevaluated: Mul would rebuild and evaluate each power
+    return sp.Mul(100, *top.elements(), *(sp.Pow(f, -1, evaluate=False)
+                                          for f in bottom.elements()), evaluate=False) - 100
+
+
+def _factors(product: sp.Expr) -> list[sp.Expr]:
+    """``8*C*H**2`` -> ``[8, C, H, H]``: the factors of a product, powers spelled out."""
+    out = []
+    for factor in sp.Mul.make_args(product):
+        base, exponent = factor.as_base_exp()
+        out += [base] * int(exponent) if exponent.is_Integer and exponent > 0 else [factor]
+    return out
 
 
 def _change_formula() -> sp.Expr:
@@ -458,7 +479,7 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
                                         optimizer=optimizer, dtype=dtype, freeze=freeze)
     a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-    overall = _change(prod(shape), prod(out))
+    overall = _change(shape, out)
     step = Step("memory_change", _change_formula(),
                 {a_in: _product(to_layout(shape, layout), ONE),
                  a_out: _product(to_layout(out, layout), ONE)}, overall)

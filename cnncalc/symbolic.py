@@ -11,10 +11,11 @@ identity that holds for every integer ``y`` and ``e`` and positive integers ``m`
 
 (``floor(y/m) + e = floor((y + e m)/m)``, and ``floor(floor(z/m)/s) = floor(z/(m s))``).
 So three 3x3 stride-2 convolutions give ``ceiling(H/8)``, not three nested floors, and the
-cost of a deep stack stays linear in its depth. Symbolic strides keep the textbook
-formula. ``sympy.simplify`` is never on this path; where it is still wanted (a receptive
-field's size, a comparison's ratio) :func:`tidy` runs it under a time budget and keeps the
-exact unsimplified form when the budget runs out.
+cost of a deep stack stays linear in its depth. Symbolic strides fold the same way into
+one ``floor`` over the product of the strides. ``sympy.simplify`` is never on this
+path; where it is still wanted (a receptive field's size, a comparison's ratio)
+:func:`tidy` runs it under a time budget and keeps the exact unsimplified form when the
+budget runs out.
 """
 
 from __future__ import annotations
@@ -73,25 +74,56 @@ def _join(x: sp.Expr, a: int, m: int, b: sp.Expr) -> sp.Expr:
 
 
 def floor_div(size: sp.Expr, shift: sp.Expr, stride: sp.Expr) -> sp.Expr | None:
-    """``floor((size + shift)/stride)`` folded into the canonical form, or None.
+    """``floor((size + shift)/stride)`` folded into one rounding, or None.
 
-    None when the identity does not apply (a symbolic stride, a size or shift that is
-    not known to be an integer): the caller keeps the textbook formula.
+    With whole-number strides the result is the canonical ``floor((x + a)/m) + b``; with
+    a symbolic stride ``S`` it is ``floor(N/D)``, ``N`` a polynomial and ``D`` a product
+    of strides (the same identity, without reducing ``a`` modulo ``m``), so a deep stack
+    of ``conv(k=F, s=S, p=P)`` is one floor over ``S**n``, not ``n`` nested ones whose
+    assumption queries grow faster than the depth. None when the identity does not
+    apply (a size or shift not known to be an integer): the caller keeps the textbook
+    formula.
     """
-    if not (stride.is_Integer and stride > 0) or shift.is_integer is not True:
+    if not (stride.is_integer and stride.is_positive) or shift.is_integer is not True:
         return None
-    if size.is_Integer and shift.is_Integer:
+    if size.is_Integer and shift.is_Integer and stride.is_Integer:
         return sp.Integer((int(size) + int(shift)) // int(stride))
-    parts = _split(size)
-    if parts is None:
+    parts = _split(size) if stride.is_Integer else None
+    if parts is not None:
+        x, a, m, b = parts
+        numerator = sp.expand(x + a + (b + shift) * m)
+        const, varying = numerator.as_coeff_Add()
+        if const.is_Integer:
+            total = m * int(stride)
+            return _join(varying, int(const) % total, total, int(const) // total)
+    fraction = _fraction(size)
+    if fraction is None:
         return None
-    x, a, m, b = parts
-    numerator = sp.expand(x + a + (b + shift) * m)
-    const, varying = numerator.as_coeff_Add()
-    if not const.is_Integer:
+    numerator, denominator, b = fraction
+    # evaluate=False: sympy's floor would query the assumptions of every term of the
+    # numerator (seconds at depth 40) to find whole parts that a symbolic divisor never has
+    return sp.floor(sp.expand(numerator + (b + shift) * denominator) / (denominator * stride),
+                    evaluate=False)
+
+
+def _fraction(size: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
+    """``size`` as ``(N, D, b)`` meaning ``floor(N/D) + b``, ``N`` and ``b`` integer-valued
+    and ``D`` a positive integer expression; None if it is not of that form."""
+    rounded = [t for t in sp.Add.make_args(size) if isinstance(t, (sp.floor, sp.ceiling))]
+    if len(rounded) > 1:
         return None
-    total = m * int(stride)
-    return _join(varying, int(const) % total, total, int(const) // total)
+    rest = size - rounded[0] if rounded else size
+    if rest.is_integer is not True:
+        return None
+    if not rounded:
+        return rest, sp.Integer(1), sp.Integer(0)
+    numerator, denominator = rounded[0].args[0].as_numer_denom()
+    if numerator.is_integer is not True or not (denominator.is_integer
+                                                and denominator.is_positive):
+        return None
+    if isinstance(rounded[0], sp.ceiling):  # ceil(N/D) = floor((N + D - 1)/D)
+        numerator = numerator + denominator - 1
+    return numerator, denominator, rest
 
 
 def window_size(size: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr,

@@ -8,12 +8,15 @@ same network at the substituted size.
 
 from __future__ import annotations
 
+import json
+
 import sympy as sp
+from cli_helpers import run_ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnncalc
-from cnncalc.symbolic import floor_div, same, window_size
+from cnncalc.symbolic import floor_div, same, tidy, window_size
 
 H, W, C, P = sp.symbols("H W C P", integer=True, positive=True)
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -65,8 +68,28 @@ def test_the_identities_named_in_the_docs():
     assert h == sp.ceiling(H / 8)
     assert window_size(H, three, one, one, one) == H  # stride-1 "same" keeps H
     assert window_size(H, two, two, sp.Integer(0), one) == sp.floor(H / 2)
-    # a symbolic stride has no closed form here: the caller keeps the textbook formula
-    assert window_size(H, three, sp.Symbol("S", integer=True, positive=True), one, one) is None
+    # a symbolic stride: one floor over the product of the strides
+    S = sp.Symbol("S", integer=True, positive=True)
+    assert window_size(H, three, S, one, one) == sp.floor((H - 1) / S) + 1
+    assert window_size(window_size(H, three, S, one, one), three, S, one, one) == (
+        sp.floor((H - 1) / S**2) + 1)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=12),
+       st.integers(1, 5), st.integers(1, 5000))
+def test_fully_symbolic_stacks_fold_into_one_floor(chain, stride, size):
+    """conv(k=F, s=S, p=P) repeated, each with its own dilation and an offset on P."""
+    F, S = sp.symbols("F S", integer=True, positive=True)
+    h = H
+    for d, extra in chain:
+        h = window_size(h, F, S, P + extra, sp.Integer(d))
+    assert sum(isinstance(t, sp.floor) for t in sp.preorder_traversal(h)) == 1
+    for k, p in ((1, 0), (3, 1), (5, 2)):
+        expected = size
+        for d, extra in chain:
+            expected = textbook(expected, k, stride, p + extra, d)
+        assert h.xreplace({H: size, F: k, S: stride, P: p}) == expected
 
 
 def test_resnet50_ends_at_ceiling_h_over_32():
@@ -130,3 +153,47 @@ def test_subs_224_gives_the_numeric_resnet50():
     assert symbolic.memory_change.xreplace(at) == numeric.memory_change
     for a, b in zip(symbolic.layers, numeric.layers):
         assert tuple(d.xreplace(at) for d in a.output_shape) == b.output_shape
+
+
+def test_renderers_print_the_closed_form(capsys):
+    latex = run_ok(["params", "--layers", "conv(8,k=3,s=2,p=1)*5", "--input", "CxHxW",
+                    "--format", "latex"], capsys)
+    assert r"\lceil H/32 \rceil" in latex and r"\lceil W/32 \rceil" in latex
+    table = run_ok(["params", "--layers", "conv(8,k=3,s=2,p=1)*5", "--input", "CxHxW"],
+                   capsys)
+    assert "8×⌈H/32⌉×⌈W/32⌉" in table
+
+
+def test_subs_gives_exactly_the_numeric_json(capsys):
+    args = ["params", "--layers", "conv(8,k=7,s=2,p=3), maxpool(3,s=2,p=1), "
+            "conv(16,k=3,s=2,p=1), gap, flatten, fc(10)", "--format", "json"]
+    symbolic = json.loads(run_ok([*args, "--input", "3xHxW", "--subs", "H=224,W=200"],
+                                 capsys))
+    numeric = json.loads(run_ok([*args, "--input", "3x224x200"], capsys))
+    assert symbolic["layers"] == numeric["layers"] and symbolic["total"] == numeric["total"]
+
+
+def test_a_long_run_of_identical_rows_is_folded_in_the_table_only(capsys):
+    spec = "conv(4,k=3,p=1), relu*30"
+    table = run_ok(["params", "--layers", spec, "--input", "1x28x28"], capsys)
+    assert "⋮ 28 more rows like these" in table and "relu30" in table
+    assert "relu15" not in table
+    rows = json.loads(run_ok(["params", "--layers", spec, "--input", "1x28x28", "--format",
+                              "json"], capsys))["layers"]
+    assert len(rows) == 31
+    short = run_ok(["params", "--layers", "conv(4,k=3,p=1), relu*5", "--input", "1x28x28"],
+                   capsys)
+    assert "more rows" not in short and all(f"relu{i}" in short for i in range(1, 6))
+
+
+def test_out_of_time_simplification_keeps_the_exact_form(monkeypatch):
+    from cnncalc import comparison
+    big = sp.Add(*(sp.ceiling(H / 2**i) * sp.ceiling(W / 3**i) for i in range(1, 30)))
+    assert tidy(big, seconds=1e-6) == big  # out of time: exactly what came in
+    monkeypatch.setattr(comparison, "SIMPLIFY_SECONDS", 1e-6)
+    a = cnncalc.analyze(model="resnet18", input="3xHxW")
+    b = cnncalc.analyze(model="vgg16", input="3xHxW")
+    c = comparison.compare(a, b)
+    assert c.notes and "not simplified" in c.notes[0]
+    for line in c.lines:
+        assert sp.expand(line.difference - (line.b - line.a)) == 0
