@@ -114,7 +114,9 @@ def _window_formula(dim: str, names: tuple[str, ...], rounding) -> sp.Expr:
     """The textbook output-size formula in named symbols (built once: sympy's assumption
     queries on a new ``floor`` cost more than the rest of a layer)."""
     k, s, p, d = (symbol(x) for x in names)
-    return rounding((symbol(f"{dim}_in") + 2 * p - d * (k - 1) - 1) / s) + 1
+    # unevaluated: there is nothing to evaluate, and asking sympy to find that out costs
+    # more than the rest of a ResNet's first layer
+    return rounding((symbol(f"{dim}_in") + 2 * p - d * (k - 1) - 1) / s, evaluate=False) + 1
 
 
 def _window_steps(n: int, spatial: Shape, k, s, p, d, scalar: dict,

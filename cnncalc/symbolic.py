@@ -66,10 +66,12 @@ def _join(x: sp.Expr, a: int, m: int, b: sp.Expr) -> sp.Expr:
     """``floor((x + a)/m) + b`` written the way a person would (``ceiling(x/m)``, ...)."""
     if m == 1:
         return x + a + b
+    # H/m with m > 1 has no whole part for sympy to take out: skip its assumption queries
+    plain = x.is_Symbol
     if a == 0:
-        return sp.floor(x / m) + b
+        return sp.floor(x / m, evaluate=not plain) + b
     if a == m - 1:
-        return sp.ceiling(x / m) + b
+        return sp.ceiling(x / m, evaluate=not plain) + b
     return sp.floor((x + a) / m) + b
 
 
