@@ -102,10 +102,20 @@ def floor_div(size: sp.Expr, shift: sp.Expr, stride: sp.Expr) -> sp.Expr | None:
     if fraction is None:
         return None
     numerator, denominator, b = fraction
+    numerator = numerator + sp.expand((b + shift) * denominator)  # only the new terms
+    denominator = denominator * stride
     # evaluate=False: sympy's floor would query the assumptions of every term of the
     # numerator (seconds at depth 40) to find whole parts that a symbolic divisor never has
-    return sp.floor(sp.expand(numerator + (b + shift) * denominator) / (denominator * stride),
-                    evaluate=False)
+    folded = sp.floor(numerator / denominator, evaluate=False)
+    if len(_FOLDED) > 100_000:
+        _FOLDED.clear()
+    _FOLDED[folded] = (numerator, denominator)
+    return folded
+
+
+# floor(N/D) built here -> (N, D): reading them back with as_numer_denom and asking
+# N.is_integer again would walk the whole numerator, which grows with the depth
+_FOLDED: dict[sp.Expr, tuple[sp.Expr, sp.Expr]] = {}
 
 
 def _fraction(size: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
@@ -119,6 +129,8 @@ def _fraction(size: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
         return None
     if not rounded:
         return rest, sp.Integer(1), sp.Integer(0)
+    if rounded[0] in _FOLDED:
+        return (*_FOLDED[rounded[0]], rest)
     numerator, denominator = rounded[0].args[0].as_numer_denom()
     if numerator.is_integer is not True or not (denominator.is_integer
                                                 and denominator.is_positive):
