@@ -357,8 +357,7 @@ def _factors(product: sp.Expr) -> list[sp.Expr]:
 
 def _change_formula() -> sp.Expr:
     """``100*(A_out - A_in)/A_in``, kept in the order a worked solution writes it."""
-    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-    return sp.Mul(100, a_out - a_in, evaluate=False) / a_in
+    return sp.Mul(100, A_OUT - A_IN, evaluate=False) / A_IN
 
 
 def _product(shape: Shape, batch: sp.Expr) -> sp.Expr:
@@ -478,11 +477,10 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     out = walker.sequence(layers, shape, "", 0)
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
                                         optimizer=optimizer, dtype=dtype, freeze=freeze)
-    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
     overall = _change(shape, out)
     step = Step("memory_change", _change_formula(),
-                {a_in: _product(to_layout(shape, layout), ONE),
-                 a_out: _product(to_layout(out, layout), ONE)}, overall)
+                {A_IN: _product(to_layout(shape, layout), ONE),
+                 A_OUT: _product(to_layout(out, layout), ONE)}, overall)
     return Analysis(network=layers, input_shape=to_layout(shape, layout),
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,

@@ -111,11 +111,10 @@ def _check_divides(total: sp.Expr, groups: sp.Expr, what: str) -> None:
 
 @cache
 def _window_formula(dim: str, names: tuple[str, ...], rounding) -> sp.Expr:
-    """The textbook output-size formula in named symbols (built once: sympy's assumption
-    queries on a new ``floor`` cost more than the rest of a layer)."""
+    """The textbook output-size formula in named symbols, built once and unevaluated:
+    there is nothing in it to evaluate, and sympy's assumption queries to find that out
+    cost more than the rest of a layer."""
     k, s, p, d = (symbol(x) for x in names)
-    # unevaluated: there is nothing to evaluate, and asking sympy to find that out costs
-    # more than the rest of a ResNet's first layer
     return rounding((symbol(f"{dim}_in") + 2 * p - d * (k - 1) - 1) / s, evaluate=False) + 1
 
 
@@ -132,7 +131,7 @@ def _window_steps(n: int, spatial: Shape, k, s, p, d, scalar: dict,
         bindings = {inp: spatial[i], syms["k"]: k[i], syms["s"]: s[i], syms["p"]: p[i],
                     syms["d"]: d[i]}
         value = window_size(spatial[i], k[i], s[i], p[i], d[i], rounding is sp.ceiling)
-        if value is None:  # no closed form (a symbolic stride): the textbook formula
+        if value is None:  # a size not known to be whole: the textbook formula as it is
             value = formula.xreplace(bindings)
         if value.is_number and value < 1:
             effective = d[i] * (k[i] - 1) + 1
