@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import sympy as sp
@@ -16,9 +17,11 @@ import sympy as sp
 from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError
-from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, same
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, updated
+from .symbolic import same
 
 LAYOUTS = ("chw", "hwc")
+A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
 QUANTITIES = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
               "activations")
 
@@ -267,13 +270,12 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None) -> Shape:
-        a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-        act_in, act_out = prod(shape) * self.batch, prod(c.output_shape) * self.batch
-        change = sp.simplify(100 * (act_out - act_in) / act_in)
+        act_out = prod(c.output_shape) * self.batch
+        change = _change((*shape, self.batch), (*c.output_shape, self.batch))
         steps = list(c.steps)
         if change != 0:
-            shown = {a_in: _product(to_layout(shape, self.layout), self.batch),
-                     a_out: _product(to_layout(c.output_shape, self.layout), self.batch)}
+            shown = {A_IN: _product(to_layout(shape, self.layout), self.batch),
+                     A_OUT: _product(to_layout(c.output_shape, self.layout), self.batch)}
             steps.append(Step("memory_change", _change_formula(), shown, change))
         self.rows.append(Row(
             index=len(self.rows), name=name, type=c.type, depth=depth,
@@ -326,10 +328,36 @@ class _Walker:
         return out
 
 
+def _change(before: Shape, after: Shape) -> sp.Expr:
+    """``100*(A_out - A_in)/A_in`` for activations ``A = prod(sizes)``, as
+    ``100*A_out/A_in - 100`` with the factors the two share cancelled by hand: no
+    ``simplify`` (seconds per row on nested floors), and no evaluated ``1/size`` of a sum
+    (sympy's power of a sum queries the sign of every term)."""
+    if all(d.is_number for d in (*before, *after)):
+        return 100 * prod(after) / prod(before) - 100
+    top = Counter(f for d in after for f in _factors(d))
+    bottom = Counter(f for d in before for f in _factors(d))
+    common = top & bottom
+    top, bottom = top - common, bottom - common
+    if all(not f.is_Add for f in bottom):  # 1/H, 1/ceiling(H/4): cheap to evaluate
+        return 100 * sp.Mul(*top.elements()) / sp.Mul(*bottom.elements()) - 100
+    # 1/(floor(N/S**n) + 1) left unevaluated: Mul would rebuild and evaluate each power
+    return sp.Mul(100, *top.elements(), *(sp.Pow(f, -1, evaluate=False)
+                                          for f in bottom.elements()), evaluate=False) - 100
+
+
+def _factors(product: sp.Expr) -> list[sp.Expr]:
+    """``8*C*H**2`` -> ``[8, C, H, H]``: the factors of a product, powers spelled out."""
+    out = []
+    for factor in sp.Mul.make_args(product):
+        base, exponent = factor.as_base_exp()
+        out += [base] * int(exponent) if exponent.is_Integer and exponent > 0 else [factor]
+    return out
+
+
 def _change_formula() -> sp.Expr:
     """``100*(A_out - A_in)/A_in``, kept in the order a worked solution writes it."""
-    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-    return sp.Mul(100, a_out - a_in, evaluate=False) / a_in
+    return sp.Mul(100, A_OUT - A_IN, evaluate=False) / A_IN
 
 
 def _product(shape: Shape, batch: sp.Expr) -> sp.Expr:
@@ -373,7 +401,7 @@ def finish(rows, shape: Shape, batch: sp.Expr, layout: str, *, optimizer: str = 
     input, channels first."""
     rows = tuple(rows)
     fields = receptive.fields(rows, shape, layout)
-    rows = tuple(dataclasses.replace(r, receptive_field=f) for r, f in zip(rows, fields))
+    rows = tuple(updated(r, receptive_field=f) for r, f in zip(rows, fields))
     freeze = training.freeze_text(freeze)
     frozen = training.frozen_rows(freeze, rows) if freeze is not None else frozenset()
     unfrozen = None
@@ -449,11 +477,10 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
     out = walker.sequence(layers, shape, "", 0)
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
                                         optimizer=optimizer, dtype=dtype, freeze=freeze)
-    a_in, a_out = L.symbol("A_in"), L.symbol("A_out")
-    overall = sp.simplify(100 * (prod(out) - prod(shape)) / prod(shape))
+    overall = _change(shape, out)
     step = Step("memory_change", _change_formula(),
-                {a_in: _product(to_layout(shape, layout), ONE),
-                 a_out: _product(to_layout(out, layout), ONE)}, overall)
+                {A_IN: _product(to_layout(shape, layout), ONE),
+                 A_OUT: _product(to_layout(out, layout), ONE)}, overall)
     return Analysis(network=layers, input_shape=to_layout(shape, layout),
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,

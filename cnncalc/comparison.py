@@ -2,6 +2,8 @@
 
 Differences and ratios are exact and simplified with sympy, so symbolic networks
 compare as formulas (``B / A`` of two convs is a rational function of the channels).
+Each simplification runs under a time budget (:func:`cnncalc.symbolic.within`); one
+that runs out leaves its value exact but unsimplified, and says so in ``notes``.
 Nothing here formats; ``render/compare.py`` does. (Not named compare.py: the package
 attribute ``cnncalc.compare`` is the function.)
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .analysis import Analysis
+from .symbolic import SIMPLIFY_SECONDS, within
 
 COMPARED = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
             "activations")
@@ -36,6 +39,7 @@ class Comparison:
     label_a: str
     label_b: str
     lines: tuple[Line, ...]
+    notes: tuple[str, ...] = ()
 
 
 def compare(a: Analysis, b: Analysis, label_a: str = "A", label_b: str = "B") -> Comparison:
@@ -46,9 +50,23 @@ def compare(a: Analysis, b: Analysis, label_a: str = "A", label_b: str = "B") ->
     >>> c.lines[0].difference, c.lines[0].ratio
     (-8*C*K, (C + 1)/(9*C + 1))
     """
-    lines = []
+    lines, late = [], []
     for q in COMPARED:
         va, vb = sp.sympify(a.total[q]), sp.sympify(b.total[q])
-        ratio = None if va == 0 else sp.factor(sp.simplify(vb / va))
-        lines.append(Line(q, va, vb, sp.simplify(vb - va), ratio))
-    return Comparison(a, b, label_a, label_b, tuple(lines))
+        ratio = None if va == 0 else _simplified(vb / va, sp.factor, q, late)
+        lines.append(Line(q, va, vb, _simplified(vb - va, None, q, late), ratio))
+    notes = () if not late else (
+        f"{', '.join(dict.fromkeys(late))}: not simplified within {SIMPLIFY_SECONDS:g} s; "
+        "shown exact, as built",)
+    return Comparison(a, b, label_a, label_b, tuple(lines), notes)
+
+
+def _simplified(value: sp.Expr, then, quantity: str, late: list) -> sp.Expr:
+    """``simplify`` (then ``then``) within the budget, else ``value`` as it is."""
+    if value.is_number:
+        return value
+    done = within(SIMPLIFY_SECONDS, lambda: (then or (lambda v: v))(sp.simplify(value)))
+    if done is None:
+        late.append(quantity)
+        return value
+    return done

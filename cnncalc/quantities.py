@@ -16,7 +16,7 @@ the result) that a renderer prints. Conventions, written once here:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import singledispatch
+from functools import cache, singledispatch
 
 import sympy as sp
 
@@ -35,6 +35,7 @@ from .layers import (
     Pool,
     symbol,
 )
+from .symbolic import ceil_mode_size, window_size
 
 Shape = tuple[sp.Expr, ...]
 ZERO = sp.Integer(0)
@@ -62,16 +63,20 @@ class Cost:
     steps: tuple[Step, ...] = ()
 
 
+def updated(record, **changes):
+    """``dataclasses.replace`` for the frozen records that were checked when first built:
+    a copy with ``changes``, without running ``__init__`` again (ten thousand rows were
+    spending most of their analysis time there)."""
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__, **changes)
+    return new
+
+
 def prod(values) -> sp.Expr:
     result = ONE
     for v in values:
         result = result * v
     return result
-
-
-def same(a: sp.Expr, b: sp.Expr) -> bool:
-    """Whether two sizes are equal for every value of their symbols."""
-    return a == b or sp.simplify(a - b) == 0
 
 
 def fmt_shape(shape: Shape) -> str:
@@ -104,18 +109,30 @@ def _check_divides(total: sp.Expr, groups: sp.Expr, what: str) -> None:
         raise ShapeError(f"{what} {total} is not divisible by groups={groups}")
 
 
+@cache
+def _window_formula(dim: str, names: tuple[str, ...], rounding) -> sp.Expr:
+    """The textbook output-size formula in named symbols, built once and unevaluated:
+    there is nothing in it to evaluate, and sympy's assumption queries to find that out
+    cost more than the rest of a layer."""
+    k, s, p, d = (symbol(x) for x in names)
+    return rounding((symbol(f"{dim}_in") + 2 * p - d * (k - 1) - 1) / s, evaluate=False) + 1
+
+
 def _window_steps(n: int, spatial: Shape, k, s, p, d, scalar: dict,
                   rounding=sp.floor) -> tuple[Shape, list[Step]]:
     """Output sizes of a sliding window, with one worked step per spatial dimension."""
     out, steps = [], []
     for i, name in enumerate(DIM_NAMES[n]):
         sub = "" if n == 1 else name.lower()
-        syms = {key: symbol(key if scalar[key] else f"{key}_{sub}") for key in ("k", "s", "p", "d")}
+        names = tuple(key if scalar[key] else f"{key}_{sub}" for key in ("k", "s", "p", "d"))
+        formula = _window_formula(name, names, rounding)
+        syms = dict(zip(("k", "s", "p", "d"), (symbol(x) for x in names)))
         inp = symbol(f"{name}_in")
-        formula = rounding((inp + 2 * syms["p"] - syms["d"] * (syms["k"] - 1) - 1) / syms["s"]) + 1
         bindings = {inp: spatial[i], syms["k"]: k[i], syms["s"]: s[i], syms["p"]: p[i],
                     syms["d"]: d[i]}
-        value = formula.xreplace(bindings)
+        value = window_size(spatial[i], k[i], s[i], p[i], d[i], rounding is sp.ceiling)
+        if value is None:  # a size not known to be whole: the textbook formula as it is
+            value = formula.xreplace(bindings)
         if value.is_number and value < 1:
             effective = d[i] * (k[i] - 1) + 1
             raise ShapeError(f"the {effective}-wide kernel (after dilation) is larger than "
@@ -238,9 +255,7 @@ def _pool(layer: Pool, shape: Shape, batch: sp.Expr) -> Cost:
     out_sp, steps = _window_steps(n, spatial, k, s, p, d, scalar, rounding)
     if layer.ceil_mode:
         # PyTorch drops a last window that would start in the right padding.
-        out_sp = tuple(
-            o - 1 if _known(sp.Ge((o - 1) * s[i], spatial[i] + p[i])) else o
-            for i, o in enumerate(out_sp))
+        out_sp = tuple(ceil_mode_size(o, spatial[i], s[i], p[i]) for i, o in enumerate(out_sp))
     return Cost(kind, (c, *out_sp), steps=tuple(steps))
 
 

@@ -24,7 +24,8 @@ from functools import singledispatch
 import sympy as sp
 
 from . import layers as L
-from .quantities import ONE, ZERO, _spread, same
+from .quantities import ONE, ZERO, _spread
+from .symbolic import same, tidy
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,19 @@ class ReceptiveField:
 
     @property
     def size(self) -> tuple[sp.Expr, ...]:
-        return tuple(sp.simplify(h - lo + 1) for lo, h in zip(self.lo, self.hi))
+        return tuple(_tidy(h - lo + 1) for lo, h in zip(self.lo, self.hi))
 
     @property
     def start(self) -> tuple[sp.Expr, ...]:
         """The centre of output pixel 0's field, in input pixels (negative into padding)."""
-        return tuple(sp.simplify((lo + h) / 2) for lo, h in zip(self.lo, self.hi))
+        return tuple(_tidy((lo + h) / 2) for lo, h in zip(self.lo, self.hi))
+
+
+def _tidy(value: sp.Expr) -> sp.Expr:
+    """Polynomials in the layer's symbols are expanded (exact and quick); only a ``Max`` or
+    ``Min`` from merged branches goes to ``simplify``, under its time budget."""
+    value = sp.expand(value)
+    return tidy(value) if value.has(sp.Max, sp.Min) else value
 
 
 def _window(field: ReceptiveField, k, s, p, d) -> ReceptiveField:

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import singledispatch
 
 import sympy as sp
 
 from . import layers as L
 from .errors import CnnCalcError
-from .quantities import ZERO, prod
+from .quantities import ZERO, prod, updated
 from .receptive import channels_first
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -252,7 +252,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                     saved += size * batch * b
         grads = trainable * b
         optim = states * trainable * b
-        out.append(replace(
+        out.append(updated(
             row, frozen=is_frozen, trainable_params=trainable,
             non_trainable_params=row.params - trainable,
             backward_input_macs=row.macs if grad_in else ZERO,

@@ -38,3 +38,15 @@ def test_cuda_benchmarks_quick_in_the_simulator(tmp_path):
     result = json.loads(out.read_text())
     assert result["device"] == "Numba CUDA simulator" and result["copy_gbps"] > 0
     assert [c["case"] for c in result["cases"]] == ["relu + cross_entropy fwd+bwd 4x3"]
+
+
+def test_symbolic_benchmarks_quick(tmp_path):
+    out = tmp_path / "s.json"
+    done = run("benchmarks.symbolic", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert [n["case"] for n in result["networks"]] == ["conv s2 x40"]
+    assert all(n["symbolic_s"] > 0 and n["numeric_s"] > 0 for n in result["networks"])
+    assert {s["case"] for s in result["stacks"]} == {"plain 3x3 conv", "strided 3x3 conv",
+                                                     "fully symbolic conv"}
+    assert result["derivations"][0]["case"] == "tan(tan(x))"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 import random
+import time
 
 import pytest
 import sympy as sp
@@ -248,3 +249,46 @@ def test_user_text_never_reaches_eval(monkeypatch, capsys):
         sp.tanh(w * x) ** 2 + sigmoid(x) - relu(y))
     code, _, err = run(["derive", "__import__('os').system('echo hi')"], capsys)
     assert code == 2 and "unexpected character '.'" in err
+
+
+# -- derivations that once hung or failed: each answers, exit 0 or 2 ---------------------
+
+NESTED = ["tan(tan(x))", "sin(cos(tan(x)))", "exp(tan(x))"]
+
+
+def _fuzzed(count: int, seed: int = 16) -> list[str]:
+    """Nested elementary functions, two to four deep, with a product or power on the way."""
+    rng = random.Random(seed)
+    names = ["sin", "cos", "tan", "exp", "tanh", "sinh", "log", "sqrt", "atan", "sigmoid"]
+    texts = []
+    for _ in range(count):
+        text = "x"
+        for _ in range(rng.randint(2, 4)):
+            text = f"{rng.choice(names)}({text})"
+            text = rng.choice([text, f"{text}*x", f"{text}^2", f"{text} + x"])
+        texts.append(text)
+    return texts
+
+
+@pytest.mark.parametrize("text", NESTED + _fuzzed(6))
+def test_nested_functions_answer_without_an_internal_error(text, capsys):
+    start = time.monotonic()
+    code, out, err = run(["derive", text], capsys)
+    # a hang guard, not a speed test: the time budgets end every symbolic step
+    assert time.monotonic() - start < 30
+    assert code in (0, 2), err
+    assert "Internal error" not in err
+    if code == 0:
+        got = derive(text).result("df/dx")
+        expected = sp.diff(parse_expression(text), x)
+        for at in (sp.Rational(3, 10), sp.Rational(7, 10)):
+            a, b = complex(got.subs(x, at).evalf(30)), complex(expected.subs(x, at).evalf(30))
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+
+
+def test_a_complex_rounding_residue_is_not_a_difference():
+    from cnncalc.derive.calculus import same_value
+    f = sp.sin(sp.cos(sp.tan(x)))
+    holds, how = same_value(sp.diff(f.rewrite(sp.exp), x), sp.diff(f, x))
+    assert holds is True, how
+    assert same_value(sp.sin(x), sp.cos(x))[0] is False

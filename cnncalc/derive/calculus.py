@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import mpmath
 import sympy as sp
 
 from .. import spec as ast
 from ..errors import CnnCalcError, SpecError
+from ..symbolic import within
 from .result import Check, Derivation, Item
 from .values import ARITHMETIC
 
@@ -103,6 +105,14 @@ MAX_CHAIN_STEPS = 64
 MAX_SIMPLIFY_OPS = 12
 MAX_PROOF_OPS = 30
 MAX_EXPAND_OPS = 200  # expand is quick, but not on exponential forms of large expressions
+# Every symbolic step (a simplification, a proof, a limit, a value at a point) runs under a
+# time budget, and a derivation under a total one: ``tan(tan(x))`` once hung for good in
+# evalf. A step out of time falls back to the exact unsimplified form, or is not claimed.
+STEP_SECONDS = 0.75
+TOTAL_SECONDS = 2.0
+LIMIT_SECONDS = 4.0  # a limit asked for with --limit gets longer (tanh(w*x) as w → ∞: 1.3 s)
+CHECK_DIGITS = 40
+CHECK_TOLERANCE = sp.Float("1e-25", CHECK_DIGITS)  # relative to the values compared
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
@@ -330,11 +340,36 @@ def simplest(expr: sp.Expr) -> sp.Expr:
     1 - tanh(x)**2
     """
     allowed = _function_types(expr)
-    candidates = [expr, sp.factor_terms(expr), sp.factor_terms(sp.together(expr))]
+    rewritings = [sp.factor_terms, lambda e: sp.factor_terms(sp.together(e))]
     if sp.count_ops(expr) <= MAX_SIMPLIFY_OPS:
-        candidates.append(sp.simplify(expr))
+        rewritings.append(sp.simplify)
+    candidates = [expr, *(c for c in (_step(r, expr) for r in rewritings) if c is not None)]
     fitting = [c for c in candidates if _function_types(c) <= allowed]
     return min(fitting, key=sp.count_ops)
+
+
+class _Deadline:
+    """The time left to one derivation; each step gets at most :data:`STEP_SECONDS` of it."""
+
+    end = None
+
+    @classmethod
+    def seconds(cls) -> float:
+        if cls.end is None:
+            return STEP_SECONDS
+        return max(0.0, min(STEP_SECONDS, cls.end - time.monotonic()))
+
+
+def _step(function, *args):
+    """``function(*args)`` within the step's budget, or None (out of time, or sympy could
+    not say: a step that fails is a step not taken, never a wrong claim)."""
+    seconds = _Deadline.seconds()
+    if seconds <= 0:
+        return None
+    try:
+        return within(seconds, function, *args)
+    except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError):
+        return None
 
 
 def _function_types(expr: sp.Expr) -> set[type]:
@@ -345,27 +380,55 @@ def same_value(a: sp.Expr, b: sp.Expr) -> tuple[bool | None, str]:
     """Whether ``a == b``, and how that was decided; ``(None, "")`` when it could not be.
 
     Symbolic first (``expand`` and ``simplify``, on differences small enough for
-    them to finish quickly); failing that, both sides at three seeded random
-    points to 40 digits. A caller never claims what was not shown.
+    them to finish quickly, each under the step budget); failing that, both sides
+    at three seeded random points to 40 digits, compared with a tolerance relative to
+    their size (each side evaluated on its own: evalf of a difference that cancels
+    to zero escalates its precision without end). A caller never claims what was not
+    shown.
     """
     difference = a - b
     size = sp.count_ops(difference)
-    if difference == 0 or (size <= MAX_EXPAND_OPS and sp.expand(difference) == 0) or (
-            size <= MAX_PROOF_OPS and sp.simplify(difference) == 0):
+    if difference == 0 or (size <= MAX_EXPAND_OPS and _step(sp.expand, difference) == 0) or (
+            size <= MAX_PROOF_OPS and _step(sp.simplify, difference) == 0):
         return True, "symbolically"
     symbols = sorted(difference.free_symbols, key=str)
     rng = random.Random(0)
     tried = 0
     for _ in range(3):
         point = {s: sp.Rational(rng.randint(11, 190), 100) for s in symbols}
-        gap, scale = difference.xreplace(point).evalf(40), (abs(a.xreplace(point)) + 1).evalf(40)
-        if not (gap.is_number and scale.is_finite):
+        va, vb = _value_at(a, point), _value_at(b, point)
+        if va is None or vb is None:
             continue
-        if abs(gap) > sp.Float("1e-30", 40) * scale:
+        if not _close(va, vb):
             where = ", ".join(f"{k}={v}" for k, v in point.items())
             return False, f"they differ at {where}"
         tried += 1
     return (True, f"numerically at {tried} random points, 40 digits") if tried else (None, "")
+
+
+def _value_at(expr: sp.Expr, point: dict) -> tuple[mpmath.mpf, mpmath.mpf] | None:
+    """``expr`` at ``point`` as (real part, imaginary part) to :data:`CHECK_DIGITS` digits,
+    or None where it is not a finite number (a pole, a branch sympy leaves unevaluated)."""
+    value = _step(lambda: sp.N(expr.xreplace(point), CHECK_DIGITS, maxn=4 * CHECK_DIGITS))
+    if value is None or not value.is_number or value.is_finite is False:
+        return None
+    real, imag = value.as_real_imag()
+    if not (real.is_Number and imag.is_Number) or not (real.is_finite and imag.is_finite):
+        return None
+    with mpmath.workdps(CHECK_DIGITS):
+        return mpmath.mpf(real._to_mpmath(mpmath.mp.prec)), mpmath.mpf(
+            imag._to_mpmath(mpmath.mp.prec))
+
+
+def _close(a: tuple, b: tuple) -> bool:
+    """Equal to :data:`CHECK_TOLERANCE`, relative to the values. A real quantity computed
+    through complex intermediates (``exp(tan(x))`` written with exponentials) keeps an
+    imaginary rounding residue of 1e-89: the parts are compared separately, each with
+    the tolerance scaled by the whole size, so the residue never counts against it."""
+    with mpmath.workdps(CHECK_DIGITS):
+        scale = 1 + max(abs(a[0]), abs(a[1]), abs(b[0]), abs(b[1]))
+        tolerance = mpmath.mpf(str(CHECK_TOLERANCE)) * scale
+        return abs(a[0] - b[0]) <= tolerance and abs(a[1] - b[1]) <= tolerance
 
 
 # -- the derivation ---------------------------------------------------------------------
@@ -380,6 +443,14 @@ def derive(text: str, wrt: str | None = None, limit: str | None = None,
     >>> derive("tanh(x)").result("df/dx")
     1 - tanh(x)**2
     """
+    _Deadline.end = time.monotonic() + TOTAL_SECONDS
+    try:
+        return _derive(text, wrt, limit, positive)
+    finally:
+        _Deadline.end = None
+
+
+def _derive(text: str, wrt: str | None, limit: str | None, positive: str | None) -> Derivation:
     positives = frozenset(parse_names(positive, "--positive")) if positive else frozenset()
     f = parse_expression(text, positive=positives)
     variables = _variables(f, wrt, positives)
@@ -427,11 +498,15 @@ def _limits(text, derivs, labels, positives) -> list[Item]:
     items = []
     for d, (label, latex) in zip(derivs, labels):
         try:
-            value = sp.limit(d, var, point)
+            value = within(LIMIT_SECONDS, sp.limit, d, var, point)
         except (NotImplementedError, ValueError) as exc:
             raise CnnCalcError(f"--limit: sympy cannot decide the limit of {label} as {name} → "
                                f"{arrow} ({exc}); declare signs with --positive or put "
                                f"numbers in place of symbols") from None
+        if value is None:
+            raise CnnCalcError(f"--limit: sympy did not find the limit of {label} as {name} → "
+                               f"{arrow} within {LIMIT_SECONDS:g} s; declare signs with "
+                               "--positive or put numbers in place of symbols")
         items.append(Item(f"lim {name}→{arrow} {label}", value,
                           latex=rf"\lim_{{{sp.latex(var)} \to {sp.latex(point)}}} {latex}"))
     return items
@@ -440,16 +515,17 @@ def _limits(text, derivs, labels, positives) -> list[Item]:
 def _checks(f, variables, raw, derivs, labels, steps) -> tuple[list[Check], list[str]]:
     """Verify the simplification, the worked steps and, where it differs, the exp form."""
     checks, notes = [], []
-    exp_form = f.rewrite(sp.exp)
+    exp_form = _step(f.rewrite, sp.exp)
     last_step = {item.label: item.value for item in steps}  # later steps overwrite earlier
     for x, r, d, (label, _) in zip(variables, raw, derivs, labels):
         claims = [(f"{label}: the simplified form equals sympy.diff's", r, d)]
         if label in last_step:
             claims.append((f"{label}: the chain-rule steps end at the same derivative",
                            last_step[label], d))
-        if exp_form != f:
+        exp_derivative = None if exp_form in (None, f) else _step(sp.diff, exp_form, x)
+        if exp_derivative is not None:
             claims.append((f"{label}: equals the derivative of f written with exponentials",
-                           sp.diff(exp_form, x), d))
+                           exp_derivative, d))
         for claim, a, b in claims:
             holds, how = same_value(a, b)
             if holds is None:

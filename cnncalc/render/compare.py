@@ -47,6 +47,7 @@ def to_table(c: Comparison):
                       pretty(line.difference), _ratio(line.ratio))
     notes = [Text(f"batch {pretty(batch)}" if batch is not None else
                   f"batch A {pretty(c.a.batch)}, B {pretty(c.b.batch)}", style="dim")]
+    notes += [Text(n, style="yellow") for n in c.notes]
     return Group(*heads, table, *notes)
 
 
@@ -56,12 +57,15 @@ def to_dict(c: Comparison) -> dict:
                 "output_shape": [json_value(d) for d in a.output_shape],
                 "batch": json_value(a.batch), "rows": len(a.layers)}
 
-    return {"a": side(c.a, c.label_a), "b": side(c.b, c.label_b), "quantities": [
+    doc = {"a": side(c.a, c.label_a), "b": side(c.b, c.label_b), "quantities": [
         {"quantity": line.quantity, "a": json_value(line.a), "b": json_value(line.b),
          "difference": json_value(line.difference),
          "ratio": None if line.ratio is None else json_value(line.ratio),
          "ratio_exact": None if line.ratio is None else plain(line.ratio)}
         for line in c.lines]}
+    if c.notes:  # a simplification out of time (the values are exact regardless)
+        doc["notes"] = list(c.notes)
+    return doc
 
 
 def to_json(c: Comparison) -> str:
@@ -76,6 +80,7 @@ def to_markdown(c: Comparison) -> str:
         cells = [HEADINGS[line.quantity], pretty(line.a), pretty(line.b),
                  pretty(line.difference), _ratio(line.ratio)]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines += ["", *(f"*{n}*" for n in c.notes)] if c.notes else []
     return "\n".join(lines) + "\n"
 
 

@@ -35,12 +35,12 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
     if receptive:
         for head in ("RF", "jump", "start"):
             table.add_column(head, justify="right", overflow="fold")
-    for r in a.layers:
-        table.add_row(str(r.index), "  " * r.depth + r.name, r.type,
-                      compact_shape(r.output_shape), pretty(r.params), pretty(r.macs),
-                      pretty(r.activations), percent(r.memory_change),
-                      *(training_cells(r) if training else ()),
-                      *(field_cells(r.receptive_field) if receptive else ()))
+    for r, cells, repeats in _runs(a.layers, training, receptive):
+        if repeats:
+            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these", "⋮",
+                          *(["⋮"] * len(cells)), style="dim")
+        else:
+            table.add_row(str(r.index), "  " * r.depth + r.name, r.type, *cells)
     t = a.total
     table.add_section()
     table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
@@ -73,6 +73,38 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
     for u in getattr(a, "unsupported", ()):  # from_torch: what it could not cost
         parts.append(Text(f"warning: {u.name} ({u.type}) {u.reason}", style="yellow"))
     return Group(*parts)
+
+
+LONG_RUN = 12  # identical rows in a row beyond this are shown as first, "⋮ N more", last
+
+
+def _runs(rows, training: bool, receptive: bool):
+    """``(row, cells, 0)`` per row to show, and ``(row, cells, n)`` standing for ``n`` rows
+    left out of a long run of identical ones (``relu*9999``: the JSON and CSV formats
+    keep every row; a table of ten thousand lines is neither readable nor quick)."""
+    def cells(r):
+        return (compact_shape(r.output_shape), pretty(r.params), pretty(r.macs),
+                pretty(r.activations), percent(r.memory_change),
+                *(training_cells(r) if training else ()),
+                *(field_cells(r.receptive_field) if receptive else ()))
+
+    run: list = []
+    for r in rows:
+        c = cells(r)
+        if run and (r.type, r.depth, c) != (run[0][0].type, run[0][0].depth, run[0][1]):
+            yield from _flush(run)
+            run = []
+        run.append((r, c))
+    yield from _flush(run)
+
+
+def _flush(run: list):
+    if len(run) <= LONG_RUN:
+        yield from ((r, c, 0) for r, c in run)
+        return
+    yield (*run[0], 0)
+    yield (*run[1], len(run) - 2)
+    yield (*run[-1], 0)
 
 
 def worked_solution(a: Analysis) -> list[str]:

@@ -5,6 +5,8 @@ Shared by every renderer, so a number or a formula reads the same everywhere.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
@@ -30,6 +32,12 @@ def pretty(value) -> str:
         return f"{float(value):,.4g} (= {value})"
     if value.is_number:
         return f"{float(value):,.6g}"
+    return _formula_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _formula_text(value: sp.Expr) -> str:
+    """``16·N·⌈H/2⌉``; cached, as a network repeats its sizes in many cells."""
     return _floor(_unicode(sp.sstr(value)))
 
 
@@ -84,7 +92,7 @@ def percent(value) -> str:
         return f"{int(value):+d}%" if value else "0%"
     if value.is_number:
         return f"{float(value):+.2f}%"
-    return _floor(_unicode(sp.sstr(value))) + " %"
+    return _formula_text(value) + " %"
 
 
 def _unicode(text: str) -> str:
@@ -111,15 +119,41 @@ class _BoundStr(StrPrinter):
         return super()._print_Symbol(expr)
 
 
-class _BoundLatex(LatexPrinter):
+class SizeLatex(LatexPrinter):
+    r"""LaTeX with a size over a whole number written as a person would: ``\lceil H/32
+    \rceil`` rather than ``\left\lceil{\frac{H}{32}}\right\rceil``."""
+
+    def __init__(self, settings: dict | None = None):
+        super().__init__({"mul_symbol": "dot", **(settings or {})})
+
+    def _rounded(self, expr, left: str, right: str) -> str | None:
+        num, den = expr.args[0].as_numer_denom()
+        if den.is_Integer and den > 1 and (num.is_Symbol or num.is_Integer):
+            return rf"{left} {self._print(num)}/{den} {right}"
+        return None
+
+    def _print_ceiling(self, expr, exp=None):
+        text = self._rounded(expr, r"\lceil", r"\rceil")
+        if text is None:
+            return super()._print_ceiling(expr, exp)
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+    def _print_floor(self, expr, exp=None):
+        text = self._rounded(expr, r"\lfloor", r"\rfloor")
+        if text is None:
+            return super()._print_floor(expr, exp)
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
+class _BoundLatex(SizeLatex):
     def __init__(self, bindings: dict):
-        super().__init__({"mul_symbol": "dot"})
+        super().__init__()
         self.bindings = bindings
 
     def _print_Symbol(self, expr, style="plain"):
         if expr in self.bindings:
             value = self.bindings[expr]
-            text = sp.latex(value, mul_symbol="dot")
+            text = SizeLatex().doprint(value)
             return text if _atomic(value) else rf"\left({text}\right)"
         return super()._print_Symbol(expr)
 
@@ -143,7 +177,7 @@ def step_pretty(step: Step) -> str:
 
 
 def step_latex(step: Step) -> str:
-    printer = LatexPrinter({"mul_symbol": "dot"})
+    printer = SizeLatex()
     q = step.quantity
     lhs = {"params": r"\text{params}", "macs": r"\text{MACs}",
            "memory_change": r"\Delta_{\text{mem}}\,[\%]"}.get(q, printer.doprint(sp.Symbol(q)))
@@ -160,7 +194,7 @@ def latex_value(value) -> str:
     value = sp.sympify(value)
     if value.is_Integer:
         return f"{int(value):,}".replace(",", "{,}")
-    return sp.latex(value)
+    return SizeLatex({"mul_symbol": None}).doprint(value)
 
 
 def _floor(text: str) -> str:
