@@ -565,11 +565,11 @@ class _Tiled:
             gt.fill(0)
         cpu.to_position_major(g, gt, rows)
         nchunk = _wg_chunks(prow.size - 1, off.size * width, cpu)
-        part = np.empty((nchunk, off.size, width), dtype=g.dtype)
+        part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
         cpu.weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part)
-        T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        return (part.sum(axis=0, dtype=np.float64)[:T, rows].T.astype(g.dtype)
-                .reshape(self.w_shape))
+        gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
+        cpu.sum_column_parts(part, rows, gw)
+        return gw.reshape(self.w_shape)
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """grad_w as dot products of grad_out's rows with the shifted source rows (see
@@ -605,10 +605,11 @@ class _Tiled:
             gl[self.chan < 0] = 0
         piece = spans[3]
         nchunk = _wg_chunks(piece.size - 1, gl.shape[0] * off.size, cpu)
-        part = np.empty((nchunk, gl.shape[0], off.size), dtype=np.float64)
+        part = _alloc.scratch("conv.part", (nchunk, gl.shape[0], off.size), np.float64)
         cpu.weight_grad_rows(src, gl, off, cbase, *spans, part)
-        T = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        return part.sum(axis=0)[self.rows, :T].astype(g.dtype).reshape(self.w_shape)
+        gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
+        cpu.sum_row_parts(part, self.rows, gw)
+        return gw.reshape(self.w_shape)
 
 
 WG_PIECE = 1024  # outputs a weight-gradient piece sweeps at least (see _pieces)
