@@ -423,7 +423,7 @@ class _Tracer:
         self.unsupported: list[Unsupported] = []
         self.notes: list[str] = []
         self.derived: dict[int, frozenset[str]] = {}  # tensors computed from weights only
-        self.keep: list = []  # holds those tensors, so that their ids stay theirs
+        self.keep: list = []  # holds every tensor seen, so that ids are never reused
         self.producer: dict[int, int] = {}  # activation tensor -> the row that made it
         self.numel: dict[str, int] = {}
         self.frozen: set[str] = set()
@@ -664,6 +664,7 @@ class _Tracer:
         for o in outs:
             same = next((a for a in acts if a.shape == o.shape), acts[0])
             self.producer[id(o)] = self.producer.get(id(same), len(self.calls) - 1)
+            self.keep.append(o)
 
     def costed(self, label: str, ops, first, acts, outs, params: int, once: bool) -> bool:
         """Rows for the multiply-adds a call or module ran (by aten op and output shape,
@@ -699,6 +700,8 @@ class _Tracer:
         makes; ``ins`` give the rows that feed it (none: the row before)."""
         in_shape, record, scale = self.shown(first, once)
         out_shape, out_rest, _ = self.shown(out, once)
+        if macs:  # counted on the whole tensors: per sample already
+            scale = ONE
         if layer is not None:
             try:
                 made = cost(layer, record, ONE).output_shape
@@ -718,6 +721,7 @@ class _Tracer:
                                layer, kind, frozen, record, scale, macs, once))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
+            self.keep.append(o)
 
     def _unused(self) -> None:
         """Parameters no counted operation used are listed by their module, not hidden."""

@@ -157,6 +157,15 @@ TINY_MODULE = """
 
         def forward(self, x):
             return self.up(self.conv(x))
+
+    class TokensAndImage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 4)
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, ids, img):
+            return self.emb(ids).mean(1) + self.conv(img).mean(dim=(2, 3))
 """
 
 
@@ -264,3 +273,24 @@ def test_help_imports_neither_torch_nor_sympy(command):
             "assert 'torch' not in sys.modules and 'sympy' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cli_several_inputs_and_their_dtypes(user_module, capsys):
+    import importlib
+    model = importlib.import_module(user_module).TokensAndImage()
+    doc = json.loads(run(["params", "--torch", f"{user_module}:TokensAndImage", "--input", "7",
+                          "--input", "3x8x8", "--input-dtype", "int64", "--input-dtype",
+                          "float32", "--format", "json"], capsys))
+    assert doc["unsupported"] == [] and doc["input_shape"] == [7]
+    assert doc["total"]["params"] == sum(p.numel() for p in model.parameters())
+    conv = model.conv
+    assert doc["total"]["macs"] == conv.weight.numel() * 6 * 6
+    code, _, err = run_any(["params", "--torch", f"{user_module}:TokensAndImage", "--input",
+                            "7", "--input", "3x8x8"], capsys)  # float ids: torch refuses
+    assert code == 2 and "forward failed on a 1x7, 1x3x8x8 input" in err
+    code, _, err = run_any(["params", "--torch", f"{user_module}:TokensAndImage", "--input",
+                            "7", "--input", "3x8x8", "--input-dtype", "int65"], capsys)
+    assert code == 2 and "--input-dtype" in err and "int65" in err
+    code, _, err = run_any(["params", "--layers", "conv(4,k=3)", "--input", "3x8x8",
+                            "--input", "3x8x8"], capsys)
+    assert code == 2 and "--input" in err

@@ -1,0 +1,398 @@
+"""``from_torch`` on attention, recurrent, token and other non-convolutional models.
+
+The reference is torch itself: ``sum(p.numel())`` for parameters and
+``torch.utils.flop_counter.FlopCounterMode`` on a real forward for MACs (FLOPs / 2), with
+the math attention backend and oneDNN off, so that it sees every matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import cnncalc
+from cnncalc.errors import CnnCalcError
+
+torch = pytest.importorskip("torch")
+nn, F = torch.nn, torch.nn.functional
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+
+def torch_count(model, *args, **kwargs) -> tuple[int, int]:
+    """(parameters, MACs) by torch's own count on a real forward at these inputs."""
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel([SDPBackend.MATH]), torch.backends.mkldnn.flags(enabled=False):
+        model(*args, **kwargs)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+
+def assert_exact(model, *args, **kwargs):
+    """cnncalc on the example inputs equals torch's count and lists nothing."""
+    model.eval()
+    params, macs = torch_count(model, *args, **kwargs)
+    got = cnncalc.from_torch(model, example_inputs=kwargs if kwargs else args)
+    assert got.unsupported == ()
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert macs > 0
+    return got
+
+
+def row(got, name):
+    """The first row of that name, inside any module."""
+    return next(r for r in got.layers if r.name == name or r.name.endswith("." + name))
+
+
+# -- scaled dot-product attention ------------------------------------------------------
+
+class SDPA(nn.Module):
+    def __init__(self, dim=16, heads=4, kv_heads=4, causal=False, mask=False):
+        super().__init__()
+        self.heads, self.kv_heads, self.causal, self.mask = heads, kv_heads, causal, mask
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim // heads * kv_heads)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(x).view(b, n, 2, self.kv_heads, -1).permute(2, 0, 3, 1, 4)
+        mask = torch.ones(n, n, dtype=torch.bool).tril() if self.mask else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal,
+                                           enable_gqa=self.kv_heads != self.heads)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+@pytest.mark.parametrize("options", [{}, {"causal": True}, {"mask": True},
+                                     {"kv_heads": 2}])
+def test_scaled_dot_product_attention(options):
+    model = SDPA(**options)
+    got = assert_exact(model, torch.zeros(2, 6, 16))
+    # QK^T and AV are rows of their own: 2 x 4 heads x 6 x 6 scores of 4-wide heads.
+    assert row(got, "qk").macs == 2 * 4 * 6 * 6 * 4 == row(got, "av").macs
+
+
+def test_sdpa_alone_is_not_dropped():
+    class Bare(nn.Module):
+        def forward(self, q):
+            return F.scaled_dot_product_attention(q, q, q)
+    assert_exact(Bare(), torch.zeros(1, 2, 5, 8))
+
+
+# -- multi-head attention and transformer layers ---------------------------------------
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention(batch_first, need_weights):
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 4, batch_first=batch_first)
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=need_weights)[0]
+    got = assert_exact(Block(), torch.zeros(3, 5, 16))
+    assert sum(1 for r in got.layers if r.macs) >= 4  # projections, QK^T, AV, output
+
+
+def test_multihead_attention_other_key_sizes():
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, kdim=8, vdim=12, batch_first=True)
+
+        def forward(self, x, mem):
+            return self.attn(x, mem, torch.zeros(*mem.shape[:2], 12))[0]
+    assert_exact(Cross(), torch.zeros(2, 5, 16), torch.zeros(2, 7, 8))
+
+
+def test_multihead_attention_fast_path_counts_as_the_slow_path():
+    """In eval under no_grad torch takes a fused path; the arithmetic is the same."""
+    model = _SelfAttention(nn.MultiheadAttention(16, 4, batch_first=True)).eval()
+    x = torch.zeros(2, 5, 16)
+    _, macs = torch_count(model, x)  # grad enabled: the slow path
+    with torch.no_grad():
+        got = cnncalc.from_torch(model, example_inputs=x)
+    assert int(got.total["macs"]) == macs
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_and_decoder_layers(norm_first):
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True,
+                                                           norm_first=norm_first), 2)
+    assert_exact(enc, torch.zeros(2, 5, 16))
+    dec = nn.TransformerDecoderLayer(16, 2, 32, batch_first=True, norm_first=norm_first)
+    assert_exact(dec, torch.zeros(2, 5, 16), torch.zeros(2, 7, 16))
+
+
+def test_whole_transformer():
+    model = nn.Transformer(16, 2, 1, 1, 32, batch_first=True)
+    assert_exact(model, torch.zeros(1, 6, 16), torch.zeros(1, 4, 16))
+
+
+# -- einsum and matrix products --------------------------------------------------------
+
+@pytest.mark.parametrize("subscripts", ["bhqd,bhkd->bhqk", "bij,bjk->bik", "bnd,de->bne",
+                                        "bhqd,bhqd->bhq", "bi,bj->bij"])
+def test_einsum(subscripts):
+    class E(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(6, 6))
+
+        def forward(self, x):
+            a = x + 1
+            shapes = subscripts.split("->")[0].split(",")
+            ops = [a.reshape(-1)[:6 ** len(s)].reshape([6] * len(s)) if s != "de" else self.w
+                   for s in shapes]
+            return torch.einsum(subscripts, *ops)
+    model = E()
+    x = torch.zeros(6, 6, 6, 6)
+    got = cnncalc.from_torch(model, example_inputs=x)
+    _, macs = torch_count(model, x)
+    assert int(got.total["macs"]) == macs
+    assert got.unsupported == ()
+
+
+@pytest.mark.parametrize("call", ["bmm", "baddbmm", "addmm", "matmul4d"])
+def test_matrix_products_of_activations(call):
+    class P(nn.Module):
+        def forward(self, x):
+            if call == "bmm":
+                return torch.bmm(x, x.transpose(1, 2))
+            if call == "baddbmm":
+                return torch.baddbmm(x[:, :, :4], x, x.transpose(1, 2)[:, :, :4])
+            if call == "addmm":
+                return torch.addmm(x[0, :, :4], x[0], x[0].t()[:, :4])
+            return x.view(3, 2, 4, 2) @ x.view(3, 2, 2, 4)
+    model = P()
+    assert_exact(model, torch.zeros(3, 4, 4))
+
+
+# -- recurrent nets --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True},
+                                     {"batch_first": True}])
+def test_recurrent(kind, options):
+    model = getattr(nn, kind)(8, 6, **options)
+    x = torch.zeros(5, 3, 8)
+    got = assert_exact(model, x)
+    assert all(r.macs for r in got.layers)
+
+
+def test_lstm_with_projection():
+    assert_exact(nn.LSTM(8, 6, num_layers=2, proj_size=4, bidirectional=True),
+                 torch.zeros(5, 2, 8))
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells(kind):
+    class Unroll(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = getattr(nn, kind)(8, 6)
+
+        def forward(self, x):
+            h = None
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+            return h[0] if isinstance(h, tuple) else h
+    assert_exact(Unroll(), torch.zeros(2, 4, 8))
+
+
+def test_recurrent_rows_scale_with_a_symbolic_batch():
+    model = nn.GRU(8, 6, batch_first=True)
+    got = cnncalc.from_torch(model, "5x8", batch="N")
+    _, macs = torch_count(model, torch.zeros(3, 5, 8))
+    assert got.subs({"N": 3}).total["macs"] == macs
+
+
+# -- token models, several inputs, dtypes ----------------------------------------------
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.bag = nn.EmbeddingBag(100, 8, mode="mean")
+        self.head = nn.Linear(16 + 8, 3)
+
+    def forward(self, ids):
+        return self.head(torch.cat([self.emb(ids).mean(1), self.bag(ids)], 1))
+
+
+def test_token_model_from_a_shape_and_a_dtype():
+    model = Tokens()
+    got = cnncalc.from_torch(model, "12", batch=2, input_dtype="int64")
+    params, macs = torch_count(model, torch.zeros(2, 12, dtype=torch.long))
+    assert got.unsupported == ()
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert row(got, "emb").params == 100 * 16 and row(got, "emb").macs == 0
+
+
+def test_token_model_from_an_example_tensor_of_ids():
+    assert_exact(Tokens(), torch.randint(0, 100, (4, 7)))
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 4), nn.Conv2d(3, 4, 3)
+
+    def forward(self, x, img, scale=None):
+        y = self.a(x) + self.b(img).mean(dim=(2, 3))
+        return y if scale is None else y * scale
+
+
+def test_two_inputs_by_shape_tuple_and_dict():
+    model = TwoInputs()
+    params, macs = torch_count(model, torch.zeros(2, 8), torch.zeros(2, 3, 6, 6))
+    by_shape = cnncalc.from_torch(model, ["8", (3, 6, 6)], batch=2)
+    by_tuple = cnncalc.from_torch(model, example_inputs=(torch.ones(2, 8),
+                                                         torch.ones(2, 3, 6, 6)))
+    by_dict = cnncalc.from_torch(model, example_inputs={"x": torch.ones(2, 8),
+                                                        "img": torch.ones(2, 3, 6, 6),
+                                                        "scale": torch.ones(2, 4)})
+    for got in (by_shape, by_tuple, by_dict):
+        assert got.unsupported == ()  # the mean over (2, 3) is global pooling, no alarm
+        assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert by_shape.input_shape == (8,)
+
+
+def test_a_wrong_input_is_named():
+    with pytest.raises(CnnCalcError, match=r"--input 2"):
+        cnncalc.from_torch(TwoInputs(), ["8", "3xHx6"])
+    with pytest.raises(CnnCalcError, match=r"--input-dtype 2: 'int65'"):
+        cnncalc.from_torch(TwoInputs(), ["8", "3x6x6"], input_dtype=["float32", "int65"])
+    with pytest.raises(CnnCalcError, match=r"example_inputs\[1\]: a 0-d tensor"):
+        cnncalc.from_torch(TwoInputs(), example_inputs=(torch.zeros(2, 8), torch.tensor(1.0)))
+    with pytest.raises(CnnCalcError, match="forward failed on a 2x7, 2x3x6x6 input"):
+        cnncalc.from_torch(TwoInputs(), example_inputs=(torch.zeros(2, 7),
+                                                        torch.zeros(2, 3, 6, 6)))
+
+
+# -- parameters used elementwise or through indexing -----------------------------------
+
+class WindowAttention(nn.Module):
+    """Swin's attention, written out: a relative position bias table read by indexing,
+    heads and windows folded into the first dimension, a shifted-window mask built with
+    ``new_zeros``, and a layer scale."""
+
+    def __init__(self, dim=16, heads=2, window=4):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                            indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer("index", rel[..., 0] * (2 * window - 1) + rel[..., 1])
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):  # x: B, H, W, C
+        b, h, w, c = x.shape
+        s = self.window
+        win = x.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+        q, k, v = self.qkv(win).reshape(-1, s * s, 3, self.heads, c // self.heads).permute(
+            2, 0, 3, 1, 4)
+        attn = q @ k.transpose(-2, -1)
+        bias = self.table[self.index.view(-1)].view(s * s, s * s, -1).permute(2, 0, 1)
+        mask = x.new_zeros((s * s, s * s))
+        attn = (attn + bias.unsqueeze(0) + mask).softmax(-1)
+        y = (attn @ v).transpose(1, 2).reshape(-1, s * s, c)
+        return x + self.gamma * self.proj(y).view(b, h, w, c)
+
+
+def test_window_attention_counts_the_bias_table_once():
+    model = WindowAttention()
+    got = assert_exact(model, torch.zeros(2, 8, 8, 16))
+    # The attention products of the 2 x 4 windows: (4 x 16 scores) x 8 wide heads, x 2.
+    assert row(got, "matmul").macs == 2 * 4 * 2 * 16 * 16 * 8
+
+
+class GRN(nn.Module):
+    """ConvNeXt-V2's global response normalisation: gamma and beta used elementwise."""
+
+    def __init__(self, dim=8):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        gx = torch.norm(y, p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return (self.gamma * (y * nx) + self.beta + y).permute(0, 3, 1, 2)
+
+
+def test_grn_parameters_are_counted():
+    assert_exact(GRN(), torch.zeros(2, 8, 5, 5))
+
+
+# -- what cannot be costed is named ----------------------------------------------------
+
+def test_an_unknown_op_is_named_not_dropped():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return F.interpolate(self.conv(x), scale_factor=2.0)
+    got = cnncalc.from_torch(Odd(), "3x8x8")
+    assert [(u.name, u.type) for u in got.unsupported] == [("interpolate", "interpolate")]
+    assert "upsample" in got.unsupported[0].reason
+
+
+def test_a_same_shape_unknown_call_is_not_taken_as_elementwise():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.linalg.matrix_exp(x)
+    got = cnncalc.from_torch(Cumulative(), "4x4")
+    assert [u.type for u in got.unsupported] == ["linalg_matrix_exp"]
+
+
+# -- module forms ----------------------------------------------------------------------
+
+def test_fx_graph_module():
+    base = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    graph = torch.fx.symbolic_trace(base)
+    x = torch.zeros(1, 3, 8, 8)
+    got = assert_exact(graph, x)
+    assert got.total["macs"] == cnncalc.from_torch(base, "3x8x8").total["macs"]
+
+
+def test_torchscript_is_refused_in_one_clear_error():
+    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3)))
+    with pytest.raises(CnnCalcError, match="TorchScript"):
+        cnncalc.from_torch(scripted, "3x8x8")
+
+
+def test_a_forward_that_needs_values_runs_on_the_cpu_with_a_note():
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = self.a(x)
+            if y.sum().item() >= 0:  # data-dependent control flow
+                y = torch.relu(y)
+            return self.b(y)
+    model = Gate()
+    got = cnncalc.from_torch(model, "8", batch=2)
+    params, macs = torch_count(model, torch.zeros(2, 8))
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert any("CPU" in n for n in got.notes)
+    assert math.prod(got.output_shape) == 4
