@@ -193,10 +193,6 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise CnnCalcError(f"from_torch needs a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, torch.jit.ScriptModule):
-        raise CnnCalcError("a TorchScript module (torch.jit.script or torch.jit.trace) runs "
-                           "compiled code that cnncalc cannot follow: give the nn.Module it "
-                           "was made from")
     if example_inputs is not None:
         if input_shape is not None:
             raise CnnCalcError("give the input shape or example_inputs, not both")
@@ -220,7 +216,10 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
                      for s, t in zip(shapes, dtypes))
         kwargs, shape = {}, shapes[0]
     tracer = _Tracer(torch, model, run_batch)
-    calls, out, unsupported = tracer.run(args, kwargs)
+    if isinstance(model, torch.jit.ScriptModule):
+        calls, out, unsupported = tracer.run_compiled(args, kwargs)
+    else:
+        calls, out, unsupported = tracer.run(args, kwargs)
     return _analysis(tuple(calls), shape, out, batch, layout, name or type(model).__name__,
                      tuple(unsupported), {"optimizer": optimizer, "dtype": dtype,
                                           "freeze": freeze}, tuple(tracer.notes))
@@ -450,6 +449,43 @@ class _Tracer:
                 f"{exc})"]
             return result
 
+    def run_compiled(self, args, kwargs):
+        """A TorchScript module hides its modules and calls from Python: run it once on
+        the CPU with zeros and cost the aten ops it ran (its parameters as a whole)."""
+        torch, model = self.torch, self.model
+        args = tuple(torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor)
+                     else v for v in args)
+        kwargs = {k: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor)
+                  else v for k, v in kwargs.items()}
+        ops: list = []
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), self.Count(ops):
+                y = model(*args, **kwargs)
+        except Exception as exc:
+            dims = ", ".join("x".join(map(str, t.shape)) for t in _flat((args, kwargs))
+                             if isinstance(t, torch.Tensor))
+            raise CnnCalcError(f"the TorchScript model failed on a {dims} input: "
+                               f"{_one_line(exc)}") from None
+        finally:
+            model.train(training)
+        first = next(t for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor))
+        outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
+        params = sum(p.numel() for p in model.parameters())
+        if not self.costed("", ops, first, [], outs, params, False):
+            self.add(type(model).__name__.lower(), first, (outs or [first])[0], [], outs,
+                     params, None, "script")
+        strange = sorted({op[0] for op in ops if not op[3] and not op[1]})
+        if strange:
+            self.unsupported.append(Unsupported("", "TorchScript", "runs "
+                                                + ", ".join(strange) + ", which have no rule "
+                                                "(no MACs counted for them)"))
+        self.notes.append("a TorchScript module: run once on the CPU with zero inputs and "
+                          "costed by the aten operations it ran, one row per matrix product "
+                          "(its parameters counted as a whole)")
+        return self.calls, self.shown(outs[0])[0] if outs else (), self.unsupported
+
     def _run(self, args, kwargs, device: str):
         torch, model = self.torch, self.model
         weights = {}
@@ -672,12 +708,13 @@ class _Tracer:
         groups: dict = {}
         for name, flops, dims, _ in ops:
             if flops:
-                groups[(name, dims)] = groups.get((name, dims), 0) + flops
+                key = (name.strip("_"), dims)
+                groups[key] = groups.get(key, 0) + flops
         if not groups:
             return False
         for i, ((name, dims), flops) in enumerate(groups.items()):
             macs = sp.Rational(flops, 2) / (1 if once else self.batch)
-            self.add(f"{label}.{name}", first, dims, acts if i == 0 else [],
+            self.add(f"{label}.{name}" if label else name, first, dims, acts if i == 0 else [],
                      outs if i == len(groups) - 1 else [], params if i == 0 else 0, None,
                      name, macs=macs, once=once)
         return True

@@ -151,7 +151,7 @@ def test_einsum(subscripts):
             self.w = nn.Parameter(torch.zeros(6, 6))
 
         def forward(self, x):
-            a = x + 1
+            a = x + self.w.mean()  # the weight is used in every case
             shapes = subscripts.split("->")[0].split(",")
             ops = [a.reshape(-1)[:6 ** len(s)].reshape([6] * len(s)) if s != "de" else self.w
                    for s in shapes]
@@ -373,10 +373,16 @@ def test_fx_graph_module():
     assert got.total["macs"] == cnncalc.from_torch(base, "3x8x8").total["macs"]
 
 
-def test_torchscript_is_refused_in_one_clear_error():
-    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3)))
-    with pytest.raises(CnnCalcError, match="TorchScript"):
-        cnncalc.from_torch(scripted, "3x8x8")
+@pytest.mark.parametrize("compile_with", ["script", "trace"])
+def test_torchscript_is_costed_by_what_it_runs(compile_with):
+    base = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    x = torch.zeros(2, 3, 8, 8)
+    compiled = torch.jit.script(base) if compile_with == "script" else torch.jit.trace(base, x)
+    got = cnncalc.from_torch(compiled, example_inputs=x)
+    params, macs = torch_count(base, x)
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert got.unsupported == () and "TorchScript" in got.notes[0]
+    assert [r.type for r in got.layers] == ["convolution", "addmm"]
 
 
 def test_a_forward_that_needs_values_runs_on_the_cpu_with_a_note():
