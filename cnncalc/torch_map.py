@@ -154,6 +154,14 @@ FREE_ATEN = frozenset("""
     _local_scalar_dense item is_nonzero one_hot count_nonzero diff meshgrid set_ resize_
     as_strided as_strided_ _reshape_alias expand_copy view_copy permute_copy
     _assert_async _assert_tensor_metadata sym_size sym_numel sym_stride
+    upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d
+    _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d
+    upsample_trilinear3d upsample_bicubic2d _upsample_bilinear2d_aa _upsample_bicubic2d_aa
+    im2col col2im max_pool1d max_pool2d max_pool3d max_pool2d_with_indices
+    max_pool3d_with_indices avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
+    adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d _adaptive_avg_pool3d
+    adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d fractional_max_pool2d
+    fractional_max_pool3d
 """.split())
 
 
@@ -313,7 +321,8 @@ def _numel(dims) -> int:
 
 
 # Calls with no multiply-adds, by name on torch, torch.Tensor and torch.nn.functional:
-# views and indexing, elementwise arithmetic, reductions, data movement, type changes.
+# views and indexing, elementwise arithmetic, reductions, data movement (interpolation
+# included: its arithmetic is elementwise, as a norm's is), type changes.
 FREE_NAMES = """
     view_as reshape_as permute transpose t T mT squeeze unsqueeze contiguous expand
     expand_as __getitem__ __setitem__ narrow select chunk split unbind unflatten movedim
@@ -333,6 +342,7 @@ FREE_NAMES = """
     relu relu_ gelu silu sigmoid tanh hardswish hardsigmoid leaky_relu elu selu celu mish
     softplus logsigmoid hardtanh relu6 softsign tanhshrink threshold glu addcmul addcdiv
     lerp nan_to_num square log2 log1p expm1 atan atan2 sinh cosh arange zeros ones
+    interpolate upsample upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle
 """.split()
 
 
