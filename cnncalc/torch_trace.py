@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 import re
 import sys
@@ -703,20 +704,24 @@ class _Tracer:
             self.keep.append(o)
 
     def costed(self, label: str, ops, first, acts, outs, params: int, once: bool) -> bool:
-        """Rows for the multiply-adds a call or module ran (by aten op and output shape,
-        summed over repeats such as a recurrent net's time steps); False if it ran none."""
+        """Rows for the multiply-adds a call or module ran, one per aten op, output shape
+        and contracted size, summed over repeats such as a recurrent net's time steps (the
+        row's shape then leads with the count); False if it ran none."""
         groups: dict = {}
         for name, flops, dims, _ in ops:
             if flops:
-                key = (name.strip("_"), dims)
-                groups[key] = groups.get(key, 0) + flops
+                key = (name.strip("_"), dims, flops // (2 * max(1, math.prod(dims))))
+                total, count = groups.get(key, (0, 0))
+                groups[key] = (total + flops, count + 1)
         if not groups:
             return False
-        for i, ((name, dims), flops) in enumerate(groups.items()):
+        for i, ((name, dims, _), (flops, count)) in enumerate(groups.items()):
             macs = sp.Rational(flops, 2) / (1 if once else self.batch)
-            self.add(f"{label}.{name}" if label else name, first, dims, acts if i == 0 else [],
-                     outs if i == len(groups) - 1 else [], params if i == 0 else 0, None,
-                     name, macs=macs, once=once)
+            if count > 1:
+                dims = (count * dims[0], *dims[1:]) if dims else (count,)
+            self.add(f"{label}.{name}" if label else name, first, dims,
+                     acts if i == 0 else [], outs if i == len(groups) - 1 else [],
+                     params if i == 0 else 0, None, name, macs=macs, once=once)
         return True
 
     # -- bookkeeping -----------------------------------------------------------------
