@@ -408,3 +408,28 @@ def test_a_forward_that_needs_values_runs_on_the_cpu_with_a_note():
     assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
     assert any("CPU" in n for n in got.notes)
     assert math.prod(got.output_shape) == 4
+
+
+class BiasFromAnMLP(nn.Module):
+    """Swin-V2's continuous position bias: an MLP run on a buffer of coordinates, once
+    per forward pass whatever the batch, then added to the attention scores."""
+
+    def __init__(self, n=4, heads=2):
+        super().__init__()
+        self.register_buffer("coords", torch.zeros(1, n, n, 2))
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, heads))
+        self.heads = heads
+
+    def forward(self, x):  # x: B, heads, n, d
+        scores = x @ x.transpose(-2, -1)
+        return scores + self.mlp(self.coords).permute(0, 3, 1, 2)
+
+
+def test_work_on_weights_alone_is_counted_once_per_pass():
+    model = BiasFromAnMLP()
+    got = cnncalc.from_torch(model, "2x4x8", batch="N")
+    for n in (1, 3):
+        params, macs = torch_count(model, torch.zeros(n, 2, 4, 8))
+        assert (int(got.subs({"N": n}).total["params"]),
+                int(got.subs({"N": n}).total["macs"])) == (params, macs)
+    assert got.unsupported == ()
