@@ -62,9 +62,18 @@ def _activation(torch, m) -> str | None:
     return None
 
 
+def _own_forward(m) -> bool:
+    """Whether ``m``'s class overrides the forward of the torch.nn class it extends (a
+    LoRA linear, a channels-first layer norm): then its record would not say what it does."""
+    base = next(c for c in type(m).__mro__ if c.__module__.startswith("torch."))
+    return type(m).forward is not base.forward
+
+
 def module_kind(torch, m) -> str:
     """``record``: one row; ``unsupported``: one row, listed; ``transparent``: look inside."""
     nn = torch.nn
+    if not isinstance(m, torch.jit.ScriptModule) and _own_forward(m):
+        return "transparent"
     if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
                       nn.LayerNorm, nn.GroupNorm, nn.modules.pooling._MaxPoolNd,
                       nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,

@@ -216,6 +216,9 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
         args = tuple(torch.zeros((run_batch, *(int(d) for d in s)), dtype=t, device="meta")
                      for s, t in zip(shapes, dtypes))
         kwargs, shape = {}, shapes[0]
+    compiled = getattr(model, "_orig_mod", None)  # torch.compile's wrapper: its model
+    if isinstance(compiled, torch.nn.Module):
+        model = compiled
     tracer = _Tracer(torch, model, run_batch)
     if isinstance(model, torch.jit.ScriptModule):
         calls, out, unsupported = tracer.run_compiled(args, kwargs)

@@ -433,3 +433,24 @@ def test_work_on_weights_alone_is_counted_once_per_pass():
         assert (int(got.subs({"N": n}).total["params"]),
                 int(got.subs({"N": n}).total["macs"])) == (params, macs)
     assert got.unsupported == ()
+
+
+class LoRALinear(nn.Linear):
+    """A built-in class whose forward does more than the built-in's: looked into."""
+
+    def __init__(self):
+        super().__init__(16, 16)
+        self.a, self.b = nn.Parameter(torch.zeros(16, 2)), nn.Parameter(torch.zeros(2, 16))
+
+    def forward(self, x):
+        return super().forward(x) + (x @ self.a) @ self.b
+
+
+def test_a_subclass_with_its_own_forward_is_looked_into():
+    assert_exact(nn.Sequential(LoRALinear(), nn.ReLU()), torch.zeros(3, 16))
+
+
+def test_a_compiled_model_is_analysed_as_its_model():
+    model = nn.Sequential(nn.Linear(8, 4))
+    got = cnncalc.from_torch(torch.compile(model), "8")
+    assert int(got.total["macs"]) == 32 and got.unsupported == ()
