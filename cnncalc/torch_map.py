@@ -174,8 +174,9 @@ FREE_ATEN = frozenset("""
 """.split())
 
 
-def function_table(torch) -> FunctionTable:
-    """The rules, the free calls and the constants (see :class:`FunctionTable`)."""
+def function_table(torch, value=int) -> FunctionTable:
+    """The rules, the free calls and the constants (see :class:`FunctionTable`);
+    ``value`` reads an activation's size (an int, or a formula for symbolic sizes)."""
     F, T = torch.nn.functional, torch.Tensor
     table = {}
 
@@ -214,7 +215,7 @@ def function_table(torch) -> FunctionTable:
             left, right = (args[1], args[0]) if swap else (args[0], args[1])
             if right is not acts[0] and right.dim() == 2 and left is acts[0]:
                 return L.Linear(size(right.shape[1]), False), "linear", False
-            inner = int(left.shape[-1]) if left.dim() > 1 else int(left.shape[0])
+            inner = value(left.shape[-1]) if left.dim() > 1 else value(left.shape[0])
             return [("matmul", dims, _numel(dims) * inner)]
         return h
 
@@ -222,7 +223,7 @@ def function_table(torch) -> FunctionTable:
         """addmm, baddbmm: ``beta * input + alpha * (m1 @ m2)``, the product's MACs."""
         def h(args, kwargs, acts, out, dims):
             a = Args(args, kwargs, names)
-            return [("matmul", dims, _numel(dims) * int(a("mat1", a("batch1")).shape[-1]))]
+            return [("matmul", dims, _numel(dims) * value(a("mat1", a("batch1")).shape[-1]))]
         return h
 
     def sdpa(args, kwargs, acts, out, dims):
@@ -230,8 +231,9 @@ def function_table(torch) -> FunctionTable:
         (grouped-query keys and values are repeated to the query's heads)."""
         a = Args(args, kwargs, "query key value")
         q, k, v = a("query"), a("key"), a("value")
-        heads = tuple(int(d) for d in q.shape[:-2])
-        n_q, e, n_k, e_v = int(q.shape[-2]), int(q.shape[-1]), int(k.shape[-2]), int(v.shape[-1])
+        heads = tuple(value(d) for d in q.shape[:-2])
+        n_q, e, n_k, e_v = (value(d) for d in (q.shape[-2], q.shape[-1], k.shape[-2],
+                                                v.shape[-1]))
         scores = (*heads, n_q, n_k)
         return [("qk", scores, _numel(scores) * e), ("av", dims, _numel(scores) * e_v)]
 
@@ -322,10 +324,10 @@ def function_table(torch) -> FunctionTable:
                          FREE_ATEN)
 
 
-def _numel(dims) -> int:
+def _numel(dims):
     n = 1
     for d in dims:
-        n *= int(d)
+        n *= d
     return n
 
 

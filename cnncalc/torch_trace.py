@@ -22,9 +22,11 @@ and type (with a row holding its parameters but no MACs), never dropped silently
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
-import math
+import itertools
+import logging
 import os
 import re
 import sys
@@ -101,15 +103,23 @@ class TorchAnalysis(Analysis):
     notes: tuple[str, ...] = ()  # how it was traced, where that is not the usual way
 
     def subs(self, values: dict) -> TorchAnalysis:
-        """Only the batch can be a symbol here (torch shapes are numbers)."""
+        """Values for the batch or the size symbols (``3xHxW``): every call's shapes and
+        counts are formulas in them."""
         known = {s.name for s in self.symbols}
         unknown = sorted(set(values) - known)
         if unknown:
             raise CnnCalcError(f"--subs: {', '.join(unknown)} is not a symbol of this analysis "
                                f"(its symbols: {', '.join(sorted(known)) or 'none'})")
         mapping = {L.symbol(k): sp.Integer(v) for k, v in values.items()}
-        return _analysis(self.network, from_layout(self.input_shape, self.layout),
-                         from_layout(self.output_shape, self.layout),
+
+        def put(shape):
+            return tuple(sp.sympify(d).xreplace(mapping) for d in shape)
+        calls = tuple(dataclasses.replace(
+            c, input_shape=put(c.input_shape), output_shape=put(c.output_shape),
+            record_shape=put(c.record_shape), macs=sp.sympify(c.macs).xreplace(mapping),
+            scale=sp.sympify(c.scale).xreplace(mapping)) for c in self.network)
+        return _analysis(calls, put(from_layout(self.input_shape, self.layout)),
+                         put(from_layout(self.output_shape, self.layout)),
                          self.batch.xreplace(mapping), self.layout, self.name, self.unsupported,
                          {"optimizer": self.optimizer, "dtype": self.dtype,
                           "freeze": self.freeze_given}, self.notes)
@@ -213,6 +223,9 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
         run_batch = int(batch) if batch.is_Integer else 1
         shapes = _input_shapes(input_shape, layout)
         dtypes = _input_dtypes(torch, input_dtype, len(shapes))
+        if any(not d.is_Integer for s in shapes for d in s):
+            return _symbolic(torch, model, shapes, dtypes, batch, layout, name, {
+                "optimizer": optimizer, "dtype": dtype, "freeze": freeze})
         args = tuple(torch.zeros((run_batch, *(int(d) for d in s)), dtype=t, device="meta")
                      for s, t in zip(shapes, dtypes))
         kwargs, shape = {}, shapes[0]
@@ -243,9 +256,9 @@ def _input_shapes(given, layout: str) -> list[Shape]:
             raise CnnCalcError(f"{where}: {exc}") from None
         except (TypeError, ValueError, sp.SympifyError):
             raise CnnCalcError(f"{where}: {one!r} is not a shape such as 3x32x32") from None
-        if any(not d.is_Integer or d < 1 for d in shape):
-            raise CnnCalcError(f"{where}: a PyTorch model needs positive numbers, not symbols "
-                               f"(got {'x'.join(map(str, shape))})")
+        if any(not (d.is_Integer and d >= 1 or d.is_Symbol) for d in shape):
+            raise CnnCalcError(f"{where}: a PyTorch model needs positive numbers or size "
+                               f"symbols (got {'x'.join(map(str, shape))})")
         shapes.append(shape)
     return shapes
 
@@ -301,6 +314,111 @@ def _examples(torch, given, layout: str):
     first = tensors[0]
     shape = tuple(sp.Integer(int(d)) for d in first.shape[1:])
     return args, kwargs, shape, sp.Integer(int(first.shape[0]))
+
+
+def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> TorchAnalysis:
+    """Sizes given as symbols (``3xHxW``): the model runs once on fake tensors whose sizes
+    are torch's own symbols, and each row's shapes and counts are torch's formulas in them.
+    The result is checked against the numeric trace at two sizes; a model that fixes a
+    size (a linear layer sized for 32x32) is refused, naming the size it needs."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (
+        DimDynamic,
+        ShapeEnv,
+        StatelessSymbolicContext,
+    )
+    symbols = sorted({d for s in shapes for d in s if not d.is_Integer}, key=str)
+    hints = {d: 224 + 32 * i for i, d in enumerate(symbols)}
+    env = ShapeEnv(duck_shape=False)
+    fake = FakeTensorMode(shape_env=env)
+    run_batch = int(batch) if batch.is_Integer else 1
+    args, names = [], {}
+    for s, t in zip(shapes, dtypes):
+        dynamic = [DimDynamic.STATIC] + [DimDynamic.STATIC if d.is_Integer else
+                                         DimDynamic.DYNAMIC for d in s]
+        real = torch.empty((run_batch, *(int(hints.get(d, d)) for d in s)), dtype=t,
+                           device="meta")
+        ft = fake.from_tensor(real, symbolic_context=StatelessSymbolicContext(
+            dynamic_sizes=dynamic))
+        for d, fd in zip(s, ft.shape[1:]):
+            if not d.is_Integer:
+                names[fd.node.expr] = d
+        args.append(ft)
+    tracer = _Tracer(torch, model, run_batch, fake=fake, names=names)
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level, log.level = log.level, logging.CRITICAL  # its failures are ours to report
+    try:
+        calls, out, unsupported = tracer.run(tuple(args), {})
+    finally:
+        log.setLevel(level)
+    for ours, theirs in ((d, e) for e, d in names.items()):
+        fixed = env.replacements.get(theirs)
+        if fixed is not None:
+            value = _sympy_size(fixed, names) if fixed.free_symbols else fixed
+            raise CnnCalcError(f"--input: the model fixes {ours} = {value}; give that number, "
+                               "or a model whose sizes can vary")
+    result = _analysis(tuple(calls), shapes[0], out, batch, layout,
+                       name or type(model).__name__, tuple(unsupported), options,
+                       tuple(tracer.notes))
+    for step in (0, 32):  # the formulas, against the numeric trace
+        values = {d: hints[d] + step for d in symbols}
+        given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
+        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=batch,
+                             input_dtype=list(dtypes), layout="chw")
+        for q in ("params", "macs"):
+            if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
+                raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
+                                   f"{', '.join(map(str, symbols))} (torch specialised a size "
+                                   "on the way); give numbers")
+    return result
+
+
+def _agree(a, b) -> bool:
+    """Two shapes as formulas (cnncalc's nested floors, torch's single FloorDiv): equal
+    where sympy shows it, or else at every point of a grid of sizes (they are exact
+    formulas of the same geometry, so a wrong record differs on it)."""
+    if not isinstance(a, tuple) or len(a) != len(b):
+        return False
+    symbols = sorted(set().union(*(sp.sympify(d).free_symbols for d in a + b)), key=str)
+    if not symbols:
+        return False
+    for point in itertools.product((33, 64, 97, 128, 224, 225, 301), repeat=len(symbols)):
+        values = dict(zip(symbols, point))
+        if any(sp.sympify(x).xreplace(values) != sp.sympify(y).xreplace(values)
+               for x, y in zip(a, b)):
+            return False
+    return True
+
+
+def _sympy_size(expr, names: dict) -> sp.Expr:
+    """One of torch's size expressions in the user's symbols, with floor() for FloorDiv."""
+    if expr in names:
+        return names[expr]
+    if expr.is_Integer:
+        return sp.Integer(int(expr))
+    if expr.is_Rational:
+        return sp.Rational(int(expr.p), int(expr.q))
+    if expr.is_Symbol:
+        raise CnnCalcError(f"a size depends on the data ({expr}), not only on the input's "
+                           "sizes: give numbers")
+    args = [_sympy_size(a, names) for a in expr.args]
+    kind = type(expr).__name__
+    if kind == "FloorDiv":
+        return sp.floor(args[0] / args[1])
+    if kind == "CeilDiv":
+        return sp.ceiling(args[0] / args[1])
+    if kind in ("Mod", "PythonMod"):
+        return sp.Mod(args[0], args[1])
+    if kind in ("CleanDiv", "IntTrueDiv"):
+        return args[0] / args[1]
+    if kind in ("Max",):
+        return sp.Max(*args)
+    if kind in ("Min",):
+        return sp.Min(*args)
+    if isinstance(expr, (sp.Add, sp.Mul, sp.Pow)):
+        return expr.func(*args)
+    raise CnnCalcError(f"torch gives a size as {kind}(...), which has no formula here: "
+                       "give numbers")
 
 
 # -- from calls to rows ----------------------------------------------------------------
@@ -365,10 +483,6 @@ class _NeedsValues(Exception):
     """The forward failed on meta tensors in a way that real values would avoid."""
 
 
-def _dims(t) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
-
-
 def _flat(value):
     """Every leaf of nested args, kwargs and results."""
     if isinstance(value, (tuple, list)):
@@ -381,7 +495,7 @@ def _flat(value):
         yield value
 
 
-def _count_mode(torch, free_aten):
+def _count_mode(torch, free_aten, dims_of, value):
     """A dispatch mode that records each aten op a call runs: its name, its FLOPs by
     ``torch.utils.flop_counter``'s own formulas (so a row equals FlopCounterMode's count),
     its output's dimensions, and whether it is known to do no multiply-adds."""
@@ -406,8 +520,8 @@ def _count_mode(torch, free_aten):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             rule = flop_registry.get(func._overloadpacket)
-            flops = int(rule(*args, **kwargs, out_val=out)) if rule else 0
-            dims = _dims(out) if flops and isinstance(out, torch.Tensor) else ()
+            flops = value(rule(*args, **kwargs, out_val=out)) if rule else 0
+            dims = dims_of(out) if flops != 0 and isinstance(out, torch.Tensor) else ()
             self.ops.append((str(func._overloadpacket).rpartition(".")[2], flops, dims,
                              free(func)))
             return out
@@ -418,8 +532,9 @@ def _count_mode(torch, free_aten):
 class _Tracer:
     """Runs the model once on meta tensors and turns what it calls into :class:`Call` s."""
 
-    def __init__(self, torch, model, batch: int):
+    def __init__(self, torch, model, batch: int, fake=None, names=None):
         self.torch, self.model, self.batch = torch, model, batch
+        self.fake, self.sizes = fake, names or {}  # symbolic sizes: torch's -> the user's
         self.names = {id(m): n for n, m in model.named_modules()}
         self.kinds = {id(m): module_kind(torch, m) for m in model.modules()}
         self.calls: list[Call] = []
@@ -437,14 +552,24 @@ class _Tracer:
         self.quiet = 0  # > 0 inside a module that is one row
         self.busy = False  # our own tensor calls in hooks are not the model's
         self.used: dict[str, int] = {}
-        table = function_table(torch)
+        table = function_table(torch, self.value)
         self.functions, self.free, self.constants = table.rules, table.free, table.constants
-        self.Count = _count_mode(torch, table.free_aten)
+        self.Count = _count_mode(torch, table.free_aten, self.dims, self.value)
+
+    def value(self, v):
+        """An int, or torch's symbolic size as a sympy formula in the user's symbols."""
+        if isinstance(v, int):
+            return v
+        expr = v.node.expr
+        return int(expr) if expr.is_Integer else _sympy_size(expr, self.sizes)
+
+    def dims(self, t) -> tuple:
+        return tuple(self.value(d) for d in t.shape)
 
     def run(self, args, kwargs):
         """Trace on meta tensors; if the forward needs real values, on the CPU with zeros."""
         try:
-            return self._run(args, kwargs, "meta")
+            return self._run(args, kwargs, "fake" if self.fake else "meta")
         except _NeedsValues as exc:
             again = _Tracer(self.torch, self.model, self.batch)
             result = again._run(args, kwargs, "cpu")
@@ -493,20 +618,26 @@ class _Tracer:
     def _run(self, args, kwargs, device: str):
         torch, model = self.torch, self.model
         weights = {}
+
+        def copy(w):
+            if device == "fake":
+                return self.fake.from_tensor(torch.empty_like(w, device="meta"), static_shapes=True)
+            return torch.empty_like(w, device="meta") if device == "meta" else w
         for n, p in model.named_parameters():
-            weights[n] = torch.empty_like(p, device="meta") if device == "meta" else p
+            weights[n] = copy(p)
             self.numel[n] = p.numel()
             if not p.requires_grad:
                 self.frozen.add(n)
             self.derived[id(weights[n])] = frozenset((n,))
         for n, b in model.named_buffers():
-            weights[n] = torch.empty_like(b, device="meta") if device == "meta" else b
+            weights[n] = copy(b)
             self.derived[id(weights[n])] = frozenset()
         self.keep += list(weights.values())
 
         def real(v):
             if isinstance(v, torch.Tensor):
-                v = torch.zeros(v.shape, dtype=v.dtype, device=device)
+                if device != "fake":
+                    v = torch.zeros(v.shape, dtype=v.dtype, device=device)
                 self.producer[id(v)] = -1
                 self.keep.append(v)
             return v
@@ -540,13 +671,16 @@ class _Tracer:
             for m in model.modules():
                 handles += [m.register_forward_pre_hook(self.enter),
                             m.register_forward_hook(self.leave)]
-            with torch.no_grad(), Mode():
+            with torch.no_grad(), self.fake or contextlib.nullcontext(), Mode():
                 y = torch.func.functional_call(model, weights, args, kwargs)
         except CnnCalcError:
             raise
         except Exception as exc:  # the user's forward pass failed: say how, in one line
             if device == "meta" and "meta" in str(exc).lower():
                 raise _NeedsValues(_one_line(exc)) from None
+            if device == "fake":
+                raise CnnCalcError("--input: the model cannot run with symbolic sizes "
+                                   f"({_one_line(exc)}); give numbers") from None
             dims = ", ".join("x".join(map(str, t.shape)) for t in _flat((args, kwargs))
                              if isinstance(t, torch.Tensor))
             raise CnnCalcError(f"the model's forward failed on a {dims} input: "
@@ -568,15 +702,15 @@ class _Tracer:
         and its first dimension over the batch the model ran at. A first dimension that
         is not the batch (windows or heads folded into it) is shown as that ratio, so
         that the row's activations stay exact."""
-        dims = t if isinstance(t, tuple) else _dims(t)
+        dims = t if isinstance(t, tuple) else self.dims(t)
         if not dims:
             return (), (), sp.Rational(1, 1 if once else self.batch)
-        rest = tuple(sp.Integer(d) for d in dims[1:])
+        rest = tuple(sp.sympify(d) for d in dims[1:])
         if once:
-            return tuple(sp.Integer(d) for d in dims), rest, sp.Integer(dims[0])
+            return tuple(sp.sympify(d) for d in dims), rest, sp.sympify(dims[0])
         if dims[0] == self.batch:
             return rest, rest, ONE
-        scale = sp.Rational(dims[0], self.batch)
+        scale = sp.sympify(dims[0]) / self.batch
         return (scale, *rest), rest, scale
 
     # -- modules ---------------------------------------------------------------------
@@ -666,14 +800,14 @@ class _Tracer:
             return
         out_rest = self.shown(outs[0])[1]
         handler = self.functions.get(func)
-        mapped = handler(args, kwargs, acts, out_rest, _dims(outs[0])) if handler else None
+        mapped = handler(args, kwargs, acts, out_rest, self.dims(outs[0])) if handler else None
         params = self.claim(tensors)
         if isinstance(mapped, list):  # products of activations: one row each
             for i, (kind, dims, macs) in enumerate(mapped):
                 rows_in = acts if i == 0 else []
                 self.add(f"{where}.{kind}" if where else kind, acts[0], dims, rows_in,
                          outs if i == len(mapped) - 1 else [], params if i == 0 else 0,
-                         None, "matmul", macs=sp.Rational(macs, self.batch))
+                         None, "matmul", macs=sp.sympify(macs) / self.batch)
             return
         if mapped is None:
             if ops is not None:  # an unknown call: cost what it ran, or name it
@@ -712,14 +846,14 @@ class _Tracer:
         row's shape then leads with the count); False if it ran none."""
         groups: dict = {}
         for name, flops, dims, _ in ops:
-            if flops:
-                key = (name.strip("_"), dims, flops // (2 * max(1, math.prod(dims))))
+            if flops != 0:
+                key = (name.strip("_"), dims, sp.sympify(flops) / (2 * prod(dims)))
                 total, count = groups.get(key, (0, 0))
                 groups[key] = (total + flops, count + 1)
         if not groups:
             return False
         for i, ((name, dims, _), (flops, count)) in enumerate(groups.items()):
-            macs = sp.Rational(flops, 2) / (1 if once else self.batch)
+            macs = sp.sympify(flops) / 2 / (1 if once else self.batch)
             if count > 1:
                 dims = (count * dims[0], *dims[1:]) if dims else (count,)
             self.add(f"{label}.{name}" if label else name, first, dims,
@@ -752,7 +886,7 @@ class _Tracer:
                 made = cost(layer, record, ONE).output_shape
             except CnnCalcError as exc:
                 made = f"an error ({exc})"
-            if made != out_rest:
+            if made != out_rest and not _agree(made, out_rest):
                 self.unsupported.append(Unsupported(label, kind, f"cnncalc's rule gives "
                                                     f"{made}, torch gives {out_rest}"))
                 layer = None

@@ -164,6 +164,10 @@ TINY_MODULE = """
             y = self.up(self.conv(x)).permute(0, 2, 3, 1)
             return self.mix(y, y).permute(0, 3, 1, 2)
 
+    def allconv():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(4, 2))
+
     class TokensAndImage(nn.Module):
         def __init__(self):
             super().__init__()
@@ -301,3 +305,20 @@ def test_cli_several_inputs_and_their_dtypes(user_module, capsys):
     code, _, err = run_any(["params", "--layers", "conv(4,k=3)", "--input", "3x8x8",
                             "--input", "3x8x8"], capsys)
     assert code == 2 and "--input" in err
+
+
+def test_cli_torch_symbolic_sizes(user_module, capsys):
+    doc = json.loads(run(["params", "--torch", f"{user_module}:allconv", "--input", "3xHxW",
+                          "--format", "json"], capsys))
+    assert doc["symbols"] == ["H", "W"] and doc["unsupported"] == []
+    import sympy as sp
+    channels, height, _ = doc["layers"][0]["output_shape"]
+    h = sp.Symbol("H", integer=True, positive=True)
+    assert channels == 4 and all(sp.sympify(height, {"H": h}).subs(h, v) == (v - 3) // 2 + 1
+                                 for v in range(3, 80))
+    doc = json.loads(run(["params", "--torch", f"{user_module}:allconv", "--input", "3xHxW",
+                          "--subs", "H=33,W=20", "--format", "json"], capsys))
+    import importlib
+    model = importlib.import_module(user_module).allconv()
+    conv = model[0]
+    assert doc["total"]["macs"] == conv.weight.numel() * 16 * 9 + 8

@@ -454,3 +454,49 @@ def test_a_compiled_model_is_analysed_as_its_model():
     model = nn.Sequential(nn.Linear(8, 4))
     got = cnncalc.from_torch(torch.compile(model), "8")
     assert int(got.total["macs"]) == 32 and got.unsupported == ()
+
+
+# -- symbolic sizes --------------------------------------------------------------------
+
+class Strided(nn.Module):
+    """Strides, padding, pooling that floors, a residual add and a global pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 4, 5, stride=3)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.pool(F.relu(self.stem(x)))
+        y = self.down(y + self.body(y))
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def test_symbolic_sizes_from_torch_equal_torch_at_every_size():
+    model = Strided()
+    got = cnncalc.from_torch(model, "3xHxW")
+    assert {s.name for s in got.symbols} == {"H", "W"}
+    for h, w in [(32, 32), (45, 61), (100, 37), (224, 225)]:
+        params, macs = torch_count(model, torch.zeros(1, 3, h, w))
+        at = got.subs({"H": h, "W": w})
+        assert (at.total["params"], at.total["macs"]) == (params, macs), (h, w)
+        assert at.output_shape == (2,)
+
+
+def test_symbolic_sizes_agree_with_the_spec_path():
+    from test_zoo_torch import ZOO, build
+    builder, _, _ = ZOO["resnet18"]
+    got = cnncalc.from_torch(build(builder), "3xHxW")
+    spec = cnncalc.analyze(model="resnet18", input="3xHxW")
+    for h, w in [(64, 64), (97, 130)]:
+        assert (got.subs({"H": h, "W": w}).total["macs"]
+                == spec.subs({"H": h, "W": w}).total["macs"])
+
+
+def test_a_model_that_fixes_its_size_is_refused_for_symbols():
+    lenet = nn.Sequential(nn.Conv2d(3, 6, 5), nn.Flatten(), nn.Linear(6 * 28 * 28, 10))
+    with pytest.raises(CnnCalcError, match="symbolic sizes"):
+        cnncalc.from_torch(lenet, "3xHxW")
