@@ -6,18 +6,25 @@ were. Forward hooks see each leaf module; a ``TorchFunctionMode`` sees every fun
 call made outside them (``F.conv2d``, ``@``, ``torch.add``, ``x + y``). Each is mapped to
 the layer record the layer language would build (``nn.Conv2d`` -> ``layers.Conv``) and
 costed by :func:`quantities.cost` on the shape that actually reached it, so every
-quantity and renderer works as for a spec.
+quantity and renderer works as for a spec. A call with no rule that is not on the
+explicit free list (``torch_map.FREE_NAMES``), and a built-in module with no record
+(``nn.LSTM``), run under a ``TorchDispatchMode`` that records the aten ops they run:
+their products become rows costed by ``torch.utils.flop_counter``'s own formulas (so
+they equal ``FlopCounterMode``), and an op that is neither a product nor known free
+puts the call in ``unsupported``. Nothing passes as free unless it is known to be.
 
 The result is a flat list of rows in execution order, not a tree: a residual block is
 its body, its shortcut and an ``add`` row, in the order the model ran them, and each
-row records the rows that fed it (``Row.inputs``). Parameters are attributed to the
+row records the rows that feed it (``Row.inputs``). Parameters are attributed to the
 first operation that uses them, so the total is ``sum(p.numel())`` over the parameters
-the forward pass touches; tensors computed only from parameters (a reshaped weight)
-are weight preparation, not layers. Views (``view``, ``permute``, indexing) store
-nothing new and get no row, except a flatten to one dimension, which the layer
-language has. What cannot be mapped is kept in ``Analysis.unsupported`` by module name
-and type (with a row holding its parameters but no MACs), never dropped silently.
-(Not named from_torch.py: the package attribute ``cnncalc.from_torch`` is the function.)
+the forward pass touches; tensors computed only from parameters (a reshaped weight, an
+indexed bias table) are weight preparation, not layers. Views store nothing new and get
+no row, except a flatten to one dimension, which the layer language has. A first
+dimension that is not the batch (windows, heads) scales the row. A forward that needs
+real values runs on the CPU with zeros; a TorchScript module runs on the CPU under the
+dispatch mode alone; symbolic sizes (``3xHxW``) run on fake tensors with torch's
+symbolic shapes. (Not named from_torch.py: the package attribute ``cnncalc.from_torch``
+is the function.)
 """
 
 from __future__ import annotations
