@@ -217,7 +217,7 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
         if not (isinstance(batch, int) and batch == 1):
             raise CnnCalcError("with example_inputs the batch is their first dimension: "
                                "leave batch out")
-        args, kwargs, shape, batch = _examples(torch, example_inputs, layout)
+        args, kwargs, shape, batch = _examples(torch, example_inputs)
         run_batch = int(batch)
     else:
         if input_shape is None:
@@ -293,7 +293,7 @@ def _input_dtypes(torch, given, count: int) -> list:
     return dtypes * count if len(dtypes) == 1 else dtypes
 
 
-def _examples(torch, given, layout: str):
+def _examples(torch, given):
     """Example inputs -> meta copies (shape and dtype only), the first's shape and batch."""
     if isinstance(given, torch.Tensor):
         given = (given,)
