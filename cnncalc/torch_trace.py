@@ -380,6 +380,14 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
     return result
 
 
+def _attention_roles(ops: list[str]) -> list[str] | None:
+    """Multi-head attention's products by role: last the projection out, before it AV and
+    QK^T (two batched products), and before them the projections in."""
+    if len(ops) < 4 or any(op not in ("bmm", "baddbmm") for op in ops[-3:-1]):
+        return None
+    return ["in_proj"] * (len(ops) - 3) + ["qk", "av", "out_proj"]
+
+
 def _agree(a, b) -> bool:
     """Two shapes as formulas (cnncalc's nested floors, torch's single FloorDiv): equal
     where sympy shows it, or else at every point of a grid of sizes (they are exact
@@ -818,8 +826,12 @@ class _Tracer:
             return
         if mapped is None:
             if ops is not None:  # an unknown call: cost what it ran, or name it
-                if self.costed(label, ops, acts[0], acts, outs, params, False):
+                if stem == "multi_head_attention_forward":  # rows named by their role
+                    label = where or "attention"
+                if self.costed(label, ops, acts[0], acts, outs, params, False,
+                               stem == "multi_head_attention_forward"):
                     return
+                label = f"{where}.{stem}" if where else stem
                 strange = sorted({op[0] for op in ops if not op[3]})
                 if strange:
                     self.unsupported.append(Unsupported(
@@ -847,23 +859,27 @@ class _Tracer:
             self.producer[id(o)] = self.producer.get(id(same), len(self.calls) - 1)
             self.keep.append(o)
 
-    def costed(self, label: str, ops, first, acts, outs, params: int, once: bool) -> bool:
+    def costed(self, label: str, ops, first, acts, outs, params: int, once: bool,
+               attention: bool = False) -> bool:
         """Rows for the multiply-adds a call or module ran, one per aten op, output shape
         and contracted size, summed over repeats such as a recurrent net's time steps (the
         row's shape then leads with the count); False if it ran none."""
         groups: dict = {}
-        for name, flops, dims, _ in ops:
-            if flops != 0:
-                key = (name.strip("_"), dims, sp.sympify(flops) / (2 * prod(dims)))
+        for i, (name, flops, dims, _) in enumerate(ops):
+            if flops != 0:  # (an attention's products each once: none merged)
+                key = (name.strip("_"), dims, sp.sympify(flops) / (2 * prod(dims)),
+                       i if attention else 0)
                 total, count = groups.get(key, (0, 0))
                 groups[key] = (total + flops, count + 1)
         if not groups:
             return False
-        for i, ((name, dims, _), (flops, count)) in enumerate(groups.items()):
+        roles = _attention_roles([key[0] for key in groups]) if attention else None
+        for i, ((name, dims, _, _), (flops, count)) in enumerate(groups.items()):
             macs = sp.sympify(flops) / 2 / (1 if once else self.batch)
             if count > 1:
                 dims = (count * dims[0], *dims[1:]) if dims else (count,)
-            self.add(f"{label}.{name}" if label else name, first, dims,
+            row = roles[i] if roles else name
+            self.add(f"{label}.{row}" if label else row, first, dims,
                      acts if i == 0 else [], outs if i == len(groups) - 1 else [],
                      params if i == 0 else 0, None, name, macs=macs, once=once)
         return True

@@ -97,8 +97,12 @@ def test_multihead_attention(batch_first, need_weights):
 
         def forward(self, x):
             return self.attn(x, x, x, need_weights=need_weights)[0]
-    got = assert_exact(Block(), torch.zeros(3, 5, 16))
-    assert sum(1 for r in got.layers if r.macs) >= 4  # projections, QK^T, AV, output
+    got = assert_exact(Block(), torch.zeros(3, 4, 16))  # 4 heads of 4
+    # Rows by role, each its own: batches x 4 heads x length x length scores x 4.
+    batches, length = (3, 4) if batch_first else (4, 3)
+    assert [r.name for r in got.layers] == ["attn.in_proj", "attn.qk", "attn.av",
+                                            "attn.out_proj"]
+    assert row(got, "qk").macs == row(got, "av").macs == batches * 4 * length**2 * 4
 
 
 def test_multihead_attention_other_key_sizes():
@@ -276,7 +280,7 @@ def test_two_inputs_by_shape_tuple_and_dict():
 
 def test_a_wrong_input_is_named():
     with pytest.raises(CnnCalcError, match=r"--input 2"):
-        cnncalc.from_torch(TwoInputs(), ["8", "3xHx6"])
+        cnncalc.from_torch(TwoInputs(), ["8", "3x0x6"])
     with pytest.raises(CnnCalcError, match=r"--input-dtype 2: 'int65'"):
         cnncalc.from_torch(TwoInputs(), ["8", "3x6x6"], input_dtype=["float32", "int65"])
     with pytest.raises(CnnCalcError, match=r"example_inputs\[1\]: a 0-d tensor"):
