@@ -504,3 +504,64 @@ def test_a_model_that_fixes_its_size_is_refused_for_symbols():
     lenet = nn.Sequential(nn.Conv2d(3, 6, 5), nn.Flatten(), nn.Linear(6 * 28 * 28, 10))
     with pytest.raises(CnnCalcError, match="symbolic sizes"):
         cnncalc.from_torch(lenet, "3xHxW")
+
+
+# -- convolutional shapes beyond a chain -----------------------------------------------
+
+class UNet(nn.Module):
+    """Down, up by a transposed conv and by interpolation, skips joined by cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1, self.down2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.merge = nn.Conv2d(16, 8, 3, padding=1)
+        self.out = nn.Conv2d(8 + 3, 2, 1)
+
+    def forward(self, x):
+        a = F.relu(self.down1(x))
+        b = F.relu(self.down2(F.max_pool2d(a, 2)))
+        c = F.relu(self.merge(torch.cat([self.up(b), a], dim=1)))
+        c = F.interpolate(F.avg_pool2d(c, 2), scale_factor=2, mode="bilinear")
+        return self.out(torch.cat([c, x], dim=1))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3)
+        self.fc1, self.fc2 = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(y, 1)))))
+        return y * s  # a broadcast product: no multiply-adds, no alarm
+
+
+@pytest.mark.parametrize("model", [UNet, SqueezeExcite])
+def test_unet_and_squeeze_excite(model):
+    assert_exact(model(), torch.zeros(2, 3, 16, 16))
+
+
+def test_masked_attention_and_a_causal_transformer():
+    attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = attn
+
+        def forward(self, x, pad):
+            mask = torch.ones(5, 5, dtype=torch.bool).triu(1)
+            return self.attn(x, x, x, attn_mask=mask, key_padding_mask=pad)[0]
+    assert_exact(Masked(), torch.zeros(2, 5, 16), torch.zeros(2, 5, dtype=torch.bool))
+
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.t = nn.Transformer(16, 2, 1, 1, 32, batch_first=True)
+
+        def forward(self, src, tgt):
+            mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+            return self.t(src, tgt, tgt_mask=mask, tgt_is_causal=True)
+    assert_exact(Causal(), torch.zeros(1, 6, 16), torch.zeros(1, 4, 16))
