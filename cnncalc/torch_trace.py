@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import itertools
 import logging
@@ -388,6 +389,7 @@ def _attention_roles(ops: list[str]) -> list[str] | None:
     return ["in_proj"] * (len(ops) - 3) + ["qk", "av", "out_proj"]
 
 
+@functools.lru_cache(maxsize=4096)
 def _agree(a, b) -> bool:
     """Two shapes as formulas (cnncalc's nested floors, torch's single FloorDiv): equal
     where sympy shows it, or else at every point of a grid of sizes (they are exact
