@@ -668,7 +668,8 @@ class _Tracer:
                 if tracer.busy or not tracer.stack or tracer.quiet:
                     return func(*args, **kwargs)
                 ops = None
-                if func in tracer.functions or func in tracer.free or func in tracer.constants:
+                if (func in tracer.free or func in tracer.constants or func in tracer.functions
+                        and not tracer.on_weights(args, kwargs)):
                     result = func(*args, **kwargs)
                 else:  # not known here: record the aten ops it runs
                     ops = []
@@ -713,6 +714,11 @@ class _Tracer:
         out = self.shown(outs[0])[0] if outs else ()
         self._unused()
         return self.calls, out, self.unsupported
+
+    def on_weights(self, args, kwargs) -> bool:
+        """Whether a call reads weights only (a LoRA merge: its products run once)."""
+        tensors = [t for t in _flat((args, kwargs)) if isinstance(t, self.torch.Tensor)]
+        return bool(tensors) and all(id(t) in self.derived for t in tensors)
 
     def shown(self, t, once: bool = False) -> tuple[Shape, Shape, sp.Expr]:
         """A tensor's shape as a row shows it, its shape per sample (no first dimension),
@@ -808,8 +814,13 @@ class _Tracer:
         if not acts or func in self.constants:  # weights, or a constant made like a tensor
             names = frozenset().union(*(self.derived.get(id(t), frozenset())
                                         for t in tensors if func not in self.constants))
-            if ops and any(op[1] for op in ops):  # arithmetic on weights, once per pass
-                self.costed(label, ops, tensors[0], [], [], self.claim(tensors), True)
+            first = (tensors or outs)[0]  # arithmetic on weights: once per pass
+            if ops and not self.costed(label, ops, first, [], [], self.claim(tensors), True):
+                strange = sorted({op[0] for op in ops if not op[3]})
+                if strange:
+                    self.unsupported.append(Unsupported(
+                        label, stem, f"not mapped: runs {', '.join(strange)} on weights, "
+                        "which have no rule (no MACs counted)"))
             for o in outs:
                 if id(o) not in self.producer:
                     self.derived[id(o)] = names

@@ -565,3 +565,22 @@ def test_masked_attention_and_a_causal_transformer():
             mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
             return self.t(src, tgt, tgt_mask=mask, tgt_is_causal=True)
     assert_exact(Causal(), torch.zeros(1, 6, 16), torch.zeros(1, 4, 16))
+
+
+def test_weight_work_is_costed_or_named():
+    class Merged(nn.Module):
+        """A LoRA weight merged in forward (a product of weights), and an inverse."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.eye(8))
+            self.a, self.b = nn.Parameter(torch.zeros(8, 2)), nn.Parameter(torch.zeros(2, 8))
+
+        def forward(self, x):
+            return F.linear(x, self.w + self.a @ self.b) @ torch.linalg.inv(self.w)
+    model = Merged()
+    got = cnncalc.from_torch(model, "8", batch="N")
+    assert [u.type for u in got.unsupported] == ["linalg_inv"]
+    _, macs = torch_count(model, torch.eye(8)[:3])
+    # The merge (8 x 2 x 8) is counted once; the two 8 x 8 products per sample, N times.
+    assert got.subs({"N": 3}).total["macs"] == macs == 8 * 2 * 8 + 3 * 2 * 8 * 8
