@@ -8,6 +8,7 @@ torch is passed in, never imported here, so importing cnncalc stays light.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy as sp
@@ -61,9 +62,18 @@ def _activation(torch, m) -> str | None:
     return None
 
 
+def _own_forward(m) -> bool:
+    """Whether ``m``'s class overrides the forward of the torch.nn class it extends (a
+    LoRA linear, a channels-first layer norm): then its record would not say what it does."""
+    base = next(c for c in type(m).__mro__ if c.__module__.startswith("torch."))
+    return type(m).forward is not base.forward
+
+
 def module_kind(torch, m) -> str:
     """``record``: one row; ``unsupported``: one row, listed; ``transparent``: look inside."""
     nn = torch.nn
+    if not isinstance(m, torch.jit.ScriptModule) and _own_forward(m):
+        return "transparent"
     if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
                       nn.LayerNorm, nn.GroupNorm, nn.modules.pooling._MaxPoolNd,
                       nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
@@ -116,10 +126,57 @@ def module_record(torch, m, out_shape: Shape):
     return L.Elementwise(kind) if kind else None
 
 
-def function_table(torch):
-    """Functional calls -> handlers ``(args, kwargs, acts, out_shape) -> (layer, kind,
-    inner, merge)`` or None (not a layer here); the view functions (no row); and the
-    elementwise products and quotients (a parameter there is a scale: no MACs)."""
+@dataclass(frozen=True)
+class FunctionTable:
+    """What the tracer knows of functional calls.
+
+    ``rules``: function -> handler ``(args, kwargs, acts, out, out_dims)`` giving a record
+    ``(layer, kind, merge)``, a list of products ``(kind, dims, macs)`` (one row each:
+    an attention's QK^T and AV), or None (not a layer here: passed on). ``free``: calls
+    known to do no multiply-adds (elementwise, views, indexing, reductions), passed on.
+    ``constants``: calls that make a new tensor from an activation's shape only
+    (``x.new_ones``). ``free_aten``: aten ops with no multiply-adds, by name, beyond
+    those torch tags pointwise or views; an unknown call running anything else is named.
+    """
+
+    rules: dict
+    free: frozenset
+    constants: frozenset
+    free_aten: frozenset
+
+
+FREE_ATEN = frozenset("""
+    _safe_softmax _softmax softmax _log_softmax log_softmax sum mean amax amin max min var
+    std var_mean std_mean norm linalg_vector_norm cumsum cumprod prod argmax argmin logsumexp
+    cat stack clone _to_copy copy_ copy contiguous detach alias lift_fresh zeros ones full
+    empty empty_like zeros_like ones_like full_like new_zeros new_ones new_full new_empty
+    new_empty_strided empty_strided scalar_tensor arange linspace constant_pad_nd roll index
+    index_select gather scatter scatter_add scatter_reduce index_put index_put_ index_add
+    masked_fill masked_fill_ masked_scatter masked_select where repeat repeat_interleave
+    embedding _embedding_bag _embedding_bag_forward_only embedding_bag unsafe_split split
+    split_with_sizes unsafe_split_with_sizes unbind chunk unsafe_chunk flip _unsafe_view
+    topk sort argsort fill fill_ zero_ select_scatter slice_scatter diagonal_scatter
+    native_dropout dropout bernoulli bernoulli_ rand rand_like randn randn_like triu tril
+    _native_batch_norm_legit_no_training _native_batch_norm_legit native_batch_norm
+    native_layer_norm native_group_norm pixel_shuffle pixel_unshuffle channel_shuffle
+    native_channel_shuffle nonzero unique _unique2 bitwise_not logical_not any all eq ne
+    _local_scalar_dense item is_nonzero one_hot count_nonzero diff meshgrid set_ resize_
+    as_strided as_strided_ _reshape_alias expand_copy view_copy permute_copy
+    _assert_async _assert_tensor_metadata sym_size sym_numel sym_stride
+    upsample_nearest1d upsample_nearest2d upsample_nearest3d _upsample_nearest_exact1d
+    _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_bilinear2d
+    upsample_trilinear3d upsample_bicubic2d _upsample_bilinear2d_aa _upsample_bicubic2d_aa
+    im2col col2im max_pool1d max_pool2d max_pool3d max_pool2d_with_indices
+    max_pool3d_with_indices avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d
+    adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d _adaptive_avg_pool3d
+    adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d fractional_max_pool2d
+    fractional_max_pool3d
+""".split())
+
+
+def function_table(torch, value=int) -> FunctionTable:
+    """The rules, the free calls and the constants (see :class:`FunctionTable`);
+    ``value`` reads an activation's size (an int, or a formula for symbolic sizes)."""
     F, T = torch.nn.functional, torch.Tensor
     table = {}
 
@@ -128,91 +185,110 @@ def function_table(torch):
             table[f] = handler
 
     def conv(ndim):
-        def h(args, kwargs, acts, out):
+        def h(args, kwargs, acts, out, dims):
             a = Args(args, kwargs, "input weight bias stride padding dilation groups")
             w = a("weight")
             return (L.Conv(ndim, size(w.shape[0]), sizes(tuple(w.shape[2:])),
                            sizes(a("stride", 1)), padding(a("padding", 0)),
                            sizes(a("dilation", 1)), size(a("groups", 1)),
-                           a("bias") is not None), f"conv{ndim}d", 0, False)
+                           a("bias") is not None), f"conv{ndim}d", False)
         return h
 
     def deconv(ndim):
-        def h(args, kwargs, acts, out):
+        def h(args, kwargs, acts, out, dims):
             a = Args(args, kwargs,
-                      "input weight bias stride padding output_padding groups dilation")
+                     "input weight bias stride padding output_padding groups dilation")
             w, g = a("weight"), a("groups", 1)
             return (L.ConvTranspose(ndim, size(w.shape[1] * g), sizes(tuple(w.shape[2:])),
                                     sizes(a("stride", 1)), sizes(a("padding", 0)),
                                     sizes(a("output_padding", 0)), sizes(a("dilation", 1)),
                                     size(g), a("bias") is not None),
-                    f"conv_transpose{ndim}d", 0, False)
+                    f"conv_transpose{ndim}d", False)
         return h
 
-    def linear(args, kwargs, acts, out):
+    def linear(args, kwargs, acts, out, dims):
         a = Args(args, kwargs, "input weight bias")
-        return L.Linear(size(a("weight").shape[0]), a("bias") is not None), "linear", 0, False
+        return L.Linear(size(a("weight").shape[0]), a("bias") is not None), "linear", False
 
     def matmul(swap):
-        def h(args, kwargs, acts, out):
+        def h(args, kwargs, acts, out, dims):
             left, right = (args[1], args[0]) if swap else (args[0], args[1])
             if right is not acts[0] and right.dim() == 2 and left is acts[0]:
-                return L.Linear(size(right.shape[1]), False), "linear", 0, False
-            return None, "matmul", int(left.shape[-1]), False
+                return L.Linear(size(right.shape[1]), False), "linear", False
+            inner = value(left.shape[-1]) if left.dim() > 1 else value(left.shape[0])
+            return [("matmul", dims, _numel(dims) * inner)]
         return h
 
+    def added_product(names: str):
+        """addmm, baddbmm: ``beta * input + alpha * (m1 @ m2)``, the product's MACs."""
+        def h(args, kwargs, acts, out, dims):
+            a = Args(args, kwargs, names)
+            return [("matmul", dims, _numel(dims) * value(a("mat1", a("batch1")).shape[-1]))]
+        return h
+
+    def sdpa(args, kwargs, acts, out, dims):
+        """Scaled dot-product attention: QK^T and AV, as the math backend multiplies them
+        (grouped-query keys and values are repeated to the query's heads)."""
+        a = Args(args, kwargs, "query key value")
+        q, k, v = a("query"), a("key"), a("value")
+        heads = tuple(value(d) for d in q.shape[:-2])
+        n_q, e, n_k, e_v = (value(d) for d in (q.shape[-2], q.shape[-1], k.shape[-2],
+                                                v.shape[-1]))
+        scores = (*heads, n_q, n_k)
+        return [("qk", scores, _numel(scores) * e), ("av", dims, _numel(scores) * e_v)]
+
     def merge(kind):
-        def h(args, kwargs, acts, out):
-            return None, kind, 0, True
+        def h(args, kwargs, acts, out, dims):
+            return None, kind, True
         return h
 
     def elementwise(kind):
-        def h(args, kwargs, acts, out):
-            return L.Elementwise(kind), kind, 0, False
+        def h(args, kwargs, acts, out, dims):
+            return L.Elementwise(kind), kind, False
         return h
 
-    def dropout(args, kwargs, acts, out):
+    def dropout(args, kwargs, acts, out, dims):
         p = Args(args, kwargs, "input p")("p", 0.5)
-        return L.Elementwise("dropout", Fraction(str(p))), "dropout", 0, False
+        return L.Elementwise("dropout", Fraction(str(p))), "dropout", False
 
     def pool(mode, ndim):
-        def h(args, kwargs, acts, out):
+        def h(args, kwargs, acts, out, dims):
             a = Args(args, kwargs, "input kernel_size stride padding "
-                      + ("dilation ceil_mode" if mode == "max" else "ceil_mode"))
+                     + ("dilation ceil_mode" if mode == "max" else "ceil_mode"))
             k = sizes(a("kernel_size"))
             s = a("stride")
             s = k if s is None or s == [] or s == () else sizes(s)
             d = sizes(a("dilation", 1)) if mode == "max" else ONE
             return (L.Pool(mode, ndim, k, s, sizes(a("padding", 0)), d,
-                           bool(a("ceil_mode", False))), f"{mode}_pool{ndim}d", 0, False)
+                           bool(a("ceil_mode", False))), f"{mode}_pool{ndim}d", False)
         return h
 
-    def adaptive(args, kwargs, acts, out):
-        return L.AdaptiveAvgPool(sizes(out[1:])), f"adaptive_avg_pool{len(out) - 1}d", 0, False
+    def adaptive(args, kwargs, acts, out, dims):
+        return L.AdaptiveAvgPool(sizes(out[1:])), f"adaptive_avg_pool{len(out) - 1}d", False
 
-    def batch_norm(args, kwargs, acts, out):
+    def batch_norm(args, kwargs, acts, out, dims):
         a = Args(args, kwargs, "input running_mean running_var weight bias")
         return (L.BatchNorm(a("weight") is not None, a("running_mean") is not None),
-                "batch_norm", 0, False)
+                "batch_norm", False)
 
-    def instance_norm(args, kwargs, acts, out):
+    def instance_norm(args, kwargs, acts, out, dims):
         a = Args(args, kwargs, "input running_mean running_var weight bias")
         return (L.InstanceNorm(a("weight") is not None, a("running_mean") is not None),
-                "instance_norm", 0, False)
+                "instance_norm", False)
 
-    def layer_norm(args, kwargs, acts, out):
+    def layer_norm(args, kwargs, acts, out, dims):
         a = Args(args, kwargs, "input normalized_shape weight bias")
         shape = a("normalized_shape")
-        dims = len(shape) if isinstance(shape, (tuple, list, torch.Size)) else 1
-        return L.LayerNorm(dims, a("weight") is not None), "layer_norm", 0, False
+        n = len(shape) if isinstance(shape, (tuple, list, torch.Size)) else 1
+        return L.LayerNorm(n, a("weight") is not None), "layer_norm", False
 
-    def group_norm(args, kwargs, acts, out):
+    def group_norm(args, kwargs, acts, out, dims):
         a = Args(args, kwargs, "input num_groups weight bias")
-        return L.GroupNorm(size(a("num_groups")), a("weight") is not None), "group_norm", 0, False
+        return L.GroupNorm(size(a("num_groups")), a("weight") is not None), "group_norm", False
 
-    def flatten(args, kwargs, acts, out):
-        if len(out) == 1 and acts[0].dim() > 2:
-            return L.Flatten(), "flatten", 0, False
+    def flatten(args, kwargs, acts, out, dims):
+        if len(out) == 1 and acts[0].dim() > 2 and acts[0] is args[0]:
+            return L.Flatten(), "flatten", False
         return None
 
     for n in (1, 2, 3):
@@ -224,6 +300,9 @@ def function_table(torch):
     on([F.linear], linear)
     on([torch.matmul, T.matmul, T.__matmul__, torch.mm, T.mm, torch.bmm, T.bmm], matmul(False))
     on([T.__rmatmul__], matmul(True))
+    on([torch.addmm, T.addmm], added_product("input mat1 mat2"))
+    on([torch.baddbmm, T.baddbmm], added_product("input batch1 batch2"))
+    on([F.scaled_dot_product_attention], sdpa)
     on([torch.add, T.add, T.add_, T.__add__, T.__radd__, T.__iadd__], merge("add"))
     on([torch.cat, torch.concat], merge("cat"))
     for kind, funcs in {
@@ -241,11 +320,58 @@ def function_table(torch):
     on([F.layer_norm], layer_norm)
     on([F.group_norm], group_norm)
     on([torch.flatten, T.flatten, T.view, T.reshape, torch.reshape], flatten)
-    views = {T.view_as, T.reshape_as, T.permute, torch.permute, T.transpose, torch.transpose,
-             T.t, T.squeeze, T.unsqueeze, torch.squeeze, torch.unsqueeze, T.contiguous,
-             T.expand, T.expand_as, T.__getitem__, T.narrow, T.select, T.chunk, T.split,
-             T.unbind, torch.chunk, torch.split, torch.unbind, T.unflatten, T.movedim,
-             T.flatten, torch.flatten, T.view, T.reshape, torch.reshape}
-    scales = {torch.mul, T.mul, T.__mul__, T.__rmul__, T.mul_, T.__imul__, torch.div, T.div,
-              T.__truediv__, T.__rtruediv__, torch.sub, T.sub, T.__sub__, T.__rsub__}
-    return table, views, scales
+    return FunctionTable(table, frozenset(_free(torch)), frozenset(_constants(torch)),
+                         FREE_ATEN)
+
+
+def _numel(dims):
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+# Calls with no multiply-adds, by name on torch, torch.Tensor and torch.nn.functional:
+# views and indexing, elementwise arithmetic, reductions, data movement (interpolation
+# included: its arithmetic is elementwise, as a norm's is), type changes.
+FREE_NAMES = """
+    view_as reshape_as permute transpose t T mT squeeze unsqueeze contiguous expand
+    expand_as __getitem__ __setitem__ narrow select chunk split unbind unflatten movedim
+    moveaxis swapaxes flatten view reshape size dim numel shape dtype device is_contiguous
+    __len__ __iter__ __bool__ __format__ __repr__ __hash__ __eq__ __ne__ __lt__ __le__
+    __gt__ __ge__ __and__ __or__ __invert__ __neg__ __abs__ __pos__ eq ne lt le gt ge
+    mul mul_ __mul__ __rmul__ __imul__ div div_ __truediv__ __rtruediv__ __itruediv__
+    __floordiv__ sub sub_ __sub__ __rsub__ __isub__ __pow__ __rpow__ pow pow_ neg abs exp
+    exp_ log log_ sqrt rsqrt sin cos erf clamp clamp_ clip clamp_min clamp_max maximum
+    minimum where masked_fill masked_fill_ sign reciprocal floor ceil round trunc frac
+    sum mean amax amin max min var std norm logsumexp cumsum argmax argmin all any softmax
+    log_softmax normalize pad roll repeat repeat_interleave tile flip stack hstack vstack
+    gather scatter index_select masked_select take to type type_as float double half
+    bfloat16 int long bool detach clone cpu requires_grad_ get_device element_size
+    fill_ zero_ copy_ unfold tril triu diagonal chunk tensor_split split_with_sizes
+    embedding one_hot dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout
+    relu relu_ gelu silu sigmoid tanh hardswish hardsigmoid leaky_relu elu selu celu mish
+    softplus logsigmoid hardtanh relu6 softsign tanhshrink threshold glu addcmul addcdiv
+    lerp nan_to_num square log2 log1p expm1 atan atan2 sinh cosh arange zeros ones
+    interpolate upsample upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle
+""".split()
+
+
+def _free(torch):
+    T, F = torch.Tensor, torch.nn.functional
+    for name in FREE_NAMES:
+        for owner in (torch, T, F):
+            f = getattr(owner, name, None)
+            if callable(f) and not isinstance(f, type):
+                yield f
+            elif hasattr(type(f), "__get__") and hasattr(f, "__get__"):
+                yield f.__get__  # a property (x.shape): torch sees its getter
+
+
+def _constants(torch):
+    T = torch.Tensor
+    for name in ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"):
+        yield getattr(T, name)
+    for name in ("zeros_like", "ones_like", "full_like", "empty_like", "rand_like",
+                 "randn_like", "randint_like"):
+        yield getattr(torch, name)

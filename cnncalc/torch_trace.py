@@ -6,24 +6,35 @@ were. Forward hooks see each leaf module; a ``TorchFunctionMode`` sees every fun
 call made outside them (``F.conv2d``, ``@``, ``torch.add``, ``x + y``). Each is mapped to
 the layer record the layer language would build (``nn.Conv2d`` -> ``layers.Conv``) and
 costed by :func:`quantities.cost` on the shape that actually reached it, so every
-quantity and renderer works as for a spec.
+quantity and renderer works as for a spec. A call with no rule that is not on the
+explicit free list (``torch_map.FREE_NAMES``), and a built-in module with no record
+(``nn.LSTM``), run under a ``TorchDispatchMode`` that records the aten ops they run:
+their products become rows costed by ``torch.utils.flop_counter``'s own formulas (so
+they equal ``FlopCounterMode``), and an op that is neither a product nor known free
+puts the call in ``unsupported``. Nothing passes as free unless it is known to be.
 
 The result is a flat list of rows in execution order, not a tree: a residual block is
 its body, its shortcut and an ``add`` row, in the order the model ran them, and each
-row records the rows that fed it (``Row.inputs``). Parameters are attributed to the
+row records the rows that feed it (``Row.inputs``). Parameters are attributed to the
 first operation that uses them, so the total is ``sum(p.numel())`` over the parameters
-the forward pass touches; tensors computed only from parameters (a reshaped weight)
-are weight preparation, not layers. Views (``view``, ``permute``, indexing) store
-nothing new and get no row, except a flatten to one dimension, which the layer
-language has. What cannot be mapped is kept in ``Analysis.unsupported`` by module name
-and type (with a row holding its parameters but no MACs), never dropped silently.
-(Not named from_torch.py: the package attribute ``cnncalc.from_torch`` is the function.)
+the forward pass touches; tensors computed only from parameters (a reshaped weight, an
+indexed bias table) are weight preparation, not layers. Views store nothing new and get
+no row, except a flatten to one dimension, which the layer language has. A first
+dimension that is not the batch (windows, heads) scales the row. A forward that needs
+real values runs on the CPU with zeros; a TorchScript module runs on the CPU under the
+dispatch mode alone; symbolic sizes (``3xHxW``) run on fake tensors with torch's
+symbolic shapes. (Not named from_torch.py: the package attribute ``cnncalc.from_torch``
+is the function.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib
+import itertools
+import logging
 import os
 import re
 import sys
@@ -46,7 +57,7 @@ from .analysis import (
     to_layout,
 )
 from .errors import CnnCalcError
-from .quantities import ONE, Cost, Shape, Step, cost, matmul_cost, prod
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, prod
 from .torch_map import function_table, module_kind, module_record
 
 MERGE = L.Residual((), "identity")
@@ -67,9 +78,13 @@ class Unsupported:
 class Call:
     """One counted operation of the forward pass, with the shapes torch produced.
 
-    ``layer`` is a layer record costed by ``quantities.cost``; without one, ``kind``
-    names a row that has no record (``add``, ``cat``, ``matmul``, an unsupported module).
-    ``params`` is what torch says the call owns (its parameters first used here).
+    ``layer`` is a layer record costed by ``quantities.cost`` on ``record_shape`` (the
+    input without its first dimension); without one, ``kind`` names a row that has no
+    record (``add``, ``cat``, ``matmul``, an unsupported module) and ``macs`` holds its
+    multiply-adds per sample. ``scale`` is the first dimension over the batch the model
+    ran at (not 1 when a model folds windows or heads into it), ``once`` marks work on
+    weights alone, done once whatever the batch. ``params`` is what torch says the call
+    owns (its parameters first used here).
     """
 
     name: str
@@ -80,8 +95,11 @@ class Call:
     params: int
     layer: Any = None
     kind: str = ""
-    inner: int = 0  # the contracted size of a matmul
     frozen: bool = False  # its parameters all have requires_grad=False
+    record_shape: Shape = ()
+    scale: Any = ONE
+    macs: Any = ZERO
+    once: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,20 +108,29 @@ class TorchAnalysis(Analysis):
 
     unsupported: tuple[Unsupported, ...] = ()
     freeze_given: str | None = None  # --freeze as given, before requires_grad=False adds rows
+    notes: tuple[str, ...] = ()  # how it was traced, where that is not the usual way
 
     def subs(self, values: dict) -> TorchAnalysis:
-        """Only the batch can be a symbol here (torch shapes are numbers)."""
+        """Values for the batch or the size symbols (``3xHxW``): every call's shapes and
+        counts are formulas in them."""
         known = {s.name for s in self.symbols}
         unknown = sorted(set(values) - known)
         if unknown:
             raise CnnCalcError(f"--subs: {', '.join(unknown)} is not a symbol of this analysis "
                                f"(its symbols: {', '.join(sorted(known)) or 'none'})")
         mapping = {L.symbol(k): sp.Integer(v) for k, v in values.items()}
-        return _analysis(self.network, from_layout(self.input_shape, self.layout),
-                         from_layout(self.output_shape, self.layout),
+
+        def put(shape):
+            return tuple(sp.sympify(d).xreplace(mapping) for d in shape)
+        calls = tuple(dataclasses.replace(
+            c, input_shape=put(c.input_shape), output_shape=put(c.output_shape),
+            record_shape=put(c.record_shape), macs=sp.sympify(c.macs).xreplace(mapping),
+            scale=sp.sympify(c.scale).xreplace(mapping)) for c in self.network)
+        return _analysis(calls, put(from_layout(self.input_shape, self.layout)),
+                         put(from_layout(self.output_shape, self.layout)),
                          self.batch.xreplace(mapping), self.layout, self.name, self.unsupported,
                          {"optimizer": self.optimizer, "dtype": self.dtype,
-                          "freeze": self.freeze_given})
+                          "freeze": self.freeze_given}, self.notes)
 
 
 # -- entry points ----------------------------------------------------------------------
@@ -162,14 +189,20 @@ def load_factory(target: str, search: str | None = None):
     return model
 
 
-def from_torch(model, input_shape, batch=1, *, layout: str = "chw", name: str | None = None,
-               optimizer: str = "sgd", dtype: str = "float32", freeze=None) -> TorchAnalysis:
+def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_dtype=None,
+               layout: str = "chw", name: str | None = None, optimizer: str = "sgd",
+               dtype: str = "float32", freeze=None) -> TorchAnalysis:
     """Analyse an ``nn.Module`` on an input of ``input_shape`` (without batch).
 
-    ``input_shape`` is ``"3x224x224"`` or a tuple of numbers, in ``layout`` order;
-    ``batch`` may be a symbol name (the model then runs at batch 1, which is exact
-    for models whose rows do not mix samples). ``optimizer``, ``dtype`` and ``freeze``
-    are as for :func:`cnncalc.analyze`.
+    ``input_shape`` is ``"3x224x224"`` or a tuple of numbers, in ``layout`` order, or a
+    list of those for a model with several positional inputs; ``input_dtype`` gives their
+    dtypes (one for all or one per input, e.g. ``"int64"`` for token ids; default float32).
+    ``example_inputs`` instead takes what the model is called with: a tensor, a tuple of
+    tensors or a dict of keyword tensors; only their shapes and dtypes are read (the batch
+    is their first dimension). ``batch`` may be a symbol name (the model then runs at
+    batch 1, which is exact for models whose rows do not mix samples). ``optimizer``,
+    ``dtype`` and ``freeze`` are as for :func:`cnncalc.analyze` (``dtype`` is the training
+    memory's, not the input's).
 
     >>> import torch
     >>> a = from_torch(torch.nn.Conv2d(3, 16, 3, padding=1), "3x32x32")
@@ -179,41 +212,255 @@ def from_torch(model, input_shape, batch=1, *, layout: str = "chw", name: str | 
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise CnnCalcError(f"from_torch needs a torch.nn.Module, got {type(model).__name__}")
-    shape = parse_shape(input_shape, layout) if isinstance(input_shape, str) else from_layout(
-        tuple(sp.sympify(d) for d in input_shape), layout)
-    if any(not d.is_Integer for d in shape):
-        raise CnnCalcError("--input: a PyTorch model needs numbers, not symbols "
-                           f"(got {'x'.join(map(str, shape))})")
-    if isinstance(batch, str):
-        batch = parse_size(batch, "--batch")
-    batch = sp.sympify(batch)
-    if batch.is_number and (not batch.is_Integer or batch < 1):
-        raise CnnCalcError(f"--batch must be a positive whole number, got {batch}")
-    run_batch = int(batch) if batch.is_Integer else 1
-    calls, out, unsupported = _Tracer(torch, model).run(tuple(int(d) for d in shape), run_batch)
+    if example_inputs is not None:
+        if input_shape is not None:
+            raise CnnCalcError("give the input shape or example_inputs, not both")
+        if not (isinstance(batch, int) and batch == 1):
+            raise CnnCalcError("with example_inputs the batch is their first dimension: "
+                               "leave batch out")
+        args, kwargs, shape, batch = _examples(torch, example_inputs)
+        run_batch = int(batch)
+    else:
+        if input_shape is None:
+            raise CnnCalcError("from_torch needs the input shape or example_inputs")
+        if isinstance(batch, str):
+            batch = parse_size(batch, "--batch")
+        batch = sp.sympify(batch)
+        if batch.is_number and (not batch.is_Integer or batch < 1):
+            raise CnnCalcError(f"--batch must be a positive whole number, got {batch}")
+        run_batch = int(batch) if batch.is_Integer else 1
+        shapes = _input_shapes(input_shape, layout)
+        dtypes = _input_dtypes(torch, input_dtype, len(shapes))
+        if any(not d.is_Integer for s in shapes for d in s):
+            return _symbolic(torch, model, shapes, dtypes, batch, layout, name, {
+                "optimizer": optimizer, "dtype": dtype, "freeze": freeze})
+        args = tuple(torch.zeros((run_batch, *(int(d) for d in s)), dtype=t, device="meta")
+                     for s, t in zip(shapes, dtypes))
+        kwargs, shape = {}, shapes[0]
+    compiled = getattr(model, "_orig_mod", None)  # torch.compile's wrapper: its model
+    if isinstance(compiled, torch.nn.Module):
+        model = compiled
+    tracer = _Tracer(torch, model, run_batch)
+    if isinstance(model, torch.jit.ScriptModule):
+        calls, out, unsupported = tracer.run_compiled(args, kwargs)
+    else:
+        calls, out, unsupported = tracer.run(args, kwargs)
     return _analysis(tuple(calls), shape, out, batch, layout, name or type(model).__name__,
                      tuple(unsupported), {"optimizer": optimizer, "dtype": dtype,
-                                          "freeze": freeze})
+                                          "freeze": freeze}, tuple(tracer.notes))
+
+
+def _input_shapes(given, layout: str) -> list[Shape]:
+    """One shape or several (a list of shapes, one per positional input), channels first."""
+    several = isinstance(given, (list, tuple)) and given and all(
+        isinstance(g, (str, list, tuple)) for g in given)
+    shapes = []
+    for i, one in enumerate(given if several else [given]):
+        where = f"--input {i + 1}" if several else "--input"
+        try:
+            shape = parse_shape(one, layout) if isinstance(one, str) else from_layout(
+                tuple(sp.sympify(d) for d in one), layout)
+        except CnnCalcError as exc:
+            raise CnnCalcError(f"{where}: {exc}") from None
+        except (TypeError, ValueError, sp.SympifyError):
+            raise CnnCalcError(f"{where}: {one!r} is not a shape such as 3x32x32") from None
+        if any(not (d.is_Integer and d >= 1 or d.is_Symbol) for d in shape):
+            raise CnnCalcError(f"{where}: a PyTorch model needs positive numbers or size "
+                               f"symbols (got {'x'.join(map(str, shape))})")
+        shapes.append(shape)
+    return shapes
+
+
+def input_dtype_of(torch, text, where: str = "--input-dtype"):
+    """``"int64"``, ``"torch.long"`` or a ``torch.dtype`` -> the ``torch.dtype``."""
+    if isinstance(text, torch.dtype):
+        return text
+    value = getattr(torch, str(text).strip().removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise CnnCalcError(f"{where}: {text!r} is not a torch dtype (e.g. float32, int64)")
+    return value
+
+
+def _input_dtypes(torch, given, count: int) -> list:
+    if given is None:
+        return [torch.float32] * count
+    if isinstance(given, (str, torch.dtype)):
+        return [input_dtype_of(torch, given)] * count
+    given = list(given)
+    if len(given) not in (1, count):
+        raise CnnCalcError(f"--input-dtype: {len(given)} dtypes for {count} inputs "
+                           "(give one for all, or one per input)")
+    dtypes = [input_dtype_of(torch, g, f"--input-dtype {i + 1}") for i, g in enumerate(given)]
+    return dtypes * count if len(dtypes) == 1 else dtypes
+
+
+def _examples(torch, given):
+    """Example inputs -> meta copies (shape and dtype only), the first's shape and batch."""
+    if isinstance(given, torch.Tensor):
+        given = (given,)
+    if isinstance(given, dict):
+        items, args, kwargs = [(f"example_inputs[{k!r}]", v) for k, v in given.items()], (), {}
+    elif isinstance(given, (tuple, list)):
+        items = [(f"example_inputs[{i}]", v) for i, v in enumerate(given)]
+    else:
+        raise CnnCalcError("example_inputs should be a tensor, a tuple of tensors or a dict "
+                           f"of keyword tensors, got {type(given).__name__}")
+    metas = []
+    for where, v in items:
+        if isinstance(v, torch.Tensor):
+            if v.dim() == 0:
+                raise CnnCalcError(f"{where}: a 0-d tensor has no batch dimension")
+            v = torch.zeros(v.shape, dtype=v.dtype, device="meta")
+        metas.append(v)
+    tensors = [m for m in metas if isinstance(m, torch.Tensor)]
+    if not tensors:
+        raise CnnCalcError("example_inputs holds no tensor")
+    if isinstance(given, dict):
+        kwargs = dict(zip(given, metas))
+    else:
+        args, kwargs = tuple(metas), {}
+    first = tensors[0]
+    shape = tuple(sp.Integer(int(d)) for d in first.shape[1:])
+    return args, kwargs, shape, sp.Integer(int(first.shape[0]))
+
+
+def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> TorchAnalysis:
+    """Sizes given as symbols (``3xHxW``): the model runs once on fake tensors whose sizes
+    are torch's own symbols, and each row's shapes and counts are torch's formulas in them.
+    The result is checked against the numeric trace at two sizes; a model that fixes a
+    size (a linear layer sized for 32x32) is refused, naming the size it needs."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (
+        DimDynamic,
+        ShapeEnv,
+        StatelessSymbolicContext,
+    )
+    symbols = sorted({d for s in shapes for d in s if not d.is_Integer}, key=str)
+    hints = {d: 224 + 32 * i for i, d in enumerate(symbols)}
+    env = ShapeEnv(duck_shape=False)
+    fake = FakeTensorMode(shape_env=env)
+    run_batch = int(batch) if batch.is_Integer else 1
+    args, names = [], {}
+    for s, t in zip(shapes, dtypes):
+        dynamic = [DimDynamic.STATIC] + [DimDynamic.STATIC if d.is_Integer else
+                                         DimDynamic.DYNAMIC for d in s]
+        real = torch.empty((run_batch, *(int(hints.get(d, d)) for d in s)), dtype=t,
+                           device="meta")
+        ft = fake.from_tensor(real, symbolic_context=StatelessSymbolicContext(
+            dynamic_sizes=dynamic))
+        for d, fd in zip(s, ft.shape[1:]):
+            if not d.is_Integer:
+                names[fd.node.expr] = d
+        args.append(ft)
+    tracer = _Tracer(torch, model, run_batch, fake=fake, names=names)
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level, log.level = log.level, logging.CRITICAL  # its failures are ours to report
+    try:
+        calls, out, unsupported = tracer.run(tuple(args), {})
+    finally:
+        log.setLevel(level)
+    for ours, theirs in ((d, e) for e, d in names.items()):
+        fixed = env.replacements.get(theirs)
+        if fixed is not None:
+            value = _sympy_size(fixed, names) if fixed.free_symbols else fixed
+            raise CnnCalcError(f"--input: the model fixes {ours} = {value}; give that number, "
+                               "or a model whose sizes can vary")
+    result = _analysis(tuple(calls), shapes[0], out, batch, layout,
+                       name or type(model).__name__, tuple(unsupported), options,
+                       tuple(tracer.notes))
+    for step in (0, 32):  # the formulas, against the numeric trace
+        values = {d: hints[d] + step for d in symbols}
+        given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
+        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=batch,
+                             input_dtype=list(dtypes), layout="chw")
+        for q in ("params", "macs"):
+            if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
+                raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
+                                   f"{', '.join(map(str, symbols))} (torch specialised a size "
+                                   "on the way); give numbers")
+    return result
+
+
+def _attention_roles(ops: list[str]) -> list[str] | None:
+    """Multi-head attention's products by role: last the projection out, before it AV and
+    QK^T (two batched products), and before them the projections in."""
+    if len(ops) < 4 or any(op not in ("bmm", "baddbmm") for op in ops[-3:-1]):
+        return None
+    return ["in_proj"] * (len(ops) - 3) + ["qk", "av", "out_proj"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _agree(a, b) -> bool:
+    """Two shapes as formulas (cnncalc's nested floors, torch's single FloorDiv): equal
+    where sympy shows it, or else at every point of a grid of sizes (they are exact
+    formulas of the same geometry, so a wrong record differs on it)."""
+    if not isinstance(a, tuple) or len(a) != len(b):
+        return False
+    symbols = sorted(set().union(*(sp.sympify(d).free_symbols for d in a + b)), key=str)
+    if not symbols:
+        return False
+    for point in itertools.product((33, 64, 97, 128, 224, 225, 301), repeat=len(symbols)):
+        values = dict(zip(symbols, point))
+        if any(sp.sympify(x).xreplace(values) != sp.sympify(y).xreplace(values)
+               for x, y in zip(a, b)):
+            return False
+    return True
+
+
+def _sympy_size(expr, names: dict) -> sp.Expr:
+    """One of torch's size expressions in the user's symbols, with floor() for FloorDiv."""
+    if expr in names:
+        return names[expr]
+    if expr.is_Integer:
+        return sp.Integer(int(expr))
+    if expr.is_Rational:
+        return sp.Rational(int(expr.p), int(expr.q))
+    if expr.is_Symbol:
+        raise CnnCalcError(f"a size depends on the data ({expr}), not only on the input's "
+                           "sizes: give numbers")
+    args = [_sympy_size(a, names) for a in expr.args]
+    kind = type(expr).__name__
+    if kind == "FloorDiv":
+        return sp.floor(args[0] / args[1])
+    if kind == "CeilDiv":
+        return sp.ceiling(args[0] / args[1])
+    if kind in ("Mod", "PythonMod"):
+        return sp.Mod(args[0], args[1])
+    if kind in ("CleanDiv", "IntTrueDiv"):
+        return args[0] / args[1]
+    if kind in ("Max",):
+        return sp.Max(*args)
+    if kind in ("Min",):
+        return sp.Min(*args)
+    if isinstance(expr, (sp.Add, sp.Mul, sp.Pow)):
+        return expr.func(*args)
+    raise CnnCalcError(f"torch gives a size as {kind}(...), which has no formula here: "
+                       "give numbers")
 
 
 # -- from calls to rows ----------------------------------------------------------------
 
 def _cost(call: Call, batch: sp.Expr) -> Cost:
+    n = call.scale if call.once else batch * call.scale
     if call.layer is not None:
-        c = cost(call.layer, call.input_shape, batch)
+        c = cost(call.layer, call.record_shape, n)
         if c.params != call.params:  # shared or unusual weights: torch's count wins
             c = dataclasses.replace(c, params=sp.Integer(call.params),
                                     steps=tuple(s for s in c.steps if s.quantity != "params"))
-        return c
-    if call.kind == "matmul":
-        return matmul_cost(call.output_shape, sp.Integer(call.inner), batch,
-                           sp.Integer(call.params))
+        return dataclasses.replace(c, output_shape=call.output_shape)
+    if call.macs:
+        m_s, n_s = L.symbol("M"), L.symbol("N")
+        formula = m_s * (n_s if n != 1 else ONE)
+        bind = {m_s: call.macs, n_s: n}
+        macs = formula.xreplace(bind)
+        return Cost(call.kind, call.output_shape, sp.Integer(call.params), ZERO, macs,
+                    (Step("macs", formula, bind, macs),))
     return Cost(call.kind, call.output_shape, sp.Integer(call.params))
 
 
 def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr, layout: str,
               name: str | None, unsupported: tuple[Unsupported, ...],
-              options: dict) -> TorchAnalysis:
+              options: dict, notes: tuple[str, ...] = ()) -> TorchAnalysis:
     """Rows from the calls, then the same totals, training and receptive-field pass as a spec."""
     walker = _Walker(batch, layout, True)
     for call in calls:
@@ -238,7 +485,7 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
                          layers=rows, total=total, memory_change=overall, memory_step=step,
                          name=name, optimizer=options["optimizer"], dtype=options["dtype"],
                          freeze=freeze, freezing_saves=saves, unsupported=unsupported,
-                         freeze_given=given)
+                         freeze_given=given, notes=notes)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -249,8 +496,8 @@ def _one_line(exc: BaseException) -> str:
 
 # -- the trace -------------------------------------------------------------------------
 
-def _shape(t) -> Shape:
-    return tuple(sp.Integer(int(d)) for d in t.shape[1:])
+class _NeedsValues(Exception):
+    """The forward failed on meta tensors in a way that real values would avoid."""
 
 
 def _flat(value):
@@ -265,161 +512,390 @@ def _flat(value):
         yield value
 
 
+def _count_mode(torch, free_aten, dims_of, value):
+    """A dispatch mode that records each aten op a call runs: its name, its FLOPs by
+    ``torch.utils.flop_counter``'s own formulas (so a row equals FlopCounterMode's count),
+    its output's dimensions, and whether it is known to do no multiply-adds."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    known: dict = {}
+
+    def free(func) -> bool:
+        if func not in known:
+            name = str(func._overloadpacket).rpartition(".")[2]
+            known[func] = (func.is_view or torch.Tag.pointwise in func.tags
+                           or name in free_aten)
+        return known[func]
+
+    class Count(TorchDispatchMode):
+        def __init__(self, ops: list):
+            super().__init__()
+            self.ops = ops
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            rule = flop_registry.get(func._overloadpacket)
+            flops = value(rule(*args, **kwargs, out_val=out)) if rule else 0
+            dims = dims_of(out) if flops != 0 and isinstance(out, torch.Tensor) else ()
+            self.ops.append((str(func._overloadpacket).rpartition(".")[2], flops, dims,
+                             free(func)))
+            return out
+
+    return Count
+
+
 class _Tracer:
     """Runs the model once on meta tensors and turns what it calls into :class:`Call` s."""
 
-    def __init__(self, torch, model):
-        self.torch, self.model = torch, model
+    def __init__(self, torch, model, batch: int, fake=None, names=None):
+        self.torch, self.model, self.batch = torch, model, batch
+        self.fake, self.sizes = fake, names or {}  # symbolic sizes: torch's -> the user's
         self.names = {id(m): n for n, m in model.named_modules()}
+        self.kinds = {id(m): module_kind(torch, m) for m in model.modules()}
         self.calls: list[Call] = []
         self.unsupported: list[Unsupported] = []
+        self.notes: list[str] = []
         self.derived: dict[int, frozenset[str]] = {}  # tensors computed from weights only
-        self.keep: list = []  # holds those tensors, so that their ids stay theirs
+        self.keep: list = []  # holds every tensor seen, so that ids are never reused
         self.producer: dict[int, int] = {}  # activation tensor -> the row that made it
         self.numel: dict[str, int] = {}
         self.frozen: set[str] = set()
         self.last_claim: set[str] = set()
         self.claimed: set[str] = set()
         self.stack: list[str] = []  # the modules the forward pass is inside
+        self.open: list = []  # (module, its aten ops, the mode recording them)
         self.quiet = 0  # > 0 inside a module that is one row
         self.busy = False  # our own tensor calls in hooks are not the model's
         self.used: dict[str, int] = {}
-        self.functions, self.views, self.scales = function_table(torch)
+        table = function_table(torch, self.value)
+        self.functions, self.free, self.constants = table.rules, table.free, table.constants
+        self.Count = _count_mode(torch, table.free_aten, self.dims, self.value)
 
-    def run(self, shape: tuple[int, ...], batch: int):
+    def value(self, v):
+        """An int, or torch's symbolic size as a sympy formula in the user's symbols."""
+        if isinstance(v, int):
+            return v
+        expr = v.node.expr
+        return int(expr) if expr.is_Integer else _sympy_size(expr, self.sizes)
+
+    def dims(self, t) -> tuple:
+        return tuple(self.value(d) for d in t.shape)
+
+    def run(self, args, kwargs):
+        """Trace on meta tensors; if the forward needs real values, on the CPU with zeros."""
+        try:
+            return self._run(args, kwargs, "fake" if self.fake else "meta")
+        except _NeedsValues as exc:
+            again = _Tracer(self.torch, self.model, self.batch)
+            result = again._run(args, kwargs, "cpu")
+            self.notes[:] = again.notes + [
+                "traced on the CPU with zero inputs (its forward needs real values: "
+                f"{exc})"]
+            return result
+
+    def run_compiled(self, args, kwargs):
+        """A TorchScript module hides its modules and calls from Python: run it once on
+        the CPU with zeros and cost the aten ops it ran (its parameters as a whole)."""
         torch, model = self.torch, self.model
-        meta = {}
+        args = tuple(torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor)
+                     else v for v in args)
+        kwargs = {k: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor)
+                  else v for k, v in kwargs.items()}
+        ops: list = []
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), self.Count(ops):
+                y = model(*args, **kwargs)
+        except Exception as exc:
+            dims = ", ".join("x".join(map(str, t.shape)) for t in _flat((args, kwargs))
+                             if isinstance(t, torch.Tensor))
+            raise CnnCalcError(f"the TorchScript model failed on a {dims} input: "
+                               f"{_one_line(exc)}") from None
+        finally:
+            model.train(training)
+        first = next(t for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor))
+        outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
+        params = sum(p.numel() for p in model.parameters())
+        if not self.costed("", ops, first, [], outs, params, False):
+            self.add(type(model).__name__.lower(), first, (outs or [first])[0], [], outs,
+                     params, None, "script")
+        strange = sorted({op[0] for op in ops if not op[3] and not op[1]})
+        if strange:
+            self.unsupported.append(Unsupported("", "TorchScript", "runs "
+                                                + ", ".join(strange) + ", which have no rule "
+                                                "(no MACs counted for them)"))
+        self.notes.append("a TorchScript module: run once on the CPU with zero inputs and "
+                          "costed by the aten operations it ran, one row per matrix product "
+                          "(its parameters counted as a whole)")
+        return self.calls, self.shown(outs[0])[0] if outs else (), self.unsupported
+
+    def _run(self, args, kwargs, device: str):
+        torch, model = self.torch, self.model
+        weights = {}
+
+        def copy(w):
+            if device == "fake":
+                return self.fake.from_tensor(torch.empty_like(w, device="meta"), static_shapes=True)
+            return torch.empty_like(w, device="meta") if device == "meta" else w
         for n, p in model.named_parameters():
-            meta[n] = torch.empty_like(p, device="meta")
+            weights[n] = copy(p)
             self.numel[n] = p.numel()
             if not p.requires_grad:
                 self.frozen.add(n)
-            self.derived[id(meta[n])] = frozenset((n,))
+            self.derived[id(weights[n])] = frozenset((n,))
         for n, b in model.named_buffers():
-            meta[n] = torch.empty_like(b, device="meta")
-            self.derived[id(meta[n])] = frozenset()
-        self.keep += list(meta.values())
-        x = torch.zeros((batch, *shape), device="meta")
-        self.producer[id(x)] = -1
+            weights[n] = copy(b)
+            self.derived[id(weights[n])] = frozenset()
+        self.keep += list(weights.values())
+
+        def real(v):
+            if isinstance(v, torch.Tensor):
+                if device != "fake":
+                    v = torch.zeros(v.shape, dtype=v.dtype, device=device)
+                self.producer[id(v)] = -1
+                self.keep.append(v)
+            return v
+        args = tuple(real(v) for v in args)
+        kwargs = {k: real(v) for k, v in kwargs.items()}
         tracer = self
 
         class Mode(torch.overrides.TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):
-                result = func(*args, **(kwargs or {}))
-                if not tracer.busy and tracer.stack and not tracer.quiet:
-                    tracer.busy = True
-                    try:
-                        tracer.function(func, args, kwargs or {}, result)
-                    finally:
-                        tracer.busy = False
+                kwargs = kwargs or {}
+                if tracer.busy or not tracer.stack or tracer.quiet:
+                    return func(*args, **kwargs)
+                ops = None
+                if (func in tracer.free or func in tracer.constants or func in tracer.functions
+                        and not tracer.on_weights(args, kwargs)):
+                    result = func(*args, **kwargs)
+                else:  # not known here: record the aten ops it runs
+                    ops = []
+                    with tracer.Count(ops):
+                        result = func(*args, **kwargs)
+                tracer.busy = True
+                try:
+                    tracer.function(func, args, kwargs, result, ops)
+                finally:
+                    tracer.busy = False
                 return result
 
         training = {m: m.training for m in model.modules()}
         handles = []
-        for m in model.modules():
-            handles += [m.register_forward_pre_hook(self.enter),
-                        m.register_forward_hook(self.leave)]
         model.eval()  # batch norm at batch 1 and dropout: eval runs the same layers
         try:
-            with torch.no_grad(), Mode():
-                y = torch.func.functional_call(model, meta, (x,))
+            for m in model.modules():
+                handles += [m.register_forward_pre_hook(self.enter),
+                            m.register_forward_hook(self.leave)]
+            with torch.no_grad(), self.fake or contextlib.nullcontext(), Mode():
+                y = torch.func.functional_call(model, weights, args, kwargs)
         except CnnCalcError:
             raise
         except Exception as exc:  # the user's forward pass failed: say how, in one line
-            dims = "x".join(map(str, (batch, *shape)))
+            if device == "meta" and "meta" in str(exc).lower():
+                raise _NeedsValues(_one_line(exc)) from None
+            if device == "fake":
+                raise CnnCalcError("--input: the model cannot run with symbolic sizes "
+                                   f"({_one_line(exc)}); give numbers") from None
+            dims = ", ".join("x".join(map(str, t.shape)) for t in _flat((args, kwargs))
+                             if isinstance(t, torch.Tensor))
             raise CnnCalcError(f"the model's forward failed on a {dims} input: "
                                f"{_one_line(exc)}") from None
         finally:
+            while self.open:
+                self.open.pop()[2].__exit__(None, None, None)
             for h in handles:
                 h.remove()
             for m, mode in training.items():
                 m.training = mode
         outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
-        out = _shape(outs[0]) if outs else ()
+        out = self.shown(outs[0])[0] if outs else ()
         self._unused()
         return self.calls, out, self.unsupported
+
+    def on_weights(self, args, kwargs) -> bool:
+        """Whether a call reads weights only (a LoRA merge: its products run once)."""
+        tensors = [t for t in _flat((args, kwargs)) if isinstance(t, self.torch.Tensor)]
+        return bool(tensors) and all(id(t) in self.derived for t in tensors)
+
+    def shown(self, t, once: bool = False) -> tuple[Shape, Shape, sp.Expr]:
+        """A tensor's shape as a row shows it, its shape per sample (no first dimension),
+        and its first dimension over the batch the model ran at. A first dimension that
+        is not the batch (windows or heads folded into it) is shown as that ratio, so
+        that the row's activations stay exact."""
+        dims = t if isinstance(t, tuple) else self.dims(t)
+        if not dims:
+            return (), (), sp.Rational(1, 1 if once else self.batch)
+        rest = tuple(sp.sympify(d) for d in dims[1:])
+        if once:
+            return tuple(sp.sympify(d) for d in dims), rest, sp.sympify(dims[0])
+        if dims[0] == self.batch:
+            return rest, rest, ONE
+        scale = sp.sympify(dims[0]) / self.batch
+        return (scale, *rest), rest, scale
 
     # -- modules ---------------------------------------------------------------------
 
     def enter(self, module, args):
         self.stack.append(self.names.get(id(module), ""))
-        if module_kind(self.torch, module) != "transparent":
+        kind = self.kinds.get(id(module), "transparent")
+        if kind != "transparent":
+            if kind == "unsupported" and not self.quiet:  # no rule: see what it runs
+                ops: list = []
+                mode = self.Count(ops)
+                mode.__enter__()
+                self.open.append((module, ops, mode))
             self.quiet += 1
 
     def leave(self, module, args, output):
         name = self.stack.pop()
-        if module_kind(self.torch, module) == "transparent":
+        if self.kinds.get(id(module), "transparent") == "transparent":
             return
         self.quiet -= 1
+        ops = None
+        if self.open and self.open[-1][0] is module:
+            _, ops, mode = self.open.pop()
+            mode.__exit__(None, None, None)
         if self.quiet:
             return
         self.busy = True
         try:
-            self.module(module, name, args, output)
+            self.module(module, name, args, output, ops)
         finally:
             self.busy = False
 
-    def module(self, module, name: str, args, output):
+    def module(self, module, name: str, args, output, ops):
         Tensor = self.torch.Tensor
         ins = [t for t in _flat(args) if isinstance(t, Tensor)]
         outs = [t for t in _flat(output) if isinstance(t, Tensor)]
         if not outs:
             return
-        out_shape = _shape(outs[0])
-        in_shape = _shape(ins[0]) if ins else out_shape
-        params = self.claim(module.parameters())
+        acts = [t for t in ins if id(t) not in self.derived]
+        once = not acts  # a module run on weights or buffers only: weight preparation
+        params = self.claim([*module.parameters(), *ins])
         kind = type(module).__name__
         label = name or kind.lower()
-        layer = module_record(self.torch, module, out_shape)
-        if layer is None and module_kind(self.torch, module) == "unsupported":
+        layer = module_record(self.torch, module, self.shown(outs[0], once)[1])
+        if once:
+            names = frozenset(self.last_claim).union(*(self.derived[id(t)] for t in ins))
+            for o in outs:
+                self.derived[id(o)] = names
+                self.keep.append(o)
+        first = (acts or ins or outs)[0]
+        if layer is None and ops is not None:
+            if self.costed(label, ops, first, acts, outs, params, once):
+                return
+            strange = sorted({op[0] for op in ops if not op[3]})
+            if not strange:  # an embedding, a shuffle: data movement only, no MACs
+                self.add(label, first, outs[0], acts, outs, params, None, kind.lower(),
+                         once=once)
+                return
+            self.unsupported.append(Unsupported(label, kind, NO_MACS + " (it runs "
+                                                + ", ".join(strange) + ")"))
+        elif layer is None and self.kinds.get(id(module)) == "unsupported":
             self.unsupported.append(Unsupported(label, kind, NO_MACS))
-        self.add(label, in_shape, out_shape, ins[:1], outs, params, layer, kind.lower())
+        self.add(label, first, outs[0], acts or ins[:1], outs, params, layer, kind.lower(),
+                 once=once)
 
     # -- functions -------------------------------------------------------------------
 
-    def function(self, func, args, kwargs, result):
+    def function(self, func, args, kwargs, result, ops):
         Tensor = self.torch.Tensor
         tensors = [t for t in _flat((args, kwargs)) if isinstance(t, Tensor)]
         outs = [t for t in _flat(result) if isinstance(t, Tensor)]
         if not outs:
             return
         acts = [t for t in tensors if id(t) not in self.derived]
-        if not acts:  # weight preparation or a constant: no layer
-            names = frozenset().union(*(self.derived[id(t)] for t in tensors))
+        where = self.stack[-1]
+        stem = getattr(func, "__name__", "call").strip("_")
+        label = f"{where}.{stem}" if where else stem
+        if not acts or func in self.constants:  # weights, or a constant made like a tensor
+            names = frozenset().union(*(self.derived.get(id(t), frozenset())
+                                        for t in tensors if func not in self.constants))
+            first = (tensors or outs)[0]  # arithmetic on weights: once per pass
+            if ops and not self.costed(label, ops, first, [], [], self.claim(tensors), True):
+                strange = sorted({op[0] for op in ops if not op[3]})
+                if strange:
+                    self.unsupported.append(Unsupported(
+                        label, stem, f"not mapped: runs {', '.join(strange)} on weights, "
+                        "which have no rule (no MACs counted)"))
             for o in outs:
                 if id(o) not in self.producer:
                     self.derived[id(o)] = names
                     self.keep.append(o)
             return
-        in_shape, out_shape = _shape(acts[0]), _shape(outs[0])
-        where = self.stack[-1]
-        stem = getattr(func, "__name__", "call").strip("_")
+        out_rest = self.shown(outs[0])[1]
         handler = self.functions.get(func)
-        mapped = handler(args, kwargs, acts, out_shape) if handler else None
-        if mapped is None:
-            params = self.claim(tensors)
-            if handler is None and (params or (out_shape != in_shape
-                                               and func not in self.views)):
-                label = f"{where}.{stem}" if where else stem
-                if out_shape != in_shape:
-                    self.unsupported.append(Unsupported(label, stem, "not mapped: a call "
-                                                        "that changes the shape"))
-                elif func not in self.scales:  # x * gamma has no MACs; anything else might
-                    self.unsupported.append(Unsupported(label, stem, NO_MACS))
-                self.add(label, in_shape, out_shape, acts, outs, params, None, stem)
-            else:  # a view, or an elementwise step that is not a layer: pass the tensor on
-                for o in outs:
-                    self.producer[id(o)] = self.producer.get(id(acts[0]), len(self.calls) - 1)
-            return
-        layer, kind, inner, merge = mapped
+        mapped = handler(args, kwargs, acts, out_rest, self.dims(outs[0])) if handler else None
         params = self.claim(tensors)
+        if isinstance(mapped, list):  # products of activations: one row each
+            for i, (kind, dims, macs) in enumerate(mapped):
+                rows_in = acts if i == 0 else []
+                self.add(f"{where}.{kind}" if where else kind, acts[0], dims, rows_in,
+                         outs if i == len(mapped) - 1 else [], params if i == 0 else 0,
+                         None, "matmul", macs=sp.sympify(macs) / self.batch)
+            return
+        if mapped is None:
+            if ops is not None:  # an unknown call: cost what it ran, or name it
+                if stem == "multi_head_attention_forward":  # rows named by their role
+                    label = where or "attention"
+                if self.costed(label, ops, acts[0], acts, outs, params, False,
+                               stem == "multi_head_attention_forward"):
+                    return
+                label = f"{where}.{stem}" if where else stem
+                strange = sorted({op[0] for op in ops if not op[3]})
+                if strange:
+                    self.unsupported.append(Unsupported(
+                        label, stem, f"not mapped: runs {', '.join(strange)}, which have no "
+                        "rule (a row with its output, but no MACs)"))
+                    self.add(label, acts[0], outs[0], acts, outs, params, None, stem)
+                    return
+            if params:  # x * gamma, x + beta: its parameters are counted here, no MACs
+                self.add(label, acts[0], outs[0], acts, outs, params, None, stem)
+                return
+            self.pass_on(acts, outs)
+            return
+        layer, kind, merge = mapped
         if merge and len(acts) < 2 and not params:
-            for o in outs:  # x + constant: not a merge of two branches
-                self.producer[id(o)] = self.producer.get(id(acts[0]), len(self.calls) - 1)
+            self.pass_on(acts, outs)  # x + constant: not a merge of two branches
             return
         label = f"{where}.{kind}" if where else kind
-        self.add(label, out_shape if merge else in_shape, out_shape, acts, outs, params,
-                 layer, kind, inner)
+        self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
+                 kind)
+
+    def pass_on(self, acts, outs) -> None:
+        """An elementwise step or a view: its output is the same activation, carried on."""
+        for o in outs:
+            same = next((a for a in acts if a.shape == o.shape), acts[0])
+            self.producer[id(o)] = self.producer.get(id(same), len(self.calls) - 1)
+            self.keep.append(o)
+
+    def costed(self, label: str, ops, first, acts, outs, params: int, once: bool,
+               attention: bool = False) -> bool:
+        """Rows for the multiply-adds a call or module ran, one per aten op, output shape
+        and contracted size, summed over repeats such as a recurrent net's time steps (the
+        row's shape then leads with the count); False if it ran none."""
+        groups: dict = {}
+        for i, (name, flops, dims, _) in enumerate(ops):
+            if flops != 0:  # (an attention's products each once: none merged)
+                key = (name.strip("_"), dims, sp.sympify(flops) / (2 * prod(dims)),
+                       i if attention else 0)
+                total, count = groups.get(key, (0, 0))
+                groups[key] = (total + flops, count + 1)
+        if not groups:
+            return False
+        roles = _attention_roles([key[0] for key in groups]) if attention else None
+        for i, ((name, dims, _, _), (flops, count)) in enumerate(groups.items()):
+            macs = sp.sympify(flops) / 2 / (1 if once else self.batch)
+            if count > 1:
+                dims = (count * dims[0], *dims[1:]) if dims else (count,)
+            row = roles[i] if roles else name
+            self.add(f"{label}.{row}" if label else row, first, dims,
+                     acts if i == 0 else [], outs if i == len(groups) - 1 else [],
+                     params if i == 0 else 0, None, name, macs=macs, once=once)
+        return True
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -433,16 +909,22 @@ class _Tracer:
         self.last_claim = new
         return sum(self.numel[n] for n in new)
 
-    def add(self, label: str, in_shape: Shape, out_shape: Shape, ins, outs, params: int,
-            layer, kind: str, inner: int = 0) -> None:
+    def add(self, label: str, first, out, ins, outs, params: int, layer, kind: str,
+            macs=ZERO, once: bool = False) -> None:
+        """A row: ``first`` is the tensor it reads, ``out`` the tensor (or dimensions) it
+        makes; ``ins`` give the rows that feed it (none: the row before)."""
+        in_shape, record, scale = self.shown(first, once)
+        out_shape, out_rest, _ = self.shown(out, once)
+        if macs:  # counted on the whole tensors: per sample already
+            scale = ONE
         if layer is not None:
             try:
-                made = cost(layer, in_shape, ONE).output_shape
+                made = cost(layer, record, ONE).output_shape
             except CnnCalcError as exc:
                 made = f"an error ({exc})"
-            if made != out_shape:
+            if made != out_rest and not _agree(made, out_rest):
                 self.unsupported.append(Unsupported(label, kind, f"cnncalc's rule gives "
-                                                    f"{made}, torch gives {out_shape}"))
+                                                    f"{made}, torch gives {out_rest}"))
                 layer = None
         count = self.used.get(label, 0) + 1
         self.used[label] = count
@@ -451,9 +933,10 @@ class _Tracer:
         inputs = tuple(dict.fromkeys(self.producer.get(id(t), last) for t in ins)) or (last,)
         frozen = bool(params) and self.last_claim <= self.frozen
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
-                               layer, kind, inner, frozen))
+                               layer, kind, frozen, record, scale, macs, once))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
+            self.keep.append(o)
 
     def _unused(self) -> None:
         """Parameters no counted operation used are listed by their module, not hidden."""

@@ -122,21 +122,25 @@ class WithSpare(nn.Module):
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=2), nn.ReLU())
+        self.mix = nn.Bilinear(12, 12, 2)  # a built-in with no rule
         self.spare = nn.Linear(3, 3)  # registered, never called
 
     def forward(self, x):
-        return self.body(x)
+        y = self.body(x)
+        return self.mix(y, y)
 
 
 def test_unsupported_modules_are_listed_never_dropped():
     model = WithSpare()
     got = cnncalc.from_torch(model, "3x8x8")
     listed = {(u.name, u.type) for u in got.unsupported}
-    assert listed == {("body.1", "Upsample"), ("spare", "Linear")}
+    assert listed == {("mix", "Bilinear"), ("spare", "Linear")}  # upsampling: no MACs
     up = next(r for r in got.layers if r.name == "body.1")
     assert up.output_shape == (4, 12, 12) and up.macs == 0
-    conv = model.body[0]
-    assert got.total["params"] == conv.weight.numel() + conv.bias.numel()
+    mix = next(r for r in got.layers if r.name == "mix")
+    assert mix.output_shape == (4, 12, 2) and mix.macs == 0
+    assert mix.params == sum(p.numel() for p in model.mix.parameters())
+    assert got.total["params"] == sum(p.numel() for p in model.parameters()) - 12
 
 
 TINY_MODULE = """
@@ -154,9 +158,24 @@ TINY_MODULE = """
             super().__init__()
             self.conv = nn.Conv2d(3, 4, 3, padding=1)
             self.up = nn.Upsample(scale_factor=2)
+            self.mix = nn.Bilinear(4, 4, 4)
 
         def forward(self, x):
-            return self.up(self.conv(x))
+            y = self.up(self.conv(x)).permute(0, 2, 3, 1)
+            return self.mix(y, y).permute(0, 3, 1, 2)
+
+    def allconv():
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(4, 2))
+
+    class TokensAndImage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 4)
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, ids, img):
+            return self.emb(ids).mean(1) + self.conv(img).mean(dim=(2, 3))
 """
 
 
@@ -185,12 +204,13 @@ def test_cli_torch_factory(user_module, capsys):
 
 def test_cli_torch_class_and_warning_line(user_module, capsys):
     out = run(["params", "--torch", f"{user_module}:WithUpsample", "--input", "3x8x8"], capsys)
-    assert "warning: up (Upsample) not mapped: a row with its output" in out
+    assert "warning: mix (Bilinear) not mapped: a row with its output" in out
+    assert "Upsample" not in out.split("warning")[1]
     doc = json.loads(run(["params", "--torch", f"{user_module}:WithUpsample", "--input",
                           "3x8x8", "--format", "json"], capsys))
-    assert doc["unsupported"] == [{"name": "up", "type": "Upsample",
+    assert doc["unsupported"] == [{"name": "mix", "type": "Bilinear",
                                    "reason": doc["unsupported"][0]["reason"]}]
-    assert doc["layers"][-1]["output_shape"] == [4, 16, 16]
+    assert next(r for r in doc["layers"] if r["name"] == "up")["output_shape"] == [4, 16, 16]
 
 
 def test_cli_torch_symbolic_batch_and_subs(user_module, capsys):
@@ -264,3 +284,41 @@ def test_help_imports_neither_torch_nor_sympy(command):
             "assert 'torch' not in sys.modules and 'sympy' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_cli_several_inputs_and_their_dtypes(user_module, capsys):
+    import importlib
+    model = importlib.import_module(user_module).TokensAndImage()
+    doc = json.loads(run(["params", "--torch", f"{user_module}:TokensAndImage", "--input", "7",
+                          "--input", "3x8x8", "--input-dtype", "int64", "--input-dtype",
+                          "float32", "--format", "json"], capsys))
+    assert doc["unsupported"] == [] and doc["input_shape"] == [7]
+    assert doc["total"]["params"] == sum(p.numel() for p in model.parameters())
+    conv = model.conv
+    assert doc["total"]["macs"] == conv.weight.numel() * 6 * 6
+    code, _, err = run_any(["params", "--torch", f"{user_module}:TokensAndImage", "--input",
+                            "7", "--input", "3x8x8"], capsys)  # float ids: torch refuses
+    assert code == 2 and "forward failed on a 1x7, 1x3x8x8 input" in err
+    code, _, err = run_any(["params", "--torch", f"{user_module}:TokensAndImage", "--input",
+                            "7", "--input", "3x8x8", "--input-dtype", "int65"], capsys)
+    assert code == 2 and "--input-dtype" in err and "int65" in err
+    code, _, err = run_any(["params", "--layers", "conv(4,k=3)", "--input", "3x8x8",
+                            "--input", "3x8x8"], capsys)
+    assert code == 2 and "--input" in err
+
+
+def test_cli_torch_symbolic_sizes(user_module, capsys):
+    doc = json.loads(run(["params", "--torch", f"{user_module}:allconv", "--input", "3xHxW",
+                          "--format", "json"], capsys))
+    assert doc["symbols"] == ["H", "W"] and doc["unsupported"] == []
+    import sympy as sp
+    channels, height, _ = doc["layers"][0]["output_shape"]
+    h = sp.Symbol("H", integer=True, positive=True)
+    assert channels == 4 and all(sp.sympify(height, {"H": h}).subs(h, v) == (v - 3) // 2 + 1
+                                 for v in range(3, 80))
+    doc = json.loads(run(["params", "--torch", f"{user_module}:allconv", "--input", "3xHxW",
+                          "--subs", "H=33,W=20", "--format", "json"], capsys))
+    import importlib
+    model = importlib.import_module(user_module).allconv()
+    conv = model[0]
+    assert doc["total"]["macs"] == conv.weight.numel() * 16 * 9 + 8

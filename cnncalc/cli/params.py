@@ -15,9 +15,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 @click.command("params")
-@click.option("-i", "--input", "input_", metavar="SHAPE",
+@click.option("-i", "--input", "inputs", metavar="SHAPE", multiple=True,
               help="Input shape without batch: CxHxW (e.g. 3x32x32, CxHxW), CxL, or D. "
-                   "Defaults to the model's own input with --model.")
+                   "Defaults to the model's own input with --model. With --torch, give it "
+                   "once per positional input of the model's forward.")
+@click.option("--input-dtype", "input_dtypes", metavar="DTYPE", multiple=True,
+              help="With --torch: the dtype of the inputs (one for all, or one per --input), "
+                   "e.g. int64 for token ids (they are zeros, a valid id) [default: float32].")
 @click.option("-l", "--layers", metavar="SPEC", help='Layer language, e.g. "conv(6,k=5), relu".')
 @click.option("-m", "--model", metavar="NAME", help="A built-in network (see `cnncalc zoo`).")
 @click.option("-f", "--file", "file_", type=click.File("r", encoding="utf-8"),
@@ -51,8 +55,8 @@ DTYPES = ("float32", "float16", "bfloat16")
                    "(comma-separated); implies --training.")
 @click.option("--receptive-field", "receptive", is_flag=True,
               help="Show each layer's receptive field: size, jump and start.")
-def command(input_, layers, model, file_, batch, layout, no_bias, subs, show_work, fmt,
-            training, optimizer, dtype, freeze, receptive, torch_):
+def command(inputs, input_dtypes, layers, model, file_, batch, layout, no_bias, subs,
+            show_work, fmt, training, optimizer, dtype, freeze, receptive, torch_):
     """Per-layer output shapes, params, MACs, activations and memory change."""
     given = [name for name, v in (("--layers", layers), ("--model", model), ("--file", file_),
                                   ("--torch", torch_)) if v is not None]
@@ -64,8 +68,14 @@ def command(input_, layers, model, file_, batch, layout, no_bias, subs, show_wor
             layers = file_.read()
         except UnicodeDecodeError:
             raise CnnCalcError(f"--file: {file_.name} is not UTF-8 text") from None
-    if model is None and input_ is None:
+    if model is None and not inputs:
         raise click.UsageError("--input is required (e.g. --input 3x32x32)")
+    if torch_ is None and len(inputs) > 1:
+        raise click.UsageError(f"--input: give one shape (got {len(inputs)}; several are "
+                               "for a --torch model with several inputs)")
+    if torch_ is None and input_dtypes:
+        raise click.UsageError("--input-dtype applies to --torch models only")
+    input_ = inputs[0] if inputs else None
 
     from ..analysis import analyze, parse_subs
 
@@ -75,7 +85,8 @@ def command(input_, layers, model, file_, batch, layout, no_bias, subs, show_wor
             raise click.UsageError("--no-bias does not apply to --torch (the model has the "
                                    "biases it has)")
         from ..torch_trace import from_torch, load_factory
-        analysis = from_torch(load_factory(torch_), input_, batch, layout=layout,
+        analysis = from_torch(load_factory(torch_), list(inputs) if len(inputs) > 1 else input_,
+                              batch, input_dtype=list(input_dtypes) or None, layout=layout,
                               optimizer=optimizer or "sgd", dtype=dtype or "float32",
                               freeze=freeze, name=torch_)
         analysis = analysis.subs(values) if values else analysis

@@ -95,6 +95,7 @@ def to_dict(a: Analysis, show_work: bool = False) -> dict:
     if unsupported is not None:
         doc["unsupported"] = [{"name": u.name, "type": u.type, "reason": u.reason}
                               for u in unsupported]
+        doc["notes"] = list(getattr(a, "notes", ()))
     return doc
 
 
@@ -162,6 +163,7 @@ def to_markdown(a: Analysis, show_work: bool = False, training: bool = False,
               f"- memory change, input → output: {percent(a.memory_change)}"]
     lines += [f"- warning: {_md(u.name)} ({u.type}) {u.reason}"
               for u in getattr(a, "unsupported", ())]
+    lines += [f"- note: {_md(n)}" for n in getattr(a, "notes", ())]
     if training:
         lines += [f"- {label}: {text}" for label, text in training_summary(a)]
     if receptive:

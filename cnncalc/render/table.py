@@ -72,6 +72,8 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
                           + " (positive integers; floor() is exact)", style="dim"))
     for u in getattr(a, "unsupported", ()):  # from_torch: what it could not cost
         parts.append(Text(f"warning: {u.name} ({u.type}) {u.reason}", style="yellow"))
+    for note in getattr(a, "notes", ()):  # from_torch: how it was traced, if unusually
+        parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
 
 

@@ -1,0 +1,586 @@
+"""``from_torch`` on attention, recurrent, token and other non-convolutional models.
+
+The reference is torch itself: ``sum(p.numel())`` for parameters and
+``torch.utils.flop_counter.FlopCounterMode`` on a real forward for MACs (FLOPs / 2), with
+the math attention backend and oneDNN off, so that it sees every matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import cnncalc
+from cnncalc.errors import CnnCalcError
+
+torch = pytest.importorskip("torch")
+nn, F = torch.nn, torch.nn.functional
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+
+def torch_count(model, *args, **kwargs) -> tuple[int, int]:
+    """(parameters, MACs) by torch's own count on a real forward at these inputs."""
+    counter = FlopCounterMode(display=False)
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with counter, sdpa_kernel([SDPBackend.MATH]):
+            model(*args, **kwargs)
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+
+def assert_exact(model, *args, **kwargs):
+    """cnncalc on the example inputs equals torch's count and lists nothing."""
+    model.eval()
+    params, macs = torch_count(model, *args, **kwargs)
+    got = cnncalc.from_torch(model, example_inputs=kwargs if kwargs else args)
+    assert got.unsupported == ()
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert macs > 0
+    return got
+
+
+def row(got, name):
+    """The first row of that name, inside any module."""
+    return next(r for r in got.layers if r.name == name or r.name.endswith("." + name))
+
+
+# -- scaled dot-product attention ------------------------------------------------------
+
+class SDPA(nn.Module):
+    def __init__(self, dim=16, heads=4, kv_heads=4, causal=False, mask=False):
+        super().__init__()
+        self.heads, self.kv_heads, self.causal, self.mask = heads, kv_heads, causal, mask
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim // heads * kv_heads)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(x).view(b, n, 2, self.kv_heads, -1).permute(2, 0, 3, 1, 4)
+        mask = torch.ones(n, n, dtype=torch.bool).tril() if self.mask else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal,
+                                           enable_gqa=self.kv_heads != self.heads)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+@pytest.mark.parametrize("options", [{}, {"causal": True}, {"mask": True},
+                                     {"kv_heads": 2}])
+def test_scaled_dot_product_attention(options):
+    model = SDPA(**options)
+    got = assert_exact(model, torch.zeros(2, 6, 16))
+    # QK^T and AV are rows of their own: 2 x 4 heads x 6 x 6 scores of 4-wide heads.
+    assert row(got, "qk").macs == 2 * 4 * 6 * 6 * 4 == row(got, "av").macs
+
+
+def test_sdpa_alone_is_not_dropped():
+    class Bare(nn.Module):
+        def forward(self, q):
+            return F.scaled_dot_product_attention(q, q, q)
+    assert_exact(Bare(), torch.zeros(1, 2, 5, 8))
+
+
+# -- multi-head attention and transformer layers ---------------------------------------
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention(batch_first, need_weights):
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 4, batch_first=batch_first)
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=need_weights)[0]
+    got = assert_exact(Block(), torch.zeros(3, 4, 16))  # 4 heads of 4
+    # Rows by role, each its own: batches x 4 heads x length x length scores x 4.
+    batches, length = (3, 4) if batch_first else (4, 3)
+    assert [r.name for r in got.layers] == ["attn.in_proj", "attn.qk", "attn.av",
+                                            "attn.out_proj"]
+    assert row(got, "qk").macs == row(got, "av").macs == batches * 4 * length**2 * 4
+
+
+def test_multihead_attention_other_key_sizes():
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, kdim=8, vdim=12, batch_first=True)
+
+        def forward(self, x, mem):
+            return self.attn(x, mem, torch.zeros(*mem.shape[:2], 12))[0]
+    assert_exact(Cross(), torch.zeros(2, 5, 16), torch.zeros(2, 7, 8))
+
+
+def test_multihead_attention_fast_path_counts_as_the_slow_path():
+    """In eval under no_grad torch takes a fused path; the arithmetic is the same."""
+    model = _SelfAttention(nn.MultiheadAttention(16, 4, batch_first=True)).eval()
+    x = torch.zeros(2, 5, 16)
+    _, macs = torch_count(model, x)  # grad enabled: the slow path
+    with torch.no_grad():
+        got = cnncalc.from_torch(model, example_inputs=x)
+    assert int(got.total["macs"]) == macs
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_and_decoder_layers(norm_first):
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True,
+                                                           norm_first=norm_first), 2)
+    assert_exact(enc, torch.zeros(2, 5, 16))
+    dec = nn.TransformerDecoderLayer(16, 2, 32, batch_first=True, norm_first=norm_first)
+    assert_exact(dec, torch.zeros(2, 5, 16), torch.zeros(2, 7, 16))
+
+
+def test_whole_transformer():
+    model = nn.Transformer(16, 2, 1, 1, 32, batch_first=True)
+    assert_exact(model, torch.zeros(1, 6, 16), torch.zeros(1, 4, 16))
+
+
+# -- einsum and matrix products --------------------------------------------------------
+
+@pytest.mark.parametrize("subscripts", ["bhqd,bhkd->bhqk", "bij,bjk->bik", "bnd,de->bne",
+                                        "bhqd,bhqd->bhq", "bi,bj->bij"])
+def test_einsum(subscripts):
+    class E(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(6, 6))
+
+        def forward(self, x):
+            a = x + self.w.mean()  # the weight is used in every case
+            shapes = subscripts.split("->")[0].split(",")
+            ops = [a.reshape(-1)[:6 ** len(s)].reshape([6] * len(s)) if s != "de" else self.w
+                   for s in shapes]
+            return torch.einsum(subscripts, *ops)
+    model = E()
+    x = torch.zeros(6, 6, 6, 6)
+    got = cnncalc.from_torch(model, example_inputs=x)
+    _, macs = torch_count(model, x)
+    assert int(got.total["macs"]) == macs
+    assert got.unsupported == ()
+
+
+@pytest.mark.parametrize("call", ["bmm", "baddbmm", "addmm", "matmul4d"])
+def test_matrix_products_of_activations(call):
+    class P(nn.Module):
+        def forward(self, x):
+            if call == "bmm":
+                return torch.bmm(x, x.transpose(1, 2))
+            if call == "baddbmm":
+                return torch.baddbmm(x[:, :, :4], x, x.transpose(1, 2)[:, :, :4])
+            if call == "addmm":
+                return torch.addmm(x[0, :, :4], x[0], x[0].t()[:, :4])
+            return x.view(3, 2, 4, 2) @ x.view(3, 2, 2, 4)
+    model = P()
+    assert_exact(model, torch.zeros(3, 4, 4))
+
+
+# -- recurrent nets --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True},
+                                     {"batch_first": True}])
+def test_recurrent(kind, options):
+    model = getattr(nn, kind)(8, 6, **options)
+    x = torch.zeros(5, 3, 8)
+    got = assert_exact(model, x)
+    assert all(r.macs for r in got.layers)
+
+
+def test_lstm_with_projection():
+    assert_exact(nn.LSTM(8, 6, num_layers=2, proj_size=4, bidirectional=True),
+                 torch.zeros(5, 2, 8))
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells(kind):
+    class Unroll(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = getattr(nn, kind)(8, 6)
+
+        def forward(self, x):
+            h = None
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+            return h[0] if isinstance(h, tuple) else h
+    assert_exact(Unroll(), torch.zeros(2, 4, 8))
+
+
+def test_recurrent_rows_scale_with_a_symbolic_batch():
+    model = nn.GRU(8, 6, batch_first=True)
+    got = cnncalc.from_torch(model, "5x8", batch="N")
+    _, macs = torch_count(model, torch.zeros(3, 5, 8))
+    assert got.subs({"N": 3}).total["macs"] == macs
+
+
+# -- token models, several inputs, dtypes ----------------------------------------------
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.bag = nn.EmbeddingBag(100, 8, mode="mean")
+        self.head = nn.Linear(16 + 8, 3)
+
+    def forward(self, ids):
+        return self.head(torch.cat([self.emb(ids).mean(1), self.bag(ids)], 1))
+
+
+def test_token_model_from_a_shape_and_a_dtype():
+    model = Tokens()
+    got = cnncalc.from_torch(model, "12", batch=2, input_dtype="int64")
+    params, macs = torch_count(model, torch.zeros(2, 12, dtype=torch.long))
+    assert got.unsupported == ()
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert row(got, "emb").params == 100 * 16 and row(got, "emb").macs == 0
+
+
+def test_token_model_from_an_example_tensor_of_ids():
+    assert_exact(Tokens(), torch.randint(0, 100, (4, 7)))
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 4), nn.Conv2d(3, 4, 3)
+
+    def forward(self, x, img, scale=None):
+        y = self.a(x) + self.b(img).mean(dim=(2, 3)) * x.new_ones(())
+        return y if scale is None else y * scale
+
+
+def test_two_inputs_by_shape_tuple_and_dict():
+    model = TwoInputs()
+    params, macs = torch_count(model, torch.zeros(2, 8), torch.zeros(2, 3, 6, 6))
+    by_shape = cnncalc.from_torch(model, ["8", (3, 6, 6)], batch=2)
+    by_tuple = cnncalc.from_torch(model, example_inputs=(torch.ones(2, 8),
+                                                         torch.ones(2, 3, 6, 6)))
+    by_dict = cnncalc.from_torch(model, example_inputs={"x": torch.ones(2, 8),
+                                                        "img": torch.ones(2, 3, 6, 6),
+                                                        "scale": torch.ones(2, 4)})
+    for got in (by_shape, by_tuple, by_dict):
+        assert got.unsupported == ()  # the mean over (2, 3) is global pooling, no alarm
+        assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert by_shape.input_shape == (8,)
+
+
+def test_a_wrong_input_is_named():
+    with pytest.raises(CnnCalcError, match=r"--input 2"):
+        cnncalc.from_torch(TwoInputs(), ["8", "3x0x6"])
+    with pytest.raises(CnnCalcError, match=r"--input-dtype 2: 'int65'"):
+        cnncalc.from_torch(TwoInputs(), ["8", "3x6x6"], input_dtype=["float32", "int65"])
+    with pytest.raises(CnnCalcError, match=r"example_inputs\[1\]: a 0-d tensor"):
+        cnncalc.from_torch(TwoInputs(), example_inputs=(torch.zeros(2, 8), torch.tensor(1.0)))
+    with pytest.raises(CnnCalcError, match="forward failed on a 2x7, 2x3x6x6 input"):
+        cnncalc.from_torch(TwoInputs(), example_inputs=(torch.zeros(2, 7),
+                                                        torch.zeros(2, 3, 6, 6)))
+
+
+# -- parameters used elementwise or through indexing -----------------------------------
+
+class WindowAttention(nn.Module):
+    """Swin's attention, written out: a relative position bias table read by indexing,
+    heads and windows folded into the first dimension, a shifted-window mask built with
+    ``new_zeros``, and a layer scale."""
+
+    def __init__(self, dim=16, heads=2, window=4):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                            indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer("index", rel[..., 0] * (2 * window - 1) + rel[..., 1])
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):  # x: B, H, W, C
+        b, h, w, c = x.shape
+        s = self.window
+        win = x.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+        q, k, v = self.qkv(win).reshape(-1, s * s, 3, self.heads, c // self.heads).permute(
+            2, 0, 3, 1, 4)
+        attn = q @ k.transpose(-2, -1)
+        bias = self.table[self.index.view(-1)].view(s * s, s * s, -1).permute(2, 0, 1)
+        mask = x.new_zeros((s * s, s * s))
+        attn = (attn + bias.unsqueeze(0) + mask).softmax(-1)
+        y = (attn @ v).transpose(1, 2).reshape(-1, s * s, c)
+        return x + self.gamma * self.proj(y).view(b, h, w, c)
+
+
+def test_window_attention_counts_the_bias_table_once():
+    model = WindowAttention()
+    got = assert_exact(model, torch.zeros(2, 8, 8, 16))
+    # The attention products of the 2 x 4 windows: (4 x 16 scores) x 8 wide heads, x 2.
+    assert row(got, "matmul").macs == 2 * 4 * 2 * 16 * 16 * 8
+
+
+class GRN(nn.Module):
+    """ConvNeXt-V2's global response normalisation: gamma and beta used elementwise."""
+
+    def __init__(self, dim=8):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        gx = torch.norm(y, p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return (self.gamma * (y * nx) + self.beta + y).permute(0, 3, 1, 2)
+
+
+def test_grn_parameters_are_counted():
+    assert_exact(GRN(), torch.zeros(2, 8, 5, 5))
+
+
+# -- what cannot be costed is named ----------------------------------------------------
+
+def test_an_unknown_op_is_named_not_dropped():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = F.interpolate(self.conv(x), scale_factor=2.0)  # no MACs: passes
+            return F.bilinear(y, y, torch.zeros(2, 12, 12))
+    got = cnncalc.from_torch(Odd(), "3x8x8")
+    assert [(u.name, u.type) for u in got.unsupported] == [("bilinear", "bilinear")]
+    assert "trilinear" in got.unsupported[0].reason
+
+
+def test_a_same_shape_unknown_call_is_not_taken_as_elementwise():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.linalg.matrix_exp(x)
+    got = cnncalc.from_torch(Cumulative(), "4x4")
+    assert [u.type for u in got.unsupported] == ["linalg_matrix_exp"]
+
+
+# -- module forms ----------------------------------------------------------------------
+
+def test_fx_graph_module():
+    base = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    graph = torch.fx.symbolic_trace(base)
+    x = torch.zeros(1, 3, 8, 8)
+    got = assert_exact(graph, x)
+    assert got.total["macs"] == cnncalc.from_torch(base, "3x8x8").total["macs"]
+
+
+@pytest.mark.parametrize("compile_with", ["script", "trace"])
+def test_torchscript_is_costed_by_what_it_runs(compile_with):
+    base = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    x = torch.zeros(2, 3, 8, 8)
+    compiled = torch.jit.script(base) if compile_with == "script" else torch.jit.trace(base, x)
+    got = cnncalc.from_torch(compiled, example_inputs=x)
+    params, macs = torch_count(base, x)
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert got.unsupported == () and "TorchScript" in got.notes[0]
+    assert [r.type for r in got.layers] == ["convolution", "addmm"]
+
+
+def test_a_forward_that_needs_values_runs_on_the_cpu_with_a_note():
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = self.a(x)
+            if y.sum().item() >= 0:  # data-dependent control flow
+                y = torch.relu(y)
+            return self.b(y)
+    model = Gate()
+    got = cnncalc.from_torch(model, "8", batch=2)
+    params, macs = torch_count(model, torch.zeros(2, 8))
+    assert (int(got.total["params"]), int(got.total["macs"])) == (params, macs)
+    assert any("CPU" in n for n in got.notes)
+    assert math.prod(got.output_shape) == 4
+
+
+class BiasFromAnMLP(nn.Module):
+    """Swin-V2's continuous position bias: an MLP run on a buffer of coordinates, once
+    per forward pass whatever the batch, then added to the attention scores."""
+
+    def __init__(self, n=4, heads=2):
+        super().__init__()
+        self.register_buffer("coords", torch.zeros(1, n, n, 2))
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, heads))
+        self.heads = heads
+
+    def forward(self, x):  # x: B, heads, n, d
+        scores = x @ x.transpose(-2, -1)
+        return scores + self.mlp(self.coords).permute(0, 3, 1, 2)
+
+
+def test_work_on_weights_alone_is_counted_once_per_pass():
+    model = BiasFromAnMLP()
+    got = cnncalc.from_torch(model, "2x4x8", batch="N")
+    for n in (1, 3):
+        params, macs = torch_count(model, torch.zeros(n, 2, 4, 8))
+        assert (int(got.subs({"N": n}).total["params"]),
+                int(got.subs({"N": n}).total["macs"])) == (params, macs)
+    assert got.unsupported == ()
+
+
+class LoRALinear(nn.Linear):
+    """A built-in class whose forward does more than the built-in's: looked into."""
+
+    def __init__(self):
+        super().__init__(16, 16)
+        self.a, self.b = nn.Parameter(torch.zeros(16, 2)), nn.Parameter(torch.zeros(2, 16))
+
+    def forward(self, x):
+        return super().forward(x) + (x @ self.a) @ self.b
+
+
+def test_a_subclass_with_its_own_forward_is_looked_into():
+    assert_exact(nn.Sequential(LoRALinear(), nn.ReLU()), torch.zeros(3, 16))
+
+
+def test_a_compiled_model_is_analysed_as_its_model():
+    model = nn.Sequential(nn.Linear(8, 4))
+    got = cnncalc.from_torch(torch.compile(model), "8")
+    assert int(got.total["macs"]) == 32 and got.unsupported == ()
+
+
+# -- symbolic sizes --------------------------------------------------------------------
+
+class Strided(nn.Module):
+    """Strides, padding, pooling that floors, a residual add and a global pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 4, 5, stride=3)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.pool(F.relu(self.stem(x)))
+        y = self.down(y + self.body(y))
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def test_symbolic_sizes_from_torch_equal_torch_at_every_size():
+    model = Strided()
+    got = cnncalc.from_torch(model, "3xHxW")
+    assert {s.name for s in got.symbols} == {"H", "W"}
+    for h, w in [(32, 32), (45, 61), (100, 37), (224, 225)]:
+        params, macs = torch_count(model, torch.zeros(1, 3, h, w))
+        at = got.subs({"H": h, "W": w})
+        assert (at.total["params"], at.total["macs"]) == (params, macs), (h, w)
+        assert at.output_shape == (2,)
+
+
+def test_symbolic_sizes_agree_with_the_spec_path():
+    from test_zoo_torch import ZOO, build
+    builder, _, _ = ZOO["resnet18"]
+    got = cnncalc.from_torch(build(builder), "3xHxW")
+    spec = cnncalc.analyze(model="resnet18", input="3xHxW")
+    for h, w in [(64, 64), (97, 130)]:
+        assert (got.subs({"H": h, "W": w}).total["macs"]
+                == spec.subs({"H": h, "W": w}).total["macs"])
+
+
+def test_a_model_that_fixes_its_size_is_refused_for_symbols():
+    lenet = nn.Sequential(nn.Conv2d(3, 6, 5), nn.Flatten(), nn.Linear(6 * 28 * 28, 10))
+    with pytest.raises(CnnCalcError, match="symbolic sizes"):
+        cnncalc.from_torch(lenet, "3xHxW")
+
+
+# -- convolutional shapes beyond a chain -----------------------------------------------
+
+class UNet(nn.Module):
+    """Down, up by a transposed conv and by interpolation, skips joined by cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1, self.down2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.merge = nn.Conv2d(16, 8, 3, padding=1)
+        self.out = nn.Conv2d(8 + 3, 2, 1)
+
+    def forward(self, x):
+        a = F.relu(self.down1(x))
+        b = F.relu(self.down2(F.max_pool2d(a, 2)))
+        c = F.relu(self.merge(torch.cat([self.up(b), a], dim=1)))
+        c = F.interpolate(F.avg_pool2d(c, 2), scale_factor=2, mode="bilinear")
+        return self.out(torch.cat([c, x], dim=1))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3)
+        self.fc1, self.fc2 = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(y, 1)))))
+        return y * s  # a broadcast product: no multiply-adds, no alarm
+
+
+@pytest.mark.parametrize("model", [UNet, SqueezeExcite])
+def test_unet_and_squeeze_excite(model):
+    assert_exact(model(), torch.zeros(2, 3, 16, 16))
+
+
+def test_masked_attention_and_a_causal_transformer():
+    attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = attn
+
+        def forward(self, x, pad):
+            mask = torch.ones(5, 5, dtype=torch.bool).triu(1)
+            return self.attn(x, x, x, attn_mask=mask, key_padding_mask=pad)[0]
+    assert_exact(Masked(), torch.zeros(2, 5, 16), torch.zeros(2, 5, dtype=torch.bool))
+
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.t = nn.Transformer(16, 2, 1, 1, 32, batch_first=True)
+
+        def forward(self, src, tgt):
+            mask = nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+            return self.t(src, tgt, tgt_mask=mask, tgt_is_causal=True)
+    assert_exact(Causal(), torch.zeros(1, 6, 16), torch.zeros(1, 4, 16))
+
+
+def test_weight_work_is_costed_or_named():
+    class Merged(nn.Module):
+        """A LoRA weight merged in forward (a product of weights), and an inverse."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.eye(8))
+            self.a, self.b = nn.Parameter(torch.zeros(8, 2)), nn.Parameter(torch.zeros(2, 8))
+
+        def forward(self, x):
+            return F.linear(x, self.w + self.a @ self.b) @ torch.linalg.inv(self.w)
+    model = Merged()
+    got = cnncalc.from_torch(model, "8", batch="N")
+    assert [u.type for u in got.unsupported] == ["linalg_inv"]
+    _, macs = torch_count(model, torch.eye(8)[:3])
+    # The merge (8 x 2 x 8) is counted once; the two 8 x 8 products per sample, N times.
+    assert got.subs({"N": 3}).total["macs"] == macs == 8 * 2 * 8 + 3 * 2 * 8 * 8
