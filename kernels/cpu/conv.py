@@ -251,11 +251,11 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
     zero = _zero(src)
+    xf = x.reshape(x.size)  # NOTE: flat: a row view a row cost two atomic refcount updates
     for task in prange(N * C * S):
         nc, phase = task // S, task % S
         if not used[phase]:
             continue
-        n, c = nc // C, nc % C
         ph, pw = phase // sw, phase % sw
         # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
         j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
@@ -265,18 +265,18 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
             h = i * sh + ph - top
             row = base + U(i * Wq)
             inside = 0 <= h < H
-            xr = x[n, c, h if inside else 0]
+            xr = U((nc * H + h) * W) if inside else U(0)
             a, b = (j0, j1) if inside else (Wq, Wq)
             for j in range(a):
                 src[row + U(j)] = zero
             if sw == 1:  # a contiguous copy (vectorizes)
                 for j in range(a, b):
-                    src[row + U(j)] = xr[U(j - left)]
+                    src[row + U(j)] = xf[xr + U(j - left)]
             elif sw == 2 and b > a:
-                copy_even(xr, a * 2 + pw - left, src, row + U(a), b - a)
+                copy_even(xf, xr + U(a * 2 + pw - left), src, row + U(a), b - a)
             else:
                 for j in range(a, b):
-                    src[row + U(j)] = xr[U(j * sw + pw - left)]
+                    src[row + U(j)] = xf[xr + U(j * sw + pw - left)]
             for j in range(b, Wq):
                 src[row + U(j)] = zero
 
