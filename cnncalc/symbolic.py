@@ -31,6 +31,18 @@ import sympy as sp
 SIMPLIFY_SECONDS = 1.0  # the most one simplification may take before the exact form is kept
 
 
+def _rounding_and_rest(size: sp.Expr):
+    """``(term, rest)``: the one floor or ceiling added into ``size`` (None if there is
+    none) and the rest, which must be integer-valued; None if there are several."""
+    rounded = [t for t in sp.Add.make_args(size) if isinstance(t, (sp.floor, sp.ceiling))]
+    if len(rounded) > 1:
+        return None
+    rest = size - rounded[0] if rounded else size
+    if rest.is_integer is not True:
+        return None
+    return (rounded[0] if rounded else None), rest
+
+
 def _split(size: sp.Expr) -> tuple[sp.Expr, int, int, sp.Expr] | None:
     """``size`` as ``(x, a, m, b)`` meaning ``floor((x + a)/m) + b``, or None.
 
@@ -38,16 +50,13 @@ def _split(size: sp.Expr) -> tuple[sp.Expr, int, int, sp.Expr] | None:
     ``0 <= a < m``, ``b`` an integer-valued expression (a plain integer size is
     ``(x, 0, 1, b)``).
     """
-    rounded = [t for t in sp.Add.make_args(size) if isinstance(t, (sp.floor, sp.ceiling))]
-    if len(rounded) > 1:
+    split = _rounding_and_rest(size)
+    if split is None:
         return None
-    rest = size - rounded[0] if rounded else size
-    if rest.is_integer is not True:
-        return None
-    if not rounded:
+    term, rest = split
+    if term is None:
         const, x = rest.as_coeff_Add()
         return x, 0, 1, const
-    term = rounded[0]
     const, varying = term.args[0].as_coeff_Add()
     coeffs = [t.as_coeff_Mul()[0] for t in sp.Add.make_args(varying)]
     if not const.is_Rational or not all(c.is_Rational for c in coeffs):
@@ -121,21 +130,19 @@ _FOLDED: dict[sp.Expr, tuple[sp.Expr, sp.Expr]] = {}
 def _fraction(size: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
     """``size`` as ``(N, D, b)`` meaning ``floor(N/D) + b``, ``N`` and ``b`` integer-valued
     and ``D`` a positive integer expression; None if it is not of that form."""
-    rounded = [t for t in sp.Add.make_args(size) if isinstance(t, (sp.floor, sp.ceiling))]
-    if len(rounded) > 1:
+    split = _rounding_and_rest(size)
+    if split is None:
         return None
-    rest = size - rounded[0] if rounded else size
-    if rest.is_integer is not True:
-        return None
-    if not rounded:
+    term, rest = split
+    if term is None:
         return rest, sp.Integer(1), sp.Integer(0)
-    if rounded[0] in _FOLDED:
-        return (*_FOLDED[rounded[0]], rest)
-    numerator, denominator = rounded[0].args[0].as_numer_denom()
+    if term in _FOLDED:
+        return (*_FOLDED[term], rest)
+    numerator, denominator = term.args[0].as_numer_denom()
     if numerator.is_integer is not True or not (denominator.is_integer
                                                 and denominator.is_positive):
         return None
-    if isinstance(rounded[0], sp.ceiling):  # ceil(N/D) = floor((N + D - 1)/D)
+    if isinstance(term, sp.ceiling):  # ceil(N/D) = floor((N + D - 1)/D)
         numerator = numerator + denominator - 1
     return numerator, denominator, rest
 

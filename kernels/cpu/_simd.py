@@ -84,6 +84,12 @@ def _align(context, dtype) -> int:
     return context.get_abi_sizeof(context.get_value_type(dtype))
 
 
+def _mask_bits(context, builder, value, value_type):
+    """An integer's low P bits as a ``<P x i1>`` lane mask (bit p for lane p)."""
+    bits = context.cast(builder, value, value_type, types.int64)
+    return builder.bitcast(builder.trunc(bits, ir.IntType(P)), ir.VectorType(ir.IntType(1), P))
+
+
 def _splat(builder, vector_type, scalar):
     one = builder.insert_element(ir.Constant(vector_type, None), scalar,
                                  ir.Constant(ir.IntType(32), 0))
@@ -173,9 +179,7 @@ def store_masked(typingctx, arr, index, v, mask):
     def codegen(context, builder, sig, args):
         ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
         vty = ptr.type.pointee
-        bits = context.cast(builder, args[3], sig.args[3], types.int64)
-        lanes = builder.bitcast(builder.trunc(bits, ir.IntType(P)),
-                                ir.VectorType(ir.IntType(1), P))
+        lanes = _mask_bits(context, builder, args[3], sig.args[3])
         name = "f32" if arr.dtype == types.float32 else "f64"
         fn = cgutils.get_or_insert_function(
             builder.module,
@@ -229,9 +233,7 @@ def load_masked(typingctx, arr, index, mask, v):
     def codegen(context, builder, sig, args):
         ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
         vty = ptr.type.pointee
-        bits = context.cast(builder, args[2], sig.args[2], types.int64)
-        lanes = builder.bitcast(builder.trunc(bits, ir.IntType(P)),
-                                ir.VectorType(ir.IntType(1), P))
+        lanes = _mask_bits(context, builder, args[2], sig.args[2])
         name = "f32" if arr.dtype == types.float32 else "f64"
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), lanes.type,
