@@ -739,8 +739,8 @@ class _Depthwise:
         oh, ow = a // self.Wq, a % self.Wq
         self.stores = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
         self.geo, self.w_shape = geo, w_shape
-        self.args = (top, left, sh, sw, self.Hq, self.Wq, self.off, Co // C, self.ntile,
-                     *self.stores)
+        self.geometry = (top, left, sh, sw, self.Hq, self.Wq)
+        self.cog = Co // C
         self.macs = N * Co * OH * OW * KH * KW
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -749,15 +749,18 @@ class _Depthwise:
         cpu = _cpu(self.macs)
         N, Co = x.shape[0], w.shape[0]
         y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
+        T = self.off.size
         cpu.dw_forward(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y.reshape(-1),
-                       int(np.prod(self.geo.out_hw)), 0, *self.args,
-                       depthwise.chunks(cpu is not _serial()))
+                       int(np.prod(self.geo.out_hw)), 0, *self.geometry, self.off,
+                       _affine((T,), (1,)), _ONE_GROUP[T], 0, self.cog, self.ntile,
+                       *self.stores, depthwise.chunks(cpu is not _serial()))
         return y
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         N, Co = g.shape[:2]
         gw = np.empty((Co, self.off.size), dtype=np.float64)
-        _cpu(self.macs).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.args)
+        _cpu(self.macs).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
+                                       self.cog, self.ntile, *self.stores)
         return gw.astype(g.dtype).reshape(self.w_shape)
 
 
@@ -765,8 +768,9 @@ class _DepthwiseInputGrad:
     """The plan of a strided depthwise layer's input gradient (one output channel a group),
     by stride phases as :class:`_PhasedInputGrad`: each phase of the padded input is a
     stride-1 depthwise correlation of grad_out, padded by the largest shifts ``(Rt, Rl)``
-    at row pitch ``Gq = Wq + Rl``, with the taps that land on it; one launch of the
-    depthwise kernel a phase, then the phases gathered into grad_x."""
+    at row pitch ``Gq = Wq + Rl``, with the taps that land on it: one launch of the
+    depthwise kernel, a tap group a phase (each plane of grad_out padded once for all),
+    then the phases gathered into grad_x."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
         from .cpu.tiles import P
@@ -782,15 +786,17 @@ class _DepthwiseInputGrad:
         a = np.arange(ntile * P).reshape(ntile, P)
         i, j = a // Gq, a % Gq
         stores = _lane_map(i * Wq + j, (i < Hq) & (j < Wq))
-        self.phases = []  # (tap indices into w[c].ravel(), launch arguments) a phase
+        self.phase_taps, offs = [], []  # a phase's taps (into w[c].ravel()) and offsets
         for phase in range(sh * sw):
             ph, pw = divmod(phase, sw)
             kh = np.array([k for k in range(KH) if k * dh % sh == ph], dtype=np.int64)
             kw = np.array([k for k in range(KW) if k * dw % sw == pw], dtype=np.int64)
-            taps = (kh[:, None] * KW + kw).ravel()
-            off = ((Rt - kh * dh // sh)[:, None] * Gq + (Rl - kw * dw // sw)).ravel()
-            self.phases.append((taps, (Rt, Rl, 1, 1, Hq + Rt, Gq, off.astype(np.uint64), 1,
-                                       ntile, *stores)))
+            self.phase_taps.append((kh[:, None] * KW + kw).ravel())
+            offs.append(((Rt - kh * dh // sh)[:, None] * Gq + (Rl - kw * dw // sw)).ravel())
+        sizes = [t.size for t in self.phase_taps]
+        self.args = (Rt, Rl, 1, 1, Hq + Rt, Gq, np.concatenate(offs).astype(np.uint64),
+                     np.concatenate(self.phase_taps), np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                     Hq * Wq, 1, ntile, *stores)
         self.dims = N, C, H, W, Hq, Wq
         self.geo, self.macs = geo, N * C * geo.out_hw[0] * geo.out_hw[1] * KH * KW
 
@@ -801,14 +807,8 @@ class _DepthwiseInputGrad:
         (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
         S = sh * sw
         yph = _alloc.scratch("conv.out", N * C * S * Hq * Wq, g.dtype)
-        wf = w.reshape(C, -1)
-        for phase, (taps, args) in enumerate(self.phases):
-            if taps.size == 0:  # no tap lands on this phase: its gradient is zero
-                yph.reshape(N * C, S, -1)[:, phase] = 0
-                continue
-            cpu.dw_forward(g, np.ascontiguousarray(wf[:, taps]), _zeros(C, g.dtype), yph,
-                           S * Hq * Wq, phase * Hq * Wq, *args,
-                           depthwise.chunks(cpu is not _serial()))
+        cpu.dw_forward(g, np.ascontiguousarray(w.reshape(C, -1)), _zeros(C, g.dtype), yph,
+                       S * Hq * Wq, 0, *self.args, depthwise.chunks(cpu is not _serial()))
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
         return grad_x
@@ -817,6 +817,17 @@ class _DepthwiseInputGrad:
 @lru_cache(maxsize=64)
 def _depthwise_input_grad(x_shape: tuple, w_shape: tuple, geo: Geometry):
     return _DepthwiseInputGrad(x_shape, w_shape, geo)
+
+
+class _OneGroup(dict):
+    """``[0, T]``: every tap one group (see :func:`kernels.cpu.depthwise._forward`)."""
+
+    def __missing__(self, T: int) -> np.ndarray:
+        self[T] = np.array([0, T], dtype=np.int64)
+        return self[T]
+
+
+_ONE_GROUP = _OneGroup()
 
 
 def _serial():

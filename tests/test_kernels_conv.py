@@ -380,8 +380,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
                         kw.get("groups", 1))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
             seen.add("depthwise strided")
-            if any(taps.size == 0 for taps, _ in
-                   _depthwise_input_grad(x_shape, w_shape, geo).phases):
+            if any(taps.size == 0 for taps in
+                   _depthwise_input_grad(x_shape, w_shape, geo).phase_taps):
                 seen.add("depthwise empty phase")
         elif w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo)._wg_cols:
             cog = w_shape[0] // geo.groups

@@ -66,25 +66,28 @@ def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
                     buf[base + U(j)] = xr[U(c0 + (j - j0) * sw)]
 
 
-def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off,
-             seg_mask, nseg, nchunk):
+def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, group_start,
+             group_stride, cog, ntile, seg_off, seg_mask, nseg, nchunk):
     """Plane (n, co) of ``y`` (flat: it starts at ``(n*Co + co)*ystride + yoff``) =
-    b[co] + sum_t w[co, t] * the plane of ``x[n, co // cog]`` padded and phase-split, at
-    ``a + off[t]``, for the outputs a of the plane's tiles.
+    b[co] + sum_t w[co, wtap[t]] * the plane of ``x[n, co // cog]`` padded and
+    phase-split, at ``a + off[t]``, for the outputs a of the plane's tiles, once for
+    each group of taps ``group_start[j] <= t < group_start[j + 1]``, group j's outputs
+    ``group_stride`` further on (a forward is one group; a strided input gradient one a
+    stride phase, the taps that land on it: an empty group stores b[co]).
 
-    Loop nest: prange chunk of (n, co) > (n, co) > runs of DW_R tiles > tap t > DW_R
-    vector FMAs.
+    Loop nest: prange chunk of (n, co) > (n, co) > group > runs of DW_R tiles > tap t >
+    DW_R vector FMAs.
 
     Optimizations:
     - a chunk of planes a task, one buffer a chunk, zeroed once: each plane then writes
-      only its input elements (and is not copied again for the next of its ``cog``
-      output channels);
+      only its input elements, once for all its tap groups (and not again for the next
+      of its ``cog`` output channels);
     - DW_R tiles share each tap's broadcast weight;
     - stores by segments (one masked vector store per output row a tile touches), with
       no copy out of the phase layout;
     - the tiles past the last (a run is always DW_R) read the buffer's DW_R*P spare
       zeros and store nothing."""
-    N, Co, T = x.shape[0], w.shape[0], off.shape[0]
+    N, Co = x.shape[0], w.shape[0]
     plane = sh * sw * Hq * Wq
     per = -(-(N * Co) // nchunk)
     for chunk in prange(nchunk):
@@ -95,28 +98,29 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, cog, nti
             if n * Co + co // cog != last:
                 _fill_plane(x[n, co // cog], buf, top, left, sh, sw, Hq, Wq)
                 last = n * Co + co // cog
-            y0 = task * ystride + yoff
             bias = b[co]
-            for k0 in range(0, ntile, DW_R):
-                a = U(k0 * P)
-                v0 = v1 = v2 = v3 = zeros(y)
-                for t in range(T):
-                    wt = w[co, t]
-                    o = a + off[t]
-                    v0 = fma(v0, wt, load(buf, o))
-                    v1 = fma(v1, wt, load(buf, o + U(P)))
-                    v2 = fma(v2, wt, load(buf, o + U(2 * P)))
-                    v3 = fma(v3, wt, load(buf, o + U(3 * P)))
-                for r in range(min(DW_R, ntile - k0)):
-                    v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2 else v3,
-                                   bias)
-                    k = k0 + r
-                    for s in range(nseg[k]):
-                        m = seg_mask[k, s]
-                        if m == ALL:
-                            store(y, U(y0 + seg_off[k, s]), v)
-                        else:
-                            store_masked(y, U(y0 + seg_off[k, s]), v, m)
+            for j in range(group_start.shape[0] - 1):
+                y0 = task * ystride + yoff + j * group_stride
+                for k0 in range(0, ntile, DW_R):
+                    a = U(k0 * P)
+                    v0 = v1 = v2 = v3 = zeros(y)
+                    for t in range(group_start[j], group_start[j + 1]):
+                        wt = w[co, wtap[t]]
+                        o = a + off[t]
+                        v0 = fma(v0, wt, load(buf, o))
+                        v1 = fma(v1, wt, load(buf, o + U(P)))
+                        v2 = fma(v2, wt, load(buf, o + U(2 * P)))
+                        v3 = fma(v3, wt, load(buf, o + U(3 * P)))
+                    for r in range(min(DW_R, ntile - k0)):
+                        v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2
+                                       else v3, bias)
+                        k = k0 + r
+                        for s in range(nseg[k]):
+                            m = seg_mask[k, s]
+                            if m == ALL:
+                                store(y, U(y0 + seg_off[k, s]), v)
+                            else:
+                                store_masked(y, U(y0 + seg_off[k, s]), v, m)
 
 
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
