@@ -8,6 +8,9 @@ equal, bit for bit, those after 1 epoch and a resumed second.
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -133,3 +136,88 @@ def test_run_time_errors_exit_2_with_one_line(tmp_path, capsys):
         run(*TINY, "--epochs", 2, "--seed", 5, "--resume", "--out", tmp_path / "a")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "seed=0" in err
+
+
+def test_resume_past_the_requested_epochs_exits_2(tmp_path, capsys):
+    assert run(*TINY, "--epochs", 1, "--out", tmp_path) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(*TINY, "--epochs", 1, "--resume", "--out", tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already at epoch 1" in err and "--epochs 2" in err
+
+
+def test_checkpoint_that_is_not_an_npz_is_refused(tmp_path, capsys):
+    (tmp_path / "checkpoint.npz").write_text("epoch 3\nweights: see elsewhere\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run(*TINY, "--resume", "--out", tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an .npz checkpoint" in err and "pickle" not in err
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lenet.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    shown = [a for a in lenet.make_parser()._actions
+             if lenet.argparse.SUPPRESS not in (a.help, a.default)
+             and a.default not in (None, False)]
+    assert {a.dest for a in shown} >= {"engine", "epochs", "batch_size", "lr", "out", "threads"}
+    for action in shown:
+        assert f"default: {action.default}" in text or (
+            action.dest == "threads" and f"every core, {action.default} here" in text), action
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in epoch 2: status 130, one line naming the checkpoint of epoch 1 and a
+    command that resumes from it (which then runs)."""
+    steps = {"n": 0}
+    real_step = lenet.KernelsEngine.train_step
+
+    def step(self, x, y):
+        steps["n"] += 1
+        if steps["n"] == 10:  # 200 images in batches of 32: 7 steps an epoch
+            raise KeyboardInterrupt
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "interrupted in epoch 2" in err and str(tmp_path / "checkpoint.npz") in err
+    from kernels import nn
+    assert nn.load_meta(tmp_path / "checkpoint.npz")["epoch"] == 1
+    command = shlex.split(err.split("continue with: ")[1])
+    assert command[:3] == ["python", "examples/lenet.py", "--resume"]
+    assert run(*command[2:], "--threads", 1) == 0
+    assert "epochs 2..3" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ctrl_c_before_training(tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lenet, "load_data", interrupted)
+    assert run(*TINY, "--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing saved" in err
+
+
+def test_ctrl_c_in_a_real_process(tmp_path):
+    """SIGINT to ``python examples/lenet.py``: no traceback, status 130."""
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "examples/lenet.py"), *TINY,
+                             "--epochs", "1000", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch   1"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "lenet.py: interrupted in epoch" in err
