@@ -31,6 +31,13 @@ DEFAULT_EPOCHS = {"digits": 20, "mnist": 12}
 COLORS = {"Adagrad": "tab:blue", "RMSprop": "tab:orange", "Adam": "tab:green"}
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except the empty ones (None)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
@@ -49,17 +56,21 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 1: our Adagrad/RMSprop/Adam against torch.optim.")
-    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
+    p = _Parser(description="Seed 003 problem 1: our Adagrad/RMSprop/Adam against torch.optim.",
+                formatter_class=_Defaults)
+    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
+                   help="the images")
     p.add_argument("--data-dir", type=Path, help="folder with the MNIST IDX files")
     p.add_argument("--epochs", type=_positive,
                    help=f"default {DEFAULT_EPOCHS['digits']} (digits), "
                         f"{DEFAULT_EPOCHS['mnist']} (mnist)")
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--batch-size", type=_positive, default=64, help="examples per step")
     p.add_argument("--hidden", type=_positive, help="width of both hidden layers "
                    "(default 128 for digits, 256 for mnist)")
-    p.add_argument("--limit", type=_positive, help="use only this many training examples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=_positive,
+                   help="use only this many training examples (default: all)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the initial weights and the batches")
     p.add_argument("--out", type=Path, default=Path("out/optimizers"), help="plot folder")
     args = p.parse_args(argv)
     if args.dataset == "mnist" and args.data_dir is None:
@@ -195,6 +206,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        print("optimizers.py: interrupted; nothing saved (the table and the plot come at "
+              "the end)", file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's status for Ctrl-C
     finally:
         torch.set_num_threads(threads)
 
