@@ -122,3 +122,17 @@ def test_help_does_not_import_sympy():
             "assert 'sympy' not in sys.modules and 'rich' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_numbers_read_the_same_with_and_without_subs(capsys):
+    """A coefficient left next to a symbol by --subs keeps its thousands separators,
+    as a whole number does. conv(16,k=3) on 3x64x64: 16·3·3·3·64·64 MACs per image."""
+    import re
+
+    spec = ["params", "--input", "3xHxW", "--layers", "conv(16,k=3,p=1), relu, maxpool(2)"]
+    macs = 16 * 3 * 3 * 3 * 64 * 64
+    partial = run([*spec, "--batch", "N", "--subs", "H=64,W=64"], capsys)
+    full = run([*spec, "--batch", "8", "--subs", "H=64,W=64"], capsys)
+    assert f"{macs:,}·N" in partial and f"{8 * macs:,}" in full
+    for out in (partial, full):
+        assert not re.search(r"(?<![\w.])\d{4,}", out), out
