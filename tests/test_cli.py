@@ -174,3 +174,14 @@ def test_errors_clip_what_they_echo(args, capsys):
     code, _, err = run_any(args, capsys)
     assert code == 2 and err.count("\n") == 1
     assert "…" in err and len(err) < 300, err
+
+
+def test_zoo_fits_80_columns_without_splitting_a_number(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    out = run(["zoo"], capsys)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}
+    for model in doc:  # name and exact params on one line, whole
+        assert f" {model['params']:,} " in rows[model["name"]], model["name"]
