@@ -8,6 +8,7 @@ equal, bit for bit, those after 1 epoch and a resumed second.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shlex
 import signal
 import subprocess
@@ -221,3 +222,29 @@ def test_ctrl_c_in_a_real_process(tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "lenet.py: interrupted in epoch" in err
+
+
+def test_progress_bar_shows_from_the_first_batch(tmp_path, monkeypatch):
+    """On a terminal the bar is up while the first batch runs (a first run compiles the
+    kernels there), and then shows images/s and the time left."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    during_first = []
+    real_step = lenet.KernelsEngine.train_step
+
+    def step(self, x, y):
+        time.sleep(0.15)  # rich redraws 10 times a second
+        if not during_first:
+            time.sleep(0.35)
+            during_first.append(screen.getvalue())
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    args = lenet.parse_args([*TINY, "--epochs", "1", "--out", str(tmp_path)])
+    lenet.train(args, Console(file=screen, force_terminal=True, color_system=None, width=120))
+    assert "epoch 1/1" in during_first[0] and "0/200" in during_first[0]
+    assert re.search(r"\d+/200 +[\d,]+ images/s +\d+:\d\d:\d\d", screen.getvalue())
