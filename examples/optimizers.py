@@ -160,10 +160,10 @@ def train(kind: str, ours: bool, init: dict, data, args, progress, task) -> dict
                 opt.step([p.grad.numpy() for p in params])
             else:
                 opt.step()
+            progress.advance(task, len(idx))
         curve.append(objective(model, x_train, y_train))
         if epoch == 0:
             first_epoch = [p.detach().numpy().copy() for p in params]
-        progress.advance(task)
     return {"objective": curve, "accuracy": accuracy(model, x_test, y_test),
             "params": [p.detach().numpy().copy() for p in params], "first_epoch": first_epoch}
 
@@ -217,7 +217,19 @@ def main(argv=None) -> dict:
 def _run(args) -> dict:
     import torch
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        def render(self, task):
+            return Text("" if task.speed is None else f"{task.speed:,.0f} examples/s")
     from rich.table import Table
 
     from kernels.datasets import DatasetError
@@ -233,10 +245,13 @@ def _run(args) -> dict:
     init = {k: v.clone() for k, v in make_model(data[0].shape[1], args.hidden)
             .state_dict().items()}
     runs = {}
-    with Progress(console=console) as progress:
+    # a bar per run that moves with every batch: examples/s and the time left
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  Speed(),
+                  TimeRemainingColumn(), console=console) as progress:
         for kind in HYPERPARAMETERS:
             for impl in ("ours", "torch"):
-                task = progress.add_task(f"{kind} ({impl})", total=args.epochs)
+                task = progress.add_task(f"{kind} ({impl})", total=args.epochs * len(data[0]))
                 runs[kind, impl] = train(kind, impl == "ours", init, data, args, progress, task)
 
     diffs = {kind: max_difference(runs[kind, "ours"]["params"], runs[kind, "torch"]["params"])
