@@ -469,11 +469,12 @@ def train(args, console) -> History:
     try:
         train_epochs(args, engine, split, start, history, path, console)
     except KeyboardInterrupt:
-        done = len(history.loss)
-        saved = (f"checkpoint after epoch {done} is in {path}" if done
-                 else "no epoch finished, nothing saved")
-        raise Interrupted(f"interrupted in epoch {done + 1}: {saved}; continue with: "
-                          f"{resume_command(args) if done else 'the same command'}") from None
+        done = len(history.loss)  # the epochs in the checkpoint
+        if not done:
+            raise Interrupted("interrupted in epoch 1, before the first checkpoint; "
+                              "nothing saved") from None
+        raise Interrupted(f"interrupted in epoch {done + 1}: the checkpoint after epoch "
+                          f"{done} is in {path}; continue with: {resume_command(args)}") from None
     if history.loss:
         plot(history, os.path.join(args.out, PLOT),
              f"LeNet-5, {args.dataset}, engine {engine.name}")
@@ -495,11 +496,12 @@ def train_epochs(args, engine, split, start: int, history: History, path: str, c
                                                  args.batch_size, order, progress,
                                                  f"epoch {epoch + 1}/{args.epochs}")
             test_acc = accuracy(engine, split.x_test, split.y_test)
-            for name, value in (("loss", loss), ("train_acc", train_acc),
-                                ("test_acc", test_acc), ("images_per_s", speed)):
+            row = {"loss": loss, "train_acc": train_acc, "test_acc": test_acc,
+                   "images_per_s": speed}
+            nn.save(path, *engine.checkpoint_parts(), epoch=epoch + 1, settings=settings(args),
+                    history={k: [*v, row[k]] for k, v in history.__dict__.items()})
+            for name, value in row.items():  # only once saved: the history is what is saved
                 getattr(history, name).append(value)
-            nn.save(path, *engine.checkpoint_parts(), epoch=epoch + 1,
-                    settings=settings(args), history=history.__dict__)
             progress.console.print(
                 f"epoch {epoch + 1:3d}  loss {loss:.4f}  train {100 * train_acc:6.2f}%  "
                 f"test {100 * test_acc:6.2f}%  {speed:,.0f} images/s")

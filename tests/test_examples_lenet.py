@@ -248,3 +248,31 @@ def test_progress_bar_shows_from_the_first_batch(tmp_path, monkeypatch):
     lenet.train(args, Console(file=screen, force_terminal=True, color_system=None, width=120))
     assert "epoch 1/1" in during_first[0] and "0/200" in during_first[0]
     assert re.search(r"\d+/200 +[\d,]+ images/s +\d+:\d\d:\d\d", screen.getvalue())
+
+
+def test_ctrl_c_in_the_first_epoch_or_while_saving(tmp_path, capsys, monkeypatch):
+    from kernels import nn
+
+    real_save, saves = nn.save, []
+
+    def save(*args, **kwargs):
+        saves.append(kwargs["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # during the write of epoch 2's checkpoint
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(nn, "save", save)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path / "a") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint after epoch 1 is in" in err
+    meta = nn.load_meta(tmp_path / "a" / "checkpoint.npz")
+    assert meta["epoch"] == 1 and len(meta["history"]["loss"]) == 1
+
+    def step(self, x, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path / "b") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing saved" in err
+    assert not (tmp_path / "b" / "checkpoint.npz").exists()
