@@ -632,7 +632,8 @@ def main(argv=None) -> int:
         print(f"lenet.py: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("lenet.py: interrupted; the benchmark saves nothing" if args.benchmark else
-              "lenet.py: interrupted before training began; nothing saved", file=sys.stderr)
+              "lenet.py: interrupted outside an epoch; every checkpoint is written whole, so "
+              f"{os.path.join(args.out, CHECKPOINT)}, if there, is intact", file=sys.stderr)
     return 130  # the shell's status for Ctrl-C
 
 
