@@ -25,6 +25,7 @@ The seed writes X ⋆ Y for "X slides over a fixed Y", which is
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,13 @@ import numpy as np
 
 X1 = np.array([[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]], dtype=np.float64)
 X2 = X1.T
+
+
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except the empty ones (None)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,13 +60,14 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 2: kernels.correlate2d against scipy and torch.")
+    p = _Parser(description="Seed 003 problem 2: kernels.correlate2d against scipy and torch.",
+                formatter_class=_Defaults)
     p.add_argument("--cases", type=_positive, default=6, help="random cases for (d)")
     p.add_argument("--max-size", type=_positive, default=160,
                    help="largest side of a random case's image")
     p.add_argument("--downsample", type=_positive, default=1,
                    help="keep every k-th pixel of the 512×512 camera image (for quick runs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the random cases")
     p.add_argument("--out", type=Path, default=Path("out/correlation"), help="plot folder")
     return p.parse_args(argv)
 
@@ -238,6 +247,15 @@ def report(console, cases, grad, match, multi) -> None:
 def main(argv=None) -> dict:
     """Run (d)-(g), print the figures, write the plots; returns the numbers for tests."""
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("correlation.py: interrupted; nothing saved (the plots are written at the end)",
+              file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's status for Ctrl-C
+
+
+def run(args) -> dict:
     from rich.console import Console
     from rich.progress import Progress
     from skimage import data

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,15 @@ CHECKPOINT = "checkpoint.npz"
 PLOT = "lenet.png"
 # the settings a resumed run must share with the checkpoint it continues
 RESUME_KEYS = ("engine", "dataset", "seed", "batch_size", "lr", "lr_decay", "limit")
+
+
+class Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except the empty ones (flags, None)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,22 +83,27 @@ def positive_float(text: str) -> float:
     return value
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def make_parser() -> Parser:
     p = Parser(prog="lenet.py", description="Train LeNet-5 (seed 002 problem 4) with our "
-               "kernels, PyTorch, or PyTorch with our kernels inside.")
-    p.add_argument("--engine", choices=ENGINES, default="kernels")
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--data-dir", help="folder with the MNIST or CIFAR-10 files")
-    p.add_argument("--epochs", type=positive_int, default=12)
-    p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=positive_float, default=4e-3)
+               "kernels, PyTorch, or PyTorch with our kernels inside.",
+               formatter_class=Defaults)
+    p.add_argument("--engine", choices=ENGINES, default="kernels", help="what trains the net")
+    p.add_argument("--dataset", choices=DATASETS, default="digits", help="the images")
+    p.add_argument("--data-dir", help="folder with the MNIST or CIFAR-10 files; without it "
+                   "mnist and cifar10 fall back to the digits")
+    p.add_argument("--epochs", type=positive_int, default=12,
+                   help="train up to this epoch (counting the checkpoint's with --resume)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
+    p.add_argument("--lr", type=positive_float, default=4e-3, help="Adam's learning rate")
     p.add_argument("--lr-decay", type=positive_float, default=0.8,
-                   help="multiply the learning rate by this after every epoch (default 0.8)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="multiply the learning rate by this after every epoch")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the initial weights and the order of the batches")
     p.add_argument("--out", default=os.path.join("out", "lenet"),
-                   help="folder for the checkpoint and the plot (default out/lenet)")
+                   help="folder for the checkpoint and the plot")
     p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1,
-                   help="threads for torch and for our kernels (default: every core)")
+                   help="threads for torch and for our kernels (default: every core, "
+                   "%(default)s here)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out up to --epochs")
     p.add_argument("--benchmark", action="store_true",
@@ -98,7 +113,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--benchmark-images", type=positive_int, default=60_000,
                    help=argparse.SUPPRESS)
     p.add_argument("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = make_parser().parse_args(argv)
     if args.dataset == "digits" and args.data_dir is not None:
         fail("--data-dir: the digits data set ships with scikit-learn and takes no files")
     return args
@@ -334,16 +353,25 @@ def train_epoch(engine, x, y, batch_size: int, order, progress, label: str):
 
 
 def progress_bar(console):
+    """A bar within the epoch (images done, images/s, time left), shown from the first
+    batch, so that a first run that compiles the kernels does not look hung. Rich draws
+    it only on a terminal; in a pipe or a test the output stays the epoch lines."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        def render(self, task):
+            return Text("" if task.speed is None else f"{task.speed:,.0f} images/s")
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
+                    Speed(), TimeRemainingColumn(), console=console, transient=True)
 
 
 def plot(history: History, path: str, title: str) -> None:
@@ -374,9 +402,28 @@ def settings(args) -> dict:
     return {k: getattr(args, k) for k in RESUME_KEYS}
 
 
-def resume(args, engine, path: str) -> tuple[int, History]:
+class Interrupted(Exception):
+    """Ctrl-C during training; carries the one line that says what was saved."""
+
+
+# an .npz is a zip archive: a file that does not start so is not a checkpoint at all
+NPZ_MAGIC = b"PK\x03\x04"
+
+
+def resume_point(args, path: str) -> tuple[int, History]:
+    """The epoch and history of the checkpoint ``--resume`` continues, checked against
+    ``args`` before any data is loaded or any kernel compiled."""
     from kernels import nn
 
+    try:
+        with open(path, "rb") as f:
+            is_npz = f.read(4) == NPZ_MAGIC
+    except FileNotFoundError:
+        fail(f"--resume: there is no checkpoint {path} (train without --resume first, "
+             "or give the --out of an earlier run)")
+    if not is_npz:
+        fail(f"--resume: {path} is not an .npz checkpoint (this example writes one after "
+             "every epoch); give another --out")
     meta = nn.load_meta(path)
     try:
         theirs, epoch, history = meta["settings"], int(meta["epoch"]), History(**meta["history"])
@@ -386,23 +433,61 @@ def resume(args, engine, path: str) -> tuple[int, History]:
         if theirs.get(key) != ours:
             fail(f"--resume: the checkpoint {path} was made with {key}={theirs.get(key)!r}, "
                  f"not {ours!r}")
-    nn.load(path, *engine.checkpoint_parts())
+    if epoch >= args.epochs:
+        fail(f"--resume: the checkpoint {path} is already at epoch {epoch}, so --epochs "
+             f"{args.epochs} leaves nothing to train; give --epochs {epoch + 1} or more")
     return epoch, history
+
+
+def resume_command(args) -> str:
+    """The command line that continues this run: ``--resume`` plus every option that
+    differs from its default."""
+    parser = make_parser()
+    words = ["python", "examples/lenet.py", "--resume"]
+    for key in (*RESUME_KEYS, "data_dir", "epochs", "out"):
+        value = getattr(args, key)
+        if value != parser.get_default(key):
+            words += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
+    return " ".join(words)
 
 
 def train(args, console) -> History:
     from kernels import nn
 
+    path = os.path.join(args.out, CHECKPOINT)
+    start, history = resume_point(args, path) if args.resume else (0, History())
     split = load_data(args, console)
     channels, size = split.x_train.shape[1], split.x_train.shape[2]
     n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
     engine = make_engine(args.engine, channels, size, n_classes, args.lr, args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, CHECKPOINT)
-    start, history = resume(args, engine, path) if args.resume else (0, History())
+    if args.resume:
+        nn.load(path, *engine.checkpoint_parts())
     console.print(f"LeNet-5 on {args.dataset} ({len(split.x_train)} train, "
                   f"{len(split.x_test)} test, {channels}x{size}x{size}), engine "
                   f"{engine.name}, epochs {start + 1}..{args.epochs}")
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        train_epochs(args, engine, split, start, history, path, console)
+    except KeyboardInterrupt:
+        done = len(history.loss)  # the epochs in the checkpoint
+        if not done:
+            raise Interrupted("interrupted in epoch 1, before the first checkpoint; "
+                              "nothing saved") from None
+        raise Interrupted(f"interrupted in epoch {done + 1}: the checkpoint after epoch "
+                          f"{done} is in {path}; continue with: {resume_command(args)}") from None
+    if history.loss:
+        plot(history, os.path.join(args.out, PLOT),
+             f"LeNet-5, {args.dataset}, engine {engine.name}")
+        console.print(f"final test accuracy {100 * history.test_acc[-1]:.2f}%  "
+                      f"(mean {np.mean(history.images_per_s):,.0f} training images/s); "
+                      f"plot and checkpoint in {args.out}")
+    return history
+
+
+def train_epochs(args, engine, split, start: int, history: History, path: str, console):
+    """Epochs ``start + 1`` to ``args.epochs``, a checkpoint after each."""
+    from kernels import nn
+
     with progress_bar(console) as progress:
         for epoch in range(start, args.epochs):
             order = epoch_order(args.seed, epoch, len(split.x_train))
@@ -411,21 +496,15 @@ def train(args, console) -> History:
                                                  args.batch_size, order, progress,
                                                  f"epoch {epoch + 1}/{args.epochs}")
             test_acc = accuracy(engine, split.x_test, split.y_test)
-            for name, value in (("loss", loss), ("train_acc", train_acc),
-                                ("test_acc", test_acc), ("images_per_s", speed)):
+            row = {"loss": loss, "train_acc": train_acc, "test_acc": test_acc,
+                   "images_per_s": speed}
+            nn.save(path, *engine.checkpoint_parts(), epoch=epoch + 1, settings=settings(args),
+                    history={k: [*v, row[k]] for k, v in history.__dict__.items()})
+            for name, value in row.items():  # only once saved: the history is what is saved
                 getattr(history, name).append(value)
-            nn.save(path, *engine.checkpoint_parts(), epoch=epoch + 1,
-                    settings=settings(args), history=history.__dict__)
             progress.console.print(
                 f"epoch {epoch + 1:3d}  loss {loss:.4f}  train {100 * train_acc:6.2f}%  "
                 f"test {100 * test_acc:6.2f}%  {speed:,.0f} images/s")
-    if history.loss:
-        plot(history, os.path.join(args.out, PLOT),
-             f"LeNet-5, {args.dataset}, engine {engine.name}")
-        console.print(f"final test accuracy {100 * history.test_acc[-1]:.2f}%  "
-                      f"(mean {np.mean(history.images_per_s):,.0f} training images/s); "
-                      f"plot and checkpoint in {args.out}")
-    return history
 
 
 # ---------------------------------------------------------------- benchmark
@@ -546,9 +625,21 @@ def use_threads(n: int) -> None:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except Interrupted as e:
+        print(f"lenet.py: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("lenet.py: interrupted; the benchmark saves nothing" if args.benchmark else
+              "lenet.py: interrupted outside an epoch; every checkpoint is written whole, so "
+              f"{os.path.join(args.out, CHECKPOINT)}, if there, is intact", file=sys.stderr)
+    return 130  # the shell's status for Ctrl-C
+
+
+def run(args) -> int:
     from rich.console import Console
 
-    args = parse_args(argv)
     console = Console(highlight=False)
     use_threads(args.threads)
     steady_malloc()

@@ -19,6 +19,7 @@ column uses ε = 1e-30 there (far below one rounding step of σ² ≈ 1/12).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,13 @@ has σ = 0, so x̂ = 0/0 = nan, and the nan spreads to all that follows. A nearl
 constant slice is almost as bad: 1/σ is huge and amplifies rounding noise.
 With ε the gain 1/√(σ² + ε) is at most 1/√ε, and a constant slice maps to 0.
 For random data σ² ≈ 1/12 ≫ 1e-5, so ε = 0 and ε = 1e-5 barely differ."""
+
+
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except the empty ones (None)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,11 +59,11 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 3: batch/layer/instance/group norm vs torch.")
-    p.add_argument("--shape", type=_shape, default=(64, 64, 50, 50),
-                   help="N x C x H x W (default 64x64x50x50)")
+    p = _Parser(description="Seed 003 problem 3: batch/layer/instance/group norm vs torch.",
+                formatter_class=_Defaults)
+    p.add_argument("--shape", type=_shape, default="64x64x50x50", help="N x C x H x W")
     p.add_argument("--groups", type=int, default=8, help="groups for group norm")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the input")
     p.add_argument("--out", type=Path, default=Path("out/norm_zoo"), help="plot folder")
     args = p.parse_args(argv)
     c = args.shape[1]
@@ -184,6 +192,15 @@ def plot(rows, path: Path) -> None:
 def main(argv=None) -> dict:
     """Compare the four norms with torch, explain ε; returns the numbers for tests."""
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("norm_zoo.py: interrupted; nothing saved (the plot is written at the end)",
+              file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's status for Ctrl-C
+
+
+def run(args) -> dict:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table

@@ -31,6 +31,13 @@ DEFAULT_EPOCHS = {"digits": 20, "mnist": 12}
 COLORS = {"Adagrad": "tab:blue", "RMSprop": "tab:orange", "Adam": "tab:green"}
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except the empty ones (None)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
@@ -49,17 +56,21 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 1: our Adagrad/RMSprop/Adam against torch.optim.")
-    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits")
+    p = _Parser(description="Seed 003 problem 1: our Adagrad/RMSprop/Adam against torch.optim.",
+                formatter_class=_Defaults)
+    p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
+                   help="the images")
     p.add_argument("--data-dir", type=Path, help="folder with the MNIST IDX files")
     p.add_argument("--epochs", type=_positive,
                    help=f"default {DEFAULT_EPOCHS['digits']} (digits), "
                         f"{DEFAULT_EPOCHS['mnist']} (mnist)")
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--batch-size", type=_positive, default=64, help="examples per step")
     p.add_argument("--hidden", type=_positive, help="width of both hidden layers "
                    "(default 128 for digits, 256 for mnist)")
-    p.add_argument("--limit", type=_positive, help="use only this many training examples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=_positive,
+                   help="use only this many training examples (default: all)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the initial weights and the batches")
     p.add_argument("--out", type=Path, default=Path("out/optimizers"), help="plot folder")
     args = p.parse_args(argv)
     if args.dataset == "mnist" and args.data_dir is None:
@@ -149,10 +160,10 @@ def train(kind: str, ours: bool, init: dict, data, args, progress, task) -> dict
                 opt.step([p.grad.numpy() for p in params])
             else:
                 opt.step()
+            progress.advance(task, len(idx))
         curve.append(objective(model, x_train, y_train))
         if epoch == 0:
             first_epoch = [p.detach().numpy().copy() for p in params]
-        progress.advance(task)
     return {"objective": curve, "accuracy": accuracy(model, x_test, y_test),
             "params": [p.detach().numpy().copy() for p in params], "first_epoch": first_epoch}
 
@@ -195,6 +206,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        print("optimizers.py: interrupted; nothing saved (the table and the plot come at "
+              "the end)", file=sys.stderr)
+        raise SystemExit(130) from None  # the shell's status for Ctrl-C
     finally:
         torch.set_num_threads(threads)
 
@@ -202,7 +217,19 @@ def main(argv=None) -> dict:
 def _run(args) -> dict:
     import torch
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        def render(self, task):
+            return Text("" if task.speed is None else f"{task.speed:,.0f} examples/s")
     from rich.table import Table
 
     from kernels.datasets import DatasetError
@@ -218,10 +245,13 @@ def _run(args) -> dict:
     init = {k: v.clone() for k, v in make_model(data[0].shape[1], args.hidden)
             .state_dict().items()}
     runs = {}
-    with Progress(console=console) as progress:
+    # a bar per run that moves with every batch: examples/s and the time left
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  Speed(),
+                  TimeRemainingColumn(), console=console) as progress:
         for kind in HYPERPARAMETERS:
             for impl in ("ours", "torch"):
-                task = progress.add_task(f"{kind} ({impl})", total=args.epochs)
+                task = progress.add_task(f"{kind} ({impl})", total=args.epochs * len(data[0]))
                 runs[kind, impl] = train(kind, impl == "ours", init, data, args, progress, task)
 
     diffs = {kind: max_difference(runs[kind, "ours"]["params"], runs[kind, "torch"]["params"])

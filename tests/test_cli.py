@@ -122,3 +122,66 @@ def test_help_does_not_import_sympy():
             "assert 'sympy' not in sys.modules and 'rich' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_numbers_read_the_same_with_and_without_subs(capsys):
+    """A coefficient left next to a symbol by --subs keeps its thousands separators,
+    as a whole number does. conv(16,k=3) on 3x64x64: 16·3·3·3·64·64 MACs per image."""
+    import re
+
+    spec = ["params", "--input", "3xHxW", "--layers", "conv(16,k=3,p=1), relu, maxpool(2)"]
+    macs = 16 * 3 * 3 * 3 * 64 * 64
+    partial = run([*spec, "--batch", "N", "--subs", "H=64,W=64"], capsys)
+    full = run([*spec, "--batch", "8", "--subs", "H=64,W=64"], capsys)
+    assert f"{macs:,}·N" in partial and f"{8 * macs:,}" in full
+    for out in (partial, full):
+        assert not re.search(r"(?<![\w.])\d{4,}", out), out
+
+
+def test_mistyped_command_gets_a_suggestion(capsys):
+    from cli_helpers import run_any
+
+    code, out, err = run_any(["parms", "--model", "lenet5"], capsys)
+    assert code == 2 and err == "Error: No such command 'parms'. Did you mean 'params'?\n"
+    code, _, err = run_any(["xyzzy"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert all(name in err for name in ("params", "zoo", "norm", "derive"))
+
+
+def test_bare_cnncalc_prints_a_short_usage(capsys):
+    """Like any click group without a command (status 2 since click 8.2), but a usage
+    line and the commands, not the whole help."""
+    from cli_helpers import run_any
+
+    from cnncalc.cli import COMMANDS
+
+    code, out, err = run_any([], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("Usage: cnncalc") and "Error" not in err and len(err.splitlines()) <= 4
+    assert f"Commands: {', '.join(COMMANDS)}" in err and "cnncalc --help" in err
+
+
+@pytest.mark.parametrize("args", [
+    ["params", "--model", "y" * 5000],
+    ["params", "--model", "lenet5", "--format", "y" * 5000],
+    ["params", "--input", "3xHxW", "--layers", "relu", "--subs", "H=" + "9" * 5000],
+    ["norm", "--kind", "bogus" * 1000, "--shape", "2x3"],
+    ["y" * 5000],
+])
+def test_errors_clip_what_they_echo(args, capsys):
+    from cli_helpers import run_any
+
+    code, _, err = run_any(args, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "…" in err and len(err) < 300, err
+
+
+def test_zoo_fits_80_columns_without_splitting_a_number(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    out = run(["zoo"], capsys)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}
+    for model in doc:  # name and exact params on one line, whole
+        assert f" {model['params']:,} " in rows[model["name"]], model["name"]

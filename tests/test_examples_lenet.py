@@ -8,6 +8,10 @@ equal, bit for bit, those after 1 epoch and a resumed second.
 from __future__ import annotations
 
 import importlib.util
+import re
+import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -133,3 +137,142 @@ def test_run_time_errors_exit_2_with_one_line(tmp_path, capsys):
         run(*TINY, "--epochs", 2, "--seed", 5, "--resume", "--out", tmp_path / "a")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "seed=0" in err
+
+
+def test_resume_past_the_requested_epochs_exits_2(tmp_path, capsys):
+    assert run(*TINY, "--epochs", 1, "--out", tmp_path) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(*TINY, "--epochs", 1, "--resume", "--out", tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already at epoch 1" in err and "--epochs 2" in err
+
+
+def test_checkpoint_that_is_not_an_npz_is_refused(tmp_path, capsys):
+    (tmp_path / "checkpoint.npz").write_text("epoch 3\nweights: see elsewhere\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run(*TINY, "--resume", "--out", tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an .npz checkpoint" in err and "pickle" not in err
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lenet.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    shown = [a for a in lenet.make_parser()._actions
+             if lenet.argparse.SUPPRESS not in (a.help, a.default)
+             and a.default not in (None, False)]
+    assert {a.dest for a in shown} >= {"engine", "epochs", "batch_size", "lr", "out", "threads"}
+    for action in shown:
+        assert f"default: {action.default}" in text or (
+            action.dest == "threads" and f"every core, {action.default} here" in text), action
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in epoch 2: status 130, one line naming the checkpoint of epoch 1 and a
+    command that resumes from it (which then runs)."""
+    steps = {"n": 0}
+    real_step = lenet.KernelsEngine.train_step
+
+    def step(self, x, y):
+        steps["n"] += 1
+        if steps["n"] == 10:  # 200 images in batches of 32: 7 steps an epoch
+            raise KeyboardInterrupt
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "interrupted in epoch 2" in err and str(tmp_path / "checkpoint.npz") in err
+    from kernels import nn
+    assert nn.load_meta(tmp_path / "checkpoint.npz")["epoch"] == 1
+    command = shlex.split(err.split("continue with: ")[1])
+    assert command[:3] == ["python", "examples/lenet.py", "--resume"]
+    assert run(*command[2:], "--threads", 1) == 0
+    assert "epochs 2..3" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ctrl_c_before_training(tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lenet, "load_data", interrupted)
+    assert run(*TINY, "--out", tmp_path) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted outside an epoch" in err
+
+
+def test_ctrl_c_in_a_real_process(tmp_path):
+    """SIGINT to ``python examples/lenet.py``: no traceback, status 130."""
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "examples/lenet.py"), *TINY,
+                             "--epochs", "1000", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch   1"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "lenet.py: interrupted in epoch" in err
+
+
+def test_progress_bar_shows_from_the_first_batch(tmp_path, monkeypatch):
+    """On a terminal the bar is up while the first batch runs (a first run compiles the
+    kernels there), and then shows images/s and the time left."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    during_first = []
+    real_step = lenet.KernelsEngine.train_step
+
+    def step(self, x, y):
+        time.sleep(0.15)  # rich redraws 10 times a second
+        if not during_first:
+            time.sleep(0.35)
+            during_first.append(screen.getvalue())
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    args = lenet.parse_args([*TINY, "--epochs", "1", "--out", str(tmp_path)])
+    lenet.train(args, Console(file=screen, force_terminal=True, color_system=None, width=120))
+    assert "epoch 1/1" in during_first[0] and "0/200" in during_first[0]
+    assert re.search(r"\d+/200 +[\d,]+ images/s +\d+:\d\d:\d\d", screen.getvalue())
+
+
+def test_ctrl_c_in_the_first_epoch_or_while_saving(tmp_path, capsys, monkeypatch):
+    from kernels import nn
+
+    real_save, saves = nn.save, []
+
+    def save(*args, **kwargs):
+        saves.append(kwargs["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # during the write of epoch 2's checkpoint
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(nn, "save", save)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path / "a") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint after epoch 1 is in" in err
+    meta = nn.load_meta(tmp_path / "a" / "checkpoint.npz")
+    assert meta["epoch"] == 1 and len(meta["history"]["loss"]) == 1
+
+    def step(self, x, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lenet.KernelsEngine, "train_step", step)
+    assert run(*TINY, "--epochs", 3, "--out", tmp_path / "b") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing saved" in err
+    assert not (tmp_path / "b" / "checkpoint.npz").exists()

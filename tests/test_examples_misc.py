@@ -192,3 +192,48 @@ def test_optimizers_bad_arguments(capsys, tmp_path):
     one_line_error(capsys, main, ["--data-dir", str(tmp_path)])  # digits take none
     err = one_line_error(capsys, main, ["--dataset", "mnist", "--data-dir", str(tmp_path)])
     assert "train-images-idx3-ubyte" in err
+
+
+# --------------------------------------------------------------------------- all three
+
+# name -> (a function the run calls early, its --help phrases for defaults given in words)
+EXAMPLES = {"correlation": ("random_cases", ()),
+            "norm_zoo": ("compare", ()),
+            "optimizers": ("train", ("default 20 (digits)", "default 128 for digits"))}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_ctrl_c_is_one_line_and_status_130(name, tmp_path, capsys, monkeypatch):
+    module = example(name)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, EXAMPLES[name][0], interrupted)
+    argv = {"correlation": ["--downsample", "8"],
+            "norm_zoo": ["--shape", "2x4x3x3", "--groups", "2"],
+            "optimizers": ["--limit", "64"]}[name]
+    with pytest.raises(SystemExit) as info:
+        module.main([*argv, "--out", str(tmp_path)])
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{name}.py: interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_help_shows_every_default(name, capsys):
+    module = example(name)
+    with pytest.raises(SystemExit) as info:
+        module.parse_args(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    parser_defaults = vars(module.parse_args([]))
+    for phrase in EXAMPLES[name][1]:
+        assert phrase in text
+    for dest, value in parser_defaults.items():
+        if dest in ("epochs", "hidden") and name == "optimizers":
+            continue  # per data set: the phrases above
+        if value is None:
+            continue
+        shown = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        assert f"default: {shown})" in text, dest

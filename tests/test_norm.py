@@ -428,3 +428,25 @@ def test_shape_json_holds_the_symbolic_shapes(capsys):
     assert values["instance: μ, σ²"] == ["N", "C", 1, 1]
     assert values["group: μ, σ²"] == ["N", "G", 1, 1]
     assert values["batch: buffers"] == "2*C" and values["layer: buffers"] == 0
+
+
+@pytest.mark.parametrize("argv", [["--shape", "2x3x4x4"], ["--shape", "8x3x4x4"],
+                                  ["--shape", "NxCxHxW"], ["--kind", "batch", "[[1,2],[3,5]]"],
+                                  ["--kind", "group", "--groups", "2", "--shape", "8x4x2x2"]])
+def test_explanations_read_as_english(argv, capsys):
+    """No article before a number ("an 2×3"), no symbol defined as itself ("G = G"),
+    no parenthesis doubled around a note."""
+    import re
+
+    out = run(["norm", *argv], capsys)
+    assert not re.search(r"\ban? \d", out), out
+    assert not re.search(r"^(\S+) = \1$", out, re.M), out
+    assert "((" not in out.replace("((z", "").replace("((1 − ", ""), out
+    assert "(each (" not in out
+
+
+def test_symbolic_groups_are_named_in_a_note(capsys):
+    out = run(["norm", "--kind", "group", "--shape", "NxCxHxW"], capsys)
+    assert "G is the number of channel groups" in out and "G = 4" not in out
+    out = run(["norm", "--kind", "group", "--groups", "4", "--shape", "NxCxHxW"], capsys)
+    assert "G = 4" in out and "G is the number" not in out

@@ -44,12 +44,14 @@ def command(fmt):
         return
     from rich.console import Console
     from rich.table import Table
+    # NOTE: names and numbers never wrap (a split number misreads); in 80 columns only
+    # the description wraps, at spaces. The exact MACs are in --format json/csv.
     table = Table(title="cnncalc zoo", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("input", "left"), ("params", "right"),
-                         ("MACs", "right"), ("description", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+                         ("MACs", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    table.add_column("description")
     for e, p, m in rows:
-        table.add_row(e.name, e.input, f"{pretty(p)} ({si(p) or p})", f"{si(m)}",
-                      e.description)
+        table.add_row(e.name, e.input, pretty(p), si(m) or pretty(m), e.description)
     Console().print(table)
     click.echo("Use: cnncalc params --model NAME [--input CxHxW] [--show-work]")

@@ -650,10 +650,11 @@ def normalize(data, kind: str | None = None, *, layout: str | None = None,
     elif not is_batch:
         notes.append("This normalization computes the same statistics in training and in "
                      "inference; it keeps no running statistics.")
-    what = ("matrix (features × batch)" if layout == "CN" else
-            "matrix (batch × features)" if layout == "NC" else f"array ({layout})")
+    what = ("a matrix (features × batch)" if layout == "CN" else
+            "a matrix (batch × features)" if layout == "NC" else f"an array ({layout})")
+    # NOTE: the shape after the noun, so the article never meets a number (a 2, an 8)
     title = (f"{_TITLES[kind]} normalization" if kind else "Normalization over "
-             f"{reduced_letters(slicing, layout)}") + f" of a {_dims(user.shape)} {what}"
+             f"{reduced_letters(slicing, layout)}") + f" of {what} of shape {_dims(user.shape)}"
     inputs = (
         Item("z", _shown(user), _slice_description(kind, slicing, layout, names.unit)),
         Item("γ", tuple(gamma.ravel()), "scale", r"\gamma"),
@@ -700,14 +701,16 @@ def _kind_shapes(kind: str, dims: dict, layout: str, G, momentum) -> list[Item]:
                        "σ² = 0 and ẑ = 0")
     params = {"batch": C, "layer": C * _prod(S), "instance": sp.Integer(0), "group": C}[kind]
     params_note = {
-        "batch": "each (nn.BatchNorm: one γ and β per channel)",
-        "layer": "each (nn.LayerNorm over all non-batch axes: one per element; "
-                 "GroupNorm(1, C) is the same normalization with C each)",
-        "instance": "(nn.InstanceNorm default affine=False; C each with affine=True)",
-        "group": "each (nn.GroupNorm: one γ and β per channel, not per group)"}[kind]
+        "batch": "this many of each: nn.BatchNorm has one γ and one β per channel",
+        "layer": "this many of each: nn.LayerNorm over all non-batch axes has one per "
+                 "element; GroupNorm(1, C) is the same normalization with C of each",
+        "instance": "nn.InstanceNorm's default affine=False has none; affine=True has C "
+                    "of each",
+        "group": "this many of each: nn.GroupNorm has one γ and one β per channel, not "
+                 "per group"}[kind]
     buffers = 2 * C if kind == "batch" else sp.Integer(0)
     buffers_note = {
-        "batch": "running_mean and running_var, C each (num_batches_tracked not counted)",
+        "batch": "running_mean and running_var, C each; num_batches_tracked not counted",
         "instance": "none by default; 2·C with track_running_stats=True",
     }.get(kind, "no running statistics")
     mom = _decimal(momentum)
@@ -773,8 +776,12 @@ def statistic_shapes(shape: str, kind: str | None = None, *, groups=None,
                      "N×H×W×C (TensorFlow, seed 004 Q4) batch norm's μ is 1×1×1×C, in "
                      "PyTorch's N×C×H×W it is 1×C×1×1: the same C values (--layout NHWC "
                      "prints the former).")
-    title = f"Normalization statistics of an {_dims(tuple(dims.values()), layout)} input"
+    # NOTE: the shape after the noun, so the article never meets a number (a 2, an 8)
+    title = ("Normalization statistics of an input of shape "
+             f"{_dims(tuple(dims.values()), layout)}")
     inputs = (Item("input", tuple(dims.values()), f"layout {layout}"),)
-    if "group" in kinds:
+    if "group" in kinds and G.is_Integer:
         inputs += (Item("G", G, "channel groups"),)
+    elif "group" in kinds:
+        notes.append("G is the number of channel groups, a divisor of C (--groups gives it).")
     return Derivation(title, tuple(results), (), (), tuple(notes), inputs)

@@ -5,6 +5,7 @@ Shared by every renderer, so a number or a formula reads the same everywhere.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import sympy as sp
@@ -37,8 +38,18 @@ def pretty(value) -> str:
 
 @lru_cache(maxsize=4096)
 def _formula_text(value: sp.Expr) -> str:
-    """``16·N·⌈H/2⌉``; cached, as a network repeats its sizes in many cells."""
-    return _floor(_unicode(sp.sstr(value)))
+    """``16·N·⌈H/2⌉``, ``1,769,472·N``; cached, as a network repeats its sizes in many
+    cells."""
+    return _floor(_unicode(_GROUPED.sub(_group, sp.sstr(value))))
+
+
+# an integer of four or more digits standing alone (not in a name, a decimal or an exponent)
+_GROUPED = re.compile(r"(?<![\w.^])\d{4,}(?![\w.])")
+
+
+def _group(match: re.Match) -> str:
+    """Thousands separators, as :func:`pretty` writes a whole number."""
+    return f"{int(match.group()):,}"
 
 
 def pretty_shape(shape) -> str:
