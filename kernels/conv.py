@@ -247,7 +247,7 @@ class _Tiled:
     """
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.tiles import FWD_COB, P
+        from .cpu.tiles import CL_C, FWD_COB, P
 
         N, C, H, W = x_shape
         Co, Cg, KH, KW = w_shape
@@ -271,8 +271,7 @@ class _Tiled:
         self.cog = Co // G
         # small maps: the output channels as the lanes, where they waste less by a margin
         # (7x7 planes waste 15 of 64 lanes as tiles at their padded pitch)
-        from .cpu.tiles import CL_C
-        waste_channels = -self.cog % (CL_C * P) / (self.cog + -self.cog % (CL_C * P))
+        waste_channels = _padding_share(self.cog, CL_C * P)
         self.channel_lanes = (waste_channels + CHANNEL_LANES_MARGIN
                               <= min(waste_rows, waste_wide, waste_batch))
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
@@ -290,6 +289,27 @@ class _Tiled:
         (dh, dw) = self.geo.dilation
         return (plane_rows * row_pitch * lane_pitch, dh * row_pitch * lane_pitch,
                 dw * lane_pitch)
+
+    def _channel_blocks(self, B: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """For the kernels with channels as lanes, in blocks of ``B`` channels: each
+        group's channel count padded to whole blocks, each channel's row in that padded
+        layout, and each block's group base in the stride-phase source."""
+        G, Cg = self.geo.groups, self.w_shape[1]
+        cogp = -(-self.cog // B) * B
+        plane = self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
+        rows, _ = _channel_rows(self.out_shape[1], G, cogp)
+        return cogp, rows, np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
+
+    def _phase_source(self, x: np.ndarray) -> np.ndarray:
+        """``x`` padded and split into stride phases (a scratch buffer), or ``x`` itself
+        where that is its layout (:meth:`_x_is_source`)."""
+        if self._x_is_source:
+            return x.reshape(-1)
+        N, C = self.dims[:2]
+        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
+                             * self.Hq * self.Wq, x.dtype)
+        self._phase_split(x, src)
+        return src
 
     def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
         """The source offset of each block of ``cob`` output channels (its group's)."""
@@ -408,36 +428,30 @@ class _Tiled:
 
     @cached_property
     def _channels_plan(self) -> tuple:
-        """``(width, off, pixbase, cbase)`` for :func:`kernels.cpu.tiles.forward_channels`:
-        the padded channel count, every tap's offset in the stride-phase layout, each
+        """``(width, rows, off, pixbase, cbase)`` for
+        :func:`kernels.cpu.tiles.forward_channels`: the padded channel count, each
+        channel's row, every tap's offset in the stride-phase layout, each
         output position's (in sets of CL_X), and each channel block's group base."""
         from .cpu.tiles import CL_C, CL_X
 
-        N, C, Cg = self.dims[:3]
+        N, C = self.dims[:2]
         (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
-        B = CL_C * self.P
-        cogp = -(-self.cog // B) * B
+        cogp, rows, cbase = self._channel_blocks(CL_C * self.P)
         plane = sh * sw * self.Hq * self.Wq
         pix = (np.arange(N)[:, None, None] * C * plane + np.arange(OH)[:, None] * self.Wq
                + np.arange(OW)).ravel()
         pix = np.concatenate([pix, np.repeat(pix[-1:], -pix.size % CL_X)])
-        cbase = np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
-        return (G * cogp, _phase_offsets(*self._phases).astype(np.uint64),
+        return (G * cogp, rows, _phase_offsets(*self._phases).astype(np.uint64),
                 pix.astype(np.int64), cbase)
 
     def _forward_by_channels(self, x, w, b):
         from .cpu.tiles import CL_C
 
         cpu = self.cpu
-        width, off, pixbase, cbase = self._channels_plan
-        N, C = self.dims[:2]
-        B = CL_C * self.P
-        rows, _ = _channel_rows(self.out_shape[1], self.geo.groups, width // self.geo.groups)
-        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
-                             * self.Hq * self.Wq, x.dtype)
-        self._phase_split(x, src)
+        width, rows, off, pixbase, cbase = self._channels_plan
+        src = self._phase_source(x)
         wt = _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups,
-                           width // self.geo.groups, B)
+                           width // self.geo.groups, CL_C * self.P)
         out = _alloc.scratch("conv.out", (pixbase.size, width), x.dtype)
         cpu.by_channels(src, wt, off, pixbase, cbase, out)
         y = _alloc.empty(self.out_shape, x.dtype)
@@ -523,8 +537,8 @@ class _Tiled:
 
         (OH, OW), B = self.geo.out_hw, WGC_C * self.P
         taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        waste = -self.cog % B / (self.cog + -self.cog % B)
-        return taps >= WGC_MIN_TAPS and OH * OW >= WGC_MIN_OUTPUTS and waste <= 0.25
+        return (taps >= WGC_MIN_TAPS and OH * OW >= WGC_MIN_OUTPUTS
+                and _padding_share(self.cog, B) <= 0.25)
 
     @cached_property
     def _weight_grad_cols_plan(self) -> tuple:
@@ -535,15 +549,12 @@ class _Tiled:
         row's source offset, and the rows cut into pieces of about WGC_PIECE outputs."""
         from .cpu.conv import WGC_C, WGC_K
 
-        N, C, Cg = self.dims[:3]
+        N, C = self.dims[:2]
         (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
-        B = WGC_C * self.P
-        cogp = -(-self.cog // B) * B
-        rows, _ = _channel_rows(self.out_shape[1], G, cogp)
+        cogp, rows, cbase = self._channel_blocks(WGC_C * self.P)
         plane = sh * sw * self.Hq * self.Wq
         off = _phase_offsets(*self._phases)
         off = np.concatenate([off, np.zeros(-off.size % WGC_K, dtype=off.dtype)])
-        cbase = np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
         rowsrc = (np.arange(N)[:, None] * C * plane + np.arange(OH) * self.Wq).ravel()
         per = max(1, -(-WGC_PIECE // OW))
         prow = np.r_[np.arange(0, N * OH, per), N * OH].astype(np.int64)
@@ -552,14 +563,9 @@ class _Tiled:
     def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         cpu = self.cpu
         rows, width, off, cbase, rowsrc, prow = self._weight_grad_cols_plan
-        N, C = self.dims[:2]
+        N = self.dims[0]
         OH, OW = self.geo.out_hw
-        if self._x_is_source:
-            src = x.reshape(-1)
-        else:
-            src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
-                                 * self.Hq * self.Wq, g.dtype)
-            self._phase_split(x, src)
+        src = self._phase_source(x)
         gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
@@ -590,12 +596,8 @@ class _Tiled:
             if Nb != N or any(self.geo.pads):  # padding and lanes past N are read here
                 src.fill(0)
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
-        elif self._x_is_source:
-            src = x.reshape(-1)
         else:
-            src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
-                                 * self.Hq * self.Wq, g.dtype)
-            self._phase_split(x, src)
+            src = self._phase_source(x)
         gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
         if self._wg_batch_lanes:
             cpu.to_batch_lanes_rows(g, gl, self.rows, Nb)
@@ -624,6 +626,11 @@ def _pieces(rowbase: np.ndarray, rowg: np.ndarray, length: int):
     per = max(1, -(-WG_PIECE // length))  # rows a piece
     piece = np.r_[np.arange(0, rowbase.size, per), rowbase.size]
     return rowbase, rowg, slen, piece.astype(np.int64)
+
+
+def _padding_share(n: int, block: int) -> float:
+    """The share of ``n`` rounded up to whole blocks that is padding."""
+    return -n % block / (n + -n % block)
 
 
 WGC_MIN_TAPS, WGC_MIN_OUTPUTS = 256, 128  # where the weight gradient runs by columns
