@@ -1,22 +1,9 @@
-"""Built-in networks, written in the layer language itself.
-
-Each is laid out as its classic / torchvision definition so that totals match
-the published counts (tests check them against hand-written torch models).
-"""
+"""The classic networks: LeNet-5, AlexNet, VGG-16, ResNet-18/50, MobileNetV2, and the
+course homework's blocks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .errors import CnnCalcError
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    name: str
-    input: str  # C x H x W
-    spec: str
-    description: str
+from .entry import ZooEntry
 
 
 def _vgg(config: list) -> str:
@@ -45,7 +32,7 @@ def _mobilenet_v2() -> str:
     return ", ".join(layers)
 
 
-MODELS: dict[str, ZooEntry] = {e.name: e for e in (
+ENTRIES = (
     ZooEntry("lenet5", "3x32x32",
              "conv(6,k=5), relu, maxpool(2), conv(16,k=5), relu, maxpool(2), flatten, "
              "fc(120), relu, fc(84), relu, fc(10)",
@@ -75,14 +62,4 @@ MODELS: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("seed004_bottleneck", "128x56x56",
              "residual(conv(32,k=1), bn, relu, conv(32,k=3,p=1), bn, relu, conv(128,k=1), bn)",
              "seed 004 Q3: bottleneck residual block (convs with bias), 17,984 params"),
-)}
-
-
-def get(name: str) -> ZooEntry:
-    try:
-        return MODELS[name.lower()]
-    except KeyError:
-        import difflib
-        hint = difflib.get_close_matches(name.lower(), list(MODELS), n=1)
-        tip = f" (did you mean {hint[0]}?)" if hint else ""
-        raise CnnCalcError(f"unknown model {name!r}{tip}; `cnncalc zoo` lists them") from None
+)
