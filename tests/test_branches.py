@@ -366,3 +366,17 @@ def test_symbolic_merge_states_its_assumption():
     assert to_dict(a)["notes"] == list(a.notes)
     for text in (to_csv(a), to_latex(a), to_markdown(a)):
         assert "equal only for some sizes" in text
+
+
+@pytest.mark.parametrize("name", ["inception", "dense", "unet", "se", "shuffle"])
+def test_from_torch_reads_the_same_network(name):
+    """The hand-written module through ``from_torch`` and the spec agree on every total,
+    and a torch.cat row carries the same merge (so the receptive field passes it)."""
+    model, spec, shape = model_for(name, "meta")
+    traced = cnncalc.from_torch(model, "x".join(map(str, shape)), batch=2)
+    a = cnncalc.analyze(spec, input="x".join(map(str, shape)), batch=2)
+    for key in ("params", "macs", "backward_macs"):
+        assert traced.total[key] == a.total[key], key
+    cats = [r for r in traced.layers if r.type == "cat"]
+    assert [r.receptive_field for r in cats] == [
+        r.receptive_field for r in a.layers if r.type == "cat"]
