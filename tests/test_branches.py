@@ -380,3 +380,41 @@ def test_from_torch_reads_the_same_network(name):
     cats = [r for r in traced.layers if r.type == "cat"]
     assert [r.receptive_field for r in cats] == [
         r.receptive_field for r in a.layers if r.type == "cat"]
+
+
+# -- every view of a branching network ---------------------------------------------------
+
+def test_every_format_shows_the_branches(capsys):
+    import json
+
+    from cli_helpers import run_ok
+    spec = f"conv(6, k=1), {INCEPTION[:-1]}, name=inc3a), se(4)"
+    a = cnncalc.analyze(spec, input="3x9x9")
+    doc = json.loads(run_ok(["params", "--layers", spec, "--input", "3x9x9", "--format", "json",
+                             "--training", "--receptive-field"], capsys))
+    assert [r["name"] for r in doc["layers"]] == [r.name for r in a.layers]
+    assert doc["total"]["params"] == a.total["params"]
+    assert doc["total"]["macs"] == a.total["macs"]
+    for fmt in ("table", "markdown", "latex", "csv"):
+        out = run_ok(["params", "--layers", spec, "--input", "3x9x9", "--format", fmt], capsys)
+        assert "inc3a.b2.conv2" in out.replace("\\_", "_") and "se1.mul" in out.replace(
+            "\\_", "_"), fmt
+        macs = int(a.total["macs"])
+        assert any(text in out for text in (f"{macs:,}", str(macs), f"{macs:,}".replace(
+            ",", "{,}"))), fmt
+
+
+def test_compare_two_branching_networks(capsys):
+    """An Inception module against the plain 3x3 conv of the same output width: the
+    ratio of MACs, symbolic in H and W, is the ratio of their per-pixel costs."""
+    import json
+
+    from cli_helpers import run_ok
+    inception = f"conv(6, k=1), {INCEPTION}"
+    plain = "conv(6, k=1), conv(14, k=3, p=1)"
+    doc = json.loads(run_ok(["compare", inception, plain, "--input", "3xHxW",
+                             "--format", "json"], capsys))
+    a = cnncalc.analyze(inception, input="3xHxW").total["macs"]
+    b = cnncalc.analyze(plain, input="3xHxW").total["macs"]
+    macs = next(q for q in doc["quantities"] if q["quantity"] == "macs")
+    assert sp.simplify(sp.sympify(macs["ratio"]) - b / a) == 0
