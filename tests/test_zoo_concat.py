@@ -8,14 +8,17 @@ output shape from a forward pass, all on the ``meta`` device (shapes only, no me
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sympy as sp
+from cli_helpers import run_any, run_ok
+
+import cnncalc
 
 torch = pytest.importorskip("torch")
 import zoo_reference_concat as ref  # noqa: E402 - needs torch, checked just above
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-import cnncalc  # noqa: E402
 
 META = torch.device("meta")
 
@@ -147,13 +150,22 @@ def test_symbolic_analysis_substitutes_to_numeric(name, size):
     assert symbolic.total["params"] == expected["params"]
 
 
-def test_unet_symbolic_in_multiples_of_16():
-    """U-Net's skips meet only when the size divides by 16: in those units its MACs are
-    an exact polynomial, equal to torch's at 256x256 (H = W = 16)."""
-    analysis = cnncalc.analyze(model="unet", input=(1, 16 * H, 16 * W))
-    assert analysis.output_shape == (2, 16 * H, 16 * W)
-    assert analysis.total["macs"].xreplace({H: 16, W: 16}) == measure(
-        ref.unet, (1, 256, 256))["macs"]
+def test_unet_symbolic_in_multiples_of_16(capsys):
+    """U-Net's skips meet only when the size divides by 16: ``--input 1x16Hx16W`` gives
+    exact polynomials, equal to torch's figures at 256x256 (H = W = 16)."""
+    doc = json.loads(run_ok(["params", "--model", "unet", "--input", "1x16Hx16W",
+                             "--format", "json"], capsys))
+    assert doc["input_shape"] == [1, "16*H", "16*W"]
+    assert doc["total"]["output_shape"] == [2, "16*H", "16*W"]
+    expected = measure(ref.unet, (1, 256, 256))
+    assert doc["total"]["params"] == expected["params"]
+    assert sp.sympify(doc["total"]["macs"], locals={"H": H, "W": W}).xreplace(
+        {H: 16, W: 16}) == expected["macs"]
+
+
+def test_input_multiple_of_a_symbol_must_be_positive(capsys):
+    code, _, err = run_any(["params", "--model", "unet", "--input", "1x0Hx16W"], capsys)
+    assert code == 2 and "sizes must be positive, got 0" in err
 
 
 def test_unet_size_not_divisible_says_where_the_skip_fails():
