@@ -132,11 +132,9 @@ def _inception_v3() -> str:
 
 ENTRIES = (
     ZooEntry("googlenet", "3x224x224", _googlenet(),
-             "GoogLeNet (Inception v1), torchvision layout; the two auxiliary heads "
-             "(training only) are not counted: 6,624,904 params as published",
-             family="Inception"),
+             "GoogLeNet, torchvision layout; the 2 aux heads (training only, 6,379,984 "
+             "params) not counted", family="Inception"),
     ZooEntry("inception_v3", "3x299x299", _inception_v3(),
-             "Inception-v3, torchvision layout; the auxiliary head (training only, "
-             "3,326,696 params) is not counted, so 23,834,568 params where torchvision's "
-             "27,161,264 includes it", family="Inception"),
+             "Inception-v3, torchvision layout; the aux head (training only, 3,326,696 "
+             "params, in torchvision's 27,161,264) not counted", family="Inception"),
 )

@@ -1,5 +1,13 @@
 """U-Net for segmentation: an encoder whose tensors are saved and concatenated onto the
-decoder at the same size (the skip connections)."""
+decoder at the same size (the skip connections).
+
+Laid out as the common PyTorch U-Net (milesial/Pytorch-UNet, ``bilinear=False``): widths
+64-1024, 3x3 convolutions padded by 1 without bias, each followed by batch norm and relu,
+2x2 max pooling down, 2x2 stride-2 transposed convolutions up, the skip concatenated
+before the upsampled tensor, a 1x1 head to 2 classes. The input is Ronneberger et al.'s
+setting, 1 channel, at 256x256: with padded convolutions the skips meet only at sizes
+that divide by 16 (572 does not), so closed forms are asked for as ``1x16Hx16W``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +34,6 @@ def _unet(widths: tuple[int, ...], classes: int) -> str:
 
 ENTRIES = (
     ZooEntry("unet", "1x256x256", _unet((64, 128, 256, 512, 1024), 2),
-             "U-Net (Ronneberger et al.: 1 input channel, 2 classes) with padded 3x3 convs "
-             "and batch norm, as milesial/Pytorch-UNet with transposed-conv upsampling; "
-             "sizes must divide by 16 for the skips to meet", family="U-Net"),
+             "U-Net, 1 channel in, 2 classes, padded convs + bn (milesial/Pytorch-UNet); "
+             "symbolic: --input 1x16Hx16W", family="U-Net"),
 )
