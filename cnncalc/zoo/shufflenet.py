@@ -11,7 +11,8 @@ def _pointwise(out: int) -> str:
 
 
 def _depthwise(s: int) -> str:
-    return f"dwconv(k=3,s={s},p=1,bias=false), bn"
+    stride = f",s={s}" if s != 1 else ""
+    return f"dwconv(k=3{stride},p=1,bias=false), bn"
 
 
 def _unit(out: int, s: int) -> str:
@@ -19,8 +20,8 @@ def _unit(out: int, s: int) -> str:
     through, the second is convolved. Stride 2: both branches convolve the whole input."""
     half = out // 2
     if s == 1:
-        left = "split(2, 0)"
-        right = f"[split(2, 1), {_pointwise(half)}, {_depthwise(1)}, {_pointwise(half)}]"
+        left = "split(2,0)"
+        right = f"[split(2,1), {_pointwise(half)}, {_depthwise(1)}, {_pointwise(half)}]"
     else:
         left = f"[{_depthwise(2)}, {_pointwise(half)}]"
         right = f"[{_pointwise(half)}, {_depthwise(2)}, {_pointwise(half)}]"
