@@ -172,3 +172,13 @@ def test_unet_size_not_divisible_says_where_the_skip_fails():
     """A size the skips cannot meet at is a clear error naming the concatenation."""
     with pytest.raises(cnncalc.errors.SpecError, match="concat: branch 2 gives"):
         cnncalc.analyze(model="unet", input="1x250x250")
+
+
+def test_pairs_are_height_by_width_as_torch():
+    """Inception's ``k=1x7, p=0x3`` reads (height, width) like torch's ``(1, 7)``: on a
+    non-square input without the padding, the sizes shrink along the right axis."""
+    with META:
+        conv = torch.nn.Conv2d(3, 4, kernel_size=(1, 7), padding=(0, 1))
+    out = conv(torch.zeros(1, 3, 10, 20, device=META))
+    got = cnncalc.analyze("conv(4,k=1x7,p=0x1)", input="3x10x20")
+    assert tuple(int(d) for d in got.output_shape) == tuple(out.shape[1:]) == (4, 10, 16)
