@@ -117,14 +117,27 @@ def parse_size(text: str, what: str) -> sp.Expr:
 
 
 def parse_shape(text: str, layout: str = "chw") -> Shape:
-    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``."""
+    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``,
+    ``"1x16Hx16W"``."""
     parts = re.split(r"\s*[x×,]\s*|\s+", text.strip())
     if "" in parts:
         raise CnnCalcError(f"--input: {text!r} has an empty size (write e.g. 3x32x32)")
     if len(parts) > 4:
         raise CnnCalcError(f"--input: {text!r} should be 1 to 4 sizes such as 3x32x32")
-    shape = tuple(parse_size(p, "--input") for p in parts)
+    shape = tuple(_input_size(p) for p in parts)
     return from_layout(shape, layout)
+
+
+_MULTIPLE = re.compile(r"^(\d+)\*?([A-Za-z_][A-Za-z_0-9]*)$")
+
+
+def _input_size(text: str) -> sp.Expr:
+    """A size, or a multiple of a symbol (``16H``): U-Net's skips meet only at sizes that
+    divide by 16, so ``1x16Hx16W`` is how its closed forms are asked for."""
+    m = _MULTIPLE.match(text.strip())
+    if m is None:
+        return parse_size(text, "--input")
+    return parse_size(m[1], "--input") * parse_size(m[2], "--input")
 
 
 def from_layout(shape: Shape, layout: str) -> Shape:
