@@ -55,8 +55,12 @@ DTYPES = ("float32", "float16", "bfloat16")
                    "(comma-separated); implies --training.")
 @click.option("--receptive-field", "receptive", is_flag=True,
               help="Show each layer's receptive field: size, jump and start.")
+@click.option("--plot", "plot", metavar="FILE",
+              help="Also draw the per-layer MACs, params and activation memory and the "
+                   "training step's memory to FILE (.png, .svg or .pdf; needs matplotlib). "
+                   "Symbolic sizes need --subs.")
 def command(inputs, input_dtypes, layers, model, file_, batch, layout, no_bias, subs,
-            show_work, fmt, training, optimizer, dtype, freeze, receptive, torch_):
+            show_work, fmt, training, optimizer, dtype, freeze, receptive, torch_, plot):
     """Per-layer output shapes, params, MACs, activations and memory change."""
     given = [name for name, v in (("--layers", layers), ("--model", model), ("--file", file_),
                                   ("--torch", torch_)) if v is not None]
@@ -76,6 +80,9 @@ def command(inputs, input_dtypes, layers, model, file_, batch, layout, no_bias, 
     if torch_ is None and input_dtypes:
         raise click.UsageError("--input-dtype applies to --torch models only")
     input_ = inputs[0] if inputs else None
+    if plot is not None:
+        from ..render.plot import check_target
+        check_target(plot)
 
     from ..analysis import analyze, parse_subs
 
@@ -91,27 +98,35 @@ def command(inputs, input_dtypes, layers, model, file_, batch, layout, no_bias, 
                               freeze=freeze, name=torch_)
         analysis = analysis.subs(values) if values else analysis
         training = training or any(v is not None for v in (optimizer, dtype, freeze))
-        emit(analysis, fmt, show_work, training=training, receptive=receptive)
+        emit(analysis, fmt, show_work, training=training, receptive=receptive, plot=plot)
         return
     analysis = analyze(layers, input=input_, batch=batch, layout=layout, bias=not no_bias,
                        subs=values, model=model, optimizer=optimizer or "sgd",
                        dtype=dtype or "float32", freeze=freeze)
     training = training or any(v is not None for v in (optimizer, dtype, freeze))
-    emit(analysis, fmt, show_work, training=training, receptive=receptive)
+    emit(analysis, fmt, show_work, training=training, receptive=receptive, plot=plot)
 
 
 def emit(analysis, fmt: str, show_work: bool, *, training: bool = False,
-         receptive: bool = False) -> None:
+         receptive: bool = False, plot: str | None = None) -> None:
     """Print an analysis in the chosen format (JSON always carries every key; the flags
-    add the training and receptive-field columns to the other formats)."""
+    add the training and receptive-field columns to the other formats); with ``plot``,
+    draw it to that file first (so a refused plot prints nothing)."""
+    if plot is not None:
+        from ..charts import chart
+        from ..render.plot import draw
+        draw([chart(analysis)], plot)
+        click.echo(f"plot: wrote {plot}", err=True)
     if fmt == "table":
         from rich.console import Console
 
         from ..render.table import analysis_table, worked_solution
-        # A pipe gets a width that fits the table instead of rich's default 80 columns.
-        wide = 160 + 50 * training + 30 * receptive
+        # A pipe gets a width that fits the table (and its share bars) instead of rich's
+        # default 80 columns.
+        wide = 180 + 70 * training + 30 * receptive
         console = Console(width=None if sys.stdout.isatty() else wide)
-        console.print(analysis_table(analysis, training=training, receptive=receptive))
+        console.print(analysis_table(analysis, training=training, receptive=receptive,
+                                     width=console.width))
         if show_work:
             sys.stdout.write("\n".join(worked_solution(analysis)) + "\n")
         return
