@@ -67,18 +67,26 @@ def draw(charts, path: str) -> None:
             _bars(axes[row][col], c, series, last=row == n_bars - 1)
         _timeline(axes[n_bars][col], c.timeline)
         axes[0][col].set_title(c.title)
-    for row in range(n_bars + 1):  # side by side, on one scale
-        if len(charts) > 1 and not any(ax.get_yscale() == "log" for ax in axes[row]):
-            top = max(ax.get_ylim()[1] for ax in axes[row])
-            for ax in axes[row]:
-                ax.set_ylim(0, top)
-        elif len(charts) > 1:
-            low = min(ax.get_ylim()[0] for ax in axes[row])
-            top = max(ax.get_ylim()[1] for ax in axes[row])
-            for ax in axes[row]:
-                ax.set_yscale("log")
-                ax.set_ylim(low, top)
+    if len(charts) > 1:
+        for row in axes:
+            _one_scale(row)
+    for row, series in enumerate(charts[0].bars):
+        for ax in axes[row]:
+            log = " (log)" if ax.get_yscale() == "log" else ""
+            ax.set_ylabel(series.label + log, fontsize=8)
     _write(fig, path, fmt)
+
+
+def _one_scale(axes) -> None:
+    """Side by side on one y-scale: log for all if any wants it, and the widest range."""
+    if any(ax.get_yscale() == "log" for ax in axes):
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.autoscale_view()
+    low = min(ax.get_ylim()[0] for ax in axes)
+    top = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(low, top)
 
 
 def _ticks(ax, names, last: bool) -> None:
@@ -96,7 +104,6 @@ def _bars(ax, c, series, last: bool) -> None:
            color=_BARS.get(series.quantity, "#5c6bc0"))
     if series.log:
         ax.set_yscale("log")
-    ax.set_ylabel(series.label + (" (log)" if series.log else ""), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     _ticks(ax, c.names, last)
 
