@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -246,10 +247,15 @@ def test_symbolic_network_draws_formulas():
 
 # -- collapsing -----------------------------------------------------------------------------
 
-def test_collapse_resnet50_into_its_stages():
+@pytest.fixture(scope="module")
+def resnet50():
+    return analyze(model="resnet50")
+
+
+def test_collapse_resnet50_into_its_stages(resnet50):
     """ResNet-50 has 3, 4, 6 and 3 bottlenecks a stage; the first of each projects its
     shortcut, the others are identical, so each stage is a box and a box ×(n-1)."""
-    a = analyze(model="resnet50")
+    a = resnet50
     d = diagram(a, collapse=True)
     blocks = [n for n in d.nodes if n.type == "block"]
     assert [n.count for n in blocks] == [1, 2, 1, 3, 1, 5, 1, 2]
@@ -324,3 +330,15 @@ def test_help_of_the_commands_imports_neither_sympy_nor_rich(command):
             "assert 'matplotlib' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+FIGURES = Path(__file__).resolve().parents[1] / "examples" / "figures"
+
+
+def test_the_docs_diagrams_are_up_to_date(resnet50):
+    """docs/charts.md shows these; refresh them with the commands it gives."""
+    bottleneck = analyze("bottleneck(64), bottleneck(128, s=2)", input="256x56x56")
+    for name, d in (("bottleneck-graph.svg", diagram(bottleneck)),
+                    ("resnet50-graph.svg", diagram(resnet50, collapse=True))):
+        assert (FIGURES / name).read_text(encoding="utf-8") == to_svg(d), (
+            f"examples/figures/{name} is stale: see docs/charts.md")

@@ -99,7 +99,7 @@ def to_dot(d: Diagram) -> str:
 
 # -- SVG -------------------------------------------------------------------------------
 
-CHAR_W, LINE_H, PAD = 6.8, 14, 8  # monospace 11 px: width of a character, a line's height
+CHAR_W, LINE_H, PAD = 7.2, 14, 8  # monospace 11 px: a character (with room to spare), a line
 MAX_CHARS = 44  # longer lines are cut with … (the tooltip keeps the whole text)
 GAP_X, GAP_Y = 28, 34  # between columns, between ranks
 GROUP_PAD = 8

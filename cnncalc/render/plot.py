@@ -133,7 +133,7 @@ def _write(fig, path: str, fmt: str) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=150)
+            fig.savefig(handle, format=fmt, dpi=120)
         os.replace(tmp, target)
     except OSError as exc:
         raise CnnCalcError(f"--plot: cannot write {path!r}: {exc.strerror or exc}") from None
