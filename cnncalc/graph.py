@@ -55,7 +55,11 @@ def block_of(name: str) -> str | None:
 
 def diagram(a, collapse: bool = False) -> Diagram:
     """The graph of an analysis: one node per row (or per block with ``collapse``)."""
-    first = Node(INPUT, INPUT, INPUT, a.input_shape, sp.S.Zero, sp.S.Zero)
+    # A --torch model with several inputs reads them all as -1, and its analysis keeps the
+    # first one's shape: where rows read the input in other shapes, the box names none
+    # rather than a wrong one.
+    several = any(r.input_shape != a.input_shape for r in a.layers if -1 in r.inputs)
+    first = Node(INPUT, INPUT, INPUT, () if several else a.input_shape, sp.S.Zero, sp.S.Zero)
     title = a.name or "network"
     if collapse:
         return _collapsed(a, first, title)

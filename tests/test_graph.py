@@ -228,6 +228,23 @@ def test_mermaid_has_one_node_line_per_layer(case):
     assert opened == sum(line.strip() == "end" for line in lines)
 
 
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(5, 3)
+
+    def forward(self, x, y):
+        return self.a(x) + self.b(y)
+
+
+def test_several_inputs_name_no_single_shape():
+    a = from_torch(TwoInputs(), ["4", "5"])
+    d = diagram(a)
+    assert d.nodes[0].output_shape == () and "see --input" in to_mermaid(d).splitlines()[2]
+    assert named(d.edges, {n.id: n.name for n in d.nodes}) == {
+        ("input", "a"), ("input", "b"), ("a", "add"), ("b", "add")}
+
+
 def test_labels_are_escaped():
     a = analyze("conv(4,k=3)", input="3x8x8", name='say "hi" & <go>')
     assert '"hi"' not in to_mermaid(diagram(a)).split("\n")[0]
