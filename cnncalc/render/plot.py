@@ -89,14 +89,14 @@ def _one_scale(axes) -> None:
         ax.set_ylim(low, top)
 
 
-def _ticks(ax, names, last: bool) -> None:
+def _ticks(ax, names, last: bool, offset: float = 0.0) -> None:
+    """Every name, or every k-th when there are many; ``offset`` centres them on steps."""
     step = max(1, -(-len(names) // MAX_TICK_LABELS))
-    ax.set_xticks(range(0, len(names), step))
+    ax.set_xticks([i + offset for i in range(0, len(names), step)])
     if last:
         ax.set_xticklabels(names[::step], rotation=90, fontsize=6)
     else:
         ax.set_xticklabels([])
-    ax.set_xlim(-0.6, len(names) - 0.4)
 
 
 def _bars(ax, c, series, last: bool) -> None:
@@ -106,22 +106,25 @@ def _bars(ax, c, series, last: bool) -> None:
         ax.set_yscale("log")
     ax.grid(axis="y", alpha=0.3)
     _ticks(ax, c.names, last)
+    ax.set_xlim(-0.6, len(c.names) - 0.4)
 
 
 def _timeline(ax, t) -> None:
-    x = range(len(t.steps))
-    ax.stackplot(x, *(getattr(t, key) for key, _, _ in _STACK),
+    """Step i holds its memory over [i, i + 1): a staircase, the last step included."""
+    x = range(len(t.steps) + 1)
+    ax.stackplot(x, *((*getattr(t, key), getattr(t, key)[-1]) for key, _, _ in _STACK),
                  labels=[label for _, label, _ in _STACK],
                  colors=[colour for _, _, colour in _STACK], step="post")
-    ax.axvline(t.forward_steps - 0.5, color="black", lw=0.8, ls="--")
+    ax.axvline(t.forward_steps, color="black", lw=0.8, ls="--")
     peak, at = t.peak
-    ax.annotate(f"peak {_mib(peak)}", (at, peak), xytext=(4, -12),
+    ax.annotate(f"peak {_mib(peak)}", (at + 0.5, peak), xytext=(4, -12),
                 textcoords="offset points", fontsize=8)
     ax.set_ylabel("memory held [B]", fontsize=8)
     ax.set_xlabel("training step: forward →, then backward ←", fontsize=8)
     ax.legend(loc="upper left", fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    _ticks(ax, t.steps, True)
+    _ticks(ax, t.steps, True, 0.5)
+    ax.set_xlim(0, len(t.steps))
 
 
 def _mib(n: int) -> str:
