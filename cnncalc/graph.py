@@ -37,6 +37,7 @@ class Node:
     rows: tuple[int, ...] = ()  # the analysis rows it stands for (none for the input)
     count: int = 1  # identical blocks in a run
     last: str = ""  # the name of the run's last block
+    block: bool = False  # a collapsed block (its type is "block")
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def _collapsed(a, first: Node, title: str) -> Diagram:
                     head[0].type if single else "block", tail[-1].output_shape,
                     sp.Add(*(r.macs for r in rows)), sp.Add(*(r.params for r in rows)),
                     tuple(r.index for r in rows), len(run),
-                    "" if len(run) == 1 else block_of(tail[0].name))
+                    "" if len(run) == 1 else block_of(tail[0].name), not single)
         nodes.append(node)
         owner.update({r.index: node.id for r in rows})
     edges = []

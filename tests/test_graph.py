@@ -274,9 +274,9 @@ def test_collapse_resnet50_into_its_stages(resnet50):
     shortcut, the others are identical, so each stage is a box and a box ×(n-1)."""
     a = resnet50
     d = diagram(a, collapse=True)
-    blocks = [n for n in d.nodes if n.type == "block"]
+    blocks = [n for n in d.nodes if n.block]
     assert [n.count for n in blocks] == [1, 2, 1, 3, 1, 5, 1, 2]
-    assert [n.name for n in d.nodes if n.type != "block"] == [
+    assert [n.name for n in d.nodes if not n.block] == [
         "input", "conv1", "bn1", "relu1", "maxpool1", "gap1", "flatten1", "fc1"]
     assert sum(n.macs for n in d.nodes) == a.total["macs"]
     assert sum(n.params for n in d.nodes) == 25_557_032  # torchvision's ResNet-50

@@ -21,7 +21,7 @@ def label_lines(n: Node) -> list[str]:
     name = n.name if n.count == 1 else f"{n.name} … {n.last} (×{n.count})"
     if n.id == INPUT:  # several inputs of a --torch model: no one shape
         return [name, compact_shape(n.output_shape) if n.output_shape else "see --input"]
-    kind = f"{len(n.rows)} layers" if n.type == "block" else n.type
+    kind = f"{len(n.rows)} layers" if n.block else n.type
     cost = [f"{pretty(v)} {unit}" for v, unit in ((n.macs, "MACs"), (n.params, "params"))
             if v != 0]
     return [name, f"{kind} · {compact_shape(n.output_shape)}", " · ".join(cost) or "no MACs"]
