@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -56,18 +55,7 @@ def command(inputs, input_dtypes, layers, model, file_, batch, layout, no_bias, 
     if output is None:
         sys.stdout.write(text)
         return
-    write_atomic(output, text)
+    from ..files import write_atomic
+    write_atomic(output, lambda handle: handle.write(text.encode("utf-8")), "--output")
     click.echo(f"graph: wrote {output}", err=True)
 
-
-def write_atomic(path: str, text: str) -> None:
-    """Write the whole file or nothing: a temporary file beside it, then ``os.replace``."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise CnnCalcError(f"--output: cannot write {path!r}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)

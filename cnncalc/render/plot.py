@@ -8,10 +8,10 @@ file beside it, then ``os.replace``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import CnnCalcError
+from ..files import write_atomic
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 # colours of the stacked training memory, bottom to top
@@ -132,13 +132,4 @@ def _mib(n: int) -> str:
 
 
 def _write(fig, path: str, fmt: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=120)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise CnnCalcError(f"--plot: cannot write {path!r}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda handle: fig.savefig(handle, format=fmt, dpi=120), "--plot")
