@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -37,7 +37,6 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
                  if (q != "training_bytes" or training) and (f := shares(a, q)) is not None]
     bar = BAR
     if width is not None and fractions:
-        from rich.console import Console
         natural = Console(width=10_000).measure(_table(a, training, receptive, [], 0)).maximum
         spare = (width - natural) // len(fractions) - 3  # each column's borders and padding
         bar = min(BAR, spare - 7) if spare - 7 >= BAR_MIN else 0
