@@ -7,7 +7,8 @@ first part of a dotted name (``bottleneck3`` of ``bottleneck3.conv1``, ``layer1`
 ``layer1.0.conv1``) the block a row belongs to.
 
 ``collapse`` draws each block as one box, and a run of identical blocks one after
-another (same layers, shapes and costs) as one box ``×N``.
+another (same layers, shapes, costs and wiring; likewise ``conv*100`` at the top level)
+as one box ``×N``.
 
 :func:`layout` places the boxes in layers (ranks by longest path from the input, top
 to bottom); an edge that skips ranks runs through a lane of its own in each rank it
@@ -93,45 +94,53 @@ def _segments(rows) -> list[list]:
 
 
 def _signature(segment) -> tuple:
-    """What makes two blocks identical: their layers, shapes, costs and wiring, with
-    names and indices taken relative to the block."""
+    """What makes two blocks (or two top-level layers) identical: their layers, shapes,
+    costs and wiring, with names and indices taken relative to the block."""
     start = segment[0].index
     block = block_of(segment[0].name)
-    strip = len(block) + 1 if block else 0
-    return tuple((r.name[strip:], r.type, r.output_shape, r.params, r.macs,
-                  tuple(i - start if i >= start else "outside" for i in r.inputs))
+    return tuple((r.name[len(block) + 1:] if block else "", r.type, r.output_shape,
+                  r.params, r.macs, tuple(i - start if i >= start else "outside"
+                                          for i in r.inputs))
                  for r in segment)
 
 
+def _repeats(seg, prev) -> bool:
+    """Whether ``seg`` repeats ``prev`` and follows it: the same signature, and all it
+    reads from outside itself is ``prev``'s (not two branches side by side)."""
+    if (block_of(seg[0].name) is None) != (block_of(prev[0].name) is None):
+        return False
+    inside = {r.index for r in prev}
+    outside = [i for r in seg for i in r.inputs if i < seg[0].index]
+    return (len(seg) == len(prev) and all(i in inside for i in outside)
+            and _signature(seg) == _signature(prev))
+
+
 def _collapsed(a, first: Node, title: str) -> Diagram:
-    runs: list[list[list]] = []  # runs of identical segments
+    runs: list[list[list]] = []  # runs of identical segments, one after another
     for seg in _segments(a.layers):
-        prev = runs[-1][-1] if runs else None
-        if (prev is not None and block_of(seg[0].name) is not None
-                and block_of(prev[0].name) is not None and len(seg) == len(prev)
-                and _signature(seg) == _signature(prev)):
+        if runs and _repeats(seg, runs[-1][-1]):
             runs[-1].append(seg)
         else:
             runs.append([seg])
     nodes, owner = [first], {}
     for k, run in enumerate(runs):
         rows = [r for seg in run for r in seg]
-        head, tail = run[0], run[-1]
-        single = len(head) == 1 and block_of(head[0].name) is None
-        node = Node(f"n{head[0].index}" if single else f"b{k}",
-                    head[0].name if single else block_of(head[0].name),
-                    head[0].type if single else "block", tail[-1].output_shape,
+        head, tail = run[0][0], run[-1][0]
+        block = block_of(head.name)
+        node = Node(f"n{head.index}" if block is None else f"b{k}", block or head.name,
+                    head.type if block is None else "block", rows[-1].output_shape,
                     sp.Add(*(r.macs for r in rows)), sp.Add(*(r.params for r in rows)),
                     tuple(r.index for r in rows), len(run),
-                    "" if len(run) == 1 else block_of(tail[0].name), not single)
+                    "" if len(run) == 1 else block_of(tail.name) or tail.name,
+                    block is not None)
         nodes.append(node)
         owner.update({r.index: node.id for r in rows})
-    edges = []
+    edges: dict[tuple[str, str], None] = {}  # ordered, without repeats
     for r in a.layers:
         for i in r.inputs:
             edge = (INPUT if i < 0 else owner[i], owner[r.index])
-            if edge[0] != edge[1] and edge not in edges:
-                edges.append(edge)
+            if edge[0] != edge[1]:
+                edges[edge] = None
     return Diagram(title, tuple(nodes), tuple(edges))
 
 

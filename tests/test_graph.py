@@ -22,7 +22,7 @@ from torch import nn
 
 from cnncalc import analyze
 from cnncalc.graph import diagram, layout
-from cnncalc.render.graph import to_dot, to_mermaid, to_svg
+from cnncalc.render.graph import label_lines, to_dot, to_mermaid, to_svg
 from cnncalc.torch_trace import from_torch
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -288,6 +288,27 @@ def test_collapse_resnet50_into_its_stages(resnet50):
                                   r.findall(f"{SVG}path[@class='edge']")))(
         ET.fromstring(to_svg(d)))
     assert len(nodes) == len(d.nodes) and len(edges) == len(d.edges)
+
+
+class Twins(nn.Module):
+    """Two identical convs side by side, then two identical ones in a row."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+        self.c, self.d = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return self.d(self.c(torch.cat([self.a(x), self.b(x)], 1)))
+
+
+def test_collapse_merges_layers_in_a_row_not_side_by_side():
+    d = diagram(from_torch(Twins(), "3x5x5"), collapse=True)
+    assert [(n.name, n.count) for n in d.nodes] == [
+        ("input", 1), ("a", 1), ("b", 1), ("cat", 1), ("c", 2)]
+    run = d.nodes[-1]
+    assert run.last == "d" and run.macs == 2 * 8 * 8 * 5 * 5 and run.params == 2 * (64 + 8)
+    assert label_lines(run) == ["c … d (×2)", "conv2d · 8×5×5", "3,200 MACs · 144 params in all"]
 
 
 def test_collapse_keeps_branches_between_blocks():

@@ -24,7 +24,8 @@ def label_lines(n: Node) -> list[str]:
     kind = f"{len(n.rows)} layers" if n.block else n.type
     cost = [f"{pretty(v)} {unit}" for v, unit in ((n.macs, "MACs"), (n.params, "params"))
             if v != 0]
-    return [name, f"{kind} · {compact_shape(n.output_shape)}", " · ".join(cost) or "no MACs"]
+    cost = " · ".join(cost) + (" in all" if cost and n.count > 1 else "")
+    return [name, f"{kind} · {compact_shape(n.output_shape)}", cost or "no MACs"]
 
 
 # -- Mermaid ---------------------------------------------------------------------------
