@@ -84,6 +84,8 @@ class Chart:
     types: tuple[str, ...]
     bars: tuple[Series, ...]  # MACs, params, activation memory
     timeline: Timeline
+    uncosted: tuple[tuple[str, str], ...] = ()  # (name, type): what a --torch trace could
+    # not cost (the plot says so, as the table does)
 
 
 def spans_decades(values) -> bool:
@@ -137,8 +139,9 @@ def chart(a, title: str | None = None) -> Chart:
             Series("params", "parameters", tuple(_int(r.params, r, "params") for r in rows)),
             Series("activation_bytes", f"activation memory [B, {a.dtype}]",
                    tuple(_int(r.activations, r, "activations") * b for r in rows)))
+    uncosted = tuple((u.name, u.type) for u in getattr(a, "unsupported", ()))
     return Chart(title or a.name or "network", tuple(r.name for r in rows),
-                 tuple(r.type for r in rows), bars, timeline(a))
+                 tuple(r.type for r in rows), bars, timeline(a), uncosted)
 
 
 def timeline(a) -> Timeline:

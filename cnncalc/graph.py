@@ -39,6 +39,7 @@ class Node:
     count: int = 1  # identical blocks in a run
     last: str = ""  # the name of the run's last block
     block: bool = False  # a collapsed block (its type is "block")
+    uncosted: bool = False  # a --torch trace could not cost (a row of) it
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def diagram(a, collapse: bool = False) -> Diagram:
     if collapse:
         return _collapsed(a, first, title)
     nodes = [first] + [Node(f"n{r.index}", r.name, r.type, r.output_shape, r.macs, r.params,
-                            (r.index,)) for r in a.layers]
+                            (r.index,), uncosted=r.name in _uncosted(a)) for r in a.layers]
     edges = [(_id(i), f"n{r.index}") for r in a.layers for i in r.inputs]
     groups: dict[str, list[str]] = {}
     for r in a.layers:
@@ -75,6 +76,11 @@ def diagram(a, collapse: bool = False) -> Diagram:
             groups.setdefault(block, []).append(f"n{r.index}")
     return Diagram(title, tuple(nodes), tuple(edges),
                    tuple((k, tuple(v)) for k, v in groups.items()))
+
+
+def _uncosted(a) -> frozenset[str]:
+    """The rows a --torch trace kept but could not cost (named in ``a.unsupported``)."""
+    return frozenset(u.name for u in getattr(a, "unsupported", ()))
 
 
 def _id(index: int) -> str:
@@ -132,7 +138,7 @@ def _collapsed(a, first: Node, title: str) -> Diagram:
                     sp.Add(*(r.macs for r in rows)), sp.Add(*(r.params for r in rows)),
                     tuple(r.index for r in rows), len(run),
                     "" if len(run) == 1 else block_of(tail.name) or tail.name,
-                    block is not None)
+                    block is not None, any(r.name in _uncosted(a) for r in rows))
         nodes.append(node)
         owner.update({r.index: node.id for r in rows})
     edges: dict[tuple[str, str], None] = {}  # ordered, without repeats

@@ -240,6 +240,21 @@ def test_plot_of_a_torch_model(tmp_path, capsys, monkeypatch):
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def test_plot_names_what_a_trace_could_not_cost(captured):
+    from torch import nn
+
+    from cnncalc import from_torch
+    from cnncalc.render.plot import draw
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Bilinear(144, 144, 2))
+    model.forward = lambda x: model[2](model[1](model[0](x)), model[1](model[0](x)))
+    c = chart(from_torch(model, "3x8x8"))
+    assert c.uncosted == (("2", "Bilinear"),)
+    draw([c], "x.png")
+    texts = [t.get_text() for t in captured[0].axes[0].texts]
+    assert any("could not cost" in t and "2 (Bilinear)" in t for t in texts)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--input", "3xHxW", "--layers", "conv(8,k=3)", "--plot", "x.png"],
      "H, W are still symbolic"),

@@ -245,6 +245,26 @@ def test_several_inputs_name_no_single_shape():
         ("input", "a"), ("input", "b"), ("a", "add"), ("b", "add")}
 
 
+class WithBilinear(nn.Module):
+    """nn.Bilinear has no rule: its row is kept, its MACs not counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.mix = nn.Conv2d(3, 4, 3), nn.Bilinear(6, 6, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.mix(y, y)
+
+
+@pytest.mark.parametrize("collapse", [False, True])
+def test_what_a_trace_could_not_cost_says_so(collapse):
+    d = diagram(from_torch(WithBilinear(), "3x8x8"), collapse=collapse)
+    lines = {n.name: label_lines(n) for n in d.nodes}
+    assert lines["mix"][2].startswith("MACs not costed")
+    assert "not costed" not in lines["conv"][2]
+
+
 def test_labels_are_escaped():
     a = analyze("conv(4,k=3)", input="3x8x8", name='say "hi" & <go>')
     assert '"hi"' not in to_mermaid(diagram(a)).split("\n")[0]

@@ -25,6 +25,8 @@ def label_lines(n: Node) -> list[str]:
     cost = [f"{pretty(v)} {unit}" for v, unit in ((n.macs, "MACs"), (n.params, "params"))
             if v != 0]
     cost = " · ".join(cost) + (" in all" if cost and n.count > 1 else "")
+    if n.uncosted:  # the table and JSON say why
+        cost = "MACs not costed" + (f" · {cost}" if cost else "")
     return [name, f"{kind} · {compact_shape(n.output_shape)}", cost or "no MACs"]
 
 

@@ -67,6 +67,11 @@ def draw(charts, path: str) -> None:
             _bars(axes[row][col], c, series, last=row == n_bars - 1)
         _timeline(axes[n_bars][col], c.timeline)
         axes[0][col].set_title(c.title)
+        if c.uncosted:
+            names = ", ".join(f"{name or kind} ({kind})" for name, kind in c.uncosted)
+            axes[0][col].text(0, 1.02, f"could not cost (see the table): {names}", color="#c62828",
+                              fontsize=7, transform=axes[0][col].transAxes, va="bottom",
+                              wrap=True)
     if len(charts) > 1:
         for row in axes:
             _one_scale(row)
