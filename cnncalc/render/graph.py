@@ -21,7 +21,8 @@ def label_lines(n: Node) -> list[str]:
     name = n.name if n.count == 1 else f"{n.name} … {n.last} (×{n.count})"
     if n.id == INPUT:  # several inputs of a --torch model: no one shape
         return [name, compact_shape(n.output_shape) if n.output_shape else "see --input"]
-    kind = f"{len(n.rows)} layers" if n.block else n.type
+    layers = len(n.rows)
+    kind = f"{layers} layer{'s' if layers != 1 else ''}" if n.block else n.type
     cost = [f"{pretty(v)} {unit}" for v, unit in ((n.macs, "MACs"), (n.params, "params"))
             if v != 0]
     cost = " · ".join(cost) + (" in all" if cost and n.count > 1 else "")
