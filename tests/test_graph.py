@@ -66,6 +66,22 @@ BOTTLENECK_EDGES = {("input", "bottleneck1.conv1"), ("bottleneck1.conv1", "bottl
                     ("bottleneck1.add", "bottleneck1.relu3")}
 
 
+# the layer language's own branches: the same module as text, a U-Net skip and a gate
+SPEC_INCEPTION = ("concat(conv(4, k=1), conv(4, k=1) -> relu -> conv(6, k=3, p=1), "
+                  "maxpool(3, s=1, p=1), name=inc), conv(10, k=1)")
+SPEC_INCEPTION_EDGES = {("input", "inc.b1.conv1"), ("input", "inc.b2.conv1"),
+                        ("inc.b2.conv1", "inc.b2.relu1"), ("inc.b2.relu1", "inc.b2.conv2"),
+                        ("input", "inc.b3.maxpool1"), ("inc.b1.conv1", "inc.cat"),
+                        ("inc.b2.conv2", "inc.cat"), ("inc.b3.maxpool1", "inc.cat"),
+                        ("inc.cat", "conv1")}
+SKIP = "conv(4, k=3, p=1), save(e1), maxpool(2), deconv(4, k=2, s=2), concat(e1, identity), se(2)"
+SKIP_EDGES = {("input", "conv1"), ("conv1", "maxpool1"), ("maxpool1", "deconv1"),
+              ("conv1", "cat1.cat"), ("deconv1", "cat1.cat"), ("cat1.cat", "se1.gap1"),
+              ("se1.gap1", "se1.conv1"), ("se1.conv1", "se1.relu1"),
+              ("se1.relu1", "se1.conv2"), ("se1.conv2", "se1.sigmoid1"),
+              ("cat1.cat", "se1.mul"), ("se1.sigmoid1", "se1.mul")}
+
+
 def inception():
     return from_torch(Inception(), "8x16x16")
 
@@ -73,7 +89,9 @@ def inception():
 def networks():
     return [("inception", inception(), INCEPTION_EDGES),
             ("residual", analyze(RESIDUAL, input="8x16x16"), RESIDUAL_EDGES),
-            ("bottleneck", analyze("bottleneck(4, s=2)", input="8x16x16"), BOTTLENECK_EDGES)]
+            ("bottleneck", analyze("bottleneck(4, s=2)", input="8x16x16"), BOTTLENECK_EDGES),
+            ("spec_inception", analyze(SPEC_INCEPTION, input="8x16x16"), SPEC_INCEPTION_EDGES),
+            ("skip", analyze(SKIP, input="8x16x16"), SKIP_EDGES)]
 
 
 def named(edges, names) -> set[tuple[str, str]]:
