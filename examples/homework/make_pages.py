@@ -158,7 +158,8 @@ CORRELATION_NORMALIZATION = [
          "cnncalc norm --kind batch '[[1,1,1],[0,2,4]]'"),
     Step("## Problem 4. Transfer learning: what freezing saves\n\n"
          "**The problem.** Should one freeze all, some or none of a pretrained network's "
-         "convolutional layers when fine-tuning it? cnncalc does not choose, but it prices each choice. Here is "
+         "convolutional layers when fine-tuning it? cnncalc does not choose, but it prices "
+         "each choice. Here is "
          "a pretrained ResNet-18 on 224×224 x-rays (grey, repeated to 3 channels), batch 32, "
          "trained with Adam, with every conv and batch norm frozen, so only the classifier "
          "trains. `--freeze 0-40` would instead fine-tune from the middle of the third stage, "
