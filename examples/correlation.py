@@ -47,7 +47,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
     def error(self, message):
-        self.exit(2, f"Error: {message}\n")
+        from cnncalc.cli import clip  # a value thousands of characters long is cut short
+        self.exit(2, f"Error: {clip(message)}\n")
 
 
 def _positive(text: str) -> int:

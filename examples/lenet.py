@@ -60,7 +60,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def fail(message: str):
-    print(f"lenet.py: error: {message}", file=sys.stderr)
+    from cnncalc.cli import clip  # a value thousands of characters long is cut short
+    print(f"lenet.py: error: {clip(str(message))}", file=sys.stderr)
     raise SystemExit(2)
 
 

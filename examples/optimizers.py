@@ -43,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
     def error(self, message):
-        self.exit(2, f"Error: {message}\n")
+        from cnncalc.cli import clip  # a value thousands of characters long is cut short
+        self.exit(2, f"Error: {clip(message)}\n")
 
 
 def _positive(text: str) -> int:
@@ -240,7 +241,8 @@ def _run(args) -> dict:
     try:
         data = load_data(args)
     except DatasetError as e:  # a bad --data-dir is a bad argument: one line, status 2
-        print(f"Error: {e}", file=sys.stderr)
+        from cnncalc.cli import clip
+        print(f"Error: {clip(str(e))}", file=sys.stderr)
         raise SystemExit(2) from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
