@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import sys
 
 import pytest
 from cli_helpers import run_ok as run
@@ -185,3 +187,28 @@ def test_zoo_fits_80_columns_without_splitting_a_number(capsys, monkeypatch):
             if line.startswith("│") and line.split("│")[1].strip()}
     for model in doc:  # name and exact params on one line, whole
         assert f" {model['params']:,} " in rows[model["name"]], model["name"]
+
+
+# ------------------------------------------------------------- a terminal 80 columns wide
+
+def _on_a_terminal(args, columns, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    return re.sub(r"\x1b\[[0-9;]*m", "", run(args, capsys))  # without the colours
+
+
+def test_params_fits_80_columns_where_it_can(capsys, monkeypatch):
+    out = _on_a_terminal(["params", "--model", "lenet5"], 80, capsys, monkeypatch)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "acts: activations" in out  # the abbreviated header has its legend
+    for number in ("352,800", "48,120", "10,164", "62,006", "651,720", "15,002", "+53.12%"):
+        assert number in out, number  # every number whole
+
+
+def test_params_too_wide_for_the_terminal_cuts_no_number(capsys, monkeypatch):
+    rows = list(csv.DictReader(io.StringIO(
+        run(["params", "--model", "resnet18", "--format", "csv"], capsys))))
+    out = _on_a_terminal(["params", "--model", "resnet18"], 80, capsys, monkeypatch)
+    for row in rows:
+        if row["index"].isdigit():
+            assert f"{int(row['macs']):,}" in out, row["name"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -16,18 +17,25 @@ def _with_si(value) -> str:
     return f"{pretty(value)} ({unit})" if unit else pretty(value)
 
 
-def analysis_table(a: Analysis, training: bool = False, receptive: bool = False) -> Group:
+def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
+                   compact: bool = False) -> Group:
+    """The table and its summary. ``compact`` narrows it for a terminal too narrow for the
+    full table (no column rules, ``acts`` for activations, with a legend), so that no
+    number is cut or split."""
     title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}")
     table = Table(title=title, title_justify="left", header_style="bold", expand=False,
-                  show_lines=False)
+                  show_lines=False, **({"box": box.SIMPLE_HEAD} if compact else {}))
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("layer", no_wrap=True)
     table.add_column("type", style="cyan", no_wrap=True)
     table.add_column("output", overflow="fold")
     table.add_column("params", justify="right", overflow="fold")
     table.add_column("MACs", justify="right", overflow="fold")
-    table.add_column("activations", justify="right", overflow="fold", min_width=11)
+    if compact:
+        table.add_column("acts", justify="right", overflow="fold")
+    else:
+        table.add_column("activations", justify="right", overflow="fold", min_width=11)
     table.add_column("mem Δ", justify="right", overflow="fold")
     if training:
         for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
@@ -67,6 +75,9 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
     if receptive:
         summary.add_row("receptive field", receptive_summary(a))
     parts = [table, summary]
+    if compact:
+        parts.insert(1, Text("acts: activations, the elements of each layer's output",
+                             style="dim"))
     if a.symbols:
         parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
                           + " (positive integers; floor() is exact)", style="dim"))
@@ -75,6 +86,23 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
     for note in getattr(a, "notes", ()):  # from_torch: how it was traced, if unusually
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
+
+
+def natural_width(renderable) -> int:
+    """The width ``renderable`` takes when nothing limits it."""
+    return Console(width=10_000).measure(renderable).maximum
+
+
+def fitting_table(a: Analysis, width: int, training: bool = False,
+                  receptive: bool = False) -> tuple[Group, int]:
+    """The table for a terminal ``width`` columns wide, and the width to print it at: the
+    full table if it fits, else the compact one if that fits, else the compact one at its
+    own width (the terminal wraps its lines; a table cut to fit would cut numbers)."""
+    full = analysis_table(a, training, receptive)
+    if natural_width(full.renderables[0]) <= width:
+        return full, width
+    compact = analysis_table(a, training, receptive, compact=True)
+    return compact, max(width, natural_width(compact.renderables[0]))
 
 
 LONG_RUN = 12  # identical rows in a row beyond this are shown as first, "⋮ N more", last
