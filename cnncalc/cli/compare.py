@@ -42,7 +42,7 @@ def command(specs, models, torches, inputs, batch, layout, no_bias, subs, fmt, p
     \b
     Networks are layer-language SPECs, --model names or --torch models; A is the
     first of them in that order:
-      cnncalc compare --model seed004_standard --model seed004_bottleneck
+      cnncalc compare --model standard_block --model bottleneck_block
       cnncalc compare "conv(K,k=3,p=1)" "dwconv(k=3), conv(K,k=1)" --input CxHxW
     """
     networks = ([("spec", s) for s in specs] + [("model", m) for m in models]

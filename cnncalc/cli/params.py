@@ -65,13 +65,14 @@ def emit(analysis, fmt: str, show_work: bool, *, training: bool = False,
     if fmt == "table":
         from rich.console import Console
 
-        from ..render.table import analysis_table, worked_solution
-        # A pipe gets a width that fits the table (and its share bars) instead of rich's
-        # default 80 columns.
-        wide = 180 + 70 * training + 30 * receptive
-        console = Console(width=None if sys.stdout.isatty() else wide)
-        console.print(analysis_table(analysis, training=training, receptive=receptive,
-                                     width=console.width))
+        from ..render.table import analysis_table, fitting_table, worked_solution
+        if sys.stdout.isatty():  # fit the terminal, never cutting a number
+            table, width = fitting_table(analysis, Console().width, training, receptive)
+            Console(width=width).print(table)
+        else:  # a pipe gets a width that fits the table and its share bars
+            wide = 180 + 70 * training + 30 * receptive
+            Console(width=wide).print(analysis_table(analysis, training=training,
+                                                     receptive=receptive, width=wide))
         if show_work:
             sys.stdout.write("\n".join(worked_solution(analysis)) + "\n")
         return

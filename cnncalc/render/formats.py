@@ -65,7 +65,7 @@ _RECEPTIVE_KEYS = ("receptive_field", "receptive_field_layer")
 
 
 def to_dict(a: Analysis, show_work: bool = False) -> dict:
-    """The JSON schema of CONTRACT section 1, plus the training and receptive-field keys."""
+    """The JSON schema (docs/conventions.md), with the training and receptive-field keys."""
     layers = []
     for r in a.layers:
         row = {"index": r.index, "name": r.name, "type": r.type, "depth": r.depth,

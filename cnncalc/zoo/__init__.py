@@ -18,9 +18,14 @@ MODELS: dict[str, ZooEntry] = {e.name: e for module in (classic, inception, dens
 __all__ = ["MODELS", "ZooEntry", "get"]
 
 
+# Earlier names of the homework blocks, still accepted (not listed).
+FORMER_NAMES = {"seed002_block": "two_conv_block", "seed004_standard": "standard_block",
+                "seed004_bottleneck": "bottleneck_block"}
+
+
 def get(name: str) -> ZooEntry:
     try:
-        return MODELS[name.lower()]
+        return MODELS[FORMER_NAMES.get(name.lower(), name.lower())]
     except KeyError:
         import difflib
         hint = difflib.get_close_matches(name.lower(), list(MODELS), n=1)

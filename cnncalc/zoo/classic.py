@@ -1,5 +1,5 @@
-"""The classic networks: LeNet-5, AlexNet, VGG-16, ResNet-18/50, MobileNetV2, and the
-course homework's blocks."""
+"""The classic networks: LeNet-5, AlexNet, VGG-16, the ResNet family, MobileNetV2, and
+the course homework's blocks."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ ENTRIES = (
     ZooEntry("lenet5", "3x32x32",
              "conv(6,k=5), relu, maxpool(2), conv(16,k=5), relu, maxpool(2), flatten, "
              "fc(120), relu, fc(84), relu, fc(10)",
-             "LeNet-5 as in seed 002 problem 4 (ReLU, max pooling), 10 classes",
+             "LeNet-5 as in the convolutional-networks homework, problem 4 (ReLU, max "
+             "pooling), 10 classes",
              family="LeNet"),
     ZooEntry("alexnet", "3x224x224",
              "conv(64,k=11,s=4,p=2), relu, maxpool(3,s=2), conv(192,k=5,p=2), relu, "
@@ -88,16 +89,19 @@ ENTRIES = (
     ZooEntry("mobilenet_v2", "3x224x224", _mobilenet_v2(),
              "MobileNetV2 (width 1.0), torchvision layout",
              family="MobileNet"),
-    ZooEntry("seed002_block", "128x64x64",
+    ZooEntry("two_conv_block", "128x64x64",
              "conv(256,k=3,s=2,p=1,bias=false), conv(512,k=3,p=1,bias=false)",
-             "seed 002 Q1: two 3x3 convs on a 64x64x128 input, padding 1, no bias",
+             "two 3x3 convs on a 64x64x128 input, padding 1, no bias (the "
+             "convolutional-networks homework, problem 1)",
              family="course homework"),
-    ZooEntry("seed004_standard", "32x56x56",
+    ZooEntry("standard_block", "32x56x56",
              "residual(conv(32,k=3,p=1), bn, relu, conv(32,k=3,p=1), bn)",
-             "seed 004 Q3: standard residual block (convs with bias), 18,624 params",
+             "standard residual block (convs with bias), 18,624 params (the "
+             "backpropagation homework, problem 3)",
              family="course homework"),
-    ZooEntry("seed004_bottleneck", "128x56x56",
+    ZooEntry("bottleneck_block", "128x56x56",
              "residual(conv(32,k=1), bn, relu, conv(32,k=3,p=1), bn, relu, conv(128,k=1), bn)",
-             "seed 004 Q3: bottleneck residual block (convs with bias), 17,984 params",
+             "bottleneck residual block (convs with bias), 17,984 params (the "
+             "backpropagation homework, problem 3)",
              family="course homework"),
 )
