@@ -371,7 +371,7 @@ class _Walker:
         ends, shapes = [], []
         for i, branch in enumerate(block.branches, 1):
             self.current = source
-            shapes.append(self.sequence(branch, shape, f"{prefix}b{i}.", depth + 1) if branch
+            shapes.append(self.sequence(branch, shape, f"{prefix}b{i}.", depth) if branch
                           else shape)
             ends.append(self.current)
         name = prefix + block.merge

@@ -225,9 +225,11 @@ INLINE = sorted({(rel(doc), c) for doc in DOCS for c in inline_cnncalc(doc)})
 
 
 @pytest.mark.parametrize("doc, command", INLINE, ids=[c[:70] for _, c in INLINE])
-def test_every_inline_cnncalc_command_runs(doc, command, capsys, monkeypatch):
-    """A command named in the text runs; `cnncalc NAME` alone names a subcommand."""
-    monkeypatch.chdir(ROOT)
+def test_every_inline_cnncalc_command_runs(doc, command, capsys, monkeypatch, tmp_path):
+    """A command named in the text runs; `cnncalc NAME` alone names a subcommand. It runs
+    in a folder of its own (a `--plot` writes there), with the repository importable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT))
     args = shlex.split(command)[1:]
     if len(args) == 1:
         args.append("--help")
