@@ -17,7 +17,8 @@ from .text import block, make_divisible, probability
 
 def _conv_bn_silu(out: int, k: int, s: int = 1) -> str:
     """torchvision's Conv2dNormActivation with SiLU: padding (k - 1) // 2, no bias."""
-    return f"conv({out},k={k},s={s},p={(k - 1) // 2},bias=false), bn, silu"
+    window = f",k={k},s={s},p={(k - 1) // 2}" if k > 1 else ",k=1"
+    return f"conv({out}{window},bias=false), bn, silu"
 
 
 def _mbconv(c_in: int, out: int, k: int, s: int, t: int, fused: bool, drop: Fraction) -> str:

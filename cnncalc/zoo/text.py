@@ -21,6 +21,8 @@ def block(layers: list[str], residual: bool) -> str:
 def probability(p: Fraction) -> str:
     """A probability as the language reads it exactly: 0.0125, or 1/170 when no finite
     decimal is exact."""
+    if p == 0:
+        return "0"
     rest = p.denominator
     for factor in (2, 5):
         while rest % factor == 0:
