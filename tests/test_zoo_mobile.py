@@ -155,3 +155,20 @@ def test_squeeze_excite_training_step_matches_autograd():
     overcount = grouped_weight_overcount(model, x)
     assert overcount > 0
     assert counter.get_total_flops() - overcount == 2 * int(a.total["backward_macs"])
+
+
+def test_convnext_receptive_field_stops_before_the_pool():
+    """The network's receptive field is the last feature map's, not that of the norm applied
+    after global pooling: 4x4 stem (jump 4), each 7x7 depthwise conv adds 6 jumps, each 2x2
+    stride-2 downsampling one jump and doubles it."""
+    size, jump = 4, 4
+    for i, blocks in enumerate((3, 3, 9, 3)):
+        if i:
+            size, jump = size + jump, 2 * jump
+        size += blocks * 6 * jump
+    a = cnncalc.analyze(model="convnext_tiny")
+    field, layer = a.total["receptive_field"], a.total["receptive_field_layer"]
+    assert size == 1688
+    assert tuple(h - lo + 1 for lo, h in zip(field.lo, field.hi)) == (size, size)
+    assert field.jump == (jump, jump) == (32, 32)
+    assert a.layers[layer + 1].type == "adaptive_avg_pool2d"
