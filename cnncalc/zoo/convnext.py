@@ -37,6 +37,5 @@ def convnext(stages: list[tuple[int, int]], drop: str = "0.1") -> str:
 
 ENTRIES = (
     ZooEntry("convnext_tiny", "3x224x224", convnext([(96, 3), (192, 3), (384, 9), (768, 3)]),
-             "ConvNeXt-Tiny, torchvision layout (its channels-last Linear layers as 1x1 "
-             "convs: same params and MACs)", "convnext"),
+             "ConvNeXt-Tiny, torchvision layout (its MLP's Linear as 1x1 convs)", "convnext"),
 )

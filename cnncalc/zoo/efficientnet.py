@@ -66,8 +66,7 @@ V2_S = [(True, 1, 3, 1, 24, 24, 2), (True, 4, 3, 2, 24, 48, 4), (True, 4, 3, 2, 
 FAMILY = "efficientnet"
 ENTRIES = (
     ZooEntry("efficientnet_b0", "3x224x224", efficientnet(32, B0, 1280, 0.2),
-             "EfficientNet-B0, torchvision layout (SE, SiLU, stochastic depth 0.2)", FAMILY),
+             "EfficientNet-B0, torchvision layout", FAMILY),
     ZooEntry("efficientnet_v2_s", "3x384x384", efficientnet(24, V2_S, 1280, 0.2),
-             "EfficientNetV2-S at torchvision's evaluation size 384x384 (Fused-MBConv, SE)",
-             FAMILY),
+             "EfficientNetV2-S, torchvision layout, at its 384x384 eval size", FAMILY),
 )

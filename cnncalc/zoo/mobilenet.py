@@ -75,9 +75,9 @@ def mnasnet1_0() -> str:
 FAMILY = "mobile"
 ENTRIES = (
     ZooEntry("mobilenet_v3_large", "3x224x224", mobilenet_v3(V3_LARGE, 1280),
-             "MobileNetV3-Large, torchvision layout (SE with hard-sigmoid gates)", FAMILY),
+             "MobileNetV3-Large, torchvision layout", FAMILY),
     ZooEntry("mobilenet_v3_small", "3x224x224", mobilenet_v3(V3_SMALL, 1024),
-             "MobileNetV3-Small, torchvision layout (SE with hard-sigmoid gates)", FAMILY),
+             "MobileNetV3-Small, torchvision layout", FAMILY),
     ZooEntry("mnasnet1_0", "3x224x224", mnasnet1_0(),
-             "MNASNet 1.0 (depth multiplier 1), torchvision layout", FAMILY),
+             "MNASNet 1.0, torchvision layout", FAMILY),
 )

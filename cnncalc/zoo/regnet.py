@@ -44,5 +44,5 @@ ENTRIES = (
     # from_init_params(depth=16, w_0=48, w_a=27.89, w_m=2.09, group_width=8, se_ratio=0.25)
     ZooEntry("regnet_y_400mf", "3x224x224",
              regnet([(48, 1), (104, 3), (208, 6), (440, 6)], 8, se=True),
-             "RegNetY-400MF, torchvision layout (squeeze-and-excitation)", FAMILY),
+             "RegNetY-400MF, torchvision layout", FAMILY),
 )
