@@ -20,7 +20,11 @@ def block(layers: list[str], residual: bool) -> str:
 
 def probability(p: Fraction) -> str:
     """A probability as the language reads it exactly: 0.0125, or 1/170 when no finite
-    decimal is exact."""
+    decimal is exact.
+
+    >>> probability(Fraction(1, 80)), probability(Fraction(1, 170)), probability(Fraction(0))
+    ('0.0125', '1/170', '0')
+    """
     if p == 0:
         return "0"
     rest = p.denominator
