@@ -18,7 +18,7 @@ from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError, SpecError
 from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, updated
-from .symbolic import same
+from .symbolic import same, witness
 
 LAYOUTS = ("chw", "hwc")
 A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
@@ -77,6 +77,7 @@ class Analysis:
     dtype: str = "float32"
     freeze: str | None = None
     freezing_saves: dict | None = None  # training.SAVINGS: unfrozen minus frozen
+    notes: tuple[str, ...] = ()  # assumptions the figures rest on, said with them
 
     @property
     def symbols(self) -> list[sp.Symbol]:
@@ -116,14 +117,27 @@ def parse_size(text: str, what: str) -> sp.Expr:
 
 
 def parse_shape(text: str, layout: str = "chw") -> Shape:
-    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``."""
+    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``,
+    ``"1x16Hx16W"``."""
     parts = re.split(r"\s*[x×,]\s*|\s+", text.strip())
     if "" in parts:
         raise CnnCalcError(f"--input: {text!r} has an empty size (write e.g. 3x32x32)")
     if len(parts) > 4:
         raise CnnCalcError(f"--input: {text!r} should be 1 to 4 sizes such as 3x32x32")
-    shape = tuple(parse_size(p, "--input") for p in parts)
+    shape = tuple(_input_size(p) for p in parts)
     return from_layout(shape, layout)
+
+
+_MULTIPLE = re.compile(r"^(\d+)\*?([A-Za-z_][A-Za-z_0-9]*)$")
+
+
+def _input_size(text: str) -> sp.Expr:
+    """A size, or a multiple of a symbol (``16H``): U-Net's skips meet only at sizes that
+    divide by 16, so ``1x16Hx16W`` is how its closed forms are asked for."""
+    m = _MULTIPLE.match(text.strip())
+    if m is None:
+        return parse_size(text, "--input")
+    return parse_size(m[1], "--input") * parse_size(m[2], "--input")
 
 
 def from_layout(shape: Shape, layout: str) -> Shape:
@@ -240,6 +254,7 @@ class _Walker:
         self.rows: list[Row] = []
         self.current = -1  # the row whose output is the tensor flowing on (-1: the input)
         self.saved: dict[str, tuple[int, Shape]] = {}  # save(name): (row, shape)
+        self.notes: list[str] = []  # assumptions the figures rest on
 
     def sequence(self, layers: tuple, shape: Shape, prefix: str, depth: int,
                  counts: dict[str, int] | None = None) -> Shape:
@@ -363,13 +378,22 @@ class _Walker:
         first = shapes[0]
         for i, other in enumerate(shapes[1:], 2):
             rest = (slice(1, None) if block.merge == "cat" else slice(None))
-            if len(other) != len(first) or not all(
-                    same(a, b) for a, b in zip(first[rest], other[rest])):
-                what = "spatial sizes" if block.merge == "cat" else "shapes"
-                raise ShapeError(f"{'concat' if block.merge == 'cat' else 'add'}: branch {i} "
-                                 f"gives {fmt_shape(other)} but branch 1 gives "
-                                 f"{fmt_shape(first)} (their {what} must match)",
+            pairs = list(zip(first[rest], other[rest]))
+            if len(other) == len(first) and all(same(a, b) for a, b in pairs):
+                continue
+            what = "spatial sizes" if block.merge == "cat" else "shapes"
+            verb = "concat" if block.merge == "cat" else "add"
+            point = witness(sp.Add(*(a for a, _ in pairs)), sp.Add(*(b for _, b in pairs))) \
+                if len(other) == len(first) else None
+            if point is None or not all(a.xreplace(point) == b.xreplace(point)
+                                        for a, b in pairs):
+                raise ShapeError(f"{verb}: branch {i} gives {fmt_shape(other)} but branch 1 "
+                                 f"gives {fmt_shape(first)} (their {what} must match)",
                                  len(self.rows), name, block.span)
+            at = ", ".join(f"{k} = {v}" for k, v in point.items())
+            self.notes.append(f"{name}: branch {i} gives {fmt_shape(other)} and branch 1 "
+                              f"{fmt_shape(first)}, equal only for some sizes (such as {at}); "
+                              "the figures hold for the sizes where they are")
         out = ((sp.Add(*(s[0] for s in shapes)), *first[1:]) if block.merge == "cat"
                else first)
         self.add_row(Cost(block.merge, out), name, shape, depth, L.Merge(block.merge),
@@ -560,4 +584,4 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,
                     name=name, optimizer=optimizer, dtype=dtype, freeze=freeze,
-                    freezing_saves=saves)
+                    freezing_saves=saves, notes=tuple(walker.notes))

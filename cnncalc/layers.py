@@ -4,6 +4,12 @@ Sizes are sympy expressions (integers or symbols with ``integer=True,
 positive=True``); a size given once (``k=3``) is kept as a scalar and spread
 over the spatial dimensions when the input's rank is known. Which names are
 layers, their keys, aliases and defaults live here, in :data:`FORMS`.
+
+Forms that hold layers (:data:`CONTAINERS`) are built here too: ``residual`` (a body
+and a shortcut), ``concat`` and ``add`` (parallel :class:`Branches`), with ``save``
+and the names it saves (:class:`Save`, :class:`Ref`) for skips between any two points.
+``se`` and the ResNet / MobileNetV2 blocks are single records that the walk in
+``analysis.py`` expands into the layers torchvision builds for them.
 """
 
 from __future__ import annotations

@@ -16,6 +16,16 @@ A hand-written tokenizer and recursive-descent parser (no ``eval``)::
 
 Newlines inside brackets are whitespace; ``#`` starts a comment. Meaning
 (which names are layers, which keys they take) is given in ``layers.py``.
+
+Branching networks use the same syntax. In ``concat(...)``, ``add(...)`` and
+``residual(...)`` the arguments are layers, not values: each argument of ``concat``
+and ``add`` is one branch (``identity``, a layer, ``[a, b, c]`` or ``a -> b -> c``),
+and ``save(name)`` names the tensor flowing there so that a later bare ``name`` can
+start a branch from it (or continue the network from it)::
+
+    concat(conv(64, k=1), conv(96, k=1) -> relu -> conv(128, k=3, p=1),
+           [maxpool(3, s=1, p=1), conv(32, k=1)], name=inception3a)
+    conv(64, p=1), relu, save(e1), maxpool(2), ..., deconv(64, k=2, s=2), concat(e1, identity)
 """
 
 from __future__ import annotations

@@ -251,6 +251,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     b, states = DTYPE_BYTES[dtype], OPTIMIZER_STATE[optimizer]
     needs_grad: list[bool] = []  # does row i's output need a gradient?
     tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
+    elements: dict[int, sp.Expr] = {}  # a tensor's size: keeping a view keeps all of it
     charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
     out = []
     for row in rows:
@@ -259,12 +260,16 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         weight_grad = not is_frozen and row.params != 0
         grad_in = any(needs_grad[i] for i in row.inputs if i >= 0)
         needs_grad.append(grad_in or weight_grad)
+        shape = channels_first(row.input_shape, layout)
+        out_shape = channels_first(row.output_shape, layout)
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
+        if row.inputs and row.inputs[0] < 0 and -1 not in elements:
+            elements[-1] = prod(shape)
         tensor.append(src if is_view(row.layer) else row.index)
+        if not is_view(row.layer):
+            elements[row.index] = prod(out_shape)
         saved = ZERO
         if grad_in or weight_grad:
-            shape = channels_first(row.input_shape, layout)
-            out_shape = channels_first(row.output_shape, layout)
             for keep in kept(row.layer, shape, out_shape, batch, weight_grad):
                 if keep.role == "extra":
                     saved += keep.elements * (keep.itemsize or b)
@@ -276,14 +281,11 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                         continue
                     i = row.inputs[keep.index]
                     which = tensor[i] if i >= 0 else -1
-                    size = prod(shape) if keep.index == 0 else prod(
-                        channels_first(rows[i].output_shape, layout))
                 else:
-                    which, size = (src, prod(shape)) if keep.role == "input" else (
-                        tensor[-1], prod(out_shape))
+                    which = src if keep.role == "input" else tensor[-1]
                 if which not in charged:
                     charged.add(which)
-                    saved += size * batch * b
+                    saved += elements.get(which, prod(shape)) * batch * b
         grads = trainable * b
         optim = states * trainable * b
         out.append(updated(

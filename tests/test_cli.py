@@ -185,3 +185,28 @@ def test_zoo_fits_80_columns_without_splitting_a_number(capsys, monkeypatch):
             if line.startswith("│") and line.split("│")[1].strip()}
     for model in doc:  # name and exact params on one line, whole
         assert f" {model['params']:,} " in rows[model["name"]], model["name"]
+
+
+def test_zoo_groups_the_families(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    out = run(["zoo"], capsys).splitlines()
+    cells = [line.split("│")[1].rstrip() for line in out if line.startswith("│")]
+    family = None
+    for cell in cells:  # "Family" rows, then "  name" rows under them
+        if not cell.startswith("  "):
+            family = cell.strip()
+            continue
+        entry = next(m for m in doc if m["name"] == cell.strip())
+        assert entry["family"] == family
+    assert {m["family"] for m in doc} == {c.strip() for c in cells if not c.startswith("  ")}
+    assert len([c for c in cells if c.startswith("  ")]) == len(doc)
+
+
+def test_zoo_name_shows_one_network(capsys):
+    import cnncalc
+    out = run(["zoo", "resnext50_32x4d"], capsys)
+    assert "groups=32" in out and "25,028,904 params" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    text = out.split("\n\n")[1].replace("\n", " ")
+    assert cnncalc.analyze(text, input="3x224x224").total["params"] == 25_028_904

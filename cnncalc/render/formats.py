@@ -95,7 +95,8 @@ def to_dict(a: Analysis, show_work: bool = False) -> dict:
     if unsupported is not None:
         doc["unsupported"] = [{"name": u.name, "type": u.type, "reason": u.reason}
                               for u in unsupported]
-        doc["notes"] = list(getattr(a, "notes", ()))
+    if unsupported is not None or a.notes:
+        doc["notes"] = list(a.notes)
     return doc
 
 
@@ -127,6 +128,8 @@ def to_csv(a: Analysis, show_work: bool = False, training: bool = False,
                 *(plain(a.total[q]) for q in QUANTITIES), plain(a.memory_change),
                 *(("", *(plain(a.total[q]) for q in TRAINING)) if training else ()),
                 *(_plain_field(a.total["receptive_field"]) if receptive else ())])
+    for note in a.notes:  # an assumption the figures rest on travels with them
+        w.writerow(["note", note])
     return buf.getvalue()
 
 
@@ -215,6 +218,7 @@ def to_latex(a: Analysis, show_work: bool = False, training: bool = False,
                                      _tex(t["params"]), _tex(t["macs"]), _tex(t["activations"]),
                                      _tex(a.memory_change)]) + r" \\",
               r"\hline", r"\end{tabular}"]
+    lines += [r"\par\noindent\emph{note: " + _tex_text(n) + "}" for n in a.notes]
     if show_work:
         lines += ["", r"\begin{align*}"]
         for r in a.layers:
