@@ -189,8 +189,13 @@ def is_global(layer) -> bool:
 
 
 def total(rows) -> tuple[ReceptiveField | None, int | None]:
-    """The field of the last row still on the image grid (global pooling aside)."""
+    """The field of the last row still on the image grid: global pooling, and what acts
+    on its 1x1 result only (ConvNeXt's norm after the pool, an SE gate), aside."""
+    pooled: set[int] = set()
+    for row in rows:
+        if is_global(row.layer) or (row.inputs and all(i in pooled for i in row.inputs)):
+            pooled.add(row.index)
     for row in reversed(rows):
-        if row.receptive_field is not None and not is_global(row.layer):
+        if row.receptive_field is not None and row.index not in pooled:
             return row.receptive_field, row.index
     return None, None

@@ -6,6 +6,8 @@ import click
 
 from ..render import FORMATS
 
+HOMEWORK = "course homework"
+
 
 @click.command("zoo")
 @click.argument("name", required=False)
@@ -64,7 +66,7 @@ def command(name, fmt):
                          ("MACs", "right")):
         table.add_column(col, justify=justify, no_wrap=True)
     families: dict[str, list] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r[0].family == HOMEWORK):  # the blocks come last
         families.setdefault(row[0].family, []).append(row)
     for i, (family, members) in enumerate(families.items()):
         if i:

@@ -8,11 +8,23 @@ One module per family of networks; each lists its ``ENTRIES``.
 from __future__ import annotations
 
 from ..errors import CnnCalcError
-from . import classic, densenet, inception, shufflenet, squeezenet, unet
+from . import (
+    classic,
+    convnext,
+    densenet,
+    efficientnet,
+    inception,
+    mobilenet,
+    regnet,
+    shufflenet,
+    squeezenet,
+    unet,
+)
 from .entry import ZooEntry
 
 MODELS: dict[str, ZooEntry] = {e.name: e for module in (classic, inception, densenet, squeezenet,
-                                                         shufflenet, unet)
+                                                         shufflenet, unet, mobilenet,
+                                                         efficientnet, convnext, regnet)
                                for e in module.ENTRIES}
 
 __all__ = ["MODELS", "ZooEntry", "get"]
