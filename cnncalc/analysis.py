@@ -17,8 +17,8 @@ import sympy as sp
 from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError
-from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, updated
-from .symbolic import same
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, name_sizes, prod, updated
+from .symbolic import input_symbols, named_in, same
 
 LAYOUTS = ("chw", "hwc")
 A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
@@ -84,7 +84,13 @@ class Analysis:
         found: set[sp.Symbol] = set()
         for v in (*self.input_shape, self.batch, *self.total.values()):
             found |= getattr(v, "free_symbols", set())
-        return sorted(found, key=lambda s: s.name)
+        return sorted(input_symbols(found), key=lambda s: s.name)
+
+    @property
+    def named_sizes(self) -> list:
+        """The sizes given names on the way (``H₃``, a ``symbolic.Size``, with its
+        ``definition``), in row order: what a renderer lists under "where"."""
+        return named_in(d for r in self.layers for d in r.output_shape)
 
     def subs(self, values: dict) -> Analysis:
         """The same network analysed again with some symbols given values."""
@@ -270,6 +276,7 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None) -> Shape:
+        c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
         steps = list(c.steps)
