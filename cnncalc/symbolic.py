@@ -300,7 +300,9 @@ def named_in(values) -> list[Size]:
     """The named sizes in ``values`` and in their definitions, in row order (``H`` before
     ``W``): the "where" list of an analysis."""
     found: set[Size] = set()
-    todo = [s for v in values if isinstance(v, sp.Basic) for s in v.atoms(Size)]
+    todo = [v for v in values if isinstance(v, Size)]
+    todo += [s for v in values if isinstance(v, sp.Basic) and not v.is_Atom
+             for s in v.atoms(Size)]
     while todo:
         s = todo.pop()
         if s not in found:
@@ -326,7 +328,7 @@ def same(a: sp.Expr, b: sp.Expr) -> bool:
     Equal canonical forms (``floor((x + a)/m) + b``) are the usual case; sizes that
     differ at a random point (positive integers for every symbol) are different; only
     what is left goes to ``simplify``, under the time budget (an undecided pair counts
-    as different).
+    as different). Named sizes are written out first.
     """
     a, b = sp.sympify(a), sp.sympify(b)
     if a == b:
