@@ -16,9 +16,9 @@ import sympy as sp
 
 from . import layers as L
 from . import receptive, training
-from .errors import CnnCalcError, ShapeError
+from .errors import CnnCalcError, ShapeError, SpecError
 from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, name_sizes, prod, updated
-from .symbolic import input_symbols, named_in, same
+from .symbolic import input_symbols, named_in, same, witness
 
 LAYOUTS = ("chw", "hwc")
 A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
@@ -77,6 +77,7 @@ class Analysis:
     dtype: str = "float32"
     freeze: str | None = None
     freezing_saves: dict | None = None  # training.SAVINGS: unfrozen minus frozen
+    notes: tuple[str, ...] = ()  # assumptions the figures rest on, said with them
 
     @property
     def symbols(self) -> list[sp.Symbol]:
@@ -122,14 +123,27 @@ def parse_size(text: str, what: str) -> sp.Expr:
 
 
 def parse_shape(text: str, layout: str = "chw") -> Shape:
-    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``."""
+    """``"3x32x32"`` (C x H x W), ``"CxHxW"``, ``"64x64x128"`` with layout hwc, ``"784"``,
+    ``"1x16Hx16W"``."""
     parts = re.split(r"\s*[x×,]\s*|\s+", text.strip())
     if "" in parts:
         raise CnnCalcError(f"--input: {text!r} has an empty size (write e.g. 3x32x32)")
     if len(parts) > 4:
         raise CnnCalcError(f"--input: {text!r} should be 1 to 4 sizes such as 3x32x32")
-    shape = tuple(parse_size(p, "--input") for p in parts)
+    shape = tuple(_input_size(p) for p in parts)
     return from_layout(shape, layout)
+
+
+_MULTIPLE = re.compile(r"^(\d+)\*?([A-Za-z_][A-Za-z_0-9]*)$")
+
+
+def _input_size(text: str) -> sp.Expr:
+    """A size, or a multiple of a symbol (``16H``): U-Net's skips meet only at sizes that
+    divide by 16, so ``1x16Hx16W`` is how its closed forms are asked for."""
+    m = _MULTIPLE.match(text.strip())
+    if m is None:
+        return parse_size(text, "--input")
+    return parse_size(m[1], "--input") * parse_size(m[2], "--input")
 
 
 def from_layout(shape: Shape, layout: str) -> Shape:
@@ -175,7 +189,7 @@ def expand(block, channels: sp.Expr) -> tuple:
     if isinstance(block, L.Bottleneck):
         out = block.width * block.expansion
         body = (_conv(block.width, 1, bias=block.bias), bn, relu,
-                _conv(block.width, 3, block.stride, 1, block.bias), bn, relu,
+                _conv(block.width, 3, block.stride, 1, block.bias, block.groups), bn, relu,
                 _conv(out, 1, bias=block.bias), bn)
         project = block.stride != 1 or not same(channels, out)
         return (L.Residual(body, "conv" if project else "identity"), relu)
@@ -192,7 +206,7 @@ def expand(block, channels: sp.Expr) -> tuple:
 
 
 _BLOCK_STEMS = {L.BasicBlock: "basic", L.Bottleneck: "bottleneck",
-                L.InvertedResidual: "inverted", L.Residual: "res"}
+                L.InvertedResidual: "inverted", L.Residual: "res", L.SqueezeExcite: "se"}
 
 
 def _stem(layer) -> str:
@@ -203,9 +217,12 @@ def _stem(layer) -> str:
         return "gap" if layer.output == 1 else "pool"
     if isinstance(layer, L.Elementwise):
         return layer.kind
+    if isinstance(layer, L.Merge):
+        return layer.kind
     return {L.Conv: "conv", L.ConvTranspose: "deconv", L.BatchNorm: "bn", L.LayerNorm: "ln",
             L.InstanceNorm: "in", L.GroupNorm: "gn", L.Linear: "fc",
-            L.Flatten: "flatten"}[type(layer)]
+            L.Flatten: "flatten", L.Upsample: "up", L.Pad: "pad", L.ChannelSplit: "split",
+            L.Shuffle: "shuffle", L.LayerScale: "scale"}[type(layer)]
 
 
 def _strides(body: tuple, n: int) -> tuple[sp.Expr, ...]:
@@ -221,12 +238,16 @@ def _strides(body: tuple, n: int) -> tuple[sp.Expr, ...]:
             total = [a * layer.stride for a in total]
         elif isinstance(layer, L.Residual):
             total = [a * b for a, b in zip(total, _strides(layer.body, n))]
+        elif isinstance(layer, L.Branches):  # the branches agree, so the first says it
+            total = [a * b for a, b in zip(total, _strides(layer.branches[0], n))]
     return tuple(total)
 
 
 def _has_bn(body: tuple) -> bool:
     return any(isinstance(x, (L.BatchNorm, L.BasicBlock, L.Bottleneck, L.InvertedResidual))
-               or (isinstance(x, L.Residual) and _has_bn(x.body)) for x in body)
+               or (isinstance(x, L.Residual) and _has_bn(x.body))
+               or (isinstance(x, L.Branches) and any(_has_bn(b) for b in x.branches))
+               for x in body)
 
 
 # -- the walk ------------------------------------------------------------------------
@@ -238,6 +259,8 @@ class _Walker:
         self.bias = bias
         self.rows: list[Row] = []
         self.current = -1  # the row whose output is the tensor flowing on (-1: the input)
+        self.saved: dict[str, tuple[int, Shape]] = {}  # save(name): (row, shape)
+        self.notes: list[str] = []  # assumptions the figures rest on
 
     def sequence(self, layers: tuple, shape: Shape, prefix: str, depth: int,
                  counts: dict[str, int] | None = None) -> Shape:
@@ -250,7 +273,20 @@ class _Walker:
 
         for layer in layers:
             group = _BLOCK_STEMS.get(type(layer))
-            if group is None:
+            if isinstance(layer, L.Save):
+                self.saved[layer.name] = (self.current, shape)
+            elif isinstance(layer, L.Ref):
+                if layer.name not in self.saved:
+                    raise ShapeError(f"no tensor was saved as {layer.name!r} before this",
+                                     len(self.rows), layer.name, layer.span)
+                self.current, shape = self.saved[layer.name]
+            elif isinstance(layer, L.Branches):
+                stem = layer.name or ("cat" if layer.merge == "cat" else "add")
+                label = f"{prefix}{layer.name}" if layer.name else name_for(stem)
+                shape = self.branches(layer, shape, label + ".", depth + 1)
+            elif isinstance(layer, L.SqueezeExcite):
+                shape = self.squeeze_excite(layer, shape, name_for(group) + ".", depth + 1)
+            elif group is None:
                 shape = self.leaf(layer, shape, name_for(_stem(layer)), depth)
             elif isinstance(layer, L.Residual):
                 shape = self.residual(layer, shape, name_for(group) + ".", depth + 1)
@@ -333,6 +369,62 @@ class _Walker:
         else:
             self.current = body_end
         return out
+
+
+    def branches(self, block: L.Branches, shape: Shape, prefix: str, depth: int) -> Shape:
+        """Each branch from the tensor flowing in, then the row that concatenates (on
+        channels) or adds them."""
+        source = self.current
+        ends, shapes = [], []
+        for i, branch in enumerate(block.branches, 1):
+            self.current = source
+            shapes.append(self.sequence(branch, shape, f"{prefix}b{i}.", depth) if branch
+                          else shape)
+            ends.append(self.current)
+        name = prefix + block.merge
+        first = shapes[0]
+        for i, other in enumerate(shapes[1:], 2):
+            rest = (slice(1, None) if block.merge == "cat" else slice(None))
+            pairs = list(zip(first[rest], other[rest]))
+            if len(other) == len(first) and all(same(a, b) for a, b in pairs):
+                continue
+            what = "spatial sizes" if block.merge == "cat" else "shapes"
+            verb = "concat" if block.merge == "cat" else "add"
+            point = witness(sp.Add(*(a for a, _ in pairs)), sp.Add(*(b for _, b in pairs))) \
+                if len(other) == len(first) else None
+            if point is None or not all(a.subs(point) == b.subs(point)  # through H₃
+                                        for a, b in pairs):
+                raise ShapeError(f"{verb}: branch {i} gives {fmt_shape(other)} but branch 1 "
+                                 f"gives {fmt_shape(first)} (their {what} must match)",
+                                 len(self.rows), name, block.span)
+            at = ", ".join(f"{k} = {v}" for k, v in point.items())
+            self.notes.append(f"{name}: branch {i} gives {fmt_shape(other)} and branch 1 "
+                              f"{fmt_shape(first)}, equal only for some sizes (such as {at}); "
+                              "the figures hold for the sizes where they are")
+        out = ((sp.Add(*(s[0] for s in shapes)), *first[1:]) if block.merge == "cat"
+               else first)
+        self.add_row(Cost(block.merge, out), name, shape, depth, L.Merge(block.merge),
+                     tuple(ends))
+        return out
+
+    def squeeze_excite(self, se: L.SqueezeExcite, shape: Shape, prefix: str,
+                       depth: int) -> Shape:
+        """torchvision's SqueezeExcitation: pool, 1x1 conv, act, 1x1 conv, gate, x * gate."""
+        source = self.current
+        if len(shape) < 2:
+            raise ShapeError(f"squeeze-and-excitation needs spatial dimensions, got "
+                             f"{fmt_shape(shape)}", len(self.rows), prefix + "gap1")
+        squeeze = se.squeeze if se.squeeze is not None else sp.floor(shape[0] / se.reduce)
+        if squeeze.is_number and squeeze < 1:
+            raise ShapeError(f"{shape[0]} channels // {se.reduce} leaves no squeeze "
+                             "channels", len(self.rows), prefix + "conv1")
+        n = len(shape) - 1
+        body = (L.AdaptiveAvgPool(ONE), L.Conv(n, squeeze, ONE), L.Elementwise(se.act),
+                L.Conv(n, shape[0], ONE), L.Elementwise(se.gate))
+        self.sequence(body, shape, prefix, depth)
+        self.add_row(Cost("mul", shape), prefix + "mul", shape, depth, L.Merge("mul"),
+                     (source, self.current))
+        return shape
 
 
 def _change(before: Shape, after: Shape) -> sp.Expr:
@@ -481,7 +573,14 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
         shape = tuple(d.xreplace(mapping) for d in shape)
         batch = batch.xreplace(mapping)
     walker = _Walker(batch, layout, bias)
-    out = walker.sequence(layers, shape, "", 0)
+    try:
+        out = walker.sequence(layers, shape, "", 0)
+    except ShapeError as exc:
+        if exc.span is None or not isinstance(network, str):
+            raise
+        start, end = exc.span
+        raise SpecError(f"layer {exc.index} ({exc.name}): {exc.message}", network, start,
+                        end - start) from None
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
                                         optimizer=optimizer, dtype=dtype, freeze=freeze)
     overall = _change(shape, out)
@@ -492,4 +591,4 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
                     output_shape=to_layout(out, layout), batch=batch, layout=layout,
                     layers=rows, total=total, memory_change=overall, memory_step=step,
                     name=name, optimizer=optimizer, dtype=dtype, freeze=freeze,
-                    freezing_saves=saves)
+                    freezing_saves=saves, notes=tuple(walker.notes))

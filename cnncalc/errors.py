@@ -65,9 +65,11 @@ def _width(ch: str) -> int:
 class ShapeError(CnnCalcError):
     """A layer that cannot be applied to the shape reaching it."""
 
-    def __init__(self, message: str, index: int | None = None, name: str | None = None):
+    def __init__(self, message: str, index: int | None = None, name: str | None = None,
+                 span: tuple[int, int] | None = None):
         self.message = message
         self.index = index
         self.name = name
+        self.span = span  # where the layer was written, when the text is known
         where = f"layer {index} ({name}): " if index is not None else ""
         super().__init__(where + message)

@@ -4,13 +4,19 @@ Sizes are sympy expressions (integers or symbols with ``integer=True,
 positive=True``); a size given once (``k=3``) is kept as a scalar and spread
 over the spatial dimensions when the input's rank is known. Which names are
 layers, their keys, aliases and defaults live here, in :data:`FORMS`.
+
+Forms that hold layers (:data:`CONTAINERS`) are built here too: ``residual`` (a body
+and a shortcut), ``concat`` and ``add`` (parallel :class:`Branches`), with ``save``
+and the names it saves (:class:`Save`, :class:`Ref`) for skips between any two points.
+``se`` and the ResNet / MobileNetV2 blocks are single records that the walk in
+``analysis.py`` expands into the layers torchvision builds for them.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -90,10 +96,12 @@ class BatchNorm:
 
 @dataclass(frozen=True)
 class LayerNorm:
-    """Normalizes over the last ``dims`` dimensions (None: all but the batch)."""
+    """Normalizes over the last ``dims`` dimensions (None: all but the batch), or with
+    ``channels`` over the channels at each position (ConvNeXt's ``LayerNorm2d``)."""
 
     dims: int | None = None
     affine: bool = True
+    channels: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class Bottleneck:
     stride: Size = sp.Integer(1)
     expansion: Size = sp.Integer(4)
     bias: bool = False
+    groups: Size = sp.Integer(1)  # of the 3x3 conv: 32 in ResNeXt-50 32x4d
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,96 @@ class InvertedResidual:
     stride: Size = sp.Integer(1)
 
 
+@dataclass(frozen=True)
+class Branches:
+    """Parallel branches from the tensor flowing in, merged by channel concatenation
+    (``merge="cat"``) or addition (``"add"``). A branch is a tuple of layers; ``()`` is
+    the tensor itself (``identity``), and a branch may start with a :class:`Ref` to a
+    saved tensor. ``span`` is where it was written, for errors."""
+
+    merge: str
+    branches: tuple[tuple[Any, ...], ...]
+    name: str | None = None
+    span: tuple[int, int] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Save:
+    """Names the tensor flowing here, for a later :class:`Ref` (U-Net, FPN skips)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The tensor saved under ``name``: the flow continues from it."""
+
+    name: str
+    span: tuple[int, int] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SqueezeExcite:
+    """torchvision ``SqueezeExcitation``: global average pool, 1x1 conv to ``squeeze``
+    channels (or channels // ``reduce``), ``act``, 1x1 conv back, ``gate``, and the input
+    multiplied by the gate."""
+
+    squeeze: Size | None = None
+    reduce: Size | None = None
+    act: str = "relu"
+    gate: str = "sigmoid"
+
+
+@dataclass(frozen=True)
+class Merge:
+    """The row where branches meet: ``cat`` (channels), ``add`` or ``mul`` (a gate)."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Nearest or bilinear upsampling by ``scale`` (output ``floor(size * scale)``) or to
+    ``size``."""
+
+    scale: Sizes | None = sp.Integer(2)
+    size: Sizes | None = None
+    mode: str = "nearest"
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Zero padding: ``padding`` per spatial dimension as (before, after) pairs, or one size
+    for every side."""
+
+    padding: Any = sp.Integer(1)
+
+
+@dataclass(frozen=True)
+class ChannelSplit:
+    """Part ``index`` (from 0) of the channels cut into ``parts`` equal chunks
+    (``torch.chunk``): a view, no copy."""
+
+    parts: Size
+    index: Size
+
+
+@dataclass(frozen=True)
+class Shuffle:
+    """ShuffleNet's channel shuffle over ``groups``: a reordering copy."""
+
+    groups: Size
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    """A learned per-channel scale (ConvNeXt's layer scale): one parameter a channel."""
+
+
 Layer = (Conv | ConvTranspose | Pool | AdaptiveAvgPool | BatchNorm | LayerNorm | InstanceNorm
          | GroupNorm | Linear | Flatten | Elementwise | Residual | BasicBlock | Bottleneck
-         | InvertedResidual)
+         | InvertedResidual | Branches | Save | Ref | SqueezeExcite | Merge | Upsample | Pad
+         | ChannelSplit | Shuffle | LayerScale)
 
 
 # -- values ------------------------------------------------------------------------
@@ -336,6 +432,67 @@ def _shortcut(v, n):
     return v.word(n, ("auto", "identity", "conv", "none"))
 
 
+def _index(v, n):
+    return v.size(n, minimum=0)
+
+
+def _scale(v, n):
+    """An upsampling factor: a positive number (2, 1.5), or one per spatial dimension."""
+    items = n.items if isinstance(n, ast.Tuple) else (n,)
+    if len(items) > 3:
+        raise v.error("at most 3 spatial sizes (D, H, W)", n)
+    out = []
+    for item in items:
+        f = v.expr(item)
+        if f.is_number and not f > 0:
+            raise v.error(f"expected a positive scale factor, found {_short(f)}", item)
+        out.append(f)
+    return tuple(out) if isinstance(n, ast.Tuple) else out[0]
+
+
+def _pad_sizes(v, n):
+    """One size for every side, one per spatial dimension, or torch's F.pad pairs."""
+    if isinstance(n, ast.Tuple):
+        if len(n.items) > 6:
+            raise v.error("at most 6 padding sizes (torch's order: left, right, top, "
+                          "bottom, front, back)", n)
+        return tuple(v.size(item, minimum=0) for item in n.items)
+    return v.size(n, minimum=0)
+
+
+def _mode(v, n):
+    return v.word(n, ("nearest", "bilinear"))
+
+
+def _act(v, n):
+    word = v.word(n, ("relu", "relu6", "silu", "swish", "gelu", "hardswish"))
+    return "silu" if word == "swish" else word
+
+
+def _gate(v, n):
+    return v.word(n, ("sigmoid", "hardsigmoid"))
+
+
+def _name(v, n):
+    if not isinstance(n, ast.Name):
+        raise v.error("expected a name such as inception3a", n)
+    return n.id
+
+
+def _upsample(a):
+    if a["size"] is not None and a["scale"] is not None:
+        raise ValueError("give scale or size, not both")
+    scale = None if a["size"] is not None else (
+        sp.Integer(2) if a["scale"] is None else a["scale"])
+    return Upsample(scale, a["size"], a["mode"])
+
+
+def _se(a):
+    if (a["squeeze"] is None) == (a["reduce"] is None):
+        raise ValueError("give squeeze (its channels) or reduce=r (channels // r), one of them")
+    return SqueezeExcite(a["squeeze"], a["reduce"], a["act"], a["gate"])
+
+
 ONE, ZERO = sp.Integer(1), sp.Integer(0)
 _K = ("kernel_size", "kernel")
 _S = ("stride",)
@@ -408,8 +565,11 @@ FORMS: dict[str, tuple[tuple[Param, ...], Callable[[dict], Any]]] = {
                                                  ("track",))),
            lambda a: BatchNorm(a["affine"], a["track_running_stats"])),
     "ln": ((Param("dims", _small_int, None),
-            Param("affine", _bool, True, ("elementwise_affine",))),
-           lambda a: LayerNorm(a["dims"], a["affine"])),
+            Param("affine", _bool, True, ("elementwise_affine",)),
+            Param("channels", _bool, False, ("over_channels",))),
+           lambda a: _layer_norm(a["dims"], a["affine"], a["channels"])),
+    "ln2d": ((Param("affine", _bool, True, ("elementwise_affine",)),),
+             lambda a: LayerNorm(None, a["affine"], True)),
     "in": ((Param("affine", _bool, False), Param("track_running_stats", _bool, False,
                                                   ("track",))),
            lambda a: InstanceNorm(a["affine"], a["track_running_stats"])),
@@ -419,19 +579,35 @@ FORMS: dict[str, tuple[tuple[Param, ...], Callable[[dict], Any]]] = {
            lambda a: Linear(a["out"], a["bias"])),
     "flatten": ((), lambda a: Flatten()),
     "dropout": ((Param("p", _prob, Fraction(1, 2)),), lambda a: Elementwise("dropout", a["p"])),
+    "droppath": ((Param("p", _prob, REQUIRED),),
+                 lambda a: Elementwise("stochastic_depth", a["p"])),
+    "upsample": ((Param("scale", _scale, None, ("scale_factor",)),
+                  Param("size", _sizes, None, ("output_size",)),
+                  Param("mode", _mode, "nearest")), _upsample),
+    "pad": ((Param("p", _pad_sizes, ONE, _P),), lambda a: Pad(a["p"])),
+    "split": ((Param("parts", _size, aliases=("chunks",)), Param("index", _index)),
+              lambda a: _split(a["parts"], a["index"])),
+    "shuffle": ((Param("groups", _size, sp.Integer(2), ("g",)),),
+                lambda a: Shuffle(a["groups"])),
+    "layerscale": ((), lambda a: LayerScale()),
+    "se": ((Param("squeeze", _size, None, ("squeeze_channels",)),
+            Param("reduce", _size, None, ("r", "reduction")), Param("act", _act, "relu"),
+            Param("gate", _gate, "sigmoid", ("scale_activation",))), _se),
     "basic": ((Param("out", _size, aliases=_OUT), Param("s", _size, ONE, _S),
                Param("bias", _bool, False)),
               lambda a: BasicBlock(a["out"], a["s"], a["bias"])),
     "bottleneck": ((Param("width", _size, aliases=("planes",)), Param("s", _size, ONE, _S),
-                    Param("expansion", _size, sp.Integer(4)), Param("bias", _bool, False)),
-                   lambda a: Bottleneck(a["width"], a["s"], a["expansion"], a["bias"])),
+                    Param("expansion", _size, sp.Integer(4)), Param("bias", _bool, False),
+                    Param("groups", _size, ONE, ("g",))),
+                   lambda a: Bottleneck(a["width"], a["s"], a["expansion"], a["bias"],
+                                        a["groups"])),
     "inverted": ((Param("out", _size, aliases=_OUT), Param("t", _size, sp.Integer(6),
                                                            ("expand_ratio",)),
                   Param("s", _size, ONE, _S)),
                  lambda a: InvertedResidual(a["out"], a["t"], a["s"])),
 }
 for _kind in ("relu", "relu6", "tanh", "sigmoid", "gelu", "silu", "elu", "leakyrelu",
-              "hardswish", "mish", "softmax", "identity"):
+              "hardswish", "hardsigmoid", "mish", "softmax", "identity"):
     FORMS[_kind] = _elementwise(_kind)
 
 ALIASES = {
@@ -450,8 +626,29 @@ ALIASES = {
     "instancenorm": "in", "instancenorm2d": "in", "instance_norm": "in",
     "groupnorm": "gn", "group_norm": "gn", "linear": "fc", "dense": "fc",
     "swish": "silu", "leaky_relu": "leakyrelu", "hardswish": "hardswish",
+    "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid",
+    "layernorm2d": "ln2d", "stochastic_depth": "droppath", "stochasticdepth": "droppath",
+    "drop_path": "droppath", "interpolate": "upsample", "zeropad": "pad",
+    "zeropad2d": "pad", "chunk": "split", "channel_shuffle": "shuffle",
+    "layer_scale": "layerscale", "squeeze_excitation": "se", "squeezeexcitation": "se",
+    "cat": "concat",
 }
-LAYER_NAMES = sorted(set(FORMS) | set(ALIASES) | {"residual"})
+# Forms that hold layers: their arguments are branches, not values.
+CONTAINERS = ("residual", "concat", "add")
+LAYER_NAMES = sorted(set(FORMS) | set(ALIASES) | set(CONTAINERS) | {"save"})
+
+
+def _layer_norm(dims, affine, channels):
+    if channels and dims is not None:
+        raise ValueError("give dims or channels=true, not both")
+    return LayerNorm(dims, affine, channels)
+
+
+def _split(parts, index):
+    if index.is_number and parts.is_number and index >= parts:
+        raise ValueError(f"index {index} is past the last of {parts} parts (they count "
+                         "from 0)")
+    return ChannelSplit(parts, index)
 
 
 # -- building ------------------------------------------------------------------------
@@ -460,6 +657,7 @@ class _Builder:
     def __init__(self, source: str):
         self.v = _Values(source)
         self.count = 0
+        self.saved: set[str] = set()  # tensor names saved so far, in reading order
 
     def items(self, node: ast.Node) -> list[Layer]:
         """One item of a layer list: a layer, or ``layer * N`` repeated."""
@@ -482,6 +680,8 @@ class _Builder:
     def layer(self, node: ast.Node) -> Layer:
         if isinstance(node, ast.Name):
             name, args = node.id, ()
+            if name in self.saved:
+                return Ref(name, (node.pos, node.end))
         elif isinstance(node, ast.Call):
             name, args = node.name, node.args
         else:
@@ -494,8 +694,12 @@ class _Builder:
         name_node = ast.Name(node.pos, node.pos + len(name), name)
         if key == "residual":
             return self.residual(name_node, args)
+        if key in ("concat", "add"):
+            return self.branches(key, node, name_node, args)
+        if key == "save":
+            return self.save(name_node, args)
         if key not in FORMS:
-            hint = difflib.get_close_matches(key, LAYER_NAMES, n=1)
+            hint = difflib.get_close_matches(key, [*LAYER_NAMES, *self.saved], n=1)
             tip = f" (did you mean {hint[0]}?)" if hint else ""
             raise self.v.error(f"unknown layer {name!r}{tip}", name_node)
         params, build = FORMS[key]
@@ -554,6 +758,48 @@ class _Builder:
         if not body:
             raise self.v.error("residual needs at least one layer inside", name_node)
         return Residual(tuple(body), shortcut)
+
+    def branches(self, merge: str, node: ast.Node, name_node: ast.Node,
+                 args: tuple[ast.Arg, ...]) -> Branches:
+        """``concat(b1, b2, ...)`` / ``add(...)``: each argument is one branch."""
+        branches: list[tuple[Layer, ...]] = []
+        label = None
+        for arg in args:
+            if arg.key is None:
+                branches.append(self.branch(arg.value))
+            elif arg.key.lower() == "name":
+                label = _name(self.v, arg.value)
+            else:
+                raise self.v.error(f"unknown key {arg.key!r} for {name_node.id} (it takes "
+                                   "branches and name=)", arg)
+        if len(branches) < 2:
+            raise self.v.error(f"{name_node.id} needs at least two branches (identity is the "
+                               "tensor flowing in)", name_node)
+        return Branches("cat" if merge == "concat" else "add", tuple(branches), label,
+                        (node.pos, node.end))
+
+    def branch(self, node: ast.Node) -> tuple[Layer, ...]:
+        """One branch: ``identity`` (the tensor itself), a layer, a saved tensor's name,
+        ``[a, b, ...]`` or ``a -> b -> ...``."""
+        if isinstance(node, ast.Name) and node.id.lower() == "identity":
+            return ()
+        items = node.items if isinstance(node, (ast.Seq, ast.Tuple)) else (node,)
+        layers: list[Layer] = []
+        for item in items:
+            layers.extend(self.items(item))
+        return tuple(layers)
+
+    def save(self, name_node: ast.Node, args: tuple[ast.Arg, ...]) -> Save:
+        if len(args) != 1 or args[0].key is not None:
+            raise self.v.error("save takes one name: save(skip1)", name_node)
+        value = args[0].value
+        label = _name(self.v, value)
+        key = label.lower()
+        if ALIASES.get(key, key) in LAYER_NAMES:
+            raise self.v.error(f"{label!r} is a layer's name; save the tensor under "
+                               "another", value)
+        self.saved.add(label)
+        return Save(label)
 
 
 def build(network: ast.Network) -> tuple[Layer, ...]:

@@ -24,6 +24,7 @@ from .errors import ShapeError
 from .layers import (
     AdaptiveAvgPool,
     BatchNorm,
+    ChannelSplit,
     Conv,
     ConvTranspose,
     Elementwise,
@@ -31,8 +32,12 @@ from .layers import (
     GroupNorm,
     InstanceNorm,
     LayerNorm,
+    LayerScale,
     Linear,
+    Pad,
     Pool,
+    Shuffle,
+    Upsample,
     symbol,
 )
 from .symbolic import ceil_mode_size, named, window_size
@@ -288,6 +293,12 @@ def _bn(layer: BatchNorm, shape: Shape, batch: sp.Expr) -> Cost:
 
 @cost.register
 def _ln(layer: LayerNorm, shape: Shape, batch: sp.Expr) -> Cost:
+    if layer.channels:
+        if len(shape) < 2:
+            raise ShapeError(f"layer norm over channels needs spatial dimensions, got "
+                             f"{fmt_shape(shape)}")
+        params, steps = _norm_params(layer.affine, shape[0], "C")
+        return Cost("layer_norm", shape, params, ZERO, ZERO, steps)
     dims = len(shape) if layer.dims is None else layer.dims
     if dims > len(shape):
         raise ShapeError(f"layer norm over the last {dims} dimensions of a "
@@ -367,6 +378,77 @@ def name_sizes(c: Cost, shape: Shape, index: int) -> Cost:
                        swap(s.value)) for s in c.steps)
     return updated(c, output_shape=tuple(swap(d) for d in out), params=swap(c.params),
                    buffers=swap(c.buffers), macs=swap(c.macs), steps=steps)
+
+
+@cost.register
+def _upsample(layer: Upsample, shape: Shape, batch: sp.Expr) -> Cost:
+    if len(shape) < 2:
+        raise ShapeError(f"upsampling needs spatial dimensions, got {fmt_shape(shape)}")
+    n = len(shape) - 1
+    kind = f"upsample_{layer.mode}{n}d"
+    if layer.size is not None:
+        return Cost(kind, (shape[0], *_spread(layer.size, n, "size")))
+    scale = _spread(layer.scale, n, "scale")
+    steps, out = [], []
+    for name, size, f in zip(DIM_NAMES[n], shape[1:], scale):
+        inp, f_s = symbol(f"{name}_in"), symbol("f")
+        formula = sp.floor(inp * f_s, evaluate=False)
+        value = size * f if f.is_Integer else sp.floor(size * f)
+        out.append(value)
+        steps.append(Step(f"{name}_out", formula, {inp: size, f_s: f}, value))
+    return Cost(kind, (shape[0], *out), steps=tuple(steps))
+
+
+def pad_sides(padding, n: int) -> tuple[tuple[sp.Expr, sp.Expr], ...]:
+    """(before, after) per spatial dimension, first to last, from ``pad``'s argument:
+    one size for every side, one per dimension, or torch's ``F.pad`` order (last dimension
+    first: left, right, top, bottom, ...)."""
+    if not isinstance(padding, tuple):
+        return ((padding, padding),) * n
+    if len(padding) == n:
+        return tuple((p, p) for p in padding)
+    if len(padding) == 2 * n:
+        pairs = [(padding[i], padding[i + 1]) for i in range(0, 2 * n, 2)]
+        return tuple(reversed(pairs))
+    raise ShapeError(f"pad has {len(padding)} sizes; a {n}-D input takes 1, {n} or {2 * n}")
+
+
+@cost.register
+def _pad(layer: Pad, shape: Shape, batch: sp.Expr) -> Cost:
+    if len(shape) < 2:
+        raise ShapeError(f"pad needs spatial dimensions, got {fmt_shape(shape)}")
+    sides = pad_sides(layer.padding, len(shape) - 1)
+    return Cost("pad", (shape[0], *(s + a + b for s, (a, b) in zip(shape[1:], sides))))
+
+
+@cost.register
+def _split(layer: ChannelSplit, shape: Shape, batch: sp.Expr) -> Cost:
+    if not shape:
+        raise ShapeError("split needs a channel dimension")
+    c = shape[0]
+    if (c / layer.parts).is_integer is False:
+        raise ShapeError(f"{c} channels do not split into {layer.parts} equal parts")
+    if (layer.index - layer.parts).is_nonnegative:
+        raise ShapeError(f"part {layer.index} is past the last of {layer.parts} parts "
+                         "(they count from 0)")
+    return Cost("split", (c / layer.parts, *shape[1:]))
+
+
+@cost.register
+def _shuffle(layer: Shuffle, shape: Shape, batch: sp.Expr) -> Cost:
+    if not shape:
+        raise ShapeError("channel shuffle needs a channel dimension")
+    _check_divides(shape[0], layer.groups, "channels")
+    return Cost("channel_shuffle", shape)
+
+
+@cost.register
+def _layer_scale(layer: LayerScale, shape: Shape, batch: sp.Expr) -> Cost:
+    if not shape:
+        raise ShapeError("layer scale needs a channel dimension")
+    c_s = symbol("C")
+    return Cost("layer_scale", shape, shape[0], steps=(Step("params", c_s, {c_s: shape[0]},
+                                                             shape[0]),))
 
 
 def matmul_cost(output_shape: Shape, inner: sp.Expr, batch: sp.Expr,

@@ -10,10 +10,13 @@ stride ``s`` and padding ``p`` maps
 
 so the size ``r = hi - lo + 1`` grows by ``d(k-1) j`` (the textbook
 ``r' = r + (k-1) j``) and output pixel ``o`` sees ``[lo + o j, hi + o j]``
-(before clipping to the image). Where branches merge (``add``) the field is
-the union over the paths, so the largest wins. Fields are not clipped to the
-image: padding makes ``lo`` negative. Normalisation statistics (which in
-training mix every position) are ignored, as for a network in eval mode.
+(before clipping to the image). Where branches merge (``add``, ``concat``) the
+field is the union over the paths, so the largest wins. Fields are not clipped
+to the image: padding makes ``lo`` negative. Normalisation statistics (which in
+training mix every position) are ignored, as for a network in eval mode, and so
+is a squeeze-and-excitation gate (a per-channel scale from global statistics):
+the field follows the gated tensor. Upsampling leaves the grid (its output
+pixels do not step evenly over the input's).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from functools import singledispatch
 import sympy as sp
 
 from . import layers as L
-from .quantities import ONE, ZERO, _spread
+from .quantities import ONE, ZERO, _spread, pad_sides
 from .symbolic import same, tidy
 
 
@@ -142,8 +145,29 @@ def _same_field(layer, fields, spatial):
     return fields[0]
 
 
-for _kind in (L.BatchNorm, L.LayerNorm, L.InstanceNorm, L.GroupNorm, L.Elementwise):
+for _kind in (L.BatchNorm, L.LayerNorm, L.InstanceNorm, L.GroupNorm, L.Elementwise,
+              L.ChannelSplit, L.Shuffle, L.LayerScale):
     propagate.register(_kind, _same_field)
+
+
+@propagate.register
+def _pad(layer: L.Pad, fields, spatial):
+    """Output pixel 0 is input pixel ``-before``: the field shifts by ``before`` jumps."""
+    field = fields[0]
+    if field is None:
+        return None
+    sides = pad_sides(layer.padding, len(field.lo))
+    return ReceptiveField(
+        lo=tuple(lo - b * j for lo, (b, _), j in zip(field.lo, sides, field.jump)),
+        hi=tuple(h - b * j for h, (b, _), j in zip(field.hi, sides, field.jump)),
+        jump=field.jump)
+
+
+@propagate.register
+def _merge(layer: L.Merge, fields, spatial):
+    if layer.kind == "mul":  # a gate: the field of the gated tensor
+        return fields[0]
+    return _add(layer, fields, spatial)
 
 
 @propagate.register

@@ -12,10 +12,20 @@ A hand-written tokenizer and recursive-descent parser (no ``eval``)::
     atom    := NUMBER | STRING | NAME ['(' args ')'] | '(' expr (',' expr)* ')'
              | '[' expr (',' expr)* ']'      # always a list, even of one element
     args    := [arg (',' arg)*] [',']
-    arg     := [NAME '='] expr
+    arg     := [NAME '='] expr ('->' expr)*   # a '->' chain is one branch of layers
 
 Newlines inside brackets are whitespace; ``#`` starts a comment. Meaning
 (which names are layers, which keys they take) is given in ``layers.py``.
+
+Branching networks use the same syntax. In ``concat(...)``, ``add(...)`` and
+``residual(...)`` the arguments are layers, not values: each argument of ``concat``
+and ``add`` is one branch (``identity``, a layer, ``[a, b, c]`` or ``a -> b -> c``),
+and ``save(name)`` names the tensor flowing there so that a later bare ``name`` can
+start a branch from it (or continue the network from it)::
+
+    concat(conv(64, k=1), conv(96, k=1) -> relu -> conv(128, k=3, p=1),
+           [maxpool(3, s=1, p=1), conv(32, k=1)], name=inception3a)
+    conv(64, p=1), relu, save(e1), maxpool(2), ..., deconv(64, k=2, s=2), concat(e1, identity)
 """
 
 from __future__ import annotations
@@ -59,6 +69,13 @@ class Str(Node):
 
 @dataclass(frozen=True)
 class Tuple(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Seq(Node):
+    """Layers chained with '->' inside a call's arguments: one branch."""
+
     items: tuple[Node, ...]
 
 
@@ -403,6 +420,19 @@ class _Parser:
             raise self.error("unexpected end of input: a layer or value is missing")
         raise self.error(f"expected a layer or a value, found {self.found(t)}")
 
+    def chain(self) -> Node:
+        """An argument: one expression, or layers chained with '->' (a branch)."""
+        first = self.expr()
+        if not self.at("SEP", "->"):
+            return first
+        items = [first]
+        while self.at("SEP", "->"):
+            arrow = self.take()
+            if self.at("OP", ")") or self.at("OP", ","):
+                raise self.error("'->' leads to no layer", arrow)
+            items.append(self.expr())
+        return self.made(Seq(first.pos, items[-1].end, tuple(items)), *items)
+
     def closer(self, open_tok: Token) -> str:
         return _CLOSERS[self.source[open_tok.pos]]
 
@@ -415,7 +445,7 @@ class _Parser:
             if self.tok.kind == "NAME" and self.tokens[self.i + 1].text == "=":
                 key = self.take().text
                 self.take()
-            args.append(Arg(key, key_pos, self.expr()))
+            args.append(Arg(key, key_pos, self.chain()))
             if self.at("OP", ","):
                 self.take()
             elif not self.at("OP", ")"):

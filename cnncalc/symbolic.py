@@ -351,6 +351,20 @@ def same(a: sp.Expr, b: sp.Expr) -> bool:
     return tidy(difference) == 0
 
 
+def witness(a: sp.Expr, b: sp.Expr) -> dict | None:
+    """Symbol values (powers of two first: the sizes networks are built for) at which two
+    sizes are equal, or None if none is found: ``2*floor(H/2)`` and ``H`` meet at H = 64."""
+    difference = unfold(sp.sympify(a)) - unfold(sp.sympify(b))  # values for input symbols
+    symbols = sorted(difference.free_symbols, key=str)
+    rng = random.Random(0)
+    points = [{s: sp.Integer(v) for s in symbols} for v in (64, 256, 1024, 96, 224)]
+    points += [{s: sp.Integer(rng.randint(1, 1000)) for s in symbols} for _ in range(8)]
+    for point in points:
+        if difference.xreplace(point) == 0:
+            return point
+    return None
+
+
 def tidy(expr: sp.Expr, seconds: float = SIMPLIFY_SECONDS) -> sp.Expr:
     """``sympy.simplify(expr)`` when it finishes within ``seconds``, else ``expr`` (exact,
     only not simplified). Numbers are returned as they are."""

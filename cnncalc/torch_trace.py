@@ -60,7 +60,7 @@ from .errors import CnnCalcError
 from .quantities import ONE, ZERO, Cost, Shape, Step, cost, prod
 from .torch_map import function_table, module_kind, module_record
 
-MERGE = L.Residual((), "identity")
+MERGES = {"add": L.Merge("add"), "cat": L.Merge("cat")}
 NO_MACS = "not mapped: a row with its output and parameters, but no MACs"
 FACTORY = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
 
@@ -464,9 +464,9 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
     """Rows from the calls, then the same totals, training and receptive-field pass as a spec."""
     walker = _Walker(batch, layout, True)
     for call in calls:
-        # An add row carries a Residual record, as the spec path's add rows do (the graph
+        # An add or cat row carries the merge record the spec path's rows do (the graph
         # passes read the merge from it); quantities come from the call itself.
-        layer = MERGE if call.kind == "add" and call.layer is None else call.layer
+        layer = MERGES.get(call.kind) if call.layer is None else call.layer
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
                        call.inputs)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.

@@ -56,12 +56,14 @@ class Keep:
     role: str
     elements: sp.Expr = ZERO
     itemsize: int | None = None
+    index: int = 0  # which input, for a layer with several
 
 
 _IN, _OUT = Keep("input"), Keep("output")
 # Elementwise kinds: which side torch's backward formula reads.
 _KEEPS_OUTPUT = {"relu", "sigmoid", "tanh", "softmax"}
-_KEEPS_INPUT = {"relu6", "gelu", "silu", "elu", "leakyrelu", "hardswish", "mish"}
+_KEEPS_INPUT = {"relu6", "gelu", "silu", "elu", "leakyrelu", "hardswish", "hardsigmoid",
+                "mish"}
 
 
 @singledispatch
@@ -118,6 +120,8 @@ def _gn(layer: L.GroupNorm, shape, out, batch, weight_grad):
 
 @kept.register
 def _ln(layer: L.LayerNorm, shape, out, batch, weight_grad):
+    if layer.channels:
+        return [_IN, _stats(batch * prod(shape[1:]))]
     dims = len(shape) if layer.dims is None else layer.dims
     return [_IN, _stats(batch * prod(shape[:len(shape) - dims]))]
 
@@ -130,7 +134,21 @@ def _elementwise(layer: L.Elementwise, shape, out, batch, weight_grad):
         return [_IN]
     if layer.kind == "dropout":
         return [Keep("extra", prod(out) * batch, MASK_BYTES)]
+    if layer.kind == "stochastic_depth" and layer.p:
+        return [Keep("extra", batch)]  # the noise, one value a sample, in the input's dtype
     return []
+
+
+@kept.register
+def _layer_scale(layer: L.LayerScale, shape, out, batch, weight_grad):
+    return [_IN] if weight_grad else []  # x * gamma: x for gamma's gradient
+
+
+@kept.register
+def _merge(layer: L.Merge, shape, out, batch, weight_grad):
+    # x * gate keeps each factor for the other's gradient; annotate drops a factor whose
+    # partner needs none. Concatenation and addition keep nothing.
+    return [Keep("input", index=0), Keep("input", index=1)] if layer.kind == "mul" else []
 
 
 @singledispatch
@@ -146,7 +164,13 @@ def _flatten_view(layer: L.Flatten) -> bool:
 
 @is_view.register
 def _identity_view(layer: L.Elementwise) -> bool:
-    return layer.kind == "identity"
+    # stochastic depth with p = 0 returns its input (torchvision's StochasticDepth)
+    return layer.kind == "identity" or (layer.kind == "stochastic_depth" and not layer.p)
+
+
+@is_view.register
+def _split_view(layer: L.ChannelSplit) -> bool:
+    return True
 
 
 # -- freezing --------------------------------------------------------------------------
@@ -227,6 +251,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     b, states = DTYPE_BYTES[dtype], OPTIMIZER_STATE[optimizer]
     needs_grad: list[bool] = []  # does row i's output need a gradient?
     tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
+    elements: dict[int, sp.Expr] = {}  # a tensor's size: keeping a view keeps all of it
     charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
     out = []
     for row in rows:
@@ -235,21 +260,32 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         weight_grad = not is_frozen and row.params != 0
         grad_in = any(needs_grad[i] for i in row.inputs if i >= 0)
         needs_grad.append(grad_in or weight_grad)
+        shape = channels_first(row.input_shape, layout)
+        out_shape = channels_first(row.output_shape, layout)
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
+        if row.inputs and row.inputs[0] < 0 and -1 not in elements:
+            elements[-1] = prod(shape)
         tensor.append(src if is_view(row.layer) else row.index)
+        if not is_view(row.layer):
+            elements[row.index] = prod(out_shape)
         saved = ZERO
         if grad_in or weight_grad:
-            shape = channels_first(row.input_shape, layout)
-            out_shape = channels_first(row.output_shape, layout)
             for keep in kept(row.layer, shape, out_shape, batch, weight_grad):
                 if keep.role == "extra":
                     saved += keep.elements * (keep.itemsize or b)
                     continue
-                which, size = (src, prod(shape)) if keep.role == "input" else (
-                    tensor[-1], prod(out_shape))
+                if isinstance(row.layer, L.Merge) and keep.role == "input":
+                    # a product keeps each factor only for the other factor's gradient
+                    other = row.inputs[1 - keep.index]
+                    if other < 0 or not needs_grad[other]:
+                        continue
+                    i = row.inputs[keep.index]
+                    which = tensor[i] if i >= 0 else -1
+                else:
+                    which = src if keep.role == "input" else tensor[-1]
                 if which not in charged:
                     charged.add(which)
-                    saved += size * batch * b
+                    saved += elements.get(which, prod(shape)) * batch * b
         grads = trainable * b
         optim = states * trainable * b
         out.append(updated(

@@ -1,4 +1,5 @@
-"""Seed 003, problem 2 (d)-(g): 2-D cross-correlation with ``kernels.correlate2d``.
+"""2-D cross-correlation with ``kernels.correlate2d``: the correlation and normalization
+homework, problem 2 (d)-(g).
 
     python examples/correlation.py [--cases 6] [--max-size 160] [--downsample 1] [--seed 0]
                                    [--out out/correlation]
@@ -7,7 +8,7 @@
     largest absolute difference and the time ratio scipy / ours.
 (e) the gradient magnitude sqrt(G1² + G2²) of skimage's camera image (it stands in
     for scipy's "ascent", which scipy.datasets would download), with the
-    seed's X1 = [[-3,0,3],[-10,0,10],[-3,0,3]] and X2 = X1ᵀ, plotted beside the
+    problem's X1 = [[-3,0,3],[-10,0,10],[-3,0,3]] and X2 = X1ᵀ, plotted beside the
     image and beside scipy's doc version (convolve2d with the complex Scharr
     filter, boundary="symm"): X1 and X2 are that filter's real and imaginary parts,
     and convolving instead of correlating only flips their signs, so the two
@@ -18,7 +19,7 @@
     correlations, against torch.nn.functional.conv2d and kernels.conv2d with
     padding h - 1 (why that is the full correlation: see ``multichannel``).
 
-The seed writes X ⋆ Y for "X slides over a fixed Y", which is
+The problem writes X ⋆ Y for "X slides over a fixed Y", which is
 ``scipy.signal.correlate2d(Y, X)``: image first, filter second.
 """
 
@@ -46,7 +47,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
     def error(self, message):
-        self.exit(2, f"Error: {message}\n")
+        from cnncalc.cli import clip  # a value thousands of characters long is cut short
+        self.exit(2, f"Error: {clip(message)}\n")
 
 
 def _positive(text: str) -> int:
@@ -60,7 +62,8 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 2: kernels.correlate2d against scipy and torch.",
+    p = _Parser(description="The correlation and normalization homework, problem 2: "
+                "kernels.correlate2d against scipy and torch.",
                 formatter_class=_Defaults)
     p.add_argument("--cases", type=_positive, default=6, help="random cases for (d)")
     p.add_argument("--max-size", type=_positive, default=160,
@@ -165,7 +168,7 @@ def multichannel(rng, size: int = 50, depth: int = 50, k: int = 3) -> dict:
 
     import kernels
 
-    Y = rng.standard_normal((size, size, depth))  # H × W × D, as the seed writes it
+    Y = rng.standard_normal((size, size, depth))  # H × W × D, as the problem writes it
     X = rng.standard_normal((k, k, depth))
     ours = sum(kernels.correlate2d(Y[:, :, d], X[:, :, d], "full") for d in range(depth))
     y_nchw = np.ascontiguousarray(Y.transpose(2, 0, 1)[None])  # 1 × D × H × W

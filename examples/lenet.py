@@ -1,4 +1,5 @@
-"""Train seed 002 problem 4's LeNet-5 with our kernels, with PyTorch, or with both.
+"""Train the convolutional-networks homework's LeNet-5 (problem 4) with our kernels, with
+PyTorch, or with both.
 
     python examples/lenet.py                                   # kernels engine, digits
     python examples/lenet.py --engine torch
@@ -59,7 +60,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def fail(message: str):
-    print(f"lenet.py: error: {message}", file=sys.stderr)
+    from cnncalc.cli import clip  # a value thousands of characters long is cut short
+    print(f"lenet.py: error: {clip(str(message))}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -84,8 +86,8 @@ def positive_float(text: str) -> float:
 
 
 def make_parser() -> Parser:
-    p = Parser(prog="lenet.py", description="Train LeNet-5 (seed 002 problem 4) with our "
-               "kernels, PyTorch, or PyTorch with our kernels inside.",
+    p = Parser(prog="lenet.py", description="Train LeNet-5 (the convolutional-networks homework, "
+               "problem 4) with our kernels, PyTorch, or PyTorch with our kernels inside.",
                formatter_class=Defaults)
     p.add_argument("--engine", choices=ENGINES, default="kernels", help="what trains the net")
     p.add_argument("--dataset", choices=DATASETS, default="digits", help="the images")

@@ -1,15 +1,15 @@
-"""Seed 003, problem 3: the normalization zoo, ours against torch.
+"""The correlation and normalization homework, problem 3: the normalization zoo, ours against torch.
 
     python examples/norm_zoo.py [--shape 64x64x50x50] [--groups 8] [--seed 0] [--out out/norm_zoo]
 
 Batch, layer, instance and group norm (``kernels.batch_norm`` ... ``group_norm``,
-γ = 1, β = 0) on a random N×C×H×W tensor (the seed's H(50)×W(50)×C(64)×N(64),
+γ = 1, β = 0) on a random N×C×H×W tensor (the problem's H(50)×W(50)×C(64)×N(64),
 in PyTorch's NCHW order), against ``torch.nn.functional``, with ε = 0 and
-ε = 1e-5. The table gives the seed's relative difference (3),
+ε = 1e-5. The table gives the problem's relative difference (3),
 ‖vec X − vec Y‖₂ / max(‖vec X‖₂, ‖vec Y‖₂), the same against the definition (2)
 computed in float64 with NumPy (both sit at float32 rounding), and the times.
 
-Each norm is x̂ = (x − μ) / √(σ² + ε) over a different slice (the seed's Fig. 2):
+Each norm is x̂ = (x − μ) / √(σ² + ε) over a different slice (the problem's Fig. 2):
 batch norm per channel over (N, H, W); layer norm per example over (C, H, W);
 instance norm per (example, channel) over (H, W); group norm per (example, group
 of C/G channels). torch refuses ε = 0 for batch norm in training, so its ε = 0
@@ -45,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
     def error(self, message):
-        self.exit(2, f"Error: {message}\n")
+        from cnncalc.cli import clip  # a value thousands of characters long is cut short
+        self.exit(2, f"Error: {clip(message)}\n")
 
 
 def _shape(text: str) -> tuple[int, int, int, int]:
@@ -59,7 +60,8 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 3: batch/layer/instance/group norm vs torch.",
+    p = _Parser(description="The correlation and normalization homework, problem 3: "
+                "batch/layer/instance/group norm vs torch.",
                 formatter_class=_Defaults)
     p.add_argument("--shape", type=_shape, default="64x64x50x50", help="N x C x H x W")
     p.add_argument("--groups", type=int, default=8, help="groups for group norm")
@@ -75,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def relative_difference(x: np.ndarray, y: np.ndarray) -> float:
-    """The seed's (3): ‖vec(X) − vec(Y)‖₂ / max(‖vec(X)‖₂, ‖vec(Y)‖₂), in float64."""
+    """The problem's (3): ‖vec(X) − vec(Y)‖₂ / max(‖vec(X)‖₂, ‖vec(Y)‖₂), in float64."""
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     return float(np.linalg.norm(x - y) / max(np.linalg.norm(x), np.linalg.norm(y)))
 
@@ -99,7 +101,7 @@ def norms(groups: int):
 
 
 def definition(x: np.ndarray, axes: tuple[int, ...], eps: float, groups: int = 0) -> np.ndarray:
-    """The seed's (2) in float64: (x − μ)/√(σ² + ε) over ``axes`` (biased σ²); with
+    """The problem's (2) in float64: (x − μ)/√(σ² + ε) over ``axes`` (biased σ²); with
     ``groups`` the channels are first split into that many groups."""
     shape = x.shape
     x = x.astype(np.float64)

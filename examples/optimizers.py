@@ -1,4 +1,5 @@
-"""Seed 003, problem 1: Adagrad, RMSprop and Adam — ours (``kernels.optim``) and torch's.
+"""Adagrad, RMSprop and Adam — ours (``kernels.optim``) and torch's: the correlation and
+normalization homework, problem 1.
 
     python examples/optimizers.py [--dataset digits|mnist] [--data-dir DIR] [--epochs N]
                                   [--batch-size 64] [--hidden N] [--out out/optimizers]
@@ -8,13 +9,13 @@ times from the same initial weights, on the same mini-batches in the same order:
 with our Adagrad, RMSprop and Adam, and with torch.optim's. Autograd computes
 the gradients; our optimizers step zero-copy ``.numpy()`` views of the torch
 parameters and their ``.grad``, in place. Adam is Kingma & Ba's Algorithm 1 with
-both bias corrections (the seed's "original version").
+both bias corrections (the problem's "original version").
 
 It prints the test accuracy of all six runs, the largest parameter difference
 ours vs torch per optimizer, and plots the objective (mean training
 cross-entropy) per epoch: ours solid, torch dashed. The data are scikit-learn's
 8×8 digits by default (offline); ``--dataset mnist --data-dir DIR`` reads the
-MNIST IDX files with ``kernels.datasets``, and reports the seed's "98%" test.
+MNIST IDX files with ``kernels.datasets``, and reports the problem's "98%" test.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line and exits 2."""
 
     def error(self, message):
-        self.exit(2, f"Error: {message}\n")
+        from cnncalc.cli import clip  # a value thousands of characters long is cut short
+        self.exit(2, f"Error: {clip(message)}\n")
 
 
 def _positive(text: str) -> int:
@@ -56,7 +58,8 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description="Seed 003 problem 1: our Adagrad/RMSprop/Adam against torch.optim.",
+    p = _Parser(description="The correlation and normalization homework, problem 1: "
+                "our Adagrad/RMSprop/Adam against torch.optim.",
                 formatter_class=_Defaults)
     p.add_argument("--dataset", choices=("digits", "mnist"), default="digits",
                    help="the images")
@@ -238,7 +241,8 @@ def _run(args) -> dict:
     try:
         data = load_data(args)
     except DatasetError as e:  # a bad --data-dir is a bad argument: one line, status 2
-        print(f"Error: {e}", file=sys.stderr)
+        from cnncalc.cli import clip
+        print(f"Error: {clip(str(e))}", file=sys.stderr)
         raise SystemExit(2) from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -283,10 +287,11 @@ def _run(args) -> dict:
     passed = [k for k in HYPERPARAMETERS if runs[k, "ours"]["accuracy"] >= 0.98]
     if args.dataset == "mnist":
         verdict = "passed" if len(passed) >= 2 else "not passed"
-        console.print(f"The seed's 98% test (any two of ours ≥ 98% on the MNIST test set): "
+        console.print(f"The problem's 98% test (any two of ours ≥ 98% on the MNIST test set): "
                       f"{verdict} ({', '.join(passed) or 'none'} reached 98%).")
     else:
-        console.print("The seed's 98% test is for MNIST: run with --dataset mnist --data-dir DIR.")
+        console.print("The problem's 98% test is for MNIST: "
+                      "run with --dataset mnist --data-dir DIR.")
     plot(runs, args.out / "optimizers.png",
          f"{name}: ours (solid) vs torch.optim (dashed)")
     console.print(f"plot: {args.out / 'optimizers.png'}")

@@ -429,8 +429,9 @@ class CrossEntropyLoss:
 # ---------------------------------------------------------------- LeNet-5
 
 def lenet5(in_channels=1, image_size=28, n_classes=10, *, rng, dtype=np.float32) -> Sequential:
-    """Seed 002 problem 4's LeNet-5: conv 6@5x5 → ReLU → maxpool 2 → conv 16@5x5 → ReLU →
-    maxpool 2 → flatten → fc 120 → ReLU → fc 84 → ReLU → fc n_classes.
+    """The convolutional-networks homework's LeNet-5 (problem 4): conv 6@5x5 → ReLU →
+    maxpool 2 → conv 16@5x5 → ReLU → maxpool 2 → flatten → fc 120 → ReLU → fc 84 → ReLU →
+    fc n_classes.
 
     The first conv pads by ``max(0, (32 - image_size) // 2)``: a 28x28 image (MNIST) is
     padded to LeNet's 32x32 and a 32x32 one (CIFAR-10) is not, so both reach the

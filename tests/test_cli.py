@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import sys
 
 import pytest
 from cli_helpers import run_ok as run
@@ -185,3 +187,53 @@ def test_zoo_fits_80_columns_without_splitting_a_number(capsys, monkeypatch):
             if line.startswith("│") and line.split("│")[1].strip()}
     for model in doc:  # name and exact params on one line, whole
         assert f" {model['params']:,} " in rows[model["name"]], model["name"]
+
+
+def test_zoo_groups_the_families(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    out = run(["zoo"], capsys).splitlines()
+    cells = [line.split("│")[1].rstrip() for line in out if line.startswith("│")]
+    family = None
+    for cell in cells:  # "Family" rows, then "  name" rows under them
+        if not cell.startswith("  "):
+            family = cell.strip()
+            continue
+        entry = next(m for m in doc if m["name"] == cell.strip())
+        assert entry["family"] == family
+    assert {m["family"] for m in doc} == {c.strip() for c in cells if not c.startswith("  ")}
+    assert len([c for c in cells if c.startswith("  ")]) == len(doc)
+
+
+def test_zoo_name_shows_one_network(capsys):
+    import cnncalc
+    out = run(["zoo", "resnext50_32x4d"], capsys)
+    assert "groups=32" in out and "25,028,904 params" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    text = out.split("\n\n")[1].replace("\n", " ")
+    assert cnncalc.analyze(text, input="3x224x224").total["params"] == 25_028_904
+
+
+# ------------------------------------------------------------- a terminal 80 columns wide
+
+def _on_a_terminal(args, columns, capsys, monkeypatch) -> str:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    return re.sub(r"\x1b\[[0-9;]*m", "", run(args, capsys))  # without the colours
+
+
+def test_params_fits_80_columns_where_it_can(capsys, monkeypatch):
+    out = _on_a_terminal(["params", "--model", "lenet5"], 80, capsys, monkeypatch)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "acts: activations" in out  # the abbreviated header has its legend
+    for number in ("352,800", "48,120", "10,164", "62,006", "651,720", "15,002", "+53.12%"):
+        assert number in out, number  # every number whole
+
+
+def test_params_too_wide_for_the_terminal_cuts_no_number(capsys, monkeypatch):
+    rows = list(csv.DictReader(io.StringIO(
+        run(["params", "--model", "resnet18", "--format", "csv"], capsys))))
+    out = _on_a_terminal(["params", "--model", "resnet18"], 80, capsys, monkeypatch)
+    for row in rows:
+        if row["index"].isdigit():
+            assert f"{int(row['macs']):,}" in out, row["name"]

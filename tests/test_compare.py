@@ -38,10 +38,10 @@ EXPECTED = {
 }
 
 
-def test_seed004_standard_vs_bottleneck(capsys):
-    doc = json.loads(run(["compare", "--model", "seed004_standard", "--model",
-                          "seed004_bottleneck", "--format", "json"], capsys))
-    assert (doc["a"]["name"], doc["b"]["name"]) == ("seed004_standard", "seed004_bottleneck")
+def test_standard_block_vs_bottleneck(capsys):
+    doc = json.loads(run(["compare", "--model", "standard_block", "--model",
+                          "bottleneck_block", "--format", "json"], capsys))
+    assert (doc["a"]["name"], doc["b"]["name"]) == ("standard_block", "bottleneck_block")
     assert doc["a"]["input_shape"] == [32, 56, 56] and doc["b"]["input_shape"] == [128, 56, 56]
     lines = {q["quantity"]: q for q in doc["quantities"]}
     assert EXPECTED["params"] == (18_624, 17_984)  # the seed's own answers
@@ -63,10 +63,10 @@ def test_specs_with_an_input_each_match_the_models(capsys):
 
 
 def test_table_and_markdown_show_both_and_the_ratio(capsys):
-    out = run(["compare", "--model", "seed004_standard", "--model", "seed004_bottleneck"],
+    out = run(["compare", "--model", "standard_block", "--model", "bottleneck_block"],
               capsys)
     assert "B − A" in out and "18,624" in out and "17,984" in out and "281/291" in out
-    md = run(["compare", "--model", "seed004_standard", "--model", "seed004_bottleneck",
+    md = run(["compare", "--model", "standard_block", "--model", "bottleneck_block",
               "--format", "markdown"], capsys)
     assert "| params | 18,624 | 17,984 | -640 |" in md
 

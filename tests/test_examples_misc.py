@@ -9,6 +9,7 @@ subprocess to check the ``python examples/x.py`` entry point.
 from __future__ import annotations
 
 import importlib.util
+import runpy
 import struct
 import subprocess
 import sys
@@ -237,3 +238,25 @@ def test_help_shows_every_default(name, capsys):
             continue
         shown = "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
         assert f"default: {shown})" in text, dest
+
+
+# ------------------------------------------------------------------ long arguments, clipped
+
+LONG = "x" * 3000
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("correlation", ["--cases", LONG]),
+    ("norm_zoo", ["--shape", LONG]),
+    ("optimizers", ["--dataset", "mnist", "--data-dir", f"/nonexistent/{LONG}"]),
+    ("lenet", ["--engine", LONG]),
+    ("lenet", ["--dataset", "mnist", "--data-dir", f"/nonexistent/{LONG}"]),
+])
+def test_a_long_argument_is_clipped_in_the_error(name, argv, capsys):
+    main = runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name=f"clip_{name}")["main"]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 250, err[:300]
+    assert "xxxxxxxxxx…xxxxxxxxxxx" in err  # the start and the end of the value, cut between

@@ -24,12 +24,24 @@ def pages():
     return module.build()
 
 
-def test_every_seed_has_a_page(pages):
+PAGE_OF_SEED = {"002": "convolutional-networks.md", "003": "correlation-and-normalization.md",
+                "004": "backpropagation.md"}  # the homework sets, by their file names upstream
+
+
+def test_every_homework_set_has_a_page(pages):
     seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-    if seeds.is_dir():  # beside a checkout, shared/ holds the seed files themselves
+    if seeds.is_dir():  # beside a checkout, shared/ holds the homework files themselves
         numbers = {p.name.split("_")[0] for p in seeds.glob("*.txt")}
-        assert {f"seed{n}.md" for n in numbers} <= set(pages)
-    assert set(pages) == {"seed002.md", "seed003.md", "seed004.md"}
+        assert numbers <= set(PAGE_OF_SEED)
+    assert set(pages) == set(PAGE_OF_SEED.values())
+
+
+def test_every_section_states_its_problem(pages):
+    for name, text in pages.items():
+        sections = text.split("\n## ")[1:]
+        assert sections, name
+        for section in sections:
+            assert "**The problem.**" in section, (name, section.splitlines()[0])
 
 
 def test_pages_are_up_to_date(pages):
@@ -45,7 +57,7 @@ def test_pages_show_only_successful_runs_except_the_epsilon_demo(pages):
 
 
 def test_pages_carry_the_corrected_answers(pages):
-    p2, p3, p4 = pages["seed002.md"], pages["seed003.md"], pages["seed004.md"]
+    p2, p3, p4 = (pages[PAGE_OF_SEED[n]] for n in ("002", "003", "004"))
     assert "⌊(64 - 1·(3 - 1) + 2·1 - 1)/2⌋ + 1 = 32" in p2
     assert "X ⋆ Y = (4, 14, 27, 33, 27, 27)" in p3
     assert "18,624" in p4 and "17,984" in p4

@@ -183,8 +183,9 @@ def test_seed_002_q3_a_b_c():
     assert d.result("padding") == (2, 2)
     assert "dilation" not in {item.label for item in d.results}
     assert all(c.holds for c in d.checks)
-    assert any("Seed 002 Q3(c)" in n and "unflipped" in n for n in d.notes)
-    assert any("Seed 004 Q5(a)" in n for n in d.notes)
+    assert any("convolutional-networks homework, problem 3 (c)" in n and "unflipped" in n
+               for n in d.notes)
+    assert any("backpropagation homework, problem 5 (a)" in n for n in d.notes)
 
 
 def test_seed_003_p2c_jacobian_is_scipy_full_correlation():

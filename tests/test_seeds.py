@@ -95,10 +95,18 @@ def test_seed004_q3_bottleneck_block():
 
 
 def test_seed004_blocks_in_the_zoo():
-    assert int(cnncalc.analyze(model="seed004_standard").total["params"]) == 18_624
-    assert int(cnncalc.analyze(model="seed004_bottleneck").total["params"]) == 17_984
-    q1 = cnncalc.analyze(model="seed002_block")
+    assert int(cnncalc.analyze(model="standard_block").total["params"]) == 18_624
+    assert int(cnncalc.analyze(model="bottleneck_block").total["params"]) == 17_984
+    q1 = cnncalc.analyze(model="two_conv_block")
     assert int(q1.total["params"]) == 3 * 3 * 128 * 256 + 3 * 3 * 256 * 512
+
+
+@pytest.mark.parametrize("former, name", [("seed002_block", "two_conv_block"),
+                                          ("seed004_standard", "standard_block"),
+                                          ("seed004_bottleneck", "bottleneck_block")])
+def test_the_blocks_former_names_still_work(former, name):
+    from cnncalc.zoo import get
+    assert get(former) is get(name)
 
 
 def test_seed002_lenet_in_the_zoo():

@@ -91,15 +91,16 @@ VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
              512, 512, 512, "M"]  # fmt: skip
 
 
-def vgg16(num_classes: int = 1000) -> nn.Module:
-    """torchvision ``vgg16`` (configuration D, no batch norm)."""
+def vgg16(num_classes: int = 1000, batch_norm: bool = False) -> nn.Module:
+    """torchvision ``vgg16`` (configuration D), ``vgg16_bn`` with ``batch_norm``."""
     layers: list[nn.Module] = []
     in_channels = 3
     for v in VGG16_CFG:
         if v == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1),
+                       *([nn.BatchNorm2d(v)] if batch_norm else []), nn.ReLU()]
             in_channels = v
     classifier = nn.Sequential(
         nn.Linear(512 * 7 * 7, 4096),
@@ -146,17 +147,20 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck: the stride sits on the 3x3 conv."""
+    """ResNet v1.5 bottleneck: the stride sits on the 3x3 conv, whose width is
+    ``planes * base_width / 64 * groups`` (ResNeXt, Wide ResNet)."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None,
+                 groups: int = 1, base_width: int = 64):
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU()
         self.downsample = downsample
@@ -172,8 +176,9 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """torchvision ``ResNet`` (ImageNet stem, four stages, global pool, fc)."""
 
-    def __init__(self, block, layers: list[int], num_classes: int = 1000):
+    def __init__(self, block, layers: list[int], num_classes: int = 1000, **block_args):
         super().__init__()
+        self.block_args = block_args  # groups and base_width, for bottlenecks
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -193,9 +198,9 @@ class ResNet(nn.Module):
                 conv1x1(self.inplanes, planes * block.expansion, stride),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, **self.block_args)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, **self.block_args) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -208,8 +213,28 @@ def resnet18() -> nn.Module:
     return ResNet(BasicBlock, [2, 2, 2, 2])
 
 
+def resnet34() -> nn.Module:
+    return ResNet(BasicBlock, [3, 4, 6, 3])
+
+
 def resnet50() -> nn.Module:
     return ResNet(Bottleneck, [3, 4, 6, 3])
+
+
+def resnet101() -> nn.Module:
+    return ResNet(Bottleneck, [3, 4, 23, 3])
+
+
+def resnext50_32x4d() -> nn.Module:
+    return ResNet(Bottleneck, [3, 4, 6, 3], groups=32, base_width=4)
+
+
+def wide_resnet50_2() -> nn.Module:
+    return ResNet(Bottleneck, [3, 4, 6, 3], base_width=128)
+
+
+def vgg16_bn() -> nn.Module:
+    return vgg16(batch_norm=True)
 
 
 def conv_bn_relu6(inp: int, oup: int, kernel: int = 3, stride: int = 1, groups: int = 1):
@@ -317,8 +342,13 @@ ZOO = {
     "lenet5": (lenet5, (3, 32, 32), 62_006),
     "alexnet": (alexnet, (3, 224, 224), 61_100_840),
     "vgg16": (vgg16, (3, 224, 224), 138_357_544),
+    "vgg16_bn": (vgg16_bn, (3, 224, 224), 138_365_992),
     "resnet18": (resnet18, (3, 224, 224), 11_689_512),
+    "resnet34": (resnet34, (3, 224, 224), 21_797_672),
     "resnet50": (resnet50, (3, 224, 224), 25_557_032),
+    "resnet101": (resnet101, (3, 224, 224), 44_549_160),
+    "resnext50_32x4d": (resnext50_32x4d, (3, 224, 224), 25_028_904),
+    "wide_resnet50_2": (wide_resnet50_2, (3, 224, 224), 68_883_240),
     "mobilenet_v2": (mobilenet_v2, (3, 224, 224), 3_504_872),
 }
 
@@ -462,6 +492,10 @@ def test_reference_known_mac_counts():
     assert measure(build(resnet18), (3, 224, 224))["macs"] == 1_814_073_344
     assert measure(build(resnet50), (3, 224, 224))["macs"] == 4_089_184_256
     assert measure(build(mobilenet_v2), (3, 224, 224))["macs"] == 300_774_272
+    # torchvision's published GFLOPS (multiply-adds) for the rest, to its two decimals
+    for builder, gmacs in ((resnet34, 3.66), (resnet101, 7.80), (resnext50_32x4d, 4.23),
+                           (wide_resnet50_2, 11.40), (vgg16_bn, 15.47)):
+        assert round(measure(build(builder), (3, 224, 224))["macs"] / 1e9, 2) == gmacs
 
 
 # --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..errors import CnnCalcError, SpecError
 COMMANDS = {
     "params": ("cnncalc.cli.params", "Per-layer shapes, params, MACs and memory of a network."),
     "zoo": ("cnncalc.cli.zoo", "List the built-in networks with their params and MACs."),
+    "graph": ("cnncalc.cli.graph", "The network as a diagram: Mermaid, Graphviz DOT or SVG."),
     "compare": ("cnncalc.cli.compare", "Two networks side by side: B − A and B / A per quantity."),
     "matrix": ("cnncalc.cli.matrix", "Convolution as a matrix: Ỹ = A X̃, B = Aᵀ, backward."),
     "correlate": ("cnncalc.cli.correlate", "Cross-correlation X ⋆ Y (full/valid/same), C_w, C_x."),

@@ -9,7 +9,8 @@ from .common import emit_derivation, format_option, show_work_option
 ACTIVATION_NAMES = ("tanh", "relu", "sigmoid", "identity")
 
 EPILOG = """\b
-Example (seed 004 Q2: a 1-2-1-1 tanh net with a linear output):
+Example (the backpropagation homework, problem 2: a 1-2-1-1 tanh net
+with a linear output):
   cnncalc backprop --weights "[[0.1,0.2],[0.3,0.4]]" --weights "[[0.2],[1],[-3]]" \\
       --weights "[[1],[2]]" --x 2 --y 1 --activation tanh --output identity
 \b

@@ -33,13 +33,16 @@ def _label(kind: str, value: str) -> str:
 @click.option("--subs", metavar="H=64,W=64", help="Give values to symbols (of either network).")
 @click.option("-o", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True)
-def command(specs, models, torches, inputs, batch, layout, no_bias, subs, fmt):
+@click.option("--plot", "plot", metavar="FILE",
+              help="Also draw both networks' per-layer costs and training memory side by "
+                   "side to FILE (.png, .svg or .pdf; needs matplotlib).")
+def command(specs, models, torches, inputs, batch, layout, no_bias, subs, fmt, plot):
     """Compare two networks: params, MACs, activations, ... of A and B, B − A and B / A.
 
     \b
     Networks are layer-language SPECs, --model names or --torch models; A is the
     first of them in that order:
-      cnncalc compare --model seed004_standard --model seed004_bottleneck
+      cnncalc compare --model standard_block --model bottleneck_block
       cnncalc compare "conv(K,k=3,p=1)" "dwconv(k=3), conv(K,k=1)" --input CxHxW
     """
     networks = ([("spec", s) for s in specs] + [("model", m) for m in models]
@@ -58,6 +61,9 @@ def command(specs, models, torches, inputs, batch, layout, no_bias, subs, fmt):
         if kind == "torch" and no_bias:
             raise click.UsageError("--no-bias does not apply to --torch (the model has the "
                                    "biases it has)")
+    if plot is not None:
+        from ..render.plot import check_target
+        check_target(plot)
 
     from ..analysis import analyze, parse_subs
     from ..comparison import compare
@@ -80,7 +86,14 @@ def command(specs, models, torches, inputs, batch, layout, no_bias, subs, fmt):
                                f"network (their symbols: {known})")
         analyses = [a.subs({k: v for k, v in values.items() if k in n}) if n & set(values)
                     else a for a, n in zip(analyses, names)]
-    result = compare(*analyses, *(_label(kind, value) for kind, value in networks))
+    labels = [_label(kind, value) for kind, value in networks]
+    if plot is not None:  # first, so that a refused plot prints nothing
+        from ..charts import chart
+        from ..render.plot import draw
+        draw([chart(a, f"{side}: {label}") for a, side, label in zip(analyses, "AB", labels)],
+             plot)
+        click.echo(f"plot: wrote {plot}", err=True)
+    result = compare(*analyses, *labels)
 
     from ..render import compare as render
     if fmt == "table":

@@ -1,4 +1,4 @@
-"""``cnncalc correlate``: cross-correlation ``X ⋆ Y`` in the seeds' notation, C_w and C_x."""
+"""``cnncalc correlate``: cross-correlation ``X ⋆ Y`` in the homework's notation, C_w and C_x."""
 
 from __future__ import annotations
 

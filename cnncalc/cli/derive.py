@@ -12,7 +12,8 @@ Examples:
   cnncalc derive "sigmoid(x)"                       # sigmoid(x)*(1 - sigmoid(x))
   cnncalc derive "(tanh(w1*x1 + w2*x2) - y)**2" --wrt w1,w2 --show-work
 \b
-The gradient of E_in(w) = (1/N) sum_n (tanh(w^T x_n) - y_n)^2 (seed 004 Q1),
+The gradient of E_in(w) = (1/N) sum_n (tanh(w^T x_n) - y_n)^2 (the backpropagation
+homework, problem 1),
 written out for N = 2 samples a, b in two dimensions:
   cnncalc derive "((tanh(w1*a1 + w2*a2) - ya)^2 + (tanh(w1*b1 + w2*b2) - yb)^2)/2" \\
       --wrt w1,w2

@@ -18,8 +18,8 @@ from .common import emit_derivation, format_option, show_work_option
 @click.option("--layout", metavar="LETTERS",
               help="The axes of DATA or --shape, in the order written: N batch, C channels, "
                    "other letters spatial. DATA defaults to CN (features × batch, as in the "
-                   "seeds; NC for batch × features) and NCL / NCHW / NCDHW; --shape to NC / "
-                   "NCHW, or to its own letters (NxHxWxC).")
+                   "homework; NC for batch × features) and NCL / NCHW / NCDHW; --shape to "
+                   "NC / NCHW, or to its own letters (NxHxWxC).")
 @click.option("--axes", metavar="AXES",
               help="Reduce over these axes instead of a --kind: layout letters (N or NHW) or "
                    "0-based indices (1 or 0,2,3).")
@@ -38,7 +38,7 @@ def command(data, kind, shape, layout, axes, groups, gamma, beta, eps, momentum,
     """Batch / layer / instance / group normalization, exact, step by step.
 
     Prints μ, σ² (biased), ẑ = (z − μ)/√(σ² + ε) and z̃ = γ ẑ + β for DATA, a
-    matrix (rows = features, columns = examples, as in the seeds) or an N×C×H×W
+    matrix (rows = features, columns = examples, as in the homework problems) or an N×C×H×W
     tensor written as nested lists. With --shape, prints the shapes of the
     statistics each kind computes, and what changes between training and inference.
 

@@ -8,33 +8,46 @@ from ..render import FORMATS
 
 
 @click.command("zoo")
+@click.argument("name", required=False)
 @click.option("-o", "--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True)
-def command(fmt):
-    """List the built-in networks with their input, params and MACs."""
+def command(name, fmt):
+    """List the built-in networks by family, with their input, params and MACs; with a
+    NAME, show that one's description and its layer-language text."""
     import json
+    import textwrap
 
     from ..analysis import analyze
     from ..render.values import pretty, si
-    from ..zoo import MODELS
+    from ..zoo import MODELS, get
 
+    entries = [get(name)] if name else list(MODELS.values())
     rows = []
-    for entry in MODELS.values():
+    for entry in entries:
         a = analyze(model=entry.name)
         rows.append((entry, a.total["params"], a.total["macs"]))
     if fmt == "json":
-        click.echo(json.dumps([{"name": e.name, "input": e.input, "params": int(p),
-                                "macs": int(m), "description": e.description, "spec": e.spec}
+        click.echo(json.dumps([{"name": e.name, "family": e.family, "input": e.input,
+                                "params": int(p), "macs": int(m),
+                                "description": e.description, "spec": e.spec}
                                for e, p, m in rows], indent=2))
+        return
+    if name and fmt == "table":
+        e, p, m = rows[0]
+        click.echo(textwrap.fill(f"{e.name} ({e.family}): {e.description}", 79))
+        click.echo(f"input {e.input}, {pretty(p)} params, {pretty(m)} MACs")
+        click.echo("\n" + textwrap.fill(e.spec, 79, break_long_words=False,
+                                        break_on_hyphens=False) + "\n")
+        click.echo(f"Use: cnncalc params --model {e.name} [--input CxHxW] [--show-work]")
         return
     if fmt in ("markdown", "csv", "latex"):
         sep = {"markdown": " | ", "csv": ",", "latex": " & "}[fmt]
-        head = ["name", "input", "params", "MACs", "description"]
+        head = ["name", "family", "input", "params", "MACs", "description"]
         lines = [sep.join(head)]
         if fmt == "markdown":
             lines = ["| " + lines[0] + " |", "|" + "---|" * len(head)]
         for e, p, m in rows:
-            cells = [e.name, e.input, str(p), str(m), e.description]
+            cells = [e.name, e.family, e.input, str(p), str(m), e.description]
             if fmt == "csv":
                 cells = [f'"{c}"' if "," in c else c for c in cells]
             line = sep.join(cells)
@@ -44,14 +57,20 @@ def command(fmt):
         return
     from rich.console import Console
     from rich.table import Table
-    # NOTE: names and numbers never wrap (a split number misreads); in 80 columns only
-    # the description wraps, at spaces. The exact MACs are in --format json/csv.
+    # Names and numbers never wrap (a split number misreads); the descriptions are one
+    # `cnncalc zoo NAME` away, and the exact MACs in --format json/csv.
     table = Table(title="cnncalc zoo", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("input", "left"), ("params", "right"),
                          ("MACs", "right")):
         table.add_column(col, justify=justify, no_wrap=True)
-    table.add_column("description")
-    for e, p, m in rows:
-        table.add_row(e.name, e.input, pretty(p), si(m) or pretty(m), e.description)
+    families: dict[str, list] = {}
+    for row in rows:
+        families.setdefault(row[0].family, []).append(row)
+    for i, (family, members) in enumerate(families.items()):
+        if i:
+            table.add_section()
+        table.add_row(f"[bold]{family}[/bold]", "", "", "")
+        for e, p, m in members:
+            table.add_row(f"  {e.name}", e.input, pretty(p), si(m) or pretty(m))
     Console().print(table)
-    click.echo("Use: cnncalc params --model NAME [--input CxHxW] [--show-work]")
+    click.echo("cnncalc zoo NAME shows one; cnncalc params --model NAME costs it")

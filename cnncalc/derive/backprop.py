@@ -1,4 +1,4 @@
-r"""Forward and backward pass of a small fully connected net, exactly, in the seeds' notation.
+r"""Forward and backward pass of a small fully connected net, exactly, in the homework's notation.
 
 Learning From Data's layout: :math:`W^{(l)}` is :math:`(d^{(l-1)}+1) \times d^{(l)}`
 with the bias in row 0, and every hidden :math:`x^{(l)}` starts with the bias
@@ -8,7 +8,7 @@ coordinate 1::
     s^(l) = (W^(l))ᵀ x^(l-1)
     x^(l) = [1; θ(s^(l))]              hidden layers, l < L
     x^(L) = θ_out(s^(L))               no bias coordinate on the output
-    e     = Σ_j (x^(L)_j − y_j)²        no 1/2 or 1/N factor, as the seeds
+    e     = Σ_j (x^(L)_j − y_j)²        no 1/2 or 1/N factor, as the homework problems
     δ^(L) = 2 (x^(L) − y) ⊗ θ_out'(s^(L))
     δ^(l) = θ'(s^(l)) ⊗ [W^(l+1) δ^(l+1)] with its bias row dropped
     ∂e/∂W^(l) = x^(l-1) (δ^(l))ᵀ
@@ -42,7 +42,7 @@ MAX_CHECKED_WEIGHTS = 64  # the self-check differentiates e(W) once per weight
 class Activation:
     r"""A nonlinearity θ and its derivative, written in terms of s and θ(s).
 
-    tanh' = 1 − θ², σ' = σ(1 − σ) (the seeds' form), relu' = Heaviside(s, 0), so
+    tanh' = 1 − θ², σ' = σ(1 − σ) (the homework's form), relu' = Heaviside(s, 0), so
     relu'(0) = 0 as in PyTorch. ``smooth`` activations turn a number into a new
     irrational one (which the pass names); the others are linear on each side of 0.
     The tests check each ``slope`` against ``sympy.diff`` of ``theta``.
@@ -421,7 +421,7 @@ def _strength(how: str) -> int:
 
 
 def _notes(hidden, out, weights, exact, digits) -> list[str]:
-    notes = ["e = Σ_j (x^(L)_j − y_j)², with no 1/2 or 1/N factor (as the seeds), so "
+    notes = ["e = Σ_j (x^(L)_j − y_j)², with no 1/2 or 1/N factor (as the homework problems), so "
              "δ^(L) = 2(x^(L) − y) ⊗ θ_out'(s^(L)).",
              "W^(l) is (d^(l−1)+1) × d^(l) with the bias in row 0; hidden x^(l) start with the "
              "bias coordinate 1, which W^(l+1) δ^(l+1) drops on the way back."]

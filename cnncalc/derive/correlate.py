@@ -1,11 +1,11 @@
-r"""Cross-correlation in the seeds' notation ``X ⋆ Y``: X slides over a fixed Y.
+r"""Cross-correlation in the homework's notation ``X ⋆ Y``: X slides over a fixed Y.
 
 For vectors (0-based indices, sums over the ``i`` where both factors exist)
 
 .. math::  (X \star Y)[k] = \sum_i X[i]\, Y[i + k - (n_X - 1)],
            \qquad k = 0, \dots, n_X + n_Y - 2,
 
-so ``k = 0`` is the start the seeds describe: the last element of X over the
+so ``k = 0`` is the start the homework problems describe: the last element of X over the
 first of Y. This is ``scipy.signal.correlate(Y, X)`` (note the order) and, for
 matrices, ``scipy.signal.correlate2d(Y, X)`` with the same sum along each axis.
 A vector is handled as a one-column matrix, so one 2-D routine serves both.
@@ -93,7 +93,7 @@ def _require_fit(x_shape: tuple[int, int], y_shape: tuple[int, int], mode: str) 
     """Valid mode slides X only where it lies inside Y; refuse a kernel larger than the input.
 
     scipy would swap the inputs instead (keeping the positions where Y lies inside
-    X); the seeds' ``X ⋆ Y`` has X sliding, so there is no such position to keep.
+    X); the homework's ``X ⋆ Y`` has X sliding, so there is no such position to keep.
     """
     if mode == "valid" and (x_shape[0] > y_shape[0] or x_shape[1] > y_shape[1]):
         raise CnnCalcError(f"valid mode needs X (the sliding kernel) to fit inside Y, but X is "

@@ -10,7 +10,7 @@ channel ``j`` (0-based positions here, 1-based in the symbols)
 
 with ``x`` outside ``0..L-1`` read as zero. Everything is linear in ``X`` (so
 ``Ỹ = A X̃``) and in ``W`` (so ``Ỹ = C_x w̃``); ``X̃`` and ``Ỹ`` flatten channel
-by channel, each channel row by row, as in the seeds.
+by channel, each channel row by row, as in the homework problems.
 
 Backward: ``∂L/∂X̃ = Aᵀ ∂L/∂Ỹ``, and this is again a convolution: insert
 ``s - 1`` zeros between the entries of ``∂L/∂Y``, pad ``k - 1 - p`` on each side
@@ -416,7 +416,7 @@ def _axes(g: ConvGeometry, per_axis: tuple):
 
 def _channel_items(g: ConvGeometry, label: str, channels: list[sp.Matrix], note: str = "",
                    latex: str | None = None) -> list[Item]:
-    """1-D: one matrix, a row per channel (as the seeds write X). 2-D: one item per channel;
+    """1-D: one matrix, a row per channel (as the homework writes X). 2-D: one item per channel;
     ``latex`` marks with ``%s`` where the channel's superscript goes."""
     if g.ndim == 1:
         return [Item(label, sp.Matrix.vstack(*channels), note,
@@ -427,7 +427,7 @@ def _channel_items(g: ConvGeometry, label: str, channels: list[sp.Matrix], note:
 
 
 def _kernel_items(g: ConvGeometry, w: dict) -> list[Item]:
-    """1-D: ``W^{ij}`` stacked over ``i`` for each output channel ``j`` (the seeds' ``W^{i1}``);
+    """1-D: ``W^{ij}`` stacked over ``i`` for each output channel ``j`` (the homework's ``W^{i1}``);
     2-D: one ``W^{ij}`` per pair."""
     if g.ndim == 1:
         return [Item(f"W^{{i{_sep(g)}{j + 1}}}", sp.Matrix.vstack(
@@ -522,10 +522,11 @@ def _notes(g: ConvGeometry) -> list[str]:
              "channel i into output channel j (torch's weight[j−1, i−1]); indices are 1-based.",
              "X̃ and Ỹ are flattened channel by channel, each channel "
              + ("left to right." if g.ndim == 1 else "row by row.")]
-    if _is_seed_002_q3(g):
-        notes.append("Seed 002 Q3(a) labels the rows of Ỹ as y11, y12, y13, y14; they are "
-                     "y11, y12, y21, y22 (2 channels of length 2). Seed 004 Q5(a) has a typo in "
-                     "A's second row: it must hold w^11 and w^21 (output channel 1), not w^12 and "
+    if _is_homework_problem(g):
+        notes.append("The convolutional-networks homework, problem 3 (a), labels the rows of Ỹ "
+                     "as y11, y12, y13, y14; they are y11, y12, y21, y22 (2 channels of length "
+                     "2). The backpropagation homework, problem 5 (a), has a typo in A's "
+                     "second row: it must hold w^11 and w^21 (output channel 1), not w^12 and "
                      "w^22.")
     return notes
 
@@ -537,11 +538,12 @@ def _backward_notes(g: ConvGeometry) -> list[str]:
     if any(s > 1 for s in g.stride):
         notes.append("With stride s > 1 the gradient is dilated first (s − 1 zeros between "
                      "entries): this is torch's conv_transpose with the same stride.")
-    if _is_seed_002_q3(g):
-        notes.append("Seed 002 Q3(c) leaves the second kernel unflipped ([w_1^21 w_2^21 w_3^21; "
+    if _is_homework_problem(g):
+        notes.append("The convolutional-networks homework, problem 3 (c), leaves the second "
+                     "kernel unflipped ([w_1^21 w_2^21 w_3^21; "
                      "w_1^22 w_2^22 w_3^22]); it is [w_3^21 w_2^21 w_1^21; w_3^22 w_2^22 w_1^22] "
                      "(∂L/∂x_21 = w_1^21 dy_11 + w_1^22 dy_21 needs w_1 at the last tap). "
-                     "Seed 004 Q5(c) has it right.")
+                     "The backpropagation homework, problem 5 (c), has it right.")
     return notes
 
 
@@ -549,12 +551,13 @@ def _jacobian_note(g: ConvGeometry) -> str:
     note = "C_x depends only on X: column (j, i, κ) holds the entries of x_i that tap κ meets."
     full = g.padding[1] == g.kernel[1] - 1 and g.stride[1] == 1
     if g.ndim == 1 and g.in_channels == g.out_channels == 1 and full:
-        note += (" With one channel and full padding p = k − 1 this is the seeds' "
+        note += (" With one channel and full padding p = k − 1 this is the homework's "
                  "w ⋆ x = C_x w (x fixed, w sliding over it), scipy.signal.correlate(x, w).")
     return note
 
 
-def _is_seed_002_q3(g: ConvGeometry) -> bool:
-    """Seed 002 Q3 (and 004 Q5): length 4, 2 → 2 channels, kernel 3, no padding, stride 1."""
+def _is_homework_problem(g: ConvGeometry) -> bool:
+    """The convolutional-networks homework, problem 3 (and the backpropagation
+    homework, problem 5): length 4, 2 → 2 channels, kernel 3, no padding, stride 1."""
     return (g.ndim, g.size[1], g.in_channels, g.out_channels, g.kernel[1], g.stride[1],
             g.padding[1]) == (1, 4, 2, 2, 3, 1, 0)

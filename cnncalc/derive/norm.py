@@ -20,7 +20,7 @@ The kinds differ only in how the slices are cut from an N×C×H×W tensor
 PyTorch's running variance for inference takes the unbiased ``m/(m−1)·σ²``.
 Arrays are ``numpy`` object arrays of sympy numbers, held internally in the
 canonical order N×C×S₁×…; ``layout`` letters name the axes of what the user
-gave (``CN``: features × batch as in the seeds; ``NCHW``: PyTorch).
+gave (``CN``: features × batch as in the homework problems; ``NCHW``: PyTorch).
 
 >>> d = normalize("[[1,3],[2,6]]", "batch", eps=0)
 >>> d.result("ẑ")
@@ -422,7 +422,7 @@ def _values(values: Sequence) -> str:
 
 @dataclass(frozen=True)
 class _Names:
-    """How slices and channels are named in the output (1-based, as in the seeds)."""
+    """How slices and channels are named in the output (1-based, as in the homework problems)."""
 
     slicing: Slicing
     layout: str
@@ -571,7 +571,7 @@ def _slice_description(kind: str | None, slicing: Slicing, layout: str, unit: st
 def _layout_note(layout: str) -> str:
     if layout == "CN":
         return ("Layout CN: rows are features (channels), columns are the examples of the "
-                "batch, as in the seeds; --layout NC reads a batch × features matrix.")
+                "batch, as in the homework problems; --layout NC reads a batch × features matrix.")
     return (f"Layout {layout}: N is the batch, C the channels (features), "
             f"{', '.join(spatial_axes(layout)) or 'no'} spatial axes; --layout names the "
             "axes in the order written (e.g. NC, NHWC).")
@@ -634,7 +634,7 @@ def normalize(data, kind: str | None = None, *, layout: str | None = None,
              f"σ² is the biased variance (divide by m = {result.m}), as normalization in "
              "training mode uses; PyTorch's running variance takes the unbiased "
              "m/(m − 1)·σ².",
-             "Slices, examples and features are numbered from 1, as in the seeds."]
+             "Slices, examples and features are numbered from 1, as in the homework problems."]
     if is_batch and result.m > 1:
         run_mean, run_var = running_statistics(result.mean, result.var, result.m, momentum)
         mom = _decimal(momentum)
@@ -773,9 +773,9 @@ def statistic_shapes(shape: str, kind: str | None = None, *, groups=None,
     ]
     if "batch" in kinds:
         notes.append("The layout matters only for where the 1s stand: for a conv output "
-                     "N×H×W×C (TensorFlow, seed 004 Q4) batch norm's μ is 1×1×1×C, in "
-                     "PyTorch's N×C×H×W it is 1×C×1×1: the same C values (--layout NHWC "
-                     "prints the former).")
+                     "N×H×W×C (TensorFlow, the backpropagation homework, problem 4) batch "
+                     "norm's μ is 1×1×1×C, in PyTorch's N×C×H×W it is 1×C×1×1: the same C "
+                     "values (--layout NHWC prints the former).")
     # NOTE: the shape after the noun, so the article never meets a number (a 2, an 8)
     title = ("Normalization statistics of an input of shape "
              f"{_dims(tuple(dims.values()), layout)}")

@@ -66,7 +66,7 @@ _RECEPTIVE_KEYS = ("receptive_field", "receptive_field_layer")
 
 
 def to_dict(a: Analysis, show_work: bool = False) -> dict:
-    """The JSON schema of CONTRACT section 1, plus the training and receptive-field keys."""
+    """The JSON schema (docs/conventions.md), with the training and receptive-field keys."""
     layers = []
     for r in a.layers:
         row = {"index": r.index, "name": r.name, "type": r.type, "depth": r.depth,
@@ -98,7 +98,8 @@ def to_dict(a: Analysis, show_work: bool = False) -> dict:
     if unsupported is not None:
         doc["unsupported"] = [{"name": u.name, "type": u.type, "reason": u.reason}
                               for u in unsupported]
-        doc["notes"] = list(getattr(a, "notes", ()))
+    if unsupported is not None or a.notes:
+        doc["notes"] = list(a.notes)
     return doc
 
 
@@ -132,6 +133,8 @@ def to_csv(a: Analysis, show_work: bool = False, training: bool = False,
                 *(_plain_field(a.total["receptive_field"]) if receptive else ())])
     for size in a.named_sizes:  # the definitions of the sizes named in the rows above
         w.writerow(["", size.name, "named size", plain(size.definition)])
+    for note in a.notes:  # an assumption the figures rest on travels with them
+        w.writerow(["note", note])
     return buf.getvalue()
 
 
@@ -225,6 +228,7 @@ def to_latex(a: Analysis, show_work: bool = False, training: bool = False,
         lines += ["", "where", r"\begin{align*}"]
         lines += [rf"{latex_value(s)} &= {latex_value(s.definition)} \\" for s in a.named_sizes]
         lines.append(r"\end{align*}")
+    lines += [r"\par\noindent\emph{note: " + _tex_text(n) + "}" for n in a.notes]
     if show_work:
         lines += ["", r"\begin{align*}"]
         for r in a.layers:

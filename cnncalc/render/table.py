@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from fractions import Fraction
+
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from ..analysis import Analysis
+from ..charts import shares
 from .summary import field_cells, receptive_summary, training_cells, training_summary
 from .values import (
     compact_shape,
@@ -24,40 +28,32 @@ def _with_si(value) -> str:
     return f"{pretty(value)} ({unit})" if unit else pretty(value)
 
 
-def analysis_table(a: Analysis, training: bool = False, receptive: bool = False) -> Group:
-    title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
-             f"({a.layout.upper()}), batch {pretty(a.batch)}")
-    table = Table(title=title, title_justify="left", header_style="bold", expand=False,
-                  show_lines=False)
-    table.add_column("#", justify="right", style="dim", no_wrap=True)
-    table.add_column("layer", no_wrap=True)
-    table.add_column("type", style="cyan", no_wrap=True)
-    table.add_column("output", overflow="fold")
-    table.add_column("params", justify="right", overflow="fold")
-    table.add_column("MACs", justify="right", overflow="fold")
-    table.add_column("activations", justify="right", overflow="fold", min_width=11)
-    table.add_column("mem Δ", justify="right", overflow="fold")
-    if training:
-        for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
-            table.add_column(head, justify="right", overflow="fold")
-    if receptive:
-        for head in ("RF", "jump", "start"):
-            table.add_column(head, justify="right", overflow="fold")
-    for r, cells, repeats in _runs(a.layers, training, receptive):
-        if repeats:
-            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these", "⋮",
-                          *(["⋮"] * len(cells)), style="dim")
-        else:
-            table.add_row(str(r.index), "  " * r.depth + r.name, r.type, *cells)
-    t = a.total
-    table.add_section()
-    table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
-                  pretty(t["params"]), pretty(t["macs"]), pretty(t["activations"]),
-                  percent(a.memory_change),
-                  *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
-                     pretty(t["saved_bytes"])) if training else ()),
-                  *(field_cells(t["receptive_field"]) if receptive else ()), style="bold")
+# the share columns: (quantity, heading, bar colour); memory only with --training
+SHARES = (("macs", "MACs share", "magenta"), ("training_bytes", "memory share", "yellow"))
+BAR = 10  # cells of a full-width share bar
+BAR_MIN = 4  # narrower than this, the share is a percentage alone
+_EIGHTHS = " ▏▎▍▌▋▊▉"
 
+
+def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
+                   width: int | None = None, compact: bool = False) -> Group:
+    """The per-layer table, its totals and the summary. Each share column gives a
+    layer's percentage of the total, with a bar that the heaviest layer fills. ``width``
+    (the console's) sizes the bars to the room the other columns leave: narrower bars,
+    then percentages alone, then no share columns at all, rather than squeezing the
+    numbers. ``compact`` narrows the table for a terminal too narrow for the full one (no
+    column rules, ``acts`` for activations, with a legend), so that no number is cut."""
+    fractions = [(q, head, colour, f) for q, head, colour in SHARES
+                 if (q != "training_bytes" or training) and (f := shares(a, q)) is not None]
+    bar = BAR
+    if width is not None and fractions:
+        natural = natural_width(_table(a, training, receptive, [], 0, compact))
+        spare = (width - natural) // len(fractions) - 3  # each column's borders and padding
+        bar = min(BAR, spare - 7) if spare - 7 >= BAR_MIN else 0
+        if spare < 6:
+            fractions = []
+    table = _table(a, training, receptive, fractions, bar, compact)
+    t = a.total
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -78,14 +74,95 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False)
     where = where_lines(a.named_sizes)
     if where:
         parts.append(Text("where  " + "\n       ".join(where)))
+    if compact:
+        parts.insert(1, Text("acts: activations, the elements of each layer's output",
+                             style="dim"))
     if a.symbols:
         parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
                           + " (positive integers; floor() is exact)", style="dim"))
     for u in getattr(a, "unsupported", ()):  # from_torch: what it could not cost
         parts.append(Text(f"warning: {u.name} ({u.type}) {u.reason}", style="yellow"))
-    for note in getattr(a, "notes", ()):  # from_torch: how it was traced, if unusually
+    for note in a.notes:  # how a trace went, or a size assumption the figures rest on
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)
+
+
+def _table(a: Analysis, training: bool, receptive: bool, fractions: list, bar: int,
+           compact: bool = False) -> Table:
+    title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
+             f"({a.layout.upper()}), batch {pretty(a.batch)}")
+    table = Table(title=title, title_justify="left", header_style="bold", expand=False,
+                  show_lines=False, **({"box": box.SIMPLE_HEAD} if compact else {}))
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("type", style="cyan", no_wrap=True)
+    table.add_column("output", overflow="fold")
+    table.add_column("params", justify="right", overflow="fold")
+    table.add_column("MACs", justify="right", overflow="fold")
+    if compact:
+        table.add_column("acts", justify="right", overflow="fold")
+    else:
+        table.add_column("activations", justify="right", overflow="fold", min_width=11)
+    table.add_column("mem Δ", justify="right", overflow="fold")
+    if training:
+        for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
+            table.add_column(head, justify="right", overflow="fold")
+    if receptive:
+        for head in ("RF", "jump", "start"):
+            table.add_column(head, justify="right", overflow="fold")
+    for _, head, _, _ in fractions:
+        table.add_column(head, no_wrap=True)
+    for r, cells, repeats in _runs(a.layers, training, receptive):
+        bars = [share_cell(f[r.index], bar, colour, max(f)) for _, _, colour, f in fractions]
+        if repeats:
+            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these", "⋮",
+                          *(["⋮"] * (len(cells) + len(bars))), style="dim")
+        else:
+            table.add_row(str(r.index), "  " * r.depth + r.name, r.type, *cells, *bars)
+    t = a.total
+    table.add_section()
+    table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
+                  pretty(t["params"]), pretty(t["macs"]), pretty(t["activations"]),
+                  percent(a.memory_change),
+                  *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
+                     pretty(t["saved_bytes"])) if training else ()),
+                  *(field_cells(t["receptive_field"]) if receptive else ()),
+                  *(Text("100%".rjust(bar + 7 if bar else 6)) for _ in fractions),
+                  style="bold")
+    return table
+
+
+def share_cell(fraction, bar: int, colour: str, scale=1) -> Text:
+    """``█████▍     43.2%``: the percentage, after a bar of up to ``bar`` cells (drawn in
+    eighths) that ``scale``, the largest share of the column, fills."""
+    text = Text()
+    if bar:
+        eighths = round(fraction / scale * bar * 8)
+        full, part = divmod(eighths, 8)
+        text.append(("█" * full + (_EIGHTHS[part] if part else "")).ljust(bar), style=colour)
+        text.append(" ")
+    pct = ("0%" if fraction == 0 else "<0.1%" if fraction < Fraction(1, 1000)
+           else f"{float(100 * fraction):.1f}%")
+    text.append(pct.rjust(6))
+    return text
+
+
+def natural_width(renderable) -> int:
+    """The width ``renderable`` takes when nothing limits it."""
+    return Console(width=10_000).measure(renderable).maximum
+
+
+def fitting_table(a: Analysis, width: int, training: bool = False,
+                  receptive: bool = False) -> tuple[Group, int]:
+    """The table for a terminal ``width`` columns wide, and the width to print it at: the
+    full table if it fits (its share bars narrowed or left out to make it fit), else the
+    compact one if that fits, else the compact one at its own width (the terminal wraps
+    its lines; a table cut to fit would cut numbers)."""
+    full = analysis_table(a, training, receptive, width=width)
+    if natural_width(full.renderables[0]) <= width:
+        return full, width
+    compact = analysis_table(a, training, receptive, width=width, compact=True)
+    return compact, max(width, natural_width(compact.renderables[0]))
 
 
 LONG_RUN = 12  # identical rows in a row beyond this are shown as first, "⋮ N more", last
