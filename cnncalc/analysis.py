@@ -17,8 +17,8 @@ import sympy as sp
 from . import layers as L
 from . import receptive, training
 from .errors import CnnCalcError, ShapeError, SpecError
-from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, prod, updated
-from .symbolic import same, witness
+from .quantities import ONE, ZERO, Cost, Shape, Step, cost, fmt_shape, name_sizes, prod, updated
+from .symbolic import input_symbols, named_in, same, witness
 
 LAYOUTS = ("chw", "hwc")
 A_IN, A_OUT = L.symbol("A_in"), L.symbol("A_out")  # activations in and out of a layer
@@ -85,7 +85,13 @@ class Analysis:
         found: set[sp.Symbol] = set()
         for v in (*self.input_shape, self.batch, *self.total.values()):
             found |= getattr(v, "free_symbols", set())
-        return sorted(found, key=lambda s: s.name)
+        return sorted(input_symbols(found), key=lambda s: s.name)
+
+    @property
+    def named_sizes(self) -> list:
+        """The sizes given names on the way (``H₃``, a ``symbolic.Size``, with its
+        ``definition``), in row order: what a renderer lists under "where"."""
+        return named_in(d for r in self.layers for d in r.output_shape)
 
     def subs(self, values: dict) -> Analysis:
         """The same network analysed again with some symbols given values."""
@@ -306,6 +312,7 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None) -> Shape:
+        c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
         steps = list(c.steps)
@@ -385,7 +392,7 @@ class _Walker:
             verb = "concat" if block.merge == "cat" else "add"
             point = witness(sp.Add(*(a for a, _ in pairs)), sp.Add(*(b for _, b in pairs))) \
                 if len(other) == len(first) else None
-            if point is None or not all(a.xreplace(point) == b.xreplace(point)
+            if point is None or not all(a.subs(point) == b.subs(point)  # through H₃
                                         for a, b in pairs):
                 raise ShapeError(f"{verb}: branch {i} gives {fmt_shape(other)} but branch 1 "
                                  f"gives {fmt_shape(first)} (their {what} must match)",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .analysis import Analysis
-from .symbolic import SIMPLIFY_SECONDS, within
+from .symbolic import SIMPLIFY_SECONDS, unfold, within
 
 COMPARED = ("params", "trainable_params", "non_trainable_params", "buffers", "macs",
             "activations")
@@ -40,6 +40,9 @@ class Comparison:
     label_b: str
     lines: tuple[Line, ...]
     notes: tuple[str, ...] = ()
+    # the output shapes in the inputs' symbols (each network names its own sizes, H₃, ...)
+    output_a: tuple = ()
+    output_b: tuple = ()
 
 
 def compare(a: Analysis, b: Analysis, label_a: str = "A", label_b: str = "B") -> Comparison:
@@ -52,13 +55,16 @@ def compare(a: Analysis, b: Analysis, label_a: str = "A", label_b: str = "B") ->
     """
     lines, late = [], []
     for q in COMPARED:
-        va, vb = sp.sympify(a.total[q]), sp.sympify(b.total[q])
+        # named sizes written out: A's H₃ and B's H₃ need not be the same size
+        va, vb = unfold(sp.sympify(a.total[q])), unfold(sp.sympify(b.total[q]))
         ratio = None if va == 0 else _simplified(vb / va, sp.factor, q, late)
         lines.append(Line(q, va, vb, _simplified(vb - va, None, q, late), ratio))
     notes = () if not late else (
         f"{', '.join(dict.fromkeys(late))}: not simplified within {SIMPLIFY_SECONDS:g} s; "
         "shown exact, as built",)
-    return Comparison(a, b, label_a, label_b, tuple(lines), notes)
+    return Comparison(a, b, label_a, label_b, tuple(lines), notes,
+                      tuple(unfold(d) for d in a.output_shape),
+                      tuple(unfold(d) for d in b.output_shape))
 
 
 def _simplified(value: sp.Expr, then, quantity: str, late: list) -> sp.Expr:

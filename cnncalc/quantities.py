@@ -40,7 +40,7 @@ from .layers import (
     Upsample,
     symbol,
 )
-from .symbolic import ceil_mode_size, window_size
+from .symbolic import ceil_mode_size, named, window_size
 
 Shape = tuple[sp.Expr, ...]
 ZERO = sp.Integer(0)
@@ -352,6 +352,32 @@ def _flatten(layer: Flatten, shape: Shape, batch: sp.Expr) -> Cost:
 @cost.register
 def _elementwise(layer: Elementwise, shape: Shape, batch: sp.Expr) -> Cost:
     return Cost(layer.kind, shape)
+
+
+def name_sizes(c: Cost, shape: Shape, index: int) -> Cost:
+    """``c`` with each spatial output size that grew long (symbolic strides: a term per
+    earlier layer) replaced by a size named for row ``index`` (``H₃``), in the output
+    shape, the counts and the worked steps, whose output-size step then reads as the
+    name's definition. Exact: a name only stands for its definition."""
+    out = c.output_shape
+    if not 2 <= len(out) <= 4:
+        return c
+    names: dict[sp.Expr, sp.Expr] = {}
+    for size, dim in zip(out[1:], DIM_NAMES[len(out) - 1]):
+        if size not in names and size not in shape[1:]:
+            new = named(size, dim, index)
+            if new is not size:
+                names[size] = new
+    if not names:
+        return c
+
+    def swap(value):
+        return value.xreplace(names) if isinstance(value, sp.Basic) else value
+
+    steps = tuple(Step(s.quantity, s.formula, {k: swap(v) for k, v in s.bindings.items()},
+                       swap(s.value)) for s in c.steps)
+    return updated(c, output_shape=tuple(swap(d) for d in out), params=swap(c.params),
+                   buffers=swap(c.buffers), macs=swap(c.macs), steps=steps)
 
 
 @cost.register

@@ -42,12 +42,12 @@ class ReceptiveField:
 
     @property
     def size(self) -> tuple[sp.Expr, ...]:
-        return tuple(_tidy(h - lo + 1) for lo, h in zip(self.lo, self.hi))
+        return tuple(_tidy(_sum(h, -_sum(lo), 1)) for lo, h in zip(self.lo, self.hi))
 
     @property
     def start(self) -> tuple[sp.Expr, ...]:
         """The centre of output pixel 0's field, in input pixels (negative into padding)."""
-        return tuple(_tidy((lo + h) / 2) for lo, h in zip(self.lo, self.hi))
+        return tuple(_tidy(_sum(lo, h) / 2) for lo, h in zip(self.lo, self.hi))
 
 
 def _tidy(value: sp.Expr) -> sp.Expr:
@@ -57,13 +57,34 @@ def _tidy(value: sp.Expr) -> sp.Expr:
     return tidy(value) if value.has(sp.Max, sp.Min) else value
 
 
+def _plus(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """``a + b``, left unevaluated when symbolic: with symbolic strides ``lo`` and ``hi``
+    gain a term per layer, and sorting the whole sum again at every layer made the fields
+    of a deep stack quadratic in its depth. :func:`_sum` collects such a sum in one go."""
+    if a.is_Number and b.is_Number:  # is_number would walk the whole unevaluated sum
+        return a + b
+    return sp.Add(a, b, evaluate=False)
+
+
+def _sum(*values: sp.Expr) -> sp.Expr:
+    """The sum of ``values``, each flattened through its (unevaluated) sums first."""
+    terms, todo = [], [sp.sympify(v) for v in values]
+    while todo:
+        value = todo.pop()
+        if value.is_Add:
+            todo += value.args
+        else:
+            terms.append(value)
+    return sp.Add(*terms)
+
+
 def _window(field: ReceptiveField, k, s, p, d) -> ReceptiveField:
     n = len(field.lo)
     k, s, p, d = (_spread(v, n, w) for v, w in ((k, "kernel"), (s, "stride"),
                                                 (p, "padding"), (d, "dilation")))
     return ReceptiveField(
-        lo=tuple(lo - pi * j for lo, pi, j in zip(field.lo, p, field.jump)),
-        hi=tuple(h + (di * (ki - 1) - pi) * j
+        lo=tuple(_plus(lo, -pi * j) for lo, pi, j in zip(field.lo, p, field.jump)),
+        hi=tuple(_plus(h, (di * (ki - 1) - pi) * j)
                  for h, ki, pi, di, j in zip(field.hi, k, p, d, field.jump)),
         jump=tuple(si * j for si, j in zip(s, field.jump)))
 
@@ -159,8 +180,8 @@ def _add(layer: L.Residual, fields, spatial):
         if not all(same(a, b) for a, b in zip(first.jump, other.jump)):
             return None
     return ReceptiveField(
-        lo=tuple(sp.Min(*(f.lo[i] for f in fields)) for i in range(len(first.lo))),
-        hi=tuple(sp.Max(*(f.hi[i] for f in fields)) for i in range(len(first.hi))),
+        lo=tuple(sp.Min(*(_sum(f.lo[i]) for f in fields)) for i in range(len(first.lo))),
+        hi=tuple(sp.Max(*(_sum(f.hi[i]) for f in fields)) for i in range(len(first.hi))),
         jump=first.jump)
 
 

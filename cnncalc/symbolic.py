@@ -12,10 +12,12 @@ identity that holds for every integer ``y`` and ``e`` and positive integers ``m`
 (``floor(y/m) + e = floor((y + e m)/m)``, and ``floor(floor(z/m)/s) = floor(z/(m s))``).
 So three 3x3 stride-2 convolutions give ``ceiling(H/8)``, not three nested floors, and the
 cost of a deep stack stays linear in its depth. Symbolic strides fold the same way into
-one ``floor`` over the product of the strides. ``sympy.simplify`` is never on this
-path; where it is still wanted (a receptive field's size, a comparison's ratio)
-:func:`tidy` runs it under a time budget and keeps the exact unsimplified form when the
-budget runs out.
+one ``floor`` over the product of the strides, whose numerator gains a term per layer:
+a size that grows past :data:`NAME_NODES` is given a name of its own (:class:`Size`,
+``H₃ = floor((H₂ + 2*P - F)/S) + 1``), so each row stays a short formula. ``sympy.simplify``
+is never on this path; where it is still wanted (a receptive field's size, a comparison's
+ratio) :func:`tidy` runs it under a time budget and keeps the exact unsimplified form when
+the budget runs out.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from contextlib import contextmanager
 import sympy as sp
 
 SIMPLIFY_SECONDS = 1.0  # the most one simplification may take before the exact form is kept
+# A size of more sympy nodes than this gets a name: one conv(k=F, s=S, p=P) on H is 15
+# nodes, two folded into one floor are 24, and each further layer adds about nine.
+NAME_NODES = 20
 
 
 def _rounding_and_rest(size: sp.Expr):
@@ -191,17 +196,144 @@ def smaller(u: sp.Expr, v: sp.Expr) -> sp.Expr:
     return sp.Min(u, v)
 
 
+# -- named sizes ----------------------------------------------------------------------
+
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_DIM_ORDER = "LDHW"
+
+
+class Size(sp.Symbol):
+    """A size named after the row that made it: ``H₃``, the height after layer 3, standing
+    for ``definition`` (exact, in the input's symbols and earlier sizes).
+
+    The definition is part of the symbol: two analyses' ``H₃`` that mean different things
+    are different symbols, and the subscript keeps it apart from anything a user can type.
+    ``subs`` sees through it (``expr.subs(H, 224)`` reaches into the definitions); ``xreplace``
+    does not (use :func:`unfold` first).
+    """
+
+    __slots__ = ("dim", "index", "definition", "_reach", "_unfolded")
+
+    def __new__(cls, dim: str, index: int, definition: sp.Expr):
+        # one object per meaning: comparing two equal sizes would otherwise compare their
+        # definitions, and those the earlier sizes' definitions, a recursion as deep as
+        # the network
+        key = (dim, index, definition)
+        if key in _SIZES:
+            return _SIZES[key]
+        assumptions = {"integer": True, "positive": True}
+        cls._sanitize(assumptions, cls)
+        obj = sp.Symbol.__xnew__(cls, dim + str(index).translate(_SUBSCRIPT), **assumptions)
+        obj.dim, obj.index, obj.definition = dim, index, definition
+        obj._reach = obj._unfolded = None
+        if len(_SIZES) > 100_000:
+            _SIZES.clear()
+        _SIZES[key] = obj
+        return obj
+
+    def __getnewargs_ex__(self):
+        return (self.dim, self.index, self.definition), {}
+
+    def __getstate__(self):
+        return {}
+
+    def _hashable_content(self):
+        return (*super()._hashable_content(), self.definition)
+
+    def _latex(self, printer) -> str:
+        return f"{self.dim}_{{{self.index}}}"
+
+    @property
+    def reach(self) -> frozenset:
+        """Every symbol the definition depends on, through earlier sizes too."""
+        if self._reach is None:
+            found = set(self.definition.free_symbols)
+            for s in list(found):
+                if isinstance(s, Size):
+                    found |= s.reach
+            self._reach = frozenset(found)
+        return self._reach
+
+    @property
+    def unfolded(self) -> sp.Expr:
+        """The definition in the input's symbols alone."""
+        if self._unfolded is None:
+            self._unfolded = unfold(self.definition)
+        return self._unfolded
+
+    def _eval_subs(self, old, new):
+        if old in self.reach:
+            return self.definition._subs(old, new)
+        return super()._eval_subs(old, new)
+
+
+_SIZES: dict[tuple, Size] = {}
+
+
+def unfold(expr):
+    """``expr`` with every named size replaced by its definition, down to the input's
+    symbols (as long as the unnamed form: for comparisons and checks, not for printing)."""
+    if not isinstance(expr, sp.Basic):
+        return expr
+    sizes = expr.atoms(Size)
+    return expr.xreplace({s: s.unfolded for s in sizes}) if sizes else expr
+
+
+def named(size: sp.Expr, dim: str, index: int) -> sp.Expr:
+    """``size``, or a :class:`Size` named ``dim`` + ``index`` standing for it: when it has
+    grown past :data:`NAME_NODES`, or when it is computed from a named size (a chain once
+    named stays named, rather than alternating between names and one-step formulas);
+    a named size plus a whole number (an unpadded stride-1 window) keeps its form."""
+    if size.is_number or size.is_Symbol:
+        return size
+    inner = size.atoms(Size)
+    if inner:
+        if len(inner) == 1 and (size - next(iter(inner))).is_Integer:
+            return size
+        return Size(dim, index, size)
+    if any(i >= NAME_NODES for i, _ in enumerate(sp.preorder_traversal(size))):
+        return Size(dim, index, size)
+    return size
+
+
+def named_in(values) -> list[Size]:
+    """The named sizes in ``values`` and in their definitions, in row order (``H`` before
+    ``W``): the "where" list of an analysis."""
+    found: set[Size] = set()
+    todo = [v for v in values if isinstance(v, Size)]
+    todo += [s for v in values if isinstance(v, sp.Basic) and not v.is_Atom
+             for s in v.atoms(Size)]
+    while todo:
+        s = todo.pop()
+        if s not in found:
+            found.add(s)
+            todo += s.definition.atoms(Size)
+    return sorted(found, key=lambda s: (s.index, _DIM_ORDER.find(s.dim), s.name))
+
+
+def input_symbols(symbols) -> set[sp.Symbol]:
+    """``symbols`` with each named size replaced by the input symbols it stands for."""
+    out: set[sp.Symbol] = set()
+    for s in symbols:
+        if isinstance(s, Size):
+            out |= {r for r in s.reach if not isinstance(r, Size)}
+        else:
+            out.add(s)
+    return out
+
+
 def same(a: sp.Expr, b: sp.Expr) -> bool:
     """Whether two sizes are equal for every value of their symbols.
 
     Equal canonical forms (``floor((x + a)/m) + b``) are the usual case; sizes that
     differ at a random point (positive integers for every symbol) are different; only
     what is left goes to ``simplify``, under the time budget (an undecided pair counts
-    as different).
+    as different). Named sizes are written out first.
     """
     a, b = sp.sympify(a), sp.sympify(b)
     if a == b:
         return True
+    a, b = unfold(a), unfold(b)
     pa, pb = _split(a), _split(b)
     if pa is not None and pb is not None and pa[1:3] == pb[1:3] and sp.expand(
             pa[0] - pb[0]) == 0 and sp.expand(pa[3] - pb[3]) == 0:
@@ -222,7 +354,7 @@ def same(a: sp.Expr, b: sp.Expr) -> bool:
 def witness(a: sp.Expr, b: sp.Expr) -> dict | None:
     """Symbol values (powers of two first: the sizes networks are built for) at which two
     sizes are equal, or None if none is found: ``2*floor(H/2)`` and ``H`` meet at H = 64."""
-    difference = sp.sympify(a) - sp.sympify(b)
+    difference = unfold(sp.sympify(a)) - unfold(sp.sympify(b))  # values for input symbols
     symbols = sorted(difference.free_symbols, key=str)
     rng = random.Random(0)
     points = [{s: sp.Integer(v) for s in symbols} for v in (64, 256, 1024, 96, 224)]

@@ -203,8 +203,9 @@ def test_out_of_time_simplification_keeps_the_exact_form(monkeypatch):
 @given(st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(30, 200),
        st.integers(1, 4))
 def test_fully_symbolic_layers_substituted_are_the_numeric_analysis(k, s, p, h, depth):
-    """conv(k=F, s=S, p=P) stacks: one floor over S**n, and the memory change left as an
-    unevaluated quotient, each equal to the numeric run once F, S, P, H, W are given."""
+    """conv(k=F, s=S, p=P) stacks: one floor over S**n, named sizes (H₁, H₂, ...) past the
+    second layer, and the memory change left as an unevaluated quotient, each equal to the
+    numeric run once F, S, P, H, W are given (``subs`` reaches into the named sizes)."""
     spec = ", ".join(["conv(4, k=F, s=S, p=P), relu"] * depth)
     try:
         numeric = cnncalc.analyze(spec.replace("F", str(k)).replace("S", str(s))
@@ -215,8 +216,8 @@ def test_fully_symbolic_layers_substituted_are_the_numeric_analysis(k, s, p, h, 
     F, S, N = sp.symbols("F S N", integer=True, positive=True)
     at = {F: k, S: s, P: p, H: h, W: h + 1, C: 3, N: 1}
     for a, b in zip(symbolic.layers, numeric.layers):
-        assert tuple(d.xreplace(at) for d in a.output_shape) == b.output_shape
-        assert a.memory_change.xreplace(at) == b.memory_change
+        assert tuple(d.subs(at) for d in a.output_shape) == b.output_shape
+        assert a.memory_change.subs(at) == b.memory_change
         for q in QUANTITIES:
-            assert getattr(a, q).xreplace(at) == getattr(b, q), (a.name, q)
-    assert symbolic.memory_change.xreplace(at) == numeric.memory_change
+            assert getattr(a, q).subs(at) == getattr(b, q), (a.name, q)
+    assert symbolic.memory_change.subs(at) == numeric.memory_change

@@ -27,7 +27,13 @@ def _side(c: Comparison, which: str) -> tuple[str, str]:
     label = c.label_a if which == "a" else c.label_b
     rows = f"{len(a.layers)} row" + ("s" if len(a.layers) != 1 else "")
     return label, (f"input {pretty_shape(a.input_shape)} → output "
-                   f"{pretty_shape(a.output_shape)}, {rows}")
+                   f"{pretty_shape(_output(c, which))}, {rows}")
+
+
+def _output(c: Comparison, which: str) -> tuple:
+    """The output shape in the input's symbols (a network's own named sizes written out)."""
+    shape = c.output_a if which == "a" else c.output_b
+    return shape or (c.a if which == "a" else c.b).output_shape
 
 
 def to_table(c: Comparison):
@@ -52,12 +58,12 @@ def to_table(c: Comparison):
 
 
 def to_dict(c: Comparison) -> dict:
-    def side(a, label):
+    def side(a, label, which):
         return {"name": label, "input_shape": [json_value(d) for d in a.input_shape],
-                "output_shape": [json_value(d) for d in a.output_shape],
+                "output_shape": [json_value(d) for d in _output(c, which)],
                 "batch": json_value(a.batch), "rows": len(a.layers)}
 
-    doc = {"a": side(c.a, c.label_a), "b": side(c.b, c.label_b), "quantities": [
+    doc = {"a": side(c.a, c.label_a, "a"), "b": side(c.b, c.label_b, "b"), "quantities": [
         {"quantity": line.quantity, "a": json_value(line.a), "b": json_value(line.b),
          "difference": json_value(line.difference),
          "ratio": None if line.ratio is None else json_value(line.ratio),
@@ -105,7 +111,7 @@ def to_csv(c: Comparison) -> str:
     for line in c.lines:
         w.writerow([line.quantity, plain(line.a), plain(line.b), plain(line.difference),
                     "" if line.ratio is None else plain(line.ratio)])
-    w.writerow(["output_shape", plain_shape(c.a.output_shape), plain_shape(c.b.output_shape),
+    w.writerow(["output_shape", plain_shape(_output(c, "a")), plain_shape(_output(c, "b")),
                 "", ""])
     return buf.getvalue()
 

@@ -26,6 +26,7 @@ from .values import (
     step_latex,
     step_plain,
     step_pretty,
+    where_lines,
 )
 
 ROW_KEYS = ("output_shape", *QUANTITIES, "memory_change")
@@ -85,7 +86,9 @@ def to_dict(a: Analysis, show_work: bool = False) -> dict:
     total["output_shape"] = [json_value(d) for d in a.output_shape]
     doc = {"model": a.name, "input_shape": [json_value(d) for d in a.input_shape],
            "batch": json_value(a.batch), "layout": a.layout,
-           "symbols": [s.name for s in a.symbols], "layers": layers, "total": total,
+           "symbols": [s.name for s in a.symbols],
+           "named_sizes": {s.name: plain(s.definition) for s in a.named_sizes},
+           "layers": layers, "total": total,
            "training": {"optimizer": a.optimizer, "dtype": a.dtype, "freeze": a.freeze,
                         "freezing_saves": None if a.freezing_saves is None else {
                             q: json_value(v) for q, v in a.freezing_saves.items()}}}
@@ -101,7 +104,7 @@ def to_dict(a: Analysis, show_work: bool = False) -> dict:
 
 
 def to_json(a: Analysis, show_work: bool = False) -> str:
-    return json.dumps(to_dict(a, show_work), indent=2)
+    return json.dumps(to_dict(a, show_work), indent=2, ensure_ascii=False)  # H₃ as written
 
 
 def _plain_field(field) -> list[str]:
@@ -128,6 +131,8 @@ def to_csv(a: Analysis, show_work: bool = False, training: bool = False,
                 *(plain(a.total[q]) for q in QUANTITIES), plain(a.memory_change),
                 *(("", *(plain(a.total[q]) for q in TRAINING)) if training else ()),
                 *(_plain_field(a.total["receptive_field"]) if receptive else ())])
+    for size in a.named_sizes:  # the definitions of the sizes named in the rows above
+        w.writerow(["", size.name, "named size", plain(size.definition)])
     for note in a.notes:  # an assumption the figures rest on travels with them
         w.writerow(["note", note])
     return buf.getvalue()
@@ -164,6 +169,7 @@ def to_markdown(a: Analysis, show_work: bool = False, training: bool = False,
               f"{pretty(t['buffers'])}",
               f"- MACs: {pretty(t['macs'])}; activations: {pretty(t['activations'])} elements",
               f"- memory change, input → output: {percent(a.memory_change)}"]
+    lines += [f"- where {_md(line)}" for line in where_lines(a.named_sizes)]
     lines += [f"- warning: {_md(u.name)} ({u.type}) {u.reason}"
               for u in getattr(a, "unsupported", ())]
     lines += [f"- note: {_md(n)}" for n in getattr(a, "notes", ())]
@@ -218,6 +224,10 @@ def to_latex(a: Analysis, show_work: bool = False, training: bool = False,
                                      _tex(t["params"]), _tex(t["macs"]), _tex(t["activations"]),
                                      _tex(a.memory_change)]) + r" \\",
               r"\hline", r"\end{tabular}"]
+    if a.named_sizes:
+        lines += ["", "where", r"\begin{align*}"]
+        lines += [rf"{latex_value(s)} &= {latex_value(s.definition)} \\" for s in a.named_sizes]
+        lines.append(r"\end{align*}")
     lines += [r"\par\noindent\emph{note: " + _tex_text(n) + "}" for n in a.notes]
     if show_work:
         lines += ["", r"\begin{align*}"]

@@ -12,7 +12,15 @@ from rich.text import Text
 from ..analysis import Analysis
 from ..charts import shares
 from .summary import field_cells, receptive_summary, training_cells, training_summary
-from .values import compact_shape, percent, pretty, pretty_shape, si, step_pretty
+from .values import (
+    compact_shape,
+    percent,
+    pretty,
+    pretty_shape,
+    si,
+    step_pretty,
+    where_lines,
+)
 
 
 def _with_si(value) -> str:
@@ -63,6 +71,9 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
     if receptive:
         summary.add_row("receptive field", receptive_summary(a))
     parts = [table, summary]
+    where = where_lines(a.named_sizes)
+    if where:
+        parts.append(Text("where  " + "\n       ".join(where)))
     if compact:
         parts.insert(1, Text("acts: activations, the elements of each layer's output",
                              style="dim"))

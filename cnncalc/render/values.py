@@ -52,17 +52,38 @@ def _group(match: re.Match) -> str:
     return f"{int(match.group()):,}"
 
 
+def where_lines(sizes, text=pretty) -> list[str]:
+    """``H₂ = ⌊(H₁ + 2·P − F)/S⌋ + 1, W₂ = …``: the definitions of an analysis' named sizes
+    (``Analysis.named_sizes``), one line per row that named them."""
+    lines: list[str] = []
+    last = None
+    for size in sizes:
+        entry = f"{text(size)} = {text(size.definition)}"
+        if lines and size.index == last:
+            lines[-1] += ", " + entry
+        else:
+            lines.append(entry)
+        last = size.index
+    return lines
+
+
+def _dim(size, text) -> str:
+    """One size of a shape, bracketed when it is a sum (``8×(⌊(H - F)/S⌋ + 1)×W``, not a
+    ``+ 1×`` that reads as one term)."""
+    return f"({text(size)})" if getattr(size, "is_Add", False) else text(size)
+
+
 def pretty_shape(shape) -> str:
-    return " × ".join(pretty(d) for d in shape) if shape else "()"
+    return " × ".join(_dim(d, pretty) for d in shape) if shape else "()"
 
 
 def compact_shape(shape) -> str:
     """``6×28×28``: for narrow table columns."""
-    return "×".join(pretty(d) for d in shape) if shape else "()"
+    return "×".join(_dim(d, pretty) for d in shape) if shape else "()"
 
 
 def plain_shape(shape) -> str:
-    return "x".join(plain(d) for d in shape)
+    return "x".join(_dim(d, plain) for d in shape)
 
 
 def si(value) -> str:
