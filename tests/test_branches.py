@@ -418,3 +418,20 @@ def test_compare_two_branching_networks(capsys):
     b = cnncalc.analyze(plain, input="3xHxW").total["macs"]
     macs = next(q for q in doc["quantities"] if q["quantity"] == "macs")
     assert sp.simplify(sp.sympify(macs["ratio"]) - b / a) == 0
+
+
+@pytest.mark.parametrize("name", sorted(cnncalc.zoo.MODELS))
+def test_every_zoo_network_is_symbolic_and_exact(name):
+    """``--model NAME --input CxHxW``: symbolic in H and W, and at the network's own size
+    exactly the numeric answer, for every quantity a total has."""
+    from cnncalc.zoo import MODELS
+    entry = MODELS[name]
+    c, h, w = entry.input.split("x")
+    sym = cnncalc.analyze(model=name, input=f"{c}xHxW")
+    assert {s.name for s in sym.symbols} == {"H", "W"}
+    num = cnncalc.analyze(model=name)
+    values = {cnncalc.layers.symbol("H"): int(h), cnncalc.layers.symbol("W"): int(w)}
+    for key in ("params", "macs", "activations", "backward_macs", "saved_bytes",
+                "training_bytes"):
+        assert sp.expand(sym.total[key].subs(values)) == num.total[key], key
+    assert tuple(d.subs(values) for d in sym.output_shape) == num.output_shape
