@@ -237,3 +237,18 @@ def test_params_too_wide_for_the_terminal_cuts_no_number(capsys, monkeypatch):
     for row in rows:
         if row["index"].isdigit():
             assert f"{int(row['macs']):,}" in out, row["name"]
+
+
+@pytest.mark.parametrize("model", ["resnet50", "googlenet", "efficientnet_v2_s"])
+def test_deep_networks_fit_80_columns_with_every_number_whole(model, capsys, monkeypatch):
+    """Too wide even compact: the type and memory-change columns give way and the layer
+    names wrap; every number is still on one line, whole."""
+    rows = list(csv.DictReader(io.StringIO(
+        run(["params", "--model", model, "--format", "csv"], capsys))))
+    out = _on_a_terminal(["params", "--model", model], 80, capsys, monkeypatch)
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "type and memory change are in --format markdown" in " ".join(out.split())
+    for row in rows:
+        if row["index"].isdigit():
+            for key in ("params", "macs", "activations"):
+                assert f" {int(row[key]):,} " in out, (row["name"], key)

@@ -36,23 +36,26 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
-                   width: int | None = None, compact: bool = False) -> Group:
+                   width: int | None = None, compact: int = 0,
+                   names: int | None = None) -> Group:
     """The per-layer table, its totals and the summary. Each share column gives a
     layer's percentage of the total, with a bar that the heaviest layer fills. ``width``
     (the console's) sizes the bars to the room the other columns leave: narrower bars,
     then percentages alone, then no share columns at all, rather than squeezing the
     numbers. ``compact`` narrows the table for a terminal too narrow for the full one (no
-    column rules, ``acts`` for activations, with a legend), so that no number is cut."""
+    column rules, ``acts`` for activations, with a legend), so that no number is cut; at
+    ``compact=2`` the type and memory-change columns give way too, and ``names`` is the
+    width the layer names wrap at."""
     fractions = [(q, head, colour, f) for q, head, colour in SHARES
                  if (q != "training_bytes" or training) and (f := shares(a, q)) is not None]
     bar = BAR
     if width is not None and fractions:
-        natural = natural_width(_table(a, training, receptive, [], 0, compact))
+        natural = natural_width(_table(a, training, receptive, [], 0, compact, names))
         spare = (width - natural) // len(fractions) - 3  # each column's borders and padding
         bar = min(BAR, spare - 7) if spare - 7 >= BAR_MIN else 0
         if spare < 6:
             fractions = []
-    table = _table(a, training, receptive, fractions, bar, compact)
+    table = _table(a, training, receptive, fractions, bar, compact, names)
     t = a.total
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
@@ -75,8 +78,10 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
     if where:
         parts.append(Text("where  " + "\n       ".join(where)))
     if compact:
-        parts.insert(1, Text("acts: activations, the elements of each layer's output",
-                             style="dim"))
+        legend = "acts: activations, the elements of each layer's output"
+        if compact >= 2:
+            legend += "; each layer's type and memory change are in --format markdown"
+        parts.insert(1, Text(legend, style="dim"))
     if a.symbols:
         parts.append(Text("symbols: " + ", ".join(s.name for s in a.symbols)
                           + " (positive integers; floor() is exact)", style="dim"))
@@ -88,45 +93,56 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
 
 
 def _table(a: Analysis, training: bool, receptive: bool, fractions: list, bar: int,
-           compact: bool = False) -> Table:
+           compact: int = 0, names: int | None = None) -> Table:
     title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}")
     table = Table(title=title, title_justify="left", header_style="bold", expand=False,
                   show_lines=False, **({"box": box.SIMPLE_HEAD} if compact else {}))
     table.add_column("#", justify="right", style="dim", no_wrap=True)
-    table.add_column("layer", no_wrap=True)
-    table.add_column("type", style="cyan", no_wrap=True)
-    table.add_column("output", overflow="fold")
-    table.add_column("params", justify="right", overflow="fold")
-    table.add_column("MACs", justify="right", overflow="fold")
+    # At compact=2 the layer names may wrap (numbers never do), and the type and mem Δ
+    # columns give way (the names say the type).
+    lean = compact >= 2
+    table.add_column("layer", no_wrap=not lean, overflow="fold", max_width=names)
+    if not lean:
+        table.add_column("type", style="cyan", no_wrap=True)
+    table.add_column("output", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
     if compact:
-        table.add_column("acts", justify="right", overflow="fold")
+        table.add_column("acts", justify="right", no_wrap=True)
     else:
-        table.add_column("activations", justify="right", overflow="fold", min_width=11)
-    table.add_column("mem Δ", justify="right", overflow="fold")
+        table.add_column("activations", justify="right", no_wrap=True, min_width=11)
+    if not lean:
+        table.add_column("mem Δ", justify="right", no_wrap=True)
     if training:
         for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
-            table.add_column(head, justify="right", overflow="fold")
+            table.add_column(head, justify="right", no_wrap=True)
     if receptive:
         for head in ("RF", "jump", "start"):
-            table.add_column(head, justify="right", overflow="fold")
+            table.add_column(head, justify="right", no_wrap=True)
     for _, head, _, _ in fractions:
         table.add_column(head, no_wrap=True)
+
+    def shown(cells):  # the cells of the columns this table has
+        return (*cells[:4], *cells[5:]) if lean else cells
+
     for r, cells, repeats in _runs(a.layers, training, receptive):
         bars = [share_cell(f[r.index], bar, colour, max(f)) for _, _, colour, f in fractions]
+        cells = shown(cells)
+        kind = () if lean else (r.type,)
         if repeats:
-            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these", "⋮",
-                          *(["⋮"] * (len(cells) + len(bars))), style="dim")
+            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these",
+                          *(["⋮"] * (len(kind) + len(cells) + len(bars))), style="dim")
         else:
-            table.add_row(str(r.index), "  " * r.depth + r.name, r.type, *cells, *bars)
+            table.add_row(str(r.index), "  " * r.depth + r.name, *kind, *cells, *bars)
     t = a.total
     table.add_section()
-    table.add_row("", Text("total", style="bold"), "", compact_shape(a.output_shape),
-                  pretty(t["params"]), pretty(t["macs"]), pretty(t["activations"]),
-                  percent(a.memory_change),
-                  *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
-                     pretty(t["saved_bytes"])) if training else ()),
-                  *(field_cells(t["receptive_field"]) if receptive else ()),
+    totals = shown((compact_shape(a.output_shape), pretty(t["params"]), pretty(t["macs"]),
+                    pretty(t["activations"]), percent(a.memory_change),
+                    *(("", pretty(t["backward_input_macs"]), pretty(t["backward_weight_macs"]),
+                       pretty(t["saved_bytes"])) if training else ()),
+                    *(field_cells(t["receptive_field"]) if receptive else ())))
+    table.add_row("", Text("total", style="bold"), *(() if lean else ("",)), *totals,
                   *(Text("100%".rjust(bar + 7 if bar else 6)) for _ in fractions),
                   style="bold")
     return table
@@ -156,15 +172,26 @@ def fitting_table(a: Analysis, width: int, training: bool = False,
                   receptive: bool = False) -> tuple[Group, int]:
     """The table for a terminal ``width`` columns wide, and the width to print it at: the
     full table if it fits (its share bars narrowed or left out to make it fit), else the
-    compact one if that fits, else the compact one at its own width (the terminal wraps
-    its lines; a table cut to fit would cut numbers)."""
+    compact one, then the leaner one with its layer names wrapped if need be, if that
+    fits, else that one at its own width (the terminal wraps its lines; a table cut to
+    fit would cut numbers)."""
     full = analysis_table(a, training, receptive, width=width)
     if natural_width(full.renderables[0]) <= width:
         return full, width
-    compact = analysis_table(a, training, receptive, width=width, compact=True)
-    return compact, max(width, natural_width(compact.renderables[0]))
+    for level in (1, 2):
+        compact = analysis_table(a, training, receptive, width=width, compact=level)
+        natural = natural_width(compact.renderables[0])
+        if natural <= width:
+            return compact, width
+    longest = max(len(r.name) + 2 * r.depth for r in a.layers)
+    names = longest - (natural - width)
+    if names < NAMES_MIN:  # the numbers alone are too wide: the table at its own width
+        return compact, natural
+    return analysis_table(a, training, receptive, width=width, compact=2,
+                          names=names), width
 
 
+NAMES_MIN = 10  # layer names wrap at no fewer columns than this
 LONG_RUN = 12  # identical rows in a row beyond this are shown as first, "⋮ N more", last
 
 
