@@ -11,7 +11,8 @@ A document shows a command's output in three ways, all checked here:
 - ``python`` blocks, run in order in one namespace per document, and ``pycon`` blocks,
   run as doctests.
 
-In a shown output, a line ``...`` stands for any number of lines, and ``...`` inside a
+The README's commands run as a newcomer meets them, on a terminal 80 columns wide. In a
+shown output, a line ``...`` stands for any number of lines, and ``...`` inside a
 line for any text. Every other command (``python examples/lenet.py``, ``python -m kernels
 warmup``, ...) must have an entry in ``SHELL``, which says how it is checked: run with
 small settings, or, where it needs hours or a GPU, its arguments parsed by its own parser.
@@ -212,9 +213,12 @@ def test_shown_output_is_what_the_command_prints(shown, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     args = shlex.split(shown.command)
     assert args[0] == "cnncalc", shown.command
+    if shown.doc == "README.md":  # as a newcomer meets it: a terminal 80 columns wide
+        monkeypatch.setenv("COLUMNS", "80")
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     code, out, err = run_any(args[1:], capsys)
     assert code == shown.exit_code, err
-    printed = lines_of(out + err)
+    printed = lines_of(re.sub(r"\x1b\[[0-9;]*m", "", out + err))  # without the colours
     ok = shows(list(shown.output), printed, shown.excerpt)
     assert ok, (
         f"{shown.doc} shows for `{shown.command}`:\n" + "\n".join(shown.output)
