@@ -252,3 +252,12 @@ def test_deep_networks_fit_80_columns_with_every_number_whole(model, capsys, mon
         if row["index"].isdigit():
             for key in ("params", "macs", "activations"):
                 assert f" {int(row[key]):,} " in out, (row["name"], key)
+
+
+def test_zoo_latex_is_a_whole_tabular(capsys):
+    doc = json.loads(run(["zoo", "--format", "json"], capsys))
+    lines = run(["zoo", "--format", "latex"], capsys).strip().splitlines()
+    assert lines[0].startswith(r"\begin{tabular}") and lines[-1] == r"\end{tabular}"
+    rows = [line for line in lines if line.endswith(r" \\")]
+    assert len(rows) == len(doc) + 1  # the header and one row a network
+    assert all(line.count(" & ") == 5 for line in rows)

@@ -347,6 +347,16 @@ def check_gpu_tests(tmp_path, capsys, monkeypatch):
     assert any("cuda" in p.name for p in (ROOT / "tests").glob("test_*.py"))
 
 
+def check_zoo_tool(tmp_path, capsys, monkeypatch):
+    """torchvision is not installed for the tests: the tool knows every zoo network it
+    names, and each name is a torchvision builder's (checked by hand where it is)."""
+    tool = runpy.run_path(str(ROOT / "tools" / "zoo_vs_torchvision.py"))
+    from cnncalc.zoo import MODELS
+    assert set(tool["TORCHVISION"]) <= set(MODELS)
+    assert set(MODELS) - set(tool["TORCHVISION"]) == {
+        "lenet5", "unet", "two_conv_block", "standard_block", "bottleneck_block"}
+
+
 def parse(module, argv):
     return lambda tmp_path, capsys, monkeypatch: parse_only(module, argv, monkeypatch)
 
@@ -403,6 +413,7 @@ SHELL = {
     "python -m benchmarks.cuda": parse("benchmarks.cuda", ["--quick"]),
     "python -m kernels.cuda.ptx": check_ptx,
     "KERNELS_TEST_GPU=1 python -m pytest tests -k cuda": check_gpu_tests,
+    "python tools/zoo_vs_torchvision.py": check_zoo_tool,
 }
 
 COMMANDS = sorted({c for doc in DOCS for c in shell_commands(doc)})

@@ -48,13 +48,18 @@ def command(name, fmt):
         lines = [sep.join(head)]
         if fmt == "markdown":
             lines = ["| " + lines[0] + " |", "|" + "---|" * len(head)]
+        elif fmt == "latex":
+            lines = [r"\begin{tabular}{lllrrl}", r"\hline", lines[0] + r" \\", r"\hline"]
         for e, p, m in rows:
-            cells = [e.name, e.family, e.input, str(p), str(m), e.description]
+            numbers = (str(p), str(m)) if fmt == "csv" else (f"{int(p):,}", f"{int(m):,}")
+            cells = [e.name, e.family, e.input, *numbers, e.description]
             if fmt == "csv":
                 cells = [f'"{c}"' if "," in c else c for c in cells]
             line = sep.join(cells)
             lines.append(f"| {line} |" if fmt == "markdown" else (
                 line.replace("_", r"\_") + r" \\" if fmt == "latex" else line))
+        if fmt == "latex":
+            lines += [r"\hline", r"\end{tabular}"]
         click.echo("\n".join(lines))
         return
     from rich.console import Console
