@@ -105,21 +105,24 @@ def _table(a: Analysis, training: bool, receptive: bool, fractions: list, bar: i
     table.add_column("layer", no_wrap=not lean, overflow="fold", max_width=names)
     if not lean:
         table.add_column("type", style="cyan", no_wrap=True)
-    table.add_column("output", no_wrap=True)
-    table.add_column("params", justify="right", no_wrap=True)
-    table.add_column("MACs", justify="right", no_wrap=True)
+    # A long formula folds; in the compact views, printed where every column has its
+    # natural width or the names alone give way, nothing else needs to.
+    fold = {"no_wrap": True} if compact else {"overflow": "fold"}
+    table.add_column("output", **fold)
+    table.add_column("params", justify="right", **fold)
+    table.add_column("MACs", justify="right", **fold)
     if compact:
-        table.add_column("acts", justify="right", no_wrap=True)
+        table.add_column("acts", justify="right", **fold)
     else:
-        table.add_column("activations", justify="right", no_wrap=True, min_width=11)
+        table.add_column("activations", justify="right", min_width=11, **fold)
     if not lean:
-        table.add_column("mem Δ", justify="right", no_wrap=True)
+        table.add_column("mem Δ", justify="right", **fold)
     if training:
         for head in ("frozen", "∂x MACs", "∂W MACs", "kept for ∂ [B]"):
-            table.add_column(head, justify="right", no_wrap=True)
+            table.add_column(head, justify="right", **fold)
     if receptive:
         for head in ("RF", "jump", "start"):
-            table.add_column(head, justify="right", no_wrap=True)
+            table.add_column(head, justify="right", **fold)
     for _, head, _, _ in fractions:
         table.add_column(head, no_wrap=True)
 
@@ -173,8 +176,9 @@ def fitting_table(a: Analysis, width: int, training: bool = False,
     """The table for a terminal ``width`` columns wide, and the width to print it at: the
     full table if it fits (its share bars narrowed or left out to make it fit), else the
     compact one, then the leaner one with its layer names wrapped if need be, if that
-    fits, else that one at its own width (the terminal wraps its lines; a table cut to
-    fit would cut numbers)."""
+    fits; else, with symbols, the full one with its formulas folded, and with numbers only
+    the compact one at its own width (the terminal wraps its lines; a table cut to fit
+    would cut numbers)."""
     full = analysis_table(a, training, receptive, width=width)
     if natural_width(full.renderables[0]) <= width:
         return full, width
@@ -185,8 +189,10 @@ def fitting_table(a: Analysis, width: int, training: bool = False,
             return compact, width
     longest = max(len(r.name) + 2 * r.depth for r in a.layers)
     names = longest - (natural - width)
-    if names < NAMES_MIN:  # the numbers alone are too wide: the table at its own width
-        return compact, natural
+    if names < NAMES_MIN:
+        if a.symbols:  # formulas fold onto more lines, as text does
+            return analysis_table(a, training, receptive, width=width), width
+        return compact, natural  # numbers too wide even alone: the table at its own width
     return analysis_table(a, training, receptive, width=width, compact=2,
                           names=names), width
 
