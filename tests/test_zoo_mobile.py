@@ -19,6 +19,7 @@ from cnncalc.layers import symbol
 torch = pytest.importorskip("torch")
 nn = torch.nn
 import zoo_reference_mobile as ref  # noqa: E402  (after the importorskip: its models need torch)
+from test_training import saved_by_torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 # torchvision.models' weight metadata (``num_params`` and ``_ops``, the GFLOPS column of
@@ -99,23 +100,6 @@ def test_symbolic_size_gives_the_numeric_totals(name):
 
 # -- training: squeeze-and-excitation through autograd ----------------------------------------
 
-def saved_by_autograd(model, x) -> tuple[int, torch.Tensor]:
-    """Bytes of the distinct storages autograd saves in one forward, without the model's
-    own parameters and buffers."""
-    state = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in state:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    return sum(seen.values()), out
-
-
 def grouped_weight_overcount(model, x) -> int:
     """FLOPs that ``FlopCounterMode`` adds for grouped convs' weight gradients: it counts
     each as ``groups`` times the forward (``tests/test_training.py`` shows it group by
@@ -145,7 +129,7 @@ def test_squeeze_excite_training_step_matches_autograd():
     model = ref.mobilenet_v3_small().train()
     a = cnncalc.analyze(model="mobilenet_v3_small", input="3x64x64", batch=batch)
     x = torch.randn(batch, *shape)
-    saved, out = saved_by_autograd(model, x)
+    saved, out = saved_by_torch(model, x)
     # torch's CPU dropout keeps its mask in float32; cnncalc counts the bool mask a GPU
     # keeps (see test_training.test_dropout_mask_differs_on_cpu): 3 bytes an element more.
     dropout_mask = batch * 1024
