@@ -8,6 +8,8 @@ each module against the torch module it subclasses (same state), each optimizer 
 from __future__ import annotations
 
 import copy
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -501,6 +503,13 @@ def ddp_worker(rank, world_size, init_file, out):
             torch.save(ddp.module.state_dict(), out)
     finally:
         dist.destroy_process_group()
+    # NOTE: leave without the interpreter's teardown: now and then a worker died there,
+    # after its work, of "terminate called without an active exception" (a C++ thread
+    # of the runtime torch, gloo and Numba share, destroyed while joinable), and the
+    # test failed on a process that had done everything asked of it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def test_distributed_data_parallel_equals_full_batch_training(tmp_path, monkeypatch):
