@@ -748,12 +748,14 @@ class _Depthwise:
         self.geo, self.w_shape = geo, w_shape
         self.geometry = (top, left, sh, sw, self.Hq, self.Wq)
         self.cog = Co // C
-        self.macs = N * Co * OH * OW * KH * KW
+        # A depthwise multiply-add costs several of a dense one's (a plane's padding,
+        # stores and overhead, for a few taps): the work that decides parallel or serial.
+        self.work = N * Co * OH * OW * KH * KW * DEPTHWISE_MAC_COST
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .cpu import depthwise
 
-        cpu = _cpu(self.macs)
+        cpu = _cpu(self.work)
         N, Co = x.shape[0], w.shape[0]
         y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
         T = self.off.size
@@ -766,7 +768,7 @@ class _Depthwise:
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         N, Co = g.shape[:2]
         gw = np.empty((Co, self.off.size), dtype=np.float64)
-        _cpu(self.macs).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
+        _cpu(self.work).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
                                        self.cog, self.ntile, *self.stores)
         return gw.astype(g.dtype).reshape(self.w_shape)
 
@@ -805,13 +807,14 @@ class _DepthwiseInputGrad:
                      np.concatenate(self.phase_taps), np.r_[0, np.cumsum(sizes)].astype(np.int64),
                      Hq * Wq, 1, ntile, *stores)
         self.dims = N, C, H, W, Hq, Wq
-        self.geo, self.macs = geo, N * C * geo.out_hw[0] * geo.out_hw[1] * KH * KW
+        self.geo = geo
+        self.work = N * C * geo.out_hw[0] * geo.out_hw[1] * KH * KW * DEPTHWISE_MAC_COST
 
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
         from .cpu import depthwise
 
         N, C, H, W, Hq, Wq = self.dims
-        (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
+        (sh, sw), cpu = self.geo.stride, _cpu(self.work)
         S = sh * sw
         yph = _alloc.scratch("conv.out", N * C * S * Hq * Wq, g.dtype)
         cpu.dw_forward(g, np.ascontiguousarray(w.reshape(C, -1)), _zeros(C, g.dtype), yph,
@@ -898,6 +901,7 @@ def _zeros(n: int, dtype) -> np.ndarray:
 
 
 PARALLEL_MIN_MACS = 4_000_000  # ~100 us on one core: below, a convolution runs serially
+DEPTHWISE_MAC_COST = 8  # a depthwise layer's multiply-add against a dense one's, in time
 
 
 def _macs(x_shape, w_shape, geo: Geometry) -> int:
