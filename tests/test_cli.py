@@ -261,3 +261,18 @@ def test_zoo_latex_is_a_whole_tabular(capsys):
     rows = [line for line in lines if line.endswith(r" \\")]
     assert len(rows) == len(doc) + 1  # the header and one row a network
     assert all(line.count(" & ") == 5 for line in rows)
+
+
+@pytest.mark.parametrize("model", ["lenet5", "resnet18", "googlenet"])
+def test_table_width_measured_on_its_widest_rows_is_its_width(model):
+    """The terminal fit measures a table built of its widest rows only: the same width as
+    the whole table, in every view."""
+    import cnncalc
+    from cnncalc.render import table as T
+    for spec in ({"model": model}, {"model": model, "input": "3xHxW"}):
+        a = cnncalc.analyze(**spec)
+        for training in (False, True):
+            for compact in (0, 1, 2):
+                fractions, bar = T._shares(a, training, True, 120, compact, None)
+                whole = T.natural_width(T._table(a, training, True, fractions, bar, compact))
+                assert T._width(a, training, True, fractions, bar, compact) == whole

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -46,15 +47,7 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
     column rules, ``acts`` for activations, with a legend), so that no number is cut; at
     ``compact=2`` the type and memory-change columns give way too, and ``names`` is the
     width the layer names wrap at."""
-    fractions = [(q, head, colour, f) for q, head, colour in SHARES
-                 if (q != "training_bytes" or training) and (f := shares(a, q)) is not None]
-    bar = BAR
-    if width is not None and fractions:
-        natural = natural_width(_table(a, training, receptive, [], 0, compact, names))
-        spare = (width - natural) // len(fractions) - 3  # each column's borders and padding
-        bar = min(BAR, spare - 7) if spare - 7 >= BAR_MIN else 0
-        if spare < 6:
-            fractions = []
+    fractions, bar = _shares(a, training, receptive, width, compact, names)
     table = _table(a, training, receptive, fractions, bar, compact, names)
     t = a.total
     summary = Table.grid(padding=(0, 2))
@@ -92,8 +85,33 @@ def analysis_table(a: Analysis, training: bool = False, receptive: bool = False,
     return Group(*parts)
 
 
+def _shares(a: Analysis, training: bool, receptive: bool, width: int | None, compact: int,
+            names: int | None) -> tuple[list, int]:
+    """The share columns ``(quantity, heading, colour, fractions)`` and their bar width:
+    as wide as the room the other columns leave in ``width`` allows (none if too little)."""
+    fractions = [(q, head, colour, f) for q, head, colour in SHARES
+                 if (q != "training_bytes" or training) and (f := shares(a, q)) is not None]
+    bar = BAR
+    if width is not None and fractions:
+        natural = _width(a, training, receptive, [], 0, compact, names)
+        spare = (width - natural) // len(fractions) - 3  # each column's borders and padding
+        bar = min(BAR, spare - 7) if spare - 7 >= BAR_MIN else 0
+        if spare < 6:
+            fractions = []
+    return fractions, bar
+
+
+def _width(a: Analysis, training: bool, receptive: bool, fractions: list, bar: int,
+           compact: int = 0, names: int | None = None) -> int:
+    """The width the table takes when nothing limits it, measured on its widest rows
+    alone (a column is as wide as its widest cell: measuring every row of a deep
+    network took rich most of a second)."""
+    return natural_width(_table(a, training, receptive, fractions, bar, compact, names,
+                                widest_only=True))
+
+
 def _table(a: Analysis, training: bool, receptive: bool, fractions: list, bar: int,
-           compact: int = 0, names: int | None = None) -> Table:
+           compact: int = 0, names: int | None = None, widest_only: bool = False) -> Table:
     title = (f"{a.name or 'network'} — input {pretty_shape(a.input_shape)} "
              f"({a.layout.upper()}), batch {pretty(a.batch)}")
     table = Table(title=title, title_justify="left", header_style="bold", expand=False,
@@ -129,15 +147,24 @@ def _table(a: Analysis, training: bool, receptive: bool, fractions: list, bar: i
     def shown(cells):  # the cells of the columns this table has
         return (*cells[:4], *cells[5:]) if lean else cells
 
+    rows = []
     for r, cells, repeats in _runs(a.layers, training, receptive):
         bars = [share_cell(f[r.index], bar, colour, max(f)) for _, _, colour, f in fractions]
         cells = shown(cells)
         kind = () if lean else (r.type,)
         if repeats:
-            table.add_row("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these",
-                          *(["⋮"] * (len(kind) + len(cells) + len(bars))), style="dim")
+            rows.append((("⋮", "  " * r.depth + f"⋮ {repeats:,} more rows like these",
+                          *(["⋮"] * (len(kind) + len(cells) + len(bars)))), "dim"))
         else:
-            table.add_row(str(r.index), "  " * r.depth + r.name, *kind, *cells, *bars)
+            rows.append(((str(r.index), "  " * r.depth + r.name, *kind, *cells, *bars), None))
+    if widest_only:  # the rows holding some column's widest cell
+        widths = [[cell_len(c.plain if isinstance(c, Text) else c) for c in row]
+                  for row, _ in rows]
+        keep = {max(range(len(rows)), key=lambda i: widths[i][j])
+                for j in range(len(widths[0]))} if rows else set()
+        rows = [rows[i] for i in sorted(keep)]
+    for cells, style in rows:
+        table.add_row(*cells, style=style)
     t = a.total
     table.add_section()
     totals = shown((compact_shape(a.output_shape), pretty(t["params"]), pretty(t["macs"]),
@@ -179,22 +206,20 @@ def fitting_table(a: Analysis, width: int, training: bool = False,
     fits; else, with symbols, the full one with its formulas folded, and with numbers only
     the compact one at its own width (the terminal wraps its lines; a table cut to fit
     would cut numbers)."""
-    full = analysis_table(a, training, receptive, width=width)
-    if natural_width(full.renderables[0]) <= width:
-        return full, width
-    for level in (1, 2):
-        compact = analysis_table(a, training, receptive, width=width, compact=level)
-        natural = natural_width(compact.renderables[0])
+    for compact in (0, 1, 2):
+        natural = _width(a, training, receptive, *_shares(a, training, receptive, width,
+                                                          compact, None), compact)
         if natural <= width:
-            return compact, width
+            return analysis_table(a, training, receptive, width=width, compact=compact), width
     longest = max(len(r.name) + 2 * r.depth for r in a.layers)
     names = longest - (natural - width)
-    if names < NAMES_MIN:
-        if a.symbols:  # formulas fold onto more lines, as text does
-            return analysis_table(a, training, receptive, width=width), width
-        return compact, natural  # numbers too wide even alone: the table at its own width
-    return analysis_table(a, training, receptive, width=width, compact=2,
-                          names=names), width
+    if names >= NAMES_MIN:
+        return analysis_table(a, training, receptive, width=width, compact=2,
+                              names=names), width
+    if a.symbols:  # formulas fold onto more lines, as text does
+        return analysis_table(a, training, receptive, width=width), width
+    # numbers too wide even alone: the table at its own width
+    return analysis_table(a, training, receptive, width=width, compact=2), natural
 
 
 NAMES_MIN = 10  # layer names wrap at no fewer columns than this
