@@ -57,6 +57,7 @@ class Keep:
     elements: sp.Expr = ZERO
     itemsize: int | None = None
     index: int = 0  # which input, for a layer with several
+    for_grad_of: int | None = None  # kept only if this input needs a gradient
 
 
 _IN, _OUT = Keep("input"), Keep("output")
@@ -146,9 +147,11 @@ def _layer_scale(layer: L.LayerScale, shape, out, batch, weight_grad):
 
 @kept.register
 def _merge(layer: L.Merge, shape, out, batch, weight_grad):
-    # x * gate keeps each factor for the other's gradient; annotate drops a factor whose
-    # partner needs none. Concatenation and addition keep nothing.
-    return [Keep("input", index=0), Keep("input", index=1)] if layer.kind == "mul" else []
+    # x * gate keeps each factor for the other's gradient. Concatenation and addition keep
+    # nothing.
+    if layer.kind != "mul":
+        return []
+    return [Keep("input", index=0, for_grad_of=1), Keep("input", index=1, for_grad_of=0)]
 
 
 @singledispatch
@@ -274,15 +277,15 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 if keep.role == "extra":
                     saved += keep.elements * (keep.itemsize or b)
                     continue
-                if isinstance(row.layer, L.Merge) and keep.role == "input":
-                    # a product keeps each factor only for the other factor's gradient
-                    other = row.inputs[1 - keep.index]
+                if keep.for_grad_of is not None:
+                    other = row.inputs[keep.for_grad_of]
                     if other < 0 or not needs_grad[other]:
                         continue
-                    i = row.inputs[keep.index]
+                if keep.role == "input":
+                    i = row.inputs[keep.index] if row.inputs else -1
                     which = tensor[i] if i >= 0 else -1
                 else:
-                    which = src if keep.role == "input" else tensor[-1]
+                    which = tensor[-1]
                 if which not in charged:
                     charged.add(which)
                     saved += elements.get(which, prod(shape)) * batch * b
