@@ -323,6 +323,21 @@ def lane(typingctx, v, i):
 
 
 @njit(cache=True, inline="always")
+def copy_run(src, start, dst, at, n):
+    """``dst[at:at + n] = src[start:start + n]``, P elements a step, the last masked (reads
+    nothing past it): a depthwise plane's rows into its buffer (scalar copies took a third
+    of a 7x7 plane's time)."""
+    full = (1 << P) - 1
+    for k in range(0, n, P):
+        m = min(P, n - k)
+        if m == P:
+            store(dst, at + k, load(src, start + k))
+        else:
+            mask = full >> (P - m)
+            store_masked(dst, at + k, load_masked(src, start + k, mask, zeros(dst)), mask)
+
+
+@njit(cache=True, inline="always")
 def copy_even(src, start, dst, at, n):
     """``dst[at:at + n] = src[start:start + 2*n - 1:2]`` (reads nothing past it): a row of a
     stride-2 phase, P elements a step (a scalar copy took half a strided depthwise

@@ -22,6 +22,7 @@ from ._simd import (
     P,
     add_scalar,
     copy_even,
+    copy_run,
     fma,
     load,
     load_masked,
@@ -35,20 +36,6 @@ ALL = (1 << P) - 1
 DW_R = 4  # tiles computed together: 4 accumulators, 4 loads and a broadcast a tap
 
 
-@njit(cache=True, inline="always")
-def _copy_row(src, dst, at, n):
-    """``dst[at:at + n] = src[:n]``, P elements a step, the last masked (reads nothing past
-    ``n``): scalar copies took a third of a 7x7 plane's time."""
-    full = (1 << P) - 1
-    for k in range(0, n, P):
-        m = min(P, n - k)
-        if m == P:
-            store(dst, at + k, load(src, k))
-        else:
-            mask = full >> (P - m)
-            store_masked(dst, at + k, load_masked(src, k, mask, zeros(dst)), mask)
-
-
 @njit(cache=True)
 def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
     """buf[phase, i, j] = xp[i*sh + ph - top, j*sw + pw - left] for every input element
@@ -59,7 +46,7 @@ def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
     plane1 = Hq * Wq
     if sh == 1 and sw == 1:
         for h in range(H):
-            _copy_row(xp[h], buf, (h + top) * Wq + left, W)
+            copy_run(xp[h], 0, buf, (h + top) * Wq + left, W)
         return
     for pw in range(sw):
         # the columns j of phase pw that hold input columns j*sw + pw - left in [0, W)
