@@ -383,8 +383,8 @@ class _Walker:
             ends.append(self.current)
         name = prefix + block.merge
         first = shapes[0]
+        rest = slice(1, None) if block.merge == "cat" else slice(None)  # cat: channels differ
         for i, other in enumerate(shapes[1:], 2):
-            rest = (slice(1, None) if block.merge == "cat" else slice(None))
             pairs = list(zip(first[rest], other[rest]))
             if len(other) == len(first) and all(same(a, b) for a, b in pairs):
                 continue

@@ -108,7 +108,7 @@ class TorchAnalysis(Analysis):
 
     unsupported: tuple[Unsupported, ...] = ()
     freeze_given: str | None = None  # --freeze as given, before requires_grad=False adds rows
-    notes: tuple[str, ...] = ()  # how it was traced, where that is not the usual way
+    # (``notes``, inherited, says how it was traced where that is not the usual way)
 
     def subs(self, values: dict) -> TorchAnalysis:
         """Values for the batch or the size symbols (``3xHxW``): every call's shapes and

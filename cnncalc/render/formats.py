@@ -172,7 +172,7 @@ def to_markdown(a: Analysis, show_work: bool = False, training: bool = False,
     lines += [f"- where {_md(line)}" for line in where_lines(a.named_sizes)]
     lines += [f"- warning: {_md(u.name)} ({u.type}) {u.reason}"
               for u in getattr(a, "unsupported", ())]
-    lines += [f"- note: {_md(n)}" for n in getattr(a, "notes", ())]
+    lines += [f"- note: {_md(n)}" for n in a.notes]
     if training:
         lines += [f"- {label}: {text}" for label, text in training_summary(a)]
     if receptive:
