@@ -277,6 +277,7 @@ class _Tiled:
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
+        self._chunks: dict[int, list] = {}
         self.macs = N * Co * OH * OW * Cg * KH * KW
 
     @property
@@ -376,15 +377,24 @@ class _Tiled:
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
-    @cached_property
-    def _wide_chunks(self) -> list[tuple[int, int, int, int]]:
+    def _wide_chunks(self, threads: int) -> list[tuple[int, int, int, int]]:
         """``(n0, n1, s0, s1)``: the images whose stride-phase copy is made at once, and
-        the tile sets then computed (those whose tiles are all in images before ``n1``)."""
+        the tile sets then computed (those whose tiles are all in images before ``n1``).
+
+        A chunk holds a multiple of ``threads`` images, so that the copy (split by
+        image) and the kernel (split by tile) give each thread the same images: a
+        thread that overwrites source lines another core has just read waits for them
+        to be taken back from it, and on a VM whose cores share no cache that made the
+        copy of a stride-2 128-channel layer 6 times slower (0.4 ms against 2.4 ms)."""
         from .cpu.tiles import FWD_R
 
+        chunks = self._chunks.get(threads)
+        if chunks is not None:
+            return chunks
         N = self.dims[0]
         image = self.dims[1] * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
         per = max(1, WIDE_CHUNK_BYTES // (image * 4))
+        per = -(-per // threads) * threads
         nsets = self._forward_plan[6].shape[0]
         ntile = self._forward_plan[5].size // N  # tiles an image
         chunks, s0 = [], 0
@@ -393,6 +403,7 @@ class _Tiled:
             s1 = nsets if n1 == N else n1 * ntile // FWD_R
             chunks.append((n0, n1, s0, s1))
             s0 = s1
+        self._chunks[threads] = chunks
         return chunks
 
     def _forward_wide_in_chunks(self, x, w, b, src):
@@ -408,7 +419,7 @@ class _Tiled:
         src[src_size - self.P:] = 0
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
-        for n0, n1, s0, s1 in self._wide_chunks:
+        for n0, n1, s0, s1 in self._wide_chunks(_threads(cpu)):
             cpu.pad_phases(x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
                            self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
             if s1 > s0:
@@ -530,15 +541,14 @@ class _Tiled:
     def _wg_cols(self) -> bool:
         """Whether the weight gradient runs with channels as lanes
         (:func:`kernels.cpu.conv.weight_grad_cols`): where there are taps enough to repay
-        grad_out's transposing copy (a 1x1 64->256 layer's took as long as the sums),
-        outputs enough a plane to keep a row's setup small (7x7: the row-dot kernel is
-        faster), and channels that fill their blocks."""
+        grad_out's transposing copy (a 1x1 64->256 layer's took as long as the sums)
+        and channels that fill their blocks. Small planes too: a 512-channel 3x3
+        layer's at 7x7 took 10.8 ms, by rows 18.0 ms (4x4: 5.0 and 11.1 ms)."""
         from .cpu.conv import WGC_C
 
-        (OH, OW), B = self.geo.out_hw, WGC_C * self.P
+        B = WGC_C * self.P
         taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        return (taps >= WGC_MIN_TAPS and OH * OW >= WGC_MIN_OUTPUTS
-                and _padding_share(self.cog, B) <= 0.25)
+        return taps >= WGC_MIN_TAPS and _padding_share(self.cog, B) <= 0.25
 
     @cached_property
     def _weight_grad_cols_plan(self) -> tuple:
@@ -633,7 +643,7 @@ def _padding_share(n: int, block: int) -> float:
     return -n % block / (n + -n % block)
 
 
-WGC_MIN_TAPS, WGC_MIN_OUTPUTS = 256, 128  # where the weight gradient runs by columns
+WGC_MIN_TAPS = 256  # taps from which the weight gradient runs by columns
 WGC_PIECE = 1024  # outputs a piece of the weight gradient by columns
 
 WG_PART_BYTES = 32 << 20  # the float64 partial sums of the chunks, at most
@@ -644,12 +654,16 @@ def _wg_chunks(npiece: int, weights: int, cpu) -> int:
     block of channels then sweeps a piece's source while it is in L2; more tasks cost
     more than they balance), fewer where each chunk's float64 copy of the weights would
     take too much memory; at least one."""
+    return max(1, min(npiece, 4 * _threads(cpu), WG_PART_BYTES // (8 * weights)))
+
+
+def _threads(cpu) -> int:
+    """The threads the kernels ``cpu`` run on: Numba's count for the parallel ones."""
     from numba import get_num_threads
 
     from .cpu import conv
 
-    threads = get_num_threads() if cpu is conv.parallel else 1
-    return max(1, min(npiece, 4 * threads, WG_PART_BYTES // (8 * weights)))
+    return get_num_threads() if cpu is conv.parallel else 1
 
 
 class _PhasedInputGrad:

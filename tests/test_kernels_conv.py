@@ -418,7 +418,11 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
                 continue
             chunked += 1
             ntile = plan._forward_plan[5].size // x_shape[0]
-            assert len(plan._wide_chunks) == x_shape[0]
+            assert len(plan._wide_chunks(1)) == x_shape[0]
+            # with threads, a chunk holds as many images (each thread copies the images
+            # it computes on)
+            for n0, n1, _, _ in plan._wide_chunks(2):
+                assert n1 - n0 == 2 or n1 == x_shape[0]
             straddled += FWD_R > 1 and ntile % FWD_R != 0
             np.testing.assert_allclose(kernels.conv2d(x, w, b, **kw), _torch(x, w, b, g, **kw)[0],
                                        **TOL[dtype])
