@@ -63,6 +63,14 @@ def _affine(sizes: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
     return out.ravel()
 
 
+def _inside(o: int, stride: int, dil: int, pad: int, size: int, k: int) -> tuple[int, int]:
+    """``(lo, hi)``: the kernel offsets ``lo <= i < hi`` whose input row (or column) for
+    output row ``o`` is inside the input, not padding."""
+    lo = max(0, -(-(pad - o * stride) // dil))
+    hi = min(k, (size - 1 + pad - o * stride) // dil + 1)
+    return lo, max(lo, hi)
+
+
 @lru_cache(maxsize=128)
 def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left):
     """``(order, tile_class, class_start)``: each forward tile's taps, without those that
@@ -73,11 +81,7 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
     taps are ``order[class_start[c]:class_start[c + 1]]`` (indices into ``w[co].ravel()``).
     ``grid`` is the tiles' (oh, ow, q) with batch lanes, else (n, oh, owt)."""
 
-    def inside(o, stride, dil, pad, size, k):
-        lo = max(0, -(-(pad - o * stride) // dil))
-        hi = min(k, (size - 1 + pad - o * stride) // dil + 1)
-        return lo, max(lo, hi)
-
+    inside = _inside
     classes: dict = {}
     if per_position:  # one output position per tile: rows and columns
         OH, OW, nq = grid
@@ -219,6 +223,8 @@ def _lane_outputs(nrows, ntile, P):
 BATCH_LANES_MARGIN = 0.1  # of the lanes: what the copies into and out of batch lanes cost
 WIDE_CHUNK_BYTES = 2 << 20  # of the stride-phase copy made and computed on at once
 CHANNEL_LANES_MARGIN = 0.05  # the same for the channels as lanes (ahead from 28x28 down)
+MACS_PER_S = 50e9  # a core's multiply-adds a second in the tiled kernels, about
+COPY_BYTES_PER_S = 5e9  # a core's bytes a second in a layout copy, about
 
 
 class _Tiled:
@@ -278,6 +284,7 @@ class _Tiled:
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
         self._chunks: dict[int, list] = {}
+        self._schedules: dict[int, tuple] = {}
         self.macs = N * Co * OH * OW * Cg * KH * KW
 
     @property
@@ -438,35 +445,112 @@ class _Tiled:
                 and KH == KW == 1 and Hp * Wp % self.P == 0)
 
     @cached_property
-    def _channels_plan(self) -> tuple:
-        """``(width, rows, off, pixbase, cbase)`` for
-        :func:`kernels.cpu.tiles.forward_channels`: the padded channel count, each
-        channel's row, every tap's offset in the stride-phase layout, each
-        output position's (in sets of CL_X), and each channel block's group base."""
-        from .cpu.tiles import CL_C, CL_X
+    def _channels_source(self) -> tuple:
+        """``(used, copy)`` for :func:`kernels.cpu.tiles.forward_channels`: the stride
+        phases some tap reads, and whether the source is a copy (not ``x`` itself, as it
+        is for a 1x1 layer at stride 1 without padding)."""
+        (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
+        copy = not (KH == KW == 1 and (sh, sw) == (1, 1) and not any(self.geo.pads))
+        return _used_phases(KH, KW, dh, dw, sh, sw).astype(np.uint8), copy
 
-        N, C = self.dims[:2]
-        (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
-        cogp, rows, cbase = self._channel_blocks(CL_C * self.P)
-        plane = sh * sw * self.Hq * self.Wq
-        pix = (np.arange(N)[:, None, None] * C * plane + np.arange(OH)[:, None] * self.Wq
-               + np.arange(OW)).ravel()
-        pix = np.concatenate([pix, np.repeat(pix[-1:], -pix.size % CL_X)])
-        return (G * cogp, rows, _phase_offsets(*self._phases).astype(np.uint64),
-                pix.astype(np.int64), cbase)
-
-    def _forward_by_channels(self, x, w, b):
+    def _channels_split(self, threads: int) -> tuple[int, int]:
+        """``(Tp, Tc)``: the parts of the batch and of the channel blocks that the
+        ``threads`` share in :func:`kernels.cpu.tiles.forward_channels`. Each thread
+        copies the weights of its 1/Tc of the blocks and the source of its 1/Tp of the
+        batch; the split with the least time per thread wins, counting the copies at
+        COPY_BYTES_PER_S and the sums at MACS_PER_S, slowed by any imbalance (3 blocks
+        on 2 threads: 2 and 1)."""
         from .cpu.tiles import CL_C
 
-        cpu = self.cpu
-        width, rows, off, pixbase, cbase = self._channels_plan
-        src = self._phase_source(x)
-        wt = _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups,
-                           width // self.geo.groups, CL_C * self.P)
-        out = _alloc.scratch("conv.out", (pixbase.size, width), x.dtype)
-        cpu.by_channels(src, wt, off, pixbase, cbase, out)
+        N, C, Cg, KH, KW, _, _ = self.dims
+        B, G = CL_C * self.P, self.geo.groups
+        ncb = G * -(-self.cog // B)
+        itemsize = 4  # NOTE: the float32 sizes; float64 only doubles every copy
+        wbytes = ncb * B * Cg * KH * KW * itemsize
+        sbytes = (N * C * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
+                  * itemsize if self._channels_source[1] else 0)
+
+        def cost(tp: int, tc: int) -> float:
+            imbalance = -(-ncb // tc) * tc / ncb * (-(-N // tp) * tp / N)
+            return (imbalance * self.macs / (threads * MACS_PER_S)
+                    + (wbytes / tc + sbytes / tp) / COPY_BYTES_PER_S)
+
+        splits = [(threads // tc, tc) for tc in range(1, threads + 1)
+                  if threads % tc == 0 and tc <= ncb and threads // tc <= N] or [(1, 1)]
+        return min(splits, key=lambda s: cost(*s))
+
+    def _channels_schedule(self, threads: int) -> tuple:
+        """``(Tc, pixsrc, pixy, pset, set_class, tap, off, class_start)`` for
+        :func:`kernels.cpu.tiles.forward_channels` on ``threads``: each part of the batch's
+        output positions, cut into sets of CL_X (a part's last set repeating its last
+        position), and each set's class of taps (see :func:`_inside`). Where some taps read
+        padding, the positions come in the order (oh, ow, image), so that a set holds the
+        same position of several images and skips the taps that read only padding."""
+        from .cpu.tiles import CL_X
+
+        cached = self._schedules.get(threads)
+        if cached is not None:
+            return cached
+        Tp, Tc = self._channels_split(threads)
+        N, C, Cg, KH, KW = self.dims[:5]
+        (OH, OW), (sh, sw), (dh, dw) = self.geo.out_hw, self.geo.stride, self.geo.dilation
+        H, W = self.x_shape[2:]
+        top, left = self.geo.pads[0], self.geo.pads[2]
+        plane, copy = sh * sw * self.Hq * self.Wq, self._channels_source[1]
+        rows = np.array([_inside(o, sh, dh, top, H, KH) for o in range(OH)])
+        cols = np.array([_inside(o, sw, dw, left, W, KW) for o in range(OW)])
+        # some taps of some positions read only padding: the order (oh, ow, image) lets
+        # sets skip them; otherwise (image, oh, ow), whose sets read one line a tap (for a
+        # 1x1 layer, six images' lines took 1.5 times as long)
+        padded = (rows != (0, KH)).any() or (cols != (0, KW)).any()
+        pixsrc, pixy, ranges, pset = [], [], [], [0]
+        for ip in range(Tp):
+            n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+            grid = np.meshgrid(np.arange(n0, n1), np.arange(OH), np.arange(OW), indexing="ij")
+            n, oh, ow = (a.transpose(1, 2, 0) if padded else a for a in grid)
+            n, oh, ow = n.ravel(), oh.ravel(), ow.ravel()
+            pad = -oh.size % CL_X  # the last set repeats its last position
+            oh, ow, n = (np.r_[a, np.repeat(a[-1:], pad)] for a in (oh, ow, n))
+            pixsrc.append((n - (n0 if copy else 0)) * C * plane + oh * self.Wq + ow)
+            pixy.append(n * self.out_shape[1] * OH * OW + oh * OW + ow)
+            r, c = rows[oh].reshape(-1, CL_X, 2), cols[ow].reshape(-1, CL_X, 2)
+            ranges.append(np.stack([r[..., 0].min(1), r[..., 1].max(1), c[..., 0].min(1),
+                                    c[..., 1].max(1)], axis=1))
+            pset.append(pset[-1] + oh.size // CL_X)
+        keys, set_class = np.unique(np.concatenate(ranges), axis=0, return_inverse=True)
+        taps = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
+        lists = [taps[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
+        tap = np.concatenate(lists).astype(np.uint64)
+        class_start = np.r_[0, np.cumsum([t.size for t in lists])].astype(np.int64)
+        off = _phase_offsets(*self._phases)[tap.astype(np.int64)].astype(np.uint64)
+        cached = self._schedules[threads] = (
+            Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(pixy).astype(np.int64),
+            np.array(pset, dtype=np.int64), set_class.ravel().astype(np.int64), tap, off,
+            class_start)
+        return cached
+
+    def _forward_by_channels(self, x, w, b):
+        from .cpu.tiles import CL_C, CL_X
+
+        cpu, P = self.cpu, self.P
+        used, copy = self._channels_source
+        Tc, pixsrc, pixy, pset, set_class, tap, off, class_start = \
+            self._channels_schedule(_threads(cpu))
+        parts = (pset.size - 1) * Tc
+        N, C, Cg, KH, KW = self.dims[:5]
+        B, G = CL_C * P, self.geo.groups
+        ncb = G * -(-self.cog // B)
+        (sh, sw), top, left = self.geo.stride, self.geo.pads[0], self.geo.pads[2]
+        src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
+        nslots = np.diff(pset).max() * CL_X  # the most output positions a part has
+        w_part = -(-ncb // Tc) * B * (Cg * KH * KW + nslots)
+        # rows of whole cache lines: no two threads write one line
+        srcs = _alloc.scratch("conv.src", (parts, -(-src_part // P) * P), x.dtype)
+        wts = _alloc.scratch("conv.weights", (parts, -(-w_part // P) * P), x.dtype)
         y = _alloc.empty(self.out_shape, x.dtype)
-        cpu.from_position_major(out, y, b, rows)
+        cpu.by_channels(x, w.reshape(w.shape[0], -1), _readonly(b), y, srcs, wts, used, top,
+                        left, sh, sw, self.Hq, self.Wq, G, Tc, copy, pixsrc, pixy, pset,
+                        set_class, tap, off, class_start)
         return y
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -429,3 +429,59 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
         assert chunked >= 3 and (FWD_R == 1 or straddled >= 1)
     finally:
         _tiled.cache_clear()
+
+
+CHANNEL_LANE_CASES = [  # (x_shape, w_shape, kw): padded and strided, 1x1 read from x itself
+    ((5, 16, 7, 7), (64, 16, 3, 3), dict(padding=1)),
+    ((3, 12, 9, 9), (100, 6, 3, 3), dict(stride=2, padding=2, groups=2)),
+    ((4, 8, 6, 6), (64, 8, 5, 5), dict(padding=4, dilation=2)),
+    ((3, 24, 7, 7), (130, 24, 1, 1), {}),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_lanes_forward_in_parts(threads, dtype, monkeypatch):
+    """The channels-as-lanes forward split among threads: each part copies its own
+    weights and source, whatever the split of the batch and of the channel blocks."""
+    from kernels.conv import _tiled
+
+    monkeypatch.setattr(kernels.conv, "_threads", lambda cpu: threads)
+    for x_shape, w_shape, kw in CHANNEL_LANE_CASES:
+        x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+        geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        plan = _tiled(x.shape, w.shape, geo)
+        plan.__dict__["channel_lanes"] = True
+        try:
+            np.testing.assert_allclose(plan.forward(x, w, b), _torch(x, w, b, g, **kw)[0],
+                                       **TOL[dtype])
+        finally:
+            del plan.__dict__["channel_lanes"]
+
+
+def test_channel_lanes_split_and_classes():
+    """Each split of the threads covers the batch and the channel blocks once, the cheaper
+    copies win, and a set of positions computes the taps whose kernel row and column each
+    read the input for some position of it (the others read only padding)."""
+    from kernels.conv import _tiled
+    from kernels.cpu.tiles import CL_X
+
+    x, w = np.zeros((8, 32, 7, 7), np.float32), np.zeros((256, 32, 3, 3), np.float32)
+    plan = _tiled(x.shape, w.shape, _geometry(x, w, 1, 1, 1, 1))
+    # weights 295 KB, source 82 KB: the batch is split, each thread copying all weights
+    assert plan._channels_split(2) == (1, 2)
+    assert plan._channels_split(4) == (1, 4)
+    assert plan._channels_split(8) == (2, 4)  # 4 blocks of 64 channels
+    Tc, pixsrc, pixy, pset, set_class, tap, off, class_start = plan._channels_schedule(4)
+    assert (Tc, pset.tolist()) == (4, [0, -(-8 * 49 // CL_X)])
+    assert sorted(set(pixy.tolist())) == sorted(
+        (n * 256 * 49 + i for n in range(8) for i in range(49)))
+    oh, ow = pixy % 49 // 7, pixy % 7
+    for s, c in enumerate(set_class):
+        slots = range(s * CL_X, (s + 1) * CL_X)
+        rows = {kh for kh in range(3) for q in slots if 0 <= oh[q] + kh - 1 < 7}
+        cols = {kw for kw in range(3) for q in slots if 0 <= ow[q] + kw - 1 < 7}
+        want = {(ci * 3 + kh) * 3 + kw for ci in range(32) for kh in rows for kw in cols}
+        assert set(tap[class_start[c]:class_start[c + 1]].tolist()) == want
+    assert np.diff(class_start)[set_class].sum() < 0.9 * set_class.size * 32 * 9

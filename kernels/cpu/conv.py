@@ -24,7 +24,8 @@ from numba import prange
 
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
-from ._simd import P, add, copy_even, fma, load, load_first, store, total, zeros
+from ._layout import pad_plane, tap_major_block
+from ._simd import P, add, fma, load, load_first, store, total, zeros
 from ._simd import zero as _zero
 from .activation import _sum64
 
@@ -250,35 +251,11 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     is one phase: the padded input at row pitch Wq)."""
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
-    zero = _zero(src)
     xf = x.reshape(x.size)  # NOTE: flat: a row view a row cost two atomic refcount updates
     for task in prange(N * C * S):
-        nc, phase = task // S, task % S
-        if not used[phase]:
-            continue
-        ph, pw = phase // sw, phase % sw
-        # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
-        j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
-        j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
-        base = U(task * plane)
-        for i in range(Hq):
-            h = i * sh + ph - top
-            row = base + U(i * Wq)
-            inside = 0 <= h < H
-            xr = U((nc * H + h) * W) if inside else U(0)
-            a, b = (j0, j1) if inside else (Wq, Wq)
-            for j in range(a):
-                src[row + U(j)] = zero
-            if sw == 1:  # a contiguous copy (vectorizes)
-                for j in range(a, b):
-                    src[row + U(j)] = xf[xr + U(j - left)]
-            elif sw == 2 and b > a:
-                copy_even(xf, xr + U(a * 2 + pw - left), src, row + U(a), b - a)
-            else:
-                for j in range(a, b):
-                    src[row + U(j)] = xf[xr + U(j * sw + pw - left)]
-            for j in range(b, Wq):
-                src[row + U(j)] = zero
+        if used[task % S]:
+            pad_plane(xf, H, W, task // S, task % S, src, U(task * plane), top, left, sh, sw,
+                      Hq, Wq)
 
 
 def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
@@ -410,28 +387,12 @@ def _tap_major(w, wt, groups):
     is ``(groups*cogp // B, taps, B)``). A block's weights are then one contiguous run:
     with rows tap-major across all blocks, each tap's 8 weights were a cache line apart
     from the last one (2 KB on a 512-channel layer, whose 9 MB of weights the prefetcher
-    then missed). Loop nest: prange block > 64 taps > row of the block > tap: the 64 x B
-    piece read and written in L1 (a row or a tap at a time, a 512-channel 3x3 layer's
-    rows, 18 KB apart, missed the TLB)."""
+    then missed). Loop nest: prange block > :func:`kernels.cpu._layout.tap_major_block`."""
     Co, T = w.shape
     nblk, B = wt.shape[0], wt.shape[2]
-    cog, cogp = Co // groups, nblk * B // groups
-    zero = _zero(wt)
     wf, wtf = w.reshape(w.size), wt.reshape(wt.size)
     for b in prange(nblk):
-        src = np.empty(B, dtype=np.int64)  # each row's first element in w, -1: padding
-        for j in range(B):
-            g, r = (b * B + j) // cogp, (b * B + j) % cogp
-            src[j] = (g * cog + r) * T if r < cog else -1
-        for t0 in range(0, T, 64):  # 64 taps x B rows at a time: read and written in L1
-            t1 = min(T, t0 + 64)
-            for j in range(B):
-                if src[j] < 0:
-                    for t in range(t0, t1):
-                        wtf[U((b * T + t) * B + j)] = zero
-                else:
-                    for t in range(t0, t1):
-                        wtf[U((b * T + t) * B + j)] = wf[U(src[j] + t)]
+        tap_major_block(wf, T, Co // groups, nblk * B // groups, b, B, wtf, U(b * T * B))
 
 
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
@@ -526,24 +487,6 @@ def _to_position_major(g, gt, rows):
             g0 = U(((n * C + c) * OH + oh) * OW)
             for ow in range(U(OW)):
                 gtf[d0 + ow * U(Cp)] = gf[g0 + ow]
-
-
-def _from_position_major(out, y, b, rows):
-    """y[n, c, oh, ow] = out[(n*OH + oh)*OW + ow, rows[c]] + b[c]: the inverse of
-    :func:`_to_position_major`, adding the bias. Loop nest: prange (n, oh) > channel > ow:
-    each written row contiguous, the (n, oh) rows of ``out`` (OW x its width) in L1 for
-    every channel; flat unsigned indices (4-D indexing took 3.4 ns an element)."""
-    N, C, OH, OW = y.shape
-    Cp = out.shape[1]
-    of, yf = out.reshape(out.size), y.reshape(y.size)
-    for task in prange(N * OH):
-        n, oh = task // OH, task % OH
-        src = U((n * OH + oh) * OW * Cp)
-        for c in range(C):
-            s0, bc = src + U(rows[c]), b[c]
-            y0 = U(((n * C + c) * OH + oh) * OW)
-            for ow in range(U(OW)):
-                yf[y0 + ow] = of[s0 + ow * U(Cp)] + bc
 
 
 def _sum_row_parts(part, rows, gw):
@@ -682,7 +625,7 @@ parallel, serial = _both(
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
     weight_grad_rows=(_weight_grad_rows, {}),
     to_position_major=(_to_position_major, {}), weight_grad_cols=(_weight_grad_cols, {}),
-    from_position_major=(_from_position_major, {}), tap_major=(_tap_major, {}),
+    tap_major=(_tap_major, {}),
     sum_row_parts=(_sum_row_parts, {}), sum_column_parts=(_sum_column_parts, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial

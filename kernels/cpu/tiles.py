@@ -10,6 +10,7 @@ group's first input channel). The accumulators are explicit vectors
 from numba import prange
 
 from ._jit import U, parallel_and_serial
+from ._layout import pad_plane, tap_major_block
 from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
@@ -157,62 +158,125 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
 CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
 
 
-def _forward_channels(src, wt, off, pixbase, cbase, out):
-    """out[pix, cb*B + j] = sum_t wt[cb, t, j] * src[cbase[cb] + pixbase[pix] + off[t]] for
-    blocks cb of B = CL_C*P output channels (``wt`` from :func:`kernels.cpu.conv.tap_major`
-    with blocks of B), every tap t of a zero-padded source (no classes), positions in sets
-    of CL_X (``pixbase`` a multiple of CL_X long; a short last set repeats a position).
+def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
+                      pixsrc, pixy, pset, set_class, tap, off, class_start):
+    """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
+    7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
+    channels none. ``w`` is ``(Co, taps)``; the source is the zero-padded stride-phase
+    layout (:func:`kernels.cpu._layout.pad_plane`, planes of ``Hq x Wq``, the ``used``
+    phases).
 
-    The forward with output channels as the lanes, for small feature maps: a 7x7 map in
-    tiles of P positions at the padded row pitch wastes 15 of 64 lanes, its channels none.
-    The caller adds the bias while it transposes ``out`` to NCHW.
+    The output positions come in sets of CL_X: slot ``k`` of set ``s`` reads the source
+    from ``pixsrc[s*CL_X + k]`` (plus its group's first channel) and is stored at
+    ``pixy[s*CL_X + k]`` (plus its channel's plane); a set computes the taps of its class,
+    ``tap[t]`` (an index into a row of ``w``) at source offset ``off[t]`` for
+    ``class_start[c] <= t < class_start[c + 1]``, ``c = set_class[s]``: the taps that read
+    padding for every position of the set are skipped (at 7x7 a set of one position's
+    eight images skips 18% of the work).
 
-    Loop nest: prange (block of B channels, set of CL_X positions) > tap t > CL_C vector
-    loads of weights, CL_X broadcast source values, CL_C*CL_X vector FMAs (10 loads for 24
-    FMAs); consecutive tasks share a block's weights, in cache."""
-    npix = pixbase.shape[0]
-    Cp = out.shape[1]
+    Work is split into parts, one a thread: part ``(ip, ic)`` computes sets
+    ``pset[ip]:pset[ip + 1]`` (its share of the batch) for blocks ``ic``/Tc of B = CL_C*P
+    output channels (each group's padded to whole blocks). Each part first makes the
+    copies it reads: its blocks' weights tap-major in ``wts[part]``, and (``copy``) its
+    images' source in ``srcs[part]`` (``pixsrc`` counts from its first image); without
+    ``copy`` the source is ``x`` itself (a 1x1 layer at stride 1 without padding). No
+    thread then overwrites what another core has read: on a VM whose cores share no
+    cache, a shared copy made by one thread and read by the other took longer than the
+    1x1 1024->256 layer's sums at 14x14.
+
+    Loop nest: prange part > block > set > tap t > CL_C vector loads of weights, CL_X
+    broadcast source values, CL_C*CL_X vector FMAs (10 loads for 24 FMAs); consecutive
+    sets share a block's weights, in cache. The sums are stored position-major after the
+    part's weights, then copied to ``y`` with the bias a line of them at a time (stored
+    straight to ``y``, a plane apart a lane, a set's 384 lines were gone from cache by
+    the time the next position's set came back to them: a fifth of a 7x7 layer's time);
+    a part's last set repeats its last position."""
+    N, C, H, W = x.shape
+    Co, T = w.shape
+    OHW = y.shape[2] * y.shape[3]
     B = CL_C * P
-    ncb = Cp // B
-    K = U(off.shape[0])
-    nset = npix // CL_X
-    of = out.reshape(out.size)
-    for task in prange(ncb * nset):
-        cb, p0 = task // nset, task % nset * CL_X
-        c = U(cbase[cb])
-        b0, b1, b2 = c + U(pixbase[p0]), c + U(pixbase[p0 + 1]), c + U(pixbase[p0 + 2])
-        b3, b4, b5 = c + U(pixbase[p0 + 3]), c + U(pixbase[p0 + 4]), c + U(pixbase[p0 + 5])
-        wb = U(cb) * K * U(B)
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(of)
-        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(of)
-        a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(of)
-        for t in range(K):
-            o = off[t]
-            w = wb + t * U(B)
-            w0, w1 = load(wt, w), load(wt, w + U(P))
-            w2, w3 = load(wt, w + U(2 * P)), load(wt, w + U(3 * P))
-            x = src[b0 + o]
-            a00, a01, a02, a03 = fma(a00, x, w0), fma(a01, x, w1), fma(a02, x, w2), fma(a03, x, w3)
-            x = src[b1 + o]
-            a10, a11, a12, a13 = fma(a10, x, w0), fma(a11, x, w1), fma(a12, x, w2), fma(a13, x, w3)
-            x = src[b2 + o]
-            a20, a21, a22, a23 = fma(a20, x, w0), fma(a21, x, w1), fma(a22, x, w2), fma(a23, x, w3)
-            x = src[b3 + o]
-            a30, a31, a32, a33 = fma(a30, x, w0), fma(a31, x, w1), fma(a32, x, w2), fma(a33, x, w3)
-            x = src[b4 + o]
-            a40, a41, a42, a43 = fma(a40, x, w0), fma(a41, x, w1), fma(a42, x, w2), fma(a43, x, w3)
-            x = src[b5 + o]
-            a50, a51, a52, a53 = fma(a50, x, w0), fma(a51, x, w1), fma(a52, x, w2), fma(a53, x, w3)
-        for j in range(CL_X):
-            v0, v1, v2, v3 = ((a00, a01, a02, a03) if j == 0 else (a10, a11, a12, a13) if j == 1
-                              else (a20, a21, a22, a23) if j == 2 else (a30, a31, a32, a33)
-                              if j == 3 else (a40, a41, a42, a43) if j == 4 else
-                              (a50, a51, a52, a53))
-            q = U((p0 + j) * Cp + cb * B)
-            store(of, q, v0)
-            store(of, q + U(P), v1)
-            store(of, q + U(2 * P), v2)
-            store(of, q + U(3 * P), v3)
+    cog, Cg = Co // groups, C // groups
+    nbg = (cog + B - 1) // B  # blocks a group
+    ncb, S = groups * nbg, sh * sw
+    plane = S * Hq * Wq
+    Tp = pset.shape[0] - 1
+    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
+    for part in prange(Tp * Tc):
+        ip, ic = part // Tc, part % Tc
+        cb0, cb1 = ic * ncb // Tc, (ic + 1) * ncb // Tc
+        wp = wts[part]
+        for cb in range(cb0, cb1):
+            tap_major_block(wf, T, cog, nbg * B, cb, B, wp, U((cb - cb0) * T * B))
+        s0, s1 = pset[ip], pset[ip + 1]
+        Bc = (cb1 - cb0) * B  # the part's channels
+        out = U((cb1 - cb0) * T * B)  # its sums, position-major, past its weights
+        if copy:
+            sp = srcs[part]
+            n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+            for nc in range(n0 * C, n1 * C):
+                for phase in range(S):
+                    if used[phase]:
+                        pad_plane(xf, H, W, nc, phase, sp, U(((nc - n0 * C) * S + phase)
+                                                              * Hq * Wq),
+                                  top, left, sh, sw, Hq, Wq)
+        else:
+            sp = xf
+        for cb in range(cb0, cb1):
+            g = cb // nbg
+            gb = U(g * Cg * plane)
+            wb = U((cb - cb0) * T * B)
+            for s in range(pset[ip], pset[ip + 1]):
+                q = U(s * CL_X)
+                b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
+                b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
+                a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
+                a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
+                a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
+                cls = set_class[s]
+                for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+                    o = off[t]
+                    wt = wb + tap[t] * U(B)
+                    w0, w1 = load(wp, wt), load(wp, wt + U(P))
+                    w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
+                    v = sp[b0 + o]
+                    a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
+                        fma(a03, v, w3)
+                    v = sp[b1 + o]
+                    a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
+                        fma(a13, v, w3)
+                    v = sp[b2 + o]
+                    a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
+                        fma(a23, v, w3)
+                    v = sp[b3 + o]
+                    a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
+                        fma(a33, v, w3)
+                    v = sp[b4 + o]
+                    a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
+                        fma(a43, v, w3)
+                    v = sp[b5 + o]
+                    a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
+                        fma(a53, v, w3)
+                for k in range(CL_X):
+                    v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
+                                      if k == 1 else (a20, a21, a22, a23) if k == 2 else
+                                      (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
+                                      if k == 4 else (a50, a51, a52, a53))
+                    at = out + U(((s - s0) * CL_X + k) * Bc + (cb - cb0) * B)
+                    store(wp, at, v0)
+                    store(wp, at + U(P), v1)
+                    store(wp, at + U(2 * P), v2)
+                    store(wp, at + U(3 * P), v3)
+        # the part's sums into y, plus the bias: P channels (one line of sums) at a time
+        for c0 in range(0, Bc, P):
+            cb = cb0 + c0 // B  # the block of these P channels, and their first row in it
+            r0 = cb % nbg * B + c0 % B
+            c1 = cb // nbg * cog + r0  # their first channel
+            nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
+            for q in range(U(s0 * CL_X), U(s1 * CL_X)):
+                at = out + (q - U(s0 * CL_X)) * U(Bc) + U(c0)
+                yq = U(pixy[q] + c1 * OHW)
+                for j in range(nc):
+                    yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
 
 
 forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
