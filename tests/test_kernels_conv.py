@@ -433,6 +433,9 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
 
 CHANNEL_LANE_CASES = [  # (x_shape, w_shape, kw): padded and strided, 1x1 read from x itself
     ((5, 16, 7, 7), (64, 16, 3, 3), dict(padding=1)),
+    ((2, 32, 9, 9), (192, 16, 3, 3), dict(padding=1, groups=2)),
+    ((3, 300, 4, 4), (64, 300, 1, 1), {}),
+    ((2, 32, 6, 6), (128, 32, 3, 3), dict(padding=1)),
     ((3, 12, 9, 9), (100, 6, 3, 3), dict(stride=2, padding=2, groups=2)),
     ((4, 8, 6, 6), (64, 8, 5, 5), dict(padding=4, dilation=2)),
     ((3, 24, 7, 7), (130, 24, 1, 1), {}),
@@ -443,7 +446,9 @@ CHANNEL_LANE_CASES = [  # (x_shape, w_shape, kw): padded and strided, 1x1 read f
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_channel_lanes_forward_in_parts(threads, dtype, monkeypatch):
     """The channels-as-lanes forward split among threads: each part copies its own
-    weights and source, whatever the split of the batch and of the channel blocks."""
+    weights (flipped for an input gradient) and source, whatever the split of the batch
+    and of the channel blocks; and the weight gradient by columns for every thread count
+    (with fewer channel blocks than threads, it sums chunks of pieces after)."""
     from kernels.conv import _tiled
 
     monkeypatch.setattr(kernels.conv, "_threads", lambda cpu: threads)
@@ -451,13 +456,26 @@ def test_channel_lanes_forward_in_parts(threads, dtype, monkeypatch):
         x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
+        y, gx, gw, _ = _torch(x, w, b, g, **kw)
         plan = _tiled(x.shape, w.shape, geo)
         plan.__dict__["channel_lanes"] = True
         try:
-            np.testing.assert_allclose(plan.forward(x, w, b), _torch(x, w, b, g, **kw)[0],
-                                       **TOL[dtype])
+            np.testing.assert_allclose(plan.forward(x, w, b), y, **TOL[dtype])
         finally:
             del plan.__dict__["channel_lanes"]
+        # the input gradient as the forward of the flipped weights, read from w itself
+        as_forward = kernels.conv._backward_as_forward(w.shape, geo, x.shape[2:])
+        if as_forward is not None:
+            back = _tiled(g.shape, *as_forward)
+            back.__dict__["channel_lanes"] = True
+            try:
+                np.testing.assert_allclose(back.forward_flipped(g, w, np.zeros_like(x[0, :, 0, 0])),
+                                           gx, **TOL[dtype])
+            finally:
+                del back.__dict__["channel_lanes"]
+        # the weight gradient by columns: straight into grad_w, or in chunks summed after
+        if plan._wg_cols:
+            np.testing.assert_allclose(plan.weight_grad(x, g), gw, **TOL[dtype])
 
 
 def test_channel_lanes_split_and_classes():

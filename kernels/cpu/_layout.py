@@ -64,3 +64,28 @@ def tap_major_block(wf, T, cog, cogp, blk, B, dst, at):
                 row = U((g * cog + r) * T)
                 for t in range(t0, t1):
                     dst[at + U(t * B + j)] = wf[row + U(t)]
+
+
+@njit(cache=True, inline="always")
+def flipped_tap_major_block(wf, Cog, Cg, KK, blk, B, cgp, dst, at):
+    """:func:`tap_major_block` of the weights ``w'`` of the input gradient computed as a
+    convolution, ``w'[g*Cg + ci, co, k] = w[g*Cog + co, ci, KK-1-k]`` (the kernel's KK
+    taps flipped, input and output channels swapped in each of the groups), read from
+    ``wf``, ``w`` flat, without making ``w'`` (a copy the size of the weights, then
+    copied again). Rows ``blk*B + j = g*cgp + ci`` (0 for ``ci >= Cg``), taps
+    ``co*KK + k``. Loop nest: runs of about 64 taps > row > tap (see
+    :func:`tap_major_block`)."""
+    zero = _zero(dst)
+    per = max(1, 64 // KK)  # output channels of w a run
+    for c0 in range(0, Cog, per):
+        c1 = min(Cog, c0 + per)
+        for j in range(B):
+            g, ci = (blk * B + j) // cgp, (blk * B + j) % cgp
+            if ci >= Cg:
+                for t in range(c0 * KK, c1 * KK):
+                    dst[at + U(t * B + j)] = zero
+            else:
+                for co in range(c0, c1):
+                    row = U(((g * Cog + co) * Cg + ci) * KK + KK - 1)
+                    for k in range(KK):
+                        dst[at + U((co * KK + k) * B + j)] = wf[row - U(k)]

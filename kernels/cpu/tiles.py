@@ -10,7 +10,7 @@ group's first input channel). The accumulators are explicit vectors
 from numba import prange
 
 from ._jit import U, parallel_and_serial
-from ._layout import pad_plane, tap_major_block
+from ._layout import flipped_tap_major_block, pad_plane, tap_major_block
 from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
@@ -159,12 +159,13 @@ CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes
 
 
 def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                      pixsrc, pixy, pset, set_class, tap, off, class_start):
+                      pixsrc, pixy, pset, set_class, tap, off, class_start, flip):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
-    channels none. ``w`` is ``(Co, taps)``; the source is the zero-padded stride-phase
-    layout (:func:`kernels.cpu._layout.pad_plane`, planes of ``Hq x Wq``, the ``used``
-    phases).
+    channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
+    input gradient this is (see :func:`kernels.cpu._layout.flipped_tap_major_block`).
+    The source is the zero-padded stride-phase layout
+    (:func:`kernels.cpu._layout.pad_plane`, planes of ``Hq x Wq``, the ``used`` phases).
 
     The output positions come in sets of CL_X: slot ``k`` of set ``s`` reads the source
     from ``pixsrc[s*CL_X + k]`` (plus its group's first channel) and is stored at
@@ -192,7 +193,8 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
     the time the next position's set came back to them: a fifth of a 7x7 layer's time);
     a part's last set repeats its last position."""
     N, C, H, W = x.shape
-    Co, T = w.shape
+    Co, T = y.shape[1], w.size // y.shape[1]
+    KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
     OHW = y.shape[2] * y.shape[3]
     B = CL_C * P
     cog, Cg = Co // groups, C // groups
@@ -206,7 +208,11 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
         cb0, cb1 = ic * ncb // Tc, (ic + 1) * ncb // Tc
         wp = wts[part]
         for cb in range(cb0, cb1):
-            tap_major_block(wf, T, cog, nbg * B, cb, B, wp, U((cb - cb0) * T * B))
+            if flip:
+                flipped_tap_major_block(wf, T // KK, cog, KK, cb, B, nbg * B, wp,
+                                        U((cb - cb0) * T * B))
+            else:
+                tap_major_block(wf, T, cog, nbg * B, cb, B, wp, U((cb - cb0) * T * B))
         s0, s1 = pset[ip], pset[ip + 1]
         Bc = (cb1 - cb0) * B  # the part's channels
         out = U((cb1 - cb0) * T * B)  # its sums, position-major, past its weights
