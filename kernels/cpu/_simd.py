@@ -287,6 +287,27 @@ def total(typingctx, v):
     return v.dtype(v), codegen
 
 
+def _interleave(half: int):
+    """The intrinsic ``(u, v) -> u[h], v[h], u[h + 1], v[h + 1], ...`` from lane h = half*P/2:
+    lanes of two vectors interleaved, the low half (0) or the high (1)."""
+
+    @intrinsic
+    def interleave(typingctx, u, v):
+        if not isinstance(u, Vector) or u != v:
+            raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
+
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            lanes = [half * P // 2 + k // 2 + (k % 2) * P for k in range(P)]
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(
+                ir.VectorType(i32, P), [ir.Constant(i32, k) for k in lanes]))
+        return u(u, v), codegen
+    return interleave
+
+
+interleave_low, interleave_high = _interleave(0), _interleave(1)
+
+
 @intrinsic
 def add(typingctx, u, v):
     """``u + v`` lane by lane."""
@@ -351,3 +372,24 @@ def copy_even(src, start, dst, at, n):
             store(dst, at + k, v)
         else:
             store_masked(dst, at + k, v, full >> (P - m))
+
+
+@njit(cache=True, inline="always")
+def interleave_run(src, a, b, dst, at, n):
+    """``dst[at + 2k] = src[a + k]`` and ``dst[at + 2k + 1] = src[b + k]`` for the ``n``
+    elements of ``dst[at:at + n]``, 2*P a step, the last masked (reads nothing past what
+    it needs): a grad_x row from its two stride-2 phase rows (a scalar copy took a fifth
+    of a stride-2 layer's input gradient)."""
+    full = (1 << P) - 1
+    for k in range(0, n, 2 * P):
+        m = n - k  # outputs left
+        u = load_first(src, a + k // 2, min(P, (m + 1) // 2))
+        v = load_first(src, b + k // 2, min(P, m // 2))
+        lo, hi = interleave_low(u, v), interleave_high(u, v)
+        if m >= 2 * P:
+            store(dst, at + k, lo)
+            store(dst, at + k + P, hi)
+        else:
+            store_masked(dst, at + k, lo, full >> (P - min(P, m)))
+            if m > P:
+                store_masked(dst, at + k + P, hi, full >> (2 * P - m))

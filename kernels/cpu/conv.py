@@ -25,7 +25,7 @@ from numba import prange
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
 from ._layout import pad_plane, tap_major_block
-from ._simd import P, add, fma, load, load_first, store, total, zeros
+from ._simd import P, add, fma, interleave_run, load, load_first, store, total, zeros
 from ._simd import zero as _zero
 from .activation import _sum64
 
@@ -264,11 +264,17 @@ def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
     :func:`_pad_phases`): the inverse of the phase split, cropping the padding."""
     N, C, H, W = gx.shape
     S, plane = sh * sw, Hq * Wq
+    gf = gx.reshape(gx.size)
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         for h in range(H):
             hp = h + top
             row = U(nc * S * plane + (hp % sh) * sw * plane + (hp // sh) * Wq)
+            if sw == 2:  # columns 0, 2, ... from one phase, 1, 3, ... from the other
+                interleave_run(yph, row + U(left % 2 * plane + left // 2),
+                               row + U((left + 1) % 2 * plane + (left + 1) // 2), gf,
+                               U((nc * H + h) * W), W)
+                continue
             out = gx[n, c, h]
             for pw in range(sw):
                 w0 = (pw - left) % sw  # the first column of phase pw
