@@ -308,6 +308,26 @@ def _interleave(half: int):
 interleave_low, interleave_high = _interleave(0), _interleave(1)
 
 
+def _deinterleave(phase: int):
+    """The intrinsic ``(u, v) -> w[phase], w[phase + 2], ...`` of ``w`` = u then v: the even
+    (0) or odd (1) lanes of two vectors."""
+
+    @intrinsic
+    def deinterleave(typingctx, u, v):
+        if not isinstance(u, Vector) or u != v:
+            raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
+
+        def codegen(context, builder, sig, args):
+            i32 = ir.IntType(32)
+            return builder.shuffle_vector(args[0], args[1], ir.Constant(
+                ir.VectorType(i32, P), [ir.Constant(i32, 2 * k + phase) for k in range(P)]))
+        return u(u, v), codegen
+    return deinterleave
+
+
+evens, odds = _deinterleave(0), _deinterleave(1)
+
+
 @intrinsic
 def add(typingctx, u, v):
     """``u + v`` lane by lane."""
@@ -393,3 +413,26 @@ def interleave_run(src, a, b, dst, at, n):
             store_masked(dst, at + k, lo, full >> (P - min(P, m)))
             if m > P:
                 store_masked(dst, at + k + P, hi, full >> (2 * P - m))
+
+
+@njit(cache=True, inline="always")
+def deinterleave_run(src, start, dst, a, b, n):
+    """``dst[a + k] = src[start + 2k]`` and ``dst[b + k] = src[start + 2k + 1]`` for the
+    ``n`` elements of ``src[start:start + n]``, 2*P a step, the last masked (reads nothing
+    past them): a row into its two stride-2 phase rows at once, each element loaded once
+    (:func:`copy_even` a phase at a time loads each twice)."""
+    full = (1 << P) - 1
+    for k in range(0, n, 2 * P):
+        m = n - k  # inputs left
+        u = load_first(src, start + k, min(P, m))
+        v = load_first(src, start + k + P, max(0, min(P, m - P)))
+        e, o = evens(u, v), odds(u, v)
+        ne, no = min(P, (m + 1) // 2), min(P, m // 2)
+        if ne == P:
+            store(dst, a + k // 2, e)
+        else:
+            store_masked(dst, a + k // 2, e, full >> (P - ne))
+        if no == P:
+            store(dst, b + k // 2, o)
+        elif no > 0:
+            store_masked(dst, b + k // 2, o, full >> (P - no))

@@ -24,7 +24,7 @@ from numba import prange
 
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
-from ._layout import pad_plane, tap_major_block
+from ._layout import pad_channel, tap_major_block
 from ._simd import P, add, fma, interleave_run, load, load_first, store, total, zeros
 from ._simd import zero as _zero
 from .activation import _sum64
@@ -252,10 +252,8 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
     xf = x.reshape(x.size)  # NOTE: flat: a row view a row cost two atomic refcount updates
-    for task in prange(N * C * S):
-        if used[task % S]:
-            pad_plane(xf, H, W, task // S, task % S, src, U(task * plane), top, left, sh, sw,
-                      Hq, Wq)
+    for nc in prange(N * C):
+        pad_channel(xf, H, W, nc, src, U(nc * S * plane), used, top, left, sh, sw, Hq, Wq)
 
 
 def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):

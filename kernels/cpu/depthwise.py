@@ -23,6 +23,7 @@ from ._simd import (
     add_scalar,
     copy_even,
     copy_run,
+    deinterleave_run,
     fma,
     load,
     load_masked,
@@ -47,6 +48,13 @@ def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
     if sh == 1 and sw == 1:
         for h in range(H):
             copy_run(xp[h], 0, buf, (h + top) * Wq + left, W)
+        return
+    if sw == 2:  # both column phases of a row at once
+        for h in range(H):
+            hp = h + top
+            base = U((hp % sh) * sw * plane1 + (hp // sh) * Wq)
+            deinterleave_run(xp[h], 0, buf, base + U(left % 2 * plane1 + left // 2),
+                             base + U((left + 1) % 2 * plane1 + (left + 1) // 2), W)
         return
     for pw in range(sw):
         # the columns j of phase pw that hold input columns j*sw + pw - left in [0, W)

@@ -10,7 +10,7 @@ group's first input channel). The accumulators are explicit vectors
 from numba import prange
 
 from ._jit import U, parallel_and_serial
-from ._layout import flipped_tap_major_block, pad_plane, tap_major_block
+from ._layout import flipped_tap_major_block, pad_channel, tap_major_block
 from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
@@ -220,11 +220,8 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
             sp = srcs[part]
             n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
             for nc in range(n0 * C, n1 * C):
-                for phase in range(S):
-                    if used[phase]:
-                        pad_plane(xf, H, W, nc, phase, sp, U(((nc - n0 * C) * S + phase)
-                                                              * Hq * Wq),
-                                  top, left, sh, sw, Hq, Wq)
+                pad_channel(xf, H, W, nc, sp, U((nc - n0 * C) * plane), used, top, left, sh,
+                            sw, Hq, Wq)
         else:
             sp = xf
         for cb in range(cb0, cb1):
