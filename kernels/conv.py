@@ -52,6 +52,16 @@ def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int) -
     cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
 
 
+def _pad_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
+    """``src`` = ``x`` padded and split into stride phases
+    (:func:`kernels.cpu.conv.pad_phases`), both column phases of a row at once at a
+    column stride of 2."""
+    if sw == 2:
+        cpu.pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used)
+    else:
+        cpu.pad_phases(x, src, top, left, sh, sw, Hq, Wq, used)
+
+
 @lru_cache(maxsize=256)
 def _affine(sizes: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
     """``sum_k i_k * strides[k]`` over the row-major grid ``i < sizes``, flattened: the
@@ -378,8 +388,8 @@ class _Tiled:
     def _phase_split(self, x: np.ndarray, src: np.ndarray) -> None:
         """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases."""
         (sh, sw), (dh, dw), KH, KW = self.geo.stride, self.geo.dilation, *self.w_shape[2:]
-        self.cpu.pad_phases(x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
-                            self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
+        _pad_phases(self.cpu, x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
+                    self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
@@ -427,7 +437,7 @@ class _Tiled:
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
         for n0, n1, s0, s1 in self._wide_chunks(_threads(cpu)):
-            cpu.pad_phases(x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
+            _pad_phases(cpu, x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
                            self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
             if s1 > s0:
                 cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,

@@ -24,7 +24,7 @@ from numba import prange
 
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
-from ._layout import pad_channel, tap_major_block
+from ._layout import pad_channel, pad_plane, tap_major_block
 from ._simd import P, add, fma, interleave_run, load, load_first, store, total, zeros
 from ._simd import zero as _zero
 from .activation import _sum64
@@ -252,8 +252,21 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
     xf = x.reshape(x.size)  # NOTE: flat: a row view a row cost two atomic refcount updates
+    for task in prange(N * C * S):
+        if used[task % S]:
+            pad_plane(xf, H, W, task // S, task % S, src, U(task * plane), top, left, sh, sw,
+                      Hq, Wq)
+
+
+def _pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used):
+    """:func:`_pad_phases` at a column stride of 2, both column phases of a row at once
+    (:func:`kernels.cpu._layout.pad_channel`): a kernel of its own, so that a stride-1
+    network does not compile it (0.6 s of LeNet's first call)."""
+    N, C, H, W = x.shape
+    S, plane = sh * 2, Hq * Wq
+    xf = x.reshape(x.size)
     for nc in prange(N * C):
-        pad_channel(xf, H, W, nc, src, U(nc * S * plane), used, top, left, sh, sw, Hq, Wq)
+        pad_channel(xf, H, W, nc, src, U(nc * S * plane), used, top, left, sh, 2, Hq, Wq)
 
 
 def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
@@ -658,7 +671,8 @@ def _both(**kernels):
 
 parallel, serial = _both(
     forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
-    pad_phases=(_pad_phases, {}), unphase=(_unphase, {}), crop=(_crop, {}),
+    pad_phases=(_pad_phases, {}), pad_phase_pairs=(_pad_phase_pairs, {}),
+    unphase=(_unphase, {}), crop=(_crop, {}),
     widen=(_widen, {}),
     to_batch_lanes=(_to_batch_lanes, {}), to_batch_lanes_rows=(_to_batch_lanes_rows, {}),
     to_pitch_rows=(_to_pitch_rows, {}),
