@@ -44,6 +44,9 @@ CASES = [
     ((2, 4, 20, 21), (4, 1, 5, 5), dict(stride=2, padding=2, groups=4)),  # runs of tiles
     ((2, 3, 7, 8), (3, 1, 1, 1), dict(stride=2, groups=3)),  # phases that no tap reaches
     ((3, 1, 12, 12), (6, 1, 5, 5), dict(padding=1)),  # one input channel, not grouped
+    # depthwise 5x5 and more at stride 1: bands of rows (a last band short, columns masked)
+    ((2, 3, 17, 18), (6, 1, 5, 5), dict(padding=2, groups=3)),
+    ((1, 4, 16, 30), (4, 1, 7, 5), dict(padding=(3, 1), groups=4)),
     # the weight gradient with channels as lanes: plain, strided and grouped, and a group's
     # channels padded to a whole block (48 of 64)
     ((2, 32, 12, 12), (64, 32, 3, 3), dict(padding=1)),
@@ -369,15 +372,17 @@ def test_cases_cover_the_phased_input_gradient():
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
     grouped and strided, with padded channel blocks), and run the depthwise kernels
-    strided, with a phase of the input gradient that no tap reaches, so the checks above
-    cover those paths."""
-    from kernels.conv import _depthwise_input_grad, _tiled
+    strided, with a phase of the input gradient that no tap reaches, and by bands of rows,
+    so the checks above cover those paths."""
+    from kernels.conv import _depthwise, _depthwise_input_grad, _tiled
 
     seen = set()
     for x_shape, w_shape, kw in CASES:
         x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
+        if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_rows:
+            seen.add("depthwise rows")
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
             seen.add("depthwise strided")
             if any(taps.size == 0 for taps in
@@ -391,7 +396,7 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
                                         != (1, 1) else "") + (" padded" if w_shape[0] % 64
                                                                else ""))
-    assert {"depthwise strided", "depthwise empty phase", "columns",
+    assert {"depthwise strided", "depthwise empty phase", "depthwise rows", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded"} <= seen
 

@@ -129,6 +129,66 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
                                 store_masked(y, U(y0 + seg_off[k, s]), v, m)
 
 
+DW_ROWS = 4  # output rows a band of :func:`_forward_rows`: 4 accumulators
+
+
+def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
+    """Plane (n, co) of ``y`` = b[co] + the stride-1, undilated correlation of the plane
+    of ``x[n, co // cog]`` (padded, row pitch ``Wq``) with ``w[co]`` (``KH*KW`` taps), in
+    bands of DW_ROWS output rows and chunks of P columns.
+
+    Each input row of a band's window feeds every output row of the band that it is
+    in the window of: one vector load a tap column of the ``DW_ROWS + KH - 1`` input rows,
+    each feeding up to DW_ROWS FMAs (a 5x5 layer's band loads 40 vectors for 100 FMAs,
+    where :func:`_forward`, a load a tap a tile, loads 100 and 25 weights for 100).
+
+    Loop nest: prange chunk of (n, co) > (n, co) > band > column chunk > input row >
+    tap column > the band's output rows that use it."""
+    N, Co = x.shape[0], w.shape[0]
+    OH, OW = y.shape[2], y.shape[3]
+    yf = y.reshape(y.size)
+    full = (1 << P) - 1
+    per = -(-(N * Co) // nchunk)
+    nband, ncol = -(-OH // DW_ROWS), -(-OW // P)
+    for chunk in prange(nchunk):
+        # rows past the plane, read by the last band's unstored rows, and a chunk's lanes
+        # past the last row
+        buf = np.zeros((Hq + DW_ROWS + KH) * Wq + 2 * P, dtype=y.dtype)
+        last = -1
+        for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
+            n, co = task // Co, task % Co
+            if n * Co + co // cog != last:
+                _fill_plane(x[n, co // cog], buf, top, left, 1, 1, Hq, Wq)
+                last = n * Co + co // cog
+            wr, bias = w[co], b[co]
+            y0 = U(task * OH * OW)
+            for band in range(nband):
+                oh0 = band * DW_ROWS
+                for c in range(ncol):
+                    a0 = U(oh0 * Wq + c * P)
+                    v0 = v1 = v2 = v3 = zeros(yf)
+                    for i in range(DW_ROWS + KH - 1):  # input row i: output row r's kh = i - r
+                        for kw in range(KW):
+                            v = load(buf, a0 + U(i * Wq + kw))
+                            if i < KH:
+                                v0 = fma(v0, wr[U(i * KW + kw)], v)
+                            if 1 <= i <= KH:
+                                v1 = fma(v1, wr[U((i - 1) * KW + kw)], v)
+                            if 2 <= i <= KH + 1:
+                                v2 = fma(v2, wr[U((i - 2) * KW + kw)], v)
+                            if 3 <= i <= KH + 2:
+                                v3 = fma(v3, wr[U((i - 3) * KW + kw)], v)
+                    m = min(P, OW - c * P)
+                    for r in range(min(DW_ROWS, OH - oh0)):
+                        v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2
+                                       else v3, bias)
+                        at = y0 + U((oh0 + r) * OW + c * P)
+                        if m == P:
+                            store(yf, at, v)
+                        else:
+                            store_masked(yf, at, v, full >> (P - m))
+
+
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
                  nseg):
     """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * the padded,
@@ -179,4 +239,5 @@ def chunks(parallel: bool) -> int:
 
 
 forward, forward_serial = parallel_and_serial(_forward)
+forward_rows, forward_rows_serial = parallel_and_serial(_forward_rows)
 weight_grad, weight_grad_serial = parallel_and_serial(_weight_grad)
