@@ -103,6 +103,9 @@ CONV_CASES = {
     "depthwise": ((16, 32, 32, 32), (2, 32, 8, 8), (32, 1, 3, 3), dict(padding=1, groups=32)),
     "depthwise, stride 2": ((16, 32, 64, 64), (2, 32, 16, 16), (32, 1, 3, 3),
                             dict(stride=2, padding=1, groups=32)),
+    # 5x5 and larger at stride 1: bands of rows
+    "depthwise 5x5": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 5, 5),
+                      dict(padding=2, groups=32)),
     "1x1": ((8, 16, 32, 32), (2, 16, 8, 8), (32, 16, 1, 1), {}),
     "1x1, stride 2": ((16, 16, 64, 64), (2, 16, 8, 8), (64, 16, 1, 1), dict(stride=2)),
     "5x5 on one channel (LeNet conv1)": ((64, 1, 28, 28), (8, 1, 28, 28), (6, 1, 5, 5), {}),
