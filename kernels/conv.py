@@ -553,7 +553,7 @@ class _Tiled:
         (sh, sw), top, left = self.geo.stride, self.geo.pads[0], self.geo.pads[2]
         src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
         nslots = np.diff(pset).max() * CL_X  # the most output positions a part has
-        w_part = -(-ncb // Tc) * B * (Cg * KH * KW + nslots)
+        w_part = (-(-ncb // Tc) * Cg * KH * KW + nslots) * B
         # rows of whole cache lines: no two threads write one line
         srcs = _alloc.scratch("conv.src", (parts, -(-src_part // P) * P), x.dtype)
         wts = _alloc.scratch("conv.weights", (parts, -(-w_part // P) * P), x.dtype)

@@ -73,22 +73,19 @@ def flipped_tap_major_block(wf, Cog, Cg, KK, blk, B, cgp, dst, at):
     taps flipped, input and output channels swapped in each of the groups), read from
     ``wf``, ``w`` flat, without making ``w'`` (a copy the size of the weights, then
     copied again). Rows ``blk*B + j = g*cgp + ci`` (0 for ``ci >= Cg``), taps
-    ``co*KK + k``. Loop nest: runs of about 64 taps > row > tap (see
-    :func:`tap_major_block`)."""
+    ``co*KK + k``. Loop nest: tap > row: each tap's B weights written in a run, read
+    KK apart (for a 1x1 layer, a run of ``w`` too)."""
     zero = _zero(dst)
-    per = max(1, 64 // KK)  # output channels of w a run
-    for c0 in range(0, Cog, per):
-        c1 = min(Cog, c0 + per)
-        for j in range(B):
-            g, ci = (blk * B + j) // cgp, (blk * B + j) % cgp
-            if ci >= Cg:
-                for t in range(c0 * KK, c1 * KK):
-                    dst[at + U(t * B + j)] = zero
-            else:
-                for co in range(c0, c1):
-                    row = U(((g * Cog + co) * Cg + ci) * KK + KK - 1)
-                    for k in range(KK):
-                        dst[at + U((co * KK + k) * B + j)] = wf[row - U(k)]
+    g, ci0 = blk * B // cgp, blk * B % cgp  # a block's rows are of one group
+    nreal = max(0, min(B, Cg - ci0))  # the rest pad the group's last block
+    for co in range(Cog):
+        for k in range(KK):
+            src = U(((g * Cog + co) * Cg + ci0) * KK + KK - 1 - k)
+            row = at + U((co * KK + k) * B)
+            for j in range(nreal):
+                dst[row + U(j)] = wf[src + U(j * KK)]
+            for j in range(nreal, B):
+                dst[row + U(j)] = zero
 
 
 @njit(cache=True, inline="always")

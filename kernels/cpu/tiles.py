@@ -187,11 +187,11 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
 
     Loop nest: prange part > block > set > tap t > CL_C vector loads of weights, CL_X
     broadcast source values, CL_C*CL_X vector FMAs (10 loads for 24 FMAs); consecutive
-    sets share a block's weights, in cache. The sums are stored position-major after the
-    part's weights, then copied to ``y`` with the bias a line of them at a time (stored
-    straight to ``y``, a plane apart a lane, a set's 384 lines were gone from cache by
-    the time the next position's set came back to them: a fifth of a 7x7 layer's time);
-    a part's last set repeats its last position."""
+    sets share a block's weights, in cache. A block's sums are stored position-major after
+    the part's weights, then copied to ``y`` with the bias a line of them at a time
+    (stored straight to ``y``, a plane apart a lane, a set's 384 lines were gone from
+    cache by the time the next position's set came back to them: a fifth of a 7x7
+    layer's time); a part's last set repeats its last position."""
     N, C, H, W = x.shape
     Co, T = y.shape[1], w.size // y.shape[1]
     KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
@@ -214,8 +214,7 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
             else:
                 tap_major_block(wf, T, cog, nbg * B, cb, B, wp, U((cb - cb0) * T * B))
         s0, s1 = pset[ip], pset[ip + 1]
-        Bc = (cb1 - cb0) * B  # the part's channels
-        out = U((cb1 - cb0) * T * B)  # its sums, position-major, past its weights
+        out = U((cb1 - cb0) * T * B)  # a block's sums, position-major, past the weights
         if copy:
             sp = srcs[part]
             n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
@@ -264,22 +263,21 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
                                       if k == 1 else (a20, a21, a22, a23) if k == 2 else
                                       (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
                                       if k == 4 else (a50, a51, a52, a53))
-                    at = out + U(((s - s0) * CL_X + k) * Bc + (cb - cb0) * B)
+                    at = out + U(((s - s0) * CL_X + k) * B)
                     store(wp, at, v0)
                     store(wp, at + U(P), v1)
                     store(wp, at + U(2 * P), v2)
                     store(wp, at + U(3 * P), v3)
-        # the part's sums into y, plus the bias: P channels (one line of sums) at a time
-        for c0 in range(0, Bc, P):
-            cb = cb0 + c0 // B  # the block of these P channels, and their first row in it
-            r0 = cb % nbg * B + c0 % B
-            c1 = cb // nbg * cog + r0  # their first channel
-            nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
-            for q in range(U(s0 * CL_X), U(s1 * CL_X)):
-                at = out + (q - U(s0 * CL_X)) * U(Bc) + U(c0)
-                yq = U(pixy[q] + c1 * OHW)
-                for j in range(nc):
-                    yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
+            # the block's sums into y, plus the bias: P channels (a line of sums) at a time
+            for c0 in range(0, B, P):
+                r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
+                c1 = g * cog + r0  # their first channel
+                nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
+                for q in range(U(s0 * CL_X), U(s1 * CL_X)):
+                    at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
+                    yq = U(pixy[q] + c1 * OHW)
+                    for j in range(nc):
+                        yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
 
 
 forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
