@@ -25,7 +25,20 @@ from numba import prange
 from . import depthwise, tiles
 from ._jit import U, parallel_and_serial
 from ._layout import pad_channel, pad_plane, tap_major_block
-from ._simd import P, add, fma, interleave_run, load, load_first, store, total, zeros
+from ._simd import (
+    P,
+    add,
+    add_scalar,
+    fma,
+    interleave_run,
+    load,
+    load_first,
+    store,
+    store_masked,
+    total,
+    transpose16,
+    zeros,
+)
 from ._simd import zero as _zero
 from .activation import _sum64
 
@@ -316,20 +329,48 @@ def _widen(g, ga, arow):
 
 def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
     """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
-    contiguous (lane) axis, zero padding around each plane (``src`` comes in zeroed).
+    contiguous (lane) axis (padding around each plane as it was; images N to Nb zeros).
 
-    Loop nest: prange (c, h) > n > w: each image's row is read contiguously, and the
-    row's W x N block of ``src`` (W*N/16 cache lines) stays in L1 while every image
-    fills its lane of it (33-49 us -> 27 us on LeNet conv2's input, against reading
-    down the batch for each w)."""
+    Loop nest: prange (c, h) > block of 16 images > 16 columns: 16 image rows loaded and
+    transposed in registers (:func:`kernels.cpu._simd.transpose16`), each column's 16
+    images one aligned store (LeNet conv2's input: 27 us a copy, scalar). Without
+    16-lane vectors: > n > w, each image's row read contiguously, the row's W x N block
+    of ``src`` in L1."""
     N, C, H, W = x.shape
+    xf = x.reshape(x.size)
+    plane = U(C * H * W)  # from one image's row to the next's
     for ch in prange(C * H):
         c, h = ch // H, ch % H
         base = ((c * Hp + top + h) * Wp + left) * Nb
-        for n in range(N):
-            xr = x[n, c, h]
-            for w in range(W):
-                src[U(base + w * Nb + n)] = xr[w]
+        if P != 16:
+            for n in range(N):
+                for w in range(W):
+                    src[U(base + w * Nb + n)] = xf[U(((n * C + c) * H + h) * W + w)]
+            continue
+        for n0 in range(0, Nb, 16):
+            k = N - n0  # the block's images (the rest load zeros)
+            for w0 in range(0, W, 16):
+                m = min(16, W - w0)
+                a = U((n0 * C + c) * H * W + h * W + w0)
+                t = transpose16(
+                    load_first(xf, a, m if k > 0 else 0),
+                    load_first(xf, a + plane, m if k > 1 else 0),
+                    load_first(xf, a + U(2) * plane, m if k > 2 else 0),
+                    load_first(xf, a + U(3) * plane, m if k > 3 else 0),
+                    load_first(xf, a + U(4) * plane, m if k > 4 else 0),
+                    load_first(xf, a + U(5) * plane, m if k > 5 else 0),
+                    load_first(xf, a + U(6) * plane, m if k > 6 else 0),
+                    load_first(xf, a + U(7) * plane, m if k > 7 else 0),
+                    load_first(xf, a + U(8) * plane, m if k > 8 else 0),
+                    load_first(xf, a + U(9) * plane, m if k > 9 else 0),
+                    load_first(xf, a + U(10) * plane, m if k > 10 else 0),
+                    load_first(xf, a + U(11) * plane, m if k > 11 else 0),
+                    load_first(xf, a + U(12) * plane, m if k > 12 else 0),
+                    load_first(xf, a + U(13) * plane, m if k > 13 else 0),
+                    load_first(xf, a + U(14) * plane, m if k > 14 else 0),
+                    load_first(xf, a + U(15) * plane, m if k > 15 else 0))
+                for w in range(m):
+                    store(src, U(base + (w0 + w) * Nb + n0), t[w])
 
 
 def _to_batch_lanes_rows(g, gl, rows, Nb):
@@ -370,19 +411,51 @@ def _from_lanes(gl, y, b, rows, Nb):
     y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
     tiled kernel stores into ``y`` itself.)
 
-    Loop nest: prange (c, oh) > n > ow: the output row's OW x N block of ``gl`` stays in
-    L1 while each image's row of ``y`` is written contiguously (52-89 us -> 38-45 us on
-    LeNet conv2's output, against a task per (n, c) sweeping a whole lane row)."""
+    Loop nest: prange (c, oh) > block of 16 images > 16 columns: 16 columns' lanes
+    loaded and transposed in registers (:func:`kernels.cpu._simd.transpose16`), each
+    image's run of the row one masked store (LeNet conv2's output: 24 us a copy,
+    scalar). Without 16-lane vectors: > n > ow, the output row's OW x N block of ``gl``
+    in L1 while each image's row of ``y`` is written contiguously."""
     N, C, OH, OW = y.shape
+    yf = y.reshape(y.size)
+    full = (1 << P) - 1
     for co in prange(C * OH):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
         bc = b[c]
         base = oh * OW * Nb
-        for n in range(N):
-            yr = y[n, c, oh]
-            for ow in range(OW):
-                yr[ow] = r[U(base + ow * Nb + n)] + bc
+        if P != 16:
+            for n in range(N):
+                for ow in range(OW):
+                    yf[U(((n * C + c) * OH + oh) * OW + ow)] = r[U(base + ow * Nb + n)] + bc
+            continue
+        for n0 in range(0, N, 16):
+            for ow0 in range(0, OW, 16):
+                m = min(16, OW - ow0)
+                a, s = U(base + ow0 * Nb + n0), U(Nb)
+                t = transpose16(
+                    load_first(r, a, 16), load_first(r, a + s, 16 if m > 1 else 0),
+                    load_first(r, a + U(2) * s, 16 if m > 2 else 0),
+                    load_first(r, a + U(3) * s, 16 if m > 3 else 0),
+                    load_first(r, a + U(4) * s, 16 if m > 4 else 0),
+                    load_first(r, a + U(5) * s, 16 if m > 5 else 0),
+                    load_first(r, a + U(6) * s, 16 if m > 6 else 0),
+                    load_first(r, a + U(7) * s, 16 if m > 7 else 0),
+                    load_first(r, a + U(8) * s, 16 if m > 8 else 0),
+                    load_first(r, a + U(9) * s, 16 if m > 9 else 0),
+                    load_first(r, a + U(10) * s, 16 if m > 10 else 0),
+                    load_first(r, a + U(11) * s, 16 if m > 11 else 0),
+                    load_first(r, a + U(12) * s, 16 if m > 12 else 0),
+                    load_first(r, a + U(13) * s, 16 if m > 13 else 0),
+                    load_first(r, a + U(14) * s, 16 if m > 14 else 0),
+                    load_first(r, a + U(15) * s, 16 if m > 15 else 0))
+                for j in range(min(16, N - n0)):
+                    v = add_scalar(t[j], bc)
+                    at = U(((n0 + j) * C + c) * OH * OW + oh * OW + ow0)
+                    if m == 16:
+                        store(yf, at, v)
+                    else:
+                        store_masked(yf, at, v, full >> (16 - m))
 
 
 def _channel_sums(g, out):
