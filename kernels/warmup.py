@@ -103,6 +103,9 @@ CONV_CASES = {
     "depthwise": ((16, 32, 32, 32), (2, 32, 8, 8), (32, 1, 3, 3), dict(padding=1, groups=32)),
     "depthwise, stride 2": ((16, 32, 64, 64), (2, 32, 16, 16), (32, 1, 3, 3),
                             dict(stride=2, padding=1, groups=32)),
+    # small planes: channels as the lanes
+    "depthwise, 7x7 map": ((128, 128, 7, 7), (1, 128, 7, 7), (128, 1, 3, 3),
+                           dict(padding=1, groups=128)),
     # 5x5 and larger at stride 1: bands of rows
     "depthwise 5x5": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 5, 5),
                       dict(padding=2, groups=32)),

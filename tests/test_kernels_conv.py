@@ -47,6 +47,9 @@ CASES = [
     # depthwise 5x5 and more at stride 1: bands of rows (a last band short, columns masked)
     ((2, 3, 17, 18), (6, 1, 5, 5), dict(padding=2, groups=3)),
     ((1, 4, 16, 30), (4, 1, 7, 5), dict(padding=(3, 1), groups=4)),
+    # depthwise on small planes: channels as lanes (a block of 16 short, dilated, strided)
+    ((2, 20, 7, 7), (20, 1, 3, 3), dict(padding=2, dilation=2, groups=20)),
+    ((3, 17, 9, 8), (17, 1, 5, 3), dict(stride=2, padding=(2, 1), groups=17)),
     # the weight gradient with channels as lanes: plain, strided and grouped, and a group's
     # channels padded to a whole block (48 of 64)
     ((2, 32, 12, 12), (64, 32, 3, 3), dict(padding=1)),
@@ -372,8 +375,8 @@ def test_cases_cover_the_phased_input_gradient():
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
     grouped and strided, with padded channel blocks), and run the depthwise kernels
-    strided, with a phase of the input gradient that no tap reaches, and by bands of rows,
-    so the checks above cover those paths."""
+    strided, with a phase of the input gradient that no tap reaches, by bands of rows and
+    with channels as lanes, so the checks above cover those paths."""
     from kernels.conv import _depthwise, _depthwise_input_grad, _tiled
 
     seen = set()
@@ -383,6 +386,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
                         kw.get("groups", 1))
         if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_rows:
             seen.add("depthwise rows")
+        if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_channels:
+            seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
             seen.add("depthwise strided")
             if any(taps.size == 0 for taps in
@@ -396,7 +401,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
                                         != (1, 1) else "") + (" padded" if w_shape[0] % 64
                                                                else ""))
-    assert {"depthwise strided", "depthwise empty phase", "depthwise rows", "columns",
+    assert {"depthwise strided", "depthwise empty phase", "depthwise rows",
+            "depthwise channels", "depthwise channels strided", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded"} <= seen
 
@@ -499,7 +505,7 @@ def test_channel_lanes_split_and_classes():
     Tc, pixsrc, pixy, pset, set_class, tap, off, class_start = plan._channels_schedule(4)
     assert (Tc, pset.tolist()) == (4, [0, -(-8 * 49 // CL_X)])
     assert sorted(set(pixy.tolist())) == sorted(
-        (n * 256 * 49 + i for n in range(8) for i in range(49)))
+        n * 256 * 49 + i for n in range(8) for i in range(49))
     oh, ow = pixy % 49 // 7, pixy % 7
     for s, c in enumerate(set_class):
         slots = range(s * CL_X, (s + 1) * CL_X)

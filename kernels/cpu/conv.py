@@ -760,5 +760,7 @@ parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
 parallel.by_channels, serial.by_channels = tiles.forward_channels, tiles.forward_channels_serial
 parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
 parallel.dw_forward_rows = depthwise.forward_rows
+parallel.dw_forward_channels = depthwise.forward_channels
+serial.dw_forward_channels = depthwise.forward_channels_serial
 serial.dw_forward_rows = depthwise.forward_rows_serial
 parallel.dw_weight_grad, serial.dw_weight_grad = depthwise.weight_grad, depthwise.weight_grad_serial
