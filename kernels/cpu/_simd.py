@@ -460,3 +460,26 @@ def transpose16(r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14,
         r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15 = _zip_round(
             r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15)
     return r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15
+
+
+@njit(cache=True, inline="always")
+def transpose_rows(src, a, step, cols, rows):
+    """:func:`transpose16` of the 16 rows ``src[a + k*step:][:cols]`` (zeros past ``cols``,
+    and for ``k >= rows``; nothing past them is read)."""
+    return transpose16(
+        load_first(src, a, cols if rows > 0 else 0),
+        load_first(src, a + step, cols if rows > 1 else 0),
+        load_first(src, a + 2 * step, cols if rows > 2 else 0),
+        load_first(src, a + 3 * step, cols if rows > 3 else 0),
+        load_first(src, a + 4 * step, cols if rows > 4 else 0),
+        load_first(src, a + 5 * step, cols if rows > 5 else 0),
+        load_first(src, a + 6 * step, cols if rows > 6 else 0),
+        load_first(src, a + 7 * step, cols if rows > 7 else 0),
+        load_first(src, a + 8 * step, cols if rows > 8 else 0),
+        load_first(src, a + 9 * step, cols if rows > 9 else 0),
+        load_first(src, a + 10 * step, cols if rows > 10 else 0),
+        load_first(src, a + 11 * step, cols if rows > 11 else 0),
+        load_first(src, a + 12 * step, cols if rows > 12 else 0),
+        load_first(src, a + 13 * step, cols if rows > 13 else 0),
+        load_first(src, a + 14 * step, cols if rows > 14 else 0),
+        load_first(src, a + 15 * step, cols if rows > 15 else 0))

@@ -36,7 +36,7 @@ from ._simd import (
     store,
     store_masked,
     total,
-    transpose16,
+    transpose_rows,
     zeros,
 )
 from ._simd import zero as _zero
@@ -351,24 +351,7 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
             k = N - n0  # the block's images (the rest load zeros)
             for w0 in range(0, W, 16):
                 m = min(16, W - w0)
-                a = U((n0 * C + c) * H * W + h * W + w0)
-                t = transpose16(
-                    load_first(xf, a, m if k > 0 else 0),
-                    load_first(xf, a + plane, m if k > 1 else 0),
-                    load_first(xf, a + U(2) * plane, m if k > 2 else 0),
-                    load_first(xf, a + U(3) * plane, m if k > 3 else 0),
-                    load_first(xf, a + U(4) * plane, m if k > 4 else 0),
-                    load_first(xf, a + U(5) * plane, m if k > 5 else 0),
-                    load_first(xf, a + U(6) * plane, m if k > 6 else 0),
-                    load_first(xf, a + U(7) * plane, m if k > 7 else 0),
-                    load_first(xf, a + U(8) * plane, m if k > 8 else 0),
-                    load_first(xf, a + U(9) * plane, m if k > 9 else 0),
-                    load_first(xf, a + U(10) * plane, m if k > 10 else 0),
-                    load_first(xf, a + U(11) * plane, m if k > 11 else 0),
-                    load_first(xf, a + U(12) * plane, m if k > 12 else 0),
-                    load_first(xf, a + U(13) * plane, m if k > 13 else 0),
-                    load_first(xf, a + U(14) * plane, m if k > 14 else 0),
-                    load_first(xf, a + U(15) * plane, m if k > 15 else 0))
+                t = transpose_rows(xf, U((n0 * C + c) * H * W + h * W + w0), plane, m, k)
                 for w in range(m):
                     store(src, U(base + (w0 + w) * Nb + n0), t[w])
 
@@ -432,23 +415,7 @@ def _from_lanes(gl, y, b, rows, Nb):
         for n0 in range(0, N, 16):
             for ow0 in range(0, OW, 16):
                 m = min(16, OW - ow0)
-                a, s = U(base + ow0 * Nb + n0), U(Nb)
-                t = transpose16(
-                    load_first(r, a, 16), load_first(r, a + s, 16 if m > 1 else 0),
-                    load_first(r, a + U(2) * s, 16 if m > 2 else 0),
-                    load_first(r, a + U(3) * s, 16 if m > 3 else 0),
-                    load_first(r, a + U(4) * s, 16 if m > 4 else 0),
-                    load_first(r, a + U(5) * s, 16 if m > 5 else 0),
-                    load_first(r, a + U(6) * s, 16 if m > 6 else 0),
-                    load_first(r, a + U(7) * s, 16 if m > 7 else 0),
-                    load_first(r, a + U(8) * s, 16 if m > 8 else 0),
-                    load_first(r, a + U(9) * s, 16 if m > 9 else 0),
-                    load_first(r, a + U(10) * s, 16 if m > 10 else 0),
-                    load_first(r, a + U(11) * s, 16 if m > 11 else 0),
-                    load_first(r, a + U(12) * s, 16 if m > 12 else 0),
-                    load_first(r, a + U(13) * s, 16 if m > 13 else 0),
-                    load_first(r, a + U(14) * s, 16 if m > 14 else 0),
-                    load_first(r, a + U(15) * s, 16 if m > 15 else 0))
+                t = transpose_rows(r, U(base + ow0 * Nb + n0), U(Nb), 16, m)
                 for j in range(min(16, N - n0)):
                     v = add_scalar(t[j], bc)
                     at = U(((n0 + j) * C + c) * OH * OW + oh * OW + ow0)

@@ -26,12 +26,11 @@ from ._simd import (
     deinterleave_run,
     fma,
     load,
-    load_first,
     load_masked,
     store,
     store_masked,
     total,
-    transpose16,
+    transpose_rows,
     zeros,
 )
 
@@ -226,46 +225,14 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
                 store(xb, i, zeros(xb))
             for p0 in range(0, H * W, 16):  # the planes in, 16 positions at a time
                 m = min(16, H * W - p0)
-                a, s = U((n * C + c0) * H * W + p0), U(H * W)
-                t = transpose16(
-                    load_first(xf, a, m), load_first(xf, a + s, m if nc > 1 else 0),
-                    load_first(xf, a + U(2) * s, m if nc > 2 else 0),
-                    load_first(xf, a + U(3) * s, m if nc > 3 else 0),
-                    load_first(xf, a + U(4) * s, m if nc > 4 else 0),
-                    load_first(xf, a + U(5) * s, m if nc > 5 else 0),
-                    load_first(xf, a + U(6) * s, m if nc > 6 else 0),
-                    load_first(xf, a + U(7) * s, m if nc > 7 else 0),
-                    load_first(xf, a + U(8) * s, m if nc > 8 else 0),
-                    load_first(xf, a + U(9) * s, m if nc > 9 else 0),
-                    load_first(xf, a + U(10) * s, m if nc > 10 else 0),
-                    load_first(xf, a + U(11) * s, m if nc > 11 else 0),
-                    load_first(xf, a + U(12) * s, m if nc > 12 else 0),
-                    load_first(xf, a + U(13) * s, m if nc > 13 else 0),
-                    load_first(xf, a + U(14) * s, m if nc > 14 else 0),
-                    load_first(xf, a + U(15) * s, m if nc > 15 else 0))
+                t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
                 for q in range(m):
                     hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
                     if hp < Hp and wp < Wp:  # (rows and columns no tap reads: dropped)
                         store(xb, U((hp * Wp + wp) * 16), t[q])
             for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
                 m = min(16, T - t0)
-                a, s = U(c0 * T + t0), U(T)
-                t = transpose16(
-                    load_first(wf, a, m), load_first(wf, a + s, m if nc > 1 else 0),
-                    load_first(wf, a + U(2) * s, m if nc > 2 else 0),
-                    load_first(wf, a + U(3) * s, m if nc > 3 else 0),
-                    load_first(wf, a + U(4) * s, m if nc > 4 else 0),
-                    load_first(wf, a + U(5) * s, m if nc > 5 else 0),
-                    load_first(wf, a + U(6) * s, m if nc > 6 else 0),
-                    load_first(wf, a + U(7) * s, m if nc > 7 else 0),
-                    load_first(wf, a + U(8) * s, m if nc > 8 else 0),
-                    load_first(wf, a + U(9) * s, m if nc > 9 else 0),
-                    load_first(wf, a + U(10) * s, m if nc > 10 else 0),
-                    load_first(wf, a + U(11) * s, m if nc > 11 else 0),
-                    load_first(wf, a + U(12) * s, m if nc > 12 else 0),
-                    load_first(wf, a + U(13) * s, m if nc > 13 else 0),
-                    load_first(wf, a + U(14) * s, m if nc > 14 else 0),
-                    load_first(wf, a + U(15) * s, m if nc > 15 else 0))
+                t = transpose_rows(wf, U(c0 * T + t0), U(T), m, nc)
                 for q in range(m):
                     store(wl, U((t0 + q) * 16), t[q])
             for q0 in range(0, OHW, 4):  # the sums, 4 output positions at a time
@@ -289,23 +256,7 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
                 store(ob, U(q0 * 16 + 48), v3)
             for p0 in range(0, OHW, 16):  # the planes out, plus the bias
                 m = min(16, OHW - p0)
-                a = U(p0 * 16)
-                t = transpose16(
-                    load(ob, a), load_first(ob, a + U(16), 16 if m > 1 else 0),
-                    load_first(ob, a + U(32), 16 if m > 2 else 0),
-                    load_first(ob, a + U(48), 16 if m > 3 else 0),
-                    load_first(ob, a + U(64), 16 if m > 4 else 0),
-                    load_first(ob, a + U(80), 16 if m > 5 else 0),
-                    load_first(ob, a + U(96), 16 if m > 6 else 0),
-                    load_first(ob, a + U(112), 16 if m > 7 else 0),
-                    load_first(ob, a + U(128), 16 if m > 8 else 0),
-                    load_first(ob, a + U(144), 16 if m > 9 else 0),
-                    load_first(ob, a + U(160), 16 if m > 10 else 0),
-                    load_first(ob, a + U(176), 16 if m > 11 else 0),
-                    load_first(ob, a + U(192), 16 if m > 12 else 0),
-                    load_first(ob, a + U(208), 16 if m > 13 else 0),
-                    load_first(ob, a + U(224), 16 if m > 14 else 0),
-                    load_first(ob, a + U(240), 16 if m > 15 else 0))
+                t = transpose_rows(ob, U(p0 * 16), U(16), 16, m)
                 for j in range(nc):
                     v = add_scalar(t[j], b[c0 + j])
                     at = U((n * C + c0 + j) * OHW + p0)
