@@ -926,6 +926,12 @@ class _Depthwise:
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         N, Co = g.shape[:2]
+        if self.by_channels:
+            gw = np.empty((Co,) + self.w_shape[2:], dtype=np.float64)
+            _cpu(self.work).dw_weight_grad_channels(x, g, gw, self.geo.pads[0],
+                                                    self.geo.pads[2], *self.geo.stride,
+                                                    *self.geo.dilation)
+            return gw.astype(g.dtype).reshape(self.w_shape)
         gw = np.empty((Co, self.off.size), dtype=np.float64)
         _cpu(self.work).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
                                        self.cog, self.ntile, *self.stores)

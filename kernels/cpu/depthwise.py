@@ -20,6 +20,7 @@ from numba import get_num_threads, njit, prange
 from ._jit import U, parallel_and_serial
 from ._simd import (
     P,
+    add,
     add_scalar,
     copy_even,
     copy_run,
@@ -218,6 +219,10 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
         xb = np.empty(Hp * Wp * 16, dtype=y.dtype)
         ob = np.empty((OHW + 4) * 16, dtype=y.dtype)
         wl = np.empty((T + 16) * 16, dtype=y.dtype)
+        pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
+        for q in range(OHW + 4):
+            r = min(q, OHW - 1)
+            pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
         for task in range(chunk * per, min(N * ncb, (chunk + 1) * per)):
             n, c0 = task // ncb, task % ncb * 16
             nc = min(16, C - c0)  # the block's channels (the rest: zero lanes)
@@ -236,11 +241,7 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
                 for q in range(m):
                     store(wl, U((t0 + q) * 16), t[q])
             for q0 in range(0, OHW, 4):  # the sums, 4 output positions at a time
-                q1, q2, q3 = min(q0 + 1, OHW - 1), min(q0 + 2, OHW - 1), min(q0 + 3, OHW - 1)
-                e0 = U((q0 // OW * sh * Wp + q0 % OW * sw) * 16)
-                e1 = U((q1 // OW * sh * Wp + q1 % OW * sw) * 16)
-                e2 = U((q2 // OW * sh * Wp + q2 % OW * sw) * 16)
-                e3 = U((q3 // OW * sh * Wp + q3 % OW * sw) * 16)
+                e0, e1, e2, e3 = pos[q0], pos[q0 + 1], pos[q0 + 2], pos[q0 + 3]
                 v0 = v1 = v2 = v3 = zeros(xb)
                 for kh in range(KH):
                     for kw in range(KW):
@@ -264,6 +265,69 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
                         store(yf, at, v)
                     else:
                         store_masked(yf, at, v, full >> (16 - m))
+
+
+def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw):
+    """gw[c, kh, kw] = sum over n and the output positions of g[n, c, oh, ow] *
+    x[n, c, oh*sh + kh*dh - top, ow*sw + kw*dw - left] (zero outside x), in float64, with
+    16 channels as the lanes (P == 16): the weight gradient of :func:`_forward_channels`'
+    small planes.
+
+    A task is a block of 16 channels, for every image: the image's planes of ``x`` and
+    of ``g`` transposed into buffers of its own (a position's 16 channels one vector), then
+    each tap's 16 sums over the positions as vectors, 4 positions at a time; each image's
+    float32 sums are added into a float64 total.
+
+    Loop nest: prange block > image > (in: positions by 16) > tap > 4 positions."""
+    N, C, H, W = x.shape
+    OH, OW = g.shape[2], g.shape[3]
+    KH, KW = gw.shape[1], gw.shape[2]
+    T, OHW = KH * KW, OH * OW
+    Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+    xf, gf = x.reshape(x.size), g.reshape(g.size)
+    ncb = (C + 15) // 16
+    for cb in prange(ncb):
+        c0 = cb * 16
+        nc = min(16, C - c0)
+        xb = np.empty(Hp * Wp * 16, dtype=x.dtype)
+        gb = np.zeros((OHW + 4) * 16, dtype=x.dtype)  # (zeros past the last position)
+        sums = np.empty(16, dtype=x.dtype)
+        total_ = np.zeros((T, 16), dtype=np.float64)
+        pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
+        for q in range(OHW + 4):
+            r = min(q, OHW - 1)
+            pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
+        for n in range(N):
+            for i in range(U(0), U(Hp * Wp * 16), U(16)):
+                store(xb, i, zeros(xb))
+            for p0 in range(0, H * W, 16):
+                m = min(16, H * W - p0)
+                t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
+                for q in range(m):
+                    hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
+                    if hp < Hp and wp < Wp:
+                        store(xb, U((hp * Wp + wp) * 16), t[q])
+            for p0 in range(0, OHW, 16):
+                m = min(16, OHW - p0)
+                t = transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW), m, nc)
+                for q in range(m):
+                    store(gb, U((p0 + q) * 16), t[q])
+            for kh in range(KH):
+                for kw in range(KW):
+                    o = U((kh * dh * Wp + kw * dw) * 16)
+                    d0 = d1 = d2 = d3 = zeros(xb)
+                    for q0 in range(0, OHW, 4):  # past the last position, g is zero
+                        d0 = fma(d0, load(gb, U(q0 * 16)), load(xb, pos[q0] + o))
+                        d1 = fma(d1, load(gb, U(q0 * 16 + 16)), load(xb, pos[q0 + 1] + o))
+                        d2 = fma(d2, load(gb, U(q0 * 16 + 32)), load(xb, pos[q0 + 2] + o))
+                        d3 = fma(d3, load(gb, U(q0 * 16 + 48)), load(xb, pos[q0 + 3] + o))
+                    store(sums, U(0), add(add(d0, d1), add(d2, d3)))
+                    for j in range(16):
+                        total_[kh * KW + kw, j] += sums[j]
+        for j in range(nc):
+            for kh in range(KH):
+                for kw in range(KW):
+                    gw[c0 + j, kh, kw] = total_[kh * KW + kw, j]
 
 
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
@@ -318,4 +382,5 @@ def chunks(parallel: bool) -> int:
 forward, forward_serial = parallel_and_serial(_forward)
 forward_rows, forward_rows_serial = parallel_and_serial(_forward_rows)
 forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
+weight_grad_channels, weight_grad_channels_serial = parallel_and_serial(_weight_grad_channels)
 weight_grad, weight_grad_serial = parallel_and_serial(_weight_grad)
