@@ -134,3 +134,26 @@ def pad_channel(xf, H, W, nc, dst, at, used, top, left, sh, sw, Hq, Wq):
             if used[ph * sw + pw]:
                 pad_plane(xf, H, W, nc, ph * sw + pw, dst, at + U((ph * sw + pw) * plane),
                           top, left, sh, sw, Hq, Wq)
+
+
+@njit(cache=True)
+def pad_channels(xf, H, W, nc0, nc1, dst, used, top, left, sh, sw, Hq, Wq):
+    """:func:`pad_channel` for planes ``nc0 <= nc < nc1``, one after the other from
+    ``dst[0]``: a function that is called, not inlined (inlined into the kernel that
+    pads its own source, it took seconds more to compile)."""
+    plane = sh * sw * Hq * Wq
+    for nc in range(nc0, nc1):
+        pad_channel(xf, H, W, nc, dst, U((nc - nc0) * plane), used, top, left, sh, sw, Hq, Wq)
+
+
+@njit(cache=True)
+def tap_major_blocks(wf, T, cog, cgp, cb0, cb1, B, dst, flip, KK):
+    """Blocks ``cb0 <= cb < cb1`` of tap-major weights one after the other from
+    ``dst[0]`` (:func:`tap_major_block`; :func:`flipped_tap_major_block` with ``flip``,
+    ``KK`` taps a kernel): called, not inlined, as :func:`pad_channels`."""
+    for cb in range(cb0, cb1):
+        at = U((cb - cb0) * T * B)
+        if flip:
+            flipped_tap_major_block(wf, T // KK, cog, KK, cb, B, cgp, dst, at)
+        else:
+            tap_major_block(wf, T, cog, cgp, cb, B, dst, at)

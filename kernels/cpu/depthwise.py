@@ -191,6 +191,71 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
                             store_masked(yf, at, v, full >> (P - m))
 
 
+@njit(cache=True)
+def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk):
+    """One chunk of tasks of :func:`_forward_channels`: a function of its own, so that the
+    parallel loop's body is one call (with the body inlined, the parfor passes took 8 s
+    to compile it)."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    KH, KW = w.shape[1], w.shape[2]
+    T, OHW = KH * KW, OH * OW
+    Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
+    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
+    full = (1 << P) - 1
+    ncb = (C + 15) // 16
+    per = -(-(N * ncb) // nchunk)
+    xb = np.empty(Hp * Wp * 16, dtype=y.dtype)
+    ob = np.empty((OHW + 4) * 16, dtype=y.dtype)
+    wl = np.empty((T + 16) * 16, dtype=y.dtype)
+    pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
+    for q in range(OHW + 4):
+        r = min(q, OHW - 1)
+        pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
+    for task in range(chunk * per, min(N * ncb, (chunk + 1) * per)):
+        n, c0 = task // ncb, task % ncb * 16
+        nc = min(16, C - c0)  # the block's channels (the rest: zero lanes)
+        for i in range(U(0), U(Hp * Wp * 16), U(16)):
+            store(xb, i, zeros(xb))
+        for p0 in range(0, H * W, 16):  # the planes in, 16 positions at a time
+            m = min(16, H * W - p0)
+            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
+            for q in range(m):
+                hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
+                if hp < Hp and wp < Wp:  # (rows and columns no tap reads: dropped)
+                    store(xb, U((hp * Wp + wp) * 16), t[q])
+        for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
+            m = min(16, T - t0)
+            t = transpose_rows(wf, U(c0 * T + t0), U(T), m, nc)
+            for q in range(m):
+                store(wl, U((t0 + q) * 16), t[q])
+        for q0 in range(0, OHW, 4):  # the sums, 4 output positions at a time
+            e0, e1, e2, e3 = pos[q0], pos[q0 + 1], pos[q0 + 2], pos[q0 + 3]
+            v0 = v1 = v2 = v3 = zeros(xb)
+            for kh in range(KH):
+                for kw in range(KW):
+                    wv = load(wl, U((kh * KW + kw) * 16))
+                    o = U((kh * dh * Wp + kw * dw) * 16)
+                    v0 = fma(v0, wv, load(xb, e0 + o))
+                    v1 = fma(v1, wv, load(xb, e1 + o))
+                    v2 = fma(v2, wv, load(xb, e2 + o))
+                    v3 = fma(v3, wv, load(xb, e3 + o))
+            store(ob, U(q0 * 16), v0)
+            store(ob, U(q0 * 16 + 16), v1)
+            store(ob, U(q0 * 16 + 32), v2)
+            store(ob, U(q0 * 16 + 48), v3)
+        for p0 in range(0, OHW, 16):  # the planes out, plus the bias
+            m = min(16, OHW - p0)
+            t = transpose_rows(ob, U(p0 * 16), U(16), 16, m)
+            for j in range(nc):
+                v = add_scalar(t[j], b[c0 + j])
+                at = U((n * C + c0 + j) * OHW + p0)
+                if m == 16:
+                    store(yf, at, v)
+                else:
+                    store_masked(yf, at, v, full >> (16 - m))
+
+
 def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
     """y = b + the depthwise correlation of ``x`` with ``w`` (``(C, KH, KW)``, one output
     channel a group), with 16 channels as the lanes (P == 16): for small planes, whose
@@ -206,65 +271,63 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
 
     Loop nest: prange chunk of (n, block) > task > (in: positions by 16) > (sums: 4
     positions > tap) > (out: positions by 16)."""
+    for chunk in prange(nchunk):
+        _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk,
+                                np.int64(chunk))
+
+
+@njit(cache=True)
+def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
+    """Block ``cb`` of 16 channels of :func:`_weight_grad_channels`: a function of its own,
+    so that the parallel loop's body is one call (with the body inlined, the parfor
+    passes took 7 s to compile it)."""
     N, C, H, W = x.shape
-    OH, OW = y.shape[2], y.shape[3]
-    KH, KW = w.shape[1], w.shape[2]
+    OH, OW = g.shape[2], g.shape[3]
+    KH, KW = gw.shape[1], gw.shape[2]
     T, OHW = KH * KW, OH * OW
     Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
-    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
-    full = (1 << P) - 1
-    ncb = (C + 15) // 16
-    per = -(-(N * ncb) // nchunk)
-    for chunk in prange(nchunk):
-        xb = np.empty(Hp * Wp * 16, dtype=y.dtype)
-        ob = np.empty((OHW + 4) * 16, dtype=y.dtype)
-        wl = np.empty((T + 16) * 16, dtype=y.dtype)
-        pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
-        for q in range(OHW + 4):
-            r = min(q, OHW - 1)
-            pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
-        for task in range(chunk * per, min(N * ncb, (chunk + 1) * per)):
-            n, c0 = task // ncb, task % ncb * 16
-            nc = min(16, C - c0)  # the block's channels (the rest: zero lanes)
-            for i in range(U(0), U(Hp * Wp * 16), U(16)):
-                store(xb, i, zeros(xb))
-            for p0 in range(0, H * W, 16):  # the planes in, 16 positions at a time
-                m = min(16, H * W - p0)
-                t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
-                for q in range(m):
-                    hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
-                    if hp < Hp and wp < Wp:  # (rows and columns no tap reads: dropped)
-                        store(xb, U((hp * Wp + wp) * 16), t[q])
-            for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
-                m = min(16, T - t0)
-                t = transpose_rows(wf, U(c0 * T + t0), U(T), m, nc)
-                for q in range(m):
-                    store(wl, U((t0 + q) * 16), t[q])
-            for q0 in range(0, OHW, 4):  # the sums, 4 output positions at a time
-                e0, e1, e2, e3 = pos[q0], pos[q0 + 1], pos[q0 + 2], pos[q0 + 3]
-                v0 = v1 = v2 = v3 = zeros(xb)
-                for kh in range(KH):
-                    for kw in range(KW):
-                        wv = load(wl, U((kh * KW + kw) * 16))
-                        o = U((kh * dh * Wp + kw * dw) * 16)
-                        v0 = fma(v0, wv, load(xb, e0 + o))
-                        v1 = fma(v1, wv, load(xb, e1 + o))
-                        v2 = fma(v2, wv, load(xb, e2 + o))
-                        v3 = fma(v3, wv, load(xb, e3 + o))
-                store(ob, U(q0 * 16), v0)
-                store(ob, U(q0 * 16 + 16), v1)
-                store(ob, U(q0 * 16 + 32), v2)
-                store(ob, U(q0 * 16 + 48), v3)
-            for p0 in range(0, OHW, 16):  # the planes out, plus the bias
-                m = min(16, OHW - p0)
-                t = transpose_rows(ob, U(p0 * 16), U(16), 16, m)
-                for j in range(nc):
-                    v = add_scalar(t[j], b[c0 + j])
-                    at = U((n * C + c0 + j) * OHW + p0)
-                    if m == 16:
-                        store(yf, at, v)
-                    else:
-                        store_masked(yf, at, v, full >> (16 - m))
+    xf, gf = x.reshape(x.size), g.reshape(g.size)
+    c0 = cb * 16
+    nc = min(16, C - c0)
+    xb = np.empty(Hp * Wp * 16, dtype=x.dtype)
+    gb = np.zeros((OHW + 4) * 16, dtype=x.dtype)  # (zeros past the last position)
+    sums = np.empty(16, dtype=x.dtype)
+    total_ = np.zeros((T, 16), dtype=np.float64)
+    pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
+    for q in range(OHW + 4):
+        r = min(q, OHW - 1)
+        pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
+    for n in range(N):
+        for i in range(U(0), U(Hp * Wp * 16), U(16)):
+            store(xb, i, zeros(xb))
+        for p0 in range(0, H * W, 16):
+            m = min(16, H * W - p0)
+            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
+            for q in range(m):
+                hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
+                if hp < Hp and wp < Wp:
+                    store(xb, U((hp * Wp + wp) * 16), t[q])
+        for p0 in range(0, OHW, 16):
+            m = min(16, OHW - p0)
+            t = transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW), m, nc)
+            for q in range(m):
+                store(gb, U((p0 + q) * 16), t[q])
+        for kh in range(KH):
+            for kw in range(KW):
+                o = U((kh * dh * Wp + kw * dw) * 16)
+                d0 = d1 = d2 = d3 = zeros(xb)
+                for q0 in range(0, OHW, 4):  # past the last position, g is zero
+                    d0 = fma(d0, load(gb, U(q0 * 16)), load(xb, pos[q0] + o))
+                    d1 = fma(d1, load(gb, U(q0 * 16 + 16)), load(xb, pos[q0 + 1] + o))
+                    d2 = fma(d2, load(gb, U(q0 * 16 + 32)), load(xb, pos[q0 + 2] + o))
+                    d3 = fma(d3, load(gb, U(q0 * 16 + 48)), load(xb, pos[q0 + 3] + o))
+                store(sums, U(0), add(add(d0, d1), add(d2, d3)))
+                for j in range(16):
+                    total_[kh * KW + kw, j] += sums[j]
+    for j in range(nc):
+        for kh in range(KH):
+            for kw in range(KW):
+                gw[c0 + j, kh, kw] = total_[kh * KW + kw, j]
 
 
 def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw):
@@ -279,55 +342,9 @@ def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw):
     float32 sums are added into a float64 total.
 
     Loop nest: prange block > image > (in: positions by 16) > tap > 4 positions."""
-    N, C, H, W = x.shape
-    OH, OW = g.shape[2], g.shape[3]
-    KH, KW = gw.shape[1], gw.shape[2]
-    T, OHW = KH * KW, OH * OW
-    Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
-    xf, gf = x.reshape(x.size), g.reshape(g.size)
-    ncb = (C + 15) // 16
+    ncb = (x.shape[1] + 15) // 16
     for cb in prange(ncb):
-        c0 = cb * 16
-        nc = min(16, C - c0)
-        xb = np.empty(Hp * Wp * 16, dtype=x.dtype)
-        gb = np.zeros((OHW + 4) * 16, dtype=x.dtype)  # (zeros past the last position)
-        sums = np.empty(16, dtype=x.dtype)
-        total_ = np.zeros((T, 16), dtype=np.float64)
-        pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
-        for q in range(OHW + 4):
-            r = min(q, OHW - 1)
-            pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
-        for n in range(N):
-            for i in range(U(0), U(Hp * Wp * 16), U(16)):
-                store(xb, i, zeros(xb))
-            for p0 in range(0, H * W, 16):
-                m = min(16, H * W - p0)
-                t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
-                for q in range(m):
-                    hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
-                    if hp < Hp and wp < Wp:
-                        store(xb, U((hp * Wp + wp) * 16), t[q])
-            for p0 in range(0, OHW, 16):
-                m = min(16, OHW - p0)
-                t = transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW), m, nc)
-                for q in range(m):
-                    store(gb, U((p0 + q) * 16), t[q])
-            for kh in range(KH):
-                for kw in range(KW):
-                    o = U((kh * dh * Wp + kw * dw) * 16)
-                    d0 = d1 = d2 = d3 = zeros(xb)
-                    for q0 in range(0, OHW, 4):  # past the last position, g is zero
-                        d0 = fma(d0, load(gb, U(q0 * 16)), load(xb, pos[q0] + o))
-                        d1 = fma(d1, load(gb, U(q0 * 16 + 16)), load(xb, pos[q0 + 1] + o))
-                        d2 = fma(d2, load(gb, U(q0 * 16 + 32)), load(xb, pos[q0 + 2] + o))
-                        d3 = fma(d3, load(gb, U(q0 * 16 + 48)), load(xb, pos[q0 + 3] + o))
-                    store(sums, U(0), add(add(d0, d1), add(d2, d3)))
-                    for j in range(16):
-                        total_[kh * KW + kw, j] += sums[j]
-        for j in range(nc):
-            for kh in range(KH):
-                for kw in range(KW):
-                    gw[c0 + j, kh, kw] = total_[kh * KW + kw, j]
+        _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, np.int64(cb))
 
 
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,

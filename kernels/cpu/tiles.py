@@ -7,10 +7,11 @@ group's first input channel). The accumulators are explicit vectors
 (:mod:`kernels.cpu._simd`): one per output channel of the block, P lanes each.
 """
 
-from numba import prange
+import numpy as np
+from numba import njit, prange
 
 from ._jit import U, parallel_and_serial
-from ._layout import flipped_tap_major_block, pad_channel, tap_major_block
+from ._layout import pad_channels, tap_major_blocks
 from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
@@ -158,6 +159,92 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
 CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
 
 
+@njit(cache=True)
+def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
+                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip, part):
+    """Part ``part`` of :func:`_forward_channels`: a function of its own, so that the
+    parallel loop's body is one call (with the body inlined, the parfor passes took 12 s
+    to compile it)."""
+    N, C, H, W = x.shape
+    Co, T = y.shape[1], w.size // y.shape[1]
+    KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
+    OHW = y.shape[2] * y.shape[3]
+    B = CL_C * P
+    cog, Cg = Co // groups, C // groups
+    nbg = (cog + B - 1) // B  # blocks a group
+    ncb, S = groups * nbg, sh * sw
+    plane = S * Hq * Wq
+    Tp = pset.shape[0] - 1
+    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
+    ip, ic = part // Tc, part % Tc
+    cb0, cb1 = ic * ncb // Tc, (ic + 1) * ncb // Tc
+    wp = wts[part]
+    tap_major_blocks(wf, T, cog, nbg * B, cb0, cb1, B, wp, flip, KK)
+    s0, s1 = pset[ip], pset[ip + 1]
+    out = U((cb1 - cb0) * T * B)  # a block's sums, position-major, past the weights
+    if copy:
+        sp = srcs[part]
+        n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+        pad_channels(xf, H, W, n0 * C, n1 * C, sp, used, top, left, sh, sw, Hq, Wq)
+    else:
+        sp = xf
+    for cb in range(cb0, cb1):
+        g = cb // nbg
+        gb = U(g * Cg * plane)
+        wb = U((cb - cb0) * T * B)
+        for s in range(pset[ip], pset[ip + 1]):
+            q = U(s * CL_X)
+            b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
+            b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
+            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
+            a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
+            cls = set_class[s]
+            for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+                o = off[t]
+                wt = wb + tap[t] * U(B)
+                w0, w1 = load(wp, wt), load(wp, wt + U(P))
+                w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
+                v = sp[b0 + o]
+                a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
+                    fma(a03, v, w3)
+                v = sp[b1 + o]
+                a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
+                    fma(a13, v, w3)
+                v = sp[b2 + o]
+                a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
+                    fma(a23, v, w3)
+                v = sp[b3 + o]
+                a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
+                    fma(a33, v, w3)
+                v = sp[b4 + o]
+                a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
+                    fma(a43, v, w3)
+                v = sp[b5 + o]
+                a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
+                    fma(a53, v, w3)
+            for k in range(CL_X):
+                v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
+                                  if k == 1 else (a20, a21, a22, a23) if k == 2 else
+                                  (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
+                                  if k == 4 else (a50, a51, a52, a53))
+                at = out + U(((s - s0) * CL_X + k) * B)
+                store(wp, at, v0)
+                store(wp, at + U(P), v1)
+                store(wp, at + U(2 * P), v2)
+                store(wp, at + U(3 * P), v3)
+        # the block's sums into y, plus the bias: P channels (a line of sums) at a time
+        for c0 in range(0, B, P):
+            r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
+            c1 = g * cog + r0  # their first channel
+            nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
+            for q in range(U(s0 * CL_X), U(s1 * CL_X)):
+                at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
+                yq = U(pixy[q] + c1 * OHW)
+                for j in range(nc):
+                    yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
+
+
 def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
                       pixsrc, pixy, pset, set_class, tap, off, class_start, flip):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
@@ -192,92 +279,11 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
     (stored straight to ``y``, a plane apart a lane, a set's 384 lines were gone from
     cache by the time the next position's set came back to them: a fifth of a 7x7
     layer's time); a part's last set repeats its last position."""
-    N, C, H, W = x.shape
-    Co, T = y.shape[1], w.size // y.shape[1]
-    KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
-    OHW = y.shape[2] * y.shape[3]
-    B = CL_C * P
-    cog, Cg = Co // groups, C // groups
-    nbg = (cog + B - 1) // B  # blocks a group
-    ncb, S = groups * nbg, sh * sw
-    plane = S * Hq * Wq
     Tp = pset.shape[0] - 1
-    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
     for part in prange(Tp * Tc):
-        ip, ic = part // Tc, part % Tc
-        cb0, cb1 = ic * ncb // Tc, (ic + 1) * ncb // Tc
-        wp = wts[part]
-        for cb in range(cb0, cb1):
-            if flip:
-                flipped_tap_major_block(wf, T // KK, cog, KK, cb, B, nbg * B, wp,
-                                        U((cb - cb0) * T * B))
-            else:
-                tap_major_block(wf, T, cog, nbg * B, cb, B, wp, U((cb - cb0) * T * B))
-        s0, s1 = pset[ip], pset[ip + 1]
-        out = U((cb1 - cb0) * T * B)  # a block's sums, position-major, past the weights
-        if copy:
-            sp = srcs[part]
-            n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
-            for nc in range(n0 * C, n1 * C):
-                pad_channel(xf, H, W, nc, sp, U((nc - n0 * C) * plane), used, top, left, sh,
-                            sw, Hq, Wq)
-        else:
-            sp = xf
-        for cb in range(cb0, cb1):
-            g = cb // nbg
-            gb = U(g * Cg * plane)
-            wb = U((cb - cb0) * T * B)
-            for s in range(pset[ip], pset[ip + 1]):
-                q = U(s * CL_X)
-                b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
-                b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
-                a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
-                a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
-                a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
-                cls = set_class[s]
-                for t in range(U(class_start[cls]), U(class_start[cls + 1])):
-                    o = off[t]
-                    wt = wb + tap[t] * U(B)
-                    w0, w1 = load(wp, wt), load(wp, wt + U(P))
-                    w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
-                    v = sp[b0 + o]
-                    a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
-                        fma(a03, v, w3)
-                    v = sp[b1 + o]
-                    a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
-                        fma(a13, v, w3)
-                    v = sp[b2 + o]
-                    a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
-                        fma(a23, v, w3)
-                    v = sp[b3 + o]
-                    a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
-                        fma(a33, v, w3)
-                    v = sp[b4 + o]
-                    a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
-                        fma(a43, v, w3)
-                    v = sp[b5 + o]
-                    a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
-                        fma(a53, v, w3)
-                for k in range(CL_X):
-                    v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
-                                      if k == 1 else (a20, a21, a22, a23) if k == 2 else
-                                      (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
-                                      if k == 4 else (a50, a51, a52, a53))
-                    at = out + U(((s - s0) * CL_X + k) * B)
-                    store(wp, at, v0)
-                    store(wp, at + U(P), v1)
-                    store(wp, at + U(2 * P), v2)
-                    store(wp, at + U(3 * P), v3)
-            # the block's sums into y, plus the bias: P channels (a line of sums) at a time
-            for c0 in range(0, B, P):
-                r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
-                c1 = g * cog + r0  # their first channel
-                nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
-                for q in range(U(s0 * CL_X), U(s1 * CL_X)):
-                    at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
-                    yq = U(pixy[q] + c1 * OHW)
-                    for j in range(nc):
-                        yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
+        _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups,
+                               Tc, copy, pixsrc, pixy, pset, set_class, tap, off, class_start,
+                               flip, np.int64(part))
 
 
 forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
