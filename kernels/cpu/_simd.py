@@ -287,45 +287,27 @@ def total(typingctx, v):
     return v.dtype(v), codegen
 
 
-def _interleave(half: int):
-    """The intrinsic ``(u, v) -> u[h], v[h], u[h + 1], v[h + 1], ...`` from lane h = half*P/2:
-    lanes of two vectors interleaved, the low half (0) or the high (1)."""
+def _shuffle(lanes: list[int]):
+    """The intrinsic ``(u, v) -> w[lanes[0]], w[lanes[1]], ...`` of ``w`` = u then v."""
 
     @intrinsic
-    def interleave(typingctx, u, v):
+    def shuffle(typingctx, u, v):
         if not isinstance(u, Vector) or u != v:
             raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
 
         def codegen(context, builder, sig, args):
             i32 = ir.IntType(32)
-            lanes = [half * P // 2 + k // 2 + (k % 2) * P for k in range(P)]
             return builder.shuffle_vector(args[0], args[1], ir.Constant(
                 ir.VectorType(i32, P), [ir.Constant(i32, k) for k in lanes]))
         return u(u, v), codegen
-    return interleave
+    return shuffle
 
 
-interleave_low, interleave_high = _interleave(0), _interleave(1)
-
-
-def _deinterleave(phase: int):
-    """The intrinsic ``(u, v) -> w[phase], w[phase + 2], ...`` of ``w`` = u then v: the even
-    (0) or odd (1) lanes of two vectors."""
-
-    @intrinsic
-    def deinterleave(typingctx, u, v):
-        if not isinstance(u, Vector) or u != v:
-            raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
-
-        def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            return builder.shuffle_vector(args[0], args[1], ir.Constant(
-                ir.VectorType(i32, P), [ir.Constant(i32, 2 * k + phase) for k in range(P)]))
-        return u(u, v), codegen
-    return deinterleave
-
-
-evens, odds = _deinterleave(0), _deinterleave(1)
+# u[h], v[h], u[h + 1], v[h + 1], ... from lane h = 0 (low) or P/2 (high): two vectors'
+# lanes interleaved; and the even or odd lanes of u then v
+interleave_low = _shuffle([k // 2 + (k % 2) * P for k in range(P)])
+interleave_high = _shuffle([P // 2 + k // 2 + (k % 2) * P for k in range(P)])
+evens, odds = _shuffle([2 * k for k in range(P)]), _shuffle([2 * k + 1 for k in range(P)])
 
 
 @intrinsic
