@@ -52,7 +52,7 @@ def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int) -
     cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
 
 
-def _pad_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
+def _split_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
     """``src`` = ``x`` padded and split into stride phases
     (:func:`kernels.cpu.conv.pad_phases`), both column phases of a row at once at a
     column stride of 2."""
@@ -91,17 +91,16 @@ def _tap_classes(grid, per_position, H, W, Cg, KH, KW, sh, sw, dh, dw, top, left
     taps are ``order[class_start[c]:class_start[c + 1]]`` (indices into ``w[co].ravel()``).
     ``grid`` is the tiles' (oh, ow, q) with batch lanes, else (n, oh, owt)."""
 
-    inside = _inside
     classes: dict = {}
     if per_position:  # one output position per tile: rows and columns
         OH, OW, nq = grid
-        keys = [inside(oh, sh, dh, top, H, KH) + inside(ow, sw, dw, left, W, KW)
+        keys = [_inside(oh, sh, dh, top, H, KH) + _inside(ow, sw, dw, left, W, KW)
                 for oh in range(OH) for ow in range(OW)]
         ids = np.array([classes.setdefault(k, len(classes)) for k in keys], dtype=np.int64)
         tile_class = np.repeat(ids, nq)
     else:  # a tile spans columns: rows only
         N, OH, nw = grid
-        keys = [inside(oh, sh, dh, top, H, KH) + (0, KW) for oh in range(OH)]
+        keys = [_inside(oh, sh, dh, top, H, KH) + (0, KW) for oh in range(OH)]
         ids = np.array([classes.setdefault(k, len(classes)) for k in keys], dtype=np.int64)
         tile_class = np.tile(np.repeat(ids, nw), N)
     taps = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
@@ -388,7 +387,7 @@ class _Tiled:
     def _phase_split(self, x: np.ndarray, src: np.ndarray) -> None:
         """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases."""
         (sh, sw), (dh, dw), KH, KW = self.geo.stride, self.geo.dilation, *self.w_shape[2:]
-        _pad_phases(self.cpu, x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
+        _split_phases(self.cpu, x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
                     self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
@@ -437,7 +436,7 @@ class _Tiled:
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
         for n0, n1, s0, s1 in self._wide_chunks(_threads(cpu)):
-            _pad_phases(cpu, x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
+            _split_phases(cpu, x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
                            self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
             if s1 > s0:
                 cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
@@ -706,7 +705,7 @@ class _Tiled:
             part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
             cpu.weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw,
                                  self._column_channels)
-            cpu.sum_column_parts(part, rows, gw, B, -(-threads // ncb))
+            cpu.sum_column_parts(part, self._column_channels, gw, B, -(-threads // ncb))
         return gw.reshape(self.w_shape)
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:

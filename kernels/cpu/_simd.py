@@ -144,6 +144,23 @@ def store(typingctx, arr, index, v):
     return types.void(arr, index, v), codegen
 
 
+def _masked_load(context, builder, arr_type, arr, index, n):
+    """LLVM IR: ``arr[index:index + n]`` in the first ``n`` lanes (an i64), zeros in the rest,
+    by a masked load (nothing past it is read)."""
+    ptr = _vector_pointer(context, builder, arr_type, arr, index)
+    vty = ptr.type.pointee
+    i64 = ir.IntType(64)
+    lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
+    mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+    bits = "f32" if arr_type.dtype == types.float32 else "f64"
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), mask.type,
+                                              vty]),
+        f"llvm.masked.load.v{P}{bits}.p0v{P}{bits}")
+    return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr_type.dtype)),
+                             mask, ir.Constant(vty, None)])
+
+
 @intrinsic
 def load_first(typingctx, arr, index, n):
     """``arr[index:index + n]`` in the first ``n`` lanes (``n <= P``), zeros in the rest;
@@ -152,19 +169,8 @@ def load_first(typingctx, arr, index, n):
     _check_array(arr, "arr")
 
     def codegen(context, builder, sig, args):
-        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
-        vty = ptr.type.pointee
-        i64 = ir.IntType(64)
         n = context.cast(builder, args[2], sig.args[2], types.int64)
-        lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
-        mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
-        bits = "f32" if arr.dtype == types.float32 else "f64"
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32),
-                                                  mask.type, vty]),
-            f"llvm.masked.load.v{P}{bits}.p0v{P}{bits}")
-        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
-                                 mask, ir.Constant(vty, None)])
+        return _masked_load(context, builder, sig.args[0], args[0], args[1], n)
     return Vector(arr.dtype)(arr, index, n), codegen
 
 
@@ -420,50 +426,41 @@ def deinterleave_run(src, start, dst, a, b, n):
             store_masked(dst, b + k // 2, o, full >> (P - no))
 
 
+def _transposed(context, builder, result, rows):
+    """LLVM IR: the tuple of the 16 columns of 16 vectors of 16 lanes: four rounds of row
+    ``2i``, ``2i + 1`` := the low and high interleaves of rows ``i`` and ``i + 8``."""
+    i32 = ir.IntType(32)
+    lo = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, k // 2 + (k % 2) * P)
+                                             for k in range(P)])
+    hi = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, P // 2 + k // 2 + (k % 2) * P)
+                                             for k in range(P)])
+    r = list(rows)
+    for _ in range(4):
+        r = [builder.shuffle_vector(r[i // 2], r[i // 2 + 8], lo if i % 2 == 0 else hi)
+             for i in range(16)]
+    return context.make_tuple(builder, result, r)
+
+
 @intrinsic
-def transpose16(typingctx, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14,
-                r15):
-    """The 16 columns of 16 rows of 16 lanes (P == 16 only), as a tuple: four rounds of
-    row ``2i``, ``2i + 1`` := the low and high interleaves of rows ``i`` and ``i + 8``;
-    64 shuffles for 256 elements, where a scalar copy takes a load and a store each.
-    (An intrinsic: written as Numba functions, each use took 0.7 s to compile.)"""
-    rows = (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15)
-    if not isinstance(r0, Vector) or any(r != r0 for r in rows):
-        raise TypeError(f"transpose16: 16 vectors of one dtype, got {rows}")
-    result = types.UniTuple(r0, 16)
+def transpose_rows(typingctx, src, a, step, cols, rows):
+    """The 16 columns, as a tuple of vectors, of the 16 rows ``src[a + k*step:][:cols]``
+    (zeros past ``cols``, and for ``k >= rows``; nothing past them is read), P == 16 only:
+    16 masked loads and 64 shuffles for 256 elements, where a scalar copy takes a load and
+    a store each. (An intrinsic: written as Numba functions, each use took 0.7 s to
+    compile.)"""
+    _check_array(src, "src")
+    result = types.UniTuple(Vector(src.dtype), 16)
 
     def codegen(context, builder, sig, args):
-        i32 = ir.IntType(32)
-        lo = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, k // 2 + (k % 2) * P)
-                                                 for k in range(P)])
-        hi = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, P // 2 + k // 2 + (k % 2) * P)
-                                                 for k in range(P)])
-        r = list(args)
-        for _ in range(4):
-            r = [builder.shuffle_vector(r[i // 2], r[i // 2 + 8], lo if i % 2 == 0 else hi)
-                 for i in range(16)]
-        return context.make_tuple(builder, result, r)
-    return result(*rows), codegen
-
-
-@njit(cache=True, inline="always")
-def transpose_rows(src, a, step, cols, rows):
-    """:func:`transpose16` of the 16 rows ``src[a + k*step:][:cols]`` (zeros past ``cols``,
-    and for ``k >= rows``; nothing past them is read)."""
-    return transpose16(
-        load_first(src, a, cols if rows > 0 else 0),
-        load_first(src, a + step, cols if rows > 1 else 0),
-        load_first(src, a + 2 * step, cols if rows > 2 else 0),
-        load_first(src, a + 3 * step, cols if rows > 3 else 0),
-        load_first(src, a + 4 * step, cols if rows > 4 else 0),
-        load_first(src, a + 5 * step, cols if rows > 5 else 0),
-        load_first(src, a + 6 * step, cols if rows > 6 else 0),
-        load_first(src, a + 7 * step, cols if rows > 7 else 0),
-        load_first(src, a + 8 * step, cols if rows > 8 else 0),
-        load_first(src, a + 9 * step, cols if rows > 9 else 0),
-        load_first(src, a + 10 * step, cols if rows > 10 else 0),
-        load_first(src, a + 11 * step, cols if rows > 11 else 0),
-        load_first(src, a + 12 * step, cols if rows > 12 else 0),
-        load_first(src, a + 13 * step, cols if rows > 13 else 0),
-        load_first(src, a + 14 * step, cols if rows > 14 else 0),
-        load_first(src, a + 15 * step, cols if rows > 15 else 0))
+        i64 = ir.IntType(64)
+        a, step, cols, nrows = (context.cast(builder, v, t, types.int64)
+                                for v, t in zip(args[1:], sig.args[1:]))
+        zero = ir.Constant(i64, 0)
+        loaded = []
+        for k in range(16):
+            count = builder.select(builder.icmp_signed(">", nrows, ir.Constant(i64, k)),
+                                   cols, zero)
+            at = builder.add(a, builder.mul(step, ir.Constant(i64, k)))
+            loaded.append(_masked_load(context, builder, sig.args[0], args[0], at, count))
+        return _transposed(context, builder, result, loaded)
+    return result(src, a, step, cols, rows), codegen

@@ -332,7 +332,7 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
     contiguous (lane) axis (padding around each plane as it was; images N to Nb zeros).
 
     Loop nest: prange (c, h) > block of 16 images > 16 columns: 16 image rows loaded and
-    transposed in registers (:func:`kernels.cpu._simd.transpose16`), each column's 16
+    transposed in registers (:func:`kernels.cpu._simd.transpose_rows`), each column's 16
     images one aligned store (LeNet conv2's input: 27 us a copy, scalar). Without
     16-lane vectors: > n > w, each image's row read contiguously, the row's W x N block
     of ``src`` in L1."""
@@ -395,7 +395,7 @@ def _from_lanes(gl, y, b, rows, Nb):
     tiled kernel stores into ``y`` itself.)
 
     Loop nest: prange (c, oh) > block of 16 images > 16 columns: 16 columns' lanes
-    loaded and transposed in registers (:func:`kernels.cpu._simd.transpose16`), each
+    loaded and transposed in registers (:func:`kernels.cpu._simd.transpose_rows`), each
     image's run of the row one masked store (LeNet conv2's output: 24 us a copy,
     scalar). Without 16-lane vectors: > n > ow, the output row's OW x N block of ``gl``
     in L1 while each image's row of ``y`` is written contiguously."""
@@ -560,19 +560,17 @@ def _sum_row_parts(part, rows, gw):
             gw[co, t] = s
 
 
-def _sum_column_parts(part, rows, gw, block, split):
-    """gw[co, t] = sum over k of part[k, t, rows[co]] (in float64): the weight gradient
-    from :func:`_weight_grad_cols`' chunks, transposed in one pass. Loop nest: prange
+def _sum_column_parts(part, cols, gw, block, split):
+    """gw[cols[r], t] = sum over k of part[k, t, r] (in float64; ``cols[r]`` < 0: a padding
+    column, dropped): the weight gradient from :func:`_weight_grad_cols`' chunks,
+    transposed in one pass. Loop nest: prange
     (``block`` columns of ``part``, 1/``split`` of the taps) > 16 taps > column > tap:
     the 16 taps' rows of the block in L1 for every column, each write a run of 16. A
     task sums the columns one task of :func:`_weight_grad_cols` wrote, so the thread
     that wrote them sums them (``split`` > 1 where there are fewer blocks than threads):
     read from the other core, the 9 MB of a 512-channel 3x3 layer's took 3 ms."""
-    Co, T = gw.shape
+    T = gw.shape[1]
     Cp = part.shape[2]
-    cols = np.full(Cp, -1, dtype=np.int64)  # the channel of each column, -1: padding
-    for co in range(Co):
-        cols[rows[co]] = co
     nt = -(-T // 16)  # runs of 16 taps
     for task in prange(Cp // block * split):
         cb, sp = task // split, task % split

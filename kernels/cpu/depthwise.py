@@ -263,7 +263,7 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
     masked stores took about 300 cycles).
 
     A task is an image's block of 16 channels. It transposes the 16 planes into a
-    zero-padded buffer of its own (:func:`kernels.cpu._simd.transpose16`, 16 positions at
+    zero-padded buffer of its own (:func:`kernels.cpu._simd.transpose_rows`, 16 positions at
     a time), a position's 16 channels one vector, and the weights likewise; sums each
     output position's taps as vectors, 4 positions sharing each tap's weights, into a
     second buffer; and transposes that back into the block's planes of ``y``, plus the
