@@ -27,6 +27,7 @@ FAMILIES = {
     "kernels.cpu.correlate": "correlation",
     "kernels.cpu.conv": "conv2d",
     "kernels.cpu.tiles": "conv2d",
+    "kernels.cpu.depthwise": "conv2d",
     "kernels._alloc": "conv2d",  # its one helper serves conv2d's scratch buffers
     "kernels.cpu.pool": "pooling",
     "kernels.cpu.norm": "norm",

@@ -283,6 +283,7 @@ def _dispatchers() -> list:
         for value in list(vars(module).values()):
             values = vars(value).values() if isinstance(value, SimpleNamespace) else [value]
             for v in values:
+                v = getattr(v, "kernel", v)  # a kernel run in parts (kernels.cpu._parts)
                 if isinstance(v, CPUDispatcher):
                     found[id(v)] = v
     return list(found.values())

@@ -20,11 +20,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from numba import prange
 
 from . import depthwise, tiles
-from ._jit import U, parallel_and_serial
+from ._jit import U
 from ._layout import pad_channel, pad_plane, tap_major_block
+from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
     add,
@@ -45,7 +45,7 @@ from .activation import _sum64
 COB = 4  # output (forward) / input (grad_x) channels that share one sweep of the input
 
 
-def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step, part, parts):
     """y[n, co] = b[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] * xf[n, g*Cg + ci, shifted].
 
     Loop nest: prange (n, group, block of COB output channels) > ci > kh > kw >
@@ -63,7 +63,8 @@ def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
     Cog = Co // groups
     nblk = (Cog + COB - 1) // COB
     A = OH * arow
-    for task in prange(N * groups * nblk):
+    lo, hi = span(N * groups * nblk, part, parts)
+    for task in range(lo, hi):
         n = task // (groups * nblk)
         g = (task // nblk) % groups
         blk = task % nblk
@@ -125,7 +126,7 @@ def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                     yrow[ow] = arow_[ow] + bj
 
 
-def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step, part, parts):
     """gxf[n, c] = sum_{co in c's group, kh, kw} w[co, c - g*Cg, kh, kw] * ga[n, co] scattered
     to the shifted positions (the transpose of the forward gather); ``gxf`` comes in zeroed.
 
@@ -141,7 +142,8 @@ def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
     Co, Cg, KH, KW = w.shape
     Cog = Co // groups
     nblk = (Cg + COB - 1) // COB
-    for task in prange(N * groups * nblk):
+    lo, hi = span(N * groups * nblk, part, parts)
+    for task in range(lo, hi):
         n = task // (groups * nblk)
         g = (task // nblk) % groups
         blk = task % nblk
@@ -196,7 +198,8 @@ def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
                                         sj[U(p * step)] += wj * gs[p]
 
 
-def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step):
+def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow, xseg,
+                 step, part, parts):
     """grad_w[co, ci, kh, kw] = sum_{n, a} ga[n, co, a] * xf[n, g*Cg + ci, shifted a];
     grad_b[co] = sum_{n, a} ga[n, co, a] (the scratch columns of ``ga`` are zero).
 
@@ -215,7 +218,8 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
     Co, Cg, KH, KW = grad_w.shape
     Cog = Co // groups
     A = ga.shape[2]
-    for co in prange(Co):
+    lo, hi = span(Co, part, parts)
+    for co in range(lo, hi):
         g = co // Cog
         part = np.empty((KH * KW, A), dtype=ga.dtype)
         sb = 0.0
@@ -252,7 +256,7 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
                 grad_w[co, ci, t // KW, t % KW] = st
 
 
-def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
+def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used, part, parts):
     """The zero-padded input split into stride phases: plane ``ph*sw + pw`` of image n,
     channel c is ``src[((n*C + c)*sh*sw + ph*sw + pw)*Hq*Wq + i*Wq + j] = xp[n, c, i*sh + ph,
     j*sw + pw]`` (``xp``: ``x`` padded by ``top``/``left``, zeros past its end), for the
@@ -265,31 +269,34 @@ def _pad_phases(x, src, top, left, sh, sw, Hq, Wq, used):
     N, C, H, W = x.shape
     S, plane = sh * sw, Hq * Wq
     xf = x.reshape(x.size)  # NOTE: flat: a row view a row cost two atomic refcount updates
-    for task in prange(N * C * S):
+    lo, hi = span(N * C * S, part, parts)
+    for task in range(lo, hi):
         if used[task % S]:
             pad_plane(xf, H, W, task // S, task % S, src, U(task * plane), top, left, sh, sw,
                       Hq, Wq)
 
 
-def _pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used):
+def _pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used, part, parts):
     """:func:`_pad_phases` at a column stride of 2, both column phases of a row at once
     (:func:`kernels.cpu._layout.pad_channel`): a kernel of its own, so that a stride-1
     network does not compile it (0.6 s of LeNet's first call)."""
     N, C, H, W = x.shape
     S, plane = sh * 2, Hq * Wq
     xf = x.reshape(x.size)
-    for nc in prange(N * C):
+    lo, hi = span(N * C, part, parts)
+    for nc in range(lo, hi):
         pad_channel(xf, H, W, nc, src, U(nc * S * plane), used, top, left, sh, 2, Hq, Wq)
 
 
-def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
+def _unphase(yph, gx, top, left, sh, sw, Hq, Wq, part, parts):
     """gx[n, c, h, w] = element ``((h + top) // sh, (w + left) // sw)`` of phase
     ``((h + top) % sh, (w + left) % sw)`` of ``yph`` (flat, in the layout of
     :func:`_pad_phases`): the inverse of the phase split, cropping the padding."""
     N, C, H, W = gx.shape
     S, plane = sh * sw, Hq * Wq
     gf = gx.reshape(gx.size)
-    for nc in prange(N * C):
+    lo, hi = span(N * C, part, parts)
+    for nc in range(lo, hi):
         n, c = nc // C, nc % C
         for h in range(H):
             hp = h + top
@@ -307,27 +314,29 @@ def _unphase(yph, gx, top, left, sh, sw, Hq, Wq):
                     out[U(w0 + k * sw)] = yph[src + U(k)]
 
 
-def _crop(xp, x, top, left):
+def _crop(xp, x, top, left, part, parts):
     """x = xp[:, :, top:top+H, left:left+W]."""
     N, C, H, W = x.shape
-    for nc in prange(N * C):
+    lo, hi = span(N * C, part, parts)
+    for nc in range(lo, hi):
         n, c = nc // C, nc % C
         for h in range(H):
             for i in range(W):
                 x[n, c, h, i] = xp[n, c, U(top + h), U(left + i)]
 
 
-def _widen(g, ga, arow):
+def _widen(g, ga, arow, part, parts):
     """ga[n, c, oh*arow + ow] = g[n, c, oh, ow] (ga comes in zeroed)."""
     N, C, OH, OW = g.shape
-    for nc in prange(N * C):
+    lo, hi = span(N * C, part, parts)
+    for nc in range(lo, hi):
         n, c = nc // C, nc % C
         for oh in range(OH):
             for ow in range(OW):
                 ga[n, c, U(oh * arow + ow)] = g[n, c, oh, ow]
 
 
-def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
+def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb, part, parts):
     """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
     contiguous (lane) axis (padding around each plane as it was; images N to Nb zeros).
 
@@ -339,7 +348,8 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
     N, C, H, W = x.shape
     xf = x.reshape(x.size)
     plane = U(C * H * W)  # from one image's row to the next's
-    for ch in prange(C * H):
+    lo, hi = span(C * H, part, parts)
+    for ch in range(lo, hi):
         c, h = ch // H, ch % H
         base = ((c * Hp + top + h) * Wp + left) * Nb
         if P != 16:
@@ -356,13 +366,14 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb):
                     store(src, U(base + (w0 + w) * Nb + n0), t[w])
 
 
-def _to_batch_lanes_rows(g, gl, rows, Nb):
+def _to_batch_lanes_rows(g, gl, rows, Nb, part, parts):
     """The output layout of the tiled kernels with batch lanes: row ``rows[c]`` of ``gl``
     holds channel ``c`` at ``(oh*OW + ow)*Nb + n``; lanes past N are written as zeros (so
     ``gl`` need not come in zeroed; rows that are no channel's are the caller's)."""
     N, C, OH, OW = g.shape
     zero = _zero(gl)
-    for co in prange(C * OH):
+    lo, hi = span(C * OH, part, parts)
+    for co in range(lo, hi):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
         for n in range(N):
@@ -373,12 +384,13 @@ def _to_batch_lanes_rows(g, gl, rows, Nb):
                 r[U((oh * OW + ow) * Nb + n)] = zero
 
 
-def _to_pitch_rows(g, gl, rows, pitch):
+def _to_pitch_rows(g, gl, rows, pitch, part, parts):
     """As :func:`_to_batch_lanes_rows`, for the wide layout: channel ``c`` at
     ``(n*OH + oh)*pitch + ow``, zeros in the columns past OW."""
     N, C, OH, OW = g.shape
     zero = _zero(gl)
-    for co in prange(C * OH):
+    lo, hi = span(C * OH, part, parts)
+    for co in range(lo, hi):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
         for n in range(N):
@@ -389,7 +401,7 @@ def _to_pitch_rows(g, gl, rows, pitch):
                 r[U(base + ow)] = zero
 
 
-def _from_lanes(gl, y, b, rows, Nb):
+def _from_lanes(gl, y, b, rows, Nb, part, parts):
     """The inverse of :func:`_to_batch_lanes_rows`, adding ``b[c]``:
     y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
     tiled kernel stores into ``y`` itself.)
@@ -402,7 +414,8 @@ def _from_lanes(gl, y, b, rows, Nb):
     N, C, OH, OW = y.shape
     yf = y.reshape(y.size)
     full = (1 << P) - 1
-    for co in prange(C * OH):
+    lo, hi = span(C * OH, part, parts)
+    for co in range(lo, hi):
         c, oh = co // OH, co % OH
         r = gl[rows[c]]
         bc = b[c]
@@ -425,19 +438,20 @@ def _from_lanes(gl, y, b, rows, Nb):
                         store_masked(yf, at, v, full >> (16 - m))
 
 
-def _channel_sums(g, out):
+def _channel_sums(g, out, part, parts):
     """out[c] = sum over n, i of g[n, c, i], in float64: the bias gradient (grad_out
     summed per channel). Compiled with reassociation so that the float64 sums vectorize
     (NumPy's ``sum(axis=(0, 2, 3), dtype=float64)`` took 5x longer); a thread a channel."""
     N, C, _ = g.shape
-    for c in prange(C):
+    lo, hi = span(C, part, parts)
+    for c in range(lo, hi):
         s = 0.0
         for n in range(N):
             s += _sum64(g[n, c])
         out[c] = s
 
 
-def _tap_major(w, wt, groups):
+def _tap_major(w, wt, groups, part, parts):
     """wt[b, t, j] = w[g*cog + r, t] for row ``b*B + j`` = ``g*cogp + r`` (0 for r >= cog):
     the tiled kernel's weights, each block of B = ``wt.shape[2]`` rows tap-major, with
     each group's ``cog`` output channels padded to ``cogp`` (``w`` is ``(Co, taps)``, ``wt``
@@ -448,15 +462,16 @@ def _tap_major(w, wt, groups):
     Co, T = w.shape
     nblk, B = wt.shape[0], wt.shape[2]
     wf, wtf = w.reshape(w.size), wt.reshape(wt.size)
-    for b in prange(nblk):
+    lo, hi = span(nblk, part, parts)
+    for b in range(lo, hi):
         tap_major_block(wf, T, Co // groups, nblk * B // groups, b, B, wtf, U(b * T * B))
 
 
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
 
 
-def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, part):
-    """part[k, co, t] = sum over the spans s of the pieces of chunk k of
+def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, part, parts):
+    """partial[k, co, t] = sum over the spans s of the pieces of chunk k of
     dot(g[co, gbase[s]:gbase[s] + slen[s]], src[cbase[co // WG_COB] + sbase[s] + off[t]:]
     [:slen[s]]), for the blocks of WG_COB channels; piece ``j`` is the spans
     ``piece[j] <= s < piece[j + 1]``, and chunk k the pieces ``k*per <= j < (k+1)*per``
@@ -481,14 +496,15 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, part):
     """
     T = off.shape[0]
     npiece = piece.shape[0] - 1
-    nchunk = part.shape[0]
+    nchunk = partial.shape[0]
     per = -(-npiece // nchunk)
     nblk = g.shape[0] // WG_COB
     G = g.shape[1]
     gf = g.reshape(g.size)
-    for task in prange(nchunk * nblk):
+    lo, hi = span(nchunk * nblk, part, parts)
+    for task in range(lo, hi):
         k, blk = task // nblk, task % nblk
-        p = part[k]
+        p = partial[k]
         co0 = blk * WG_COB
         for co in range(co0, co0 + WG_COB):
             for t in range(T):
@@ -527,7 +543,7 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, part):
                 p[co0 + 3, t0 + 2] += total(d32)
 
 
-def _to_position_major(g, gt, rows):
+def _to_position_major(g, gt, rows, part, parts):
     """gt[(n*OH + oh)*OW + ow, rows[c]] = g[n, c, oh, ow]: grad_out with the channels
     contiguous (rows that are no channel's are the caller's), for
     :func:`_weight_grad_cols`. Loop nest: prange (n, oh) > channel > ow: each read row
@@ -536,7 +552,8 @@ def _to_position_major(g, gt, rows):
     N, C, OH, OW = g.shape
     Cp = gt.shape[1]
     gf, gtf = g.reshape(g.size), gt.reshape(gt.size)
-    for task in prange(N * OH):
+    lo, hi = span(N * OH, part, parts)
+    for task in range(lo, hi):
         n, oh = task // OH, task % OH
         dst = U((n * OH + oh) * OW * Cp)
         for c in range(C):
@@ -546,22 +563,23 @@ def _to_position_major(g, gt, rows):
                 gtf[d0 + ow * U(Cp)] = gf[g0 + ow]
 
 
-def _sum_row_parts(part, rows, gw):
-    """gw[co, t] = sum over k of part[k, rows[co], t] (in float64): the weight gradient
+def _sum_row_parts(partial, rows, gw, part, parts):
+    """gw[co, t] = sum over k of partial[k, rows[co], t] (in float64): the weight gradient
     from :func:`_weight_grad_rows`' chunks, in one pass (NumPy's sum, gather and cast
     made four passes over 19 MB of float64 for a 512-channel 3x3 layer)."""
     Co, T = gw.shape
-    for co in prange(Co):
+    lo, hi = span(Co, part, parts)
+    for co in range(lo, hi):
         r = rows[co]
         for t in range(T):
             s = 0.0
-            for k in range(part.shape[0]):
-                s += part[k, r, t]
+            for k in range(partial.shape[0]):
+                s += partial[k, r, t]
             gw[co, t] = s
 
 
-def _sum_column_parts(part, cols, gw, block, split):
-    """gw[cols[r], t] = sum over k of part[k, t, r] (in float64; ``cols[r]`` < 0: a padding
+def _sum_column_parts(partial, cols, gw, block, split, part, parts):
+    """gw[cols[r], t] = sum over k of partial[k, t, r] (in float64; ``cols[r]`` < 0: a padding
     column, dropped): the weight gradient from :func:`_weight_grad_cols`' chunks,
     transposed in one pass. Loop nest: prange
     (``block`` columns of ``part``, 1/``split`` of the taps) > 16 taps > column > tap:
@@ -570,9 +588,10 @@ def _sum_column_parts(part, cols, gw, block, split):
     that wrote them sums them (``split`` > 1 where there are fewer blocks than threads):
     read from the other core, the 9 MB of a 512-channel 3x3 layer's took 3 ms."""
     T = gw.shape[1]
-    Cp = part.shape[2]
+    Cp = partial.shape[2]
     nt = -(-T // 16)  # runs of 16 taps
-    for task in prange(Cp // block * split):
+    lo, hi = span(Cp // block * split, part, parts)
+    for task in range(lo, hi):
         cb, sp = task // split, task % split
         for tb in range(sp * nt // split, (sp + 1) * nt // split):
             t0, t1 = tb * 16, min(T, tb * 16 + 16)
@@ -582,16 +601,16 @@ def _sum_column_parts(part, cols, gw, block, split):
                     continue
                 for t in range(t0, t1):
                     s = 0.0
-                    for k in range(part.shape[0]):
-                        s += part[k, t, r]
+                    for k in range(partial.shape[0]):
+                        s += partial[k, t, r]
                     gw[co, t] = s
 
 
 WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
 
 
-def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw, cols):
-    """part[k, tap, c] = sum over the output rows r of the pieces of chunk k and their
+def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, part, parts):
+    """partial[k, tap, c] = sum over the output rows r of the pieces of chunk k and their
     outputs ow of gt[r*OW + ow, c] * src[cbase[c // (WGC_C*P)] + rowsrc[r] + off[tap] + ow]:
     the weight gradient with the channels as the vector lanes (``gt`` from
     :func:`_to_position_major`, its rows padded per group to WGC_C*P; ``off`` a multiple of
@@ -612,15 +631,16 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw, cols):
     - each task owns its block's columns of ``part[k]`` or rows of ``gw`` (no shared +=)."""
     K = off.shape[0]
     T = gw.shape[1]
-    direct = part.shape[0] == 0
+    direct = partial.shape[0] == 0
     Cp = gt.shape[1]
     B = WGC_C * P
     gf = gt.reshape(gt.size)
     ncb = Cp // B
     npiece = prow.shape[0] - 1
-    nchunk = max(1, part.shape[0])
+    nchunk = max(1, partial.shape[0])
     per = -(-npiece // nchunk)
-    for task in prange(ncb * nchunk):
+    lo, hi = span(ncb * nchunk, part, parts)
+    for task in range(lo, hi):
         cb, kc = task // nchunk, task % nchunk
         c0 = cb * B
         if direct:
@@ -631,7 +651,7 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw, cols):
                     for k in range(T):
                         gw[co, k] = 0
         else:
-            pk = part[kc]
+            pk = partial[kc]
             pf = pk.reshape(pk.size)
             for k in range(K):
                 for j in range(B):
@@ -695,13 +715,12 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw, cols):
 
 
 def _both(**kernels):
-    """``(parallel, serial)``: namespaces of the same kernels compiled both ways (see
-    :func:`kernels.cpu._jit.parallel_and_serial`). A small convolution runs every one of
-    its kernels serially, so its first call compiles only the serial ones (a parallel
-    kernel takes 1-4 s to compile, a serial one a tenth of that)."""
+    """``(parallel, serial)``: namespaces of the same kernels, run on every thread or on
+    this one (see :func:`kernels.cpu._parts.parallel_and_serial_parts`: each is compiled
+    once for both)."""
     parallel, serial = SimpleNamespace(), SimpleNamespace()
     for name, (fn, options) in kernels.items():
-        p, s = parallel_and_serial(fn, **options)
+        p, s = parallel_and_serial_parts(fn, **options)
         setattr(parallel, name, p)
         setattr(serial, name, s)
     return parallel, serial
@@ -722,7 +741,7 @@ parallel, serial = _both(
     sum_row_parts=(_sum_row_parts, {}), sum_column_parts=(_sum_column_parts, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
-parallel.by_channels, serial.by_channels = tiles.forward_channels, tiles.forward_channels_serial
+parallel.by_channels = serial.by_channels = tiles.forward_channels
 parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
 parallel.dw_forward_rows = depthwise.forward_rows
 parallel.dw_forward_channels = depthwise.forward_channels

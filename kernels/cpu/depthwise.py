@@ -15,9 +15,10 @@ took 60% of a layer's time (the layers are memory-bound).
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 
-from ._jit import U, parallel_and_serial
+from ._jit import U
+from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
     add,
@@ -75,7 +76,7 @@ def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
 
 
 def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, group_start,
-             group_stride, cog, ntile, seg_off, seg_mask, nseg, nchunk):
+             group_stride, cog, ntile, seg_off, seg_mask, nseg, nchunk, part, parts):
     """Plane (n, co) of ``y`` (flat: it starts at ``(n*Co + co)*ystride + yoff``) =
     b[co] + sum_t w[co, wtap[t]] * the plane of ``x[n, co // cog]`` padded and
     phase-split, at ``a + off[t]``, for the outputs a of the plane's tiles, once for
@@ -98,7 +99,8 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
     N, Co = x.shape[0], w.shape[0]
     plane = sh * sw * Hq * Wq
     per = -(-(N * Co) // nchunk)
-    for chunk in prange(nchunk):
+    lo, hi = span(nchunk, part, parts)
+    for chunk in range(lo, hi):
         buf = np.zeros(plane + DW_R * P, dtype=y.dtype)
         last = -1
         for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
@@ -134,7 +136,7 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
 DW_ROWS = 4  # output rows a band of :func:`_forward_rows`: 4 accumulators
 
 
-def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
+def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, parts):
     """Plane (n, co) of ``y`` = b[co] + the stride-1, undilated correlation of the plane
     of ``x[n, co // cog]`` (padded, row pitch ``Wq``) with ``w[co]`` (``KH*KW`` taps), in
     bands of DW_ROWS output rows and chunks of P columns.
@@ -152,7 +154,8 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
     full = (1 << P) - 1
     per = -(-(N * Co) // nchunk)
     nband, ncol = -(-OH // DW_ROWS), -(-OW // P)
-    for chunk in prange(nchunk):
+    lo, hi = span(nchunk, part, parts)
+    for chunk in range(lo, hi):
         # rows past the plane, read by the last band's unstored rows, and a chunk's lanes
         # past the last row
         buf = np.zeros((Hq + DW_ROWS + KH) * Wq + 2 * P, dtype=y.dtype)
@@ -256,7 +259,7 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
                     store_masked(yf, at, v, full >> (16 - m))
 
 
-def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
+def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, part, parts):
     """y = b + the depthwise correlation of ``x`` with ``w`` (``(C, KH, KW)``, one output
     channel a group), with 16 channels as the lanes (P == 16): for small planes, whose
     plane-by-plane tiles are mostly setup (a 7x7 plane's copy, 4 tiles of 9 taps and 10
@@ -271,7 +274,8 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk):
 
     Loop nest: prange chunk of (n, block) > task > (in: positions by 16) > (sums: 4
     positions > tap) > (out: positions by 16)."""
-    for chunk in prange(nchunk):
+    lo, hi = span(nchunk, part, parts)
+    for chunk in range(lo, hi):
         _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk,
                                 np.int64(chunk))
 
@@ -330,7 +334,7 @@ def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
                 gw[c0 + j, kh, kw] = total_[kh * KW + kw, j]
 
 
-def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw):
+def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw, part, parts):
     """gw[c, kh, kw] = sum over n and the output positions of g[n, c, oh, ow] *
     x[n, c, oh*sh + kh*dh - top, ow*sw + kw*dw - left] (zero outside x), in float64, with
     16 channels as the lanes (P == 16): the weight gradient of :func:`_forward_channels`'
@@ -343,12 +347,13 @@ def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw):
 
     Loop nest: prange block > image > (in: positions by 16) > tap > 4 positions."""
     ncb = (x.shape[1] + 15) // 16
-    for cb in prange(ncb):
+    lo, hi = span(ncb, part, parts)
+    for cb in range(lo, hi):
         _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, np.int64(cb))
 
 
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
-                 nseg):
+                 nseg, part, parts):
     """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * the padded,
     phase-split plane of ``x[n, co // cog]`` at ``a + off[t]``, in float64
     (``g.shape = (N, Co, OH*OW)``).
@@ -366,7 +371,8 @@ def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, 
     plane = sh * sw * Hq * Wq
     gf = g.reshape(N * Co * OHW)
     L = ntile * P
-    for co in prange(Co):
+    lo, hi = span(Co, part, parts)
+    for co in range(lo, hi):
         buf = np.zeros(plane + DW_R * P, dtype=g.dtype)
         gl = np.zeros(L + 3 * P, dtype=g.dtype)
         acc = np.zeros(T, dtype=np.float64)
@@ -396,8 +402,8 @@ def chunks(parallel: bool) -> int:
     return 4 * get_num_threads() if parallel else 1
 
 
-forward, forward_serial = parallel_and_serial(_forward)
-forward_rows, forward_rows_serial = parallel_and_serial(_forward_rows)
-forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
-weight_grad_channels, weight_grad_channels_serial = parallel_and_serial(_weight_grad_channels)
-weight_grad, weight_grad_serial = parallel_and_serial(_weight_grad)
+forward, forward_serial = parallel_and_serial_parts(_forward)
+forward_rows, forward_rows_serial = parallel_and_serial_parts(_forward_rows)
+forward_channels, forward_channels_serial = parallel_and_serial_parts(_forward_channels)
+weight_grad_channels, weight_grad_channels_serial = parallel_and_serial_parts(_weight_grad_channels)
+weight_grad, weight_grad_serial = parallel_and_serial_parts(_weight_grad)

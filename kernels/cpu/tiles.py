@@ -8,10 +8,11 @@ group's first input channel). The accumulators are explicit vectors
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ._jit import U, parallel_and_serial
+from ._jit import U
 from ._layout import pad_channels, tap_major_blocks
+from ._parts import parallel_and_serial_parts, run_parts, span
 from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
@@ -21,7 +22,7 @@ ALL = (1 << P) - 1  # a store mask with every lane
 
 
 def _forward1(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b, y,
-              ybase, seg_off, seg_mask, nseg, ystride_c):
+              ybase, seg_off, seg_mask, nseg, ystride_c, part, parts):
     """y[ybase[tile] + c*ystride_c + seg_off[k, s] + p] = b[c] + sum_t wt[blk, tap[t], co % B]
     * src[cbase[co // FWD_COB] + bases[tile] + off[t] + p] for the real channel
     c = chan[co] (-1: a padding row, not stored) and the lanes p in the segments
@@ -56,7 +57,8 @@ def _forward1(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
     nblk = chan.shape[0] // FWD_COB
     T = U(wt.shape[0] // chan.shape[0])  # taps of a row (wt is blocks x taps x FWD_COB)
     nk = nseg.shape[0]
-    for task in prange(nblk * tile_sets.shape[0]):
+    lo, hi = span(nblk * tile_sets.shape[0], part, parts)
+    for task in range(lo, hi):
         tile = tile_sets[task // nblk, 0]
         blk = task % nblk
         co0 = blk * FWD_COB
@@ -92,14 +94,15 @@ def _forward1(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
 
 
 def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b, y,
-              ybase, seg_off, seg_mask, nseg, ystride_c):
+              ybase, seg_off, seg_mask, nseg, ystride_c, part, parts):
     """:func:`_forward1` with FWD_R = 3 tiles a set (32 vector registers: AVX-512): 24
     accumulators, and each tap's 8 weights, broadcast once, feed 3 tiles' FMAs (11 loads
     for 24 FMAs, where one tile takes 9 for 8)."""
     nblk = chan.shape[0] // FWD_COB
     T = U(wt.shape[0] // chan.shape[0])
     nk = nseg.shape[0]
-    for task in prange(nblk * tile_sets.shape[0]):
+    lo, hi = span(nblk * tile_sets.shape[0], part, parts)
+    for task in range(lo, hi):
         g = task // nblk
         blk = task % nblk
         co0 = blk * FWD_COB
@@ -161,10 +164,10 @@ CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes
 
 @njit(cache=True)
 def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip, part):
-    """Part ``part`` of :func:`_forward_channels`: a function of its own, so that the
-    parallel loop's body is one call (with the body inlined, the parfor passes took 12 s
-    to compile it)."""
+                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip, part,
+                           parts):
+    """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
+    ``(pset.size - 1) * Tc``)."""
     N, C, H, W = x.shape
     Co, T = y.shape[1], w.size // y.shape[1]
     KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
@@ -245,8 +248,8 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
                     yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
 
 
-def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                      pixsrc, pixy, pset, set_class, tap, off, class_start, flip):
+def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
+                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
@@ -272,25 +275,23 @@ def _forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gr
     cache, a shared copy made by one thread and read by the other took longer than the
     1x1 1024->256 layer's sums at 14x14.
 
-    Loop nest: prange part > block > set > tap t > CL_C vector loads of weights, CL_X
-    broadcast source values, CL_C*CL_X vector FMAs (10 loads for 24 FMAs); consecutive
-    sets share a block's weights, in cache. A block's sums are stored position-major after
-    the part's weights, then copied to ``y`` with the bias a line of them at a time
-    (stored straight to ``y``, a plane apart a lane, a set's 384 lines were gone from
-    cache by the time the next position's set came back to them: a fifth of a 7x7
-    layer's time); a part's last set repeats its last position."""
-    Tp = pset.shape[0] - 1
-    for part in prange(Tp * Tc):
-        _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups,
-                               Tc, copy, pixsrc, pixy, pset, set_class, tap, off, class_start,
-                               flip, np.int64(part))
+    Loop nest: part (a thread, :func:`kernels.cpu._parts.run_parts`) > block > set >
+    tap t > CL_C vector loads of weights, CL_X broadcast source values, CL_C*CL_X vector
+    FMAs (10 loads for 24 FMAs); consecutive sets share a block's weights, in cache. A
+    block's sums are stored position-major after the part's weights, then copied to ``y``
+    with the bias a line of them at a time (stored straight to ``y``, a plane apart a
+    lane, a set's 384 lines were gone from cache by the time the next position's set came
+    back to them: a fifth of a 7x7 layer's time); a part's last set repeats its last
+    position."""
+    run_parts(_forward_channels_part, (pset.shape[0] - 1) * Tc, x, w, b, y, srcs, wts, used,
+              top, left, sh, sw, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
+              off, class_start, flip)
 
 
-forward_channels, forward_channels_serial = parallel_and_serial(_forward_channels)
 
 
 FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
-forward, forward_serial = parallel_and_serial(_forward3 if FWD_R == 3 else _forward1)
+forward, forward_serial = parallel_and_serial_parts(_forward3 if FWD_R == 3 else _forward1)
 
 
 def tile_sets_of(tile_class, ntile: int, in_order: bool):
@@ -301,8 +302,6 @@ def tile_sets_of(tile_class, ntile: int, in_order: bool):
     a 14x14 layer); keeping the order keeps a strided input gradient's phases, one class
     each, on the same source while it is in cache (sorted, the 7x7 stem's took 95 ms for
     81)."""
-    import numpy as np
-
     if FWD_R == 1:
         return np.arange(ntile, dtype=np.int64)[:, None]
     order = (np.arange(ntile, dtype=np.int64) if in_order
