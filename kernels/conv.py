@@ -489,7 +489,7 @@ class _Tiled:
         return min(splits, key=lambda s: cost(*s))
 
     def _channels_schedule(self, threads: int) -> tuple:
-        """``(Tc, pixsrc, pixy, pset, set_class, tap, off, class_start)`` for
+        """``(Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position)`` for
         :func:`kernels.cpu.tiles.forward_channels` on ``threads``: each part of the batch's
         output positions, cut into sets of CL_X (a part's last set repeating its last
         position), and each set's class of taps (see :func:`_inside`). Where some taps read
@@ -535,7 +535,7 @@ class _Tiled:
         cached = self._schedules[threads] = (
             Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(pixy).astype(np.int64),
             np.array(pset, dtype=np.int64), set_class.ravel().astype(np.int64), tap, off,
-            class_start)
+            class_start, bool(padded))
         return cached
 
     def _forward_by_channels(self, x, w, b, flip=False):
@@ -543,7 +543,7 @@ class _Tiled:
 
         cpu, P = self.cpu, self.P
         used, copy = self._channels_source
-        Tc, pixsrc, pixy, pset, set_class, tap, off, class_start = \
+        Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
             self._channels_schedule(_threads(cpu))
         parts = (pset.size - 1) * Tc
         N, C, Cg, KH, KW = self.dims[:5]
@@ -559,7 +559,7 @@ class _Tiled:
         y = _alloc.empty(self.out_shape, x.dtype)
         cpu.by_channels(x, w, _readonly(b), y, srcs, wts, used, top, left, sh, sw, self.Hq,
                         self.Wq, G, Tc, copy, pixsrc, pixy, pset, set_class, tap, off,
-                        class_start, flip)
+                        class_start, flip, by_position)
         return y
 
     def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -502,10 +502,16 @@ def test_channel_lanes_split_and_classes():
     assert plan._channels_split(2) == (1, 2)
     assert plan._channels_split(4) == (1, 4)
     assert plan._channels_split(8) == (2, 4)  # 4 blocks of 64 channels
-    Tc, pixsrc, pixy, pset, set_class, tap, off, class_start = plan._channels_schedule(4)
+    Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
+        plan._channels_schedule(4)
     assert (Tc, pset.tolist()) == (4, [0, -(-8 * 49 // CL_X)])
     assert sorted(set(pixy.tolist())) == sorted(
         n * 256 * 49 + i for n in range(8) for i in range(49))
+    # the order the kernel's transposing store relies on: slot p*8 + n is image n's
+    # position p (padding is read, so positions come first); the last set repeats
+    q = np.arange(8 * 49)
+    assert by_position and (pixy[q] == q % 8 * 256 * 49 + q // 8).all()
+    assert (pixy[8 * 49:] == pixy[8 * 49 - 1]).all()
     oh, ow = pixy % 49 // 7, pixy % 7
     for s, c in enumerate(set_class):
         slots = range(s * CL_X, (s + 1) * CL_X)

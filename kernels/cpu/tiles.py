@@ -13,7 +13,7 @@ from numba import njit
 from ._jit import U
 from ._layout import pad_channels, tap_major_blocks
 from ._parts import parallel_and_serial_parts, run_parts, span
-from ._simd import P, add_scalar, fma, load, store, store_masked, zeros
+from ._simd import P, add_scalar, fma, load, store, store_masked, transpose_rows, zeros
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
 
@@ -164,8 +164,8 @@ CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes
 
 @njit(cache=True)
 def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip, part,
-                           parts):
+                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
+                           by_position, part, parts):
     """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
     ``(pset.size - 1) * Tc``)."""
     N, C, H, W = x.shape
@@ -185,9 +185,11 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
     tap_major_blocks(wf, T, cog, nbg * B, cb0, cb1, B, wp, flip, KK)
     s0, s1 = pset[ip], pset[ip + 1]
     out = U((cb1 - cb0) * T * B)  # a block's sums, position-major, past the weights
+    n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+    # slot q (from the part's first) of image n0 + n's output position p: n*qs_n + p*qs_p
+    qs_n, qs_p = (1, n1 - n0) if by_position else (OHW, 1)
     if copy:
         sp = srcs[part]
-        n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
         pad_channels(xf, H, W, n0 * C, n1 * C, sp, used, top, left, sh, sw, Hq, Wq)
     else:
         sp = xf
@@ -241,6 +243,22 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
             r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
             c1 = g * cog + r0  # their first channel
             nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
+            if nc <= 0:
+                continue
+            if P == 16:  # 16 positions x 16 channels at a time, transposed in registers
+                for n in range(n1 - n0):
+                    yn = U(((n0 + n) * Co + c1) * OHW)
+                    for p0 in range(0, OHW, 16):
+                        m = min(16, OHW - p0)
+                        v = transpose_rows(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
+                                           U(qs_p * B), 16, m)
+                        for j in range(nc):
+                            vj = add_scalar(v[j], b[c1 + j])
+                            if m == 16:
+                                store(yf, yn + U(j * OHW + p0), vj)
+                            else:
+                                store_masked(yf, yn + U(j * OHW + p0), vj, (1 << m) - 1)
+                continue
             for q in range(U(s0 * CL_X), U(s1 * CL_X)):
                 at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
                 yq = U(pixy[q] + c1 * OHW)
@@ -249,7 +267,7 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
 
 
 def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip):
+                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip, by_position):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
@@ -285,7 +303,7 @@ def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gro
     position."""
     run_parts(_forward_channels_part, (pset.shape[0] - 1) * Tc, x, w, b, y, srcs, wts, used,
               top, left, sh, sw, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
-              off, class_start, flip)
+              off, class_start, flip, by_position)
 
 
 
