@@ -93,3 +93,10 @@ def _returns(x, part, parts):
 def test_a_kernel_that_returns_a_value_is_refused():
     with pytest.raises(TypeError, match="must return nothing"):
         run_parts(_returns, 2, np.zeros(2))
+
+
+def test_a_python_kernel_runs_its_parts_in_turn():
+    # what NUMBA_DISABLE_JIT=1 leaves: the kernel as plain Python, each part called
+    calls = []
+    run_parts(lambda out, part, parts: calls.append((part, parts)), 3, calls)
+    assert calls == [(0, 3), (1, 3), (2, 3)]

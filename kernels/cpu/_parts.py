@@ -156,6 +156,10 @@ def run_parts(kernel, parts: int, *args) -> None:
     if parts <= 1:
         kernel(*args, 0, 1)
         return
+    if not hasattr(kernel, "overloads"):  # a Python function (NUMBA_DISABLE_JIT=1)
+        for part in range(parts):
+            kernel(*args, part, parts)
+        return
     key = (kernel, compute_fingerprint(args))
     address = _addresses.get(key)
     if address is None:

@@ -48,7 +48,7 @@ COB = 4  # output (forward) / input (grad_x) channels that share one sweep of th
 def _forward(xf, w, b, y, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step, part, parts):
     """y[n, co] = b[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] * xf[n, g*Cg + ci, shifted].
 
-    Loop nest: prange (n, group, block of COB output channels) > ci > kh > kw >
+    Loop nest: parts of (n, group, block of COB output channels) > ci > kh > kw >
     segment > p (contiguous), then a compaction pass acc -> y (+ bias).
 
     Optimizations:
@@ -131,7 +131,7 @@ def _grad_input(ga, w, gxf, Wp, dh, dw, groups, nseg, seglen, arow, xseg, step, 
     to the shifted positions (the transpose of the forward gather); ``gxf`` comes in zeroed.
 
     ``ga`` is grad_out in the accumulator layout (wide rows of pitch Wp, zero past OW).
-    Loop nest: prange (n, group, block of COB input channels) > co > kh > kw > segment > p.
+    Loop nest: parts of (n, group, block of COB input channels) > co > kh > kw > segment > p.
 
     Optimizations:
     - each thread owns whole input planes, so the scatter-add has no races;
@@ -203,7 +203,7 @@ def _grad_weight(ga, xf, grad_w, grad_b, Wp, dh, dw, groups, nseg, seglen, arow,
     """grad_w[co, ci, kh, kw] = sum_{n, a} ga[n, co, a] * xf[n, g*Cg + ci, shifted a];
     grad_b[co] = sum_{n, a} ga[n, co, a] (the scratch columns of ``ga`` are zero).
 
-    Loop nest: prange co > ci > n > kh > kw > segment > p (contiguous), into a per-thread
+    Loop nest: parts of co > ci > n > kh > kw > segment > p (contiguous), into a per-thread
     buffer ``part[kh*KW + kw, a]``; then one reduction of ``part`` over ``a`` per (co, ci).
 
     Optimizations:
@@ -340,7 +340,7 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb, part, parts):
     """src[((c*Hp + top + h)*Wp + left + w)*Nb + n] = x[n, c, h, w]: the batch as the
     contiguous (lane) axis (padding around each plane as it was; images N to Nb zeros).
 
-    Loop nest: prange (c, h) > block of 16 images > 16 columns: 16 image rows loaded and
+    Loop nest: parts of (c, h) > block of 16 images > 16 columns: 16 image rows loaded and
     transposed in registers (:func:`kernels.cpu._simd.transpose_rows`), each column's 16
     images one aligned store (LeNet conv2's input: 27 us a copy, scalar). Without
     16-lane vectors: > n > w, each image's row read contiguously, the row's W x N block
@@ -406,7 +406,7 @@ def _from_lanes(gl, y, b, rows, Nb, part, parts):
     y[n, c, oh, ow] = gl[rows[c], (oh*OW + ow)*Nb + n] + b[c]. (With width lanes the
     tiled kernel stores into ``y`` itself.)
 
-    Loop nest: prange (c, oh) > block of 16 images > 16 columns: 16 columns' lanes
+    Loop nest: parts of (c, oh) > block of 16 images > 16 columns: 16 columns' lanes
     loaded and transposed in registers (:func:`kernels.cpu._simd.transpose_rows`), each
     image's run of the row one masked store (LeNet conv2's output: 24 us a copy,
     scalar). Without 16-lane vectors: > n > ow, the output row's OW x N block of ``gl``
@@ -458,7 +458,7 @@ def _tap_major(w, wt, groups, part, parts):
     is ``(groups*cogp // B, taps, B)``). A block's weights are then one contiguous run:
     with rows tap-major across all blocks, each tap's 8 weights were a cache line apart
     from the last one (2 KB on a 512-channel layer, whose 9 MB of weights the prefetcher
-    then missed). Loop nest: prange block > :func:`kernels.cpu._layout.tap_major_block`."""
+    then missed). Loop nest: parts of block > :func:`kernels.cpu._layout.tap_major_block`."""
     Co, T = w.shape
     nblk, B = wt.shape[0], wt.shape[2]
     wf, wtf = w.reshape(w.size), wt.reshape(wt.size)
@@ -481,7 +481,7 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, pa
     whose source elements are contiguous too; ``g`` has WG_COB-aligned rows per group and
     ``off`` a multiple of WG_TB taps.
 
-    Loop nest: prange (chunk, block of WG_COB channels) > piece > WG_TB taps > span >
+    Loop nest: parts of (chunk, block of WG_COB channels) > piece > WG_TB taps > span >
     P-lane steps along it.
 
     Optimizations:
@@ -546,7 +546,7 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, pa
 def _to_position_major(g, gt, rows, part, parts):
     """gt[(n*OH + oh)*OW + ow, rows[c]] = g[n, c, oh, ow]: grad_out with the channels
     contiguous (rows that are no channel's are the caller's), for
-    :func:`_weight_grad_cols`. Loop nest: prange (n, oh) > channel > ow: each read row
+    :func:`_weight_grad_cols`. Loop nest: parts of (n, oh) > channel > ow: each read row
     contiguous, the (n, oh) rows of ``gt`` in L1 for every channel; flat unsigned
     indices."""
     N, C, OH, OW = g.shape
@@ -581,7 +581,7 @@ def _sum_row_parts(partial, rows, gw, part, parts):
 def _sum_column_parts(partial, cols, gw, block, split, part, parts):
     """gw[cols[r], t] = sum over k of partial[k, t, r] (in float64; ``cols[r]`` < 0: a padding
     column, dropped): the weight gradient from :func:`_weight_grad_cols`' chunks,
-    transposed in one pass. Loop nest: prange
+    transposed in one pass. Loop nest: parts of
     (``block`` columns of ``part``, 1/``split`` of the taps) > 16 taps > column > tap:
     the 16 taps' rows of the block in L1 for every column, each write a run of 16. A
     task sums the columns one task of :func:`_weight_grad_cols` wrote, so the thread
@@ -620,7 +620,7 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
     a padding column, dropped): a small map's one piece then needs no transposing pass
     (a 512-channel 3x3 layer's at 7x7 took 2.7 ms, a fifth of its sums).
 
-    Loop nest: prange (block of WGC_C*P channels, chunk) > piece > WGC_K taps > row > ow.
+    Loop nest: parts of (block of WGC_C*P channels, chunk) > piece > WGC_K taps > row > ow.
 
     Optimizations:
     - WGC_K x WGC_C vector accumulators over a whole piece: each output position loads

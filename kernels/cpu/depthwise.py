@@ -84,7 +84,7 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
     ``group_stride`` further on (a forward is one group; a strided input gradient one a
     stride phase, the taps that land on it: an empty group stores b[co]).
 
-    Loop nest: prange chunk of (n, co) > (n, co) > group > runs of DW_R tiles > tap t >
+    Loop nest: parts of chunk of (n, co) > (n, co) > group > runs of DW_R tiles > tap t >
     DW_R vector FMAs.
 
     Optimizations:
@@ -146,7 +146,7 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
     each feeding up to DW_ROWS FMAs (a 5x5 layer's band loads 40 vectors for 100 FMAs,
     where :func:`_forward`, a load a tap a tile, loads 100 and 25 weights for 100).
 
-    Loop nest: prange chunk of (n, co) > (n, co) > band > column chunk > input row >
+    Loop nest: parts of chunk of (n, co) > (n, co) > band > column chunk > input row >
     tap column > the band's output rows that use it."""
     N, Co = x.shape[0], w.shape[0]
     OH, OW = y.shape[2], y.shape[3]
@@ -272,7 +272,7 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, part, parts
     second buffer; and transposes that back into the block's planes of ``y``, plus the
     bias.
 
-    Loop nest: prange chunk of (n, block) > task > (in: positions by 16) > (sums: 4
+    Loop nest: parts of chunk of (n, block) > task > (in: positions by 16) > (sums: 4
     positions > tap) > (out: positions by 16)."""
     lo, hi = span(nchunk, part, parts)
     for chunk in range(lo, hi):
@@ -345,7 +345,7 @@ def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw, part, parts):
     each tap's 16 sums over the positions as vectors, 4 positions at a time; each image's
     float32 sums are added into a float64 total.
 
-    Loop nest: prange block > image > (in: positions by 16) > tap > 4 positions."""
+    Loop nest: parts of block > image > (in: positions by 16) > tap > 4 positions."""
     ncb = (x.shape[1] + 15) // 16
     lo, hi = span(ncb, part, parts)
     for cb in range(lo, hi):
@@ -358,7 +358,7 @@ def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, 
     phase-split plane of ``x[n, co // cog]`` at ``a + off[t]``, in float64
     (``g.shape = (N, Co, OH*OW)``).
 
-    Loop nest: prange co > n > (the plane, and grad_out in phase-layout lanes) > tap t >
+    Loop nest: parts of co > n > (the plane, and grad_out in phase-layout lanes) > tap t >
     tiles, 4 vector FMAs at a time.
 
     Optimizations:

@@ -34,7 +34,7 @@ def _forward1(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
     FWD_R tiles computed together (of one class; a set short of FWD_R repeats a tile,
     which then stores the same values twice).
 
-    Loop nest: prange (tile set, block of FWD_COB channels) > tap t > FWD_R * FWD_COB
+    Loop nest: parts of (tile set, block of FWD_COB channels) > tap t > FWD_R * FWD_COB
     vector FMAs. This body is FWD_R = 1 (16 vector registers: AVX2); :func:`_forward3`
     is the same with three tiles.
 
