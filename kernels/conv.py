@@ -548,11 +548,10 @@ class _Tiled:
         parts = (pset.size - 1) * Tc
         N, C, Cg, KH, KW = self.dims[:5]
         B, G = CL_C * P, self.geo.groups
-        ncb = G * -(-self.cog // B)
         (sh, sw), top, left = self.geo.stride, self.geo.pads[0], self.geo.pads[2]
         src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
         nslots = np.diff(pset).max() * CL_X  # the most output positions a part has
-        w_part = (-(-ncb // Tc) * Cg * KH * KW + nslots) * B
+        w_part = (Cg * KH * KW + nslots) * B  # a block's weights, then its sums
         # rows of whole cache lines: no two threads write one line
         srcs = _alloc.scratch("conv.src", (parts, -(-src_part // P) * P), x.dtype)
         wts = _alloc.scratch("conv.weights", (parts, -(-w_part // P) * P), x.dtype)
