@@ -14,7 +14,7 @@ every kernel: a loop whose arguments are the kernel's took a second to compile f
 kernel and dtype. Per kernel and argument types there is only :func:`_run` (a fifth of
 that), which stores the arguments in a block on its stack and emits the small function
 that each thread enters with the block's address: it loads the arguments and calls the
-kernel. A call starts as fast as any parallel loop (a few microseconds).
+kernel. Starting the parts takes about 4 microseconds (a ``prange`` loop, 2).
 """
 
 from __future__ import annotations
