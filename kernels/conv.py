@@ -388,7 +388,7 @@ class _Tiled:
         """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases."""
         (sh, sw), (dh, dw), KH, KW = self.geo.stride, self.geo.dilation, *self.w_shape[2:]
         _split_phases(self.cpu, x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
-                    self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
+                      self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
@@ -437,7 +437,7 @@ class _Tiled:
         y = _alloc.empty(self.out_shape, w.dtype)
         for n0, n1, s0, s1 in self._wide_chunks(_threads(cpu)):
             _split_phases(cpu, x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
-                           self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
+                          self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
             if s1 > s0:
                 cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
                           class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)

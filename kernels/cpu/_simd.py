@@ -144,21 +144,27 @@ def store(typingctx, arr, index, v):
     return types.void(arr, index, v), codegen
 
 
-def _masked_load(context, builder, arr_type, arr, index, n):
-    """LLVM IR: ``arr[index:index + n]`` in the first ``n`` lanes (an i64), zeros in the rest,
-    by a masked load (nothing past it is read)."""
+def _masked_load_call(context, builder, arr_type, arr, index, mask, passthru):
+    """LLVM IR: ``arr[index + p]`` in the lanes ``p`` of the i1 vector ``mask``, the lanes
+    of ``passthru`` (None: zeros) in the others, nothing read for them."""
     ptr = _vector_pointer(context, builder, arr_type, arr, index)
     vty = ptr.type.pointee
-    i64 = ir.IntType(64)
-    lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
-    mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
     bits = "f32" if arr_type.dtype == types.float32 else "f64"
     fn = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), mask.type,
                                               vty]),
         f"llvm.masked.load.v{P}{bits}.p0v{P}{bits}")
     return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr_type.dtype)),
-                             mask, ir.Constant(vty, None)])
+                             mask, ir.Constant(vty, None) if passthru is None else passthru])
+
+
+def _masked_load(context, builder, arr_type, arr, index, n):
+    """LLVM IR: ``arr[index:index + n]`` in the first ``n`` lanes (an i64), zeros in the rest,
+    by a masked load (nothing past it is read)."""
+    i64 = ir.IntType(64)
+    lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
+    mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+    return _masked_load_call(context, builder, arr_type, arr, index, mask, None)
 
 
 @intrinsic
@@ -196,6 +202,16 @@ def store_masked(typingctx, arr, index, v, mask):
         return context.get_dummy_value()
     return types.void(arr, index, v, mask), codegen
 
+
+
+@njit(cache=True, inline="always")
+def store_first(arr, index, v, n):
+    """``arr[index:index + n]`` = the first ``n`` lanes of ``v`` (``n <= P``; nothing past
+    them is written): a plain store when ``n == P``, else a masked one."""
+    if n == P:
+        store(arr, index, v)
+    else:
+        store_masked(arr, index, v, ((1 << P) - 1) >> (P - n))
 
 @intrinsic
 def load_even(typingctx, arr, index, n):
@@ -237,16 +253,9 @@ def load_masked(typingctx, arr, index, mask, v):
         raise TypeError(f"v: a vector of {arr.dtype}, got {v}")
 
     def codegen(context, builder, sig, args):
-        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
-        vty = ptr.type.pointee
         lanes = _mask_bits(context, builder, args[2], sig.args[2])
-        name = "f32" if arr.dtype == types.float32 else "f64"
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), lanes.type,
-                                                  vty]),
-            f"llvm.masked.load.v{P}{name}.p0v{P}{name}")
-        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
-                                 lanes, args[3]])
+        return _masked_load_call(context, builder, sig.args[0], args[0], args[1], lanes,
+                                 args[3])
     return v(arr, index, mask, v), codegen
 
 
@@ -293,6 +302,12 @@ def total(typingctx, v):
     return v.dtype(v), codegen
 
 
+def _lanes_constant(lanes: list[int]):
+    """LLVM IR: the i32 vector of ``lanes``, a shuffle's selection."""
+    i32 = ir.IntType(32)
+    return ir.Constant(ir.VectorType(i32, len(lanes)), [ir.Constant(i32, k) for k in lanes])
+
+
 def _shuffle(lanes: list[int]):
     """The intrinsic ``(u, v) -> w[lanes[0]], w[lanes[1]], ...`` of ``w`` = u then v."""
 
@@ -302,17 +317,16 @@ def _shuffle(lanes: list[int]):
             raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
 
         def codegen(context, builder, sig, args):
-            i32 = ir.IntType(32)
-            return builder.shuffle_vector(args[0], args[1], ir.Constant(
-                ir.VectorType(i32, P), [ir.Constant(i32, k) for k in lanes]))
+            return builder.shuffle_vector(args[0], args[1], _lanes_constant(lanes))
         return u(u, v), codegen
     return shuffle
 
 
 # u[h], v[h], u[h + 1], v[h + 1], ... from lane h = 0 (low) or P/2 (high): two vectors'
 # lanes interleaved; and the even or odd lanes of u then v
-interleave_low = _shuffle([k // 2 + (k % 2) * P for k in range(P)])
-interleave_high = _shuffle([P // 2 + k // 2 + (k % 2) * P for k in range(P)])
+_INTERLEAVE_LOW = [k // 2 + (k % 2) * P for k in range(P)]
+_INTERLEAVE_HIGH = [P // 2 + k // 2 + (k % 2) * P for k in range(P)]
+interleave_low, interleave_high = _shuffle(_INTERLEAVE_LOW), _shuffle(_INTERLEAVE_HIGH)
 evens, odds = _shuffle([2 * k for k in range(P)]), _shuffle([2 * k + 1 for k in range(P)])
 
 
@@ -371,15 +385,10 @@ def copy_even(src, start, dst, at, n):
     """``dst[at:at + n] = src[start:start + 2*n - 1:2]`` (reads nothing past it): a row of a
     stride-2 phase, P elements a step (a scalar copy took half a strided depthwise
     layer's time)."""
-    full = (1 << P) - 1
     for k in range(0, n, P):
         c = start + 2 * k
-        v = load_even(src, c, min(2 * P, src.shape[0] - c))
-        m = min(P, n - k)
-        if m == P:
-            store(dst, at + k, v)
-        else:
-            store_masked(dst, at + k, v, full >> (P - m))
+        store_first(dst, at + k, load_even(src, c, min(2 * P, src.shape[0] - c)),
+                    min(P, n - k))
 
 
 @njit(cache=True, inline="always")
@@ -409,31 +418,19 @@ def deinterleave_run(src, start, dst, a, b, n):
     ``n`` elements of ``src[start:start + n]``, 2*P a step, the last masked (reads nothing
     past them): a row into its two stride-2 phase rows at once, each element loaded once
     (:func:`copy_even` a phase at a time loads each twice)."""
-    full = (1 << P) - 1
     for k in range(0, n, 2 * P):
         m = n - k  # inputs left
         u = load_first(src, start + k, min(P, m))
         v = load_first(src, start + k + P, max(0, min(P, m - P)))
-        e, o = evens(u, v), odds(u, v)
-        ne, no = min(P, (m + 1) // 2), min(P, m // 2)
-        if ne == P:
-            store(dst, a + k // 2, e)
-        else:
-            store_masked(dst, a + k // 2, e, full >> (P - ne))
-        if no == P:
-            store(dst, b + k // 2, o)
-        elif no > 0:
-            store_masked(dst, b + k // 2, o, full >> (P - no))
+        store_first(dst, a + k // 2, evens(u, v), min(P, (m + 1) // 2))
+        if m > 1:
+            store_first(dst, b + k // 2, odds(u, v), min(P, m // 2))
 
 
 def _transposed(context, builder, result, rows):
     """LLVM IR: the tuple of the 16 columns of 16 vectors of 16 lanes: four rounds of row
     ``2i``, ``2i + 1`` := the low and high interleaves of rows ``i`` and ``i + 8``."""
-    i32 = ir.IntType(32)
-    lo = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, k // 2 + (k % 2) * P)
-                                             for k in range(P)])
-    hi = ir.Constant(ir.VectorType(i32, P), [ir.Constant(i32, P // 2 + k // 2 + (k % 2) * P)
-                                             for k in range(P)])
+    lo, hi = _lanes_constant(_INTERLEAVE_LOW), _lanes_constant(_INTERLEAVE_HIGH)
     r = list(rows)
     for _ in range(4):
         r = [builder.shuffle_vector(r[i // 2], r[i // 2 + 8], lo if i % 2 == 0 else hi)

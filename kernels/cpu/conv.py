@@ -34,7 +34,7 @@ from ._simd import (
     load,
     load_first,
     store,
-    store_masked,
+    store_first,
     total,
     transpose_rows,
     zeros,
@@ -413,7 +413,6 @@ def _from_lanes(gl, y, b, rows, Nb, part, parts):
     in L1 while each image's row of ``y`` is written contiguously."""
     N, C, OH, OW = y.shape
     yf = y.reshape(y.size)
-    full = (1 << P) - 1
     lo, hi = span(C * OH, part, parts)
     for co in range(lo, hi):
         c, oh = co // OH, co % OH
@@ -430,12 +429,8 @@ def _from_lanes(gl, y, b, rows, Nb, part, parts):
                 m = min(16, OW - ow0)
                 t = transpose_rows(r, U(base + ow0 * Nb + n0), U(Nb), 16, m)
                 for j in range(min(16, N - n0)):
-                    v = add_scalar(t[j], bc)
-                    at = U(((n0 + j) * C + c) * OH * OW + oh * OW + ow0)
-                    if m == 16:
-                        store(yf, at, v)
-                    else:
-                        store_masked(yf, at, v, full >> (16 - m))
+                    store_first(yf, U(((n0 + j) * C + c) * OH * OW + oh * OW + ow0),
+                                add_scalar(t[j], bc), m)
 
 
 def _channel_sums(g, out, part, parts):

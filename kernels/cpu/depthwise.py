@@ -30,6 +30,7 @@ from ._simd import (
     load,
     load_masked,
     store,
+    store_first,
     store_masked,
     total,
     transpose_rows,
@@ -151,7 +152,6 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
     N, Co = x.shape[0], w.shape[0]
     OH, OW = y.shape[2], y.shape[3]
     yf = y.reshape(y.size)
-    full = (1 << P) - 1
     per = -(-(N * Co) // nchunk)
     nband, ncol = -(-OH // DW_ROWS), -(-OW // P)
     lo, hi = span(nchunk, part, parts)
@@ -187,11 +187,7 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
                     for r in range(min(DW_ROWS, OH - oh0)):
                         v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2
                                        else v3, bias)
-                        at = y0 + U((oh0 + r) * OW + c * P)
-                        if m == P:
-                            store(yf, at, v)
-                        else:
-                            store_masked(yf, at, v, full >> (P - m))
+                        store_first(yf, y0 + U((oh0 + r) * OW + c * P), v, m)
 
 
 @njit(cache=True)
@@ -205,7 +201,6 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
     T, OHW = KH * KW, OH * OW
     Hp, Wp = (OH - 1) * sh + (KH - 1) * dh + 1, (OW - 1) * sw + (KW - 1) * dw + 1
     xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
-    full = (1 << P) - 1
     ncb = (C + 15) // 16
     per = -(-(N * ncb) // nchunk)
     xb = np.empty(Hp * Wp * 16, dtype=y.dtype)
@@ -251,12 +246,8 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
             m = min(16, OHW - p0)
             t = transpose_rows(ob, U(p0 * 16), U(16), 16, m)
             for j in range(nc):
-                v = add_scalar(t[j], b[c0 + j])
-                at = U((n * C + c0 + j) * OHW + p0)
-                if m == 16:
-                    store(yf, at, v)
-                else:
-                    store_masked(yf, at, v, full >> (16 - m))
+                store_first(yf, U((n * C + c0 + j) * OHW + p0), add_scalar(t[j], b[c0 + j]),
+                            m)
 
 
 def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, part, parts):

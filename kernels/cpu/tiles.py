@@ -13,7 +13,17 @@ from numba import njit
 from ._jit import U
 from ._layout import pad_channels, tap_major_blocks
 from ._parts import parallel_and_serial_parts, run_parts, span
-from ._simd import P, add_scalar, fma, load, store, store_masked, transpose_rows, zeros
+from ._simd import (
+    P,
+    add_scalar,
+    fma,
+    load,
+    store,
+    store_first,
+    store_masked,
+    transpose_rows,
+    zeros,
+)
 
 FWD_COB = 8  # output channels per block: 8 accumulators + 1 source vector in registers
 
@@ -254,11 +264,8 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
                         v = transpose_rows(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
                                            U(qs_p * B), 16, m)
                         for j in range(nc):
-                            vj = add_scalar(v[j], b[c1 + j])
-                            if m == 16:
-                                store(yf, yn + U(j * OHW + p0), vj)
-                            else:
-                                store_masked(yf, yn + U(j * OHW + p0), vj, (1 << m) - 1)
+                            store_first(yf, yn + U(j * OHW + p0), add_scalar(v[j], b[c1 + j]),
+                                        m)
                 continue
             for q in range(U(s0 * CL_X), U(s1 * CL_X)):
                 at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
