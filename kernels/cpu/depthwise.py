@@ -389,8 +389,10 @@ def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, 
 
 
 def chunks(parallel: bool) -> int:
-    """Tasks for :func:`_forward`: a few per thread, for balance."""
-    return 4 * get_num_threads() if parallel else 1
+    """Chunks of the depthwise forward kernels' tasks: one a thread. The parts take
+    contiguous runs of chunks (:func:`kernels.cpu._parts.span`), so more chunks balance
+    nothing; each only zeroed a buffer of its own."""
+    return get_num_threads() if parallel else 1
 
 
 forward, forward_serial = parallel_and_serial_parts(_forward)
