@@ -355,8 +355,7 @@ class _Tiled:
         elif self.wide:
             Wq, image = self.Wq, C * sh * sw * self.Hq * self.Wq
             ntile = -(-((OH - 1) * Wq + OW) // P)
-            # P spare elements: the last tile's lanes past the plane read them
-            src_size, strides = N * image + P, None
+            src_size, strides = None, None  # a chunk's (see _forward_wide_in_chunks)
             cbase = self._cbase(image // C, FWD_COB)
             bases = _affine((N, ntile), (image, P))
             grid = None  # one class: a tile spans rows, and the padding is real zeros
@@ -374,7 +373,10 @@ class _Tiled:
             (grid, self.batch_lanes, *self.x_shape[2:], Cg, KH, KW, sh, sw,
              *self.geo.dilation, top, left), bases.size, strides,
             self._phases if self.wide else None)
-        tile_sets = _tile_sets(tile_class, bases.size)
+        # wide tiles: an image's tiles in sets of their own, so that a chunk of images
+        # (:meth:`_forward_wide_in_chunks`) computes only from its own copy
+        tile_sets = _tile_sets(np.repeat(np.arange(N), bases.size // N) if self.wide
+                               else tile_class, bases.size, in_order=self.wide)
         return (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
                 ybase, stores, ystride_c)
 
@@ -393,54 +395,62 @@ class _Tiled:
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
 
-    def _wide_chunks(self, threads: int) -> list[tuple[int, int, int, int]]:
-        """``(n0, n1, s0, s1)``: the images whose stride-phase copy is made at once, and
-        the tile sets then computed (those whose tiles are all in images before ``n1``).
+    def _wide_chunks(self, threads: int) -> list[tuple[int, int, int, int, np.ndarray]]:
+        """``(n0, n1, s0, s1, bases)``: the images whose stride-phase copy is made at once,
+        the tile sets then computed (those of these images), and the tiles' bases in the
+        copy, which starts at image n0.
 
         A chunk holds a multiple of ``threads`` images, so that the copy (split by
         image) and the kernel (split by tile) give each thread the same images: a
         thread that overwrites source lines another core has just read waits for them
         to be taken back from it, and on a VM whose cores share no cache that made the
         copy of a stride-2 128-channel layer 6 times slower (0.4 ms against 2.4 ms)."""
-        from .cpu.tiles import FWD_R
-
         chunks = self._chunks.get(threads)
         if chunks is not None:
             return chunks
         N = self.dims[0]
-        image = self.dims[1] * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
-        per = max(1, WIDE_CHUNK_BYTES // (image * 4))
-        per = -(-per // threads) * threads
-        nsets = self._forward_plan[6].shape[0]
-        ntile = self._forward_plan[5].size // N  # tiles an image
-        chunks, s0 = [], 0
-        for n0 in range(0, N, per):
-            n1 = min(N, n0 + per)
-            s1 = nsets if n1 == N else n1 * ntile // FWD_R
-            chunks.append((n0, n1, s0, s1))
-            s0 = s1
+        per = self._chunk_images(threads)
+        bases, tile_sets = self._forward_plan[5], self._forward_plan[6]
+        sets = tile_sets.shape[0] // N  # an image's (see _forward_plan)
+        chunks = [(n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
+                   bases - n0 * self._image) for n0 in range(0, N, per)]
         self._chunks[threads] = chunks
         return chunks
 
-    def _forward_wide_in_chunks(self, x, w, b, src):
-        """The wide-tile forward a few images at a time: each chunk's stride-phase copy is
-        computed on while it is in cache (a 256-channel 56x56 input's 26 MB copy, made
-        whole, went out to memory and back)."""
+    @property
+    def _image(self) -> int:
+        """Elements of an image's stride-phase copy."""
+        return self.dims[1] * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
+
+    def _chunk_images(self, threads: int) -> int:
+        """Images a chunk of :meth:`_wide_chunks`: about WIDE_CHUNK_BYTES, a multiple of
+        ``threads``."""
+        per = max(1, WIDE_CHUNK_BYTES // (self._image * 4))
+        return min(-(-per // threads) * threads, self.dims[0])
+
+    def _forward_wide_in_chunks(self, x, w, b):
+        """The wide-tile forward a few images at a time, each chunk's stride-phase copy
+        made into the same scratch buffer and computed on while it is in cache (a
+        256-channel 56x56 input's 26 MB copy, made whole, went out to memory and back;
+        copied chunk by chunk into one buffer of 26 MB, each chunk's lines came in from
+        memory to be written, and went back: 6.3 ms against 3.1 ms a forward)."""
         cpu = self.cpu
-        (src_size, _, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
+        (_, _, tap, off, cbase, _, tile_sets, tile_class, class_start, chan,
          ybase, stores, ystride_c) = self._forward_plan
         (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
-        image = self.dims[1] * sh * sw * self.Hq * self.Wq
+        image, threads = self._image, _threads(cpu)
+        src = _alloc.scratch("conv.src", self._chunk_images(threads) * image + self.P,
+                             x.dtype)
         used = _used_phases(KH, KW, dh, dw, sh, sw)
-        src[src_size - self.P:] = 0
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
-        for n0, n1, s0, s1 in self._wide_chunks(_threads(cpu)):
-            _split_phases(cpu, x[n0:n1], src[n0 * image:n1 * image], self.geo.pads[0],
-                          self.geo.pads[2], sh, sw, self.Hq, self.Wq, used)
-            if s1 > s0:
-                cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
-                          class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
+        for n0, n1, s0, s1, bases in self._wide_chunks(threads):
+            size = (n1 - n0) * image
+            _split_phases(cpu, x[n0:n1], src[:size], self.geo.pads[0], self.geo.pads[2], sh,
+                          sw, self.Hq, self.Wq, used)
+            src[size:size + self.P] = 0  # read by the last tile's lanes past its plane
+            cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
+                      class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
         return y
 
     @cached_property
@@ -578,16 +588,17 @@ class _Tiled:
          stores, ystride_c) = self._forward_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left = self.geo.pads[0], self.geo.pads[2]
-        src = _alloc.scratch("conv.src", src_size, w.dtype)
-        if self.batch_lanes:
+        if self.wide and not self._x_is_source:
+            return self._forward_wide_in_chunks(x, w, b)
+        if self._x_is_source:
+            src = x.reshape(-1)
+        elif self.batch_lanes:
             # NOTE: not zeroed: each tile's taps skip the padding (see _tap_classes), and
             # lanes past N only feed outputs that are dropped
+            src = _alloc.scratch("conv.src", src_size, w.dtype)
             cpu.to_batch_lanes(x, src, top, left, Hp, Wp, self.Nb)
-        elif self._x_is_source:
-            src = x.reshape(-1)
-        elif self.wide:
-            return self._forward_wide_in_chunks(x, w, b, src)
         else:
+            src = _alloc.scratch("conv.src", src_size, w.dtype)
             plane = N * C * Hp * Wq
             _pad(cpu, x, src[:plane], top, left, Wq)
             src[plane:] = 0

@@ -409,8 +409,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
-    """The wide-tile forward copies and computes a few images at a time; with chunks of one
-    image, tile sets that straddle two images wait for the second copy."""
+    """The wide-tile forward copies and computes a few images at a time into one buffer;
+    with chunks of one image, each chunk's tile sets hold tiles of its own images only
+    (an image's last set, short of FWD_R tiles, repeats one)."""
     from kernels.conv import _tiled
     from kernels.cpu.tiles import FWD_R
 
@@ -429,11 +430,16 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
                 continue
             chunked += 1
             ntile = plan._forward_plan[5].size // x_shape[0]
+            tile_sets = plan._forward_plan[6]
             assert len(plan._wide_chunks(1)) == x_shape[0]
-            # with threads, a chunk holds as many images (each thread copies the images
-            # it computes on)
-            for n0, n1, _, _ in plan._wide_chunks(2):
-                assert n1 - n0 == 2 or n1 == x_shape[0]
+            for threads in (1, 2):
+                # with threads, a chunk holds as many images (each thread copies the
+                # images it computes on)
+                for n0, n1, s0, s1, bases in plan._wide_chunks(threads):
+                    assert n1 - n0 == threads or n1 == x_shape[0]
+                    tiles = tile_sets[s0:s1].ravel()
+                    assert set(tiles // ntile) == set(range(n0, n1))
+                    assert bases[tiles].min() >= 0
             straddled += FWD_R > 1 and ntile % FWD_R != 0
             np.testing.assert_allclose(kernels.conv2d(x, w, b, **kw), _torch(x, w, b, g, **kw)[0],
                                        **TOL[dtype])
