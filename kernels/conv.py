@@ -236,6 +236,18 @@ MACS_PER_S = 50e9  # a core's multiply-adds a second in the tiled kernels, about
 COPY_BYTES_PER_S = 5e9  # a core's bytes a second in a layout copy, about
 
 
+def _chunk_images(N: int, image_bytes: int, threads: int) -> int:
+    """Images a chunk of a copy-then-compute pass (:meth:`_Tiled._wide_chunks`,
+    :class:`_PhasedInputGrad`): about WIDE_CHUNK_BYTES of copies, a multiple of
+    ``threads`` (so that the copy, split by image, and the kernel, split by tile, give each
+    thread the same images: a thread that overwrites source lines another core has just
+    read waits for them to be taken back from it, and on a VM whose cores share no cache
+    that made the copy of a stride-2 128-channel layer 6 times slower, 0.4 ms against
+    2.4 ms)."""
+    per = max(1, WIDE_CHUNK_BYTES // image_bytes)
+    return min(-(-per // threads) * threads, N)
+
+
 class _Tiled:
     """The plan of one convolution's register-blocked forward kernel
     (:mod:`kernels.cpu.tiles`) and row-dot weight gradient
@@ -398,18 +410,12 @@ class _Tiled:
     def _wide_chunks(self, threads: int) -> list[tuple[int, int, int, int, np.ndarray]]:
         """``(n0, n1, s0, s1, bases)``: the images whose stride-phase copy is made at once,
         the tile sets then computed (those of these images), and the tiles' bases in the
-        copy, which starts at image n0.
-
-        A chunk holds a multiple of ``threads`` images, so that the copy (split by
-        image) and the kernel (split by tile) give each thread the same images: a
-        thread that overwrites source lines another core has just read waits for them
-        to be taken back from it, and on a VM whose cores share no cache that made the
-        copy of a stride-2 128-channel layer 6 times slower (0.4 ms against 2.4 ms)."""
+        copy, which starts at image n0 (:func:`_chunk_images`)."""
         chunks = self._chunks.get(threads)
         if chunks is not None:
             return chunks
         N = self.dims[0]
-        per = self._chunk_images(threads)
+        per = _chunk_images(N, self._image * 4, threads)
         bases, tile_sets = self._forward_plan[5], self._forward_plan[6]
         sets = tile_sets.shape[0] // N  # an image's (see _forward_plan)
         chunks = [(n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
@@ -422,12 +428,6 @@ class _Tiled:
         """Elements of an image's stride-phase copy."""
         return self.dims[1] * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
 
-    def _chunk_images(self, threads: int) -> int:
-        """Images a chunk of :meth:`_wide_chunks`: about WIDE_CHUNK_BYTES, a multiple of
-        ``threads``."""
-        per = max(1, WIDE_CHUNK_BYTES // (self._image * 4))
-        return min(-(-per // threads) * threads, self.dims[0])
-
     def _forward_wide_in_chunks(self, x, w, b):
         """The wide-tile forward a few images at a time, each chunk's stride-phase copy
         made into the same scratch buffer and computed on while it is in cache (a
@@ -439,8 +439,8 @@ class _Tiled:
          ybase, stores, ystride_c) = self._forward_plan
         (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
         image, threads = self._image, _threads(cpu)
-        src = _alloc.scratch("conv.src", self._chunk_images(threads) * image + self.P,
-                             x.dtype)
+        src = _alloc.scratch("conv.src", _chunk_images(self.dims[0], image * 4, threads)
+                             * image + self.P, x.dtype)
         used = _used_phases(KH, KW, dh, dw, sh, sw)
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
@@ -810,7 +810,9 @@ class _PhasedInputGrad:
     its taps, so every multiply-add is one of the convolution's (the stride-1 problem on a
     zero-spread grad_out did sh*sw times as many) and a phase no tap reaches is zeros.
     The phases are stored in the layout of :func:`kernels.cpu.conv.pad_phases`, then
-    gathered into grad_x."""
+    gathered into grad_x, a chunk of images at a time (:func:`_chunk_images`): each
+    chunk's padded grad_out and phases in the same two buffers, while they are in cache
+    (whole, a 256-channel 56x56 layer's 26 MB of phases went out to memory and back)."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
         from .cpu.tiles import FWD_COB, P
@@ -849,25 +851,48 @@ class _PhasedInputGrad:
         self.ybase = np.repeat(_affine((N,), (C * S * plane,)), S * ntile)
         self.dims = (N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq)
         self.geo, self.macs = geo, N * Co * OH * OW * Cg * KH * KW
+        self._chunks: dict[int, list] = {}
+
+    def _image_chunks(self, threads: int) -> list[tuple]:
+        """``(n0, n1, s0, s1, bases, ybase)``: the images of a chunk, their tile sets (an
+        image's phases are runs of tiles of their own), and the tiles' offsets in the
+        chunk's buffers, which start at image n0."""
+        chunks = self._chunks.get(threads)
+        if chunks is None:
+            N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
+            src_image = Co * Gh * Gq
+            out_image = C * self.geo.stride[0] * self.geo.stride[1] * Hq * Wq
+            per = _chunk_images(N, (src_image + out_image) * 4, threads)
+            sets = self.tile_sets.shape[0] // N
+            chunks = self._chunks[threads] = [
+                (n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
+                 self.bases - n0 * src_image, self.ybase - n0 * out_image)
+                for n0 in range(0, N, per)]
+        return chunks
 
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
         from .cpu.tiles import P
 
         N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
         (sh, sw), cpu = self.geo.stride, _cpu(self.macs)
-        image = Co * Gh * Gq
-        src = _alloc.scratch("conv.src", N * image + P, g.dtype)
-        _pad(cpu, g, src[:N * image], Rt, Rl, Gq)
-        src[N * image:] = 0
+        chunks = self._image_chunks(_threads(cpu))
+        per = chunks[0][1]
+        image, out_image = Co * Gh * Gq, C * sh * sw * Hq * Wq
+        src = _alloc.scratch("conv.src", per * image + P, g.dtype)
+        yph = _alloc.scratch("conv.out", per * out_image, g.dtype)
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
         wt = _tile_weights(wf, G, self.cgp)
-        yph = _alloc.scratch("conv.out", N * C * sh * sw * Hq * Wq, g.dtype)
-        cpu.tiled(src, wt, self.tap, self.off, self.cbase, self.bases, self.tile_sets,
-                  self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,
-                  self.ybase, *self.stores, sh * sw * Hq * Wq)
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
-        cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
+        for n0, n1, s0, s1, bases, ybase in chunks:
+            size = (n1 - n0) * image
+            _pad(cpu, g[n0:n1], src[:size], Rt, Rl, Gq)
+            src[size:size + P] = 0  # read by the last tile's lanes past its plane
+            cpu.tiled(src, wt, self.tap, self.off, self.cbase, bases, self.tile_sets[s0:s1],
+                      self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,
+                      ybase, *self.stores, sh * sw * Hq * Wq)
+            cpu.unphase(yph, grad_x[n0:n1], self.geo.pads[0], self.geo.pads[2], sh, sw, Hq,
+                        Wq)
         return grad_x
 
 

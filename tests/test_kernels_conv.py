@@ -372,6 +372,41 @@ def test_cases_cover_the_phased_input_gradient():
     assert seen == {"empty phase", "unequal strides, dilated"}
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_phased_input_gradient_in_chunks_of_images(dtype, monkeypatch):
+    """The strided input gradient pads grad_out and gathers the phases a few images at a
+    time, in the same buffers; with chunks of one image (two on two threads) each chunk's
+    tile sets hold tiles of its own images only, and grad_x matches autograd."""
+    from kernels.conv import _phased_input_grad
+
+    monkeypatch.setattr(kernels.conv, "WIDE_CHUNK_BYTES", 1)
+    _phased_input_grad.cache_clear()
+    try:
+        checked = 0
+        for x_shape, w_shape, kw in CASES:
+            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+            geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0),
+                            kw.get("dilation", 1), kw.get("groups", 1))
+            if (geo.stride == (1, 1) or w_shape[1] < kernels.conv.INPUT_GRAD_MIN_CHANNELS
+                    or x_shape[0] < 2):
+                continue
+            plan = _phased_input_grad(x.shape, w.shape, geo)
+            ntile = plan.bases.size // x_shape[0]  # an image's, all phases
+            for threads in (1, 2):
+                chunks = plan._image_chunks(threads)
+                assert [n1 - n0 for n0, n1, *_ in chunks[:-1]] == [threads] * (len(chunks) - 1)
+                for n0, n1, s0, s1, bases, ybase in chunks:
+                    tiles = plan.tile_sets[s0:s1].ravel()
+                    assert set(tiles // ntile) == set(range(n0, n1))
+                    assert min(bases[tiles].min(), ybase[tiles].min()) >= 0
+            checked += 1
+            gx = kernels.conv2d_backward(g, x, w, **kw)[0]
+            np.testing.assert_allclose(gx, _torch(x, w, b, g, **kw)[1], **TOL[dtype])
+        assert checked >= 3
+    finally:
+        _phased_input_grad.cache_clear()
+
+
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
     grouped and strided, with padded channel blocks), and run the depthwise kernels
