@@ -304,7 +304,7 @@ class _Tiled:
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
-        self._chunks: dict[int, list] = {}
+        self._chunks: dict[tuple, list] = {}  # of images, by kernel and threads
         self._schedules: dict[int, tuple] = {}
         self.macs = N * Co * OH * OW * Cg * KH * KW
 
@@ -328,17 +328,6 @@ class _Tiled:
         plane = self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
         rows, _ = _channel_rows(self.out_shape[1], G, cogp)
         return cogp, rows, np.repeat(np.arange(G, dtype=np.int64) * Cg * plane, cogp // B)
-
-    def _phase_source(self, x: np.ndarray) -> np.ndarray:
-        """``x`` padded and split into stride phases (a scratch buffer), or ``x`` itself
-        where that is its layout (:meth:`_x_is_source`)."""
-        if self._x_is_source:
-            return x.reshape(-1)
-        N, C = self.dims[:2]
-        src = _alloc.scratch("conv.src", N * C * self.geo.stride[0] * self.geo.stride[1]
-                             * self.Hq * self.Wq, x.dtype)
-        self._phase_split(x, src)
-        return src
 
     def _cbase(self, group_stride: int, cob: int) -> np.ndarray:
         """The source offset of each block of ``cob`` output channels (its group's)."""
@@ -411,7 +400,7 @@ class _Tiled:
         """``(n0, n1, s0, s1, bases)``: the images whose stride-phase copy is made at once,
         the tile sets then computed (those of these images), and the tiles' bases in the
         copy, which starts at image n0 (:func:`_chunk_images`)."""
-        chunks = self._chunks.get(threads)
+        chunks = self._chunks.get(("wide", threads))
         if chunks is not None:
             return chunks
         N = self.dims[0]
@@ -420,7 +409,7 @@ class _Tiled:
         sets = tile_sets.shape[0] // N  # an image's (see _forward_plan)
         chunks = [(n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
                    bases - n0 * self._image) for n0 in range(0, N, per)]
-        self._chunks[threads] = chunks
+        self._chunks[("wide", threads)] = chunks
         return chunks
 
     @property
@@ -664,23 +653,33 @@ class _Tiled:
 
     @cached_property
     def _weight_grad_cols_plan(self) -> tuple:
-        """``(rows, width, off, cbase, rowsrc, prow)`` for
-        :func:`kernels.cpu.conv.weight_grad_cols`: each channel's column in the transposed
-        grad_out (its group's padded to WGC_C*P), the width, the taps' offsets in the
-        stride-phase layout (a multiple of WGC_K), each block's group base, each output
-        row's source offset, and the rows cut into pieces of about WGC_PIECE outputs."""
+        """``(rows, width, off, cbase)`` for :func:`kernels.cpu.conv.weight_grad_cols`:
+        each channel's column in the transposed grad_out (its group's padded to WGC_C*P),
+        the width, the taps' offsets in the stride-phase layout (a multiple of WGC_K), and
+        each block's group base."""
         from .cpu.conv import WGC_C, WGC_K
 
-        N, C = self.dims[:2]
-        (OH, OW), (sh, sw), G = self.geo.out_hw, self.geo.stride, self.geo.groups
         cogp, rows, cbase = self._channel_blocks(WGC_C * self.P)
-        plane = sh * sw * self.Hq * self.Wq
         off = _phase_offsets(*self._phases)
         off = np.concatenate([off, np.zeros(-off.size % WGC_K, dtype=off.dtype)])
-        rowsrc = (np.arange(N)[:, None] * C * plane + np.arange(OH) * self.Wq).ravel()
-        per = max(1, -(-WGC_PIECE // OW))
-        prow = np.r_[np.arange(0, N * OH, per), N * OH].astype(np.int64)
-        return rows, G * cogp, off.astype(np.int64), cbase, rowsrc.astype(np.int64), prow
+        return rows, self.geo.groups * cogp, off.astype(np.int64), cbase
+
+    def _cols_chunks(self, threads: int) -> list[tuple]:
+        """``(n0, n1, rowsrc, prow)`` for each of the :meth:`_source_chunks`: the source
+        offset of each output row of its images in the chunk's copy, and those rows cut
+        into pieces of about WGC_PIECE outputs."""
+        chunks = self._chunks.get(("cols", threads))
+        if chunks is None:
+            (OH, OW), Wq = self.geo.out_hw, self.Wq
+            per = max(1, -(-WGC_PIECE // OW))
+            chunks = []
+            for n0, n1 in self._source_chunks(threads):
+                rowsrc = (np.arange(n1 - n0)[:, None] * self._image + np.arange(OH) * Wq)
+                nrow = (n1 - n0) * OH
+                chunks.append((n0, n1, rowsrc.ravel().astype(np.int64),
+                               np.r_[np.arange(0, nrow, per), nrow].astype(np.int64)))
+            self._chunks[("cols", threads)] = chunks
+        return chunks
 
     @cached_property
     def _column_channels(self) -> np.ndarray:
@@ -691,14 +690,46 @@ class _Tiled:
         cols[rows] = np.arange(rows.size)
         return cols
 
+    def _source_chunks(self, threads: int) -> list[tuple[int, int]]:
+        """``(n0, n1)``: the images of each chunk of the weight gradient's stride-phase copy
+        (:func:`_chunk_images`), copied into one buffer and summed over while in cache
+        (made whole, a 256-channel 56x56 input's 26 MB copy went out to memory and back);
+        one chunk of every image where the kernels read ``x`` itself."""
+        N = self.dims[0]
+        if self._x_is_source:
+            return [(0, N)]
+        per = _chunk_images(N, self._image * 4, threads)
+        return [(n0, min(N, n0 + per)) for n0 in range(0, N, per)]
+
+    def _rows_chunks(self, threads: int) -> list[tuple]:
+        """``(n0, n1, spans)`` for each of the :meth:`_source_chunks`: the row-dot weight
+        gradient's spans (:func:`_pieces`) of its images, at their offsets in the chunk's
+        copy."""
+        chunks = self._chunks.get(("rows", threads))
+        if chunks is None:
+            sbase, gbase, slen, _ = self._weight_grad_plan[2]  # a span an image
+            chunks = self._chunks[("rows", threads)] = [
+                (n0, n1, _pieces(sbase[n0:n1] - sbase[n0], gbase[n0:n1], slen[0]))
+                for n0, n1 in self._source_chunks(threads)]
+        return chunks
+
+    def _chunk_source(self, x: np.ndarray, n0: int, n1: int, threads: int) -> np.ndarray:
+        """Images ``n0 <= n < n1`` of ``x`` padded and split into stride phases, in a
+        scratch buffer that every chunk reuses (or ``x`` itself: :meth:`_x_is_source`)."""
+        if self._x_is_source:
+            return x.reshape(-1)
+        per = _chunk_images(self.dims[0], self._image * 4, threads)
+        src = _alloc.scratch("conv.src", per * self._image, x.dtype)
+        self._phase_split(x[n0:n1], src)
+        return src
+
     def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         from .cpu.conv import WGC_C
 
         cpu = self.cpu
-        rows, width, off, cbase, rowsrc, prow = self._weight_grad_cols_plan
+        rows, width, off, cbase = self._weight_grad_cols_plan
         N = self.dims[0]
         OH, OW = self.geo.out_hw
-        src = self._phase_source(x)
         gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
@@ -706,15 +737,15 @@ class _Tiled:
         B, threads = WGC_C * self.P, _threads(cpu)
         ncb = width // B
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
-        if ncb % threads == 0 or ncb >= 4 * threads:  # blocks enough for every thread
-            part = _alloc.scratch("conv.part", (0, off.size, width), g.dtype)
-            cpu.weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw,
-                                 self._column_channels)
-        else:  # the pieces in chunks too, summed after
-            nchunk = _wg_chunks(prow.size - 1, off.size * width, cpu)
-            part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
-            cpu.weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, part, gw,
-                                 self._column_channels)
+        chunks = self._cols_chunks(threads)
+        direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
+        nchunk = 0 if direct else _wg_chunks(chunks[0][3].size - 1, off.size * width, cpu)
+        part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
+        for n0, n1, rowsrc, prow in chunks:
+            src = self._chunk_source(x, n0, n1, threads)
+            cpu.weight_grad_cols(src, gt[n0 * OH * OW:n1 * OH * OW], off, cbase, rowsrc, OW,
+                                 prow, part, gw, self._column_channels, n0 > 0)
+        if not direct:  # the pieces in chunks too, summed after
             cpu.sum_column_parts(part, self._column_channels, gw, B, -(-threads // ncb))
         return gw.reshape(self.w_shape)
 
@@ -732,13 +763,6 @@ class _Tiled:
         off, cbase, spans, lanes_length = self._weight_grad_plan
         N, C, _, _, _, Hp, Wp = self.dims
         top, left, Nb = self.geo.pads[0], self.geo.pads[2], self.Nb
-        if self._wg_batch_lanes:
-            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, g.dtype)
-            if Nb != N or any(self.geo.pads):  # padding and lanes past N are read here
-                src.fill(0)
-            cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
-        else:
-            src = self._phase_source(x)
         gl = _alloc.scratch("conv.lanes", (self.chan.size, lanes_length), g.dtype)
         if self._wg_batch_lanes:
             cpu.to_batch_lanes_rows(g, gl, self.rows, Nb)
@@ -746,10 +770,20 @@ class _Tiled:
             cpu.to_pitch_rows(g, gl, self.rows, self.Wq)
         if self.chan.size > self.rows.size:
             gl[self.chan < 0] = 0
-        piece = spans[3]
-        nchunk = _wg_chunks(piece.size - 1, gl.shape[0] * off.size, cpu)
+        if self._wg_batch_lanes:
+            src = _alloc.scratch("conv.src", C * Hp * Wp * Nb, g.dtype)
+            if Nb != N or any(self.geo.pads):  # padding and lanes past N are read here
+                src.fill(0)
+            cpu.to_batch_lanes(x, src, top, left, Hp, Wp, Nb)
+            chunks = [(0, N, spans)]
+        else:
+            chunks = self._rows_chunks(_threads(cpu))
+        nchunk = _wg_chunks(chunks[0][2][3].size - 1, gl.shape[0] * off.size, cpu)
         part = _alloc.scratch("conv.part", (nchunk, gl.shape[0], off.size), np.float64)
-        cpu.weight_grad_rows(src, gl, off, cbase, *spans, part)
+        for n0, n1, chunk_spans in chunks:
+            if not self._wg_batch_lanes:
+                src = self._chunk_source(x, n0, n1, _threads(cpu))
+            cpu.weight_grad_rows(src, gl, off, cbase, *chunk_spans, part, n0 > 0)
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
         cpu.sum_row_parts(part, self.rows, gw)
         return gw.reshape(self.w_shape)

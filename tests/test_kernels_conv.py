@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from backends import cuda_available, to_backend, to_host
@@ -405,6 +406,46 @@ def test_phased_input_gradient_in_chunks_of_images(dtype, monkeypatch):
         assert checked >= 3
     finally:
         _phased_input_grad.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
+    """The weight gradient on the stride-phase layout copies a few images at a time into
+    one buffer and adds each chunk's sums to the last's, by rows and by columns; with
+    chunks of one image grad_w matches autograd."""
+    from kernels.conv import _tiled
+    from kernels.cpu.conv import WGC_C
+    from kernels.cpu.tiles import P
+
+    monkeypatch.setattr(kernels.conv, "WIDE_CHUNK_BYTES", 1)
+    _tiled.cache_clear()
+    # one block of channels for two threads, on the parallel kernels: the columns' sums
+    # in parts, summed after
+    parted = [((4, 32, 24, 24), (48, 32, 3, 3), dict(padding=1))]
+    try:
+        seen = set()
+        for x_shape, w_shape, kw in CASES + parted:
+            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+            geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0),
+                            kw.get("dilation", 1), kw.get("groups", 1))
+            if w_shape[1] == 1 or not kernels.conv._tiled_ok(w_shape[0] // geo.groups):
+                continue
+            plan = _tiled(x.shape, w.shape, geo)
+            if plan._wg_batch_lanes or plan._x_is_source or x_shape[0] < 2:
+                continue
+            assert plan._source_chunks(1) == [(n, n + 1) for n in range(x_shape[0])]
+            seen.add("columns" if plan._wg_cols else "rows")
+            ncb = plan._weight_grad_cols_plan[1] // (WGC_C * P)
+            threads = kernels.conv._threads(plan.cpu)
+            if plan._wg_cols and ncb % threads and ncb < 4 * threads:
+                seen.add("columns in parts")
+                assert len(plan._source_chunks(threads)) > 1 or x_shape[0] <= threads
+            gw = kernels.conv2d_backward(g, x, w, **kw)[1]
+            np.testing.assert_allclose(gw, _torch(x, w, b, g, **kw)[2], **TOL[dtype])
+        assert {"columns", "rows"} <= seen
+        assert "columns in parts" in seen or numba.get_num_threads() == 1
+    finally:
+        _tiled.cache_clear()
 
 
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():

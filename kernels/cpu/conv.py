@@ -465,12 +465,14 @@ def _tap_major(w, wt, groups, part, parts):
 WG_COB, WG_TB = 4, 3  # output channels x taps whose dot products share one sweep
 
 
-def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, part, parts):
-    """partial[k, co, t] = sum over the spans s of the pieces of chunk k of
-    dot(g[co, gbase[s]:gbase[s] + slen[s]], src[cbase[co // WG_COB] + sbase[s] + off[t]:]
-    [:slen[s]]), for the blocks of WG_COB channels; piece ``j`` is the spans
-    ``piece[j] <= s < piece[j + 1]``, and chunk k the pieces ``k*per <= j < (k+1)*per``
-    with ``per = ceil(npiece / nchunk)``. The caller sums ``part`` over chunks.
+def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, more, part,
+                      parts):
+    """partial[k, co, t] (+= with ``more``: the next images' share) = sum over the spans
+    s of the pieces of chunk k of dot(g[co, gbase[s]:gbase[s] + slen[s]],
+    src[cbase[co // WG_COB] + sbase[s] + off[t]:][:slen[s]]), for the blocks of WG_COB
+    channels; piece ``j`` is the spans ``piece[j] <= s < piece[j + 1]``, and chunk k the
+    pieces ``k*per <= j < (k+1)*per`` with ``per = ceil(npiece / nchunk)``. The caller
+    sums ``part`` over chunks.
 
     A span is a contiguous run of outputs in the tiled layout (see ``kernels.conv._Tiled``)
     whose source elements are contiguous too; ``g`` has WG_COB-aligned rows per group and
@@ -501,9 +503,10 @@ def _weight_grad_rows(src, g, off, cbase, sbase, gbase, slen, piece, partial, pa
         k, blk = task // nblk, task % nblk
         p = partial[k]
         co0 = blk * WG_COB
-        for co in range(co0, co0 + WG_COB):
-            for t in range(T):
-                p[co, t] = 0.0
+        if not more:
+            for co in range(co0, co0 + WG_COB):
+                for t in range(T):
+                    p[co, t] = 0.0
         for j in range(k * per, min(npiece, (k + 1) * per)):
             for t0 in range(0, T, WG_TB):
                 d00 = d01 = d02 = d10 = d11 = d12 = zeros(src)
@@ -604,16 +607,18 @@ def _sum_column_parts(partial, cols, gw, block, split, part, parts):
 WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
 
 
-def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, part, parts):
-    """partial[k, tap, c] = sum over the output rows r of the pieces of chunk k and their
-    outputs ow of gt[r*OW + ow, c] * src[cbase[c // (WGC_C*P)] + rowsrc[r] + off[tap] + ow]:
-    the weight gradient with the channels as the vector lanes (``gt`` from
-    :func:`_to_position_major`, its rows padded per group to WGC_C*P; ``off`` a multiple of
-    WGC_K taps). Piece ``j`` is the rows ``prow[j] <= r < prow[j + 1]``, chunk k the
-    pieces ``k*per <= j < (k+1)*per``; the caller sums ``part`` over chunks. With no
-    chunks (``part`` empty) the sums go straight to ``gw[cols[c], tap]`` (``cols[c]`` < 0:
-    a padding column, dropped): a small map's one piece then needs no transposing pass
-    (a 512-channel 3x3 layer's at 7x7 took 2.7 ms, a fifth of its sums).
+def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, more, part,
+                      parts):
+    """partial[k, tap, c] (+= with ``more``: the next images' share) = sum over the
+    output rows r of the pieces of chunk k and their outputs ow of gt[r*OW + ow, c] *
+    src[cbase[c // (WGC_C*P)] + rowsrc[r] + off[tap] + ow]: the weight gradient with the
+    channels as the vector lanes (``gt`` from :func:`_to_position_major`, its rows padded
+    per group to WGC_C*P; ``off`` a multiple of WGC_K taps). Piece ``j`` is the rows
+    ``prow[j] <= r < prow[j + 1]``, chunk k the pieces ``k*per <= j < (k+1)*per``; the
+    caller sums ``part`` over chunks. With no chunks (``part`` empty) the sums go
+    straight to ``gw[cols[c], tap]`` (``cols[c]`` < 0: a padding column, dropped): a small
+    map's one piece then needs no transposing pass (a 512-channel 3x3 layer's at 7x7 took
+    2.7 ms, a fifth of its sums).
 
     Loop nest: parts of (block of WGC_C*P channels, chunk) > piece > WGC_K taps > row > ow.
 
@@ -642,15 +647,16 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
             pf = np.zeros(WGC_K * B, dtype=gt.dtype)  # a tile's sums, tap-major
             for j in range(B):
                 co = cols[c0 + j]
-                if co >= 0:
+                if co >= 0 and not more:
                     for k in range(T):
                         gw[co, k] = 0
         else:
             pk = partial[kc]
             pf = pk.reshape(pk.size)
-            for k in range(K):
-                for j in range(B):
-                    pk[k, c0 + j] = 0
+            if not more:
+                for k in range(K):
+                    for j in range(B):
+                        pk[k, c0 + j] = 0
         for pc in range(kc * per, min(npiece, (kc + 1) * per)):
             for k0 in range(0, K, WGC_K):
                 c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zeros(gf)
