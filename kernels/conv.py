@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 
 import numpy as np
+from numba import get_num_threads
 
 from . import _alloc
 from ._checks import array, flag, on_device
@@ -296,15 +297,19 @@ class _Tiled:
         self.batch_lanes = waste_batch + BATCH_LANES_MARGIN <= min(waste_rows, waste_wide)
         self.wide = not self.batch_lanes and waste_wide < waste_rows
         self.cog = Co // G
-        # small maps: the output channels as the lanes, where they waste less by a margin
-        # (7x7 planes waste 15 of 64 lanes as tiles at their padded pitch)
-        waste_channels = _padding_share(self.cog, CL_C * P)
-        self.channel_lanes = (waste_channels + CHANNEL_LANES_MARGIN
-                              <= min(waste_rows, waste_wide, waste_batch))
+        # small maps: the output channels as the lanes, in blocks of CL_C*P channels or,
+        # where that wastes fewer, of P (LeNet's 16), where they waste less by a margin
+        # (7x7 planes waste 15 of 64 lanes as tiles at their padded pitch; batch lanes
+        # count their copies' margin too)
+        waste_blocks = _padding_share(self.cog, CL_C * P)
+        self.narrow = _padding_share(self.cog, P) < waste_blocks
+        self.cl_block = P if self.narrow else CL_C * P
+        self.channel_lanes = (_padding_share(self.cog, self.cl_block) + CHANNEL_LANES_MARGIN
+                              <= min(waste_rows, waste_wide, waste_batch + BATCH_LANES_MARGIN))
         self.cogp = -(-self.cog // FWD_COB) * FWD_COB
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
-        self._chunks: dict[tuple, list] = {}  # of images, by kernel and threads
+        self._by_threads: dict[tuple, object] = {}  # chunks and buffers, by kernel, threads
         self._schedules: dict[int, tuple] = {}
         self.macs = N * Co * OH * OW * Cg * KH * KW
 
@@ -400,7 +405,7 @@ class _Tiled:
         """``(n0, n1, s0, s1, bases)``: the images whose stride-phase copy is made at once,
         the tile sets then computed (those of these images), and the tiles' bases in the
         copy, which starts at image n0 (:func:`_chunk_images`)."""
-        chunks = self._chunks.get(("wide", threads))
+        chunks = self._by_threads.get(("wide", threads))
         if chunks is not None:
             return chunks
         N = self.dims[0]
@@ -409,7 +414,7 @@ class _Tiled:
         sets = tile_sets.shape[0] // N  # an image's (see _forward_plan)
         chunks = [(n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
                    bases - n0 * self._image) for n0 in range(0, N, per)]
-        self._chunks[("wide", threads)] = chunks
+        self._by_threads[("wide", threads)] = chunks
         return chunks
 
     @property
@@ -455,10 +460,10 @@ class _Tiled:
     @cached_property
     def _channels_source(self) -> tuple:
         """``(used, copy)`` for :func:`kernels.cpu.tiles.forward_channels`: the stride
-        phases some tap reads, and whether the source is a copy (not ``x`` itself, as it
-        is for a 1x1 layer at stride 1 without padding)."""
+        phases some tap reads, and whether the source is a copy (not ``x`` itself, which
+        is its layout at stride 1 without padding)."""
         (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
-        copy = not (KH == KW == 1 and (sh, sw) == (1, 1) and not any(self.geo.pads))
+        copy = (sh, sw) != (1, 1) or any(self.geo.pads)
         return _used_phases(KH, KW, dh, dw, sh, sw).astype(np.uint8), copy
 
     def _channels_split(self, threads: int) -> tuple[int, int]:
@@ -468,10 +473,8 @@ class _Tiled:
         batch; the split with the least time per thread wins, counting the copies at
         COPY_BYTES_PER_S and the sums at MACS_PER_S, slowed by any imbalance (3 blocks
         on 2 threads: 2 and 1)."""
-        from .cpu.tiles import CL_C
-
         N, C, Cg, KH, KW, _, _ = self.dims
-        B, G = CL_C * self.P, self.geo.groups
+        B, G = self.cl_block, self.geo.groups
         ncb = G * -(-self.cog // B)
         itemsize = 4  # NOTE: the float32 sizes; float64 only doubles every copy
         wbytes = ncb * B * Cg * KH * KW * itemsize
@@ -490,12 +493,13 @@ class _Tiled:
     def _channels_schedule(self, threads: int) -> tuple:
         """``(Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position)`` for
         :func:`kernels.cpu.tiles.forward_channels` on ``threads``: each part of the batch's
-        output positions, cut into sets of CL_X (a part's last set repeating its last
+        output positions, cut into sets of CL_X or CLN_X (a part's last set repeating its last
         position), and each set's class of taps (see :func:`_inside`). Where some taps read
         padding, the positions come in the order (oh, ow, image), so that a set holds the
         same position of several images and skips the taps that read only padding."""
-        from .cpu.tiles import CL_X
+        from .cpu.tiles import CL_X, CLN_X
 
+        X = CLN_X if self.narrow else CL_X
         cached = self._schedules.get(threads)
         if cached is not None:
             return cached
@@ -517,14 +521,14 @@ class _Tiled:
             grid = np.meshgrid(np.arange(n0, n1), np.arange(OH), np.arange(OW), indexing="ij")
             n, oh, ow = (a.transpose(1, 2, 0) if padded else a for a in grid)
             n, oh, ow = n.ravel(), oh.ravel(), ow.ravel()
-            pad = -oh.size % CL_X  # the last set repeats its last position
+            pad = -oh.size % X  # the last set repeats its last position
             oh, ow, n = (np.r_[a, np.repeat(a[-1:], pad)] for a in (oh, ow, n))
             pixsrc.append((n - (n0 if copy else 0)) * C * plane + oh * self.Wq + ow)
             pixy.append(n * self.out_shape[1] * OH * OW + oh * OW + ow)
-            r, c = rows[oh].reshape(-1, CL_X, 2), cols[ow].reshape(-1, CL_X, 2)
+            r, c = rows[oh].reshape(-1, X, 2), cols[ow].reshape(-1, X, 2)
             ranges.append(np.stack([r[..., 0].min(1), r[..., 1].max(1), c[..., 0].min(1),
                                     c[..., 1].max(1)], axis=1))
-            pset.append(pset[-1] + oh.size // CL_X)
+            pset.append(pset[-1] + oh.size // X)
         keys, set_class = np.unique(np.concatenate(ranges), axis=0, return_inverse=True)
         taps = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
         lists = [taps[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
@@ -538,26 +542,31 @@ class _Tiled:
         return cached
 
     def _forward_by_channels(self, x, w, b, flip=False):
-        from .cpu.tiles import CL_C, CL_X
+        from .cpu.tiles import CL_X, CLN_X
 
-        cpu, P = self.cpu, self.P
+        cpu, threads = self.cpu, _threads(self.cpu)
         used, copy = self._channels_source
         Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
-            self._channels_schedule(_threads(cpu))
-        parts = (pset.size - 1) * Tc
-        N, C, Cg, KH, KW = self.dims[:5]
-        B, G = CL_C * P, self.geo.groups
-        (sh, sw), top, left = self.geo.stride, self.geo.pads[0], self.geo.pads[2]
-        src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
-        nslots = np.diff(pset).max() * CL_X  # the most output positions a part has
-        w_part = (Cg * KH * KW + nslots) * B  # a block's weights, then its sums
-        # rows of whole cache lines: no two threads write one line
-        srcs = _alloc.scratch("conv.src", (parts, -(-src_part // P) * P), x.dtype)
-        wts = _alloc.scratch("conv.weights", (parts, -(-w_part // P) * P), x.dtype)
+            self._channels_schedule(threads)
+        buffers = self._by_threads.get(("channels", threads))
+        if buffers is None:
+            N, C, Cg, KH, KW = self.dims[:5]
+            (sh, sw), P = self.geo.stride, self.P
+            src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
+            # the most output positions a part has
+            nslots = np.diff(pset).max() * (CLN_X if self.narrow else CL_X)
+            w_part = (Cg * KH * KW + nslots) * self.cl_block  # a block's weights, its sums
+            # rows of whole cache lines: no two threads write one line
+            buffers = self._by_threads[("channels", threads)] = (
+                ((pset.size - 1) * Tc, -(-src_part // P) * P), ((pset.size - 1) * Tc,
+                                                                -(-w_part // P) * P))
+        srcs = _alloc.scratch("conv.src", buffers[0], x.dtype)
+        wts = _alloc.scratch("conv.weights", buffers[1], x.dtype)
         y = _alloc.empty(self.out_shape, x.dtype)
-        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, used, top, left, sh, sw, self.Hq,
-                        self.Wq, G, Tc, copy, pixsrc, pixy, pset, set_class, tap, off,
-                        class_start, flip, by_position)
+        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, used, self.geo.pads[0],
+                        self.geo.pads[2], *self.geo.stride, self.Hq, self.Wq, self.geo.groups,
+                        Tc, copy, pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
+                        by_position, self.narrow)
         return y
 
     def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -668,7 +677,7 @@ class _Tiled:
         """``(n0, n1, rowsrc, prow)`` for each of the :meth:`_source_chunks`: the source
         offset of each output row of its images in the chunk's copy, and those rows cut
         into pieces of about WGC_PIECE outputs."""
-        chunks = self._chunks.get(("cols", threads))
+        chunks = self._by_threads.get(("cols", threads))
         if chunks is None:
             (OH, OW), Wq = self.geo.out_hw, self.Wq
             per = max(1, -(-WGC_PIECE // OW))
@@ -678,7 +687,7 @@ class _Tiled:
                 nrow = (n1 - n0) * OH
                 chunks.append((n0, n1, rowsrc.ravel().astype(np.int64),
                                np.r_[np.arange(0, nrow, per), nrow].astype(np.int64)))
-            self._chunks[("cols", threads)] = chunks
+            self._by_threads[("cols", threads)] = chunks
         return chunks
 
     @cached_property
@@ -705,10 +714,10 @@ class _Tiled:
         """``(n0, n1, spans)`` for each of the :meth:`_source_chunks`: the row-dot weight
         gradient's spans (:func:`_pieces`) of its images, at their offsets in the chunk's
         copy."""
-        chunks = self._chunks.get(("rows", threads))
+        chunks = self._by_threads.get(("rows", threads))
         if chunks is None:
             sbase, gbase, slen, _ = self._weight_grad_plan[2]  # a span an image
-            chunks = self._chunks[("rows", threads)] = [
+            chunks = self._by_threads[("rows", threads)] = [
                 (n0, n1, _pieces(sbase[n0:n1] - sbase[n0], gbase[n0:n1], slen[0]))
                 for n0, n1 in self._source_chunks(threads)]
         return chunks
@@ -824,11 +833,7 @@ def _wg_chunks(npiece: int, weights: int, cpu) -> int:
 
 def _threads(cpu) -> int:
     """The threads the kernels ``cpu`` run on: Numba's count for the parallel ones."""
-    from numba import get_num_threads
-
-    from .cpu import conv
-
-    return get_num_threads() if cpu is conv.parallel else 1
+    return get_num_threads() if cpu is _backends()[0] else 1
 
 
 class _PhasedInputGrad:
@@ -885,20 +890,20 @@ class _PhasedInputGrad:
         self.ybase = np.repeat(_affine((N,), (C * S * plane,)), S * ntile)
         self.dims = (N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq)
         self.geo, self.macs = geo, N * Co * OH * OW * Cg * KH * KW
-        self._chunks: dict[int, list] = {}
+        self._by_threads: dict[int, list] = {}
 
     def _image_chunks(self, threads: int) -> list[tuple]:
         """``(n0, n1, s0, s1, bases, ybase)``: the images of a chunk, their tile sets (an
         image's phases are runs of tiles of their own), and the tiles' offsets in the
         chunk's buffers, which start at image n0."""
-        chunks = self._chunks.get(threads)
+        chunks = self._by_threads.get(threads)
         if chunks is None:
             N, C, H, W, Co, Cg, KH, KW, G, Cog, Gh, Gq, Rt, Rl, Hq, Wq = self.dims
             src_image = Co * Gh * Gq
             out_image = C * self.geo.stride[0] * self.geo.stride[1] * Hq * Wq
             per = _chunk_images(N, (src_image + out_image) * 4, threads)
             sets = self.tile_sets.shape[0] // N
-            chunks = self._chunks[threads] = [
+            chunks = self._by_threads[threads] = [
                 (n0, min(N, n0 + per), n0 * sets, min(N, n0 + per) * sets,
                  self.bases - n0 * src_image, self.ybase - n0 * out_image)
                 for n0 in range(0, N, per)]
@@ -1074,9 +1079,7 @@ _ONE_GROUP = _OneGroup()
 
 
 def _serial():
-    from .cpu import conv
-
-    return conv.serial
+    return _backends()[1]
 
 
 @lru_cache(maxsize=64)
@@ -1149,9 +1152,17 @@ def _cpu(macs: int):
     """The CPU kernels for a convolution of ``macs`` multiply-adds: all parallel, or all
     serial for a small one, where waking the threads costs more than they save (and the
     first call then compiles only the serial kernels, a tenth of the time)."""
+    parallel, serial = _backends()
+    return parallel if macs >= PARALLEL_MIN_MACS else serial
+
+
+@lru_cache(maxsize=1)
+def _backends() -> tuple:
+    """``(parallel, serial)``: the CPU kernels (imported on first use; an import statement
+    a call took 2-3 us)."""
     from .cpu import conv
 
-    return conv.parallel if macs >= PARALLEL_MIN_MACS else conv.serial
+    return conv.parallel, conv.serial
 
 
 def _tiled_ok(cout_per_group: int) -> bool:

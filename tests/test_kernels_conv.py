@@ -60,6 +60,8 @@ CASES = [
     ((2, 16, 5, 5), (64, 16, 3, 3), dict(padding=1)),
     ((2, 32, 6, 6), (128, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 8, 4, 4), (48, 8, 3, 3), dict(padding=1)),
+    # ... and in blocks of 16 channels (LeNet's conv2; a block short: 12 of 16)
+    ((2, 8, 4, 4), (12, 8, 3, 3), dict(padding=1)),
 ]
 
 
@@ -453,7 +455,13 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     grouped and strided, with padded channel blocks), and run the depthwise kernels
     strided, with a phase of the input gradient that no tap reaches, by bands of rows and
     with channels as lanes, so the checks above cover those paths."""
-    from kernels.conv import _depthwise, _depthwise_input_grad, _tiled
+    from kernels.conv import (
+        INPUT_GRAD_MIN_CHANNELS,
+        _backward_as_forward,
+        _depthwise,
+        _depthwise_input_grad,
+        _tiled,
+    )
 
     seen = set()
     for x_shape, w_shape, kw in CASES:
@@ -477,10 +485,19 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
                                         != (1, 1) else "") + (" padded" if w_shape[0] % 64
                                                                else ""))
+            if _tiled(x_shape, w_shape, geo).narrow:  # blocks of 16 channels
+                seen.add("channel lanes narrow" + (" padded" if w_shape[0] // geo.groups % 16
+                                                   else ""))
+        as_forward = _backward_as_forward(w_shape, geo, x_shape[2:])
+        if as_forward and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
+            plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
+            if plan.channel_lanes and plan.narrow:
+                seen.add("channel lanes narrow flipped")
     assert {"depthwise strided", "depthwise empty phase", "depthwise rows",
             "depthwise channels", "depthwise channels strided", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
-            "channel lanes grouped strided", "channel lanes padded"} <= seen
+            "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
+            "channel lanes narrow padded", "channel lanes narrow flipped"} <= seen
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

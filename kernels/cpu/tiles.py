@@ -170,112 +170,207 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
 
 
 CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
+CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
+
+
+def _channels_copy(x, srcs, used, top, left, sh, sw, Hq, Wq, Tc, pset, part, parts):
+    """Part ``part``'s images of ``x`` (see :func:`_channels_share`) padded and split into
+    stride phases in ``srcs[part]``: a kernel of its own, launched just before the sums
+    with the same parts, so that a layer that reads ``x`` itself does not compile it
+    (2 s of LeNet's first call)."""
+    N, C, H, W = x.shape
+    Tp = pset.shape[0] - 1
+    ip = part // Tc
+    pad_channels(x.reshape(x.size), H, W, ip * N // Tp * C, (ip + 1) * N // Tp * C,
+                 srcs[part], used, top, left, sh, sw, Hq, Wq)
 
 
 @njit(cache=True)
-def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                           pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
+def _channels_share(x, srcs, Tc, copy, pset, ncb, part):
+    """``(ip, cb0, cb1, n0, n1, sp)``: part ``part``'s share of the batch (its sets
+    ``pset[ip]:pset[ip + 1]``, images ``n0:n1``), its blocks ``cb0:cb1``, and its source:
+    its images padded and split into stride phases in ``srcs[part]``
+    (:func:`_channels_copy`, with ``copy``), or ``x`` itself, flat."""
+    N = x.shape[0]
+    Tp = pset.shape[0] - 1
+    ip, ic = part // Tc, part % Tc
+    sp = srcs[part] if copy else x.reshape(x.size)
+    return ip, ic * ncb // Tc, (ic + 1) * ncb // Tc, ip * N // Tp, (ip + 1) * N // Tp, sp
+
+
+@njit(cache=True)
+def _channels_store(wp, out, y, b, cb, nbg, B, X, groups, n0, n1, s0, pset_hi, pixy,
+                    by_position):
+    """Block ``cb``'s sums (``wp[out:]``, position-major: slot q's B channels at
+    ``out + q*B``) into ``y`` plus the bias, P channels (a line of sums) at a time: 16
+    positions x 16 channels transposed in registers (stored straight to ``y``, a plane
+    apart a lane, a set's 384 lines were gone from cache by the time the next position's
+    set came back to them: a fifth of a 7x7 layer's time; then a scalar store each:
+    0.7-2.3 ms a call). Slot q of image ``n0 + n``'s output position p is ``n*qs_n +
+    p*qs_p`` from the part's first (by image, or ``by_position``)."""
+    Co = y.shape[1]
+    OHW = y.shape[2] * y.shape[3]
+    cog = Co // groups
+    g = cb // nbg
+    yf = y.reshape(y.size)
+    qs_n, qs_p = (1, n1 - n0) if by_position else (OHW, 1)
+    for c0 in range(0, B, P):
+        r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
+        c1 = g * cog + r0  # their first channel
+        nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
+        if nc <= 0:
+            continue
+        if P == 16:
+            for n in range(n1 - n0):
+                yn = U(((n0 + n) * Co + c1) * OHW)
+                for p0 in range(0, OHW, 16):
+                    m = min(16, OHW - p0)
+                    v = transpose_rows(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
+                                       U(qs_p * B), 16, m)
+                    for j in range(nc):
+                        store_first(yf, yn + U(j * OHW + p0), add_scalar(v[j], b[c1 + j]), m)
+            continue
+        for q in range(U(s0 * X), U(pset_hi * X)):
+            at = out + (q - U(s0 * X)) * U(B) + U(c0)
+            yq = U(pixy[q] + c1 * OHW)
+            for j in range(nc):
+                yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
+
+
+@njit(cache=True)
+def _sums_wide(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out):
+    """Sets ``s0:s1`` of CL_X positions for a block of CL_C*P channels: each tap, CL_C
+    vector loads of weights (``wp``, tap-major), CL_X broadcast source values, CL_C*CL_X
+    vector FMAs (10 loads for 24 FMAs); the sums to ``wp[out:]``, position-major."""
+    B = CL_C * P
+    for s in range(s0, s1):
+        q = U(s * CL_X)
+        b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
+        b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
+        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
+        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
+        a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
+        cls = set_class[s]
+        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+            o = off[t]
+            wt = tap[t] * U(B)
+            w0, w1 = load(wp, wt), load(wp, wt + U(P))
+            w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
+            v = sp[b0 + o]
+            a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
+                fma(a03, v, w3)
+            v = sp[b1 + o]
+            a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
+                fma(a13, v, w3)
+            v = sp[b2 + o]
+            a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
+                fma(a23, v, w3)
+            v = sp[b3 + o]
+            a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
+                fma(a33, v, w3)
+            v = sp[b4 + o]
+            a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
+                fma(a43, v, w3)
+            v = sp[b5 + o]
+            a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
+                fma(a53, v, w3)
+        for k in range(CL_X):
+            v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
+                              if k == 1 else (a20, a21, a22, a23) if k == 2 else
+                              (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
+                              if k == 4 else (a50, a51, a52, a53))
+            at = out + U(((s - s0) * CL_X + k) * B)
+            store(wp, at, v0)
+            store(wp, at + U(P), v1)
+            store(wp, at + U(2 * P), v2)
+            store(wp, at + U(3 * P), v3)
+
+
+@njit(cache=True)
+def _sums_narrow(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out):
+    """:func:`_sums_wide` for a block of P channels: sets of CLN_X positions, each tap one
+    vector load of weights and CLN_X broadcast source values for CLN_X vector FMAs
+    (LeNet's 16-channel conv2 wastes no lane: 0.15 ms a forward at b64, where batch
+    lanes and their two copies took 0.21)."""
+    for s in range(s0, s1):
+        q = U(s * CLN_X)
+        b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
+        b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
+        b6, b7, b8 = gb + U(pixsrc[q + 6]), gb + U(pixsrc[q + 7]), gb + U(pixsrc[q + 8])
+        b9, b10, b11 = gb + U(pixsrc[q + 9]), gb + U(pixsrc[q + 10]), gb + U(pixsrc[q + 11])
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zeros(wp)
+        cls = set_class[s]
+        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+            o = off[t]
+            w = load(wp, tap[t] * U(P))
+            a0, a1, a2 = fma(a0, sp[b0 + o], w), fma(a1, sp[b1 + o], w), fma(a2, sp[b2 + o], w)
+            a3, a4, a5 = fma(a3, sp[b3 + o], w), fma(a4, sp[b4 + o], w), fma(a5, sp[b5 + o], w)
+            a6, a7, a8 = fma(a6, sp[b6 + o], w), fma(a7, sp[b7 + o], w), fma(a8, sp[b8 + o], w)
+            a9, a10 = fma(a9, sp[b9 + o], w), fma(a10, sp[b10 + o], w)
+            a11 = fma(a11, sp[b11 + o], w)
+        at = out + U((s - s0) * CLN_X * P)
+        store(wp, at, a0)
+        store(wp, at + U(P), a1)
+        store(wp, at + U(2 * P), a2)
+        store(wp, at + U(3 * P), a3)
+        store(wp, at + U(4 * P), a4)
+        store(wp, at + U(5 * P), a5)
+        store(wp, at + U(6 * P), a6)
+        store(wp, at + U(7 * P), a7)
+        store(wp, at + U(8 * P), a8)
+        store(wp, at + U(9 * P), a9)
+        store(wp, at + U(10 * P), a10)
+        store(wp, at + U(11 * P), a11)
+
+
+@njit(cache=True)
+def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc,
+                           copy, pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
                            by_position, part, parts):
     """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
-    ``(pset.size - 1) * Tc``)."""
-    N, C, H, W = x.shape
+    ``(pset.size - 1) * Tc``), blocks of CL_C*P channels."""
     Co, T = y.shape[1], w.size // y.shape[1]
-    KK = w.shape[2] * w.shape[3]  # taps of the kernel, for flip
-    OHW = y.shape[2] * y.shape[3]
-    B = CL_C * P
-    cog, Cg = Co // groups, C // groups
-    nbg = (cog + B - 1) // B  # blocks a group
-    ncb, S = groups * nbg, sh * sw
-    plane = S * Hq * Wq
-    Tp = pset.shape[0] - 1
-    xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
-    ip, ic = part // Tc, part % Tc
-    cb0, cb1 = ic * ncb // Tc, (ic + 1) * ncb // Tc
-    wp = wts[part]
-    s0, s1 = pset[ip], pset[ip + 1]
+    B, C = CL_C * P, x.shape[1]
+    nbg = (Co // groups + B - 1) // B  # blocks a group
+    plane = sh * sw * Hq * Wq
+    ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
+    wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * B)  # a block's sums, position-major, past its weights
-    n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
-    # slot q (from the part's first) of image n0 + n's output position p: n*qs_n + p*qs_p
-    qs_n, qs_p = (1, n1 - n0) if by_position else (OHW, 1)
-    if copy:
-        sp = srcs[part]
-        pad_channels(xf, H, W, n0 * C, n1 * C, sp, used, top, left, sh, sw, Hq, Wq)
-    else:
-        sp = xf
     for cb in range(cb0, cb1):
-        g = cb // nbg
-        gb = U(g * Cg * plane)
         # the block's weights, tap-major, over the last block's: copied just before its
         # sums read them (all of a part's blocks first: 4% slower on one thread)
-        tap_major_blocks(wf, T, cog, nbg * B, cb, cb + 1, B, wp, flip, KK)
-        for s in range(pset[ip], pset[ip + 1]):
-            q = U(s * CL_X)
-            b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
-            b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
-            a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
-            cls = set_class[s]
-            for t in range(U(class_start[cls]), U(class_start[cls + 1])):
-                o = off[t]
-                wt = tap[t] * U(B)
-                w0, w1 = load(wp, wt), load(wp, wt + U(P))
-                w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
-                v = sp[b0 + o]
-                a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
-                    fma(a03, v, w3)
-                v = sp[b1 + o]
-                a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
-                    fma(a13, v, w3)
-                v = sp[b2 + o]
-                a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
-                    fma(a23, v, w3)
-                v = sp[b3 + o]
-                a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
-                    fma(a33, v, w3)
-                v = sp[b4 + o]
-                a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
-                    fma(a43, v, w3)
-                v = sp[b5 + o]
-                a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
-                    fma(a53, v, w3)
-            for k in range(CL_X):
-                v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
-                                  if k == 1 else (a20, a21, a22, a23) if k == 2 else
-                                  (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
-                                  if k == 4 else (a50, a51, a52, a53))
-                at = out + U(((s - s0) * CL_X + k) * B)
-                store(wp, at, v0)
-                store(wp, at + U(P), v1)
-                store(wp, at + U(2 * P), v2)
-                store(wp, at + U(3 * P), v3)
-        # the block's sums into y, plus the bias: P channels (a line of sums) at a time
-        for c0 in range(0, B, P):
-            r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
-            c1 = g * cog + r0  # their first channel
-            nc = min(P, cog - r0)  # the real ones (the rest pad the group's last block)
-            if nc <= 0:
-                continue
-            if P == 16:  # 16 positions x 16 channels at a time, transposed in registers
-                for n in range(n1 - n0):
-                    yn = U(((n0 + n) * Co + c1) * OHW)
-                    for p0 in range(0, OHW, 16):
-                        m = min(16, OHW - p0)
-                        v = transpose_rows(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
-                                           U(qs_p * B), 16, m)
-                        for j in range(nc):
-                            store_first(yf, yn + U(j * OHW + p0), add_scalar(v[j], b[c1 + j]),
-                                        m)
-                continue
-            for q in range(U(s0 * CL_X), U(s1 * CL_X)):
-                at = out + (q - U(s0 * CL_X)) * U(B) + U(c0)
-                yq = U(pixy[q] + c1 * OHW)
-                for j in range(nc):
-                    yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
+        tap_major_blocks(w.reshape(w.size), T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
+                         w.shape[2] * w.shape[3])
+        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, s0, s1, set_class,
+                   tap, off, class_start, out)
+        _channels_store(wp, out, y, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
+                        by_position)
+
+
+@njit(cache=True)
+def _forward_channels_narrow_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq,
+                                  groups, Tc, copy, pixsrc, pixy, pset, set_class, tap, off,
+                                  class_start, flip, by_position, part, parts):
+    """:func:`_forward_channels_part` with blocks of P channels (:func:`_sums_narrow`)."""
+    Co, T = y.shape[1], w.size // y.shape[1]
+    C = x.shape[1]
+    nbg = (Co // groups + P - 1) // P
+    plane = sh * sw * Hq * Wq
+    ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
+    wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
+    out = U(T * P)
+    for cb in range(cb0, cb1):
+        tap_major_blocks(w.reshape(w.size), T, Co // groups, nbg * P, cb, cb + 1, P, wp, flip,
+                         w.shape[2] * w.shape[3])
+        _sums_narrow(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, s0, s1, set_class,
+                     tap, off, class_start, out)
+        _channels_store(wp, out, y, b, cb, nbg, P, CLN_X, groups, n0, n1, s0, s1, pixy,
+                        by_position)
 
 
 def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip, by_position):
+                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip, by_position,
+                     narrow):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
@@ -283,39 +378,47 @@ def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gro
     The source is the zero-padded stride-phase layout
     (:func:`kernels.cpu._layout.pad_plane`, planes of ``Hq x Wq``, the ``used`` phases).
 
-    The output positions come in sets of CL_X: slot ``k`` of set ``s`` reads the source
-    from ``pixsrc[s*CL_X + k]`` (plus its group's first channel) and is stored at
-    ``pixy[s*CL_X + k]`` (plus its channel's plane); a set computes the taps of its class,
-    ``tap[t]`` (an index into a row of ``w``) at source offset ``off[t]`` for
-    ``class_start[c] <= t < class_start[c + 1]``, ``c = set_class[s]``: the taps that read
-    padding for every position of the set are skipped (at 7x7 a set of one position's
-    eight images skips 18% of the work).
+    The output positions come in sets of X (CL_X, or CLN_X when ``narrow``): slot ``k``
+    of set ``s`` reads the source from ``pixsrc[s*X + k]`` (plus its group's first
+    channel) and is stored at ``pixy[s*X + k]`` (plus its channel's plane); a set
+    computes the taps of its class, ``tap[t]`` (an index into a row of ``w``) at source
+    offset ``off[t]`` for ``class_start[c] <= t < class_start[c + 1]``, ``c =
+    set_class[s]``: the taps that read padding for every position of the set are skipped
+    (at 7x7 a set of one position's eight images skips 18% of the work).
 
     Work is split into parts, one a thread: part ``(ip, ic)`` computes sets
-    ``pset[ip]:pset[ip + 1]`` (its share of the batch) for blocks ``ic``/Tc of B = CL_C*P
-    output channels (each group's padded to whole blocks). Each part makes the
-    copies it reads: (``copy``) its images' source in ``srcs[part]`` (``pixsrc`` counts
-    from its first image; without ``copy`` the source is ``x`` itself, a 1x1 layer at
-    stride 1 without padding), then each of its blocks' weights, tap-major in
-    ``wts[part]``, just before the block's sums. No
-    thread then overwrites what another core has read: on a VM whose cores share no
-    cache, a shared copy made by one thread and read by the other took longer than the
-    1x1 1024->256 layer's sums at 14x14.
+    ``pset[ip]:pset[ip + 1]`` (its share of the batch) for blocks ``ic``/Tc of B output
+    channels (CL_C*P, or P when ``narrow``; each group's padded to whole blocks). Each
+    part makes the copies it reads: (``copy``) its images' source in ``srcs[part]``
+    (:func:`_channels_copy`, a launch with the same parts just before, so on the same
+    threads; ``pixsrc`` counts from its first image; without ``copy`` the source is ``x``
+    itself, at stride 1 without padding), then each of its blocks' weights, tap-major in
+    ``wts[part]``, just before the block's sums. No thread then overwrites what another
+    core has read: on a VM whose cores share no cache, a shared copy made by one thread
+    and read by the other took longer than the 1x1 1024->256 layer's sums at 14x14.
 
     Loop nest: part (a thread, :func:`kernels.cpu._parts.run_parts`) > block > set >
-    tap t > CL_C vector loads of weights, CL_X broadcast source values, CL_C*CL_X vector
-    FMAs (10 loads for 24 FMAs); consecutive sets share a block's weights, in cache. A
-    block's sums are stored position-major after its weights, then copied to ``y`` with
-    the bias, 16 positions x 16 channels at a time transposed in registers (stored
-    straight to ``y``, a plane apart a lane, a set's 384 lines were gone from cache by
-    the time the next position's set came back to them: a fifth of a 7x7 layer's time;
-    then a scalar store each: 0.7-2.3 ms a call); a part's last set repeats its last
-    position."""
-    run_parts(_forward_channels_part, (pset.shape[0] - 1) * Tc, x, w, b, y, srcs, wts, used,
-              top, left, sh, sw, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
-              off, class_start, flip, by_position)
+    tap t > vector FMAs (:func:`_sums_wide`, :func:`_sums_narrow`); consecutive sets
+    share a block's weights, in cache. A block's sums are stored position-major after its
+    weights, then copied to ``y`` with the bias (:func:`_channels_store`); a part's last
+    set repeats its last position. The two block widths are two kernels, so that a
+    network compiles only those its layers use."""
+    parts = (pset.shape[0] - 1) * Tc
+    if copy:
+        copy_parts(parts, x, srcs, used, top, left, sh, sw, Hq, Wq, Tc, pset)
+    run_parts(_forward_channels_narrow_part if narrow else _forward_channels_part, parts, x, w,
+              b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
+              pset, set_class, tap, off, class_start, flip, by_position)
 
 
+
+
+_copy_kernel = njit(cache=True)(_channels_copy)
+
+
+def copy_parts(parts, *args):
+    """:func:`_channels_copy` of every part (one, on this thread)."""
+    run_parts(_copy_kernel, parts, *args)
 
 
 FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
