@@ -957,11 +957,12 @@ class _Depthwise:
         self.geo, self.w_shape = geo, w_shape
         self.geometry = (top, left, sh, sw, self.Hq, self.Wq)
         self.cog = Co // C
-        # bands of rows (:func:`kernels.cpu.depthwise.forward_rows`) at stride 1, for
-        # kernels of 5x5 and more, whose loads it saves (5x5, 240 channels at 28x28: 0.94
-        # against 1.12 ms; a 3x3 layer, bound by memory, lost 3-15%), where a row's chunks
-        # of P columns waste few lanes: from 14 columns (a 7x7 plane's rows in chunks
-        # would waste 9 of 16 lanes, its tiles across rows 3 of 16)
+        # bands of rows (:func:`kernels.cpu.depthwise.forward_rows`) at stride 1, whose
+        # loads it saves, two tiles at a time (on one thread, 3x3 at 56x56: 2.9 against
+        # 3.3 ms; 3x3 at 14x14, 0.40 against 0.50; 5x5, 240 channels at 28x28: 1.35
+        # against 1.95), where a row's chunks of P columns waste few lanes: from 14
+        # columns (a 7x7 plane's rows in chunks would waste 9 of 16 lanes, its tiles
+        # across rows 3 of 16)
         self.by_rows = (geo.stride == (1, 1) and geo.dilation == (1, 1)
                         and min(KH, KW) >= DW_ROWS_MIN_KERNEL and OW >= DW_ROWS_MIN_WIDTH)
         # small planes: 16 channels as the lanes (transposed in and out, in registers):
@@ -1138,7 +1139,7 @@ def _zeros(n: int, dtype) -> np.ndarray:
 
 PARALLEL_MIN_MACS = 4_000_000  # ~100 us on one core: below, a convolution runs serially
 DW_ROWS_MIN_WIDTH = 14  # output columns from which a depthwise forward runs in bands of rows
-DW_ROWS_MIN_KERNEL = 5  # and kernel rows and columns
+DW_ROWS_MIN_KERNEL = 3  # and kernel rows and columns
 DW_CHANNELS_MAX_PLANE = 100  # output positions up to which depthwise has channels as lanes
 DEPTHWISE_MAC_COST = 8  # a depthwise layer's multiply-add against a dense one's, in time
 

@@ -48,6 +48,7 @@ CASES = [
     # depthwise 5x5 and more at stride 1: bands of rows (a last band short, columns masked)
     ((2, 3, 17, 18), (6, 1, 5, 5), dict(padding=2, groups=3)),
     ((1, 4, 16, 30), (4, 1, 7, 5), dict(padding=(3, 1), groups=4)),
+    ((2, 5, 10, 15), (5, 1, 3, 3), dict(padding=1, groups=5)),  # 3 tiles: the last twice
     # depthwise on small planes: channels as lanes (a block of 16 short, dilated, strided)
     ((2, 20, 7, 7), (20, 1, 3, 3), dict(padding=2, dilation=2, groups=20)),
     ((3, 17, 9, 8), (17, 1, 5, 3), dict(stride=2, padding=(2, 1), groups=17)),
