@@ -57,6 +57,7 @@ CASES = [
     ((2, 32, 12, 12), (64, 32, 3, 3), dict(padding=1)),
     ((2, 64, 23, 24), (128, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 32, 16, 12), (48, 32, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
+    ((2, 30, 10, 10), (64, 30, 3, 3), dict(padding=1)),  # 270 taps: 16 rows at a time, and 14
     # small maps: the output channels as the lanes, plain, grouped and strided, padded
     ((2, 16, 5, 5), (64, 16, 3, 3), dict(padding=1)),
     ((2, 32, 6, 6), (128, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
@@ -71,6 +72,19 @@ def _torch(x, w, b, g, **kw):
     y = F.conv2d(tx, tw, tb, **kw)
     y.backward(torch.tensor(g))
     return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()
+
+
+def _tiled_cases(cases, dtype):
+    """``(x, w, b, g, kw, plan)`` for the cases that the tiled kernels run (not depthwise,
+    4 output channels a group or more), ``plan`` their :class:`kernels.conv._Tiled`."""
+    from kernels.conv import _tiled
+
+    for x_shape, w_shape, kw in cases:
+        x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+        geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        if w_shape[1] > 1 and kernels.conv._tiled_ok(w_shape[0] // geo.groups):
+            yield x, w, b, g, kw, _tiled(x.shape, w.shape, geo)
 
 
 def _data(x_shape, w_shape, dtype, seed=0, **kw):
@@ -427,13 +441,8 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
     parted = [((4, 32, 24, 24), (48, 32, 3, 3), dict(padding=1))]
     try:
         seen = set()
-        for x_shape, w_shape, kw in CASES + parted:
-            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
-            geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0),
-                            kw.get("dilation", 1), kw.get("groups", 1))
-            if w_shape[1] == 1 or not kernels.conv._tiled_ok(w_shape[0] // geo.groups):
-                continue
-            plan = _tiled(x.shape, w.shape, geo)
+        for x, w, b, g, kw, plan in _tiled_cases(CASES + parted, dtype):
+            x_shape = x.shape
             if plan._wg_batch_lanes or plan._x_is_source or x_shape[0] < 2:
                 continue
             assert plan._source_chunks(1) == [(n, n + 1) for n in range(x_shape[0])]
@@ -513,13 +522,8 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
     _tiled.cache_clear()
     try:
         chunked = straddled = 0
-        for x_shape, w_shape, kw in CASES:
-            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
-            geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0),
-                            kw.get("dilation", 1), kw.get("groups", 1))
-            if w_shape[1] == 1 or not kernels.conv._tiled_ok(w_shape[0] // geo.groups):
-                continue
-            plan = _tiled(x.shape, w.shape, geo)
+        for x, w, b, g, kw, plan in _tiled_cases(CASES, dtype):
+            x_shape = x.shape
             if not plan.wide or plan.channel_lanes or plan._x_is_source or x_shape[0] < 2:
                 continue
             chunked += 1

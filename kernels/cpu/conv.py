@@ -20,6 +20,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+from numba import njit
 
 from . import depthwise, tiles
 from ._jit import U
@@ -607,6 +608,35 @@ def _sum_column_parts(partial, cols, gw, block, split, part, parts):
 WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
 
 
+@njit(cache=True)
+def _block_into_rows(pf, B, gw, cols, c0, more):
+    """gw[cols[c0 + j], t] (+= with ``more``) = pf[t*B + j] for the real taps t and
+    columns j (``cols`` < 0: padding, dropped): a block's tap-major sums into its rows of
+    gw, 16 taps x 16 channels at a time transposed in registers."""
+    T = gw.shape[1]
+    gf = gw.reshape(gw.size)
+    for t0 in range(0, T, 16):
+        m = min(16, T - t0)
+        for j0 in range(0, B, 16):
+            if P != 16:
+                for j in range(16):
+                    co = cols[c0 + j0 + j]
+                    for t in range(m if co >= 0 else 0):
+                        at = U(co * T + t0 + t)
+                        gf[at] = (gf[at] if more else 0) + pf[U((t0 + t) * B + j0 + j)]
+                continue
+            v = transpose_rows(pf, U(t0 * B + j0), U(B), 16, m)
+            for j in range(16):
+                co = cols[c0 + j0 + j]
+                if co < 0:
+                    continue
+                row = U(co * T + t0)
+                r = v[j]
+                if more:
+                    r = add(r, load_first(gf, row, m))
+                store_first(gf, row, r, m)
+
+
 def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, more, part,
                       parts):
     """partial[k, tap, c] (+= with ``more``: the next images' share) = sum over the
@@ -615,10 +645,12 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
     channels as the vector lanes (``gt`` from :func:`_to_position_major`, its rows padded
     per group to WGC_C*P; ``off`` a multiple of WGC_K taps). Piece ``j`` is the rows
     ``prow[j] <= r < prow[j + 1]``, chunk k the pieces ``k*per <= j < (k+1)*per``; the
-    caller sums ``part`` over chunks. With no chunks (``part`` empty) the sums go
-    straight to ``gw[cols[c], tap]`` (``cols[c]`` < 0: a padding column, dropped): a small
-    map's one piece then needs no transposing pass (a 512-channel 3x3 layer's at 7x7 took
-    2.7 ms, a fifth of its sums).
+    caller sums ``part`` over chunks. With no chunks (``part`` empty) a task sums into a
+    buffer of its own, then into its rows of ``gw`` (:func:`_block_into_rows`;
+    ``cols[c]`` < 0: a padding column, dropped): no transposing pass over every task's
+    sums (a 512-channel 3x3 layer's at 7x7 took 2.7 ms, a fifth of its sums), and no
+    scalar adds into gw's rows a piece (64 lines a plane apart for 6 taps' sums: 1-2 ms
+    of a 256-channel 3x3 layer's 10 at 14x14).
 
     Loop nest: parts of (block of WGC_C*P channels, chunk) > piece > WGC_K taps > row > ow.
 
@@ -630,7 +662,6 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
     - only real outputs are visited (no lanes past a row, no zero padding of grad_out);
     - each task owns its block's columns of ``part[k]`` or rows of ``gw`` (no shared +=)."""
     K = off.shape[0]
-    T = gw.shape[1]
     direct = partial.shape[0] == 0
     Cp = gt.shape[1]
     B = WGC_C * P
@@ -643,16 +674,13 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
     for task in range(lo, hi):
         cb, kc = task // nchunk, task % nchunk
         c0 = cb * B
-        if direct:
-            pf = np.zeros(WGC_K * B, dtype=gt.dtype)  # a tile's sums, tap-major
-            for j in range(B):
-                co = cols[c0 + j]
-                if co >= 0 and not more:
-                    for k in range(T):
-                        gw[co, k] = 0
+        if direct:  # the block's sums, tap-major, into its rows of gw at the end
+            pf = np.zeros(K * B, dtype=gt.dtype)
+            pitch, pc0 = U(B), U(0)
         else:
             pk = partial[kc]
             pf = pk.reshape(pk.size)
+            pitch, pc0 = U(Cp), U(c0)
             if not more:
                 for k in range(K):
                     for j in range(B):
@@ -690,29 +718,19 @@ def _weight_grad_cols(src, gt, off, cbase, rowsrc, OW, prow, partial, gw, cols, 
                         c50, c51 = fma(c50, x, g0), fma(c51, x, g1)
                         c52, c53 = fma(c52, x, g2), fma(c53, x, g3)
                 for i in range(WGC_K):
-                    o = U(i * B) if direct else U((k0 + i) * Cp + c0)
+                    o = U(k0 + i) * pitch + pc0
                     v0, v1, v2, v3 = ((c00, c01, c02, c03) if i == 0 else
                                       (c10, c11, c12, c13) if i == 1 else
                                       (c20, c21, c22, c23) if i == 2 else
                                       (c30, c31, c32, c33) if i == 3 else
                                       (c40, c41, c42, c43) if i == 4 else
                                       (c50, c51, c52, c53))
-                    if direct:
-                        store(pf, o, v0)
-                        store(pf, o + U(P), v1)
-                        store(pf, o + U(2 * P), v2)
-                        store(pf, o + U(3 * P), v3)
-                    else:
-                        store(pf, o, add(load(pf, o), v0))
-                        store(pf, o + U(P), add(load(pf, o + U(P)), v1))
-                        store(pf, o + U(2 * P), add(load(pf, o + U(2 * P)), v2))
-                        store(pf, o + U(3 * P), add(load(pf, o + U(3 * P)), v3))
-                if direct:  # the tile's taps that are real (off is padded to WGC_K)
-                    for j in range(B):
-                        co = cols[c0 + j]
-                        if co >= 0:
-                            for i in range(min(WGC_K, T - k0)):
-                                gw[co, k0 + i] += pf[i * B + j]
+                    store(pf, o, add(load(pf, o), v0))
+                    store(pf, o + U(P), add(load(pf, o + U(P)), v1))
+                    store(pf, o + U(2 * P), add(load(pf, o + U(2 * P)), v2))
+                    store(pf, o + U(3 * P), add(load(pf, o + U(3 * P)), v3))
+        if direct:
+            _block_into_rows(pf, B, gw, cols, c0, more)
 
 
 def _both(**kernels):
