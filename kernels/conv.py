@@ -239,12 +239,12 @@ COPY_BYTES_PER_S = 5e9  # a core's bytes a second in a layout copy, about
 
 def _chunk_images(N: int, image_bytes: int, threads: int) -> int:
     """Images a chunk of a copy-then-compute pass (:meth:`_Tiled._wide_chunks`,
-    :class:`_PhasedInputGrad`): about WIDE_CHUNK_BYTES of copies, a multiple of
-    ``threads`` (so that the copy, split by image, and the kernel, split by tile, give each
-    thread the same images: a thread that overwrites source lines another core has just
-    read waits for them to be taken back from it, and on a VM whose cores share no cache
-    that made the copy of a stride-2 128-channel layer 6 times slower, 0.4 ms against
-    2.4 ms)."""
+    :meth:`_Tiled._source_chunks`, :class:`_PhasedInputGrad`): about WIDE_CHUNK_BYTES of
+    copies, a multiple of ``threads`` (so that the copy, split by image, and the kernel,
+    split by tile, give each thread the same images: a thread that overwrites source
+    lines another core has just read waits for them to be taken back from it, and on a
+    VM whose cores share no cache that made the copy of a stride-2 128-channel layer 6
+    times slower, 0.4 ms against 2.4 ms)."""
     per = max(1, WIDE_CHUNK_BYTES // image_bytes)
     return min(-(-per // threads) * threads, N)
 
