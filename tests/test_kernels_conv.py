@@ -428,8 +428,9 @@ def test_phased_input_gradient_in_chunks_of_images(dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
     """The weight gradient on the stride-phase layout copies a few images at a time into
-    one buffer and adds each chunk's sums to the last's, by rows and by columns; with
-    chunks of one image grad_w matches autograd."""
+    one buffer and adds each chunk's sums to the last's, by rows and by columns (at
+    stride 1 without padding it reads x itself); with chunks of one image grad_w matches
+    autograd."""
     from kernels.conv import _tiled
     from kernels.cpu.conv import WGC_C
     from kernels.cpu.tiles import P
@@ -437,16 +438,22 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
     monkeypatch.setattr(kernels.conv, "WIDE_CHUNK_BYTES", 1)
     _tiled.cache_clear()
     # one block of channels for two threads, on the parallel kernels: the columns' sums
-    # in parts, summed after
-    parted = [((4, 32, 24, 24), (48, 32, 3, 3), dict(padding=1))]
+    # in parts, summed after; and columns read from x itself (stride 1, no padding)
+    extra = [((4, 32, 24, 24), (48, 32, 3, 3), dict(padding=1)),
+             ((2, 32, 10, 10), (64, 32, 3, 3), {})]
     try:
         seen = set()
-        for x, w, b, g, kw, plan in _tiled_cases(CASES + parted, dtype):
+        for x, w, b, g, kw, plan in _tiled_cases(CASES + extra, dtype):
             x_shape = x.shape
-            if plan._wg_batch_lanes or plan._x_is_source or x_shape[0] < 2:
+            if plan._wg_batch_lanes or x_shape[0] < 2:
                 continue
-            assert plan._source_chunks(1) == [(n, n + 1) for n in range(x_shape[0])]
-            seen.add("columns" if plan._wg_cols else "rows")
+            kind = "columns" if plan._wg_cols else "rows"
+            if plan._x_is_phase_layout:  # x itself, every image at once
+                assert plan._source_chunks(1) == [(0, x_shape[0])]
+                kind += " from x"
+            else:
+                assert plan._source_chunks(1) == [(n, n + 1) for n in range(x_shape[0])]
+            seen.add(kind)
             ncb = plan._weight_grad_cols_plan[1] // (WGC_C * P)
             threads = kernels.conv._threads(plan.cpu)
             if plan._wg_cols and ncb % threads and ncb < 4 * threads:
@@ -454,7 +461,7 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
                 assert len(plan._source_chunks(threads)) > 1 or x_shape[0] <= threads
             gw = kernels.conv2d_backward(g, x, w, **kw)[1]
             np.testing.assert_allclose(gw, _torch(x, w, b, g, **kw)[2], **TOL[dtype])
-        assert {"columns", "rows"} <= seen
+        assert {"columns", "rows", "columns from x", "rows from x"} <= seen
         assert "columns in parts" in seen or numba.get_num_threads() == 1
     finally:
         _tiled.cache_clear()
