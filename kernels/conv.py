@@ -698,6 +698,15 @@ class _Tiled:
         return chunks
 
     @cached_property
+    def _rows_in_runs(self) -> bool:
+        """Whether each block of 16 channels has 16 consecutive columns in
+        :meth:`_weight_grad_cols_plan`'s layout (a group's channels are, when they fill
+        whole blocks of 16; the last block may be short)."""
+        rows = self._weight_grad_cols_plan[0]
+        first = np.repeat(rows[::16], 16)[:rows.size]  # each channel's block's first column
+        return bool((rows - first == np.arange(rows.size) % 16).all())
+
+    @cached_property
     def _column_channels(self) -> np.ndarray:
         """The channel of each column of :meth:`_weight_grad_cols_plan`'s layout (-1:
         padding)."""
@@ -750,7 +759,7 @@ class _Tiled:
         gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
-        cpu.to_position_major(g, gt, rows)
+        cpu.to_position_major(g, gt, rows, self._rows_in_runs)
         B, threads = WGC_C * self.P, _threads(cpu)
         ncb = width // B
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)

@@ -58,6 +58,10 @@ CASES = [
     ((2, 64, 23, 24), (128, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 32, 16, 12), (48, 32, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
     ((2, 30, 10, 10), (64, 30, 3, 3), dict(padding=1)),  # 270 taps: 16 rows at a time, and 14
+    # grad_out transposed 16 channels at a time (a block short), or one by one where a
+    # block of 16 would cross groups
+    ((2, 32, 9, 9), (56, 32, 3, 3), dict(padding=1)),
+    ((2, 64, 9, 9), (112, 32, 3, 3), dict(padding=1, groups=2)),
     # small maps: the output channels as the lanes, plain, grouped and strided, padded
     ((2, 16, 5, 5), (64, 16, 3, 3), dict(padding=1)),
     ((2, 32, 6, 6), (128, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
@@ -448,6 +452,8 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
             if plan._wg_batch_lanes or x_shape[0] < 2:
                 continue
             kind = "columns" if plan._wg_cols else "rows"
+            if plan._wg_cols:
+                seen.add("in runs" if plan._rows_in_runs else "one by one")
             if plan._x_is_phase_layout:  # x itself, every image at once
                 assert plan._source_chunks(1) == [(0, x_shape[0])]
                 kind += " from x"
@@ -461,7 +467,8 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
                 assert len(plan._source_chunks(threads)) > 1 or x_shape[0] <= threads
             gw = kernels.conv2d_backward(g, x, w, **kw)[1]
             np.testing.assert_allclose(gw, _torch(x, w, b, g, **kw)[2], **TOL[dtype])
-        assert {"columns", "rows", "columns from x", "rows from x"} <= seen
+        assert {"columns", "rows", "columns from x", "rows from x", "in runs",
+                "one by one"} <= seen
         assert "columns in parts" in seen or numba.get_num_threads() == 1
     finally:
         _tiled.cache_clear()
