@@ -91,17 +91,18 @@ def _correlation(dtype) -> Iterable[tuple[str, Callable]]:
 # name -> (large x shape, small x shape, w shape, keyword arguments): the large one at
 # least PARALLEL_MIN_MACS multiply-adds (the parallel kernels), the small one below (serial)
 CONV_CASES = {
-    "batch lanes": ((16, 16, 16, 16), (16, 16, 8, 8), (16, 16, 3, 3), dict(padding=1)),
+    # (LeNet's conv1 on CIFAR: 6 output channels, which fill no block of channel lanes)
+    "batch lanes": ((64, 3, 32, 32), (16, 3, 16, 16), (6, 3, 5, 5), {}),
     "width lanes": ((8, 16, 32, 32), (2, 16, 16, 16), (16, 16, 3, 3), dict(padding=1)),
     "wide tiles": ((8, 16, 28, 28), (2, 16, 12, 12), (16, 16, 3, 3), dict(padding=1)),
     "stride 2": ((8, 16, 32, 32), (2, 16, 16, 16), (16, 16, 3, 3), dict(stride=2, padding=1)),
-    "stride 2, batch lanes": ((16, 16, 32, 32), (16, 16, 8, 8), (16, 16, 3, 3),
+    "stride 2, batch lanes": ((64, 32, 16, 16), (16, 32, 8, 8), (6, 32, 3, 3),
                               dict(stride=2, padding=1)),
     "stride 3, dilation 2": ((8, 16, 52, 52), (2, 16, 13, 13), (16, 16, 3, 3),
                              dict(stride=3, padding=2, dilation=2)),
     "groups 2": ((8, 16, 32, 32), (2, 16, 16, 16), (16, 8, 3, 3), dict(padding=1, groups=2)),
     "depthwise": ((16, 32, 32, 32), (2, 32, 8, 8), (32, 1, 3, 3), dict(padding=1, groups=32)),
-    "depthwise, stride 2": ((16, 32, 64, 64), (2, 32, 16, 16), (32, 1, 3, 3),
+    "depthwise, stride 2": ((16, 32, 64, 64), (2, 32, 32, 32), (32, 1, 3, 3),
                             dict(stride=2, padding=1, groups=32)),
     # small planes: channels as the lanes
     "depthwise, 7x7 map": ((128, 128, 7, 7), (1, 128, 7, 7), (128, 1, 3, 3),

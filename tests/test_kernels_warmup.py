@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kernels import _notice, warmup
@@ -147,6 +148,38 @@ def test_conv_cases_straddle_the_parallel_threshold():
     for name, x_shape, w_shape, kw in shapes:
         macs = warmup._macs(x_shape, w_shape, **kw)
         assert (macs < PARALLEL_MIN_MACS) == name.endswith(", small"), (name, macs)
+
+
+def _layout(x_shape, w_shape, kw) -> str:
+    """The kernels that ``kernels.conv2d`` runs a case's forward on."""
+    from kernels.conv import _depthwise, _geometry, _tiled, _tiled_ok
+
+    x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+    geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                    kw.get("groups", 1))
+    if w_shape[1] == 1:
+        plan = _depthwise(x_shape, w_shape, geo)
+        return ("depthwise rows" if plan.by_rows else "depthwise channels"
+                if plan.by_channels else "depthwise planes")
+    if not _tiled_ok(w_shape[0] // geo.groups):
+        return "direct"
+    plan = _tiled(x_shape, w_shape, geo)
+    if plan.channel_lanes:
+        return "channel lanes, blocks of 16" if plan.narrow else "channel lanes"
+    return "batch lanes" if plan.batch_lanes else "wide tiles" if plan.wide else "width lanes"
+
+
+def test_conv_cases_take_every_layout_large_and_small():
+    """Each layout of the conv2d kernels runs in a large case and a small one, so the
+    warmup compiles its parallel and serial calls: a case picked for one layout moves to
+    another when the plan's choice changes (blocks of 16 channel lanes took the batch
+    lanes' cases, and a user's first LeNet conv1 compiled after the warmup)."""
+    seen = {(_layout(x_shape, w_shape, kw), name.endswith(", small"))
+            for name, x_shape, w_shape, kw in warmup.conv_shapes()}
+    for layout in ("batch lanes", "width lanes", "wide tiles", "channel lanes",
+                   "channel lanes, blocks of 16", "depthwise rows", "depthwise channels",
+                   "depthwise planes"):
+        assert {(layout, False), (layout, True)} <= seen, layout
 
 
 def test_notice_never_raises(monkeypatch):
