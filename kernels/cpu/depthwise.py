@@ -206,6 +206,18 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
                     store_first(yf, y0 + U((oh1 + r) * OW + c1), u, m1)
 
 
+@njit(cache=True, inline="always")
+def _input_places(H, W, top, left, Hp, Wp):
+    """Each input position's place in a padded plane of 16-channel vectors (``Hp x Wp``),
+    -1 for the rows and columns that no tap reads: worked out once, not with two
+    divisions a position a task (a tenth of a 7x7 depthwise layer's time)."""
+    xpos = np.empty(H * W, dtype=np.int64)
+    for q in range(H * W):
+        hp, wp = q // W + top, q % W + left
+        xpos[q] = (hp * Wp + wp) * 16 if hp < Hp and wp < Wp else -1
+    return xpos
+
+
 @njit(cache=True)
 def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk):
     """One chunk of tasks of :func:`_forward_channels`: a function of its own, so that the
@@ -226,6 +238,7 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
     for q in range(OHW + 4):
         r = min(q, OHW - 1)
         pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
+    xpos = _input_places(H, W, top, left, Hp, Wp)
     for task in range(chunk * per, min(N * ncb, (chunk + 1) * per)):
         n, c0 = task // ncb, task % ncb * 16
         nc = min(16, C - c0)  # the block's channels (the rest: zero lanes)
@@ -235,9 +248,9 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
             m = min(16, H * W - p0)
             t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
             for q in range(m):
-                hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
-                if hp < Hp and wp < Wp:  # (rows and columns no tap reads: dropped)
-                    store(xb, U((hp * Wp + wp) * 16), t[q])
+                d = xpos[p0 + q]
+                if d >= 0:
+                    store(xb, U(d), t[q])
         for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
             m = min(16, T - t0)
             t = transpose_rows(wf, U(c0 * T + t0), U(T), m, nc)
@@ -308,6 +321,7 @@ def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
     for q in range(OHW + 4):
         r = min(q, OHW - 1)
         pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
+    xpos = _input_places(H, W, top, left, Hp, Wp)
     for n in range(N):
         for i in range(U(0), U(Hp * Wp * 16), U(16)):
             store(xb, i, zeros(xb))
@@ -315,9 +329,9 @@ def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
             m = min(16, H * W - p0)
             t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
             for q in range(m):
-                hp, wp = (p0 + q) // W + top, (p0 + q) % W + left
-                if hp < Hp and wp < Wp:
-                    store(xb, U((hp * Wp + wp) * 16), t[q])
+                d = xpos[p0 + q]
+                if d >= 0:
+                    store(xb, U(d), t[q])
         for p0 in range(0, OHW, 16):
             m = min(16, OHW - p0)
             t = transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW), m, nc)
