@@ -432,13 +432,13 @@ class _Tiled:
         (_, _, tap, off, cbase, _, tile_sets, tile_class, class_start, chan,
          ybase, stores, ystride_c) = self._forward_plan
         (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
-        image, threads = self._image, _threads(cpu)
-        src = _alloc.scratch("conv.src", _chunk_images(self.dims[0], image * 4, threads)
-                             * image + self.P, x.dtype)
+        image, chunks = self._image, self._wide_chunks(_threads(cpu))
+        src = _alloc.scratch("conv.src", (chunks[0][1] - chunks[0][0]) * image + self.P,
+                             x.dtype)
         used = _used_phases(KH, KW, dh, dw, sh, sw)
         wt, b = self._weights(w), _readonly(b)
         y = _alloc.empty(self.out_shape, w.dtype)
-        for n0, n1, s0, s1, bases in self._wide_chunks(threads):
+        for n0, n1, s0, s1, bases in chunks:
             size = (n1 - n0) * image
             _split_phases(cpu, x[n0:n1], src[:size], self.geo.pads[0], self.geo.pads[2], sh,
                           sw, self.Hq, self.Wq, used)
@@ -738,13 +738,12 @@ class _Tiled:
                 for n0, n1 in self._source_chunks(threads)]
         return chunks
 
-    def _chunk_source(self, x: np.ndarray, n0: int, n1: int, threads: int) -> np.ndarray:
+    def _chunk_source(self, x: np.ndarray, n0: int, n1: int, per: int) -> np.ndarray:
         """Images ``n0 <= n < n1`` of ``x`` padded and split into stride phases, in a
-        scratch buffer that every chunk reuses (or ``x`` itself:
+        scratch buffer of ``per`` images that every chunk reuses (or ``x`` itself:
         :meth:`_x_is_phase_layout`)."""
         if self._x_is_phase_layout:
             return x.reshape(-1)
-        per = _chunk_images(self.dims[0], self._image * 4, threads)
         src = _alloc.scratch("conv.src", per * self._image, x.dtype)
         self._phase_split(x[n0:n1], src)
         return src
@@ -768,7 +767,7 @@ class _Tiled:
         nchunk = 0 if direct else _wg_chunks(chunks[0][3].size - 1, off.size * width, cpu)
         part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
         for n0, n1, rowsrc, prow in chunks:
-            src = self._chunk_source(x, n0, n1, threads)
+            src = self._chunk_source(x, n0, n1, chunks[0][1] - chunks[0][0])
             cpu.weight_grad_cols(src, gt[n0 * OH * OW:n1 * OH * OW], off, cbase, rowsrc, OW,
                                  prow, part, gw, self._column_channels, n0 > 0)
         if not direct:  # the pieces in chunks too, summed after
@@ -808,7 +807,7 @@ class _Tiled:
         part = _alloc.scratch("conv.part", (nchunk, gl.shape[0], off.size), np.float64)
         for n0, n1, chunk_spans in chunks:
             if not self._wg_batch_lanes:
-                src = self._chunk_source(x, n0, n1, _threads(cpu))
+                src = self._chunk_source(x, n0, n1, chunks[0][1] - chunks[0][0])
             cpu.weight_grad_rows(src, gl, off, cbase, *chunk_spans, part, n0 > 0)
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
         cpu.sum_row_parts(part, self.rows, gw)
