@@ -100,3 +100,38 @@ def test_a_python_kernel_runs_its_parts_in_turn():
     calls = []
     run_parts(lambda out, part, parts: calls.append((part, parts)), 3, calls)
     assert calls == [(0, 3), (1, 3), (2, 3)]
+
+
+_CACHED_PARTS = """
+import sys
+import numpy as np
+from numba import njit
+from kernels.cpu._parts import run_parts
+
+@njit(cache=True)
+def fill(x, out, flag, n, part, parts):
+    out[part] = n if flag else -n
+
+shape = tuple(int(s) for s in sys.argv[1].split(","))
+out = np.zeros(4)
+run_parts(fill, 2, np.ones(shape, np.float32), out, False, 5)
+print(out[:2].tolist())
+"""
+
+
+def test_parts_loaded_from_the_disk_cache_run_in_later_processes(tmp_path):
+    """Launches compiled in a process that loaded the parallel loop from the disk cache,
+    then loaded from the cache by later processes (a user's second network on the
+    machine, then the next run): a launch that linked the loop in by name crashed."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "cached_parts.py"
+    script.write_text(_CACHED_PARTS)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for shape in ("4", "4,4,3,3", "4,4,3,3", "4", "2,3"):
+        run = subprocess.run([sys.executable, str(script), shape], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, (shape, run.returncode, run.stderr[-2000:])
+        assert run.stdout.strip() == "[-5.0, -5.0]", shape

@@ -120,10 +120,16 @@ def _launch(entry, parts, block):
 
 
 @njit(cache=True)
-def _run(address, parts, *args):
-    """Runs the parts; returns whether one failed."""
+def _run(launch, address, parts, *args):
+    """Runs the parts through :func:`_launch` at its address ``launch``; returns whether
+    one failed.
+
+    NOTE: ``_launch`` is called by address, not by name: a call by name links a copy of
+    it into every ``_run`` compiled, and a ``_run`` compiled while ``_launch`` came from
+    the disk cache crashed the next process that loaded it from the cache (an old copy
+    of the parallel loop, linked against another process's symbols)."""
     block = _pack(address, args)
-    _launch(_entry(args), parts, block)
+    _enter(launch, _entry(args), parts, block)
     return _failed(block)
 
 
@@ -148,6 +154,18 @@ def _address(kernel, args: tuple) -> int:
     return result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
 
 
+_LAUNCH: list = []  # the address of _launch, once compiled or loaded
+
+
+def _launch_address() -> int:
+    if not _LAUNCH:
+        sig = (types.int64, types.int64, types.int64)
+        _launch.compile(sig)
+        result = _launch.overloads[sig]
+        _LAUNCH.append(result.library.get_pointer_to_function(result.fndesc.llvm_func_name))
+    return _LAUNCH[0]
+
+
 def run_parts(kernel, parts: int, *args) -> None:
     """``kernel(*args, part, parts)`` for every ``part < parts``, on Numba's threads at
     once (one part, on this thread). The address is looked up by the exact Numba types
@@ -164,7 +182,7 @@ def run_parts(kernel, parts: int, *args) -> None:
     address = _addresses.get(key)
     if address is None:
         address = _addresses[key] = _address(kernel, args)
-    if _run(address, parts, *args):
+    if _run(_launch_address(), address, parts, *args):
         raise RuntimeError(f"a part of {kernel.__name__} failed; with one thread "
                            "(numba.set_num_threads(1)) it raises its error")
 
