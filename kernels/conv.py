@@ -1134,6 +1134,111 @@ def _tiled(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Tiled:
     return _Tiled(x_shape, w_shape, geo)
 
 
+WINOGRAD_CHUNK_BYTES = 1 << 20  # a chunk's transformed inputs and sums: in a core's L2
+WINOGRAD_MAX_WEIGHT_BYTES = 16 << 20  # transformed weights: each chunk reads them all, so
+# they must stay in the L3 cache (32 MB here); 768 channels' 38 MB took 27 ms at 7x7, the
+# tiled kernels 20
+WINOGRAD_INPUT_S = 4e-9  # seconds a core takes to transform one channel of one tile, about
+WINOGRAD_OUTPUT_S = 1.2e-9  # to transform one channel of one tile's sums back
+WINOGRAD_WEIGHT_S = 9e-9  # and to transform one 3x3 kernel of the weights
+WINOGRAD_GAIN = 0.9  # the estimated time against the tiled kernels' from which it is used
+
+
+class _Winograd:
+    """The plan of a 3x3 stride-1 convolution by F(2x2, 3x3)
+    (:mod:`kernels.cpu.winograd`): 16 multiply-adds a 2x2 output tile and channel pair
+    where the tiled kernels do 36.
+
+    Work is split into parts, one a thread: part ``(ip, ic)`` takes the tiles
+    ``pset[ip]:pset[ip + 1]`` (whole sets of SET tiles) and the blocks
+    ``kset[ic]:kset[ic + 1]`` of KB output channels. Many tiles split by tiles; few (a
+    7x7 map's 128 at batch 8, three sets) split by output channels, each part then
+    transforming the same inputs (a twentieth of its time)."""
+
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        N, C = x_shape[:2]
+        self.K, self.C = w_shape[0], C
+        self.out_shape = (N, self.K, *geo.out_hw)
+        self.tiles = N * ((geo.out_hw[0] + 1) // 2) * ((geo.out_hw[1] + 1) // 2)
+        self.top, self.left = geo.pads[0], geo.pads[2]
+        self._by_threads: dict = {}
+
+    def _split(self, threads: int) -> tuple:
+        """``(nt, Tc, pset, kset, Kr)``: the chunk's tiles, the parts' split (see the class)
+        and the most output channels a part has."""
+        if threads not in self._by_threads:
+            from .cpu.winograd import KB, SET
+
+            nset, nkb = -(-self.tiles // SET), -(-self.K // KB)
+            Tp, Tc = (threads, 1) if nset >= 4 * threads else (1, threads)
+            pset = np.array([nset * i // Tp * SET for i in range(Tp)] + [self.tiles])
+            kset = np.array([nkb * i // Tc for i in range(Tc + 1)])
+            Kr = int(np.diff(kset).max()) * KB
+            per_tile = 64 * (self.C + Kr)  # bytes of V and M (16 floats each)
+            nt = max(1, WINOGRAD_CHUNK_BYTES // (per_tile * SET)) * SET
+            nt = min(nt, -(-int(np.diff(pset).max()) // SET) * SET)
+            self._by_threads[threads] = nt, Tc, pset, kset, Kr
+        return self._by_threads[threads]
+
+    def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._run(x, w, b, False)
+
+    def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """As :meth:`_Tiled.forward_flipped`: ``w`` is the weights whose input gradient
+        this is (the weight transform reads them flipped; no flipped copy is made)."""
+        return self._run(g, w, b, True)
+
+    def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
+        from .cpu import winograd
+        from .cpu.winograd import KB, pitch
+
+        nt, Tc, pset, kset, Kr = self._split(_threads(_backends()[0]))
+        parts, dt = (len(pset) - 1) * Tc, x.dtype
+        TW = (self.out_shape[3] + 1) // 2
+        ut = _alloc.scratch("conv.winograd.u", 16 * pitch(int(kset[-1]) * KB * self.C), dt)
+        vbuf = _alloc.scratch("conv.winograd.v", (parts, 16 * pitch(self.C * nt)), dt)
+        mbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kr * nt)), dt)
+        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(4 * (2 * TW + 2))), dt)
+        y = np.empty(self.out_shape, dtype=dt)
+        winograd.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), _readonly(b), y,
+                         flip, ut, vbuf, mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
+        return y
+
+
+def _winograd_fits(w_shape: tuple, geo: Geometry) -> bool:
+    """Whether :class:`_Winograd` can run a convolution: 3x3, stride 1, one group."""
+    return (tuple(w_shape[2:]) == (3, 3) and geo.groups == 1 and geo.stride == (1, 1)
+            and geo.dilation == (1, 1))
+
+
+def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
+    """Whether :class:`_Winograd` runs this convolution: one it fits, in float32 on
+    AVX-512 (its 24 accumulators of 16 floats need the 32 vector registers; float64's
+    would spill), with its estimated time (products, transforms) well below the tiled
+    kernels' (a 7x7 map's tiles waste a quarter of their outputs; with few input
+    channels, an RGB image's, the output transform takes a large share), and its
+    transformed weights (16 floats a 3x3 kernel) within WINOGRAD_MAX_WEIGHT_BYTES."""
+    from .cpu._simd import P
+
+    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+        return False
+    K, C = w_shape[:2]
+    N, (OH, OW) = x.shape[0], geo.out_hw
+    direct = 9 * K * C * N * OH * OW
+    if direct < PARALLEL_MIN_MACS or 64 * K * C > WINOGRAD_MAX_WEIGHT_BYTES:
+        return False
+    tiles = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    products = 16 * (-(-K // 8) * 8) * C * (-(-tiles // 48) * 48)
+    estimate = (products / MACS_PER_S + C * tiles * WINOGRAD_INPUT_S
+                + K * tiles * WINOGRAD_OUTPUT_S + K * C * WINOGRAD_WEIGHT_S)
+    return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
+
+
+@lru_cache(maxsize=64)
+def _winograd(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Winograd:
+    return _Winograd(x_shape, w_shape, geo)
+
+
 def _readonly(b: np.ndarray) -> np.ndarray:
     """A read-only view of the bias: the tiled kernel's bias is always one (often the
     shared :func:`_zeros`), so Numba compiles one specialization, not a second for
@@ -1236,6 +1341,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         b = np.zeros(w.shape[0], dtype=x.dtype)
     if w.shape[1] == 1:
         return _depthwise(x.shape, w.shape, geo).forward(x, w, _readonly(b))
+    if _winograd_ok(x, w.shape, geo):
+        return _winograd(x.shape, w.shape, geo).forward(x, w, b)
     if _tiled_ok(w.shape[0] // geo.groups):
         return _tiled(x.shape, w.shape, geo).forward(x, w, b)
     y = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
@@ -1293,7 +1400,8 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
         tiled_x = as_forward is not None and Cg >= INPUT_GRAD_MIN_CHANNELS
         if tiled_x:
             wf_shape, geo_x = as_forward
-            grad_x = _tiled(grad_out.shape, wf_shape, geo_x).forward_flipped(
+            plan = _winograd if _winograd_ok(grad_out, wf_shape, geo_x) else _tiled
+            grad_x = plan(grad_out.shape, wf_shape, geo_x).forward_flipped(
                 grad_out, w, _zeros(x.shape[1], x.dtype))
     if (tiled_x or not need_input_grad) and tiled_w:
         return grad_x, grad_w, grad_b

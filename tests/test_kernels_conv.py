@@ -122,6 +122,7 @@ def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, t
                                             monkeypatch):
     # every shape through each path: the tiled kernels, and the direct ones they fall back
     # on; each serial (a small convolution) and parallel (a large one)
+    monkeypatch.setattr(kernels.conv, "_winograd_ok", lambda x, w_shape, geo: False)
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
     monkeypatch.setattr(kernels.conv, "INPUT_GRAD_MIN_CHANNELS", 1 if path == "tiled" else 1 << 62)
     monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0 if threads == "parallel" else 1e30)
@@ -638,3 +639,85 @@ def test_channel_lanes_split_and_classes():
         want = {(ci * 3 + kh) * 3 + kw for ci in range(32) for kh in rows for kw in cols}
         assert set(tap[class_start[c]:class_start[c + 1]].tolist()) == want
     assert np.diff(class_start)[set_class].sum() < 0.9 * set_class.size * 32 * 9
+
+
+def _geo(x, w, kw):
+    return _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
+                     kw.get("groups", 1))
+
+
+WINOGRAD_CASES = [c for c in CASES if kernels.conv._winograd_fits(
+    c[1], _geo(np.zeros(c[0]), np.zeros(c[1]), c[2]))] + [
+    ((3, 40, 13, 11), (24, 40, 3, 3), dict(padding=1)),  # odd output: tiles cropped
+    ((2, 19, 9, 16), (36, 19, 3, 3), {}),  # no padding
+    ((2, 16, 15, 15), (70, 16, 3, 3), dict(padding=2)),  # rows and columns past the input
+    ((1, 24, 30, 7), (17, 24, 3, 3), dict(padding=(1, 0))),  # tile rows of 3 tiles
+    ((2, 20, 20, 20), (9, 20, 3, 3), dict(padding="same")),
+    ((1, 8, 3, 40), (8, 8, 3, 3), dict(padding=(0, 1))),  # one tile row, 20 tiles of it
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_torch(dtype, threads, monkeypatch):
+    """F(2x2, 3x3) for every 3x3 stride-1 case, forward and input gradient (the forward
+    of the flipped weights, read from w itself), against autograd: whatever the split
+    among threads (by tiles, or by output channels when tiles are few) and the chunks
+    (one set of tiles each here: chunk ends fall mid-row and mid-image)."""
+    from kernels.conv import _Winograd
+
+    monkeypatch.setattr(kernels.conv, "_threads", lambda cpu: threads)
+    for chunk in (1, 1 << 20):
+        monkeypatch.setattr(kernels.conv, "WINOGRAD_CHUNK_BYTES", chunk)
+        for x_shape, w_shape, kw in WINOGRAD_CASES:
+            x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+            geo = _geo(x, w, kw)
+            y, gx, _, _ = _torch(x, w, b, g, **kw)
+            np.testing.assert_allclose(_Winograd(x.shape, w.shape, geo).forward(x, w, b), y,
+                                       **TOL[dtype], err_msg=f"{x_shape} {w_shape} {kw}")
+            wf_shape, geo_x = kernels.conv._backward_as_forward(w.shape, geo, x.shape[2:])
+            zeros = np.zeros(x_shape[1], dtype)
+            gx_w = _Winograd(g.shape, wf_shape, geo_x).forward_flipped(g, w, zeros)
+            np.testing.assert_allclose(gx_w, gx, **TOL[dtype], err_msg=f"{x_shape} {w_shape}")
+
+
+def test_winograd_splits_and_chunks():
+    """Many tiles are split among the threads by tiles, few (a 7x7 map) by output
+    channels; a chunk's V and M stay within WINOGRAD_CHUNK_BYTES where a set allows."""
+    from kernels.conv import WINOGRAD_CHUNK_BYTES, _Winograd
+    from kernels.cpu.winograd import KB, SET
+
+    x, w = np.zeros((8, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    plan = _Winograd(x.shape, w.shape, _geometry(x, w, 1, 1, 1, 1))
+    nt, Tc, pset, kset, Kr = plan._split(2)
+    assert (Tc, pset.tolist(), kset.tolist(), Kr) == (1, [0, 65 * SET, 8 * 28 * 28], [0, 8],
+                                                     64)
+    assert nt % SET == 0 and nt * 64 * (64 + 64) <= WINOGRAD_CHUNK_BYTES
+    x, w = np.zeros((8, 512, 7, 7), np.float32), np.zeros((512, 512, 3, 3), np.float32)
+    plan = _Winograd(x.shape, w.shape, _geometry(x, w, 1, 1, 1, 1))
+    nt, Tc, pset, kset, Kr = plan._split(2)
+    assert (Tc, pset.tolist(), kset.tolist(), Kr, nt) == (2, [0, 128], [0, 32, 64], 256, SET)
+    assert 64 // KB == 8
+
+
+def test_winograd_runs_the_resnet_3x3_layers():
+    """conv2d takes F(2x2, 3x3) for ResNet's 3x3 stride-1 layers at batch 8 where it
+    can (float32 with AVX-512), and never for strided, grouped, dilated, 5x5, float64
+    or tiny ones."""
+    from kernels.conv import _winograd_ok
+    from kernels.cpu._simd import P
+
+    def ok(x_shape, w_shape, dtype=np.float32, **kw):
+        x, w = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
+        return _winograd_ok(x, w_shape, _geo(x, w, kw))
+
+    for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7)):
+        assert ok((8, c, hw, hw), (c, c, 3, 3), padding=1) == (P == 16)
+    assert not ok((8, 64, 56, 56), (64, 64, 3, 3), np.float64, padding=1)
+    assert not ok((8, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=1)
+    assert not ok((8, 128, 56, 56), (128, 4, 3, 3), padding=1, groups=32)
+    assert not ok((8, 64, 56, 56), (64, 64, 3, 3), padding=2, dilation=2)
+    assert not ok((8, 64, 56, 56), (64, 64, 5, 5), padding=2)
+    assert not ok((2, 8, 10, 10), (8, 8, 3, 3), padding=1)
+    assert not ok((8, 3, 224, 224), (64, 3, 3, 3), padding=1)  # 3 input channels
+    assert not ok((8, 768, 7, 7), (768, 768, 3, 3), padding=1)  # 38 MB of weights

@@ -152,7 +152,7 @@ def test_conv_cases_straddle_the_parallel_threshold():
 
 def _layout(x_shape, w_shape, kw) -> str:
     """The kernels that ``kernels.conv2d`` runs a case's forward on."""
-    from kernels.conv import _depthwise, _geometry, _tiled, _tiled_ok
+    from kernels.conv import _depthwise, _geometry, _tiled, _tiled_ok, _winograd_ok
 
     x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
     geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
@@ -163,6 +163,8 @@ def _layout(x_shape, w_shape, kw) -> str:
                 if plan.by_channels else "depthwise planes")
     if not _tiled_ok(w_shape[0] // geo.groups):
         return "direct"
+    if _winograd_ok(x, w_shape, geo):
+        return "winograd"
     plan = _tiled(x_shape, w_shape, geo)
     if plan.channel_lanes:
         return "channel lanes, blocks of 16" if plan.narrow else "channel lanes"
@@ -171,7 +173,7 @@ def _layout(x_shape, w_shape, kw) -> str:
 
 def test_conv_cases_take_every_layout_large_and_small():
     """Each layout of the conv2d kernels runs in a large case and a small one, so the
-    warmup compiles its parallel and serial calls: a case picked for one layout moves to
+    warmup compiles its parallel and serial calls (and Winograd's, in a large one): a case picked for one layout moves to
     another when the plan's choice changes (blocks of 16 channel lanes took the batch
     lanes' cases, and a user's first LeNet conv1 compiled after the warmup)."""
     seen = {(_layout(x_shape, w_shape, kw), name.endswith(", small"))
@@ -180,6 +182,10 @@ def test_conv_cases_take_every_layout_large_and_small():
                    "channel lanes, blocks of 16", "depthwise rows", "depthwise channels",
                    "depthwise planes"):
         assert {(layout, False), (layout, True)} <= seen, layout
+    # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels)
+    from kernels.cpu._simd import P
+
+    assert (("winograd", False) in seen) == (P == 16)
 
 
 def test_notice_never_raises(monkeypatch):

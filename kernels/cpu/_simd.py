@@ -342,6 +342,17 @@ def add(typingctx, u, v):
 
 
 @intrinsic
+def sub(typingctx, u, v):
+    """``u - v`` lane by lane."""
+    if not isinstance(u, Vector) or u != v:
+        raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
+
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
+    return u(u, v), codegen
+
+
+@intrinsic
 def add_scalar(typingctx, v, s):
     """``v + s`` lane by lane (the scalar cast to the vector's dtype)."""
     if not isinstance(v, Vector):

@@ -1,0 +1,341 @@
+"""3x3 stride-1 convolution by Winograd's minimal filtering, F(2x2, 3x3) (Lavin and Gray,
+"Fast Algorithms for Convolutional Neural Networks", 2015): 2.25x fewer multiply-adds
+than the direct sum.
+
+Each 2x2 block of outputs (a *tile*) reads a 4x4 patch ``d`` of the padded input, and
+
+    y_tile = A^T [ sum_c (G w[k, c] G^T) * (B^T d[c] B) ] A
+
+with ``*`` elementwise over the 16 positions ``xi`` of a 4x4 array, so the sum over input
+channels is 16 independent matrix products ``M[xi] = U[xi] @ V[xi]`` (``U[xi]``: output
+by input channels, ``V[xi]``: input channels by tiles), 16 multiply-adds a tile and
+channel pair where the direct sum does 36. The transforms are additions and halvings
+(G has entries of 1/2; B and A entries of 0 and +-1), so float32 results stay within a
+few units in the last place of the direct sum's.
+
+Layouts (flat arrays, one thread's own):
+- ``ut``: ``U`` as ``[xi][block of KB output channels][input channel][KB]``, so a block's
+  weights for one input channel are KB consecutive floats (broadcast operands);
+- ``V``: ``[xi][input channel][tile]`` for a chunk of ``nt`` tiles, the tiles numbered
+  image by image, row by row (tiles are the vector lanes);
+- ``M``: ``[xi][output channel][tile]`` for the same chunk.
+Each array is 16 rows, one an ``xi``, of a *pitch* (:func:`pitch`) that keeps the 16
+rows' stores off addresses 4 KiB apart: the weight transform stored its 16 values 4 KiB
+apart (a multiple of 4 KiB for most channel counts) at 43 ns a weight, 10x its time
+with the rows one cache line off.
+A chunk's ``V`` and ``M`` are sized to stay in the core's L2 cache between the input
+transform that writes ``V``, the products, and the output transform that reads ``M``.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._jit import U
+from ._parts import run_parts, span
+from ._simd import (
+    P,
+    add,
+    add_scalar,
+    copy_run,
+    fma,
+    interleave_high,
+    interleave_low,
+    load,
+    load_even,
+    load_first,
+    store,
+    store_first,
+    sub,
+    zeros,
+)
+
+
+def pitch(n: int) -> int:
+    """The row pitch for rows of ``n`` floats (see the module docstring): a multiple of
+    1024 floats and one cache line (16 floats), so the 16 rows fall on 16 different
+    lines of every 4 KiB."""
+    return (n + 1023) // 1024 * 1024 + 16
+
+
+KB = 8  # output channels a block of the products: KB x 3 accumulator vectors
+SET = 3 * P  # tiles a block of the products (3 vectors)
+
+
+@njit(cache=True)
+def _weights(w, ut, flip, part, parts):
+    """``ut`` = G w[k, c] G^T for every output channel ``k`` and input channel ``c``
+    (layout above), of ``w`` as (K, C, 3, 3); with ``flip``, of the weights of ``w``'s input
+    gradient, ``w'[k, c, a, b] = w[c, k, 2 - a, 2 - b]`` (``w`` then is (C, K, 3, 3)).
+    The last block's padding channels (``k >= K``) get zeros."""
+    K = w.shape[1] if flip else w.shape[0]
+    C = w.shape[0] if flip else w.shape[1]
+    h = np.float32(0.5)  # (a Python 0.5 would make float32 sums float64)
+    nkb = (K + KB - 1) // KB
+    lo, hi = span(nkb * C, part, parts)
+    xs = U(ut.shape[0] // 16)  # from one xi to the next (see pitch)
+    wf = w.reshape(w.size)
+    for task in range(lo, hi):  # (block, input channel): KB consecutive floats a xi
+        kb, c = task // C, task % C
+        for k in range(kb * KB, kb * KB + KB):
+            o = U(task * KB + k % KB)
+            if k >= K:  # a padding channel: zeros (its products are never stored)
+                for xi in range(16):
+                    ut[o + U(xi) * xs] = 0
+                continue
+            if flip:
+                a = U((c * K + k) * 9)
+                g00, g01, g02 = wf[a + U(8)], wf[a + U(7)], wf[a + U(6)]
+                g10, g11, g12 = wf[a + U(5)], wf[a + U(4)], wf[a + U(3)]
+                g20, g21, g22 = wf[a + U(2)], wf[a + U(1)], wf[a]
+            else:
+                a = U((k * C + c) * 9)
+                g00, g01, g02 = wf[a], wf[a + U(1)], wf[a + U(2)]
+                g10, g11, g12 = wf[a + U(3)], wf[a + U(4)], wf[a + U(5)]
+                g20, g21, g22 = wf[a + U(6)], wf[a + U(7)], wf[a + U(8)]
+            # t = G g: rows 0 and 3 are g's, rows 1 and 2 half-sums
+            t00, t01, t02 = g00, g01, g02
+            t30, t31, t32 = g20, g21, g22
+            t10, t11, t12 = (g00 + g10 + g20) * h, (g01 + g11 + g21) * h, (g02 + g12 + g22) * h
+            t20, t21, t22 = (g00 - g10 + g20) * h, (g01 - g11 + g21) * h, (g02 - g12 + g22) * h
+            ut[o] = t00  # then t G^T, row by row
+            ut[o + xs] = (t00 + t01 + t02) * h
+            ut[o + 2 * xs] = (t00 - t01 + t02) * h
+            ut[o + 3 * xs] = t02
+            ut[o + 4 * xs] = t10
+            ut[o + 5 * xs] = (t10 + t11 + t12) * h
+            ut[o + 6 * xs] = (t10 - t11 + t12) * h
+            ut[o + 7 * xs] = t12
+            ut[o + 8 * xs] = t20
+            ut[o + 9 * xs] = (t20 + t21 + t22) * h
+            ut[o + 10 * xs] = (t20 - t21 + t22) * h
+            ut[o + 11 * xs] = t22
+            ut[o + 12 * xs] = t30
+            ut[o + 13 * xs] = (t30 + t31 + t32) * h
+            ut[o + 14 * xs] = (t30 - t31 + t32) * h
+            ut[o + 15 * xs] = t32
+
+
+@njit(cache=True)
+def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
+    """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel.
+
+    A tile row's four input rows are first copied into ``rb`` (rows of ``pitch``, zero
+    padded left and right; a row outside the input is all zeros), then each group of P
+    tiles of the row loads its 16 inputs at stride 2 (one vector each) and stores its 16
+    transformed values as 16 vectors."""
+    TT = TH * TW
+    rb[:] = 0
+    for c in range(C):
+        p = p0
+        while p < p1:
+            n, r = p // TT, p % TT
+            ty, tx = r // TW, r % TW
+            e = min(p1 - p, TW - tx)  # tiles of this row in the chunk
+            for i in range(4):
+                row = 2 * ty + i - top
+                if 0 <= row < H:
+                    copy_run(xf, U(((n * C + c) * H + row) * W), rb, U(i * pitch + left), W)
+                else:
+                    for q in range(left, left + W):
+                        rb[i * pitch + q] = 0
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                a = U(2 * tx0)
+                n2 = 2 * m - 1
+                d00 = load_even(rb, a, n2)
+                d01 = load_even(rb, a + U(1), n2)
+                d02 = load_even(rb, a + U(2), n2)
+                d03 = load_even(rb, a + U(3), n2)
+                a += U(pitch)
+                d10 = load_even(rb, a, n2)
+                d11 = load_even(rb, a + U(1), n2)
+                d12 = load_even(rb, a + U(2), n2)
+                d13 = load_even(rb, a + U(3), n2)
+                a += U(pitch)
+                d20 = load_even(rb, a, n2)
+                d21 = load_even(rb, a + U(1), n2)
+                d22 = load_even(rb, a + U(2), n2)
+                d23 = load_even(rb, a + U(3), n2)
+                a += U(pitch)
+                d30 = load_even(rb, a, n2)
+                d31 = load_even(rb, a + U(1), n2)
+                d32 = load_even(rb, a + U(2), n2)
+                d33 = load_even(rb, a + U(3), n2)
+                # B^T d, then (B^T d) B row by row
+                e0, e1, e2, e3 = sub(d00, d20), sub(d01, d21), sub(d02, d22), sub(d03, d23)
+                o = U(c * nt + p - p0 + tx0 - tx)
+                xs = U(V.shape[0] // 16)
+                store_first(V, o, sub(e0, e2), m)
+                store_first(V, o + xs, add(e1, e2), m)
+                store_first(V, o + 2 * xs, sub(e2, e1), m)
+                store_first(V, o + 3 * xs, sub(e1, e3), m)
+                e0, e1, e2, e3 = add(d10, d20), add(d11, d21), add(d12, d22), add(d13, d23)
+                store_first(V, o + 4 * xs, sub(e0, e2), m)
+                store_first(V, o + 5 * xs, add(e1, e2), m)
+                store_first(V, o + 6 * xs, sub(e2, e1), m)
+                store_first(V, o + 7 * xs, sub(e1, e3), m)
+                e0, e1, e2, e3 = sub(d20, d10), sub(d21, d11), sub(d22, d12), sub(d23, d13)
+                store_first(V, o + 8 * xs, sub(e0, e2), m)
+                store_first(V, o + 9 * xs, add(e1, e2), m)
+                store_first(V, o + 10 * xs, sub(e2, e1), m)
+                store_first(V, o + 11 * xs, sub(e1, e3), m)
+                e0, e1, e2, e3 = sub(d10, d30), sub(d11, d31), sub(d12, d32), sub(d13, d33)
+                store_first(V, o + 12 * xs, sub(e0, e2), m)
+                store_first(V, o + 13 * xs, add(e1, e2), m)
+                store_first(V, o + 14 * xs, sub(e2, e1), m)
+                store_first(V, o + 15 * xs, sub(e1, e3), m)
+            p += e
+    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
+    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
+        for r in range(16 * C):
+            for q in range(p1 - p0, end):
+                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
+
+
+@njit(cache=True)
+def _products(V, ut, M, C, kb0, kb1, nt, nset):
+    """``M[xi][k - kb0*KB][t] = sum_c ut[xi][k][c] * V[xi][c][t]`` for the blocks
+    ``kb0 <= kb < kb1`` of KB output channels and the first ``nset`` sets of SET tiles.
+
+    Loop nest: xi > block > set of tiles > input channel > 3 x KB vector FMAs: a block's
+    weights (C x KB) stay in L1 for every set, the chunk's V (C x nt) in L2 for every
+    block, and each input channel's 3 vectors feed 24 FMAs with KB broadcast weights (11
+    loads a 24 FMAs)."""
+    vxs, uxs, mxs = V.shape[0] // 16, ut.shape[0] // 16, M.shape[0] // 16
+    for xi in range(16):
+        for kb in range(kb0, kb1):
+            ub = U(xi * uxs + kb * C * KB)
+            for s in range(nset):
+                vb = U(xi * vxs + s * SET)
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zeros(M)
+                b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zeros(M)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zeros(M)
+                for c in range(C):
+                    v = vb + U(c) * U(nt)
+                    x0 = load(V, v)
+                    x1 = load(V, v + U(P))
+                    x2 = load(V, v + U(2 * P))
+                    u = ub + U(c) * U(KB)
+                    w = ut[u]
+                    a0, b0, c0 = fma(a0, w, x0), fma(b0, w, x1), fma(c0, w, x2)
+                    w = ut[u + U(1)]
+                    a1, b1, c1 = fma(a1, w, x0), fma(b1, w, x1), fma(c1, w, x2)
+                    w = ut[u + U(2)]
+                    a2, b2, c2 = fma(a2, w, x0), fma(b2, w, x1), fma(c2, w, x2)
+                    w = ut[u + U(3)]
+                    a3, b3, c3 = fma(a3, w, x0), fma(b3, w, x1), fma(c3, w, x2)
+                    w = ut[u + U(4)]
+                    a4, b4, c4 = fma(a4, w, x0), fma(b4, w, x1), fma(c4, w, x2)
+                    w = ut[u + U(5)]
+                    a5, b5, c5 = fma(a5, w, x0), fma(b5, w, x1), fma(c5, w, x2)
+                    w = ut[u + U(6)]
+                    a6, b6, c6 = fma(a6, w, x0), fma(b6, w, x1), fma(c6, w, x2)
+                    w = ut[u + U(7)]
+                    a7, b7, c7 = fma(a7, w, x0), fma(b7, w, x1), fma(c7, w, x2)
+                o = U(xi * mxs + (kb - kb0) * KB * nt + s * SET)
+                r = U(nt)
+                store(M, o, a0), store(M, o + U(P), b0), store(M, o + U(2 * P), c0)
+                o += r
+                store(M, o, a1), store(M, o + U(P), b1), store(M, o + U(2 * P), c1)
+                o += r
+                store(M, o, a2), store(M, o + U(P), b2), store(M, o + U(2 * P), c2)
+                o += r
+                store(M, o, a3), store(M, o + U(P), b3), store(M, o + U(2 * P), c3)
+                o += r
+                store(M, o, a4), store(M, o + U(P), b4), store(M, o + U(2 * P), c4)
+                o += r
+                store(M, o, a5), store(M, o + U(P), b5), store(M, o + U(2 * P), c5)
+                o += r
+                store(M, o, a6), store(M, o + U(P), b6), store(M, o + U(2 * P), c6)
+                o += r
+                store(M, o, a7), store(M, o + U(P), b7), store(M, o + U(2 * P), c7)
+
+
+@njit(cache=True)
+def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
+    """``y[n, k, 2ty:2ty+2, 2tx:2tx+2]`` = (A^T M A) + b[k] for tiles ``p0 <= p < p1`` and
+    channels ``k0 <= k < k1`` (``M`` holds rows from ``k0``), cropped to the output: each
+    group of P tiles of a row loads its 16 sums as vectors, and its two output rows are
+    stored as interleaved pairs of vectors."""
+    TT = TH * TW
+    xs = U(M.shape[0] // 16)
+    for k in range(k0, k1):
+        bias = b[k]
+        p = p0
+        while p < p1:
+            n, r = p // TT, p % TT
+            ty, tx = r // TW, r % TW
+            e = min(p1 - p, TW - tx)
+            row = U(((n * K + k) * OH + 2 * ty) * OW)
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                q = U((k - k0) * nt + p - p0 + tx0 - tx)
+                m0 = load_first(M, q, m)
+                m1 = load_first(M, q + xs, m)
+                m2 = load_first(M, q + 2 * xs, m)
+                m3 = load_first(M, q + 3 * xs, m)
+                m4 = load_first(M, q + 4 * xs, m)
+                m5 = load_first(M, q + 5 * xs, m)
+                m6 = load_first(M, q + 6 * xs, m)
+                m7 = load_first(M, q + 7 * xs, m)
+                m8 = load_first(M, q + 8 * xs, m)
+                m9 = load_first(M, q + 9 * xs, m)
+                m10 = load_first(M, q + 10 * xs, m)
+                m11 = load_first(M, q + 11 * xs, m)
+                m12 = load_first(M, q + 12 * xs, m)
+                m13 = load_first(M, q + 13 * xs, m)
+                m14 = load_first(M, q + 14 * xs, m)
+                m15 = load_first(M, q + 15 * xs, m)
+                # A^T M: row 0 = M0 + M1 + M2, row 1 = M1 - M2 - M3 (rows of 4)
+                f0, f1 = add(add(m0, m4), m8), add(add(m1, m5), m9)
+                f2, f3 = add(add(m2, m6), m10), add(add(m3, m7), m11)
+                g0, g1 = sub(sub(m4, m8), m12), sub(sub(m5, m9), m13)
+                g2, g3 = sub(sub(m6, m10), m14), sub(sub(m7, m11), m15)
+                y00 = add_scalar(add(add(f0, f1), f2), bias)
+                y01 = add_scalar(sub(sub(f1, f2), f3), bias)
+                y10 = add_scalar(add(add(g0, g1), g2), bias)
+                y11 = add_scalar(sub(sub(g1, g2), g3), bias)
+                col = 2 * tx0
+                cnt = min(2 * m, OW - col)  # outputs of the row in this group
+                o = row + U(col)
+                store_first(yf, o, interleave_low(y00, y01), min(P, cnt))
+                if cnt > P:
+                    store_first(yf, o + U(P), interleave_high(y00, y01), cnt - P)
+                if 2 * ty + 1 < OH:
+                    o += U(OW)
+                    store_first(yf, o, interleave_low(y10, y11), min(P, cnt))
+                    if cnt > P:
+                        store_first(yf, o + U(P), interleave_high(y10, y11), cnt - P)
+            p += e
+
+
+@njit(cache=True)
+def _forward_part(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc, pset, kset,
+                  part, parts):
+    """The part ``(ip, ic) = divmod(part, Tc)``: tiles ``pset[ip]:pset[ip + 1]`` for the
+    blocks ``kset[ic]:kset[ic + 1]`` of KB output channels, in chunks of ``nt`` tiles, each
+    transformed, multiplied and transformed back in this thread's own buffers."""
+    N, C, H, W = x.shape
+    K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    ip, ic = part // Tc, part % Tc
+    kb0, kb1 = kset[ic], kset[ic + 1]
+    V, M, rb = vbuf[part], mbuf[part], rbuf[part]
+    xf, yf = x.reshape(x.size), y.reshape(y.size)
+    pitch = 2 * TW + 2  # a row of rb: a tile row's inputs, zero padded
+    for p0 in range(pset[ip], pset[ip + 1], nt):
+        p1 = min(p0 + nt, pset[ip + 1])
+        _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
+        _products(V, ut, M, C, kb0, kb1, nt, (p1 - p0 + SET - 1) // SET)
+        _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, kb0 * KB, min(kb1 * KB, K), TH, TW)
+
+
+def forward(x, w, b, y, flip, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kset):
+    """y = conv3x3(x, w) + b at stride 1 with ``top``/``left`` zero padding (the bottom and
+    right padding follow from ``y``'s shape), by F(2x2, 3x3); with ``flip``, ``w`` is the
+    weights whose input gradient this is (see :func:`_weights`). The buffers are the
+    plan's (:class:`kernels.conv._Winograd`): ``ut`` shared, the rest one per part."""
+    TH, TW = (y.shape[2] + 1) // 2, (y.shape[3] + 1) // 2
+    parts = vbuf.shape[0]
+    run_parts(_weights, parts, w, ut, flip)
+    run_parts(_forward_part, parts, x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc,
+              pset, kset)
