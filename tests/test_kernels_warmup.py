@@ -173,9 +173,10 @@ def _layout(x_shape, w_shape, kw) -> str:
 
 def test_conv_cases_take_every_layout_large_and_small():
     """Each layout of the conv2d kernels runs in a large case and a small one, so the
-    warmup compiles its parallel and serial calls (and Winograd's, in a large one): a case picked for one layout moves to
-    another when the plan's choice changes (blocks of 16 channel lanes took the batch
-    lanes' cases, and a user's first LeNet conv1 compiled after the warmup)."""
+    warmup compiles its parallel and serial calls (and Winograd's, in a large one): a
+    case picked for one layout moves to another when the plan's choice changes (blocks
+    of 16 channel lanes took the batch lanes' cases, and a user's first LeNet conv1
+    compiled after the warmup)."""
     seen = {(_layout(x_shape, w_shape, kw), name.endswith(", small"))
             for name, x_shape, w_shape, kw in warmup.conv_shapes()}
     for layout in ("batch lanes", "width lanes", "wide tiles", "channel lanes",
