@@ -1135,12 +1135,15 @@ def _tiled(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Tiled:
 
 
 WINOGRAD_CHUNK_BYTES = 1 << 20  # a chunk's transformed inputs and sums: in a core's L2
+WINOGRAD_WEIGHT_CHUNK_BYTES = 1 << 20  # the weight gradient's chunk: V, its transpose, G
 WINOGRAD_MAX_WEIGHT_BYTES = 16 << 20  # transformed weights: each chunk reads them all, so
 # they must stay in the L3 cache (32 MB here); 768 channels' 38 MB took 27 ms at 7x7, the
 # tiled kernels 20
 WINOGRAD_INPUT_S = 4e-9  # seconds a core takes to transform one channel of one tile, about
 WINOGRAD_OUTPUT_S = 1.2e-9  # to transform one channel of one tile's sums back
 WINOGRAD_WEIGHT_S = 9e-9  # and to transform one 3x3 kernel of the weights
+WINOGRAD_TRANSPOSE_S = 1e-9  # to transpose one channel of one tile's transformed input
+WINOGRAD_GRAD_S = 1.5e-9  # to transform one channel of one tile's gradient
 WINOGRAD_GAIN = 0.9  # the estimated time against the tiled kernels' from which it is used
 
 
@@ -1188,6 +1191,41 @@ class _Winograd:
         this is (the weight transform reads them flipped; no flipped copy is made)."""
         return self._run(g, w, b, True)
 
+    def _weight_split(self, threads: int) -> tuple:
+        """``(nt, pset)``: the weight gradient's chunk of tiles and its parts' tiles (by
+        tiles only: each part sums its own ``dU``, summed after)."""
+        key = ("weights", threads)
+        if key not in self._by_threads:
+            from .cpu.winograd import SET, WC, WK
+
+            nset = -(-self.tiles // SET)
+            pset = np.array([nset * i // threads * SET for i in range(threads)] + [self.tiles])
+            Cp, Kw = -(-self.C // WC) * WC, -(-self.K // WK) * WK
+            per_tile = 64 * (self.C + Cp + Kw)  # bytes of V, its transpose and G
+            nt = max(1, WINOGRAD_WEIGHT_CHUNK_BYTES // (per_tile * SET)) * SET
+            nt = min(nt, -(-int(np.diff(pset).max()) // SET) * SET)
+            self._by_threads[key] = nt, pset
+        return self._by_threads[key]
+
+    def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """grad_w of the convolution for the upstream gradient ``g``."""
+        from .cpu import winograd
+        from .cpu.winograd import WC, WK, pitch
+
+        nt, pset = self._weight_split(_threads(_backends()[0]))
+        parts, dt = len(pset) - 1, x.dtype
+        Cp, Kw = -(-self.C // WC) * WC, -(-self.K // WK) * WK
+        TW = (self.out_shape[3] + 1) // 2
+        dubuf = _alloc.scratch("conv.winograd.du", (parts, 16 * pitch(Kw * Cp)), dt)
+        vbuf = _alloc.scratch("conv.winograd.v", (parts, 16 * pitch(self.C * nt)), dt)
+        vtbuf = _alloc.scratch("conv.winograd.vt", (parts, 16 * pitch(nt * Cp)), dt)
+        gbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kw * nt)), dt)
+        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(4 * (2 * TW + 2))), dt)
+        gw = np.empty((self.K, self.C, 3, 3), dtype=dt)
+        winograd.weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(g), gw, dubuf, vbuf,
+                             vtbuf, gbuf, rbuf, self.top, self.left, nt, pset)
+        return gw
+
     def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
         from .cpu import winograd
         from .cpu.winograd import KB, pitch
@@ -1231,6 +1269,32 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     products = 16 * (-(-K // 8) * 8) * C * (-(-tiles // 48) * 48)
     estimate = (products / MACS_PER_S + C * tiles * WINOGRAD_INPUT_S
                 + K * tiles * WINOGRAD_OUTPUT_S + K * C * WINOGRAD_WEIGHT_S)
+    return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
+
+
+def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
+    """Whether :meth:`_Winograd.weight_grad` runs this convolution's weight gradient: as
+    :func:`_winograd_ok`, estimated with its own padding (channels in blocks of WC and
+    WK) and its own costs: the transposed input and the gradient's transform, and each
+    part's sums of all 16 x K x C products, zeroed and summed after (17 MB a thread for
+    512 channels: at 7x7 the tiled kernels win)."""
+    from .cpu._simd import P
+    from .cpu.winograd import WC, WK
+
+    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+        return False
+    K, C = w_shape[:2]
+    N, (OH, OW) = x.shape[0], geo.out_hw
+    direct = 9 * K * C * N * OH * OW
+    if direct < PARALLEL_MIN_MACS or 64 * K * C > WINOGRAD_MAX_WEIGHT_BYTES:
+        return False
+    tiles = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    Cp, Kw = -(-C // WC) * WC, -(-K // WK) * WK
+    sums = 2 * get_num_threads() * 64 * Kw * Cp  # bytes zeroed, and read to be summed
+    estimate = (16 * Kw * Cp * (-(-tiles // 48) * 48) / MACS_PER_S
+                + tiles * (C * WINOGRAD_INPUT_S + Cp * WINOGRAD_TRANSPOSE_S
+                           + K * WINOGRAD_GRAD_S)
+                + K * C * WINOGRAD_WEIGHT_S + sums / COPY_BYTES_PER_S)
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
 
 
@@ -1378,7 +1442,8 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
     depthwise = Cg == 1 and geo.groups > 1  # (a one-channel input: the direct kernels)
     tiled_w = depthwise or _tiled_ok(Co // geo.groups)
-    plan = _depthwise if depthwise else _tiled
+    plan = (_depthwise if depthwise else _winograd
+            if _winograd_weight_grad_ok(x, w.shape, geo) else _tiled)
     grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out) if tiled_w else None
     grad_x, tiled_x = None, False
     if need_input_grad and depthwise and Co == x.shape[1] and geo.stride != (1, 1):

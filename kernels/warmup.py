@@ -116,8 +116,9 @@ CONV_CASES = {
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),
     # a 7x7 map: the output channels as the lanes
     "7x7 map, 64 channels": ((8, 64, 7, 7), (1, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)),
-    # taps and outputs enough for the weight gradient with channels as lanes; its large
-    # case's forward and input gradient run by Winograd's F(2x2, 3x3)
+    # ResNet's 3x3 layers: Winograd's F(2x2, 3x3) for the forward and both gradients
+    "3x3, 64 channels": ((8, 64, 16, 16), (1, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)),
+    # taps and outputs enough for the weight gradient with channels as lanes
     "3x3, 32 -> 64 channels": ((8, 32, 16, 16), (1, 32, 12, 12), (64, 32, 3, 3),
                                dict(padding=1)),
 }

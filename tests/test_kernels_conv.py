@@ -123,6 +123,7 @@ def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, t
     # every shape through each path: the tiled kernels, and the direct ones they fall back
     # on; each serial (a small convolution) and parallel (a large one)
     monkeypatch.setattr(kernels.conv, "_winograd_ok", lambda x, w_shape, geo: False)
+    monkeypatch.setattr(kernels.conv, "_winograd_weight_grad_ok", lambda x, w_shape, geo: False)
     monkeypatch.setattr(kernels.conv, "_tiled_ok", lambda cout: path == "tiled")
     monkeypatch.setattr(kernels.conv, "INPUT_GRAD_MIN_CHANNELS", 1 if path == "tiled" else 1 << 62)
     monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0 if threads == "parallel" else 1e30)
@@ -660,21 +661,26 @@ WINOGRAD_CASES = [c for c in CASES if kernels.conv._winograd_fits(
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_matches_torch(dtype, threads, monkeypatch):
-    """F(2x2, 3x3) for every 3x3 stride-1 case, forward and input gradient (the forward
-    of the flipped weights, read from w itself), against autograd: whatever the split
-    among threads (by tiles, or by output channels when tiles are few) and the chunks
-    (one set of tiles each here: chunk ends fall mid-row and mid-image)."""
+    """F(2x2, 3x3) for every 3x3 stride-1 case, forward, input gradient (the forward of
+    the flipped weights, read from w itself) and weight gradient, against autograd:
+    whatever the split among threads (by tiles, or by output channels when tiles are
+    few) and the chunks (one set of tiles each here: chunk ends fall mid-row and
+    mid-image)."""
     from kernels.conv import _Winograd
 
     monkeypatch.setattr(kernels.conv, "_threads", lambda cpu: threads)
     for chunk in (1, 1 << 20):
         monkeypatch.setattr(kernels.conv, "WINOGRAD_CHUNK_BYTES", chunk)
+        monkeypatch.setattr(kernels.conv, "WINOGRAD_WEIGHT_CHUNK_BYTES", chunk)
         for x_shape, w_shape, kw in WINOGRAD_CASES:
             x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
             geo = _geo(x, w, kw)
-            y, gx, _, _ = _torch(x, w, b, g, **kw)
-            np.testing.assert_allclose(_Winograd(x.shape, w.shape, geo).forward(x, w, b), y,
-                                       **TOL[dtype], err_msg=f"{x_shape} {w_shape} {kw}")
+            y, gx, gw, _ = _torch(x, w, b, g, **kw)
+            plan = _Winograd(x.shape, w.shape, geo)
+            np.testing.assert_allclose(plan.forward(x, w, b), y, **TOL[dtype],
+                                       err_msg=f"{x_shape} {w_shape} {kw}")
+            np.testing.assert_allclose(plan.weight_grad(x, g), gw, **TOL[dtype],
+                                       err_msg=f"{x_shape} {w_shape} {kw}")
             wf_shape, geo_x = kernels.conv._backward_as_forward(w.shape, geo, x.shape[2:])
             zeros = np.zeros(x_shape[1], dtype)
             gx_w = _Winograd(g.shape, wf_shape, geo_x).forward_flipped(g, w, zeros)
@@ -703,7 +709,7 @@ def test_winograd_splits_and_chunks():
 def test_winograd_runs_the_resnet_3x3_layers():
     """conv2d takes F(2x2, 3x3) for ResNet's 3x3 stride-1 layers at batch 8 where it
     can (float32 with AVX-512), and never for strided, grouped, dilated, 5x5, float64
-    or tiny ones."""
+    or tiny ones; conv2d_backward for their weight gradients up to 256 channels."""
     from kernels.conv import _winograd_ok
     from kernels.cpu._simd import P
 
@@ -711,8 +717,14 @@ def test_winograd_runs_the_resnet_3x3_layers():
         x, w = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
         return _winograd_ok(x, w_shape, _geo(x, w, kw))
 
+    def weights_ok(x_shape, w_shape, **kw):
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        return kernels.conv._winograd_weight_grad_ok(x, w_shape, _geo(x, w, kw))
+
     for c, hw in ((64, 56), (128, 28), (256, 14), (512, 7)):
         assert ok((8, c, hw, hw), (c, c, 3, 3), padding=1) == (P == 16)
+        # the weight gradient's sums of 512 channels fill the cache: tiled at 7x7
+        assert weights_ok((8, c, hw, hw), (c, c, 3, 3), padding=1) == (P == 16 and c < 512)
     assert not ok((8, 64, 56, 56), (64, 64, 3, 3), np.float64, padding=1)
     assert not ok((8, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=1)
     assert not ok((8, 128, 56, 56), (128, 4, 3, 3), padding=1, groups=32)

@@ -46,6 +46,7 @@ from ._simd import (
     store,
     store_first,
     sub,
+    transpose_rows,
     zeros,
 )
 
@@ -59,6 +60,8 @@ def pitch(n: int) -> int:
 
 KB = 8  # output channels a block of the products: KB x 3 accumulator vectors
 SET = 3 * P  # tiles a block of the products (3 vectors)
+WK = 6  # output channels a block of the weight gradient's products: WK x 4 vectors
+WC = 4 * P  # and input channels (4 vectors)
 
 
 @njit(cache=True)
@@ -339,3 +342,220 @@ def forward(x, w, b, y, flip, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kse
     run_parts(_weights, parts, w, ut, flip)
     run_parts(_forward_part, parts, x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc,
               pset, kset)
+
+
+@njit(cache=True)
+def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
+    """``G[xi][k][p - p0]`` = (A g A^T)[xi] for tiles ``p0 <= p < p1`` and every output
+    channel ``k``: each tile's 2x2 block of grad_out (zeros past the output) spread over
+    the 16 sums it came from (the output transform's transpose). Lanes past ``p1`` of the
+    chunk's last set are zeroed, as :func:`_input_chunk` does."""
+    TT = TH * TW
+    xs = U(G.shape[0] // 16)
+    for k in range(K):
+        p = p0
+        while p < p1:
+            n, r = p // TT, p % TT
+            ty, tx = r // TW, r % TW
+            e = min(p1 - p, TW - tx)
+            row = U(((n * K + k) * OH + 2 * ty) * OW)
+            two = 2 * ty + 1 < OH  # the tile's second row is in the output
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                col = 2 * tx0
+                cnt = min(2 * m, OW - col)  # the row's outputs in this group
+                a0 = load_even(gf, row + U(col), cnt)  # even columns of the tile's row 0
+                b0 = load_even(gf, row + U(col + 1), cnt - 1)  # odd ones
+                a1 = b1 = zeros(gf)
+                if two:
+                    a1 = load_even(gf, row + U(OW + col), cnt)
+                    b1 = load_even(gf, row + U(OW + col + 1), cnt - 1)
+                # A g: rows g0, g0 + g1, g0 - g1, -g1; then (A g) A^T row by row
+                o = U(k * nt + p - p0 + tx0 - tx)
+                z = zeros(gf)
+                ha, hb = a0, b0
+                store_first(G, o, ha, m)
+                store_first(G, o + xs, add(ha, hb), m)
+                store_first(G, o + 2 * xs, sub(ha, hb), m)
+                store_first(G, o + 3 * xs, sub(z, hb), m)
+                ha, hb = add(a0, a1), add(b0, b1)
+                store_first(G, o + 4 * xs, ha, m)
+                store_first(G, o + 5 * xs, add(ha, hb), m)
+                store_first(G, o + 6 * xs, sub(ha, hb), m)
+                store_first(G, o + 7 * xs, sub(z, hb), m)
+                ha, hb = sub(a0, a1), sub(b0, b1)
+                store_first(G, o + 8 * xs, ha, m)
+                store_first(G, o + 9 * xs, add(ha, hb), m)
+                store_first(G, o + 10 * xs, sub(ha, hb), m)
+                store_first(G, o + 11 * xs, sub(z, hb), m)
+                ha, hb = sub(z, a1), sub(z, b1)
+                store_first(G, o + 12 * xs, ha, m)
+                store_first(G, o + 13 * xs, add(ha, hb), m)
+                store_first(G, o + 14 * xs, sub(ha, hb), m)
+                store_first(G, o + 15 * xs, sub(z, hb), m)
+            p += e
+    end = (p1 - p0 + SET - 1) // SET * SET
+    if end > p1 - p0:
+        for r in range(16 * K):
+            for q in range(p1 - p0, end):
+                G[(r // K) * (G.shape[0] // 16) + (r % K) * nt + q] = 0
+
+
+@njit(cache=True)
+def _transpose_chunk(V, VT, C, Cp, nt, tcount):
+    """``VT[xi][t][c] = V[xi][c][t]`` for the chunk's first ``tcount`` tiles (a multiple of
+    16) and ``c < Cp`` (zeros from C): the weight gradient's products take 4 vectors of
+    channels a tile. 16 x 16 blocks, transposed in registers."""
+    vxs, txs = V.shape[0] // 16, VT.shape[0] // 16
+    for xi in range(16):
+        for c0 in range(0, Cp, P):
+            rows = max(0, min(P, C - c0))
+            a = U(xi * vxs + c0 * nt) if rows > 0 else U(0)
+            for t0 in range(0, tcount, P):
+                v = transpose_rows(V, a + U(t0), U(nt), P, rows)
+                o = U(xi * txs + t0 * Cp + c0)
+                for j in range(P):
+                    store(VT, o + U(j * Cp), v[j])
+
+
+@njit(cache=True)
+def _weight_products(VT, G, dU, Cp, Kw, nt, tcount):
+    """``dU[xi][k][c] += sum_t G[xi][k][t] * VT[xi][t][c]`` over the chunk's first
+    ``tcount`` tiles, for ``k < Kw`` (blocks of WK) and ``c < Cp`` (blocks of WC).
+
+    Loop nest: xi > block of WK rows > block of WC channels > tile > 4 x WK vector FMAs:
+    each tile loads 4 vectors of channels and broadcasts WK gradient sums (10 loads a 24
+    FMAs); the sums stay in registers for the whole chunk, then add into ``dU``."""
+    vxs, gxs, uxs = VT.shape[0] // 16, G.shape[0] // 16, dU.shape[0] // 16
+    for xi in range(16):
+        for kb in range(Kw // WK):
+            gb = U(xi * gxs + kb * WK * nt)
+            for cb in range(Cp // WC):
+                vb = U(xi * vxs + cb * WC)
+                a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = zeros(dU)
+                d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = f0 = f1 = f2 = f3 = zeros(dU)
+                for t in range(tcount):
+                    v = vb + U(t) * U(Cp)
+                    x0 = load(VT, v)
+                    x1 = load(VT, v + U(P))
+                    x2 = load(VT, v + U(2 * P))
+                    x3 = load(VT, v + U(3 * P))
+                    q = gb + U(t)
+                    w = G[q]
+                    a0, a1, a2, a3 = fma(a0, w, x0), fma(a1, w, x1), fma(a2, w, x2), fma(a3, w, x3)
+                    w = G[q + U(nt)]
+                    b0, b1, b2, b3 = fma(b0, w, x0), fma(b1, w, x1), fma(b2, w, x2), fma(b3, w, x3)
+                    w = G[q + U(2 * nt)]
+                    c0, c1, c2, c3 = fma(c0, w, x0), fma(c1, w, x1), fma(c2, w, x2), fma(c3, w, x3)
+                    w = G[q + U(3 * nt)]
+                    d0, d1, d2, d3 = fma(d0, w, x0), fma(d1, w, x1), fma(d2, w, x2), fma(d3, w, x3)
+                    w = G[q + U(4 * nt)]
+                    e0, e1, e2, e3 = fma(e0, w, x0), fma(e1, w, x1), fma(e2, w, x2), fma(e3, w, x3)
+                    w = G[q + U(5 * nt)]
+                    f0, f1, f2, f3 = fma(f0, w, x0), fma(f1, w, x1), fma(f2, w, x2), fma(f3, w, x3)
+                o = U(xi * uxs + kb * WK * Cp + cb * WC)
+                for j in range(WK):
+                    r = o + U(j * Cp)
+                    s0 = (a0 if j == 0 else b0 if j == 1 else c0 if j == 2 else d0 if j == 3
+                          else e0 if j == 4 else f0)
+                    s1 = (a1 if j == 0 else b1 if j == 1 else c1 if j == 2 else d1 if j == 3
+                          else e1 if j == 4 else f1)
+                    s2 = (a2 if j == 0 else b2 if j == 1 else c2 if j == 2 else d2 if j == 3
+                          else e2 if j == 4 else f2)
+                    s3 = (a3 if j == 0 else b3 if j == 1 else c3 if j == 2 else d3 if j == 3
+                          else e3 if j == 4 else f3)
+                    store(dU, r, add(load(dU, r), s0))
+                    store(dU, r + U(P), add(load(dU, r + U(P)), s1))
+                    store(dU, r + U(2 * P), add(load(dU, r + U(2 * P)), s2))
+                    store(dU, r + U(3 * P), add(load(dU, r + U(3 * P)), s3))
+
+
+@njit(cache=True)
+def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, nt, pset,
+                      part, parts):
+    """Part ``part``'s sums ``dubuf[part]`` (``dU`` of its tiles ``pset[part]:pset[part +
+    1]``), in chunks of ``nt`` tiles: the input transform (as the forward's), its
+    transpose, the gradient's transform, and the products."""
+    N, C, H, W = x.shape
+    K, OH, OW = g.shape[1], g.shape[2], g.shape[3]
+    V, VT, G, dU, rb = vbuf[part], vtbuf[part], gbuf[part], dubuf[part], rbuf[part]
+    Cp = (C + WC - 1) // WC * WC
+    Kw = (K + WK - 1) // WK * WK
+    dU[:] = 0
+    gxs = G.shape[0] // 16
+    for xi in range(16):  # the padding rows of the last block of WK: zeros
+        for q in range(K * nt, Kw * nt):
+            G[xi * gxs + q] = 0
+    xf, gf = x.reshape(x.size), g.reshape(g.size)
+    pitch = 2 * TW + 2
+    for p0 in range(pset[part], pset[part + 1], nt):
+        p1 = min(p0 + nt, pset[part + 1])
+        tcount = (p1 - p0 + P - 1) // P * P
+        _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
+        _transpose_chunk(V, VT, C, Cp, nt, tcount)
+        _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW)
+        _weight_products(VT, G, dU, Cp, Kw, nt, tcount)
+
+
+@njit(cache=True)
+def _weight_grad_out(dubuf, gw, part, parts):
+    """``gw[k, c] = G^T (sum over parts of dU[k][c]) G``, the 16 sums of each 3x3 kernel
+    folded back onto its 9 weights (the weight transform's transpose)."""
+    K, C = gw.shape[0], gw.shape[1]
+    Cp = (C + WC - 1) // WC * WC
+    xs = dubuf.shape[1] // 16
+    h = np.float32(0.5)
+    gwf = gw.reshape(gw.size)
+    lo, hi = span(K * C, part, parts)
+    for task in range(lo, hi):
+        k, c = task // C, task % C
+        o = U(k * Cp + c)
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = gw[0, 0, 0, 0] * 0
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
+        for q in range(dubuf.shape[0]):
+            d = dubuf[q]
+            s00 += d[o]
+            s01 += d[o + U(xs)]
+            s02 += d[o + U(2 * xs)]
+            s03 += d[o + U(3 * xs)]
+            s10 += d[o + U(4 * xs)]
+            s11 += d[o + U(5 * xs)]
+            s12 += d[o + U(6 * xs)]
+            s13 += d[o + U(7 * xs)]
+            s20 += d[o + U(8 * xs)]
+            s21 += d[o + U(9 * xs)]
+            s22 += d[o + U(10 * xs)]
+            s23 += d[o + U(11 * xs)]
+            s30 += d[o + U(12 * xs)]
+            s31 += d[o + U(13 * xs)]
+            s32 += d[o + U(14 * xs)]
+            s33 += d[o + U(15 * xs)]
+        # G^T X: rows X0 + (X1 + X2)/2, (X1 - X2)/2, (X1 + X2)/2 + X3; then each row times G
+        t00, t01 = s00 + (s10 + s20) * h, s01 + (s11 + s21) * h
+        t02, t03 = s02 + (s12 + s22) * h, s03 + (s13 + s23) * h
+        t10, t11 = (s10 - s20) * h, (s11 - s21) * h
+        t12, t13 = (s12 - s22) * h, (s13 - s23) * h
+        t20, t21 = (s10 + s20) * h + s30, (s11 + s21) * h + s31
+        t22, t23 = (s12 + s22) * h + s32, (s13 + s23) * h + s33
+        a = U((k * C + c) * 9)
+        gwf[a] = t00 + (t01 + t02) * h
+        gwf[a + U(1)] = (t01 - t02) * h
+        gwf[a + U(2)] = (t01 + t02) * h + t03
+        gwf[a + U(3)] = t10 + (t11 + t12) * h
+        gwf[a + U(4)] = (t11 - t12) * h
+        gwf[a + U(5)] = (t11 + t12) * h + t13
+        gwf[a + U(6)] = t20 + (t21 + t22) * h
+        gwf[a + U(7)] = (t21 - t22) * h
+        gwf[a + U(8)] = (t21 + t22) * h + t23
+
+
+def weight_grad(x, g, gw, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, nt, pset):
+    """``gw`` = the weight gradient of conv3x3(x, w) at stride 1 with ``top``/``left``
+    padding for the upstream gradient ``g``, by F(2x2, 3x3): per xi, ``dU = G @ V^T``
+    summed over tiles (16 multiply-adds a tile and channel pair, as the forward), then
+    folded back (:func:`_weight_grad_out`). Each part sums its own tiles' ``dU``."""
+    TH, TW = (g.shape[2] + 1) // 2, (g.shape[3] + 1) // 2
+    parts = dubuf.shape[0]
+    run_parts(_weight_grad_part, parts, x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH,
+              TW, nt, pset)
+    run_parts(_weight_grad_out, parts, dubuf, gw)
