@@ -128,12 +128,12 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
     transformed values as 16 vectors."""
     TT = TH * TW
     rb[:] = 0
-    for c in range(C):
-        p = p0
-        while p < p1:
-            n, r = p // TT, p % TT
-            ty, tx = r // TW, r % TW
-            e = min(p1 - p, TW - tx)  # tiles of this row in the chunk
+    p = p0
+    while p < p1:  # the chunk's tile rows (segments of one), then the channels
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)  # tiles of this row in the chunk
+        for c in range(C):
             for i in range(4):
                 row = 2 * ty + i - top
                 if 0 <= row < H:
@@ -187,7 +187,7 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                 store_first(V, o + 13 * xs, add(e1, e2), m)
                 store_first(V, o + 14 * xs, sub(e2, e1), m)
                 store_first(V, o + 15 * xs, sub(e1, e3), m)
-            p += e
+        p += e
     end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
     if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
         for r in range(16 * C):
@@ -262,13 +262,13 @@ def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
     stored as interleaved pairs of vectors."""
     TT = TH * TW
     xs = U(M.shape[0] // 16)
-    for k in range(k0, k1):
-        bias = b[k]
-        p = p0
-        while p < p1:
-            n, r = p // TT, p % TT
-            ty, tx = r // TW, r % TW
-            e = min(p1 - p, TW - tx)
+    p = p0
+    while p < p1:
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        for k in range(k0, k1):
+            bias = b[k]
             row = U(((n * K + k) * OH + 2 * ty) * OW)
             for tx0 in range(tx, tx + e, P):
                 m = min(P, tx + e - tx0)
@@ -309,7 +309,7 @@ def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
                     store_first(yf, o, interleave_low(y10, y11), min(P, cnt))
                     if cnt > P:
                         store_first(yf, o + U(P), interleave_high(y10, y11), cnt - P)
-            p += e
+        p += e
 
 
 @njit(cache=True)
@@ -352,12 +352,12 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
     chunk's last set are zeroed, as :func:`_input_chunk` does."""
     TT = TH * TW
     xs = U(G.shape[0] // 16)
-    for k in range(K):
-        p = p0
-        while p < p1:
-            n, r = p // TT, p % TT
-            ty, tx = r // TW, r % TW
-            e = min(p1 - p, TW - tx)
+    p = p0
+    while p < p1:
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        for k in range(K):
             row = U(((n * K + k) * OH + 2 * ty) * OW)
             two = 2 * ty + 1 < OH  # the tile's second row is in the output
             for tx0 in range(tx, tx + e, P):
@@ -393,7 +393,7 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
                 store_first(G, o + 13 * xs, add(ha, hb), m)
                 store_first(G, o + 14 * xs, sub(ha, hb), m)
                 store_first(G, o + 15 * xs, sub(z, hb), m)
-            p += e
+        p += e
     end = (p1 - p0 + SET - 1) // SET * SET
     if end > p1 - p0:
         for r in range(16 * K):
