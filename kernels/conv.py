@@ -1154,9 +1154,10 @@ class _Winograd:
 
     Work is split into parts, one a thread: part ``(ip, ic)`` takes the tiles
     ``pset[ip]:pset[ip + 1]`` (whole sets of SET tiles) and the blocks
-    ``kset[ic]:kset[ic + 1]`` of KB output channels. Many tiles split by tiles; few (a
-    7x7 map's 128 at batch 8, three sets) split by output channels, each part then
-    transforming the same inputs (a twentieth of its time)."""
+    ``kset[ic]:kset[ic + 1]`` of KB output channels, in the split whose busiest part has
+    the least to do. Many tiles split by tiles; few split by output channels, each part
+    then transforming the same inputs (a twentieth of its time): a 7x7 map's 128 at
+    batch 8 are three sets, and 14x14's nine split as four and five on two threads."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
         N, C = x_shape[:2]
@@ -1173,7 +1174,14 @@ class _Winograd:
             from .cpu.winograd import KB, SET
 
             nset, nkb = -(-self.tiles // SET), -(-self.K // KB)
-            Tp, Tc = (threads, 1) if nset >= 4 * threads else (1, threads)
+
+            def part_time(Tp: int) -> float:  # the busiest part's, estimated
+                sets, blocks = -(-nset // Tp), -(-nkb // (threads // Tp))
+                return sets * SET * (16 * blocks * KB * self.C / MACS_PER_S
+                                     + self.C * WINOGRAD_INPUT_S)
+
+            Tp = min((t for t in range(1, threads + 1) if threads % t == 0), key=part_time)
+            Tc = threads // Tp
             pset = np.array([nset * i // Tp * SET for i in range(Tp)] + [self.tiles])
             kset = np.array([nkb * i // Tc for i in range(Tc + 1)])
             Kr = int(np.diff(kset).max()) * KB

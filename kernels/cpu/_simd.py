@@ -245,6 +245,51 @@ def load_even(typingctx, arr, index, n):
 
 
 @intrinsic
+def gather_rows(typingctx, arr, index, s1, n1, s2, n2):
+    """Lane ``l`` = ``arr[index + (l % 8)*s1 + (l // 8)*s2]`` where ``l % 8 < n1`` and
+    ``l // 8 < n2``, zero elsewhere (nothing read there): 8 strided rows of ``P // 8``
+    columns in one gather, such as one tap of a block of 8 filters for 2 input channels
+    (its lanes then stored as 16 consecutive floats).
+
+    >>> import numpy as np
+    >>> @njit
+    ... def rows(a, out):  # rows of 10, two of them, from a[1]
+    ...     store(out, 0, gather_rows(a, 1, 10, 2, 3, 1))
+    >>> out = np.empty(P, np.float32); rows(np.arange(40, dtype=np.float32), out)
+    >>> out[:3].tolist()
+    [1.0, 11.0, 0.0]
+    """
+    _check_array(arr, "arr")
+
+    def codegen(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        index, s1, n1, s2, n2 = (context.cast(builder, v, t, types.int64)
+                                 for v, t in zip(args[1:], sig.args[1:]))
+        ptr = _vector_pointer(context, builder, sig.args[0], args[0], index)
+        vty = ptr.type.pointee
+        elem = vty.element
+        size = context.get_abi_sizeof(elem)
+        v64 = ir.VectorType(i64, P)
+        row = ir.Constant(v64, [ir.Constant(i64, k % 8) for k in range(P)])
+        col = ir.Constant(v64, [ir.Constant(i64, k // 8) for k in range(P)])
+        offsets = builder.add(builder.mul(row, _splat(builder, v64, s1)),
+                              builder.mul(col, _splat(builder, v64, s2)))
+        base = _splat(builder, v64, builder.ptrtoint(ptr, i64))
+        addresses = builder.add(base, builder.mul(offsets, _splat(
+            builder, v64, ir.Constant(i64, size))))
+        pointers = builder.inttoptr(addresses, ir.VectorType(elem.as_pointer(), P))
+        mask = builder.and_(builder.icmp_signed("<", row, _splat(builder, v64, n1)),
+                            builder.icmp_signed("<", col, _splat(builder, v64, n2)))
+        name = "f32" if arr.dtype == types.float32 else "f64"
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [pointers.type, i32, mask.type, vty]),
+            f"llvm.masked.gather.v{P}{name}.v{P}p0{name}")
+        return builder.call(fn, [pointers, ir.Constant(i32, _align(context, arr.dtype)), mask,
+                                 ir.Constant(vty, None)])
+    return Vector(arr.dtype)(arr, index, s1, n1, s2, n2), codegen
+
+
+@intrinsic
 def load_masked(typingctx, arr, index, mask, v):
     """``arr[index + p]`` in the lanes ``p`` whose bit is set in the integer ``mask``, and
     ``v``'s lanes in the others (nothing is read for them)."""
