@@ -205,15 +205,65 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
 
 
 @njit(cache=True)
-def _products(V, ut, M, C, kb0, kb1, nt, nset):
+def _products_two(V, ut, M, C, kb0, kb1, nt, s):
+    """:func:`_products` of set ``s`` with two vectors of tiles (KB x 2 accumulators):
+    the chunk's last set, when it has 2*P tiles or fewer (a 7x7 map's 128 tiles at batch
+    8 are two sets and two thirds: the third vector of the last would waste 11%)."""
+    vxs, uxs, mxs = V.shape[0] // 16, ut.shape[0] // 16, M.shape[0] // 16
+    for xi in range(16):
+        for kb in range(kb0, kb1):
+            ub = U(xi * uxs + kb * C * KB)
+            vb = U(xi * vxs + s * SET)
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zeros(M)
+            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zeros(M)
+            for c in range(C):
+                v = vb + U(c) * U(nt)
+                x0 = load(V, v)
+                x1 = load(V, v + U(P))
+                u = ub + U(c) * U(KB)
+                w = ut[u]
+                a0, b0 = fma(a0, w, x0), fma(b0, w, x1)
+                w = ut[u + U(1)]
+                a1, b1 = fma(a1, w, x0), fma(b1, w, x1)
+                w = ut[u + U(2)]
+                a2, b2 = fma(a2, w, x0), fma(b2, w, x1)
+                w = ut[u + U(3)]
+                a3, b3 = fma(a3, w, x0), fma(b3, w, x1)
+                w = ut[u + U(4)]
+                a4, b4 = fma(a4, w, x0), fma(b4, w, x1)
+                w = ut[u + U(5)]
+                a5, b5 = fma(a5, w, x0), fma(b5, w, x1)
+                w = ut[u + U(6)]
+                a6, b6 = fma(a6, w, x0), fma(b6, w, x1)
+                w = ut[u + U(7)]
+                a7, b7 = fma(a7, w, x0), fma(b7, w, x1)
+            o = U(xi * mxs + (kb - kb0) * KB * nt + s * SET)
+            r = U(nt)
+            store(M, o, a0), store(M, o + U(P), b0)
+            store(M, o + r, a1), store(M, o + r + U(P), b1)
+            store(M, o + 2 * r, a2), store(M, o + 2 * r + U(P), b2)
+            store(M, o + 3 * r, a3), store(M, o + 3 * r + U(P), b3)
+            store(M, o + 4 * r, a4), store(M, o + 4 * r + U(P), b4)
+            store(M, o + 5 * r, a5), store(M, o + 5 * r + U(P), b5)
+            store(M, o + 6 * r, a6), store(M, o + 6 * r + U(P), b6)
+            store(M, o + 7 * r, a7), store(M, o + 7 * r + U(P), b7)
+
+
+@njit(cache=True)
+def _products(V, ut, M, C, kb0, kb1, nt, tiles):
     """``M[xi][k - kb0*KB][t] = sum_c ut[xi][k][c] * V[xi][c][t]`` for the blocks
-    ``kb0 <= kb < kb1`` of KB output channels and the first ``nset`` sets of SET tiles.
+    ``kb0 <= kb < kb1`` of KB output channels and the chunk's first ``tiles`` tiles, in
+    sets of SET (the last, if 2*P tiles or fewer, by :func:`_products_two`).
 
     Loop nest: xi > block > set of tiles > input channel > 3 x KB vector FMAs: a block's
     weights (C x KB) stay in L1 for every set, the chunk's V (C x nt) in L2 for every
     block, and each input channel's 3 vectors feed 24 FMAs with KB broadcast weights (11
     loads a 24 FMAs)."""
     vxs, uxs, mxs = V.shape[0] // 16, ut.shape[0] // 16, M.shape[0] // 16
+    nset = (tiles + SET - 1) // SET
+    if tiles - (nset - 1) * SET <= 2 * P:
+        nset -= 1
+        _products_two(V, ut, M, C, kb0, kb1, nt, nset)
     for xi in range(16):
         for kb in range(kb0, kb1):
             ub = U(xi * uxs + kb * C * KB)
@@ -337,7 +387,7 @@ def _forward_part(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc, pset
     for p0 in range(pset[ip], pset[ip + 1], nt):
         p1 = min(p0 + nt, pset[ip + 1])
         _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
-        _products(V, ut, M, C, kb0, kb1, nt, (p1 - p0 + SET - 1) // SET)
+        _products(V, ut, M, C, kb0, kb1, nt, p1 - p0)
         _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, kb0 * KB, min(kb1 * KB, K), TH, TW)
 
 
