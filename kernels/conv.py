@@ -1200,19 +1200,22 @@ class _Winograd:
         return self._run(g, w, b, True)
 
     def _weight_split(self, threads: int) -> tuple:
-        """``(nt, pset)``: the weight gradient's chunk of tiles and its parts' tiles (by
-        tiles only: each part sums its own ``dU``, summed after)."""
+        """``(nt, Tc, pset, kset)``: the weight gradient's chunk of tiles, and its parts'
+        split (:func:`_weight_grad_split`): part ``(ip, ic)`` takes the tiles
+        ``pset[ip]:pset[ip + 1]`` and the output channels ``kset[ic]:kset[ic + 1]``."""
         key = ("weights", threads)
         if key not in self._by_threads:
             from .cpu.winograd import SET, WC, WK
 
-            nset = -(-self.tiles // SET)
-            pset = np.array([nset * i // threads * SET for i in range(threads)] + [self.tiles])
-            Cp, Kw = -(-self.C // WC) * WC, -(-self.K // WK) * WK
-            per_tile = 64 * (self.C + Cp + Kw)  # bytes of V, its transpose and G
+            Tp, Tc = _weight_grad_split(self.tiles, self.K, self.C, threads)
+            nset, nkb = -(-self.tiles // SET), -(-self.K // WK)
+            pset = np.array([nset * i // Tp * SET for i in range(Tp)] + [self.tiles])
+            kset = np.array([nkb * i // Tc * WK for i in range(Tc + 1)])
+            Cp, Kr = -(-self.C // WC) * WC, int(np.diff(kset).max())
+            per_tile = 64 * (self.C + Cp + Kr)  # bytes of V, its transpose and G
             nt = max(1, WINOGRAD_WEIGHT_CHUNK_BYTES // (per_tile * SET)) * SET
             nt = min(nt, -(-int(np.diff(pset).max()) // SET) * SET)
-            self._by_threads[key] = nt, pset
+            self._by_threads[key] = nt, Tc, pset, kset
         return self._by_threads[key]
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -1220,18 +1223,19 @@ class _Winograd:
         from .cpu import winograd
         from .cpu.winograd import WC, WK, pitch
 
-        nt, pset = self._weight_split(_threads(_backends()[0]))
-        parts, dt = len(pset) - 1, x.dtype
-        Cp, Kw = -(-self.C // WC) * WC, -(-self.K // WK) * WK
+        nt, Tc, pset, kset = self._weight_split(_threads(_backends()[0]))
+        Tp, dt = len(pset) - 1, x.dtype
+        parts = Tp * Tc
+        Cp, Kw, Kr = -(-self.C // WC) * WC, -(-self.K // WK) * WK, int(np.diff(kset).max())
         TW = (self.out_shape[3] + 1) // 2
-        dubuf = _alloc.scratch("conv.winograd.du", (parts, 16 * pitch(Kw * Cp)), dt)
+        dubuf = _alloc.scratch("conv.winograd.du", (Tp, 16 * pitch(Kw * Cp)), dt)
         vbuf = _alloc.scratch("conv.winograd.v", (parts, 16 * pitch(self.C * nt)), dt)
         vtbuf = _alloc.scratch("conv.winograd.vt", (parts, 16 * pitch(nt * Cp)), dt)
-        gbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kw * nt)), dt)
+        gbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kr * nt)), dt)
         rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(4 * (2 * TW + 2))), dt)
         gw = np.empty((self.K, self.C, 3, 3), dtype=dt)
         winograd.weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(g), gw, dubuf, vbuf,
-                             vtbuf, gbuf, rbuf, self.top, self.left, nt, pset)
+                             vtbuf, gbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
         return gw
 
     def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
@@ -1280,12 +1284,28 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
 
 
+WINOGRAD_SUMS_BYTES = 16 << 20  # the weight gradient's sums, all threads', split by tiles
+
+
+def _weight_grad_split(tiles: int, K: int, C: int, threads: int) -> tuple[int, int]:
+    """``(Tp, Tc)``: the Winograd weight gradient split among ``threads`` by tiles (each
+    part summing all 16 x K x C products of its own) or, where those sums would pass
+    WINOGRAD_SUMS_BYTES or the tiles are few, by output channels (the parts then
+    transforming the same inputs)."""
+    from .cpu.winograd import SET, WC, WK
+
+    sums = 64 * (-(-K // WK) * WK) * (-(-C // WC) * WC) * threads
+    if sums > WINOGRAD_SUMS_BYTES or -(-tiles // SET) < 2 * threads:
+        return 1, threads
+    return threads, 1
+
+
 def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     """Whether :meth:`_Winograd.weight_grad` runs this convolution's weight gradient: as
     :func:`_winograd_ok`, estimated with its own padding (channels in blocks of WC and
-    WK) and its own costs: the transposed input and the gradient's transform, and each
-    part's sums of all 16 x K x C products, zeroed and summed after (17 MB a thread for
-    512 channels: at 7x7 the tiled kernels win)."""
+    WK) and its own costs: the transposed input and the gradient's transform (each part
+    transforming all inputs where split by channels), and the sums of all 16 x K x C
+    products, zeroed and summed after (once for each part where split by tiles)."""
     from .cpu._simd import P
     from .cpu.winograd import WC, WK
 
@@ -1298,9 +1318,10 @@ def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bo
         return False
     tiles = N * ((OH + 1) // 2) * ((OW + 1) // 2)
     Cp, Kw = -(-C // WC) * WC, -(-K // WK) * WK
-    sums = 2 * get_num_threads() * 64 * Kw * Cp  # bytes zeroed, and read to be summed
+    Tp, Tc = _weight_grad_split(tiles, K, C, get_num_threads())
+    sums = 2 * Tp * 64 * Kw * Cp  # bytes zeroed, and read to be summed
     estimate = (16 * Kw * Cp * (-(-tiles // 48) * 48) / MACS_PER_S
-                + tiles * (C * WINOGRAD_INPUT_S + Cp * WINOGRAD_TRANSPOSE_S
+                + tiles * (Tc * (C * WINOGRAD_INPUT_S + Cp * WINOGRAD_TRANSPOSE_S)
                            + K * WINOGRAD_GRAD_S)
                 + K * C * WINOGRAD_WEIGHT_S + sums / COPY_BYTES_PER_S)
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S

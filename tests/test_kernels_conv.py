@@ -672,6 +672,9 @@ def test_winograd_matches_torch(dtype, threads, monkeypatch):
     for chunk in (1, 1 << 20):
         monkeypatch.setattr(kernels.conv, "WINOGRAD_CHUNK_BYTES", chunk)
         monkeypatch.setattr(kernels.conv, "WINOGRAD_WEIGHT_CHUNK_BYTES", chunk)
+        # the weight gradient split by output channels (one set of sums), then by tiles
+        # where there are enough (each part's own sums, added after)
+        monkeypatch.setattr(kernels.conv, "WINOGRAD_SUMS_BYTES", 0 if chunk == 1 else 1 << 40)
         for x_shape, w_shape, kw in WINOGRAD_CASES:
             x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
             geo = _geo(x, w, kw)
@@ -704,6 +707,17 @@ def test_winograd_splits_and_chunks():
     nt, Tc, pset, kset, Kr = plan._split(2)
     assert (Tc, pset.tolist(), kset.tolist(), Kr, nt) == (2, [0, 128], [0, 32, 64], 256, SET)
     assert 64 // KB == 8
+    # the weight gradient: by tiles where each thread's sums of all 16 x K x C products
+    # stay small, else by output channels (in blocks of WK)
+    from kernels.conv import _weight_grad_split
+    from kernels.cpu.winograd import WK
+
+    assert _weight_grad_split(8 * 28 * 28, 64, 64, 2) == (2, 1)
+    assert _weight_grad_split(8 * 4 * 4, 512, 512, 2) == (1, 2)  # 2 x 17 MB of sums
+    assert _weight_grad_split(40, 64, 64, 2) == (1, 2)  # one set of tiles
+    nt, Tc, pset, kset = plan._weight_split(2)
+    assert (Tc, pset.tolist(), kset.tolist()) == (2, [0, 128], [0, 258, 516])
+    assert kset[1] % WK == 0
 
 
 def test_winograd_runs_the_resnet_3x3_layers():

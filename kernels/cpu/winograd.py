@@ -404,11 +404,11 @@ def forward(x, w, b, y, flip, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kse
 
 
 @njit(cache=True)
-def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
-    """``G[xi][k][p - p0]`` = (A g A^T)[xi] for tiles ``p0 <= p < p1`` and every output
-    channel ``k``: each tile's 2x2 block of grad_out (zeros past the output) spread over
-    the 16 sums it came from (the output transform's transpose). Lanes past ``p1`` of the
-    chunk's last set are zeroed, as :func:`_input_chunk` does."""
+def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
+    """``G[xi][k - k0][p - p0]`` = (A g A^T)[xi] for tiles ``p0 <= p < p1`` and output
+    channels ``k0 <= k < k1``: each tile's 2x2 block of grad_out (zeros past the output)
+    spread over the 16 sums it came from (the output transform's transpose). Lanes past
+    ``p1`` of the chunk's last set are zeroed, as :func:`_input_chunk` does."""
     TT = TH * TW
     xs = U(G.shape[0] // 16)
     p = p0
@@ -416,7 +416,7 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
         n, r = p // TT, p % TT
         ty, tx = r // TW, r % TW
         e = min(p1 - p, TW - tx)
-        for k in range(K):
+        for k in range(k0, k1):
             row = U(((n * K + k) * OH + 2 * ty) * OW)
             two = 2 * ty + 1 < OH  # the tile's second row is in the output
             for tx0 in range(tx, tx + e, P):
@@ -430,7 +430,7 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
                     a1 = load_even(gf, row + U(OW + col), cnt)
                     b1 = load_even(gf, row + U(OW + col + 1), cnt - 1)
                 # A g: rows g0, g0 + g1, g0 - g1, -g1; then (A g) A^T row by row
-                o = U(k * nt + p - p0 + tx0 - tx)
+                o = U((k - k0) * nt + p - p0 + tx0 - tx)
                 z = zeros(gf)
                 ha, hb = a0, b0
                 store_first(G, o, ha, m)
@@ -454,10 +454,11 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW):
                 store_first(G, o + 15 * xs, sub(z, hb), m)
         p += e
     end = (p1 - p0 + SET - 1) // SET * SET
+    Kr = k1 - k0
     if end > p1 - p0:
-        for r in range(16 * K):
+        for r in range(16 * Kr):
             for q in range(p1 - p0, end):
-                G[(r // K) * (G.shape[0] // 16) + (r % K) * nt + q] = 0
+                G[(r // Kr) * (G.shape[0] // 16) + (r % Kr) * nt + q] = 0
 
 
 @njit(cache=True)
@@ -478,8 +479,8 @@ def _transpose_chunk(V, VT, C, Cp, nt, tcount):
 
 
 @njit(cache=True)
-def _weight_products(VT, G, dU, Cp, Kw, nt, tcount):
-    """``dU[xi][k][c] += sum_t G[xi][k][t] * VT[xi][t][c]`` over the chunk's first
+def _weight_products(VT, G, dU, Cp, Kw, nt, tcount, k0):
+    """``dU[xi][k0 + k][c] += sum_t G[xi][k][t] * VT[xi][t][c]`` over the chunk's first
     ``tcount`` tiles, for ``k < Kw`` (blocks of WK) and ``c < Cp`` (blocks of WC).
 
     Loop nest: xi > block of WK rows > block of WC channels > tile > 4 x WK vector FMAs:
@@ -512,7 +513,7 @@ def _weight_products(VT, G, dU, Cp, Kw, nt, tcount):
                     e0, e1, e2, e3 = fma(e0, w, x0), fma(e1, w, x1), fma(e2, w, x2), fma(e3, w, x3)
                     w = G[q + U(5 * nt)]
                     f0, f1, f2, f3 = fma(f0, w, x0), fma(f1, w, x1), fma(f2, w, x2), fma(f3, w, x3)
-                o = U(xi * uxs + kb * WK * Cp + cb * WC)
+                o = U(xi * uxs + (k0 + kb * WK) * Cp + cb * WC)
                 for j in range(WK):
                     r = o + U(j * Cp)
                     s0 = (a0 if j == 0 else b0 if j == 1 else c0 if j == 2 else d0 if j == 3
@@ -530,30 +531,36 @@ def _weight_products(VT, G, dU, Cp, Kw, nt, tcount):
 
 
 @njit(cache=True)
-def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, nt, pset,
-                      part, parts):
-    """Part ``part``'s sums ``dubuf[part]`` (``dU`` of its tiles ``pset[part]:pset[part +
-    1]``), in chunks of ``nt`` tiles: the input transform (as the forward's), its
-    transpose, the gradient's transform, and the products."""
+def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, nt, Tc, pset,
+                      kset, part, parts):
+    """The part ``(ip, ic) = divmod(part, Tc)``: the sums ``dU`` of its tiles
+    ``pset[ip]:pset[ip + 1]`` for the output channels ``kset[ic]:kset[ic + 1]`` (whole
+    blocks of WK), into ``dubuf[ip]`` (each split of the tiles sums its own ``dU``; the
+    splits of the channels share one), in chunks of ``nt`` tiles: the input transform
+    (as the forward's), its transpose, the gradient's transform, and the products."""
     N, C, H, W = x.shape
     K, OH, OW = g.shape[1], g.shape[2], g.shape[3]
-    V, VT, G, dU, rb = vbuf[part], vtbuf[part], gbuf[part], dubuf[part], rbuf[part]
+    ip, ic = part // Tc, part % Tc
+    k0, k1 = kset[ic], min(kset[ic + 1], K)
+    V, VT, G, dU, rb = vbuf[part], vtbuf[part], gbuf[part], dubuf[ip], rbuf[part]
     Cp = (C + WC - 1) // WC * WC
-    Kw = (K + WK - 1) // WK * WK
-    dU[:] = 0
-    gxs = G.shape[0] // 16
-    for xi in range(16):  # the padding rows of the last block of WK: zeros
-        for q in range(K * nt, Kw * nt):
+    Kw = (kset[ic + 1] - k0 + WK - 1) // WK * WK  # this part's rows, whole blocks
+    uxs, gxs = dU.shape[0] // 16, G.shape[0] // 16
+    for xi in range(16):  # this part's rows of dU; G's padding rows of its last block
+        dU[xi * uxs + k0 * Cp:xi * uxs + (k0 + Kw) * Cp] = 0
+        for q in range(max(k1 - k0, 0) * nt, Kw * nt):
             G[xi * gxs + q] = 0
+    if k1 <= k0:
+        return
     xf, gf = x.reshape(x.size), g.reshape(g.size)
     pitch = 2 * TW + 2
-    for p0 in range(pset[part], pset[part + 1], nt):
-        p1 = min(p0 + nt, pset[part + 1])
+    for p0 in range(pset[ip], pset[ip + 1], nt):
+        p1 = min(p0 + nt, pset[ip + 1])
         tcount = (p1 - p0 + P - 1) // P * P
         _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
         _transpose_chunk(V, VT, C, Cp, nt, tcount)
-        _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW)
-        _weight_products(VT, G, dU, Cp, Kw, nt, tcount)
+        _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1)
+        _weight_products(VT, G, dU, Cp, Kw, nt, tcount, k0)
 
 
 @njit(cache=True)
@@ -608,13 +615,14 @@ def _weight_grad_out(dubuf, gw, part, parts):
         gwf[a + U(8)] = (t21 + t22) * h + t23
 
 
-def weight_grad(x, g, gw, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, nt, pset):
+def weight_grad(x, g, gw, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, nt, Tc, pset, kset):
     """``gw`` = the weight gradient of conv3x3(x, w) at stride 1 with ``top``/``left``
     padding for the upstream gradient ``g``, by F(2x2, 3x3): per xi, ``dU = G @ V^T``
     summed over tiles (16 multiply-adds a tile and channel pair, as the forward), then
-    folded back (:func:`_weight_grad_out`). Each part sums its own tiles' ``dU``."""
+    folded back (:func:`_weight_grad_out`). Parts split the tiles (each summing its own
+    ``dU``) or the output channels (sharing one), see :func:`_weight_grad_part`."""
     TH, TW = (g.shape[2] + 1) // 2, (g.shape[3] + 1) // 2
-    parts = dubuf.shape[0]
+    parts = vbuf.shape[0]
     run_parts(_weight_grad_part, parts, x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH,
-              TW, nt, pset)
+              TW, nt, Tc, pset, kset)
     run_parts(_weight_grad_out, parts, dubuf, gw)
