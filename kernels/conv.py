@@ -1219,7 +1219,8 @@ class _Winograd:
         return self._by_threads[key]
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        """grad_w of the convolution for the upstream gradient ``g``."""
+        """grad_w of the convolution for the upstream gradient ``g`` (with AVX-512 only:
+        its transposes take 16 x 16 blocks; see :func:`_winograd_weight_grad_ok`)."""
         from .cpu import winograd
         from .cpu.winograd import WC, WK, pitch
 
