@@ -1262,6 +1262,22 @@ def _winograd_fits(w_shape: tuple, geo: Geometry) -> bool:
             and geo.dilation == (1, 1))
 
 
+def _winograd_case(x: np.ndarray, w_shape: tuple, geo: Geometry):
+    """``(K, C, tiles, direct multiply-adds)`` of a convolution :class:`_Winograd` may
+    run, or None: one it fits, float32 on AVX-512, large enough for the threads, and its
+    transformed weights within WINOGRAD_MAX_WEIGHT_BYTES."""
+    from .cpu._simd import P
+
+    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+        return None
+    K, C = w_shape[:2]
+    N, (OH, OW) = x.shape[0], geo.out_hw
+    direct = 9 * K * C * N * OH * OW
+    if direct < PARALLEL_MIN_MACS or 64 * K * C > WINOGRAD_MAX_WEIGHT_BYTES:
+        return None
+    return K, C, N * ((OH + 1) // 2) * ((OW + 1) // 2), direct
+
+
 def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     """Whether :class:`_Winograd` runs this convolution: one it fits, in float32 on
     AVX-512 (its 24 accumulators of 16 floats need the 32 vector registers; float64's
@@ -1269,16 +1285,10 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     kernels' (a 7x7 map's tiles waste a quarter of their outputs; with few input
     channels, an RGB image's, the output transform takes a large share), and its
     transformed weights (16 floats a 3x3 kernel) within WINOGRAD_MAX_WEIGHT_BYTES."""
-    from .cpu._simd import P
-
-    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+    case = _winograd_case(x, w_shape, geo)
+    if case is None:
         return False
-    K, C = w_shape[:2]
-    N, (OH, OW) = x.shape[0], geo.out_hw
-    direct = 9 * K * C * N * OH * OW
-    if direct < PARALLEL_MIN_MACS or 64 * K * C > WINOGRAD_MAX_WEIGHT_BYTES:
-        return False
-    tiles = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    K, C, tiles, direct = case
     products = 16 * (-(-K // 8) * 8) * C * (-(-tiles // 48) * 48)
     estimate = (products / MACS_PER_S + C * tiles * WINOGRAD_INPUT_S
                 + K * tiles * WINOGRAD_OUTPUT_S + K * C * WINOGRAD_WEIGHT_S)
@@ -1307,17 +1317,12 @@ def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bo
     WK) and its own costs: the transposed input and the gradient's transform (each part
     transforming all inputs where split by channels), and the sums of all 16 x K x C
     products, zeroed and summed after (once for each part where split by tiles)."""
-    from .cpu._simd import P
     from .cpu.winograd import WC, WK
 
-    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+    case = _winograd_case(x, w_shape, geo)
+    if case is None:
         return False
-    K, C = w_shape[:2]
-    N, (OH, OW) = x.shape[0], geo.out_hw
-    direct = 9 * K * C * N * OH * OW
-    if direct < PARALLEL_MIN_MACS or 64 * K * C > WINOGRAD_MAX_WEIGHT_BYTES:
-        return False
-    tiles = N * ((OH + 1) // 2) * ((OW + 1) // 2)
+    K, C, tiles, direct = case
     Cp, Kw = -(-C // WC) * WC, -(-K // WK) * WK
     Tp, Tc = _weight_grad_split(tiles, K, C, get_num_threads())
     sums = 2 * Tp * 64 * Kw * Cp  # bytes zeroed, and read to be summed
