@@ -10,15 +10,23 @@ with ``*`` elementwise over the 16 positions ``xi`` of a 4x4 array, so the sum o
 channels is 16 independent matrix products ``M[xi] = U[xi] @ V[xi]`` (``U[xi]``: output
 by input channels, ``V[xi]``: input channels by tiles), 16 multiply-adds a tile and
 channel pair where the direct sum does 36. The transforms are additions and halvings
-(G has entries of 1/2; B and A entries of 0 and +-1), so float32 results stay within a
-few units in the last place of the direct sum's.
+(G has entries of 1/2; B and A entries of 0 and +-1): float32 results differ from
+torch's by about 1e-6 of the largest value (the forward's; 4e-6 for the weight gradient,
+whose sums run over every tile).
 
-Layouts (flat arrays, one thread's own):
+The weight gradient is the same products transposed: ``dU[xi] = G[xi] @ V[xi]^T`` summed
+over tiles, with ``G`` the output gradient's transform ``A g A^T``, and ``grad_w = G^T dU
+G`` (the weight transform's transpose).
+
+Layouts (flat arrays; ``ut`` shared by the threads, the rest each thread's own):
 - ``ut``: ``U`` as ``[xi][block of KB output channels][input channel][KB]``, so a block's
   weights for one input channel are KB consecutive floats (broadcast operands);
 - ``V``: ``[xi][input channel][tile]`` for a chunk of ``nt`` tiles, the tiles numbered
   image by image, row by row (tiles are the vector lanes);
-- ``M``: ``[xi][output channel][tile]`` for the same chunk.
+- ``M``: ``[xi][output channel][tile]`` for the same chunk;
+- for the weight gradient, ``VT``: ``[xi][tile][input channel]`` (channels are the lanes,
+  in blocks of WC), ``G``: ``[xi][output channel][tile]``, and ``dU``: ``[xi][output
+  channel][input channel]``.
 Each array is 16 rows, one an ``xi``, of a *pitch* (:func:`pitch`) that keeps the 16
 rows' stores off addresses 4 KiB apart: the weight transform stored its 16 values 4 KiB
 apart (a multiple of 4 KiB for most channel counts) at 43 ns a weight, 10x its time
