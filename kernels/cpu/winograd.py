@@ -137,12 +137,103 @@ def _weights(w, ut, flip, part, parts):
 
 @njit(cache=True)
 def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
-    """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel.
+    """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel:
+    by tile rows (:func:`_input_rows`), or on small maps, whose tile rows are shorter
+    than half a vector, several rows a vector (:func:`_input_packed`)."""
+    if 2 * TW <= P:
+        _input_packed(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
+    else:
+        _input_rows(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
+    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
+    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
+        for r in range(16 * C):
+            for q in range(p1 - p0, end):
+                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
 
-    A tile row's four input rows are first copied into ``rb`` (rows of ``pitch``, zero
-    padded left and right; a row outside the input is all zeros), then each group of P
-    tiles of the row loads its 16 inputs at stride 2 (one vector each) and stores its 16
-    transformed values as 16 vectors."""
+
+@njit(cache=True)
+def _input_packed(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
+    """:func:`_input_rows` with the tiles of several tile rows in one vector (a 7x7 map's
+    rows of 4 tiles used 4 lanes of 16). For each of the tile's 4 input rows ``i``, the
+    rows of the group's segments are copied (zero padded, through ``rb``) one after
+    another into ``A_i``, 2 elements a tile, and again from their third element into
+    ``B_i``; then the tiles' columns 0 and 1 are the even and odd elements of ``A_i``, and
+    columns 2 and 3 those of ``B_i``: one stride-2 load each, as for one row."""
+    TT = TH * TW
+    rb[:] = 0
+    ab = np.zeros(8 * 2 * P, dtype=V.dtype)  # A_0..A_3, B_0..B_3: 2*P elements each
+    segs = np.empty((P, 5), dtype=np.int64)  # n, ty, tx, tiles, first lane
+    xs = U(V.shape[0] // 16)
+    p = p0
+    while p < p1:
+        ns, lanes, g0 = 0, 0, p
+        while p < p1 and lanes < P:  # the group: whole or part tile rows, up to P tiles
+            n, r = p // TT, p % TT
+            ty, tx = r // TW, r % TW
+            e = min(p1 - p, TW - tx, P - lanes)
+            segs[ns, 0], segs[ns, 1], segs[ns, 2], segs[ns, 3], segs[ns, 4] = n, ty, tx, e, lanes
+            ns += 1
+            lanes += e
+            p += e
+        n2 = 2 * lanes - 1
+        for c in range(C):
+            for s in range(ns):
+                n, ty, tx, e, at = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3], segs[s, 4]
+                for i in range(4):
+                    row = 2 * ty + i - top
+                    if 0 <= row < H:
+                        copy_run(xf, U(((n * C + c) * H + row) * W), rb, U(left), W)
+                    else:
+                        for q in range(left, left + W):
+                            rb[q] = 0
+                    copy_run(rb, U(2 * tx), ab, U(i * 2 * P + 2 * at), 2 * e)
+                    copy_run(rb, U(2 * tx + 2), ab, U((4 + i) * 2 * P + 2 * at), 2 * e)
+            d00 = load_even(ab, U(0), n2)
+            d01 = load_even(ab, U(1), n2)
+            d02 = load_even(ab, U(8 * P), n2)
+            d03 = load_even(ab, U(8 * P + 1), n2)
+            d10 = load_even(ab, U(2 * P), n2)
+            d11 = load_even(ab, U(2 * P + 1), n2)
+            d12 = load_even(ab, U(10 * P), n2)
+            d13 = load_even(ab, U(10 * P + 1), n2)
+            d20 = load_even(ab, U(4 * P), n2)
+            d21 = load_even(ab, U(4 * P + 1), n2)
+            d22 = load_even(ab, U(12 * P), n2)
+            d23 = load_even(ab, U(12 * P + 1), n2)
+            d30 = load_even(ab, U(6 * P), n2)
+            d31 = load_even(ab, U(6 * P + 1), n2)
+            d32 = load_even(ab, U(14 * P), n2)
+            d33 = load_even(ab, U(14 * P + 1), n2)
+            o = U(c * nt + g0 - p0)
+            m = lanes
+            e0, e1, e2, e3 = sub(d00, d20), sub(d01, d21), sub(d02, d22), sub(d03, d23)
+            store_first(V, o, sub(e0, e2), m)
+            store_first(V, o + xs, add(e1, e2), m)
+            store_first(V, o + 2 * xs, sub(e2, e1), m)
+            store_first(V, o + 3 * xs, sub(e1, e3), m)
+            e0, e1, e2, e3 = add(d10, d20), add(d11, d21), add(d12, d22), add(d13, d23)
+            store_first(V, o + 4 * xs, sub(e0, e2), m)
+            store_first(V, o + 5 * xs, add(e1, e2), m)
+            store_first(V, o + 6 * xs, sub(e2, e1), m)
+            store_first(V, o + 7 * xs, sub(e1, e3), m)
+            e0, e1, e2, e3 = sub(d20, d10), sub(d21, d11), sub(d22, d12), sub(d23, d13)
+            store_first(V, o + 8 * xs, sub(e0, e2), m)
+            store_first(V, o + 9 * xs, add(e1, e2), m)
+            store_first(V, o + 10 * xs, sub(e2, e1), m)
+            store_first(V, o + 11 * xs, sub(e1, e3), m)
+            e0, e1, e2, e3 = sub(d10, d30), sub(d11, d31), sub(d12, d32), sub(d13, d33)
+            store_first(V, o + 12 * xs, sub(e0, e2), m)
+            store_first(V, o + 13 * xs, add(e1, e2), m)
+            store_first(V, o + 14 * xs, sub(e2, e1), m)
+            store_first(V, o + 15 * xs, sub(e1, e3), m)
+
+
+@njit(cache=True)
+def _input_rows(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
+    """:func:`_input_chunk` tile row by tile row. A tile row's four input rows are first
+    copied into ``rb`` (rows of ``pitch``, zero padded left and right; a row outside the
+    input is all zeros), then each group of P tiles of the row loads its 16 inputs at
+    stride 2 (one vector each) and stores its 16 transformed values as 16 vectors."""
     TT = TH * TW
     rb[:] = 0
     p = p0
@@ -205,11 +296,6 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                 store_first(V, o + 14 * xs, sub(e2, e1), m)
                 store_first(V, o + 15 * xs, sub(e1, e3), m)
         p += e
-    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
-    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
-        for r in range(16 * C):
-            for q in range(p1 - p0, end):
-                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
 
 
 @njit(cache=True)
