@@ -1267,9 +1267,11 @@ def _winograd_case(x: np.ndarray, w_shape: tuple, geo: Geometry):
     """``(K, C, tiles, direct multiply-adds)`` of a convolution :class:`_Winograd` may
     run, or None: one it fits, float32 on AVX-512, large enough for the threads, and its
     transformed weights within WINOGRAD_MAX_WEIGHT_BYTES."""
+    if x.dtype != np.float32 or not _winograd_fits(w_shape, geo):  # (before any import:
+        return None  # conv2d asks this of every call)
     from .cpu._simd import P
 
-    if P != 16 or x.dtype != np.float32 or not _winograd_fits(w_shape, geo):
+    if P != 16:
         return None
     K, C = w_shape[:2]
     N, (OH, OW) = x.shape[0], geo.out_hw
@@ -1289,8 +1291,10 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     case = _winograd_case(x, w_shape, geo)
     if case is None:
         return False
+    from .cpu.winograd import KB, SET
+
     K, C, tiles, direct = case
-    products = 16 * (-(-K // 8) * 8) * C * (-(-tiles // 48) * 48)
+    products = 16 * (-(-K // KB) * KB) * C * (-(-tiles // SET) * SET)
     estimate = (products / MACS_PER_S + C * tiles * WINOGRAD_INPUT_S
                 + K * tiles * WINOGRAD_OUTPUT_S + K * C * WINOGRAD_WEIGHT_S)
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
@@ -1318,16 +1322,16 @@ def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bo
     WK) and its own costs: the transposed input and the gradient's transform (each part
     transforming all inputs where split by channels), and the sums of all 16 x K x C
     products, zeroed and summed after (once for each part where split by tiles)."""
-    from .cpu.winograd import WC, WK
-
     case = _winograd_case(x, w_shape, geo)
     if case is None:
         return False
+    from .cpu.winograd import SET, WC, WK
+
     K, C, tiles, direct = case
     Cp, Kw = -(-C // WC) * WC, -(-K // WK) * WK
     Tp, Tc = _weight_grad_split(tiles, K, C, get_num_threads())
     sums = 2 * Tp * 64 * Kw * Cp  # bytes zeroed, and read to be summed
-    estimate = (16 * Kw * Cp * (-(-tiles // 48) * 48) / MACS_PER_S
+    estimate = (16 * Kw * Cp * (-(-tiles // SET) * SET) / MACS_PER_S
                 + tiles * (Tc * (C * WINOGRAD_INPUT_S + Cp * WINOGRAD_TRANSPOSE_S)
                            + K * WINOGRAD_GRAD_S)
                 + K * C * WINOGRAD_WEIGHT_S + sums / COPY_BYTES_PER_S)
