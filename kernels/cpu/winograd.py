@@ -135,105 +135,55 @@ def _weights(w, ut, flip, part, parts):
             store_first(ut, q + 3 * xs, t2, n)
 
 
+@njit(cache=True, inline="always")
+def _store_input_transform(V, o, xs, m, d00, d01, d02, d03, d10, d11, d12, d13, d20, d21,
+                           d22, d23, d30, d31, d32, d33):
+    """``V[o + xi*xs:][:m]`` = (B^T d B)[xi] for the 4x4 patches ``d`` (row by row, one
+    vector a position; ``m`` lanes stored): B^T d, then each row times B. (Inlined, it
+    keeps its vectors in registers.)"""
+    e0, e1, e2, e3 = sub(d00, d20), sub(d01, d21), sub(d02, d22), sub(d03, d23)
+    store_first(V, o, sub(e0, e2), m)
+    store_first(V, o + xs, add(e1, e2), m)
+    store_first(V, o + 2 * xs, sub(e2, e1), m)
+    store_first(V, o + 3 * xs, sub(e1, e3), m)
+    e0, e1, e2, e3 = add(d10, d20), add(d11, d21), add(d12, d22), add(d13, d23)
+    store_first(V, o + 4 * xs, sub(e0, e2), m)
+    store_first(V, o + 5 * xs, add(e1, e2), m)
+    store_first(V, o + 6 * xs, sub(e2, e1), m)
+    store_first(V, o + 7 * xs, sub(e1, e3), m)
+    e0, e1, e2, e3 = sub(d20, d10), sub(d21, d11), sub(d22, d12), sub(d23, d13)
+    store_first(V, o + 8 * xs, sub(e0, e2), m)
+    store_first(V, o + 9 * xs, add(e1, e2), m)
+    store_first(V, o + 10 * xs, sub(e2, e1), m)
+    store_first(V, o + 11 * xs, sub(e1, e3), m)
+    e0, e1, e2, e3 = sub(d10, d30), sub(d11, d31), sub(d12, d32), sub(d13, d33)
+    store_first(V, o + 12 * xs, sub(e0, e2), m)
+    store_first(V, o + 13 * xs, add(e1, e2), m)
+    store_first(V, o + 14 * xs, sub(e2, e1), m)
+    store_first(V, o + 15 * xs, sub(e1, e3), m)
+
+
+@njit(cache=True, inline="always")
+def _store_grad_row(G, o, xs, m, ha, hb):
+    """``G[o + s*xs:][:m]`` for s = 0..3: one row ``(ha, hb)`` of ``A g`` times ``A^T``."""
+    store_first(G, o, ha, m)
+    store_first(G, o + xs, add(ha, hb), m)
+    store_first(G, o + 2 * xs, sub(ha, hb), m)
+    store_first(G, o + 3 * xs, sub(zeros(G), hb), m)
+
+
 @njit(cache=True)
 def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
-    """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel:
-    by tile rows (:func:`_input_rows`), or on small maps, whose tile rows are shorter
-    than half a vector, several rows a vector (:func:`_input_packed`)."""
-    if 2 * TW <= P:
-        _input_packed(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
-    else:
-        _input_rows(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
-    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
-    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
-        for r in range(16 * C):
-            for q in range(p1 - p0, end):
-                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
+    """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel,
+    tile row by tile row: a tile row's four input rows are first copied into ``rb`` (rows
+    of ``pitch``, zero padded left and right; a row outside the input is all zeros), then
+    each group of P tiles of the row loads its 16 inputs at stride 2 (one vector each)
+    and stores its 16 transformed values as 16 vectors.
 
-
-@njit(cache=True)
-def _input_packed(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
-    """:func:`_input_rows` with the tiles of several tile rows in one vector (a 7x7 map's
-    rows of 4 tiles used 4 lanes of 16). For each of the tile's 4 input rows ``i``, the
-    rows of the group's segments are copied (zero padded, through ``rb``) one after
-    another into ``A_i``, 2 elements a tile, and again from their third element into
-    ``B_i``; then the tiles' columns 0 and 1 are the even and odd elements of ``A_i``, and
-    columns 2 and 3 those of ``B_i``: one stride-2 load each, as for one row."""
-    TT = TH * TW
-    rb[:] = 0
-    ab = np.zeros(8 * 2 * P, dtype=V.dtype)  # A_0..A_3, B_0..B_3: 2*P elements each
-    segs = np.empty((P, 5), dtype=np.int64)  # n, ty, tx, tiles, first lane
-    xs = U(V.shape[0] // 16)
-    p = p0
-    while p < p1:
-        ns, lanes, g0 = 0, 0, p
-        while p < p1 and lanes < P:  # the group: whole or part tile rows, up to P tiles
-            n, r = p // TT, p % TT
-            ty, tx = r // TW, r % TW
-            e = min(p1 - p, TW - tx, P - lanes)
-            segs[ns, 0], segs[ns, 1], segs[ns, 2], segs[ns, 3], segs[ns, 4] = n, ty, tx, e, lanes
-            ns += 1
-            lanes += e
-            p += e
-        n2 = 2 * lanes - 1
-        for c in range(C):
-            for s in range(ns):
-                n, ty, tx, e, at = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3], segs[s, 4]
-                for i in range(4):
-                    row = 2 * ty + i - top
-                    if 0 <= row < H:
-                        copy_run(xf, U(((n * C + c) * H + row) * W), rb, U(left), W)
-                    else:
-                        for q in range(left, left + W):
-                            rb[q] = 0
-                    copy_run(rb, U(2 * tx), ab, U(i * 2 * P + 2 * at), 2 * e)
-                    copy_run(rb, U(2 * tx + 2), ab, U((4 + i) * 2 * P + 2 * at), 2 * e)
-            d00 = load_even(ab, U(0), n2)
-            d01 = load_even(ab, U(1), n2)
-            d02 = load_even(ab, U(8 * P), n2)
-            d03 = load_even(ab, U(8 * P + 1), n2)
-            d10 = load_even(ab, U(2 * P), n2)
-            d11 = load_even(ab, U(2 * P + 1), n2)
-            d12 = load_even(ab, U(10 * P), n2)
-            d13 = load_even(ab, U(10 * P + 1), n2)
-            d20 = load_even(ab, U(4 * P), n2)
-            d21 = load_even(ab, U(4 * P + 1), n2)
-            d22 = load_even(ab, U(12 * P), n2)
-            d23 = load_even(ab, U(12 * P + 1), n2)
-            d30 = load_even(ab, U(6 * P), n2)
-            d31 = load_even(ab, U(6 * P + 1), n2)
-            d32 = load_even(ab, U(14 * P), n2)
-            d33 = load_even(ab, U(14 * P + 1), n2)
-            o = U(c * nt + g0 - p0)
-            m = lanes
-            e0, e1, e2, e3 = sub(d00, d20), sub(d01, d21), sub(d02, d22), sub(d03, d23)
-            store_first(V, o, sub(e0, e2), m)
-            store_first(V, o + xs, add(e1, e2), m)
-            store_first(V, o + 2 * xs, sub(e2, e1), m)
-            store_first(V, o + 3 * xs, sub(e1, e3), m)
-            e0, e1, e2, e3 = add(d10, d20), add(d11, d21), add(d12, d22), add(d13, d23)
-            store_first(V, o + 4 * xs, sub(e0, e2), m)
-            store_first(V, o + 5 * xs, add(e1, e2), m)
-            store_first(V, o + 6 * xs, sub(e2, e1), m)
-            store_first(V, o + 7 * xs, sub(e1, e3), m)
-            e0, e1, e2, e3 = sub(d20, d10), sub(d21, d11), sub(d22, d12), sub(d23, d13)
-            store_first(V, o + 8 * xs, sub(e0, e2), m)
-            store_first(V, o + 9 * xs, add(e1, e2), m)
-            store_first(V, o + 10 * xs, sub(e2, e1), m)
-            store_first(V, o + 11 * xs, sub(e1, e3), m)
-            e0, e1, e2, e3 = sub(d10, d30), sub(d11, d31), sub(d12, d32), sub(d13, d33)
-            store_first(V, o + 12 * xs, sub(e0, e2), m)
-            store_first(V, o + 13 * xs, add(e1, e2), m)
-            store_first(V, o + 14 * xs, sub(e2, e1), m)
-            store_first(V, o + 15 * xs, sub(e1, e3), m)
-
-
-@njit(cache=True)
-def _input_rows(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
-    """:func:`_input_chunk` tile row by tile row. A tile row's four input rows are first
-    copied into ``rb`` (rows of ``pitch``, zero padded left and right; a row outside the
-    input is all zeros), then each group of P tiles of the row loads its 16 inputs at
-    stride 2 (one vector each) and stores its 16 transformed values as 16 vectors."""
+    NOTE: on small maps a tile row fills few lanes (4 of 16 at 7x7). Packing several
+    tile rows a vector took the 512-channel 7x7 transform from 1.02-1.21 to 0.83-0.88 ms
+    on one thread (its forward 2-3% faster), but compiling it cost every first 3x3
+    layer 2 s more, so it was dropped."""
     TT = TH * TW
     rb[:] = 0
     p = p0
@@ -272,30 +222,15 @@ def _input_rows(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                 d31 = load_even(rb, a + U(1), n2)
                 d32 = load_even(rb, a + U(2), n2)
                 d33 = load_even(rb, a + U(3), n2)
-                # B^T d, then (B^T d) B row by row
-                e0, e1, e2, e3 = sub(d00, d20), sub(d01, d21), sub(d02, d22), sub(d03, d23)
-                o = U(c * nt + p - p0 + tx0 - tx)
-                xs = U(V.shape[0] // 16)
-                store_first(V, o, sub(e0, e2), m)
-                store_first(V, o + xs, add(e1, e2), m)
-                store_first(V, o + 2 * xs, sub(e2, e1), m)
-                store_first(V, o + 3 * xs, sub(e1, e3), m)
-                e0, e1, e2, e3 = add(d10, d20), add(d11, d21), add(d12, d22), add(d13, d23)
-                store_first(V, o + 4 * xs, sub(e0, e2), m)
-                store_first(V, o + 5 * xs, add(e1, e2), m)
-                store_first(V, o + 6 * xs, sub(e2, e1), m)
-                store_first(V, o + 7 * xs, sub(e1, e3), m)
-                e0, e1, e2, e3 = sub(d20, d10), sub(d21, d11), sub(d22, d12), sub(d23, d13)
-                store_first(V, o + 8 * xs, sub(e0, e2), m)
-                store_first(V, o + 9 * xs, add(e1, e2), m)
-                store_first(V, o + 10 * xs, sub(e2, e1), m)
-                store_first(V, o + 11 * xs, sub(e1, e3), m)
-                e0, e1, e2, e3 = sub(d10, d30), sub(d11, d31), sub(d12, d32), sub(d13, d33)
-                store_first(V, o + 12 * xs, sub(e0, e2), m)
-                store_first(V, o + 13 * xs, add(e1, e2), m)
-                store_first(V, o + 14 * xs, sub(e2, e1), m)
-                store_first(V, o + 15 * xs, sub(e1, e3), m)
+                _store_input_transform(V, U(c * nt + p - p0 + tx0 - tx), U(V.shape[0] // 16),
+                                       m, d00, d01, d02, d03, d10, d11, d12, d13, d20, d21,
+                                       d22, d23, d30, d31, d32, d33)
         p += e
+    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
+    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
+        for r in range(16 * C):
+            for q in range(p1 - p0, end):
+                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
 
 
 @njit(cache=True)
@@ -526,26 +461,10 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
                 # A g: rows g0, g0 + g1, g0 - g1, -g1; then (A g) A^T row by row
                 o = U((k - k0) * nt + p - p0 + tx0 - tx)
                 z = zeros(gf)
-                ha, hb = a0, b0
-                store_first(G, o, ha, m)
-                store_first(G, o + xs, add(ha, hb), m)
-                store_first(G, o + 2 * xs, sub(ha, hb), m)
-                store_first(G, o + 3 * xs, sub(z, hb), m)
-                ha, hb = add(a0, a1), add(b0, b1)
-                store_first(G, o + 4 * xs, ha, m)
-                store_first(G, o + 5 * xs, add(ha, hb), m)
-                store_first(G, o + 6 * xs, sub(ha, hb), m)
-                store_first(G, o + 7 * xs, sub(z, hb), m)
-                ha, hb = sub(a0, a1), sub(b0, b1)
-                store_first(G, o + 8 * xs, ha, m)
-                store_first(G, o + 9 * xs, add(ha, hb), m)
-                store_first(G, o + 10 * xs, sub(ha, hb), m)
-                store_first(G, o + 11 * xs, sub(z, hb), m)
-                ha, hb = sub(z, a1), sub(z, b1)
-                store_first(G, o + 12 * xs, ha, m)
-                store_first(G, o + 13 * xs, add(ha, hb), m)
-                store_first(G, o + 14 * xs, sub(ha, hb), m)
-                store_first(G, o + 15 * xs, sub(z, hb), m)
+                _store_grad_row(G, o, xs, m, a0, b0)
+                _store_grad_row(G, o + 4 * xs, xs, m, add(a0, a1), add(b0, b1))
+                _store_grad_row(G, o + 8 * xs, xs, m, sub(a0, a1), sub(b0, b1))
+                _store_grad_row(G, o + 12 * xs, xs, m, sub(z, a1), sub(z, b1))
         p += e
     end = (p1 - p0 + SET - 1) // SET * SET
     Kr = k1 - k0
