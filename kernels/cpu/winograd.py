@@ -136,6 +136,14 @@ def _weights(w, ut, flip, part, parts):
 
 
 @njit(cache=True, inline="always")
+def _patch_row(rb, a, n):
+    """Row ``a`` of the 4x4 input patches of P tiles side by side: their columns 0 to 3,
+    each the even elements of ``rb[a + j:][:n]`` (tiles start 2 columns apart)."""
+    return (load_even(rb, a, n), load_even(rb, a + U(1), n), load_even(rb, a + U(2), n),
+            load_even(rb, a + U(3), n))
+
+
+@njit(cache=True, inline="always")
 def _store_input_transform(V, o, xs, m, d00, d01, d02, d03, d10, d11, d12, d13, d20, d21,
                            d22, d23, d30, d31, d32, d33):
     """``V[o + xi*xs:][:m]`` = (B^T d B)[xi] for the 4x4 patches ``d`` (row by row, one
@@ -201,27 +209,11 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                         rb[i * pitch + q] = 0
             for tx0 in range(tx, tx + e, P):
                 m = min(P, tx + e - tx0)
-                a = U(2 * tx0)
-                n2 = 2 * m - 1
-                d00 = load_even(rb, a, n2)
-                d01 = load_even(rb, a + U(1), n2)
-                d02 = load_even(rb, a + U(2), n2)
-                d03 = load_even(rb, a + U(3), n2)
-                a += U(pitch)
-                d10 = load_even(rb, a, n2)
-                d11 = load_even(rb, a + U(1), n2)
-                d12 = load_even(rb, a + U(2), n2)
-                d13 = load_even(rb, a + U(3), n2)
-                a += U(pitch)
-                d20 = load_even(rb, a, n2)
-                d21 = load_even(rb, a + U(1), n2)
-                d22 = load_even(rb, a + U(2), n2)
-                d23 = load_even(rb, a + U(3), n2)
-                a += U(pitch)
-                d30 = load_even(rb, a, n2)
-                d31 = load_even(rb, a + U(1), n2)
-                d32 = load_even(rb, a + U(2), n2)
-                d33 = load_even(rb, a + U(3), n2)
+                a, n2 = U(2 * tx0), 2 * m - 1
+                d00, d01, d02, d03 = _patch_row(rb, a, n2)
+                d10, d11, d12, d13 = _patch_row(rb, a + U(pitch), n2)
+                d20, d21, d22, d23 = _patch_row(rb, a + U(2 * pitch), n2)
+                d30, d31, d32, d33 = _patch_row(rb, a + U(3 * pitch), n2)
                 _store_input_transform(V, U(c * nt + p - p0 + tx0 - tx), U(V.shape[0] // 16),
                                        m, d00, d01, d02, d03, d10, d11, d12, d13, d20, d21,
                                        d22, d23, d30, d31, d32, d33)
