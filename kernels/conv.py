@@ -1148,9 +1148,9 @@ WINOGRAD_GAIN = 0.9  # the estimated time against the tiled kernels' from which 
 
 
 class _Winograd:
-    """The plan of a 3x3 stride-1 convolution by F(2x2, 3x3)
-    (:mod:`kernels.cpu.winograd`): 16 multiply-adds a 2x2 output tile and channel pair
-    where the tiled kernels do 36.
+    """The plan of a 3x3 convolution by F(2x2, 3x3) (:mod:`kernels.cpu.winograd`): 16
+    multiply-adds a 2x2 output tile and channel pair where the tiled kernels do 36; at
+    stride 2, ``nx`` = 25 (:func:`kernels.cpu.winograd._input_chunk2`).
 
     Work is split into parts, one a thread: part ``(ip, ic)`` takes the tiles
     ``pset[ip]:pset[ip + 1]`` (whole sets of SET tiles) and the blocks
@@ -1166,6 +1166,8 @@ class _Winograd:
         self.out_shape = (N, self.K, *geo.out_hw)
         self.tiles = N * ((geo.out_hw[0] + 1) // 2) * ((geo.out_hw[1] + 1) // 2)
         self.top, self.left = geo.pads[0], geo.pads[2]
+        self.stride, self.W = geo.stride[0], x_shape[3]
+        self.nx = 25 if self.stride == 2 else 16
         self._by_threads: dict = {}
 
     def _split(self, threads: int) -> tuple:
@@ -1178,15 +1180,15 @@ class _Winograd:
 
             def part_time(Tp: int) -> float:  # the busiest part's, estimated
                 sets, blocks = -(-nset // Tp), -(-nkb // (threads // Tp))
-                return sets * SET * (16 * blocks * KB * self.C / MACS_PER_S
-                                     + self.C * WINOGRAD_INPUT_S)
+                return sets * SET * self.nx * (blocks * KB * self.C / MACS_PER_S
+                                               + self.C * WINOGRAD_INPUT_S / 16)
 
             Tp = min((t for t in range(1, threads + 1) if threads % t == 0), key=part_time)
             Tc = threads // Tp
             pset = np.array([nset * i // Tp * SET for i in range(Tp)] + [self.tiles])
             kset = np.array([nkb * i // Tc for i in range(Tc + 1)])
             Kr = int(np.diff(kset).max()) * KB
-            per_tile = 64 * (self.C + Kr)  # bytes of V and M (16 floats each)
+            per_tile = 4 * self.nx * (self.C + Kr)  # bytes of V and M (nx floats each)
             nt = max(1, WINOGRAD_CHUNK_BYTES // (per_tile * SET)) * SET
             nt = min(nt, -(-int(np.diff(pset).max()) // SET) * SET)
             self._by_threads[threads] = nt, Tc, pset, kset, Kr
@@ -1221,7 +1223,8 @@ class _Winograd:
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """grad_w of the convolution for the upstream gradient ``g`` (with AVX-512 only:
-        its transposes take 16 x 16 blocks; see :func:`_winograd_weight_grad_ok`)."""
+        its transposes take 16 x 16 blocks; at stride 1 only; see
+        :func:`_winograd_weight_grad_ok`)."""
         from .cpu import winograd
         from .cpu.winograd import WC, WK, pitch
 
@@ -1229,46 +1232,89 @@ class _Winograd:
         Tp, dt = len(pset) - 1, x.dtype
         parts = Tp * Tc
         Cp, Kw, Kr = -(-self.C // WC) * WC, -(-self.K // WK) * WK, int(np.diff(kset).max())
-        TW = (self.out_shape[3] + 1) // 2
         dubuf = _alloc.scratch("conv.winograd.du", (Tp, 16 * pitch(Kw * Cp)), dt)
         vbuf = _alloc.scratch("conv.winograd.v", (parts, 16 * pitch(self.C * nt)), dt)
         vtbuf = _alloc.scratch("conv.winograd.vt", (parts, 16 * pitch(nt * Cp)), dt)
         gbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kr * nt)), dt)
-        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(4 * (2 * TW + 2))), dt)
+        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(self._row_floats())), dt)
         gw = np.empty((self.K, self.C, 3, 3), dtype=dt)
         winograd.weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(g), gw, dubuf, vbuf,
                              vtbuf, gbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
         return gw
+
+    def _row_floats(self) -> int:
+        """The row buffer's floats: a tile row's input rows, zero padded (split by parity
+        at stride 2, :func:`kernels.cpu.winograd._input_chunk2`)."""
+        from .cpu.winograd import row_half
+
+        TW = (self.out_shape[3] + 1) // 2
+        if self.stride == 2:
+            return 10 * row_half(self.W, self.left, TW)
+        return 4 * (2 * TW + 2)
 
     def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
         from .cpu import winograd
         from .cpu.winograd import KB, pitch
 
         nt, Tc, pset, kset, Kr = self._split(_threads(_backends()[0]))
-        parts, dt = (len(pset) - 1) * Tc, x.dtype
-        TW = (self.out_shape[3] + 1) // 2
+        parts, dt, nx = (len(pset) - 1) * Tc, x.dtype, self.nx
         ut = _alloc.scratch("conv.winograd.u", 16 * pitch(int(kset[-1]) * KB * self.C), dt)
-        vbuf = _alloc.scratch("conv.winograd.v", (parts, 16 * pitch(self.C * nt)), dt)
-        mbuf = _alloc.scratch("conv.winograd.m", (parts, 16 * pitch(Kr * nt)), dt)
-        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(4 * (2 * TW + 2))), dt)
+        vbuf = _alloc.scratch("conv.winograd.v", (parts, nx * pitch(self.C * nt)), dt)
+        mbuf = _alloc.scratch("conv.winograd.m", (parts, nx * pitch(Kr * nt)), dt)
+        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(self._row_floats())), dt)
         y = np.empty(self.out_shape, dtype=dt)
         winograd.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), _readonly(b), y,
-                         flip, ut, vbuf, mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
+                         flip, ut, vbuf, mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset,
+                         self.stride)
         return y
 
 
+class _WinogradInputGrad(_Winograd):
+    """The plan of a 3x3 stride-2 convolution's input gradient by
+    :func:`kernels.cpu.winograd.input_grad2`: tiles of 4x4 grad_x positions, 25
+    multiply-adds a tile and channel pair where the phased tiled kernel does 36; grad_out's
+    channels are its products' inputs, grad_x's their outputs, split among the threads
+    as :class:`_Winograd`'s."""
+
+    def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        N, C, H, W = x_shape
+        self.K, self.C = C, w_shape[0]
+        self.out_shape = tuple(x_shape)
+        self.tiles = N * -(-H // 4) * -(-W // 4)
+        self.top, self.left, self.OW = geo.pads[0], geo.pads[2], geo.out_hw[1]
+        self.stride, self.nx = 2, 25
+        self._by_threads: dict = {}
+
+    def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
+        from .cpu import winograd
+        from .cpu.winograd import KB, grad_row_pitch, pitch
+
+        nt, Tc, pset, kset, Kr = self._split(_threads(_backends()[0]))
+        parts, dt = (len(pset) - 1) * Tc, g.dtype
+        TW = -(-self.out_shape[3] // 4)
+        ut = _alloc.scratch("conv.winograd.u", 16 * pitch(int(kset[-1]) * KB * self.C), dt)
+        vbuf = _alloc.scratch("conv.winograd.v", (parts, 25 * pitch(self.C * nt)), dt)
+        mbuf = _alloc.scratch("conv.winograd.m", (parts, 25 * pitch(Kr * nt)), dt)
+        rows = 3 * grad_row_pitch(self.OW, self.left, TW)
+        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(rows)), dt)
+        gx = np.empty(self.out_shape, dtype=dt)
+        winograd.input_grad2(np.ascontiguousarray(g), np.ascontiguousarray(w), gx, ut, vbuf,
+                             mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
+        return gx
+
+
 def _winograd_fits(w_shape: tuple, geo: Geometry) -> bool:
-    """Whether :class:`_Winograd` can run a convolution: 3x3, stride 1, one group."""
-    return (tuple(w_shape[2:]) == (3, 3) and geo.groups == 1 and geo.stride == (1, 1)
-            and geo.dilation == (1, 1))
+    """Whether :class:`_Winograd` can run a convolution: 3x3, one group, stride 1 or 2."""
+    return (tuple(w_shape[2:]) == (3, 3) and geo.groups == 1 and geo.dilation == (1, 1)
+            and geo.stride in ((1, 1), (2, 2)))
 
 
 def _winograd_case(x: np.ndarray, w_shape: tuple, geo: Geometry):
     """``(K, C, tiles, direct multiply-adds)`` of a convolution :class:`_Winograd` may
     run, or None: one it fits, float32 on AVX-512, large enough for the threads, and its
     transformed weights within WINOGRAD_MAX_WEIGHT_BYTES."""
-    if x.dtype != np.float32 or not _winograd_fits(w_shape, geo):  # (before any import:
-        return None  # conv2d asks this of every call)
+    if x.dtype != np.float32 or not _winograd_fits(w_shape, geo):  # (before any
+        return None  # import: conv2d asks this of every call)
     from .cpu._simd import P
 
     if P != 16:
@@ -1294,9 +1340,11 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     from .cpu.winograd import KB, SET
 
     K, C, tiles, direct = case
-    products = 16 * (-(-K // KB) * KB) * C * (-(-tiles // SET) * SET)
-    estimate = (products / MACS_PER_S + C * tiles * WINOGRAD_INPUT_S
-                + K * tiles * WINOGRAD_OUTPUT_S + K * C * WINOGRAD_WEIGHT_S)
+    nx = 25 if geo.stride == (2, 2) else 16  # the transform's positions
+    products = nx * (-(-K // KB) * KB) * C * (-(-tiles // SET) * SET)
+    estimate = (products / MACS_PER_S + nx / 16 * tiles * (C * WINOGRAD_INPUT_S
+                                                           + K * WINOGRAD_OUTPUT_S)
+                + K * C * WINOGRAD_WEIGHT_S)
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
 
 
@@ -1322,7 +1370,7 @@ def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bo
     WK) and its own costs: the transposed input and the gradient's transform (each part
     transforming all inputs where split by channels), and the sums of all 16 x K x C
     products, zeroed and summed after (once for each part where split by tiles)."""
-    case = _winograd_case(x, w_shape, geo)
+    case = _winograd_case(x, w_shape, geo) if geo.stride == (1, 1) else None
     if case is None:
         return False
     from .cpu.winograd import SET, WC, WK
@@ -1338,9 +1386,41 @@ def _winograd_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bo
     return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
 
 
+def _winograd_input_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
+    """Whether :class:`_WinogradInputGrad` runs this convolution's input gradient: a
+    stride-2 one :func:`_winograd_case` takes, estimated as :func:`_winograd_ok` (its
+    input transform reading 3x3 patches of grad_out, its output transform writing 4x4
+    blocks) against the phased tiled kernel's, whose lanes run past each phase plane's
+    rows (:class:`_PhasedInputGrad`: at 14x14, 320 lanes for 196 positions, and 2x
+    Winograd's time on 512 channels)."""
+    case = _winograd_case(x, w_shape, geo) if geo.stride == (2, 2) else None
+    if case is None:
+        return False
+    from .cpu._simd import P
+    from .cpu.winograd import KB, SET
+
+    K, C, _, direct = case
+    N, H, W = x.shape[0], x.shape[2], x.shape[3]
+    top, bottom, left, right = geo.pads
+    Hq, Wq = -(-(H + top + bottom) // 2), -(-(W + left + right) // 2)
+    lanes = 4 * -(-((Hq - 1) * (Wq + 1) + Wq) // P) * P  # the phased kernel's, an image
+    direct = direct * max(1.0, lanes / (H * W))
+    tiles = N * -(-H // 4) * -(-W // 4)
+    products = 25 * (-(-C // KB) * KB) * K * (-(-tiles // SET) * SET)
+    estimate = (products / MACS_PER_S + 25 / 16 * tiles * (K * WINOGRAD_INPUT_S
+                                                           + C * WINOGRAD_OUTPUT_S)
+                + K * C * WINOGRAD_WEIGHT_S)
+    return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
+
+
 @lru_cache(maxsize=64)
 def _winograd(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _Winograd:
     return _Winograd(x_shape, w_shape, geo)
+
+
+@lru_cache(maxsize=64)
+def _winograd_input_grad(x_shape: tuple, w_shape: tuple, geo: Geometry) -> _WinogradInputGrad:
+    return _WinogradInputGrad(x_shape, w_shape, geo)
 
 
 def _readonly(b: np.ndarray) -> np.ndarray:
@@ -1496,6 +1576,8 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
             wf_shape, geo_x = as_forward
             grad_x = _depthwise(grad_out.shape, wf_shape, geo_x).forward(
                 grad_out, _flipped(w, geo.groups), _zeros(x.shape[1], x.dtype))
+    elif need_input_grad and _winograd_input_grad_ok(x, w.shape, geo):
+        grad_x, tiled_x = _winograd_input_grad(x.shape, w.shape, geo)(grad_out, w), True
     elif need_input_grad and geo.stride != (1, 1):
         tiled_x = Cg >= INPUT_GRAD_MIN_CHANNELS
         if tiled_x:

@@ -117,7 +117,10 @@ CONV_CASES = {
     # a 7x7 map: the output channels as the lanes
     "7x7 map, 64 channels": ((8, 64, 7, 7), (1, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)),
     # ResNet's 3x3 layers: Winograd's F(2x2, 3x3) for the forward and both gradients
+    # (at stride 2, the forward and the input gradient)
     "3x3, 64 channels": ((8, 64, 16, 16), (1, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)),
+    "3x3 stride 2, 128 channels": ((8, 128, 32, 32), (1, 128, 8, 8), (128, 128, 3, 3),
+                                   dict(stride=2, padding=1)),
     # taps and outputs enough for the weight gradient with channels as lanes
     "3x3, 32 -> 64 channels": ((8, 32, 16, 16), (1, 32, 12, 12), (64, 32, 3, 3),
                                dict(padding=1)),

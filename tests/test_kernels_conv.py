@@ -655,6 +655,16 @@ WINOGRAD_CASES = [c for c in CASES if kernels.conv._winograd_fits(
     ((1, 24, 30, 7), (17, 24, 3, 3), dict(padding=(1, 0))),  # tile rows of 3 tiles
     ((2, 20, 20, 20), (9, 20, 3, 3), dict(padding="same")),
     ((1, 8, 3, 40), (8, 8, 3, 3), dict(padding=(0, 1))),  # one tile row, 20 tiles of it
+    # stride 2 (the forward and the input gradient): 25 positions
+    ((2, 16, 56, 56), (24, 16, 3, 3), dict(stride=2, padding=1)),  # ResNet's, odd left
+    ((2, 19, 9, 16), (36, 19, 3, 3), dict(stride=2)),  # even left: parities swap
+    ((3, 40, 13, 11), (24, 40, 3, 3), dict(stride=2, padding=1)),  # odd output: cropped
+    ((2, 16, 15, 15), (70, 16, 3, 3), dict(stride=2, padding=2)),
+    ((1, 24, 30, 7), (17, 24, 3, 3), dict(stride=2, padding=(1, 0))),
+    ((2, 8, 10, 10), (8, 8, 3, 3), dict(stride=2, padding=(2, 3))),
+    ((2, 16, 58, 58), (16, 16, 3, 3), dict(stride=2)),  # input columns no tile reads
+    ((1, 8, 3, 80), (8, 8, 3, 3), dict(stride=2, padding=(0, 1))),  # one tile row of 20
+    ((2, 16, 12, 12), (16, 16, 3, 3), dict(stride=2, padding=3)),  # grad_out columns skipped
 ]
 
 
@@ -662,7 +672,8 @@ WINOGRAD_CASES = [c for c in CASES if kernels.conv._winograd_fits(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_matches_torch(dtype, threads, monkeypatch):
     """F(2x2, 3x3) for every 3x3 stride-1 case, forward, input gradient (the forward of
-    the flipped weights, read from w itself) and weight gradient, against autograd:
+    the flipped weights, read from w itself) and weight gradient, and the stride-2
+    forward and input gradient (25 positions), against autograd:
     whatever the split among threads (by tiles, or by output channels when tiles are
     few) and the chunks (one set of tiles each here: chunk ends fall mid-row and
     mid-image)."""
@@ -683,6 +694,11 @@ def test_winograd_matches_torch(dtype, threads, monkeypatch):
             plan = _Winograd(x.shape, w.shape, geo)
             np.testing.assert_allclose(plan.forward(x, w, b), y, **TOL[dtype],
                                        err_msg=f"{x_shape} {w_shape} {kw}")
+            if geo.stride != (1, 1):
+                gx_w = kernels.conv._WinogradInputGrad(x.shape, w.shape, geo)(g, w)
+                np.testing.assert_allclose(gx_w, gx, **TOL[dtype],
+                                           err_msg=f"{x_shape} {w_shape} {kw}")
+                continue
             if P == 16:  # (its transposes take 16 x 16 blocks: conv2d uses it with AVX-512)
                 np.testing.assert_allclose(plan.weight_grad(x, g), gw, **TOL[dtype],
                                            err_msg=f"{x_shape} {w_shape} {kw}")
@@ -723,9 +739,10 @@ def test_winograd_splits_and_chunks():
 
 
 def test_winograd_runs_the_resnet_3x3_layers():
-    """conv2d takes F(2x2, 3x3) for ResNet's 3x3 stride-1 layers at batch 8 where it
-    can (float32 with AVX-512), and never for strided, grouped, dilated, 5x5, float64
-    or tiny ones; conv2d_backward for their weight gradients up to 256 channels."""
+    """conv2d takes F(2x2, 3x3) for ResNet's 3x3 layers at batch 8, stride 1 and 2,
+    where it can (float32 with AVX-512), and never for stride 3, grouped, dilated, 5x5,
+    float64 or tiny ones; conv2d_backward for the stride-1 weight gradients up to 256
+    channels."""
     from kernels.conv import _winograd_ok
     from kernels.cpu._simd import P
 
@@ -742,7 +759,17 @@ def test_winograd_runs_the_resnet_3x3_layers():
         # the weight gradient's sums of 512 channels fill the cache: tiled at 7x7
         assert weights_ok((8, c, hw, hw), (c, c, 3, 3), padding=1) == (P == 16 and c < 512)
     assert not ok((8, 64, 56, 56), (64, 64, 3, 3), np.float64, padding=1)
-    assert not ok((8, 128, 56, 56), (128, 128, 3, 3), stride=2, padding=1)
+    def input_ok(x_shape, w_shape, **kw):
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        return kernels.conv._winograd_input_grad_ok(x, w_shape, _geo(x, w, kw))
+
+    for c, hw in ((128, 56), (256, 28), (512, 14)):  # the first of each stage's blocks
+        s2 = dict(stride=2, padding=1)
+        assert ok((8, c, hw, hw), (c, c, 3, 3), **s2) == (P == 16 and c < 512)
+        assert input_ok((8, c, hw, hw), (c, c, 3, 3), **s2) == (P == 16)
+        assert not weights_ok((8, c, hw, hw), (c, c, 3, 3), **s2)
+        assert not input_ok((8, c, hw, hw), (c, c, 3, 3), padding=1)
+    assert not ok((8, 128, 57, 57), (128, 128, 3, 3), stride=3, padding=1)
     assert not ok((8, 128, 56, 56), (128, 4, 3, 3), padding=1, groups=32)
     assert not ok((8, 64, 56, 56), (64, 64, 3, 3), padding=2, dilation=2)
     assert not ok((8, 64, 56, 56), (64, 64, 5, 5), padding=2)

@@ -164,7 +164,7 @@ def _layout(x_shape, w_shape, kw) -> str:
     if not _tiled_ok(w_shape[0] // geo.groups):
         return "direct"
     if _winograd_ok(x, w_shape, geo):
-        return "winograd"
+        return "winograd" + (", stride 2" if geo.stride == (2, 2) else "")
     plan = _tiled(x_shape, w_shape, geo)
     if plan.channel_lanes:
         return "channel lanes, blocks of 16" if plan.narrow else "channel lanes"
@@ -183,10 +183,17 @@ def test_conv_cases_take_every_layout_large_and_small():
                    "channel lanes, blocks of 16", "depthwise rows", "depthwise channels",
                    "depthwise planes"):
         assert {(layout, False), (layout, True)} <= seen, layout
-    # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels)
+    # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels), at stride 1
+    # and 2 (whose input gradient is Winograd's too)
+    from kernels.conv import _geometry, _winograd_input_grad_ok
     from kernels.cpu._simd import P
 
     assert (("winograd", False) in seen) == (P == 16)
+    assert (("winograd, stride 2", False) in seen) == (P == 16)
+    x_shape, _, w_shape, kw = warmup.CONV_CASES["3x3 stride 2, 128 channels"]
+    x = np.empty(x_shape, np.float32)
+    geo = _geometry(x, np.empty(w_shape), kw["stride"], kw["padding"], 1, 1)
+    assert _winograd_input_grad_ok(x, w_shape, geo) == (P == 16)
 
 
 def test_notice_never_raises(monkeypatch):

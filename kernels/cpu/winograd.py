@@ -1,6 +1,8 @@
-"""3x3 stride-1 convolution by Winograd's minimal filtering, F(2x2, 3x3) (Lavin and Gray,
+"""3x3 convolution by Winograd's minimal filtering, F(2x2, 3x3) (Lavin and Gray,
 "Fast Algorithms for Convolutional Neural Networks", 2015): 2.25x fewer multiply-adds
-than the direct sum.
+than the direct sum at stride 1; at stride 2, 1.44x fewer in the forward
+(:func:`_input_chunk2`) and the input gradient (:func:`input_grad2`), by F(2, 2) on the
+even inputs and the odd ones direct, along each axis.
 
 Each 2x2 block of outputs (a *tile*) reads a 4x4 patch ``d`` of the padded input, and
 
@@ -44,6 +46,7 @@ from ._simd import (
     P,
     add,
     add_scalar,
+    copy_even,
     copy_run,
     fma,
     gather_rows,
@@ -54,6 +57,7 @@ from ._simd import (
     load_first,
     store,
     store_first,
+    store_masked,
     sub,
     transpose_rows,
     zeros,
@@ -74,10 +78,11 @@ WC = 4 * P  # and input channels (4 vectors)
 
 
 @njit(cache=True)
-def _weights(w, ut, flip, part, parts):
+def _weights(w, ut, flip, stride2, part, parts):
     """``ut`` = G w[k, c] G^T for every output channel ``k`` and input channel ``c``
     (layout above), of ``w`` as (K, C, 3, 3); with ``flip``, of the weights of ``w``'s input
     gradient, ``w'[k, c, a, b] = w[c, k, 2 - a, 2 - b]`` (``w`` then is (C, K, 3, 3)).
+    With ``stride2``, the stride-2 transform's 16 distinct values (:func:`_input_chunk2`).
     The last block's padding channels (``k >= K``) get zeros.
 
     A task is a block of KB filters and P // KB input channels, one vector: each tap is
@@ -116,6 +121,21 @@ def _weights(w, ut, flip, part, parts):
         o = U((kb * C + c) * KB)
         n = ni * KB
         for r in range(4):
+            if stride2:  # rows w0, w0 + w2, w2, w1, and each row (t0, t0 + t2, t2, t1)
+                if r == 0 or r == 1:
+                    t0, t1, t2 = g00, g01, g02
+                    if r == 1:
+                        t0, t1, t2 = add(t0, g20), add(t1, g21), add(t2, g22)
+                elif r == 2:
+                    t0, t1, t2 = g20, g21, g22
+                else:
+                    t0, t1, t2 = g10, g11, g12
+                q = o + U(4 * r) * xs
+                store_first(ut, q, t0, n)
+                store_first(ut, q + xs, add(t0, t2), n)
+                store_first(ut, q + 2 * xs, t2, n)
+                store_first(ut, q + 3 * xs, t1, n)
+                continue
             if r == 0:
                 t0, t1, t2 = g00, g01, g02
             elif r == 3:
@@ -225,15 +245,111 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                 V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
 
 
+@njit(cache=True, inline="always")
+def _patch_row5(rb, a, half, n):
+    """Row ``a`` of the 5x5 input patches of P stride-2 tiles side by side, transformed
+    along the row: ``(d0 - d2, d2, d4 - d2, d1, d3)`` of its columns ``d0`` to ``d4``, the
+    even ones from ``rb[a:]``, the odd from ``rb[a + half:]`` (see :func:`_input_chunk2`)."""
+    e0, e1, e2 = load_even(rb, a, n), load_even(rb, a + U(1), n), load_even(rb, a + U(2), n)
+    return (sub(e0, e1), e1, sub(e2, e1), load_even(rb, a + half, n),
+            load_even(rb, a + half + U(1), n))
+
+
+@njit(cache=True, inline="always")
+def _store5(V, o, xs, m, t0, t1, t2, t3, t4):
+    """``V[o + j*xs:][:m]`` = ``tj`` for j = 0..4: one row of a 5x5 transform (masked
+    stores, full or not: one copy of the code, where :func:`store_first`'s two doubled
+    the transforms' compile time)."""
+    mask = ((1 << P) - 1) >> (P - m)
+    store_masked(V, o, t0, mask)
+    store_masked(V, o + xs, t1, mask)
+    store_masked(V, o + 2 * xs, t2, mask)
+    store_masked(V, o + 3 * xs, t3, mask)
+    store_masked(V, o + 4 * xs, t4, mask)
+
+
 @njit(cache=True)
-def _products_two(V, ut, M, C, kb0, kb1, nt, s):
+def _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW):
+    """As :func:`_input_chunk`, for a 3x3 convolution at stride 2: ``V[xi][c][p - p0]`` for
+    the 25 positions of ``T^T d T``, ``d`` the tile's 5x5 input patch (its outputs' 5x5
+    receptive field; tiles start 4 inputs apart) and ``T^T d`` the rows ``(d0 - d2, d2,
+    d4 - d2, d1, d3)``.
+
+    Along each axis, the stride-2 filter's two outputs are the 2-tap filter ``(w0, w2)``
+    on the even inputs ``d0, d2, d4``, by Winograd's F(2, 2) (3 products: ``(d0 - d2) w0``,
+    ``d2 (w0 + w2)``, ``(d4 - d2) w2``), plus ``w1`` times the odd ones ``d1``, ``d3``: 5
+    products where the direct sum has 6, 25 in 2-D where it has 36, all of integer
+    transforms (exact but for the sums' rounding).
+
+    A tile row's 5 input rows are copied into ``rb`` split by parity (a row's even padded
+    columns, then at ``half`` its odd ones), so that each of the 25 values is one load
+    at stride 2, as in :func:`_input_chunk`."""
+    TT = TH * TW
+    xs = U(V.shape[0] // 25)
+    pitch = 2 * half
+    c0 = left % 2  # the first input column at an even padded column
+    ne, no = (W - c0 + 1) // 2, (W + c0) // 2  # the columns at even and odd ones
+    rb[:] = 0
+    p = p0
+    while p < p1:  # the chunk's tile rows (segments of one), then the channels
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        for c in range(C):
+            for i in range(5):
+                row = 4 * ty + i - top
+                re = i * pitch + (c0 + left) // 2
+                ro = i * pitch + half + (left - c0) // 2
+                if 0 <= row < H:
+                    src = ((n * C + c) * H + row) * W
+                    copy_even(xf, U(src + c0), rb, U(re), ne)
+                    copy_even(xf, U(src + 1 - c0), rb, U(ro), no)
+                else:
+                    rb[re:re + ne] = 0
+                    rb[ro:ro + no] = 0
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                a, n2, h = U(2 * tx0), 2 * m - 1, U(half)
+                o = U(c * nt + p - p0 + tx0 - tx)
+                s0, s1, s2, s3, s4 = _patch_row5(rb, a + U(2 * pitch), h, n2)
+                _store5(V, o + 5 * xs, xs, m, s0, s1, s2, s3, s4)
+                t0, t1, t2, t3, t4 = _patch_row5(rb, a, h, n2)
+                _store5(V, o, xs, m, sub(t0, s0), sub(t1, s1), sub(t2, s2), sub(t3, s3),
+                        sub(t4, s4))
+                t0, t1, t2, t3, t4 = _patch_row5(rb, a + U(4 * pitch), h, n2)
+                _store5(V, o + 10 * xs, xs, m, sub(t0, s0), sub(t1, s1), sub(t2, s2),
+                        sub(t3, s3), sub(t4, s4))
+                t0, t1, t2, t3, t4 = _patch_row5(rb, a + U(pitch), h, n2)
+                _store5(V, o + 15 * xs, xs, m, t0, t1, t2, t3, t4)
+                t0, t1, t2, t3, t4 = _patch_row5(rb, a + U(3 * pitch), h, n2)
+                _store5(V, o + 20 * xs, xs, m, t0, t1, t2, t3, t4)
+        p += e
+    end = (p1 - p0 + SET - 1) // SET * SET  # as in _input_chunk
+    if end > p1 - p0:
+        for r in range(25 * C):
+            for q in range(p1 - p0, end):
+                V[(r // C) * xs + (r % C) * nt + q] = 0
+
+
+@njit(cache=True, inline="always")
+def _weight_row(xi, nx):
+    """The row of ``ut`` that position ``xi`` of ``nx`` multiplies: itself, or in the
+    stride-2 transform's 5x5 (:func:`_input_chunk2`) that of its row and column, each
+    capped at 3 (rows and columns 3 and 4 of its weights are the same)."""
+    if nx == 16:
+        return xi
+    return min(xi // 5, 3) * 4 + min(xi % 5, 3)
+
+
+@njit(cache=True)
+def _products_two(V, ut, M, C, kb0, kb1, nt, s, nx):
     """:func:`_products` of set ``s`` with two vectors of tiles (KB x 2 accumulators):
     the chunk's last set, when it has 2*P tiles or fewer (a 7x7 map's 128 tiles at batch
     8 are two sets and two thirds: the third vector of the last would waste 11%)."""
-    vxs, uxs, mxs = V.shape[0] // 16, ut.shape[0] // 16, M.shape[0] // 16
-    for xi in range(16):
+    vxs, uxs, mxs = V.shape[0] // nx, ut.shape[0] // 16, M.shape[0] // nx
+    for xi in range(nx):
         for kb in range(kb0, kb1):
-            ub = U(xi * uxs + kb * C * KB)
+            ub = U(_weight_row(xi, nx) * uxs + kb * C * KB)
             vb = U(xi * vxs + s * SET)
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zeros(M)
             b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = zeros(M)
@@ -271,8 +387,9 @@ def _products_two(V, ut, M, C, kb0, kb1, nt, s):
 
 
 @njit(cache=True)
-def _products(V, ut, M, C, kb0, kb1, nt, tiles):
-    """``M[xi][k - kb0*KB][t] = sum_c ut[xi][k][c] * V[xi][c][t]`` for the blocks
+def _products(V, ut, M, C, kb0, kb1, nt, tiles, nx):
+    """``M[xi][k - kb0*KB][t] = sum_c ut[xi][k][c] * V[xi][c][t]`` for the ``nx`` positions
+    ``xi`` (16, or the stride-2 transform's 25, :func:`_weight_row`), the blocks
     ``kb0 <= kb < kb1`` of KB output channels and the chunk's first ``tiles`` tiles, in
     sets of SET (the last, if 2*P tiles or fewer, by :func:`_products_two`).
 
@@ -280,14 +397,14 @@ def _products(V, ut, M, C, kb0, kb1, nt, tiles):
     weights (C x KB) stay in L1 for every set, the chunk's V (C x nt) in L2 for every
     block, and each input channel's 3 vectors feed 24 FMAs with KB broadcast weights (11
     loads a 24 FMAs)."""
-    vxs, uxs, mxs = V.shape[0] // 16, ut.shape[0] // 16, M.shape[0] // 16
+    vxs, uxs, mxs = V.shape[0] // nx, ut.shape[0] // 16, M.shape[0] // nx
     nset = (tiles + SET - 1) // SET
     if tiles - (nset - 1) * SET <= 2 * P:
         nset -= 1
-        _products_two(V, ut, M, C, kb0, kb1, nt, nset)
-    for xi in range(16):
+        _products_two(V, ut, M, C, kb0, kb1, nt, nset, nx)
+    for xi in range(nx):
         for kb in range(kb0, kb1):
-            ub = U(xi * uxs + kb * C * KB)
+            ub = U(_weight_row(xi, nx) * uxs + kb * C * KB)
             for s in range(nset):
                 vb = U(xi * vxs + s * SET)
                 a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zeros(M)
@@ -378,18 +495,25 @@ def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
                 y01 = add_scalar(sub(sub(f1, f2), f3), bias)
                 y10 = add_scalar(add(add(g0, g1), g2), bias)
                 y11 = add_scalar(sub(sub(g1, g2), g3), bias)
-                col = 2 * tx0
-                cnt = min(2 * m, OW - col)  # outputs of the row in this group
-                o = row + U(col)
-                store_first(yf, o, interleave_low(y00, y01), min(P, cnt))
-                if cnt > P:
-                    store_first(yf, o + U(P), interleave_high(y00, y01), cnt - P)
-                if 2 * ty + 1 < OH:
-                    o += U(OW)
-                    store_first(yf, o, interleave_low(y10, y11), min(P, cnt))
-                    if cnt > P:
-                        store_first(yf, o + U(P), interleave_high(y10, y11), cnt - P)
+                _store_tiles(yf, row, OW, 2 * ty + 1 < OH, 2 * tx0, m, y00, y01, y10, y11)
         p += e
+
+
+@njit(cache=True, inline="always")
+def _store_tiles(yf, row, OW, two, col, m, y00, y01, y10, y11):
+    """The 2x2 outputs of ``m`` tiles side by side, from column ``col`` of output row
+    ``row`` (and the next, if ``two``), cropped to the output: pairs of vectors
+    interleaved."""
+    cnt = min(2 * m, OW - col)  # outputs of the row in this group
+    o = row + U(col)
+    store_first(yf, o, interleave_low(y00, y01), min(P, cnt))
+    if cnt > P:
+        store_first(yf, o + U(P), interleave_high(y00, y01), cnt - P)
+    if two:
+        o += U(OW)
+        store_first(yf, o, interleave_low(y10, y11), min(P, cnt))
+        if cnt > P:
+            store_first(yf, o + U(P), interleave_high(y10, y11), cnt - P)
 
 
 @njit(cache=True)
@@ -408,20 +532,265 @@ def _forward_part(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc, pset
     for p0 in range(pset[ip], pset[ip + 1], nt):
         p1 = min(p0 + nt, pset[ip + 1])
         _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
-        _products(V, ut, M, C, kb0, kb1, nt, p1 - p0)
+        _products(V, ut, M, C, kb0, kb1, nt, p1 - p0, 16)
         _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, kb0 * KB, min(kb1 * KB, K), TH, TW)
 
 
-def forward(x, w, b, y, flip, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kset):
+@njit(cache=True, inline="always")
+def _output_column(M, q, xs, m, j):
+    """Column ``j`` of ``A^T M`` for the stride-2 transform's 5x5 sums: rows 0 + 1 + 3 and
+    1 + 2 + 4 (:func:`_output_chunk2`)."""
+    m1 = load_first(M, q + U(5 + j) * xs, m)
+    return (add(add(load_first(M, q + U(j) * xs, m), m1), load_first(M, q + U(15 + j) * xs, m)),
+            add(add(m1, load_first(M, q + U(10 + j) * xs, m)),
+                load_first(M, q + U(20 + j) * xs, m)))
+
+
+@njit(cache=True)
+def _output_chunk2(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
+    """As :func:`_output_chunk`, for the stride-2 transform's 25 sums a tile: ``y`` =
+    ``A^T M A`` + b[k], ``A^T = [[1, 1, 0, 1, 0], [0, 1, 1, 0, 1]]`` (output 0 takes the
+    F(2, 2) products 0 and 1 and the odd input's 3, output 1 the products 1, 2 and 4)."""
+    TT = TH * TW
+    xs = U(M.shape[0] // 25)
+    p = p0
+    while p < p1:
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        for k in range(k0, k1):
+            bias = b[k]
+            row = U(((n * K + k) * OH + 2 * ty) * OW)
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                q = U((k - k0) * nt + p - p0 + tx0 - tx)
+                f0, g0 = _output_column(M, q, xs, m, 0)
+                f1, g1 = _output_column(M, q, xs, m, 1)
+                f2, g2 = _output_column(M, q, xs, m, 2)
+                f3, g3 = _output_column(M, q, xs, m, 3)
+                f4, g4 = _output_column(M, q, xs, m, 4)
+                y00 = add_scalar(add(add(f0, f1), f3), bias)
+                y01 = add_scalar(add(add(f1, f2), f4), bias)
+                y10 = add_scalar(add(add(g0, g1), g3), bias)
+                y11 = add_scalar(add(add(g1, g2), g4), bias)
+                _store_tiles(yf, row, OW, 2 * ty + 1 < OH, 2 * tx0, m, y00, y01, y10, y11)
+        p += e
+
+
+@njit(cache=True)
+def _forward_part2(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, half, nt, Tc, pset,
+                   kset, part, parts):
+    """:func:`_forward_part` at stride 2: the 25 positions of :func:`_input_chunk2`, its row
+    buffer's halves ``half`` apart (:func:`row_half`)."""
+    N, C, H, W = x.shape
+    K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    ip, ic = part // Tc, part % Tc
+    kb0, kb1 = kset[ic], kset[ic + 1]
+    V, M, rb = vbuf[part], mbuf[part], rbuf[part]
+    xf, yf = x.reshape(x.size), y.reshape(y.size)
+    for p0 in range(pset[ip], pset[ip + 1], nt):
+        p1 = min(p0 + nt, pset[ip + 1])
+        _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW)
+        _products(V, ut, M, C, kb0, kb1, nt, p1 - p0, 25)
+        _output_chunk2(M, b, yf, K, OH, OW, p0, p1, nt, kb0 * KB, min(kb1 * KB, K), TH, TW)
+
+
+def row_half(W: int, left: int, TW: int) -> int:
+    """The stride-2 row buffer's half (:func:`_input_chunk2`): room for the even padded
+    columns the tiles read (2 TW + 1) and those of the input, and the same for the odd."""
+    return max(2 * TW + 1, (W + left + 2) // 2)
+
+
+def forward(x, w, b, y, flip, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kset,
+            stride=1):
     """y = conv3x3(x, w) + b at stride 1 with ``top``/``left`` zero padding (the bottom and
     right padding follow from ``y``'s shape), by F(2x2, 3x3); with ``flip``, ``w`` is the
     weights whose input gradient this is (see :func:`_weights`). The buffers are the
-    plan's (:class:`kernels.conv._Winograd`): ``ut`` shared, the rest one per part."""
+    plan's (:class:`kernels.conv._Winograd`): ``ut`` shared, the rest one per part. At
+    ``stride`` 2 (not flipped), by the transform of :func:`_input_chunk2`."""
     TH, TW = (y.shape[2] + 1) // 2, (y.shape[3] + 1) // 2
     parts = vbuf.shape[0]
-    run_parts(_weights, parts, w, ut, flip)
-    run_parts(_forward_part, parts, x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc,
-              pset, kset)
+    run_parts(_weights, parts, w, ut, flip, stride == 2)
+    if stride == 2:
+        run_parts(_forward_part2, parts, x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW,
+                  row_half(x.shape[3], left, TW), nt, Tc, pset, kset)
+    else:
+        run_parts(_forward_part, parts, x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt,
+                  Tc, pset, kset)
+
+
+@njit(cache=True, inline="always")
+def _grad_patch_row(rb, a, n, podd):
+    """Row ``a`` of the 3x3 grad_out patches of P tiles side by side (tiles start 2 apart)
+    transformed along the row for the stride-2 input gradient (:func:`input_grad2`):
+    ``(e0 - e1, e1, e2 - e1)`` then the two the odd outputs take, ``(e0, e1)`` where the
+    tile starts at an odd padded position (``podd``), else ``(e1, e2)``."""
+    e0, e1, e2 = load_even(rb, a, n), load_even(rb, a + U(1), n), load_even(rb, a + U(2), n)
+    if podd:
+        return sub(e0, e1), e1, sub(e2, e1), e0, e1
+    return sub(e0, e1), e1, sub(e2, e1), e1, e2
+
+
+@njit(cache=True)
+def _grad_input_chunk(gf, K, OH, OW, V, rb, pitch, p0, p1, nt, ofs, ofsw, podd, poddw, TH,
+                      TW):
+    """``V[xi][k][p - p0]`` for the stride-2 input gradient's tiles ``p0 <= p < p1``: the
+    25 values of each output channel's 3x3 grad_out patch, rows ``2 ty + ofs`` on and
+    columns ``2 tx + ofsw`` on (zeros outside grad_out), transformed along both axes by
+    :func:`_grad_patch_row`. As :func:`_input_chunk`, a tile row's 3 rows are first copied
+    into ``rb`` (rows of ``pitch``; column ``q`` is grad_out's ``q + ofsw``)."""
+    TT = TH * TW
+    xs = U(V.shape[0] // 25)
+    c0 = max(0, ofsw)  # the first column copied
+    rb[:] = 0
+    p = p0
+    while p < p1:
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        for k in range(K):
+            for i in range(3):
+                row = 2 * ty + ofs + i
+                at = i * pitch + c0 - ofsw
+                if 0 <= row < OH:
+                    copy_run(gf, U(((n * K + k) * OH + row) * OW + c0), rb, U(at), OW - c0)
+                else:
+                    rb[at:at + OW - c0] = 0
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                a, n2 = U(2 * tx0), 2 * m - 1
+                o = U(k * nt + p - p0 + tx0 - tx)
+                s0, s1, s2, s3, s4 = _grad_patch_row(rb, a + U(pitch), n2, poddw)
+                _store5(V, o + 5 * xs, xs, m, s0, s1, s2, s3, s4)
+                t0, t1, t2, t3, t4 = _grad_patch_row(rb, a, n2, poddw)
+                _store5(V, o, xs, m, sub(t0, s0), sub(t1, s1), sub(t2, s2), sub(t3, s3),
+                        sub(t4, s4))
+                u0, u1, u2, u3, u4 = _grad_patch_row(rb, a + U(2 * pitch), n2, poddw)
+                _store5(V, o + 10 * xs, xs, m, sub(u0, s0), sub(u1, s1), sub(u2, s2),
+                        sub(u3, s3), sub(u4, s4))
+                if not podd:  # the odd outputs' rows: (row 0, row 1) or (row 1, row 2)
+                    t0, t1, t2, t3, t4, s0, s1, s2, s3, s4 = s0, s1, s2, s3, s4, u0, u1, u2, u3, u4
+                _store5(V, o + 15 * xs, xs, m, t0, t1, t2, t3, t4)
+                _store5(V, o + 20 * xs, xs, m, s0, s1, s2, s3, s4)
+        p += e
+    end = (p1 - p0 + SET - 1) // SET * SET  # as in _input_chunk
+    if end > p1 - p0:
+        for r in range(25 * K):
+            for q in range(p1 - p0, end):
+                V[(r // K) * xs + (r % K) * nt + q] = 0
+
+
+@njit(cache=True, inline="always")
+def _sum_rows(M, q, xs, m, r, two):
+    """The 5 sums of row ``r`` of the 5x5 positions of P tiles (plus row ``r + 1`` if
+    ``two``): one row of the stride-2 input gradient's ``A^T M``."""
+    v0 = load_first(M, q + U(5 * r) * xs, m)
+    v1 = load_first(M, q + U(5 * r + 1) * xs, m)
+    v2 = load_first(M, q + U(5 * r + 2) * xs, m)
+    v3 = load_first(M, q + U(5 * r + 3) * xs, m)
+    v4 = load_first(M, q + U(5 * r + 4) * xs, m)
+    if two:
+        v0 = add(v0, load_first(M, q + U(5 * r + 5) * xs, m))
+        v1 = add(v1, load_first(M, q + U(5 * r + 6) * xs, m))
+        v2 = add(v2, load_first(M, q + U(5 * r + 7) * xs, m))
+        v3 = add(v3, load_first(M, q + U(5 * r + 8) * xs, m))
+        v4 = add(v4, load_first(M, q + U(5 * r + 9) * xs, m))
+    return v0, v1, v2, v3, v4
+
+
+@njit(cache=True, inline="always")
+def _store_quads(yf, o, cnt, podd, v0, v1, v2, v3, v4):
+    """A row of the 4x4 output blocks of P tiles side by side, from the row ``v`` of
+    ``A^T M``: the even outputs ``v0 + v1`` and ``v1 + v2``, the odd ``v3`` and ``v4``, in
+    the order odd, even, odd, even where ``podd``; 4-way interleaved, the first ``cnt``
+    stored at ``yf[o:]``."""
+    e0, e1 = add(v0, v1), add(v1, v2)
+    y0, y1, y2, y3 = (v3, e0, v4, e1) if podd else (e0, v3, e1, v4)
+    a, b = interleave_low(y0, y2), interleave_low(y1, y3)
+    store_first(yf, o, interleave_low(a, b), min(P, cnt))
+    if cnt > P:
+        store_first(yf, o + U(P), interleave_high(a, b), min(P, cnt - P))
+    if cnt > 2 * P:
+        a, b = interleave_high(y0, y2), interleave_high(y1, y3)
+        store_first(yf, o + U(2 * P), interleave_low(a, b), min(P, cnt - 2 * P))
+        if cnt > 3 * P:
+            store_first(yf, o + U(3 * P), interleave_high(a, b), cnt - 3 * P)
+
+
+@njit(cache=True)
+def _grad_output_chunk(M, yf, C, H, W, p0, p1, nt, c0, c1, TH, TW, podd, poddw):
+    """``grad_x[n, c, 4ty:4ty+4, 4tx:4tx+4]`` = the 4x4 block ``A^T M A`` of tiles
+    ``p0 <= p < p1``, channels ``c0 <= c < c1``, cropped to grad_x: along each axis, the
+    even padded positions take the F(2, 2) sums ``m0 + m1`` and ``m1 + m2``, the odd ones
+    ``m3`` and ``m4`` (:func:`input_grad2`)."""
+    TT = TH * TW
+    xs = U(M.shape[0] // 25)
+    p = p0
+    while p < p1:
+        n, r = p // TT, p % TT
+        ty, tx = r // TW, r % TW
+        e = min(p1 - p, TW - tx)
+        rows = min(4, H - 4 * ty)
+        for c in range(c0, c1):
+            row = U(((n * C + c) * H + 4 * ty) * W)
+            for tx0 in range(tx, tx + e, P):
+                m = min(P, tx + e - tx0)
+                q = U((c - c0) * nt + p - p0 + tx0 - tx)
+                o, cnt = row + U(4 * tx0), min(4 * m, W - 4 * tx0)
+                for rr in range(rows):  # (odd, even, odd, even) where podd
+                    j = (rr ^ 1) if podd else rr  # rows 0 + 1, 3, 1 + 2, 4 of M
+                    v0, v1, v2, v3, v4 = _sum_rows(M, q, xs, m, (j >> 1) + 3 * (j & 1),
+                                                   j & 1 == 0)
+                    _store_quads(yf, o + U(rr * W), cnt, poddw, v0, v1, v2, v3, v4)
+        p += e
+
+
+@njit(cache=True)
+def _input_grad_part2(g, ut, gx, vbuf, mbuf, rbuf, pitch, top, left, TH, TW, nt, Tc, pset,
+                      kset, part, parts):
+    """:func:`_forward_part` for :func:`input_grad2`."""
+    N, K, OH, OW = g.shape
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    ip, ic = part // Tc, part % Tc
+    kb0, kb1 = kset[ic], kset[ic + 1]
+    V, M, rb = vbuf[part], mbuf[part], rbuf[part]
+    gf, yf = g.reshape(g.size), gx.reshape(gx.size)
+    ofs, ofsw = (top + 1) // 2 - 1, (left + 1) // 2 - 1  # (see grad_offsets)
+    podd, poddw = top % 2 == 1, left % 2 == 1  # tiles start at odd padded positions
+    for p0 in range(pset[ip], pset[ip + 1], nt):
+        p1 = min(p0 + nt, pset[ip + 1])
+        _grad_input_chunk(gf, K, OH, OW, V, rb, pitch, p0, p1, nt, ofs, ofsw, podd, poddw,
+                          TH, TW)
+        _products(V, ut, M, K, kb0, kb1, nt, p1 - p0, 25)
+        _grad_output_chunk(M, yf, C, H, W, p0, p1, nt, kb0 * KB, min(kb1 * KB, C), TH, TW,
+                           podd, poddw)
+
+
+def grad_row_pitch(OW: int, left: int, TW: int) -> int:
+    """The floats of a row of :func:`_grad_input_chunk`'s row buffer: the columns the
+    tiles read (2 TW + 1) and those copied. Tile 0's patch starts at grad_out's column
+    ``ofsw = (left + 1) // 2 - 1``: its block's first padded position, ``left``, is
+    ``2u`` (taking ``g[u - 1]``) or ``2u + 1`` (taking ``g[u]`` first)."""
+    return max(2 * TW + 1, OW - ((left + 1) // 2 - 1))
+
+
+def input_grad2(g, w, gx, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kset):
+    """``gx`` = the input gradient of a 3x3 convolution at stride 2 with ``top``/``left``
+    padding, of weights ``w`` (K, C, 3, 3), for the upstream gradient ``g``, in 4x4 blocks
+    of grad_x (tiles; 2x2 of grad_out's positions each) by the transpose of
+    :func:`_input_chunk2`'s transform.
+
+    Along an axis, a padded input position ``2u`` gets ``w0 g[u] + w2 g[u - 1]`` and
+    ``2u + 1`` gets ``w1 g[u]``: a tile's two even positions are the 2-tap filter
+    ``(w2, w0)`` on three consecutive values of g, by F(2, 2) (3 products), its two odd
+    ones ``w1`` times two of them: 5 products where the direct sum has 6, 25 in 2-D
+    where it has 36. The weights' transform is :func:`_weights`' stride-2 one of the
+    flipped weights ``(w2, w2 + w0, w0, w1)``; the products are the forward's."""
+    TH, TW = (gx.shape[2] + 3) // 4, (gx.shape[3] + 3) // 4
+    parts = vbuf.shape[0]
+    run_parts(_weights, parts, w, ut, True, True)
+    run_parts(_input_grad_part2, parts, g, ut, gx, vbuf, mbuf, rbuf,
+              grad_row_pitch(g.shape[3], left, TW), top, left, TH, TW, nt, Tc, pset, kset)
 
 
 @njit(cache=True)
