@@ -16,11 +16,14 @@ import tempfile
 
 FIRST_CALLS = {
     "correlate2d": "kernels.correlate2d(a2, a2[:3, :3])",
-    # a LeNet-sized first layer (serial kernels), then a ResNet 3x3 layer (parallel ones)
+    # a LeNet-sized first layer (serial kernels), then ResNet 3x3 layers (parallel ones;
+    # in float32 with AVX-512, by Winograd's F(2x2, 3x3), at stride 1 and 2)
     "conv2d + backward, LeNet b8": ("y = kernels.conv2d(xl, wl); "
                                     "kernels.conv2d_backward(y, xl, wl)"),
     "conv2d + backward, 3x3 b8": ("y = kernels.conv2d(xr, wr, padding=1); "
                                   "kernels.conv2d_backward(y, xr, wr, padding=1)"),
+    "conv2d + backward, 3x3 s2 b8": ("y = kernels.conv2d(xs, ws, stride=2, padding=1); "
+                                     "kernels.conv2d_backward(y, xs, ws, stride=2, padding=1)"),
     "max_pool2d + backward": ("y, i = kernels.max_pool2d(x, 2); "
                               "kernels.max_pool2d_backward(y, i, x.shape)"),
     "batch_norm + backward": ("y, m, s = kernels.batch_norm(x, training=True, return_stats=True);"
@@ -42,6 +45,8 @@ xl = np.random.default_rng(2).random((8, 3, 32, 32), dtype=np.float32)
 wl = np.random.default_rng(3).random((6, 3, 5, 5), dtype=np.float32)
 xr = np.random.default_rng(4).random((8, 64, 28, 28), dtype=np.float32)
 wr = np.random.default_rng(5).random((64, 64, 3, 3), dtype=np.float32)
+xs = np.random.default_rng(6).random((8, 128, 32, 32), dtype=np.float32)
+ws = np.random.default_rng(7).random((128, 128, 3, 3), dtype=np.float32)
 t1 = time.perf_counter()
 {call}
 print(time.perf_counter() - t1)
