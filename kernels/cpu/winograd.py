@@ -164,6 +164,28 @@ def _weights(w, ut, flip, stride2, part, parts):
 
 
 @njit(cache=True, inline="always")
+def _zero_tail(V, nx, rows, nt, used):
+    """Zero the lanes past ``used`` of a chunk's last set of tiles in ``V``'s ``rows`` rows
+    of each of its ``nx`` positions: they are multiplied, never stored, and old values
+    might be NaN."""
+    end = (used + SET - 1) // SET * SET
+    xs = V.shape[0] // nx
+    for r in range(nx * rows):
+        for q in range(used, end):
+            V[(r // rows) * xs + (r % rows) * nt + q] = 0
+
+
+@njit(cache=True, inline="always")
+def _segment(p, p1, TH, TW):
+    """``(n, ty, tx, e)``: tile ``p`` is image ``n``'s tile ``(ty, tx)``, and the next ``e``
+    tiles up to ``p1`` are the rest of its tile row (tiles numbered image by image, row by
+    row, ``TH x TW`` an image): the segment a chunk function handles at once."""
+    n, r = p // (TH * TW), p % (TH * TW)
+    ty, tx = r // TW, r % TW
+    return n, ty, tx, min(p1 - p, TW - tx)
+
+
+@njit(cache=True, inline="always")
 def _patch_row(rb, a, n):
     """Row ``a`` of the 4x4 input patches of P tiles side by side: their columns 0 to 3,
     each the even elements of ``rb[a + j:][:n]`` (tiles start 2 columns apart)."""
@@ -220,13 +242,10 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
     tile rows a vector took the 512-channel 7x7 transform from 1.02-1.21 to 0.83-0.88 ms
     on one thread (its forward 2-3% faster), but compiling it cost every first 3x3
     layer 2 s more, so it was dropped."""
-    TT = TH * TW
     rb[:] = 0
     p = p0
     while p < p1:  # the chunk's tile rows (segments of one), then the channels
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)  # tiles of this row in the chunk
+        n, ty, tx, e = _segment(p, p1, TH, TW)  # tiles of this row in the chunk
         for c in range(C):
             for i in range(4):
                 row = 2 * ty + i - top
@@ -246,11 +265,7 @@ def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
                                        m, d00, d01, d02, d03, d10, d11, d12, d13, d20, d21,
                                        d22, d23, d30, d31, d32, d33)
         p += e
-    end = (p1 - p0 + SET - 1) // SET * SET  # the chunk's last set: its lanes past p1 zeroed
-    if end > p1 - p0:  # (they are multiplied, never stored; old values might be NaN)
-        for r in range(16 * C):
-            for q in range(p1 - p0, end):
-                V[(r // C) * (V.shape[0] // 16) + (r % C) * nt + q] = 0
+    _zero_tail(V, 16, C, nt, p1 - p0)
 
 
 @njit(cache=True, inline="always")
@@ -289,7 +304,6 @@ def _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW):
     A tile row's 5 input rows are copied into ``rb`` split by parity (a row's even padded
     columns, then at ``half`` its odd ones), so that each of the 25 values is one load
     at stride 2, as in :func:`_input_chunk`."""
-    TT = TH * TW
     xs = U(V.shape[0] // 25)
     pitch = 2 * half
     c0 = left % 2  # the first input column at an even padded column
@@ -297,9 +311,7 @@ def _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW):
     rb[:] = 0
     p = p0
     while p < p1:  # the chunk's tile rows (segments of one), then the channels
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         for c in range(C):
             for i in range(5):
                 row = 4 * ty + i - top
@@ -329,11 +341,7 @@ def _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW):
                 t0, t1, t2, t3, t4 = _patch_row5(rb, a + U(3 * pitch), h, n2)
                 _store5(V, o + 20 * xs, xs, m, t0, t1, t2, t3, t4)
         p += e
-    end = (p1 - p0 + SET - 1) // SET * SET  # as in _input_chunk
-    if end > p1 - p0:
-        for r in range(25 * C):
-            for q in range(p1 - p0, end):
-                V[(r // C) * xs + (r % C) * nt + q] = 0
+    _zero_tail(V, 25, C, nt, p1 - p0)
 
 
 @njit(cache=True, inline="always")
@@ -462,13 +470,10 @@ def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
     channels ``k0 <= k < k1`` (``M`` holds rows from ``k0``), cropped to the output: each
     group of P tiles of a row loads its 16 sums as vectors, and its two output rows are
     stored as interleaved pairs of vectors."""
-    TT = TH * TW
     xs = U(M.shape[0] // 16)
     p = p0
     while p < p1:
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         for k in range(k0, k1):
             bias = b[k]
             row = U(((n * K + k) * OH + 2 * ty) * OW)
@@ -556,13 +561,10 @@ def _output_chunk2(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
     """As :func:`_output_chunk`, for the stride-2 transform's 25 sums a tile: ``y`` =
     ``A^T M A`` + b[k], ``A^T = [[1, 1, 0, 1, 0], [0, 1, 1, 0, 1]]`` (output 0 takes the
     F(2, 2) products 0 and 1 and the odd input's 3, output 1 the products 1, 2 and 4)."""
-    TT = TH * TW
     xs = U(M.shape[0] // 25)
     p = p0
     while p < p1:
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         for k in range(k0, k1):
             bias = b[k]
             row = U(((n * K + k) * OH + 2 * ty) * OW)
@@ -644,15 +646,12 @@ def _grad_input_chunk(gf, K, OH, OW, V, rb, pitch, p0, p1, nt, ofs, ofsw, podd, 
     columns ``2 tx + ofsw`` on (zeros outside grad_out), transformed along both axes by
     :func:`_grad_patch_row`. As :func:`_input_chunk`, a tile row's 3 rows are first copied
     into ``rb`` (rows of ``pitch``; column ``q`` is grad_out's ``q + ofsw``)."""
-    TT = TH * TW
     xs = U(V.shape[0] // 25)
     c0 = max(0, ofsw)  # the first column copied
     rb[:] = 0
     p = p0
     while p < p1:
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         for k in range(K):
             for i in range(3):
                 row = 2 * ty + ofs + i
@@ -678,11 +677,7 @@ def _grad_input_chunk(gf, K, OH, OW, V, rb, pitch, p0, p1, nt, ofs, ofsw, podd, 
                 _store5(V, o + 15 * xs, xs, m, t0, t1, t2, t3, t4)
                 _store5(V, o + 20 * xs, xs, m, s0, s1, s2, s3, s4)
         p += e
-    end = (p1 - p0 + SET - 1) // SET * SET  # as in _input_chunk
-    if end > p1 - p0:
-        for r in range(25 * K):
-            for q in range(p1 - p0, end):
-                V[(r // K) * xs + (r % K) * nt + q] = 0
+    _zero_tail(V, 25, K, nt, p1 - p0)
 
 
 @njit(cache=True, inline="always")
@@ -728,13 +723,10 @@ def _grad_output_chunk(M, yf, C, H, W, p0, p1, nt, c0, c1, TH, TW, podd, poddw):
     ``p0 <= p < p1``, channels ``c0 <= c < c1``, cropped to grad_x: along each axis, the
     even padded positions take the F(2, 2) sums ``m0 + m1`` and ``m1 + m2``, the odd ones
     ``m3`` and ``m4`` (:func:`input_grad2`)."""
-    TT = TH * TW
     xs = U(M.shape[0] // 25)
     p = p0
     while p < p1:
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         rows = min(4, H - 4 * ty)
         for c in range(c0, c1):
             row = U(((n * C + c) * H + 4 * ty) * W)
@@ -804,13 +796,10 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
     channels ``k0 <= k < k1``: each tile's 2x2 block of grad_out (zeros past the output)
     spread over the 16 sums it came from (the output transform's transpose). Lanes past
     ``p1`` of the chunk's last set are zeroed, as :func:`_input_chunk` does."""
-    TT = TH * TW
     xs = U(G.shape[0] // 16)
     p = p0
     while p < p1:
-        n, r = p // TT, p % TT
-        ty, tx = r // TW, r % TW
-        e = min(p1 - p, TW - tx)
+        n, ty, tx, e = _segment(p, p1, TH, TW)
         for k in range(k0, k1):
             row = U(((n * K + k) * OH + 2 * ty) * OW)
             two = 2 * ty + 1 < OH  # the tile's second row is in the output
@@ -832,12 +821,7 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
                 _store_grad_row(G, o + 8 * xs, xs, m, sub(a0, a1), sub(b0, b1))
                 _store_grad_row(G, o + 12 * xs, xs, m, sub(z, a1), sub(z, b1))
         p += e
-    end = (p1 - p0 + SET - 1) // SET * SET
-    Kr = k1 - k0
-    if end > p1 - p0:
-        for r in range(16 * Kr):
-            for q in range(p1 - p0, end):
-                G[(r // Kr) * (G.shape[0] // 16) + (r % Kr) * nt + q] = 0
+    _zero_tail(G, 16, k1 - k0, nt, p1 - p0)
 
 
 @njit(cache=True)
