@@ -728,7 +728,7 @@ def test_winograd_splits_and_chunks():
     # the weight gradient: by tiles where each thread's sums of all 16 x K x C products
     # stay small, else by output channels (in blocks of WK)
     from kernels.conv import _weight_grad_split
-    from kernels.cpu.winograd import WK
+    from kernels.cpu._outer import WK
 
     assert _weight_grad_split(8 * 28 * 28, 64, 64, 2) == (2, 1)
     assert _weight_grad_split(8 * 4 * 4, 512, 512, 2) == (1, 2)  # 2 x 17 MB of sums
@@ -776,3 +776,55 @@ def test_winograd_runs_the_resnet_3x3_layers():
     assert not ok((2, 8, 10, 10), (8, 8, 3, 3), padding=1)
     assert not ok((8, 3, 224, 224), (64, 3, 3, 3), padding=1)  # 3 input channels
     assert not ok((8, 768, 7, 7), (768, 768, 3, 3), padding=1)  # 38 MB of weights
+
+
+POINTWISE_CASES = [
+    ((2, 19, 16, 16), 37),  # channels in no whole block: K past its blocks of 6, C of 64
+    ((3, 64, 8, 6), 256),
+    ((2, 70, 4, 12), 71),  # two blocks of 64 input channels, the second 6 of them
+    ((1, 5, 16, 1), 6),  # one column
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pointwise_weight_grad_matches_torch(threads, monkeypatch):
+    """A 1x1 layer's weight gradient as one matrix product (the input transposed a chunk
+    of positions at a time), against autograd in float64: whatever the split of the
+    images and chunks among threads and the chunk size (a chunk of 16 positions; 1024)."""
+    from kernels.cpu._simd import P
+
+    if P != 16:
+        pytest.skip("needs 16 float32 lanes (AVX-512): conv2d does not use it on AVX2")
+    monkeypatch.setattr(kernels.conv, "_threads", lambda cpu: threads)
+    for chunk in (16, 1024):
+        monkeypatch.setattr(kernels.conv, "POINTWISE_CHUNK", chunk)
+        for x_shape, K in POINTWISE_CASES:
+            x, w, b, g = _data(x_shape, (K, x_shape[1], 1, 1), np.float64)
+            x, g = x.astype(np.float32), g.astype(np.float32)
+            _, _, gw, _ = _torch(x.astype(np.float64), w, b, g.astype(np.float64))
+            got = kernels.conv._pointwise_weight_grad(x, g)
+            assert got.dtype == np.float32 and got.shape == w.shape
+            np.testing.assert_allclose(got, gw, **TOL[np.float32], err_msg=f"{x_shape} {K}")
+
+
+def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
+    """conv2d_backward takes the 1x1 matrix product for ResNet's and MobileNet's 1x1
+    layers whose input is no larger than grad_out (float32 on AVX-512), and the rows
+    elsewhere: a shrinking layer, 7x7 and 14x14 planes (not whole vectors), strided,
+    padded, float64 or tiny layers."""
+    from kernels.conv import _pointwise_weight_grad_ok
+    from kernels.cpu._simd import P
+
+    def ok(x_shape, K, dtype=np.float32, **kw):
+        x, w = np.zeros(x_shape, dtype), np.zeros((K, x_shape[1], 1, 1), dtype)
+        return _pointwise_weight_grad_ok(x, w.shape, _geo(x, w, kw))
+
+    for C, K, hw in ((64, 256, 56), (128, 512, 28), (24, 144, 56), (64, 64, 56)):
+        assert ok((8, C, hw, hw), K) == (P == 16)
+    assert not ok((8, 256, 56, 56), 64)
+    assert not ok((8, 256, 14, 14), 1024)
+    assert not ok((8, 512, 7, 7), 2048)
+    assert not ok((8, 256, 56, 56), 512, stride=2)
+    assert not ok((8, 64, 56, 56), 256, padding=1)
+    assert not ok((8, 64, 56, 56), 256, np.float64)
+    assert not ok((1, 8, 16, 16), 16)

@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import U
+from ._outer import WC, WK, outer_sums, transpose_chunk
 from ._parts import run_parts, span
 from ._simd import (
     P,
@@ -58,7 +59,6 @@ from ._simd import (
     store,
     store_masked,
     sub,
-    transpose_rows,
     zeros,
 )
 
@@ -81,8 +81,6 @@ def pitch(n: int) -> int:
 
 KB = 8  # output channels a block of the products: KB x 3 accumulator vectors
 SET = 3 * P  # tiles a block of the products (3 vectors)
-WK = 6  # output channels a block of the weight gradient's products: WK x 4 vectors
-WC = 4 * P  # and input channels (4 vectors)
 
 
 @njit(cache=True)
@@ -825,75 +823,6 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
 
 
 @njit(cache=True)
-def _transpose_chunk(V, VT, C, Cp, nt, tcount):
-    """``VT[xi][t][c] = V[xi][c][t]`` for the chunk's first ``tcount`` tiles (a multiple of
-    16) and ``c < Cp`` (zeros from C): the weight gradient's products take 4 vectors of
-    channels a tile. 16 x 16 blocks, transposed in registers."""
-    vxs, txs = V.shape[0] // 16, VT.shape[0] // 16
-    for xi in range(16):
-        for c0 in range(0, Cp, P):
-            rows = max(0, min(P, C - c0))
-            a = U(xi * vxs + c0 * nt) if rows > 0 else U(0)
-            for t0 in range(0, tcount, P):
-                v = transpose_rows(V, a + U(t0), U(nt), P, rows)
-                o = U(xi * txs + t0 * Cp + c0)
-                for j in range(P):
-                    store(VT, o + U(j * Cp), v[j])
-
-
-@njit(cache=True)
-def _weight_products(VT, G, dU, Cp, Kw, nt, tcount, k0):
-    """``dU[xi][k0 + k][c] += sum_t G[xi][k][t] * VT[xi][t][c]`` over the chunk's first
-    ``tcount`` tiles, for ``k < Kw`` (blocks of WK) and ``c < Cp`` (blocks of WC).
-
-    Loop nest: xi > block of WK rows > block of WC channels > tile > 4 x WK vector FMAs:
-    each tile loads 4 vectors of channels and broadcasts WK gradient sums (10 loads a 24
-    FMAs); the sums stay in registers for the whole chunk, then add into ``dU``."""
-    vxs, gxs, uxs = VT.shape[0] // 16, G.shape[0] // 16, dU.shape[0] // 16
-    for xi in range(16):
-        for kb in range(Kw // WK):
-            gb = U(xi * gxs + kb * WK * nt)
-            for cb in range(Cp // WC):
-                vb = U(xi * vxs + cb * WC)
-                a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = zeros(dU)
-                d0 = d1 = d2 = d3 = e0 = e1 = e2 = e3 = f0 = f1 = f2 = f3 = zeros(dU)
-                for t in range(tcount):
-                    v = vb + U(t) * U(Cp)
-                    x0 = load(VT, v)
-                    x1 = load(VT, v + U(P))
-                    x2 = load(VT, v + U(2 * P))
-                    x3 = load(VT, v + U(3 * P))
-                    q = gb + U(t)
-                    w = G[q]
-                    a0, a1, a2, a3 = fma(a0, w, x0), fma(a1, w, x1), fma(a2, w, x2), fma(a3, w, x3)
-                    w = G[q + U(nt)]
-                    b0, b1, b2, b3 = fma(b0, w, x0), fma(b1, w, x1), fma(b2, w, x2), fma(b3, w, x3)
-                    w = G[q + U(2 * nt)]
-                    c0, c1, c2, c3 = fma(c0, w, x0), fma(c1, w, x1), fma(c2, w, x2), fma(c3, w, x3)
-                    w = G[q + U(3 * nt)]
-                    d0, d1, d2, d3 = fma(d0, w, x0), fma(d1, w, x1), fma(d2, w, x2), fma(d3, w, x3)
-                    w = G[q + U(4 * nt)]
-                    e0, e1, e2, e3 = fma(e0, w, x0), fma(e1, w, x1), fma(e2, w, x2), fma(e3, w, x3)
-                    w = G[q + U(5 * nt)]
-                    f0, f1, f2, f3 = fma(f0, w, x0), fma(f1, w, x1), fma(f2, w, x2), fma(f3, w, x3)
-                o = U(xi * uxs + (k0 + kb * WK) * Cp + cb * WC)
-                for j in range(WK):
-                    r = o + U(j * Cp)
-                    s0 = (a0 if j == 0 else b0 if j == 1 else c0 if j == 2 else d0 if j == 3
-                          else e0 if j == 4 else f0)
-                    s1 = (a1 if j == 0 else b1 if j == 1 else c1 if j == 2 else d1 if j == 3
-                          else e1 if j == 4 else f1)
-                    s2 = (a2 if j == 0 else b2 if j == 1 else c2 if j == 2 else d2 if j == 3
-                          else e2 if j == 4 else f2)
-                    s3 = (a3 if j == 0 else b3 if j == 1 else c3 if j == 2 else d3 if j == 3
-                          else e3 if j == 4 else f3)
-                    store(dU, r, add(load(dU, r), s0))
-                    store(dU, r + U(P), add(load(dU, r + U(P)), s1))
-                    store(dU, r + U(2 * P), add(load(dU, r + U(2 * P)), s2))
-                    store(dU, r + U(3 * P), add(load(dU, r + U(3 * P)), s3))
-
-
-@njit(cache=True)
 def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, nt, Tc, pset,
                       kset, part, parts):
     """The part ``(ip, ic) = divmod(part, Tc)``: the sums ``dU`` of its tiles
@@ -921,9 +850,9 @@ def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, n
         p1 = min(p0 + nt, pset[ip + 1])
         tcount = (p1 - p0 + P - 1) // P * P
         _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW)
-        _transpose_chunk(V, VT, C, Cp, nt, tcount)
+        transpose_chunk(V, VT, C, Cp, nt, tcount, 16)
         _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1)
-        _weight_products(VT, G, dU, Cp, Kw, nt, tcount, k0)
+        outer_sums(VT, G, dU, Cp, Kw, nt, tcount, k0, 16)
 
 
 @njit(cache=True)
