@@ -783,6 +783,7 @@ POINTWISE_CASES = [
     ((3, 64, 8, 6), 256),
     ((2, 70, 4, 12), 71),  # two blocks of 64 input channels, the second 6 of them
     ((1, 5, 16, 1), 6),  # one column
+    ((2, 40, 8, 8), 9),  # more input channels than output ones: grad_out transposed
 ]
 
 
@@ -809,9 +810,8 @@ def test_pointwise_weight_grad_matches_torch(threads, monkeypatch):
 
 def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
     """conv2d_backward takes the 1x1 matrix product for ResNet's and MobileNet's 1x1
-    layers whose input is no larger than grad_out (float32 on AVX-512), and the rows
-    elsewhere: a shrinking layer, 7x7 and 14x14 planes (not whole vectors), strided,
-    padded, float64 or tiny layers."""
+    layers at 56x56 and 28x28 (float32 on AVX-512), and the rows elsewhere: 7x7 and 14x14
+    planes (not whole vectors), strided, padded, float64 or tiny layers."""
     from kernels.conv import _pointwise_weight_grad_ok
     from kernels.cpu._simd import P
 
@@ -819,9 +819,9 @@ def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
         x, w = np.zeros(x_shape, dtype), np.zeros((K, x_shape[1], 1, 1), dtype)
         return _pointwise_weight_grad_ok(x, w.shape, _geo(x, w, kw))
 
-    for C, K, hw in ((64, 256, 56), (128, 512, 28), (24, 144, 56), (64, 64, 56)):
+    for C, K, hw in ((64, 256, 56), (128, 512, 28), (24, 144, 56), (64, 64, 56),
+                     (256, 64, 56), (144, 24, 56)):
         assert ok((8, C, hw, hw), K) == (P == 16)
-    assert not ok((8, 256, 56, 56), 64)
     assert not ok((8, 256, 14, 14), 1024)
     assert not ok((8, 512, 7, 7), 2048)
     assert not ok((8, 256, 56, 56), 512, stride=2)

@@ -5,9 +5,9 @@
 
 The dot products of whole rows (:func:`kernels.cpu.conv._weight_grad_rows`) load 7
 vectors for 12 FMAs from rows that leave L1: a 64 -> 256 layer's at 56x56 ran at 44% of
-the cores' peak, 7.9-10.4 ms, against 4.3 ms here. It is used where the input is no
-larger than grad_out (the transposed copy is the input's) and the planes are whole
-vectors of positions.
+the cores' peak, 7.9-10.4 ms, against 4.3 ms here. It is used where the planes are
+whole vectors of positions; the caller swaps the input and grad_out where grad_out is the
+smaller (the transposed copy is the input's).
 """
 
 from numba import njit
