@@ -809,9 +809,10 @@ def test_pointwise_weight_grad_matches_torch(threads, monkeypatch):
 
 
 def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
-    """conv2d_backward takes the 1x1 matrix product for ResNet's and MobileNet's 1x1
-    layers at 56x56 and 28x28 (float32 on AVX-512), and the rows elsewhere: 7x7 and 14x14
-    planes (not whole vectors), strided, padded, float64 or tiny layers."""
+    """conv2d_backward takes the 1x1 matrix product for ResNet's 1x1 layers at 56x56 and
+    28x28 (float32 on AVX-512), and the rows elsewhere: 7x7 and 14x14 planes (not whole
+    vectors), MobileNet's 24-channel side (padded to 64), strided, padded, float64 or
+    tiny layers."""
     from kernels.conv import _pointwise_weight_grad_ok
     from kernels.cpu._simd import P
 
@@ -819,9 +820,11 @@ def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
         x, w = np.zeros(x_shape, dtype), np.zeros((K, x_shape[1], 1, 1), dtype)
         return _pointwise_weight_grad_ok(x, w.shape, _geo(x, w, kw))
 
-    for C, K, hw in ((64, 256, 56), (128, 512, 28), (24, 144, 56), (64, 64, 56),
-                     (256, 64, 56), (144, 24, 56)):
+    for C, K, hw in ((64, 256, 56), (128, 512, 28), (64, 64, 56), (256, 64, 56),
+                     (56, 144, 56)):
         assert ok((8, C, hw, hw), K) == (P == 16)
+    assert not ok((8, 24, 56, 56), 144)
+    assert not ok((8, 144, 56, 56), 24)
     assert not ok((8, 256, 14, 14), 1024)
     assert not ok((8, 512, 7, 7), 2048)
     assert not ok((8, 256, 56, 56), 512, stride=2)

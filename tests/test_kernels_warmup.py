@@ -197,7 +197,8 @@ def test_conv_cases_take_every_layout_large_and_small():
     # and the 1x1 weight gradient as one matrix product
     from kernels.conv import _pointwise_weight_grad_ok
 
-    x_shape, w_shape = next((x, w) for name, x, w, kw in warmup.conv_shapes() if name == "1x1")
+    x_shape, w_shape = next((x, w) for name, x, w, kw in warmup.conv_shapes()
+                            if name == "1x1, 64 channels")
     x = np.empty(x_shape, np.float32)
     geo = _geometry(x, np.empty(w_shape), 1, 0, 1, 1)
     assert _pointwise_weight_grad_ok(x, w_shape, geo) == (P == 16)
