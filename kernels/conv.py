@@ -1418,12 +1418,17 @@ def _winograd_input_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> boo
 
 
 POINTWISE_CHUNK = 1024  # positions a chunk of the 1x1 weight gradient: 256 KB of 64 channels
+# positions of a plane from which it runs: its sums are read and written back after each
+# chunk, at most a plane (2048 -> 512 at 7x7: 10.5-11.2 ms, the rows 4.1-4.4; at 14x14,
+# 1024 -> 256: 5.2-5.4 against 4.2-4.5)
+POINTWISE_MIN_PLANE = 512
 
 
 def _pointwise_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     """Whether :func:`_pointwise_weight_grad` runs this convolution's weight gradient: 1x1,
     stride 1, no padding, one group, float32 with AVX-512 (its transposes take 16 x 16
-    blocks), planes of whole vectors of positions, work enough for the threads, and the
+    blocks), planes of POINTWISE_MIN_PLANE positions or more, work enough for the
+    threads, and the
     transposed side's channels (the fewer) filling most of their blocks of WC (24 of 64:
     3.1 ms against the rows' 2.8 on MobileNet's 24 -> 144 at 56x56)."""
     if x.dtype != np.float32 or tuple(w_shape[2:]) != (1, 1) or geo.groups != 1:
@@ -1434,7 +1439,8 @@ def _pointwise_weight_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> b
     from .cpu._simd import P
 
     N, C, H, W = x.shape
-    return (P == 16 and H * W % 16 == 0 and N * C * w_shape[0] * H * W >= PARALLEL_MIN_MACS
+    return (P == 16 and H * W >= POINTWISE_MIN_PLANE
+            and N * C * w_shape[0] * H * W >= PARALLEL_MIN_MACS
             and _padding_share(min(C, w_shape[0]), WC) <= 0.25)
 
 

@@ -111,8 +111,8 @@ CONV_CASES = {
     "depthwise 5x5": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 5, 5),
                       dict(padding=2, groups=32)),
     "1x1": ((8, 16, 32, 32), (2, 16, 8, 8), (32, 16, 1, 1), {}),
-    # the weight gradient as one matrix product: 64 channels, planes of whole vectors
-    "1x1, 64 channels": ((8, 64, 16, 16), (1, 64, 8, 8), (64, 64, 1, 1), {}),
+    # the weight gradient as one matrix product: 64 channels, planes of 512 positions
+    "1x1, 64 channels": ((8, 64, 24, 24), (1, 64, 8, 8), (64, 64, 1, 1), {}),
     "1x1, stride 2": ((16, 16, 64, 64), (2, 16, 8, 8), (64, 16, 1, 1), dict(stride=2)),
     "5x5 on one channel (LeNet conv1)": ((64, 1, 28, 28), (8, 1, 28, 28), (6, 1, 5, 5), {}),
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),

@@ -784,6 +784,7 @@ POINTWISE_CASES = [
     ((2, 70, 4, 12), 71),  # two blocks of 64 input channels, the second 6 of them
     ((1, 5, 16, 1), 6),  # one column
     ((2, 40, 8, 8), 9),  # more input channels than output ones: grad_out transposed
+    ((2, 24, 5, 7), 30),  # planes of 35 positions: a transposed block of 3 columns
 ]
 
 
@@ -810,9 +811,9 @@ def test_pointwise_weight_grad_matches_torch(threads, monkeypatch):
 
 def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
     """conv2d_backward takes the 1x1 matrix product for ResNet's 1x1 layers at 56x56 and
-    28x28 (float32 on AVX-512), and the rows elsewhere: 7x7 and 14x14 planes (not whole
-    vectors), MobileNet's 24-channel side (padded to 64), strided, padded, float64 or
-    tiny layers."""
+    28x28 (float32 on AVX-512), and the rows elsewhere: 7x7 and 14x14 planes (too few
+    positions to repay the sums' round trip), MobileNet's 24-channel side (padded to 64),
+    strided, padded, float64 or tiny layers."""
     from kernels.conv import _pointwise_weight_grad_ok
     from kernels.cpu._simd import P
 
@@ -821,7 +822,7 @@ def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
         return _pointwise_weight_grad_ok(x, w.shape, _geo(x, w, kw))
 
     for C, K, hw in ((64, 256, 56), (128, 512, 28), (64, 64, 56), (256, 64, 56),
-                     (56, 144, 56)):
+                     (56, 144, 56), (64, 128, 30)):
         assert ok((8, C, hw, hw), K) == (P == 16)
     assert not ok((8, 24, 56, 56), 144)
     assert not ok((8, 144, 56, 56), 24)

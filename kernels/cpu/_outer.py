@@ -18,8 +18,8 @@ WC = 4 * P  # and channels a block (4 vectors)
 @njit(cache=True)
 def transpose_chunk(V, VT, C, Cp, nt, tcount, nx):
     """``VT[xi][t][c] = V[xi][c][t]`` for each of the ``nx`` positions ``xi``, the first
-    ``tcount`` columns ``t`` (a multiple of 16; ``V``'s rows ``nt`` apart) and ``c < Cp``
-    (zeros from C): :func:`outer_sums` takes 4 vectors of channels a column. 16 x 16
+    ``tcount`` columns ``t`` (``V``'s rows ``nt`` apart; nothing past them read) and ``c <
+    Cp`` (zeros from C): :func:`outer_sums` takes 4 vectors of channels a column. 16 x 16
     blocks, transposed in registers (P == 16 only)."""
     vxs, txs = V.shape[0] // nx, VT.shape[0] // nx
     for xi in range(nx):
@@ -27,9 +27,10 @@ def transpose_chunk(V, VT, C, Cp, nt, tcount, nx):
             rows = max(0, min(P, C - c0))
             a = U(xi * vxs + c0 * nt) if rows > 0 else U(0)
             for t0 in range(0, tcount, P):
-                v = transpose_rows(V, a + U(t0), U(nt), P, rows)
+                m = min(P, tcount - t0)
+                v = transpose_rows(V, a + U(t0), U(nt), m, rows)
                 o = U(xi * txs + t0 * Cp + c0)
-                for j in range(P):
+                for j in range(m):
                     store(VT, o + U(j * Cp), v[j])
 
 

@@ -5,9 +5,10 @@
 
 The dot products of whole rows (:func:`kernels.cpu.conv._weight_grad_rows`) load 7
 vectors for 12 FMAs from rows that leave L1: a 64 -> 256 layer's at 56x56 ran at 44% of
-the cores' peak, 7.9-10.4 ms, against 4.3 ms here. It is used where the planes are
-whole vectors of positions; the caller swaps the input and grad_out where grad_out is the
-smaller (the transposed copy is the input's).
+the cores' peak, 7.9-10.4 ms, against 4.3 ms here. It is used on large planes (each
+chunk's sums are read and written back after it, and a chunk is at most a plane); the
+caller swaps the input and grad_out where grad_out is the smaller (the transposed copy is
+the input's).
 """
 
 from numba import njit
@@ -47,6 +48,6 @@ def _weight_grad_part(x, g, dubuf, vtbuf, gbuf, nt, part, parts):
 
 def weight_grad(x, g, dubuf, vtbuf, gbuf, nt):
     """Each part's sums ``dubuf[part]`` of grad_w for the input ``x`` (N, C, H, W) and
-    grad_out ``g`` (N, K, H, W), ``H * W`` a multiple of 16, in chunks of ``nt`` positions
-    (a multiple of 16); the caller adds the parts."""
+    grad_out ``g`` (N, K, H, W), in chunks of ``nt`` positions (a multiple of 16); the
+    caller adds the parts."""
     run_parts(_weight_grad_part, dubuf.shape[0], x, g, dubuf, vtbuf, gbuf, nt)
