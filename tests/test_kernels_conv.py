@@ -708,6 +708,28 @@ def test_winograd_matches_torch(dtype, threads, monkeypatch):
             np.testing.assert_allclose(gx_w, gx, **TOL[dtype], err_msg=f"{x_shape} {w_shape}")
 
 
+def test_winograd_weight_grad_fold_ignores_what_the_output_held():
+    """The fold ``grad_w = G^T dU G`` of each part's sums, against NumPy's, into an output
+    array full of NaN (it is allocated uninitialized: accumulators started from one of
+    its elements times 0 made every sum NaN when that memory held a NaN)."""
+    from kernels.cpu import winograd
+    from kernels.cpu._outer import WC
+    from kernels.cpu._parts import run_parts
+
+    K, C, parts = 5, 3, 2
+    Cp = -(-C // WC) * WC
+    xs = winograd.pitch(K * Cp)
+    rng = np.random.default_rng(0)
+    du = rng.standard_normal((parts, 16 * xs)).astype(np.float32)
+    gw = np.full((K, C, 3, 3), np.nan, np.float32)
+    run_parts(winograd._weight_grad_out, 1, du, gw)
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    sums = du.astype(np.float64).sum(0)[:16 * xs].reshape(16, xs)[:, :K * Cp]
+    sums = sums.reshape(4, 4, K, Cp)[..., :C]
+    want = np.einsum("ia,ijkc,jb->kcab", G, sums, G)
+    np.testing.assert_allclose(gw, want, rtol=1e-5, atol=1e-5)
+
+
 def test_winograd_splits_and_chunks():
     """Many tiles are split among the threads by tiles, few (a 7x7 map) by output
     channels; a chunk's V and M stay within WINOGRAD_CHUNK_BYTES where a set allows."""

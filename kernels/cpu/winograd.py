@@ -864,11 +864,13 @@ def _weight_grad_out(dubuf, gw, part, parts):
     xs = dubuf.shape[1] // 16
     h = np.float32(0.5)
     gwf = gw.reshape(gw.size)
+    # (not gw[0, 0, 0, 0] * 0: gw is uninitialized, and NaN * 0 made every sum NaN)
+    zero = np.zeros(1, dtype=gw.dtype)[0]
     lo, hi = span(K * C, part, parts)
     for task in range(lo, hi):
         k, c = task // C, task % C
         o = U(k * Cp + c)
-        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = gw[0, 0, 0, 0] * 0
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
         s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = s00
         for q in range(dubuf.shape[0]):
             d = dubuf[q]
