@@ -1254,17 +1254,25 @@ class _Winograd:
             return 10 * row_half(self.W, self.left, TW)
         return 4 * (2 * TW + 2)
 
-    def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
-        from .cpu import winograd
+    def _plan_and_buffers(self, dt) -> tuple:
+        """``(nt, Tc, pset, kset, ut, vbuf, mbuf, rbuf)``: the split among this machine's
+        threads (:meth:`_split`) and the products' buffers, ``ut`` shared, the rest one
+        per part."""
         from .cpu.winograd import KB, pitch
 
         nt, Tc, pset, kset, Kr = self._split(_threads(_backends()[0]))
-        parts, dt, nx = (len(pset) - 1) * Tc, x.dtype, self.nx
+        parts, nx = (len(pset) - 1) * Tc, self.nx
         ut = _alloc.scratch("conv.winograd.u", 16 * pitch(int(kset[-1]) * KB * self.C), dt)
         vbuf = _alloc.scratch("conv.winograd.v", (parts, nx * pitch(self.C * nt)), dt)
         mbuf = _alloc.scratch("conv.winograd.m", (parts, nx * pitch(Kr * nt)), dt)
         rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(self._row_floats())), dt)
-        y = np.empty(self.out_shape, dtype=dt)
+        return nt, Tc, pset, kset, ut, vbuf, mbuf, rbuf
+
+    def _run(self, x: np.ndarray, w: np.ndarray, b: np.ndarray, flip: bool) -> np.ndarray:
+        from .cpu import winograd
+
+        nt, Tc, pset, kset, ut, vbuf, mbuf, rbuf = self._plan_and_buffers(x.dtype)
+        y = np.empty(self.out_shape, dtype=x.dtype)
         winograd.forward(np.ascontiguousarray(x), np.ascontiguousarray(w), _readonly(b), y,
                          flip, ut, vbuf, mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset,
                          self.stride)
@@ -1287,19 +1295,17 @@ class _WinogradInputGrad(_Winograd):
         self.stride, self.nx = 2, 25
         self._by_threads: dict = {}
 
+    def _row_floats(self) -> int:
+        """The row buffer's floats: a tile row's 3 rows of grad_out, zero padded."""
+        from .cpu.winograd import grad_row_pitch
+
+        return 3 * grad_row_pitch(self.OW, self.left, -(-self.out_shape[3] // 4))
+
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
         from .cpu import winograd
-        from .cpu.winograd import KB, grad_row_pitch, pitch
 
-        nt, Tc, pset, kset, Kr = self._split(_threads(_backends()[0]))
-        parts, dt = (len(pset) - 1) * Tc, g.dtype
-        TW = -(-self.out_shape[3] // 4)
-        ut = _alloc.scratch("conv.winograd.u", 16 * pitch(int(kset[-1]) * KB * self.C), dt)
-        vbuf = _alloc.scratch("conv.winograd.v", (parts, 25 * pitch(self.C * nt)), dt)
-        mbuf = _alloc.scratch("conv.winograd.m", (parts, 25 * pitch(Kr * nt)), dt)
-        rows = 3 * grad_row_pitch(self.OW, self.left, TW)
-        rbuf = _alloc.scratch("conv.winograd.rows", (parts, pitch(rows)), dt)
-        gx = np.empty(self.out_shape, dtype=dt)
+        nt, Tc, pset, kset, ut, vbuf, mbuf, rbuf = self._plan_and_buffers(g.dtype)
+        gx = np.empty(self.out_shape, dtype=g.dtype)
         winograd.input_grad2(np.ascontiguousarray(g), np.ascontiguousarray(w), gx, ut, vbuf,
                              mbuf, rbuf, self.top, self.left, nt, Tc, pset, kset)
         return gx
@@ -1339,15 +1345,22 @@ def _winograd_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> bool:
     case = _winograd_case(x, w_shape, geo)
     if case is None:
         return False
-    from .cpu.winograd import KB, SET
-
     K, C, tiles, direct = case
     nx = 25 if geo.stride == (2, 2) else 16  # the transform's positions
-    products = nx * (-(-K // KB) * KB) * C * (-(-tiles // SET) * SET)
-    estimate = (products / MACS_PER_S + nx / 16 * tiles * (C * WINOGRAD_INPUT_S
-                                                           + K * WINOGRAD_OUTPUT_S)
-                + K * C * WINOGRAD_WEIGHT_S)
-    return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
+    return _winograd_time(nx, K, C, tiles) < WINOGRAD_GAIN * direct / MACS_PER_S
+
+
+def _winograd_time(nx: int, outputs: int, inputs: int, tiles: int) -> float:
+    """The estimated seconds of :func:`kernels.cpu.winograd.forward` or ``input_grad2``
+    on one core: ``nx`` products a tile and channel pair (output channels in blocks of KB,
+    tiles in sets of SET), the input and output transforms (``nx`` values a tile and
+    channel) and the weight transform."""
+    from .cpu.winograd import KB, SET
+
+    products = nx * (-(-outputs // KB) * KB) * inputs * (-(-tiles // SET) * SET)
+    return (products / MACS_PER_S + nx / 16 * tiles * (inputs * WINOGRAD_INPUT_S
+                                                       + outputs * WINOGRAD_OUTPUT_S)
+            + outputs * inputs * WINOGRAD_WEIGHT_S)
 
 
 WINOGRAD_SUMS_BYTES = 16 << 20  # the weight gradient's sums, all threads', split by tiles
@@ -1401,7 +1414,6 @@ def _winograd_input_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> boo
     if case is None:
         return False
     from .cpu._simd import P
-    from .cpu.winograd import KB, SET
 
     K, C, _, direct = case
     N, H, W = x.shape[0], x.shape[2], x.shape[3]
@@ -1410,11 +1422,7 @@ def _winograd_input_grad_ok(x: np.ndarray, w_shape: tuple, geo: Geometry) -> boo
     lanes = 4 * -(-((Hq - 1) * (Wq + 1) + Wq) // P) * P  # the phased kernel's, an image
     direct = direct * max(1.0, lanes / (H * W))
     tiles = N * -(-H // 4) * -(-W // 4)
-    products = 25 * (-(-C // KB) * KB) * K * (-(-tiles // SET) * SET)
-    estimate = (products / MACS_PER_S + 25 / 16 * tiles * (K * WINOGRAD_INPUT_S
-                                                           + C * WINOGRAD_OUTPUT_S)
-                + K * C * WINOGRAD_WEIGHT_S)
-    return estimate < WINOGRAD_GAIN * direct / MACS_PER_S
+    return _winograd_time(25, C, K, tiles) < WINOGRAD_GAIN * direct / MACS_PER_S
 
 
 POINTWISE_CHUNK = 1024  # positions a chunk of the 1x1 weight gradient: 256 KB of 64 channels
@@ -1617,14 +1625,13 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
     grad_b = _bias_grad(grad_out, _cpu(_macs(x.shape, w.shape, geo)))
     depthwise = Cg == 1 and geo.groups > 1  # (a one-channel input: the direct kernels)
     tiled_w = depthwise or _tiled_ok(Co // geo.groups)
-    plan = (_depthwise if depthwise else _winograd
-            if _winograd_weight_grad_ok(x, w.shape, geo) else _tiled)
+    grad_w = None
     if _pointwise_weight_grad_ok(x, w.shape, geo):
         grad_w, tiled_w = _pointwise_weight_grad(x, grad_out), True
     elif tiled_w:
+        plan = (_depthwise if depthwise else _winograd
+                if _winograd_weight_grad_ok(x, w.shape, geo) else _tiled)
         grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out)
-    else:
-        grad_w = None
     grad_x, tiled_x = None, False
     if need_input_grad and depthwise and Co == x.shape[1] and geo.stride != (1, 1):
         grad_x, tiled_x = _depthwise_input_grad(x.shape, w.shape, geo)(grad_out, w), True
