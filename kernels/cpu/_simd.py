@@ -375,26 +375,21 @@ interleave_low, interleave_high = _shuffle(_INTERLEAVE_LOW), _shuffle(_INTERLEAV
 evens, odds = _shuffle([2 * k for k in range(P)]), _shuffle([2 * k + 1 for k in range(P)])
 
 
-@intrinsic
-def add(typingctx, u, v):
-    """``u + v`` lane by lane."""
-    if not isinstance(u, Vector) or u != v:
-        raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
+def _lanewise(instruction: str):
+    """An intrinsic ``op(u, v)``: the LLVM ``instruction`` (``fadd``, ``fsub``) lane by
+    lane on two vectors of one dtype."""
+    @intrinsic
+    def op(typingctx, u, v):
+        if not isinstance(u, Vector) or u != v:
+            raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
 
-    def codegen(context, builder, sig, args):
-        return builder.fadd(args[0], args[1])
-    return u(u, v), codegen
+        def codegen(context, builder, sig, args):
+            return getattr(builder, instruction)(args[0], args[1])
+        return u(u, v), codegen
+    return op
 
 
-@intrinsic
-def sub(typingctx, u, v):
-    """``u - v`` lane by lane."""
-    if not isinstance(u, Vector) or u != v:
-        raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
-
-    def codegen(context, builder, sig, args):
-        return builder.fsub(args[0], args[1])
-    return u(u, v), codegen
+add, sub = _lanewise("fadd"), _lanewise("fsub")  # u + v, u - v lane by lane
 
 
 @intrinsic
