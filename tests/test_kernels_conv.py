@@ -495,7 +495,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
         if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_rows:
-            seen.add("depthwise rows")
+            # (3x3 and 5x5 run copies of the kernel with the size a constant)
+            size = w_shape[2:] if w_shape[2:] in ((3, 3), (5, 5)) else "other"
+            seen.add(f"depthwise rows {size}")
         if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_channels:
             seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
@@ -519,7 +521,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
             if plan.channel_lanes and plan.narrow:
                 seen.add("channel lanes narrow flipped")
-    assert {"depthwise strided", "depthwise empty phase", "depthwise rows",
+    assert {"depthwise strided", "depthwise empty phase", "depthwise rows (3, 3)",
+            "depthwise rows (5, 5)", "depthwise rows other",
             "depthwise channels", "depthwise channels strided", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
