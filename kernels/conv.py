@@ -958,6 +958,7 @@ class _Depthwise:
     of P positions at row pitch ``Wq``."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
+        from .cpu import depthwise
         from .cpu.tiles import P
 
         N, C, H, W = x_shape
@@ -973,14 +974,16 @@ class _Depthwise:
         self.geo, self.w_shape = geo, w_shape
         self.geometry = (top, left, sh, sw, self.Hq, self.Wq)
         self.cog = Co // C
-        # bands of rows (:func:`kernels.cpu.depthwise.forward_rows`) at stride 1, whose
-        # loads it saves, two tiles at a time (on one thread, 3x3 at 56x56: 2.9 against
-        # 3.3 ms; 3x3 at 14x14, 0.40 against 0.50; 5x5, 240 channels at 28x28: 1.35
-        # against 1.95), where a row's chunks of P columns waste few lanes: from 14
-        # columns (a 7x7 plane's rows in chunks would waste 9 of 16 lanes, its tiles
-        # across rows 3 of 16)
-        self.by_rows = (geo.stride == (1, 1) and geo.dilation == (1, 1)
-                        and min(KH, KW) >= DW_ROWS_MIN_KERNEL and OW >= DW_ROWS_MIN_WIDTH)
+        # bands of rows (:func:`kernels.cpu.depthwise.forward_rows`) at stride 1, and the
+        # 3x3 and 5x5 ones at stride 2, whose loads it saves, two tiles at a time (on one
+        # thread, 3x3 at 56x56: 2.9 against 3.3 ms; 3x3 at 14x14, 0.40 against 0.50; 5x5,
+        # 240 channels at 28x28: 1.35 against 1.95; at stride 2, 5x5 at 56x56, 144
+        # channels: 1.65-1.92 against 1.89-2.78; 3x3: 1.08-1.38 against 1.53-2.12), where
+        # a row's chunks of P columns waste few lanes: from 14 columns (a 7x7 plane's
+        # rows in chunks would waste 9 of 16 lanes, its tiles across rows 3 of 16)
+        self.by_rows = (geo.dilation == (1, 1) and OW >= DW_ROWS_MIN_WIDTH
+                        and (geo.stride == (1, 1) and min(KH, KW) >= DW_ROWS_MIN_KERNEL
+                             or (KH, KW, sh) in depthwise.ROWS_COPIES and sw == sh))
         # small planes: 16 channels as the lanes (transposed in and out, in registers):
         # 960 channels, 3x3 at 7x7, 0.20 against 0.28 ms; at 14x14, 0.40 against 0.39
         self.by_channels = (P == 16 and self.cog == 1 and not self.by_rows
@@ -1005,7 +1008,7 @@ class _Depthwise:
         if self.by_rows:
             top, left, _, _, Hq, Wq = self.geometry
             cpu.dw_forward_rows(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y, top, left,
-                                Hq, Wq, *self.w_shape[2:], self.cog,
+                                Hq, Wq, *self.w_shape[2:], self.geo.stride[0], self.cog,
                                 depthwise.chunks(cpu is not _serial()))
             return y
         cpu.dw_forward(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y.reshape(-1),

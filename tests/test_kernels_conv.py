@@ -49,6 +49,9 @@ CASES = [
     ((2, 3, 17, 18), (6, 1, 5, 5), dict(padding=2, groups=3)),
     ((1, 4, 16, 30), (4, 1, 7, 5), dict(padding=(3, 1), groups=4)),
     ((2, 5, 10, 15), (5, 1, 3, 3), dict(padding=1, groups=5)),  # 3 tiles: the last twice
+    # ... and 3x3 and 5x5 at stride 2, by stride phases (odd and even sizes, multiplier 2)
+    ((2, 3, 30, 33), (3, 1, 3, 3), dict(stride=2, padding=1, groups=3)),
+    ((1, 4, 29, 32), (8, 1, 5, 5), dict(stride=2, padding=(2, 1), groups=4)),
     # depthwise on small planes: channels as lanes (a block of 16 short, dilated, strided)
     ((2, 20, 7, 7), (20, 1, 3, 3), dict(padding=2, dilation=2, groups=20)),
     ((3, 17, 9, 8), (17, 1, 5, 3), dict(stride=2, padding=(2, 1), groups=17)),
@@ -479,8 +482,9 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
     grouped and strided, with padded channel blocks), and run the depthwise kernels
-    strided, with a phase of the input gradient that no tap reaches, by bands of rows and
-    with channels as lanes, so the checks above cover those paths."""
+    strided, with a phase of the input gradient that no tap reaches, by bands of rows (the
+    3x3 and 5x5 kernels' copies at strides 1 and 2, and the general one), with channels as
+    lanes and plane by plane, so the checks above cover those paths."""
     from kernels.conv import (
         INPUT_GRAD_MIN_CHANNELS,
         _backward_as_forward,
@@ -494,12 +498,15 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
         x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
         geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                         kw.get("groups", 1))
-        if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_rows:
-            # (3x3 and 5x5 run copies of the kernel with the size a constant)
+        plan = _depthwise(x_shape, w_shape, geo) if w_shape[1] == 1 else None
+        if plan and plan.by_rows:
+            # (3x3 and 5x5 run copies of the kernel with the size and stride constants)
             size = w_shape[2:] if w_shape[2:] in ((3, 3), (5, 5)) else "other"
-            seen.add(f"depthwise rows {size}")
-        if w_shape[1] == 1 and _depthwise(x_shape, w_shape, geo).by_channels:
+            seen.add(f"depthwise rows {size} stride {geo.stride[0]}")
+        if plan and plan.by_channels:
             seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else ""))
+        if plan and not plan.by_rows and not plan.by_channels:
+            seen.add("depthwise planes" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
             seen.add("depthwise strided")
             if any(taps.size == 0 for taps in
@@ -521,8 +528,10 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
             if plan.channel_lanes and plan.narrow:
                 seen.add("channel lanes narrow flipped")
-    assert {"depthwise strided", "depthwise empty phase", "depthwise rows (3, 3)",
-            "depthwise rows (5, 5)", "depthwise rows other",
+    assert {"depthwise strided", "depthwise empty phase", "depthwise rows (3, 3) stride 1",
+            "depthwise rows (5, 5) stride 1", "depthwise rows other stride 1",
+            "depthwise rows (3, 3) stride 2", "depthwise rows (5, 5) stride 2",
+            "depthwise planes strided",
             "depthwise channels", "depthwise channels strided", "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",

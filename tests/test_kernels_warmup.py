@@ -158,9 +158,13 @@ def _layout(x_shape, w_shape, kw) -> str:
     geo = _geometry(x, w, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1),
                     kw.get("groups", 1))
     if w_shape[1] == 1:
+        from kernels.cpu.depthwise import ROWS_COPIES
+
         plan = _depthwise(x_shape, w_shape, geo)
-        return ("depthwise rows" if plan.by_rows else "depthwise channels"
-                if plan.by_channels else "depthwise planes")
+        if plan.by_rows:  # a copy for the size and stride, or the general kernel
+            key = (*w_shape[2:], geo.stride[0])
+            return f"depthwise rows {key if key in ROWS_COPIES else 'general'}"
+        return "depthwise channels" if plan.by_channels else "depthwise planes"
     if not _tiled_ok(w_shape[0] // geo.groups):
         return "direct"
     if _winograd_ok(x, w_shape, geo):
@@ -179,8 +183,11 @@ def test_conv_cases_take_every_layout_large_and_small():
     compiled after the warmup)."""
     seen = {(_layout(x_shape, w_shape, kw), name.endswith(", small"))
             for name, x_shape, w_shape, kw in warmup.conv_shapes()}
+    from kernels.cpu.depthwise import ROWS_COPIES
+
     for layout in ("batch lanes", "width lanes", "wide tiles", "channel lanes",
-                   "channel lanes, blocks of 16", "depthwise rows", "depthwise channels",
+                   "channel lanes, blocks of 16", "depthwise rows general",
+                   *(f"depthwise rows {key}" for key in ROWS_COPIES), "depthwise channels",
                    "depthwise planes"):
         assert {(layout, False), (layout, True)} <= seen, layout
     # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels), at stride 1

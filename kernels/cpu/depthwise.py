@@ -137,36 +137,39 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
 
 
 DW_ROWS = 4  # output rows a band of :func:`_forward_rows`: 4 accumulators a tile
-# The kernel size of a copy of :func:`_forward_rows` made for one (see :func:`_for_kernel`);
-# (0, 0) in the general one, which takes KH and KW as they come.
-ROWS_KERNEL = (0, 0)
+# The kernel size and stride of a copy of :func:`_forward_rows` made for them (see
+# :func:`_for_kernel`); (0, 0, 0) in the general one, which takes them as they come.
+ROWS_KERNEL = (0, 0, 0)
 
 
-def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, parts):
-    """Plane (n, co) of ``y`` = b[co] + the stride-1, undilated correlation of the plane
-    of ``x[n, co // cog]`` (padded, row pitch ``Wq``) with ``w[co]`` (``KH*KW`` taps), in
-    bands of DW_ROWS output rows and chunks of P columns.
+def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, parts):
+    """Plane (n, co) of ``y`` = b[co] + the undilated correlation at stride ``S`` (1, or 2
+    in both directions) of the plane of ``x[n, co // cog]`` (padded and split into
+    stride phases of ``Hq x Wq``, as :func:`_fill_plane` lays it out) with ``w[co]``
+    (``KH*KW`` taps), in bands of DW_ROWS output rows and chunks of P columns.
 
-    Each input row of a band's window feeds every output row of the band that it is
-    in the window of: one vector load a tap column of the ``DW_ROWS + KH - 1`` input rows,
-    each feeding up to DW_ROWS FMAs (a 5x5 layer's band loads 40 vectors for 100 FMAs,
-    where :func:`_forward`, a load a tap a tile, loads 100 and 25 weights for 100).
+    Tap (kh, kw) of output row r reads row ``r + kh // S`` of phase ``(kh % S, kw % S)``,
+    at column offset ``kw // S``. So each row of a phase in a band's window feeds every
+    output row of the band that it is in the window of: one vector load a tap column,
+    each feeding up to DW_ROWS FMAs (a 5x5 layer's band loads 40 vectors for 100 FMAs at
+    stride 1, 55 at stride 2, where :func:`_forward`, a load a tap a tile, loads 100 and
+    25 weights for 100).
 
     Two tiles (a band's chunk of columns) at a time, the plane's last maybe twice: each
     tap's weight feeds both, and 8 accumulators hide the FMA latency (a 5x5 layer at
     28x28: 1.6 -> 1.4 ms on one thread; a 3x3 one at 56x56 went from 3.3 ms by
     :func:`_forward`'s tiles to 2.9).
 
-    The 3x3 and 5x5 layers run copies with the kernel size a constant (:func:`_for_kernel`):
-    with KH and KW only known at run time, each load's four row tests and weight indices
-    stayed in the loop (on one thread, 3x3 at 56x56: 2.6-2.7 -> 1.8-1.9 ms; 5x5, 240
-    channels at 28x28: 1.27-1.28 -> 1.05-1.08).
+    The 3x3 and 5x5 layers run copies with the kernel size and stride constants
+    (:func:`_for_kernel`): with them only known at run time, each load's four row tests
+    and weight indices stayed in the loop (on one thread, 3x3 at 56x56: 2.6-2.7 -> 1.8-1.9
+    ms; 5x5, 240 channels at 28x28: 1.27-1.28 -> 1.05-1.08).
 
-    Loop nest: parts of chunk of (n, co) > (n, co) > pair of tiles > input row > tap column
-    > the band's output rows that use it."""
+    Loop nest: parts of chunk of (n, co) > (n, co) > pair of tiles > row phase > phase row
+    > tap column > the band's output rows that use it."""
     N, Co = x.shape[0], w.shape[0]
     if ROWS_KERNEL[0]:
-        KH, KW = ROWS_KERNEL  # constants: the tap loops unroll, their branches fold
+        KH, KW, S = ROWS_KERNEL  # constants: the tap loops unroll, their branches fold
     OH, OW = y.shape[2], y.shape[3]
     yf = y.reshape(y.size)
     per = -(-(N * Co) // nchunk)
@@ -174,14 +177,14 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
     ntile = -(-OH // DW_ROWS) * ncol  # bands of DW_ROWS output rows x chunks of P columns
     lo, hi = span(nchunk, part, parts)
     for chunk in range(lo, hi):
-        # rows past the plane, read by the last band's unstored rows, and a chunk's lanes
-        # past the last row
-        buf = np.zeros((Hq + DW_ROWS + KH) * Wq + 2 * P, dtype=y.dtype)
+        # rows past the last phase, read by the last band's unstored rows, and a chunk's
+        # lanes past the last row (the unstored rows of another phase read its rows)
+        buf = np.zeros((S * S * Hq + DW_ROWS + KH) * Wq + 2 * P, dtype=y.dtype)
         last = -1
         for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
             n, co = task // Co, task % Co
             if n * Co + co // cog != last:
-                _fill_plane(x[n, co // cog], buf, top, left, 1, 1, Hq, Wq)
+                _fill_plane(x[n, co // cog], buf, top, left, S, S, Hq, Wq)
                 last = n * Co + co // cog
             wr, bias = w[co], b[co]
             y0 = U(task * OH * OW)
@@ -191,22 +194,24 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk, part, part
                 oh1, c1 = k1 // ncol * DW_ROWS, k1 % ncol * P
                 a0, a1 = U(oh0 * Wq + c0), U(oh1 * Wq + c1)
                 v0 = v1 = v2 = v3 = u0 = u1 = u2 = u3 = zeros(yf)
-                for i in range(DW_ROWS + KH - 1):  # input row i: output row r's kh = i - r
-                    for kw in range(KW):
-                        v = load(buf, a0 + U(i * Wq + kw))
-                        u = load(buf, a1 + U(i * Wq + kw))
-                        if i < KH:
-                            wt = wr[U(i * KW + kw)]
-                            v0, u0 = fma(v0, wt, v), fma(u0, wt, u)
-                        if 1 <= i <= KH:
-                            wt = wr[U((i - 1) * KW + kw)]
-                            v1, u1 = fma(v1, wt, v), fma(u1, wt, u)
-                        if 2 <= i <= KH + 1:
-                            wt = wr[U((i - 2) * KW + kw)]
-                            v2, u2 = fma(v2, wt, v), fma(u2, wt, u)
-                        if 3 <= i <= KH + 2:
-                            wt = wr[U((i - 3) * KW + kw)]
-                            v3, u3 = fma(v3, wt, v), fma(u3, wt, u)
+                for ph in range(S):
+                    J = (KH - 1 - ph) // S  # kernel rows kh = S*j + ph, j <= J
+                    for i in range(DW_ROWS + J):  # phase row i: output row r's j = i - r
+                        for kw in range(KW):
+                            o = U(((ph * S + kw % S) * Hq + i) * Wq + kw // S)
+                            v, u = load(buf, a0 + o), load(buf, a1 + o)
+                            if i <= J:
+                                wt = wr[U((S * i + ph) * KW + kw)]
+                                v0, u0 = fma(v0, wt, v), fma(u0, wt, u)
+                            if 1 <= i <= J + 1:
+                                wt = wr[U((S * (i - 1) + ph) * KW + kw)]
+                                v1, u1 = fma(v1, wt, v), fma(u1, wt, u)
+                            if 2 <= i <= J + 2:
+                                wt = wr[U((S * (i - 2) + ph) * KW + kw)]
+                                v2, u2 = fma(v2, wt, v), fma(u2, wt, u)
+                            if 3 <= i <= J + 3:
+                                wt = wr[U((S * (i - 3) + ph) * KW + kw)]
+                                v3, u3 = fma(v3, wt, v), fma(u3, wt, u)
                 m0, m1 = min(P, OW - c0), min(P, OW - c1)
                 for r in range(min(DW_ROWS, OH - oh0)):
                     v = add_scalar(v0 if r == 0 else v1 if r == 1 else v2 if r == 2 else v3,
@@ -437,29 +442,32 @@ def chunks(parallel: bool) -> int:
     return get_num_threads() if parallel else 1
 
 
-def _for_kernel(fn, kh: int, kw: int):
-    """A copy of ``fn`` that sees ``ROWS_KERNEL = (kh, kw)``, a compile-time constant to
-    Numba, under a name of its own (Numba's disk cache keys an entry by name)."""
-    copy = types.FunctionType(fn.__code__, dict(fn.__globals__, ROWS_KERNEL=(kh, kw)),
-                              f"{fn.__name__}_{kh}x{kw}", fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = f"{fn.__qualname__}_{kh}x{kw}"
+def _for_kernel(fn, kh: int, kw: int, stride: int):
+    """A copy of ``fn`` that sees ``ROWS_KERNEL = (kh, kw, stride)``, a compile-time
+    constant to Numba, under a name of its own (Numba's disk cache keys an entry by
+    name)."""
+    suffix = f"_{kh}x{kw}_s{stride}"
+    copy = types.FunctionType(fn.__code__, dict(fn.__globals__, ROWS_KERNEL=(kh, kw, stride)),
+                              fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
     return copy
 
 
-_ROWS = {size: parallel_and_serial_parts(_for_kernel(_forward_rows, *size))
-         for size in ((3, 3), (5, 5))}
+# the copies of :func:`_forward_rows`, by (KH, KW, stride); the general one runs stride 1
+ROWS_COPIES = ((3, 3, 1), (5, 5, 1), (3, 3, 2), (5, 5, 2))
+_ROWS = {key: parallel_and_serial_parts(_for_kernel(_forward_rows, *key)) for key in ROWS_COPIES}
 _ROWS_ANY = parallel_and_serial_parts(_forward_rows)
 
 
-def forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
-    """:func:`_forward_rows` on every thread: the copy for a 3x3 or 5x5 kernel, or the
-    general one."""
-    _ROWS.get((KH, KW), _ROWS_ANY)[0](x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk)
+def forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk):
+    """:func:`_forward_rows` on every thread: the copy for the kernel size and stride, or
+    the general one (stride 1 only)."""
+    _ROWS.get((KH, KW, S), _ROWS_ANY)[0](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk)
 
 
-def forward_rows_serial(x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk):
+def forward_rows_serial(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk):
     """:func:`forward_rows` on this thread."""
-    _ROWS.get((KH, KW), _ROWS_ANY)[1](x, w, b, y, top, left, Hq, Wq, KH, KW, cog, nchunk)
+    _ROWS.get((KH, KW, S), _ROWS_ANY)[1](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk)
 
 
 forward, forward_serial = parallel_and_serial_parts(_forward)
