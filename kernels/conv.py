@@ -1032,8 +1032,9 @@ class _Depthwise:
 
 
 class _DepthwiseInputGrad:
-    """The plan of a strided depthwise layer's input gradient (one output channel a group),
-    by stride phases as :class:`_PhasedInputGrad`: each phase of the padded input is a
+    """The plan of a strided depthwise layer's input gradient (one output channel a group;
+    at stride 2 undilated, :func:`_depthwise_input_grad2`), by stride phases as
+    :class:`_PhasedInputGrad`: each phase of the padded input is a
     stride-1 depthwise correlation of grad_out, padded by the largest shifts ``(Rt, Rl)``
     at row pitch ``Gq = Wq + Rl``, with the taps that land on it: one launch of the
     depthwise kernel, a tap group a phase (each plane of grad_out padded once for all),
@@ -1080,6 +1081,30 @@ class _DepthwiseInputGrad:
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
         return grad_x
+
+
+def _depthwise_input_grad2(g: np.ndarray, w: np.ndarray, x_shape: tuple,
+                           geo: Geometry) -> np.ndarray:
+    """grad_x of an undilated stride-2 depthwise layer (one output channel a group) by
+    :func:`kernels.cpu.depthwise.input_grad2`, row by row of grad_x: grad_out's plane padded
+    by the most that a tap reaches past it (``Rt`` rows above, ``Rl`` columns left; rows
+    and columns after, to the last read)."""
+    from .cpu import depthwise
+    from .cpu.tiles import P
+
+    N, C, H, W = x_shape
+    KH, KW = w.shape[2:]
+    OH, OW = geo.out_hw
+    top, left = geo.pads[0], geo.pads[2]
+    Rt, Rl = max(0, -((top - KH + 1) // 2)), max(0, -((left - KW + 1) // 2))
+    last_u = -(-((W + 1) // 2) // (2 * P)) * 2 * P - 1  # the last column pair computed
+    Gq = Rl + max(OW, last_u + (1 + left) // 2 + 1)
+    Gh = Rt + max(OH, (H - 1 + top) // 2 + 1)
+    cpu = _cpu(N * C * OH * OW * KH * KW * DEPTHWISE_MAC_COST)
+    grad_x = np.empty(x_shape, dtype=g.dtype)
+    cpu.dw_input_grad2(g, np.ascontiguousarray(w.reshape(C, KH, KW)), grad_x, top, left, Rt,
+                       Rl, Gh, Gq, depthwise.chunks(cpu is not _serial()))
+    return grad_x
 
 
 @lru_cache(maxsize=64)
@@ -1636,7 +1661,11 @@ def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1, *
                 if _winograd_weight_grad_ok(x, w.shape, geo) else _tiled)
         grad_w = plan(x.shape, w.shape, geo).weight_grad(x, grad_out)
     grad_x, tiled_x = None, False
-    if need_input_grad and depthwise and Co == x.shape[1] and geo.stride != (1, 1):
+    if (need_input_grad and depthwise and Co == x.shape[1] and geo.stride == (2, 2)
+            and geo.dilation == (1, 1)):
+        grad_x, tiled_x = _depthwise_input_grad2(np.ascontiguousarray(grad_out), w, x.shape,
+                                                 geo), True
+    elif need_input_grad and depthwise and Co == x.shape[1] and geo.stride != (1, 1):
         grad_x, tiled_x = _depthwise_input_grad(x.shape, w.shape, geo)(grad_out, w), True
     elif need_input_grad and depthwise:
         # grad_x of a stride-1 depthwise layer (one output channel a group) is one too

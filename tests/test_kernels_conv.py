@@ -43,7 +43,8 @@ CASES = [
     # depthwise, strided: the input gradient by stride phases
     ((2, 6, 11, 13), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),
     ((2, 4, 20, 21), (4, 1, 5, 5), dict(stride=2, padding=2, groups=4)),  # runs of tiles
-    ((2, 3, 7, 8), (3, 1, 1, 1), dict(stride=2, groups=3)),  # phases that no tap reaches
+    ((2, 3, 7, 8), (3, 1, 1, 1), dict(stride=2, groups=3)),  # columns that no tap reaches
+    ((2, 3, 8, 9), (3, 1, 2, 2), dict(stride=3, groups=3)),  # phases that no tap reaches
     ((3, 1, 12, 12), (6, 1, 5, 5), dict(padding=1)),  # one input channel, not grouped
     # depthwise 5x5 and more at stride 1: bands of rows (a last band short, columns masked)
     ((2, 3, 17, 18), (6, 1, 5, 5), dict(padding=2, groups=3)),
@@ -482,7 +483,8 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
     grouped and strided, with padded channel blocks), and run the depthwise kernels
-    strided, with a phase of the input gradient that no tap reaches, by bands of rows (the
+    strided (the input gradient at stride 2 by rows of grad_x, at other strides by stride
+    phases, with a phase that no tap reaches), by bands of rows (the
     3x3 and 5x5 kernels' copies at strides 1 and 2, and the general one), with channels as
     lanes and plane by plane, so the checks above cover those paths."""
     from kernels.conv import (
@@ -508,10 +510,16 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
         if plan and not plan.by_rows and not plan.by_channels:
             seen.add("depthwise planes" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
-            seen.add("depthwise strided")
-            if any(taps.size == 0 for taps in
-                   _depthwise_input_grad(x_shape, w_shape, geo).phase_taps):
-                seen.add("depthwise empty phase")
+            if w_shape[0] != x_shape[1]:
+                seen.add("depthwise strided, multiplier")
+            elif geo.stride == (2, 2) and geo.dilation == (1, 1):
+                seen.add("depthwise input grad at stride 2 by rows" + (
+                    " 1x1" if w_shape[2:] == (1, 1) else ""))
+            else:
+                seen.add("depthwise input grad by phases")
+                if any(taps.size == 0 for taps in
+                       _depthwise_input_grad(x_shape, w_shape, geo).phase_taps):
+                    seen.add("depthwise empty phase")
         elif w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo)._wg_cols:
             cog = w_shape[0] // geo.groups
             seen.add("columns" + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1)
@@ -528,7 +536,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
             if plan.channel_lanes and plan.narrow:
                 seen.add("channel lanes narrow flipped")
-    assert {"depthwise strided", "depthwise empty phase", "depthwise rows (3, 3) stride 1",
+    assert {"depthwise strided, multiplier", "depthwise input grad at stride 2 by rows",
+            "depthwise input grad at stride 2 by rows 1x1", "depthwise input grad by phases",
+            "depthwise empty phase", "depthwise rows (3, 3) stride 1",
             "depthwise rows (5, 5) stride 1", "depthwise rows other stride 1",
             "depthwise rows (3, 3) stride 2", "depthwise rows (5, 5) stride 2",
             "depthwise planes strided",

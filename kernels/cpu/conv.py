@@ -775,6 +775,7 @@ parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
 parallel.by_channels = serial.by_channels = tiles.forward_channels
 parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
 parallel.dw_forward_rows = depthwise.forward_rows
+parallel.dw_input_grad2, serial.dw_input_grad2 = depthwise.input_grad2, depthwise.input_grad2_serial
 parallel.dw_forward_channels = depthwise.forward_channels
 parallel.dw_weight_grad_channels = depthwise.weight_grad_channels
 serial.dw_weight_grad_channels = depthwise.weight_grad_channels_serial

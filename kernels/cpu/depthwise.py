@@ -29,6 +29,8 @@ from ._simd import (
     copy_run,
     deinterleave_run,
     fma,
+    interleave_high,
+    interleave_low,
     load,
     load_masked,
     store,
@@ -221,6 +223,68 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, p
                     u = add_scalar(u0 if r == 0 else u1 if r == 1 else u2 if r == 2 else u3,
                                    bias)
                     store_first(yf, y0 + U((oh1 + r) * OW + c1), u, m1)
+
+
+def _input_grad2(g, w, gx, top, left, Rt, Rl, Gh, Gq, nchunk, part, parts):
+    """grad_x of a depthwise layer at stride 2 (one output channel a group, undilated),
+    row by row of grad_x, each row as its even and odd columns.
+
+    Column ``j = 2u + q`` of grad_x row ``i`` takes the taps ``kh = i + top (mod 2)`` and
+    ``kw = q + left (mod 2)``, grad_out at ``((i + top - kh) / 2, u + (q + left - kw) / 2)``:
+    for P consecutive ``u`` each tap is one vector load of grad_out's row and one FMA,
+    and the even and odd sums, interleaved, are 2*P contiguous columns of grad_x. grad_out's
+    plane is copied into a zero-padded buffer (``Gh x Gq``, its first row and column at
+    ``(Rt, Rl)``) so that no tap tests its bounds.
+
+    The stride phases' way (:class:`kernels.conv._DepthwiseInputGrad`: a depthwise forward
+    a phase into a buffer, then the phases gathered into grad_x) read and wrote grad_x's
+    size twice more: 2.7-3.0 ms of a 3x3 layer's 4.2-4.5 ms backward, 144 channels at
+    56x56 (8M multiply-adds).
+
+    Loop nest: parts of chunk of (n, c) > (n, c) > row i > two chunks of P u's > tap row >
+    column parity > tap column."""
+    N, C, OH, OW = g.shape
+    H, W = gx.shape[2], gx.shape[3]
+    KH, KW = w.shape[1], w.shape[2]
+    per = -(-(N * C) // nchunk)
+    nu = (W + 1) // 2
+    lo, hi = span(nchunk, part, parts)
+    for chunk in range(lo, hi):
+        buf = np.zeros(Gh * Gq + 2 * P, dtype=gx.dtype)
+        for task in range(chunk * per, min(N * C, (chunk + 1) * per)):
+            n, c = task // C, task % C
+            for oh in range(OH):
+                copy_run(g[n, c, oh], 0, buf, (oh + Rt) * Gq + Rl, OW)
+            wc = w[c]
+            gxr = gx[n, c]
+            for i in range(H):
+                kh0 = (i + top) % 2
+                for u0 in range(0, nu, 2 * P):
+                    e0 = o0 = e1 = o1 = zeros(buf)
+                    for kh in range(kh0, KH, 2):
+                        rb = (i + top - kh) // 2 + Rt
+                        for q in range(2):
+                            for kw in range((q + left) % 2, KW, 2):
+                                a = U(rb * Gq + Rl + u0 + (q + left - kw) // 2)
+                                wt = wc[kh, kw]
+                                if q == 0:
+                                    e0 = fma(e0, wt, load(buf, a))
+                                    e1 = fma(e1, wt, load(buf, a + U(P)))
+                                else:
+                                    o0 = fma(o0, wt, load(buf, a))
+                                    o1 = fma(o1, wt, load(buf, a + U(P)))
+                    j0 = 2 * u0
+                    row = gxr[i]
+                    store_first(row, U(j0), interleave_low(e0, o0), min(P, W - j0))
+                    if W - j0 > P:
+                        store_first(row, U(j0 + P), interleave_high(e0, o0),
+                                    min(P, W - j0 - P))
+                    if W - j0 > 2 * P:
+                        store_first(row, U(j0 + 2 * P), interleave_low(e1, o1),
+                                    min(P, W - j0 - 2 * P))
+                    if W - j0 > 3 * P:
+                        store_first(row, U(j0 + 3 * P), interleave_high(e1, o1),
+                                    min(P, W - j0 - 3 * P))
 
 
 @njit(cache=True, inline="always")
@@ -471,6 +535,7 @@ def forward_rows_serial(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk):
 
 
 forward, forward_serial = parallel_and_serial_parts(_forward)
+input_grad2, input_grad2_serial = parallel_and_serial_parts(_input_grad2)
 forward_channels, forward_channels_serial = parallel_and_serial_parts(_forward_channels)
 weight_grad_channels, weight_grad_channels_serial = parallel_and_serial_parts(_weight_grad_channels)
 weight_grad, weight_grad_serial = parallel_and_serial_parts(_weight_grad)
