@@ -40,6 +40,9 @@ CASES = [
     ((2, 8, 16, 18), (8, 8, 3, 3), dict(padding=(1, 0))),  # width lanes: OW = 16
     ((2, 8, 9, 10), (8, 8, 1, 1), dict(stride=2)),  # stride phases, one of four read
     ((2, 8, 11, 12), (16, 8, 3, 2), dict(stride=(3, 2), padding=(2, 1), dilation=(2, 3))),
+    # 3 input channels a group: the strided input gradient in blocks of 4 (an RGB stem)
+    ((2, 3, 23, 22), (8, 3, 7, 7), dict(stride=2, padding=3)),
+    ((2, 6, 17, 19), (10, 3, 5, 3), dict(stride=(2, 3), padding=(2, 1), groups=2)),
     # depthwise, strided: the input gradient by stride phases
     ((2, 6, 11, 13), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),
     ((2, 4, 20, 21), (4, 1, 5, 5), dict(stride=2, padding=2, groups=4)),  # runs of tiles
@@ -382,8 +385,10 @@ def test_cases_cover_every_tile_layout():
 def test_cases_cover_the_phased_input_gradient():
     """The strided CASES take grad_x through the stride-phase decomposition
     (kernels.conv._PhasedInputGrad) with a phase that no tap reaches (all zeros), unequal
-    strides and dilation, so the gradient checks above cover those paths."""
-    from kernels.conv import _phased_input_grad
+    strides and dilation, and (with AVX-512) 3 channels a group in blocks of 4, plain and
+    grouped, so the gradient checks above cover those paths."""
+    from kernels.conv import INPUT_GRAD_MIN_CHANNELS, _phased_input_grad
+    from kernels.cpu._simd import P
 
     seen = set()
     for x_shape, w_shape, kw in CASES:
@@ -397,7 +402,10 @@ def test_cases_cover_the_phased_input_gradient():
             seen.add("empty phase")
         if geo.stride[0] != geo.stride[1] and max(geo.dilation) > 1:
             seen.add("unequal strides, dilated")
-    assert seen == {"empty phase", "unequal strides, dilated"}
+        if plan.narrow and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
+            seen.add("blocks of 4" + (", grouped" if geo.groups > 1 else ""))
+    narrow = {"blocks of 4", "blocks of 4, grouped"} if P == 16 else set()
+    assert seen == {"empty phase", "unequal strides, dilated"} | narrow
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -201,6 +201,14 @@ def test_conv_cases_take_every_layout_large_and_small():
     x = np.empty(x_shape, np.float32)
     geo = _geometry(x, np.empty(w_shape), kw["stride"], kw["padding"], 1, 1)
     assert _winograd_input_grad_ok(x, w_shape, geo) == (P == 16)
+    # the strided input gradient in blocks of 4 channels (an RGB stem's)
+    from kernels.conv import _phased_input_grad
+
+    for name, x_shape, w_shape, kw in warmup.conv_shapes():
+        if name.startswith("7x7 stride 2 on 3 channels"):
+            geo = _geometry(np.empty(x_shape), np.empty(w_shape), kw["stride"], kw["padding"],
+                            1, 1)
+            assert _phased_input_grad(x_shape, w_shape, geo).narrow == (P == 16)
     # and the 1x1 weight gradient as one matrix product
     from kernels.conv import _pointwise_weight_grad_ok
 

@@ -169,6 +169,78 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
                         store_masked(y, U(o + c * ystride_c), v, m)
 
 
+NARROW_COB, NARROW_R = 4, 6  # :func:`_forward6x4`'s block of output channels, and tiles
+
+
+def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b,
+                y, ybase, seg_off, seg_mask, nseg, ystride_c, part, parts):
+    """:func:`_forward3` for at most NARROW_COB output channels a group, in blocks of
+    NARROW_COB (``wt`` blocks x taps x NARROW_COB), NARROW_R tiles a set: 24 accumulators,
+    and each tap's 6 source vectors and 4 broadcast weights feed 24 FMAs. An RGB stem's
+    input gradient (3 channels, padded to 8 by :func:`_forward3`, wasting 5 of 8 FMAs)
+    is its use."""
+    nblk = chan.shape[0] // NARROW_COB
+    T = U(wt.shape[0] // chan.shape[0])
+    nk = nseg.shape[0]
+    lo, hi = span(nblk * tile_sets.shape[0], part, parts)
+    for task in range(lo, hi):
+        g = task // nblk
+        blk = task % nblk
+        co0 = blk * NARROW_COB
+        cb = cbase[blk]
+        a0, a1 = U(cb + bases[tile_sets[g, 0]]), U(cb + bases[tile_sets[g, 1]])
+        a2, a3 = U(cb + bases[tile_sets[g, 2]]), U(cb + bases[tile_sets[g, 3]])
+        a4, a5 = U(cb + bases[tile_sets[g, 4]]), U(cb + bases[tile_sets[g, 5]])
+        wb0 = U(blk) * T * U(NARROW_COB)
+        cls = tile_class[tile_sets[g, 0]]
+        c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = zeros(y)
+        c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = zeros(y)
+        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+            o = off[t]
+            x0, x1, x2 = load(src, a0 + o), load(src, a1 + o), load(src, a2 + o)
+            x3, x4, x5 = load(src, a3 + o), load(src, a4 + o), load(src, a5 + o)
+            wb = wb0 + tap[t] * U(NARROW_COB)
+            w = wt[wb]
+            c00, c10, c20 = fma(c00, w, x0), fma(c10, w, x1), fma(c20, w, x2)
+            c30, c40, c50 = fma(c30, w, x3), fma(c40, w, x4), fma(c50, w, x5)
+            w = wt[wb + U(1)]
+            c01, c11, c21 = fma(c01, w, x0), fma(c11, w, x1), fma(c21, w, x2)
+            c31, c41, c51 = fma(c31, w, x3), fma(c41, w, x4), fma(c51, w, x5)
+            w = wt[wb + U(2)]
+            c02, c12, c22 = fma(c02, w, x0), fma(c12, w, x1), fma(c22, w, x2)
+            c32, c42, c52 = fma(c32, w, x3), fma(c42, w, x4), fma(c52, w, x5)
+            w = wt[wb + U(3)]
+            c03, c13, c23 = fma(c03, w, x0), fma(c13, w, x1), fma(c23, w, x2)
+            c33, c43, c53 = fma(c33, w, x3), fma(c43, w, x4), fma(c53, w, x5)
+        for r in range(NARROW_R):
+            if r == 0:
+                v0, v1, v2, v3 = c00, c01, c02, c03
+            elif r == 1:
+                v0, v1, v2, v3 = c10, c11, c12, c13
+            elif r == 2:
+                v0, v1, v2, v3 = c20, c21, c22, c23
+            elif r == 3:
+                v0, v1, v2, v3 = c30, c31, c32, c33
+            elif r == 4:
+                v0, v1, v2, v3 = c40, c41, c42, c43
+            else:
+                v0, v1, v2, v3 = c50, c51, c52, c53
+            tile = tile_sets[g, r]
+            k = tile % nk
+            for s in range(nseg[k]):
+                o, m = ybase[tile] + seg_off[k, s], seg_mask[k, s]
+                for j in range(NARROW_COB):
+                    c = chan[co0 + j]
+                    if c < 0:
+                        continue
+                    v = add_scalar(v0 if j == 0 else v1 if j == 1 else v2 if j == 2 else v3,
+                                   b[c])
+                    if m == ALL:
+                        store(y, U(o + c * ystride_c), v)
+                    else:
+                        store_masked(y, U(o + c * ystride_c), v, m)
+
+
 CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
 CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
 
@@ -423,17 +495,18 @@ def copy_parts(parts, *args):
 
 FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
 forward, forward_serial = parallel_and_serial_parts(_forward3 if FWD_R == 3 else _forward1)
+forward_narrow, forward_narrow_serial = parallel_and_serial_parts(_forward6x4)
 
 
-def tile_sets_of(tile_class, ntile: int, in_order: bool):
+def tile_sets_of(tile_class, ntile: int, in_order: bool, r: int = FWD_R):
     """``tile_sets`` for the kernel: the tiles of each class (stably sorted by class), or
-    each run of consecutive tiles of one class (``in_order``), cut into sets of FWD_R; a
+    each run of consecutive tiles of one class (``in_order``), cut into sets of ``r``; a
     class's or run's last set, if short, repeats its last tile. Sorting wastes no set on
     the few tiles of an edge row's class (runs of 1, 12 and 1 tiles an image wasted 29% of
     a 14x14 layer); keeping the order keeps a strided input gradient's phases, one class
     each, on the same source while it is in cache (sorted, the 7x7 stem's took 95 ms for
     81)."""
-    if FWD_R == 1:
+    if r == 1:
         return np.arange(ntile, dtype=np.int64)[:, None]
     order = (np.arange(ntile, dtype=np.int64) if in_order
              else np.argsort(tile_class, kind="stable").astype(np.int64))
@@ -443,5 +516,5 @@ def tile_sets_of(tile_class, ntile: int, in_order: bool):
     parts = []
     for a, e in zip(starts, ends):
         run = order[a:e]
-        parts.append(np.concatenate([run, np.repeat(run[-1:], -run.size % FWD_R)]))
-    return np.concatenate(parts).reshape(-1, FWD_R)
+        parts.append(np.concatenate([run, np.repeat(run[-1:], -run.size % r)]))
+    return np.concatenate(parts).reshape(-1, r)
