@@ -872,7 +872,7 @@ class _PhasedInputGrad:
     (whole, a 256-channel 56x56 layer's 26 MB of phases went out to memory and back)."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.tiles import FWD_COB, NARROW_COB, NARROW_R, P
+        from .cpu.tiles import FEW_COB, FEW_R, FWD_COB, P
 
         N, C, H, W = x_shape
         Co, Cg, KH, KW = w_shape
@@ -880,8 +880,8 @@ class _PhasedInputGrad:
         # grad_x's channels are the kernel's outputs: at most 4 a group (an RGB stem's 3)
         # in blocks of 4 and sets of 6 tiles, not of 8 and 3 (the 7x7 stride-2 stem at
         # 224x224, batch 8: 44-63 -> 19-20 ms)
-        self.narrow = P == 16 and Cg <= NARROW_COB
-        self.block = block = NARROW_COB if self.narrow else FWD_COB
+        self.few = P == 16 and Cg <= FEW_COB
+        self.block = block = FEW_COB if self.few else FWD_COB
         (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
         top, bottom, left, right = geo.pads
         Hq, Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
@@ -902,7 +902,7 @@ class _PhasedInputGrad:
         self.bases = _affine((N, S, ntile), (Co * Gh * Gq, 0, P))
         self.tile_class = np.tile(np.repeat(np.arange(S), ntile), N)
         self.tile_sets = _tile_sets(self.tile_class, self.bases.size, in_order=True,
-                                    r=NARROW_R if self.narrow else 0)
+                                    r=FEW_R if self.few else 0)
         self.cgp = -(-Cg // block) * block
         self.rows, self.chan = _channel_rows(C, G, self.cgp)
         self.cbase = np.repeat(np.arange(G, dtype=np.int64) * Cog * Gh * Gq, self.cgp // block)
@@ -946,7 +946,7 @@ class _PhasedInputGrad:
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
         wt = _tile_weights(wf, G, self.cgp, self.block)
-        kernel = cpu.tiled_narrow if self.narrow else cpu.tiled
+        kernel = cpu.tiled_few if self.few else cpu.tiled
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         for n0, n1, s0, s1, bases, ybase in chunks:
             size = (n1 - n0) * image

@@ -402,10 +402,10 @@ def test_cases_cover_the_phased_input_gradient():
             seen.add("empty phase")
         if geo.stride[0] != geo.stride[1] and max(geo.dilation) > 1:
             seen.add("unequal strides, dilated")
-        if plan.narrow and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
+        if plan.few and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
             seen.add("blocks of 4" + (", grouped" if geo.groups > 1 else ""))
-    narrow = {"blocks of 4", "blocks of 4, grouped"} if P == 16 else set()
-    assert seen == {"empty phase", "unequal strides, dilated"} | narrow
+    few = {"blocks of 4", "blocks of 4, grouped"} if P == 16 else set()
+    assert seen == {"empty phase", "unequal strides, dilated"} | few
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -208,7 +208,7 @@ def test_conv_cases_take_every_layout_large_and_small():
         if name.startswith("7x7 stride 2 on 3 channels"):
             geo = _geometry(np.empty(x_shape), np.empty(w_shape), kw["stride"], kw["padding"],
                             1, 1)
-            assert _phased_input_grad(x_shape, w_shape, geo).narrow == (P == 16)
+            assert _phased_input_grad(x_shape, w_shape, geo).few == (P == 16)
     # and the 1x1 weight gradient as one matrix product
     from kernels.conv import _pointwise_weight_grad_ok
 

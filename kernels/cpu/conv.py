@@ -772,7 +772,7 @@ parallel, serial = _both(
     sum_row_parts=(_sum_row_parts, {}), sum_column_parts=(_sum_column_parts, {}),
 )
 parallel.tiled, serial.tiled = tiles.forward, tiles.forward_serial
-parallel.tiled_narrow, serial.tiled_narrow = tiles.forward_narrow, tiles.forward_narrow_serial
+parallel.tiled_few, serial.tiled_few = tiles.forward_few, tiles.forward_few_serial
 parallel.by_channels = serial.by_channels = tiles.forward_channels
 parallel.dw_forward, serial.dw_forward = depthwise.forward, depthwise.forward_serial
 parallel.dw_forward_rows = depthwise.forward_rows

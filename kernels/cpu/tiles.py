@@ -169,29 +169,29 @@ def _forward3(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_star
                         store_masked(y, U(o + c * ystride_c), v, m)
 
 
-NARROW_COB, NARROW_R = 4, 6  # :func:`_forward6x4`'s block of output channels, and tiles
+FEW_COB, FEW_R = 4, 6  # :func:`_forward6x4`'s block of output channels, and tiles
 
 
 def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, b,
                 y, ybase, seg_off, seg_mask, nseg, ystride_c, part, parts):
-    """:func:`_forward3` for at most NARROW_COB output channels a group, in blocks of
-    NARROW_COB (``wt`` blocks x taps x NARROW_COB), NARROW_R tiles a set: 24 accumulators,
+    """:func:`_forward3` for at most FEW_COB output channels a group, in blocks of
+    FEW_COB (``wt`` blocks x taps x FEW_COB), FEW_R tiles a set: 24 accumulators,
     and each tap's 6 source vectors and 4 broadcast weights feed 24 FMAs. An RGB stem's
     input gradient (3 channels, padded to 8 by :func:`_forward3`, wasting 5 of 8 FMAs)
     is its use."""
-    nblk = chan.shape[0] // NARROW_COB
+    nblk = chan.shape[0] // FEW_COB
     T = U(wt.shape[0] // chan.shape[0])
     nk = nseg.shape[0]
     lo, hi = span(nblk * tile_sets.shape[0], part, parts)
     for task in range(lo, hi):
         g = task // nblk
         blk = task % nblk
-        co0 = blk * NARROW_COB
+        co0 = blk * FEW_COB
         cb = cbase[blk]
         a0, a1 = U(cb + bases[tile_sets[g, 0]]), U(cb + bases[tile_sets[g, 1]])
         a2, a3 = U(cb + bases[tile_sets[g, 2]]), U(cb + bases[tile_sets[g, 3]])
         a4, a5 = U(cb + bases[tile_sets[g, 4]]), U(cb + bases[tile_sets[g, 5]])
-        wb0 = U(blk) * T * U(NARROW_COB)
+        wb0 = U(blk) * T * U(FEW_COB)
         cls = tile_class[tile_sets[g, 0]]
         c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = zeros(y)
         c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = zeros(y)
@@ -199,7 +199,7 @@ def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_st
             o = off[t]
             x0, x1, x2 = load(src, a0 + o), load(src, a1 + o), load(src, a2 + o)
             x3, x4, x5 = load(src, a3 + o), load(src, a4 + o), load(src, a5 + o)
-            wb = wb0 + tap[t] * U(NARROW_COB)
+            wb = wb0 + tap[t] * U(FEW_COB)
             w = wt[wb]
             c00, c10, c20 = fma(c00, w, x0), fma(c10, w, x1), fma(c20, w, x2)
             c30, c40, c50 = fma(c30, w, x3), fma(c40, w, x4), fma(c50, w, x5)
@@ -212,7 +212,7 @@ def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_st
             w = wt[wb + U(3)]
             c03, c13, c23 = fma(c03, w, x0), fma(c13, w, x1), fma(c23, w, x2)
             c33, c43, c53 = fma(c33, w, x3), fma(c43, w, x4), fma(c53, w, x5)
-        for r in range(NARROW_R):
+        for r in range(FEW_R):
             if r == 0:
                 v0, v1, v2, v3 = c00, c01, c02, c03
             elif r == 1:
@@ -229,7 +229,7 @@ def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_st
             k = tile % nk
             for s in range(nseg[k]):
                 o, m = ybase[tile] + seg_off[k, s], seg_mask[k, s]
-                for j in range(NARROW_COB):
+                for j in range(FEW_COB):
                     c = chan[co0 + j]
                     if c < 0:
                         continue
@@ -495,7 +495,7 @@ def copy_parts(parts, *args):
 
 FWD_R = 3 if P == 16 else 1  # tiles a group: as many as the vector registers hold
 forward, forward_serial = parallel_and_serial_parts(_forward3 if FWD_R == 3 else _forward1)
-forward_narrow, forward_narrow_serial = parallel_and_serial_parts(_forward6x4)
+forward_few, forward_few_serial = parallel_and_serial_parts(_forward6x4)
 
 
 def tile_sets_of(tile_class, ntile: int, in_order: bool, r: int = FWD_R):
