@@ -39,6 +39,8 @@ SHAPES = [
     ("dw 5x5 s2 144 56x56 b8", (8, 144, 56, 56), (144, 1, 5, 5),
      dict(stride=2, padding=2, groups=144)),
     ("dw 3x3 960 7x7 b8", (8, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960)),
+    # an image-to-image network's RGB output (a U-Net's or a decoder's last layer)
+    ("3x3 32->3 112x112 b8", (8, 32, 112, 112), (3, 32, 3, 3), dict(padding=1)),
 ]
 QUICK = [
     ("conv 3->6 5x5 b2", (2, 3, 12, 12), (6, 3, 5, 5), {}),

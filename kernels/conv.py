@@ -273,11 +273,12 @@ class _Tiled:
       lanes of the ``Wq - OW`` columns past each row are computed and not stored.
 
     The layout with fewer wasted lanes wins. Output channels are padded per group to a
-    multiple of FWD_COB; ``rows[c]`` is channel ``c``'s row in the kernels' output.
+    multiple of FWD_COB (of FEW_COB where there are at most that many); ``rows[c]`` is
+    channel ``c``'s row in the kernels' output.
     """
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.tiles import CL_C, FWD_COB, P
+        from .cpu.tiles import CL_C, FEW_COB, FWD_COB, P
 
         N, C, H, W = x_shape
         Co, Cg, KH, KW = w_shape
@@ -308,7 +309,12 @@ class _Tiled:
         self.cl_block = P if self.narrow else CL_C * P
         self.channel_lanes = (_padding_share(self.cog, self.cl_block) + CHANNEL_LANES_MARGIN
                               <= min(waste_rows, waste_wide, waste_batch + BATCH_LANES_MARGIN))
-        self.cogp = -(-self.cog // FWD_COB) * FWD_COB
+        # at most 4 output channels a group (an RGB image's decoder, LeNet conv1's input
+        # gradient): blocks of 4 channels and sets of 6 tiles (:func:`kernels.cpu.tiles.
+        # _forward6x4`), not of 8 and 3 (3 channels: 5 of 8 FMAs wasted)
+        self.few = P == 16 and self.cog <= FEW_COB
+        self.block = FEW_COB if self.few else FWD_COB
+        self.cogp = -(-self.cog // self.block) * self.block
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
         self._by_threads: dict[tuple, object] = {}  # chunks and buffers, by kernel, threads
@@ -347,7 +353,7 @@ class _Tiled:
         tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, ybase, stores,
         ystride_c)``, ``stores`` being the store maps (:func:`_lane_map`); ``Wq`` is the
         source's row pitch (0 with batch lanes)."""
-        from .cpu.tiles import FWD_COB
+        from .cpu.tiles import FEW_R
 
         N, C, Cg, KH, KW, Hp, Wp = self.dims
         (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
@@ -355,7 +361,7 @@ class _Tiled:
         Co = self.out_shape[1]
         if self.batch_lanes:
             src_size, Wq = C * Hp * Wp * Nb, 0
-            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, FWD_COB)
+            strides, cbase = self._tap_strides(Wp, Hp, Nb), self._cbase(Hp * Wp * Nb, self.block)
             bases = _affine((OH, OW, Nb // P), (sh * Wp * Nb, sw * Nb, P))
             grid = (OH, OW, Nb // P)
             chan, ybase, stores = _lane_outputs(self.chan.size, bases.size, P)
@@ -364,7 +370,7 @@ class _Tiled:
             Wq, image = self.Wq, C * sh * sw * self.Hq * self.Wq
             ntile = -(-((OH - 1) * Wq + OW) // P)
             src_size, strides = None, None  # a chunk's (see _forward_wide_in_chunks)
-            cbase = self._cbase(image // C, FWD_COB)
+            cbase = self._cbase(image // C, self.block)
             bases = _affine((N, ntile), (image, P))
             grid = None  # one class: a tile spans rows, and the padding is real zeros
             chan, (ybase, stores) = self.chan, _wide_outputs(N, Co, OH, OW, Wq, ntile)
@@ -372,7 +378,7 @@ class _Tiled:
         else:
             Wq = max(Wp, OWr + (KW - 1) * dw)
             src_size = N * C * Hp * Wq
-            strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, FWD_COB)
+            strides, cbase = self._tap_strides(Wq, Hp, 1), self._cbase(Hp * Wq, self.block)
             bases = _affine((N, OH, OWr // P), (C * Hp * Wq, sh * Wq, P))
             grid = (N, OH, OWr // P)
             chan, (ybase, stores) = self.chan, _row_outputs(N, Co, OH, OW, OWr)
@@ -384,9 +390,14 @@ class _Tiled:
         # wide tiles: an image's tiles in sets of their own, so that a chunk of images
         # (:meth:`_forward_wide_in_chunks`) computes only from its own copy
         tile_sets = _tile_sets(np.repeat(np.arange(N), bases.size // N) if self.wide
-                               else tile_class, bases.size, in_order=self.wide)
+                               else tile_class, bases.size, in_order=self.wide,
+                               r=FEW_R if self.few else 0)
         return (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
                 ybase, stores, ystride_c)
+
+    def _kernel(self, cpu):
+        """The tiled kernel: :func:`kernels.cpu.tiles.forward`, or its few-channel one."""
+        return cpu.tiled_few if self.few else cpu.tiled
 
     @property
     def _phases(self) -> tuple:
@@ -401,7 +412,7 @@ class _Tiled:
                       self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
-        return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp)
+        return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp, self.block)
 
     def _wide_chunks(self, threads: int) -> list[tuple[int, int, int, int, np.ndarray]]:
         """``(n0, n1, s0, s1, bases)``: the images whose stride-phase copy is made at once,
@@ -445,8 +456,8 @@ class _Tiled:
             _split_phases(cpu, x[n0:n1], src[:size], self.geo.pads[0], self.geo.pads[2], sh,
                           sw, self.Hq, self.Wq, used)
             src[size:size + self.P] = 0  # read by the last tile's lanes past its plane
-            cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
-                      class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
+            self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
+                              class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
         return y
 
     @cached_property
@@ -615,13 +626,13 @@ class _Tiled:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost as much as the extra pass
             out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
-            cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
-                      _zeros(chan.size, w.dtype), out.reshape(-1), ybase, *stores,
-                      ystride_c)
+            self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets, tile_class,
+                              class_start, chan, _zeros(chan.size, w.dtype), out.reshape(-1),
+                              ybase, *stores, ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        cpu.tiled(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
-                  _readonly(b), y.reshape(-1), ybase, *stores, ystride_c)
+        self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start,
+                          chan, _readonly(b), y.reshape(-1), ybase, *stores, ystride_c)
         return y
 
     @property
@@ -1572,9 +1583,12 @@ def _backends() -> tuple:
 
 
 def _tiled_ok(cout_per_group: int) -> bool:
-    """The tiled kernels pad each group's output channels to a multiple of 8; below 4
-    (depthwise layers, a grayscale input's gradient) the direct kernels waste less."""
-    return cout_per_group >= 4
+    """The tiled kernels pad each group's output channels to a multiple of 8, or of 4 with
+    AVX-512 (:attr:`_Tiled.few`); below 4, or 3 (an RGB output's 3 of 4), the direct
+    kernels waste less (depthwise layers, a grayscale input's gradient)."""
+    from .cpu.tiles import P
+
+    return cout_per_group >= (3 if P == 16 else 4)
 
 
 INPUT_GRAD_MIN_CHANNELS = 3  # input channels per group: the input gradient's rows, padded to

@@ -40,7 +40,10 @@ CASES = [
     ((2, 8, 16, 18), (8, 8, 3, 3), dict(padding=(1, 0))),  # width lanes: OW = 16
     ((2, 8, 9, 10), (8, 8, 1, 1), dict(stride=2)),  # stride phases, one of four read
     ((2, 8, 11, 12), (16, 8, 3, 2), dict(stride=(3, 2), padding=(2, 1), dilation=(2, 3))),
-    # 3 input channels a group: the strided input gradient in blocks of 4 (an RGB stem)
+    # 3 and 4 output channels: blocks of 4 (batch lanes, an output row's tiles), and an
+    # RGB stem's strided input gradient
+    ((16, 8, 12, 12), (3, 8, 3, 3), dict(padding=1)),
+    ((2, 8, 20, 32), (3, 8, 3, 3), dict(padding=1)),
     ((2, 3, 23, 22), (8, 3, 7, 7), dict(stride=2, padding=3)),
     ((2, 6, 17, 19), (10, 3, 5, 3), dict(stride=(2, 3), padding=(2, 1), groups=2)),
     # depthwise, strided: the input gradient by stride phases
@@ -367,9 +370,11 @@ def test_scratch_buffers_are_reused_aligned_and_capped(monkeypatch):
 
 def test_cases_cover_every_tile_layout():
     """CASES run the tiled kernel in each of its three layouts (batch lanes, tiles of an
-    output row, wide tiles across rows, strided ones on the stride phases), so each
-    layout's outputs are checked above."""
-    from kernels.conv import _tiled
+    output row, wide tiles across rows, strided ones on the stride phases), each also
+    with 3 or 4 output channels a group (blocks of 4, with AVX-512), so each layout's
+    outputs are checked above."""
+    from kernels.conv import _tiled, _tiled_ok
+    from kernels.cpu._simd import P
 
     layouts = set()
     for x_shape, w_shape, kw in CASES:
@@ -379,7 +384,10 @@ def test_cases_cover_every_tile_layout():
         plan = _tiled(x_shape, w_shape, geo)
         layout = "batch" if plan.batch_lanes else "wide" if plan.wide else "rows"
         layouts.add(layout + (" strided" if geo.stride != (1, 1) else ""))
-    assert {"batch", "rows", "wide", "wide strided"} <= layouts
+        if plan.few and _tiled_ok(w_shape[0] // geo.groups):
+            layouts.add(layout + " few" + (" grouped" if geo.groups > 1 else ""))
+    few = {"batch few", "rows few", "wide few", "wide few grouped"} if P == 16 else set()
+    assert {"batch", "rows", "wide", "wide strided"} | few <= layouts
 
 
 def test_cases_cover_the_phased_input_gradient():
