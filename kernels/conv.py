@@ -235,6 +235,11 @@ def _lane_outputs(nrows, ntile, P):
 BATCH_LANES_MARGIN = 0.1  # of the lanes: what the copies into and out of batch lanes cost
 WIDE_CHUNK_BYTES = 2 << 20  # of the stride-phase copy made and computed on at once
 CHANNEL_LANES_MARGIN = 0.05  # the same for the channels as lanes (ahead from 28x28 down)
+# multiply-adds from which 3 or 4 output channels a group take the tiled kernel in blocks
+# of 4 (:attr:`_Tiled.few`): below, a layer takes under a millisecond in blocks of 8 too,
+# and a second kernel would add its 0.65 s of compiling to the first call (LeNet conv1's
+# input gradient, 29.5M at batch 64, compiles only the forward's kernel)
+FEW_MIN_MACS = 32_000_000
 MACS_PER_S = 50e9  # a core's multiply-adds a second in the tiled kernels, about
 COPY_BYTES_PER_S = 5e9  # a core's bytes a second in a layout copy, about
 
@@ -309,17 +314,17 @@ class _Tiled:
         self.cl_block = P if self.narrow else CL_C * P
         self.channel_lanes = (_padding_share(self.cog, self.cl_block) + CHANNEL_LANES_MARGIN
                               <= min(waste_rows, waste_wide, waste_batch + BATCH_LANES_MARGIN))
-        # at most 4 output channels a group (an RGB image's decoder, LeNet conv1's input
+        self.macs = N * Co * OH * OW * Cg * KH * KW
+        # at most 4 output channels a group (an RGB image's decoder, a stem's input
         # gradient): blocks of 4 channels and sets of 6 tiles (:func:`kernels.cpu.tiles.
         # _forward6x4`), not of 8 and 3 (3 channels: 5 of 8 FMAs wasted)
-        self.few = P == 16 and self.cog <= FEW_COB
+        self.few = P == 16 and self.cog <= FEW_COB and self.macs >= FEW_MIN_MACS
         self.block = FEW_COB if self.few else FWD_COB
         self.cogp = -(-self.cog // self.block) * self.block
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
         self._by_threads: dict[tuple, object] = {}  # chunks and buffers, by kernel, threads
         self._schedules: dict[int, tuple] = {}
-        self.macs = N * Co * OH * OW * Cg * KH * KW
 
     @property
     def cpu(self):
@@ -890,8 +895,8 @@ class _PhasedInputGrad:
         G, Cog = geo.groups, Co // geo.groups
         # grad_x's channels are the kernel's outputs: at most 4 a group (an RGB stem's 3)
         # in blocks of 4 and sets of 6 tiles, not of 8 and 3 (the 7x7 stride-2 stem at
-        # 224x224, batch 8: 44-63 -> 19-20 ms)
-        self.few = P == 16 and Cg <= FEW_COB
+        # 224x224, batch 8: 44-63 -> 19-20 ms), where large enough (FEW_MIN_MACS)
+        self.few = P == 16 and Cg <= FEW_COB and _macs(x_shape, w_shape, geo) >= FEW_MIN_MACS
         self.block = block = FEW_COB if self.few else FWD_COB
         (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
         top, bottom, left, right = geo.pads

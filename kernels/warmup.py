@@ -122,8 +122,9 @@ CONV_CASES = {
     # the weight gradient as one matrix product: 64 channels, planes of 512 positions
     "1x1, 64 channels": ((8, 64, 24, 24), (1, 64, 8, 8), (64, 64, 1, 1), {}),
     "1x1, stride 2": ((16, 16, 64, 64), (2, 16, 8, 8), (64, 16, 1, 1), dict(stride=2)),
-    # an RGB stem: its strided input gradient's 3 channels in blocks of 4
-    "7x7 stride 2 on 3 channels (a stem)": ((8, 3, 64, 64), (2, 3, 32, 32), (16, 3, 7, 7),
+    # an RGB stem: its strided input gradient's 3 channels in blocks of 4 (from
+    # FEW_MIN_MACS)
+    "7x7 stride 2 on 3 channels (a stem)": ((8, 3, 128, 128), (2, 3, 32, 32), (16, 3, 7, 7),
                                             dict(stride=2, padding=3)),
     "5x5 on one channel (LeNet conv1)": ((64, 1, 28, 28), (8, 1, 28, 28), (6, 1, 5, 5), {}),
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),

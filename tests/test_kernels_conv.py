@@ -18,6 +18,50 @@ F = torch.nn.functional
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.")
 
+
+def _clear_plans():
+    for plan in (kernels.conv._tiled, kernels.conv._phased_input_grad):
+        plan.cache_clear()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _few_channel_kernel_on_small_cases():
+    """The tiled kernel for 3 or 4 output channels a group runs from FEW_MIN_MACS
+    multiply-adds; CASES are smaller, so here it runs from 0, and the checks against
+    torch cover it too."""
+    saved = kernels.conv.FEW_MIN_MACS
+    kernels.conv.FEW_MIN_MACS = 0
+    _clear_plans()
+    yield
+    kernels.conv.FEW_MIN_MACS = saved
+    _clear_plans()
+
+
+def test_few_channel_kernel_from_its_threshold(monkeypatch):
+    """Blocks of 4 output channels (with AVX-512) where a layer is large enough to repay
+    compiling a second kernel: an RGB stem's strided input gradient and an RGB output
+    layer, not LeNet conv1's input gradient at batch 64 (29.5M multiply-adds), whose first
+    call then compiles only the forward's kernel."""
+    from kernels.conv import FEW_MIN_MACS, _backward_as_forward, _phased_input_grad, _tiled
+    from kernels.cpu._simd import P
+
+    monkeypatch.setattr(kernels.conv, "FEW_MIN_MACS", 32_000_000)
+    _clear_plans()
+    try:
+        assert FEW_MIN_MACS == 0  # (this module's fixture)
+        stem = ((8, 3, 224, 224), (64, 3, 7, 7))
+        geo = _geometry(np.empty(stem[0]), np.empty(stem[1]), 2, 3, 1, 1)
+        assert _phased_input_grad(*stem, geo).few == (P == 16)
+        rgb = ((8, 32, 112, 112), (3, 32, 3, 3))
+        geo = _geometry(np.empty(rgb[0]), np.empty(rgb[1]), 1, 1, 1, 1)
+        assert _tiled(*rgb, geo).few == (P == 16)
+        x_shape, w_shape = (64, 3, 32, 32), (6, 3, 5, 5)
+        geo = _geometry(np.empty(x_shape), np.empty(w_shape), 1, 0, 1, 1)
+        wf_shape, geo_x = _backward_as_forward(w_shape, geo, x_shape[2:])
+        assert not _tiled((64, 6, 28, 28), wf_shape, geo_x).few
+    finally:
+        _clear_plans()
+
 TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
 
 # x shape, w shape, keyword arguments
