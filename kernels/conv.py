@@ -154,12 +154,29 @@ def _schedule(classes: tuple, ntile: int, strides: tuple | None = None,
 
 
 def _tile_sets(tile_class: np.ndarray, ntile: int, in_order: bool = False,
-               r: int = 0) -> np.ndarray:
-    """The tiles that the kernel computes together (:func:`kernels.cpu.tiles.tile_sets_of`),
-    in sets of ``r`` (the tiled kernel's FWD_R by default)."""
-    from .cpu.tiles import FWD_R, tile_sets_of
+               few: bool = False) -> np.ndarray:
+    """The tiles that the kernel computes together (:func:`kernels.cpu.tiles.tile_sets_of`):
+    sets of FWD_R, or of FEW_R for the few-channel kernel (:func:`_few`)."""
+    from .cpu.tiles import FEW_R, FWD_R, tile_sets_of
 
-    return tile_sets_of(tile_class, ntile, in_order, r or FWD_R)
+    return tile_sets_of(tile_class, ntile, in_order, FEW_R if few else FWD_R)
+
+
+def _few(channels: int, macs: int) -> tuple[bool, int]:
+    """``(few, block)``: whether a tiled convolution of ``channels`` output channels a
+    group (at most 4: an RGB output, a stem's input gradient) runs on the few-channel
+    kernel (:func:`kernels.cpu.tiles.forward_few`: blocks of 4 channels, sets of 6 tiles,
+    where blocks of 8 waste 5 of 8 FMAs on 3 channels), from FEW_MIN_MACS multiply-adds;
+    and its block of output channels."""
+    from .cpu.tiles import FEW_COB, FWD_COB, P
+
+    few = P == 16 and channels <= FEW_COB and macs >= FEW_MIN_MACS
+    return few, FEW_COB if few else FWD_COB
+
+
+def _tiled_kernel(cpu, few: bool):
+    """The tiled kernel: :func:`kernels.cpu.tiles.forward`, or the few-channel one."""
+    return cpu.tiled_few if few else cpu.tiled
 
 
 @lru_cache(maxsize=128)
@@ -283,7 +300,7 @@ class _Tiled:
     """
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.tiles import CL_C, FEW_COB, FWD_COB, P
+        from .cpu.tiles import CL_C, P
 
         N, C, H, W = x_shape
         Co, Cg, KH, KW = w_shape
@@ -315,11 +332,7 @@ class _Tiled:
         self.channel_lanes = (_padding_share(self.cog, self.cl_block) + CHANNEL_LANES_MARGIN
                               <= min(waste_rows, waste_wide, waste_batch + BATCH_LANES_MARGIN))
         self.macs = N * Co * OH * OW * Cg * KH * KW
-        # at most 4 output channels a group (an RGB image's decoder, a stem's input
-        # gradient): blocks of 4 channels and sets of 6 tiles (:func:`kernels.cpu.tiles.
-        # _forward6x4`), not of 8 and 3 (3 channels: 5 of 8 FMAs wasted)
-        self.few = P == 16 and self.cog <= FEW_COB and self.macs >= FEW_MIN_MACS
-        self.block = FEW_COB if self.few else FWD_COB
+        self.few, self.block = _few(self.cog, self.macs)
         self.cogp = -(-self.cog // self.block) * self.block
         self.rows, self.chan = _channel_rows(Co, G, self.cogp)
         self.out_shape = (N, Co, OH, OW)
@@ -358,8 +371,6 @@ class _Tiled:
         tap, off, cbase, bases, tile_sets, tile_class, class_start, chan, ybase, stores,
         ystride_c)``, ``stores`` being the store maps (:func:`_lane_map`); ``Wq`` is the
         source's row pitch (0 with batch lanes)."""
-        from .cpu.tiles import FEW_R
-
         N, C, Cg, KH, KW, Hp, Wp = self.dims
         (OH, OW), (sh, sw), dw = self.geo.out_hw, self.geo.stride, self.geo.dilation[1]
         top, left, P, Nb, OWr = self.geo.pads[0], self.geo.pads[2], self.P, self.Nb, self.OWr
@@ -395,14 +406,9 @@ class _Tiled:
         # wide tiles: an image's tiles in sets of their own, so that a chunk of images
         # (:meth:`_forward_wide_in_chunks`) computes only from its own copy
         tile_sets = _tile_sets(np.repeat(np.arange(N), bases.size // N) if self.wide
-                               else tile_class, bases.size, in_order=self.wide,
-                               r=FEW_R if self.few else 0)
+                               else tile_class, bases.size, in_order=self.wide, few=self.few)
         return (src_size, Wq, tap, off, cbase, bases, tile_sets, tile_class, class_start, chan,
                 ybase, stores, ystride_c)
-
-    def _kernel(self, cpu):
-        """The tiled kernel: :func:`kernels.cpu.tiles.forward`, or its few-channel one."""
-        return cpu.tiled_few if self.few else cpu.tiled
 
     @property
     def _phases(self) -> tuple:
@@ -461,8 +467,9 @@ class _Tiled:
             _split_phases(cpu, x[n0:n1], src[:size], self.geo.pads[0], self.geo.pads[2], sh,
                           sw, self.Hq, self.Wq, used)
             src[size:size + self.P] = 0  # read by the last tile's lanes past its plane
-            self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets[s0:s1], tile_class,
-                              class_start, chan, b, y.reshape(-1), ybase, *stores, ystride_c)
+            _tiled_kernel(cpu, self.few)(src, wt, tap, off, cbase, bases, tile_sets[s0:s1],
+                                         tile_class, class_start, chan, b, y.reshape(-1),
+                                         ybase, *stores, ystride_c)
         return y
 
     @cached_property
@@ -631,13 +638,15 @@ class _Tiled:
             # NOTE: stored in the lane layout, then transposed: lanes are images, and 16
             # stores a whole feature map apart cost as much as the extra pass
             out = _alloc.scratch("conv.out", (chan.size, ystride_c), w.dtype)
-            self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets, tile_class,
-                              class_start, chan, _zeros(chan.size, w.dtype), out.reshape(-1),
-                              ybase, *stores, ystride_c)
+            _tiled_kernel(cpu, self.few)(src, wt, tap, off, cbase, bases, tile_sets,
+                                         tile_class, class_start, chan,
+                                         _zeros(chan.size, w.dtype), out.reshape(-1), ybase,
+                                         *stores, ystride_c)
             cpu.from_lanes(out, y, b, self.rows, self.Nb)
             return y
-        self._kernel(cpu)(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_start,
-                          chan, _readonly(b), y.reshape(-1), ybase, *stores, ystride_c)
+        _tiled_kernel(cpu, self.few)(src, wt, tap, off, cbase, bases, tile_sets, tile_class,
+                                     class_start, chan, _readonly(b), y.reshape(-1), ybase,
+                                     *stores, ystride_c)
         return y
 
     @property
@@ -888,16 +897,15 @@ class _PhasedInputGrad:
     (whole, a 256-channel 56x56 layer's 26 MB of phases went out to memory and back)."""
 
     def __init__(self, x_shape: tuple, w_shape: tuple, geo: Geometry):
-        from .cpu.tiles import FEW_COB, FEW_R, FWD_COB, P
+        from .cpu.tiles import P
 
         N, C, H, W = x_shape
         Co, Cg, KH, KW = w_shape
         G, Cog = geo.groups, Co // geo.groups
-        # grad_x's channels are the kernel's outputs: at most 4 a group (an RGB stem's 3)
-        # in blocks of 4 and sets of 6 tiles, not of 8 and 3 (the 7x7 stride-2 stem at
-        # 224x224, batch 8: 44-63 -> 19-20 ms), where large enough (FEW_MIN_MACS)
-        self.few = P == 16 and Cg <= FEW_COB and _macs(x_shape, w_shape, geo) >= FEW_MIN_MACS
-        self.block = block = FEW_COB if self.few else FWD_COB
+        # grad_x's channels are the kernel's outputs: an RGB stem's 3 in blocks of 4 (the
+        # 7x7 stride-2 stem at 224x224, batch 8: 44-63 -> 19-20 ms)
+        self.few, self.block = _few(Cg, _macs(x_shape, w_shape, geo))
+        block = self.block
         (sh, sw), (dh, dw), (OH, OW) = geo.stride, geo.dilation, geo.out_hw
         top, bottom, left, right = geo.pads
         Hq, Wq = -(-(H + top + bottom) // sh), -(-(W + left + right) // sw)
@@ -918,7 +926,7 @@ class _PhasedInputGrad:
         self.bases = _affine((N, S, ntile), (Co * Gh * Gq, 0, P))
         self.tile_class = np.tile(np.repeat(np.arange(S), ntile), N)
         self.tile_sets = _tile_sets(self.tile_class, self.bases.size, in_order=True,
-                                    r=FEW_R if self.few else 0)
+                                    few=self.few)
         self.cgp = -(-Cg // block) * block
         self.rows, self.chan = _channel_rows(C, G, self.cgp)
         self.cbase = np.repeat(np.arange(G, dtype=np.int64) * Cog * Gh * Gq, self.cgp // block)
@@ -962,7 +970,7 @@ class _PhasedInputGrad:
         # the weights as a forward convolution's: rows are input channels, taps (co, kh, kw)
         wf = w.reshape(G, Cog, Cg, KH * KW).transpose(0, 2, 1, 3).reshape(G * Cg, -1)
         wt = _tile_weights(wf, G, self.cgp, self.block)
-        kernel = cpu.tiled_few if self.few else cpu.tiled
+        kernel = _tiled_kernel(cpu, self.few)
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         for n0, n1, s0, s1, bases, ybase in chunks:
             size = (n1 - n0) * image
@@ -1587,10 +1595,12 @@ def _backends() -> tuple:
     return conv.parallel, conv.serial
 
 
+@lru_cache(maxsize=64)
 def _tiled_ok(cout_per_group: int) -> bool:
     """The tiled kernels pad each group's output channels to a multiple of 8, or of 4 with
-    AVX-512 (:attr:`_Tiled.few`); below 4, or 3 (an RGB output's 3 of 4), the direct
-    kernels waste less (depthwise layers, a grayscale input's gradient)."""
+    AVX-512 (:func:`_few`); below 4, or 3 (an RGB output's 3 of 4), the direct kernels
+    waste less (depthwise layers, a grayscale input's gradient). Cached: it is asked on
+    every call, and an import statement a call costs microseconds."""
     from .cpu.tiles import P
 
     return cout_per_group >= (3 if P == 16 else 4)

@@ -3,6 +3,8 @@
 - :func:`parallel_and_serial` compiles one kernel body twice: parallel for big jobs,
   serial for small ones (waking the second thread costs more than small work, and
   under load a parallel call can stall for milliseconds);
+- :func:`renamed_copy` makes a copy of a kernel under a name of its own, with
+  compile-time constants;
 - ``U`` marks an index as non-negative.
 """
 
@@ -19,15 +21,24 @@ from numba import njit
 U = np.uint64
 
 
+def renamed_copy(fn, suffix: str, **constants):
+    """A copy of the Python function ``fn`` named ``fn.__name__ + suffix``, seeing the
+    module-level names ``constants`` (which Numba compiles as constants) over its
+    module's. Numba's on-disk cache keys an entry by function name and signature only,
+    so a copy compiled otherwise than ``fn`` needs a name of its own."""
+    scope = dict(fn.__globals__, **constants) if constants else fn.__globals__
+    copy = types.FunctionType(fn.__code__, scope, fn.__name__ + suffix, fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    return copy
+
+
 def parallel_and_serial(fn, **options):
     """``(njit(parallel=True)(fn), njit(fn))``, both cached to disk.
 
-    NOTE: Numba's on-disk cache keys an entry by function name and signature, not
-    by the ``parallel`` flag: compiling one function both ways would make the
-    serial dispatcher load the parallel code. The serial one is a renamed copy.
+    NOTE: the cache does not key by the ``parallel`` flag: compiling one function both
+    ways would make the serial dispatcher load the parallel code. The serial one is a
+    renamed copy.
     """
-    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                                fn.__defaults__, fn.__closure__)
-    serial.__qualname__ = fn.__qualname__ + "_serial"
     return (njit(parallel=True, cache=True, **options)(fn),
-            njit(cache=True, **options)(serial))
+            njit(cache=True, **options)(renamed_copy(fn, "_serial")))

@@ -14,12 +14,10 @@ took 60% of a layer's time (the layers are memory-bound).
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import get_num_threads, njit
 
-from ._jit import U
+from ._jit import U, renamed_copy
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
@@ -139,8 +137,9 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
 
 
 DW_ROWS = 4  # output rows a band of :func:`_forward_rows`: 4 accumulators a tile
-# The kernel size and stride of a copy of :func:`_forward_rows` made for them (see
-# :func:`_for_kernel`); (0, 0, 0) in the general one, which takes them as they come.
+# The kernel size and stride of a copy of :func:`_forward_rows` made for them (a
+# :func:`kernels.cpu._jit.renamed_copy`); (0, 0, 0) in the general one, which takes them
+# as they come.
 ROWS_KERNEL = (0, 0, 0)
 
 
@@ -163,9 +162,9 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, p
     :func:`_forward`'s tiles to 2.9).
 
     The 3x3 and 5x5 layers run copies with the kernel size and stride constants
-    (:func:`_for_kernel`): with them only known at run time, each load's four row tests
-    and weight indices stayed in the loop (on one thread, 3x3 at 56x56: 2.6-2.7 -> 1.8-1.9
-    ms; 5x5, 240 channels at 28x28: 1.27-1.28 -> 1.05-1.08).
+    (:func:`kernels.cpu._jit.renamed_copy`): with them only known at run time, each
+    load's four row tests and weight indices stayed in the loop (on one thread, 3x3 at
+    56x56: 2.6-2.7 -> 1.8-1.9 ms; 5x5, 240 channels at 28x28: 1.27-1.28 -> 1.05-1.08).
 
     Loop nest: parts of chunk of (n, co) > (n, co) > pair of tiles > row phase > phase row
     > tap column > the band's output rows that use it."""
@@ -506,20 +505,11 @@ def chunks(parallel: bool) -> int:
     return get_num_threads() if parallel else 1
 
 
-def _for_kernel(fn, kh: int, kw: int, stride: int):
-    """A copy of ``fn`` that sees ``ROWS_KERNEL = (kh, kw, stride)``, a compile-time
-    constant to Numba, under a name of its own (Numba's disk cache keys an entry by
-    name)."""
-    suffix = f"_{kh}x{kw}_s{stride}"
-    copy = types.FunctionType(fn.__code__, dict(fn.__globals__, ROWS_KERNEL=(kh, kw, stride)),
-                              fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = fn.__qualname__ + suffix
-    return copy
-
-
 # the copies of :func:`_forward_rows`, by (KH, KW, stride); the general one runs stride 1
 ROWS_COPIES = ((3, 3, 1), (5, 5, 1), (3, 3, 2), (5, 5, 2))
-_ROWS = {key: parallel_and_serial_parts(_for_kernel(_forward_rows, *key)) for key in ROWS_COPIES}
+_ROWS = {key: parallel_and_serial_parts(renamed_copy(_forward_rows, "_{}x{}_s{}".format(*key),
+                                                     ROWS_KERNEL=key))
+         for key in ROWS_COPIES}
 _ROWS_ANY = parallel_and_serial_parts(_forward_rows)
 
 

@@ -176,9 +176,9 @@ def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_st
                 y, ybase, seg_off, seg_mask, nseg, ystride_c, part, parts):
     """:func:`_forward3` for at most FEW_COB output channels a group, in blocks of
     FEW_COB (``wt`` blocks x taps x FEW_COB), FEW_R tiles a set: 24 accumulators,
-    and each tap's 6 source vectors and 4 broadcast weights feed 24 FMAs. An RGB stem's
-    input gradient (3 channels, padded to 8 by :func:`_forward3`, wasting 5 of 8 FMAs)
-    is its use."""
+    and each tap's 6 source vectors and 4 broadcast weights feed 24 FMAs: for an RGB
+    output layer and an RGB stem's input gradient, whose 3 channels :func:`_forward3`
+    pads to 8 (5 of 8 FMAs wasted); see :func:`kernels.conv._few`."""
     nblk = chan.shape[0] // FEW_COB
     T = U(wt.shape[0] // chan.shape[0])
     nk = nseg.shape[0]
