@@ -472,6 +472,29 @@ class _Tiled:
                                          ybase, *stores, ystride_c)
         return y
 
+    @property
+    def _by_groups(self) -> bool:
+        """Whether the wide-tile forward runs a group of an image at a time
+        (:func:`kernels.cpu.tiles.forward_groups`): grouped, in blocks of 8 channels."""
+        return self.geo.groups > 1 and not self.few
+
+    @cached_property
+    def _group_bases(self) -> np.ndarray:
+        """Each wide tile's offset in its image's copy (not the whole batch's)."""
+        return self._forward_plan[5] % self._image
+
+    def _forward_wide_by_groups(self, x, w, b):
+        (_, _, tap, off, _, bases, tile_sets, tile_class, class_start, chan, ybase, stores,
+         ystride_c) = self._forward_plan
+        (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
+        y = _alloc.empty(self.out_shape, w.dtype)
+        self.cpu.tiled_groups(x, self._weights(w), tap, off, self._group_bases,
+                              tile_sets, tile_class, class_start, chan, _readonly(b),
+                              y.reshape(-1), ybase, *stores, ystride_c, self.geo.groups,
+                              _used_phases(KH, KW, dh, dw, sh, sw), self.geo.pads[0],
+                              self.geo.pads[2], sh, sw, self.Hq, self.Wq)
+        return y
+
     @cached_property
     def _x_is_source(self) -> bool:
         """Whether the wide-tile and row-dot kernels can read ``x`` itself: a 1x1 layer at
@@ -619,6 +642,8 @@ class _Tiled:
         N, C, _, _, _, Hp, Wp = self.dims
         top, left = self.geo.pads[0], self.geo.pads[2]
         if self.wide and not self._x_is_source:
+            if self._by_groups:
+                return self._forward_wide_by_groups(x, w, b)
             return self._forward_wide_in_chunks(x, w, b)
         if self._x_is_source:
             src = x.reshape(-1)
@@ -688,11 +713,21 @@ class _Tiled:
         grad_out's transposing copy (a 1x1 64->256 layer's took as long as the sums)
         and channels that fill their blocks. Small planes too: a 512-channel 3x3
         layer's at 7x7 took 10.8 ms, by rows 18.0 ms (4x4: 5.0 and 11.1 ms)."""
+        taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+        least = WGC_MIN_TAPS if self._wgc_block > 16 else WGCN_MIN_TAPS
+        return taps >= least and _padding_share(self.cog, self._wgc_block) <= 0.25
+
+    @cached_property
+    def _wgc_block(self) -> int:
+        """The channels a block of :meth:`_weight_grad_by_columns`: WGC_C*P, or 16
+        (:func:`kernels.cpu.conv.weight_grad_cols_narrow`, with 16 lanes) for up to 32
+        channels a group that those would pad more."""
         from .cpu.conv import WGC_C
 
-        B = WGC_C * self.P
-        taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        return taps >= WGC_MIN_TAPS and _padding_share(self.cog, B) <= 0.25
+        wide = WGC_C * self.P
+        narrow = (self.P == 16 and self.cog <= 32
+                  and _padding_share(self.cog, 16) < _padding_share(self.cog, wide))
+        return 16 if narrow else wide
 
     @cached_property
     def _weight_grad_cols_plan(self) -> tuple:
@@ -700,11 +735,12 @@ class _Tiled:
         each channel's column in the transposed grad_out (its group's padded to WGC_C*P),
         the width, the taps' offsets in the stride-phase layout (a multiple of WGC_K), and
         each block's group base."""
-        from .cpu.conv import WGC_C, WGC_K
+        from .cpu.conv import WGC_C, WGC_K, WGCN_K
 
-        cogp, rows, cbase = self._channel_blocks(WGC_C * self.P)
+        cogp, rows, cbase = self._channel_blocks(self._wgc_block)
         off = _phase_offsets(*self._phases)
-        off = np.concatenate([off, np.zeros(-off.size % WGC_K, dtype=off.dtype)])
+        K = WGC_K if self._wgc_block == WGC_C * self.P else WGCN_K
+        off = np.concatenate([off, np.zeros(-off.size % K, dtype=off.dtype)])
         return rows, self.geo.groups * cogp, off.astype(np.int64), cbase
 
     def _cols_chunks(self, threads: int) -> list[tuple]:
@@ -786,8 +822,9 @@ class _Tiled:
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
         cpu.to_position_major(g, gt, rows, self._rows_in_runs)
-        B, threads = WGC_C * self.P, _threads(cpu)
+        B, threads = self._wgc_block, _threads(cpu)
         ncb = width // B
+        kernel = cpu.weight_grad_cols if B == WGC_C * self.P else cpu.weight_grad_cols_narrow
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
         chunks = self._cols_chunks(threads)
         direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
@@ -795,8 +832,8 @@ class _Tiled:
         part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
         for n0, n1, rowsrc, prow in chunks:
             src = self._chunk_source(x, n0, n1, chunks[0][1] - chunks[0][0])
-            cpu.weight_grad_cols(src, gt[n0 * OH * OW:n1 * OH * OW], off, cbase, rowsrc, OW,
-                                 prow, part, gw, self._column_channels, n0 > 0)
+            kernel(src, gt[n0 * OH * OW:n1 * OH * OW], off, cbase, rowsrc, OW, prow, part, gw,
+                   self._column_channels, n0 > 0)
         if not direct:  # the pieces in chunks too, summed after
             cpu.sum_column_parts(part, self._column_channels, gw, B, -(-threads // ncb))
         return gw.reshape(self.w_shape)
@@ -861,6 +898,11 @@ def _padding_share(n: int, block: int) -> float:
 
 
 WGC_MIN_TAPS = 256  # taps from which the weight gradient runs by columns
+# ... in blocks of 16 channels (16 or 32 a group): faster than the rows' dot products
+# from 128 taps on (one thread: a 1x1 144->32 layer at 28x28, 0.62 against 0.80 ms; LeNet's
+# conv2, 150 taps, 0.36 against 0.48; ResNeXt's 16-channel groups at 14x14, 144 taps,
+# 3.2 against 4.6)
+WGCN_MIN_TAPS = 128
 WGC_PIECE = 1024  # outputs a piece of the weight gradient by columns
 
 WG_PART_BYTES = 32 << 20  # the float64 partial sums of the chunks, at most
@@ -1017,10 +1059,16 @@ class _Depthwise:
         self.by_rows = (geo.dilation == (1, 1) and OW >= DW_ROWS_MIN_WIDTH
                         and (geo.stride == (1, 1) and min(KH, KW) >= DW_ROWS_MIN_KERNEL
                              or (KH, KW, sh) in depthwise.ROWS_COPIES and sw == sh))
-        # small planes: 16 channels as the lanes (transposed in and out, in registers):
-        # 960 channels, 3x3 at 7x7, 0.20 against 0.28 ms; at 14x14, 0.40 against 0.39
+        # narrower planes at stride 1 whose output rows have the input's pitch: straight
+        # from x by masked loads (:func:`kernels.cpu.depthwise.forward_masked`; 960
+        # channels, 3x3 at 7x7: 0.14 against 0.18 ms with channels as the lanes)
+        self.by_masks = geo.stride == (1, 1) and OW == W and not self.by_rows
+        if self.by_masks:
+            self.mask_off, self.masks = _plane_masks(H, W, OH, KH, KW, top, left, dh, dw, P)
+        # other small planes: 16 channels as the lanes (transposed in and out, in
+        # registers): 960 channels, 3x3 at 7x7, 0.20 against 0.28 ms
         self.by_channels = (P == 16 and self.cog == 1 and not self.by_rows
-                            and OH * OW <= DW_CHANNELS_MAX_PLANE)
+                            and not self.by_masks and OH * OW <= DW_CHANNELS_MAX_PLANE)
         # A depthwise multiply-add costs several of a dense one's (a plane's padding,
         # stores and overhead, for a few taps): the work that decides parallel or serial.
         self.work = N * Co * OH * OW * KH * KW * DEPTHWISE_MAC_COST
@@ -1032,6 +1080,10 @@ class _Depthwise:
         N, Co = x.shape[0], w.shape[0]
         y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
         T = self.off.size
+        if self.by_masks:
+            cpu.dw_forward_masked(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y,
+                                  self.mask_off, self.masks, self.cog)
+            return y
         if self.by_channels:
             cpu.dw_forward_channels(x, np.ascontiguousarray(w.reshape(self.w_shape[0],
                                                                       *self.w_shape[2:])),
@@ -1052,6 +1104,11 @@ class _Depthwise:
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         N, Co = g.shape[:2]
+        if self.by_masks:
+            gw = np.empty((Co, self.mask_off.size), dtype=np.float64)
+            _cpu(self.work).dw_weight_grad_masked(x, g, gw, self.mask_off, self.masks,
+                                                  self.cog)
+            return gw.astype(g.dtype).reshape(self.w_shape)
         if self.by_channels:
             gw = np.empty((Co,) + self.w_shape[2:], dtype=np.float64)
             _cpu(self.work).dw_weight_grad_channels(x, g, gw, self.geo.pads[0],
@@ -1062,6 +1119,23 @@ class _Depthwise:
         _cpu(self.work).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
                                        self.cog, self.ntile, *self.stores)
         return gw.astype(g.dtype).reshape(self.w_shape)
+
+
+def _plane_masks(H, W, OH, KH, KW, top, left, dh, dw, P) -> tuple[np.ndarray, np.ndarray]:
+    """``(off, masks)`` of :func:`kernels.cpu.depthwise.forward_masked` for an ``H x W``
+    plane and ``OH x W`` outputs at stride 1: tap t's offset from an output's position
+    to its input's, and, for each vector v of P outputs (rounded up to whole groups of
+    DW_MASKED_V) and tap t, the bits of the lanes whose input is inside the plane."""
+    from .cpu.depthwise import DW_MASKED_V
+
+    nvec = -(-OH * W // P)
+    a = np.arange(-(-nvec // DW_MASKED_V) * DW_MASKED_V * P)
+    oh, ow = a // W, a % W
+    kh, kw = np.divmod(np.arange(KH * KW), KW)
+    ih, iw = oh[:, None] + kh * dh - top, ow[:, None] + kw * dw - left
+    inside = (a[:, None] < OH * W) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+    bits = (inside.reshape(-1, P, KH * KW) << np.arange(P)[:, None]).sum(axis=1)
+    return ((kh * dh - top) * W + kw * dw - left).astype(np.int64), bits.astype(np.int64)
 
 
 class _DepthwiseInputGrad:

@@ -101,6 +101,9 @@ CONV_CASES = {
     "stride 3, dilation 2": ((8, 16, 52, 52), (2, 16, 13, 13), (16, 16, 3, 3),
                              dict(stride=3, padding=2, dilation=2)),
     "groups 2": ((8, 16, 32, 32), (2, 16, 16, 16), (16, 8, 3, 3), dict(padding=1, groups=2)),
+    # grouped wide tiles, a group of an image at a time (ResNeXt's 8 channels a group)
+    "groups 8, stride 2": ((8, 64, 32, 32), (2, 64, 16, 16), (64, 8, 3, 3),
+                           dict(stride=2, padding=1, groups=8)),
     # depthwise 3x3 and 5x5 at strides 1 and 2, and 7x7: bands of rows (a copy of the
     # kernel for each size and stride, and a general one)
     "depthwise": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, groups=32)),
@@ -112,12 +115,17 @@ CONV_CASES = {
                                 dict(stride=2, padding=2, groups=32)),
     "depthwise 7x7": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 7, 7),
                       dict(padding=3, groups=32)),
-    # dilated: plane by plane
+    # dilated, and small planes, at stride 1: straight from x by masked loads
     "depthwise, dilation 2": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 3, 3),
                               dict(padding=2, dilation=2, groups=32)),
-    # small planes: channels as the lanes
     "depthwise, 7x7 map": ((128, 128, 7, 7), (1, 128, 7, 7), (128, 1, 3, 3),
                            dict(padding=1, groups=128)),
+    # small planes at stride 2: channels as the lanes
+    "depthwise, stride 2 to a 7x7 map": ((128, 128, 14, 14), (1, 128, 14, 14), (128, 1, 3, 3),
+                                         dict(stride=2, padding=1, groups=128)),
+    # other strided layers: plane by plane
+    "depthwise 7x7, stride 2": ((16, 32, 64, 64), (2, 32, 32, 32), (32, 1, 7, 7),
+                                dict(stride=2, padding=3, groups=32)),
     "1x1": ((8, 16, 32, 32), (2, 16, 8, 8), (32, 16, 1, 1), {}),
     # the weight gradient as one matrix product: 64 channels, planes of 512 positions
     "1x1, 64 channels": ((8, 64, 24, 24), (1, 64, 8, 8), (64, 64, 1, 1), {}),

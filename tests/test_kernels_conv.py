@@ -103,8 +103,15 @@ CASES = [
     # ... and 3x3 and 5x5 at stride 2, by stride phases (odd and even sizes, multiplier 2)
     ((2, 3, 30, 33), (3, 1, 3, 3), dict(stride=2, padding=1, groups=3)),
     ((1, 4, 29, 32), (8, 1, 5, 5), dict(stride=2, padding=(2, 1), groups=4)),
-    # depthwise on small planes: channels as lanes (a block of 16 short, dilated, strided)
+    # depthwise on small planes at stride 1 keeping the width: straight from x by masked
+    # loads (dilated; multiplier 2 and two groups of vectors; fewer output rows than
+    # input rows; a plane under a vector)
     ((2, 20, 7, 7), (20, 1, 3, 3), dict(padding=2, dilation=2, groups=20)),
+    ((3, 6, 9, 9), (12, 1, 5, 5), dict(padding=2, groups=6)),
+    ((2, 5, 6, 5), (5, 1, 3, 3), dict(padding=(0, 1), groups=5)),
+    ((9, 3, 2, 2), (3, 1, 3, 3), dict(padding=1, groups=3)),
+    # ... and otherwise channels as lanes (a block of 16 short, strided)
+    ((2, 20, 8, 8), (20, 1, 3, 3), dict(groups=20)),
     ((3, 17, 9, 8), (17, 1, 5, 3), dict(stride=2, padding=(2, 1), groups=17)),
     # the weight gradient with channels as lanes: plain, strided and grouped, and a group's
     # channels padded to a whole block (48 of 64)
@@ -112,6 +119,11 @@ CASES = [
     ((2, 64, 23, 24), (128, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 32, 16, 12), (48, 32, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
     ((2, 30, 10, 10), (64, 30, 3, 3), dict(padding=1)),  # 270 taps: 16 rows at a time, and 14
+    # ... in blocks of 16 channels, for 16 to 32 a group (strided; a group's 24 padded to
+    # 32; three blocks, which two threads sum in chunks)
+    ((2, 64, 11, 11), (64, 32, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((2, 32, 9, 9), (48, 16, 3, 3), dict(padding=1, groups=2)),
+    ((2, 48, 8, 8), (48, 16, 3, 3), dict(padding=1, groups=3)),
     # grad_out transposed 16 channels at a time (a block short), or one by one where a
     # block of 16 would cross groups
     ((2, 32, 9, 9), (56, 32, 3, 3), dict(padding=1)),
@@ -414,9 +426,9 @@ def test_scratch_buffers_are_reused_aligned_and_capped(monkeypatch):
 
 def test_cases_cover_every_tile_layout():
     """CASES run the tiled kernel in each of its three layouts (batch lanes, tiles of an
-    output row, wide tiles across rows, strided ones on the stride phases), each also
-    with 3 or 4 output channels a group (blocks of 4, with AVX-512), so each layout's
-    outputs are checked above."""
+    output row, wide tiles across rows, strided ones on the stride phases, grouped ones a
+    group of an image at a time), each also with 3 or 4 output channels a group (blocks
+    of 4, with AVX-512), so each layout's outputs are checked above."""
     from kernels.conv import _tiled, _tiled_ok
     from kernels.cpu._simd import P
 
@@ -430,8 +442,10 @@ def test_cases_cover_every_tile_layout():
         layouts.add(layout + (" strided" if geo.stride != (1, 1) else ""))
         if plan.few and _tiled_ok(w_shape[0] // geo.groups):
             layouts.add(layout + " few" + (" grouped" if geo.groups > 1 else ""))
+        if plan.wide and not plan.channel_lanes and plan._by_groups:  # a group at a time
+            layouts.add("wide by groups" + (" strided" if geo.stride != (1, 1) else ""))
     few = {"batch few", "rows few", "wide few", "wide few grouped"} if P == 16 else set()
-    assert {"batch", "rows", "wide", "wide strided"} | few <= layouts
+    assert {"batch", "rows", "wide", "wide strided", "wide by groups strided"} | few <= layouts
 
 
 def test_cases_cover_the_phased_input_gradient():
@@ -542,11 +556,13 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
 
 def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
     """CASES run the forward and take grad_w with the channels as the lanes (plain,
-    grouped and strided, with padded channel blocks), and run the depthwise kernels
+    grouped and strided, with padded channel blocks, and grad_w in blocks of 16 channels
+    with 16 lanes), and run the depthwise kernels
     strided (the input gradient at stride 2 by rows of grad_x, at other strides by stride
     phases, with a phase that no tap reaches), by bands of rows (the
-    3x3 and 5x5 kernels' copies at strides 1 and 2, and the general one), with channels as
-    lanes and plane by plane, so the checks above cover those paths."""
+    3x3 and 5x5 kernels' copies at strides 1 and 2, and the general one), by masked loads
+    (with a multiplier), with channels as lanes and plane by plane, so the checks above
+    cover those paths."""
     from kernels.conv import (
         INPUT_GRAD_MIN_CHANNELS,
         _backward_as_forward,
@@ -554,6 +570,7 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
         _depthwise_input_grad,
         _tiled,
     )
+    from kernels.cpu.tiles import P
 
     seen = set()
     for x_shape, w_shape, kw in CASES:
@@ -567,7 +584,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             seen.add(f"depthwise rows {size} stride {geo.stride[0]}")
         if plan and plan.by_channels:
             seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else ""))
-        if plan and not plan.by_rows and not plan.by_channels:
+        if plan and plan.by_masks:
+            seen.add("depthwise masks" + (" multiplier" if w_shape[0] != x_shape[1] else ""))
+        if plan and not plan.by_rows and not plan.by_channels and not plan.by_masks:
             seen.add("depthwise planes" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[1] == 1 and geo.groups > 1 and geo.stride != (1, 1):
             if w_shape[0] != x_shape[1]:
@@ -582,8 +601,10 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
                     seen.add("depthwise empty phase")
         elif w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo)._wg_cols:
             cog = w_shape[0] // geo.groups
-            seen.add("columns" + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1)
-                                  else "") + (" padded" if cog % 64 else ""))
+            block = _tiled(x_shape, w_shape, geo)._wgc_block
+            seen.add("columns" + (" narrow" if block == 16 else "")
+                     + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1) else "")
+                     + (" padded" if cog % block else ""))
         if w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo).channel_lanes:
             seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
                                         != (1, 1) else "") + (" padded" if w_shape[0] % 64
@@ -602,7 +623,10 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             "depthwise rows (5, 5) stride 1", "depthwise rows other stride 1",
             "depthwise rows (3, 3) stride 2", "depthwise rows (5, 5) stride 2",
             "depthwise planes strided",
+            "depthwise masks", "depthwise masks multiplier",
             "depthwise channels", "depthwise channels strided", "columns",
+            *(["columns narrow", "columns narrow grouped strided", "columns narrow padded"]
+              if P == 16 else []),
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
             "channel lanes narrow padded", "channel lanes narrow flipped"} <= seen

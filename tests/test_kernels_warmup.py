@@ -164,7 +164,8 @@ def _layout(x_shape, w_shape, kw) -> str:
         if plan.by_rows:  # a copy for the size and stride, or the general kernel
             key = (*w_shape[2:], geo.stride[0])
             return f"depthwise rows {key if key in ROWS_COPIES else 'general'}"
-        return "depthwise channels" if plan.by_channels else "depthwise planes"
+        return ("depthwise masks" if plan.by_masks else "depthwise channels"
+                if plan.by_channels else "depthwise planes")
     if not _tiled_ok(w_shape[0] // geo.groups):
         return "direct"
     if _winograd_ok(x, w_shape, geo):
@@ -172,6 +173,8 @@ def _layout(x_shape, w_shape, kw) -> str:
     plan = _tiled(x_shape, w_shape, geo)
     if plan.channel_lanes:
         return "channel lanes, blocks of 16" if plan.narrow else "channel lanes"
+    if plan.wide and plan._by_groups:
+        return "wide tiles by groups"
     return "batch lanes" if plan.batch_lanes else "wide tiles" if plan.wide else "width lanes"
 
 
@@ -185,9 +188,11 @@ def test_conv_cases_take_every_layout_large_and_small():
             for name, x_shape, w_shape, kw in warmup.conv_shapes()}
     from kernels.cpu.depthwise import ROWS_COPIES
 
-    for layout in ("batch lanes", "width lanes", "wide tiles", "channel lanes",
+    for layout in ("batch lanes", "width lanes", "wide tiles", "wide tiles by groups",
+                   "channel lanes",
                    "channel lanes, blocks of 16", "depthwise rows general",
-                   *(f"depthwise rows {key}" for key in ROWS_COPIES), "depthwise channels",
+                   *(f"depthwise rows {key}" for key in ROWS_COPIES), "depthwise masks",
+                   "depthwise channels",
                    "depthwise planes"):
         assert {(layout, False), (layout, True)} <= seen, layout
     # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels), at stride 1
@@ -217,6 +222,14 @@ def test_conv_cases_take_every_layout_large_and_small():
     x = np.empty(x_shape, np.float32)
     geo = _geometry(x, np.empty(w_shape), 1, 0, 1, 1)
     assert _pointwise_weight_grad_ok(x, w_shape, geo) == (P == 16)
+    # and the weight gradient in blocks of 16 channels (LeNet's conv2, large and small)
+    from kernels.conv import _tiled
+
+    for name, x_shape, w_shape, _ in warmup.conv_shapes():
+        if name.startswith("5x5 (LeNet conv2)"):
+            plan = _tiled(x_shape, w_shape, _geometry(np.empty(x_shape), np.empty(w_shape),
+                                                      1, 0, 1, 1))
+            assert plan._wg_cols == (P == 16) and plan._wgc_block == 16
 
 
 def test_notice_never_raises(monkeypatch):

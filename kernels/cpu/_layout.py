@@ -10,8 +10,16 @@ took 9 times as long as overwriting one's own (6 MB: 3.3 ms against 0.36 ms).
 from numba import njit
 
 from ._jit import U
-from ._simd import P, copy_even, deinterleave_run, store, transpose_rows
+from ._simd import P, copy_even, copy_run, deinterleave_run, store, store_first, transpose_rows
 from ._simd import zero as _zero
+from ._simd import zeros as _zeros
+
+
+@njit(cache=True, inline="always")
+def zero_run(dst, at, n):
+    """``dst[at:at + n] = 0``, P elements a step, the last masked."""
+    for k in range(0, n, P):
+        store_first(dst, at + U(k), _zeros(dst), min(P, n - k))
 
 
 @njit(cache=True, inline="always")
@@ -20,7 +28,6 @@ def pad_plane(xf, H, W, nc, phase, dst, at, top, left, sh, sw, Hq, Wq):
     ``(ph, pw) = divmod(phase, sw)`` of plane ``nc`` (image * channels + channel) of
     ``xf`` (``x`` flat, its planes ``H x W``), ``xp`` being ``x`` padded by
     ``top``/``left`` with zeros past its end (see :func:`kernels.cpu.conv.pad_phases`)."""
-    zero = _zero(dst)
     ph, pw = phase // sw, phase % sw
     # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
     j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
@@ -31,18 +38,17 @@ def pad_plane(xf, H, W, nc, phase, dst, at, top, left, sh, sw, Hq, Wq):
         inside = 0 <= h < H
         xr = U((nc * H + h) * W) if inside else U(0)
         a, b = (j0, j1) if inside else (Wq, Wq)
-        for j in range(a):
-            dst[row + U(j)] = zero
-        if sw == 1:  # a contiguous copy (vectorizes)
-            for j in range(a, b):
-                dst[row + U(j)] = xf[xr + U(j - left)]
+        # (vector runs, the last masked: a 7x7 plane's rows, copied and zeroed element by
+        # element, took 1.2 ns an element)
+        zero_run(dst, row, a)
+        if sw == 1:
+            copy_run(xf, xr + U(a - left), dst, row + U(a), b - a)
         elif sw == 2 and b > a:
             copy_even(xf, xr + U(a * 2 + pw - left), dst, row + U(a), b - a)
         else:
             for j in range(a, b):
                 dst[row + U(j)] = xf[xr + U(j * sw + pw - left)]
-        for j in range(b, Wq):
-            dst[row + U(j)] = zero
+        zero_run(dst, row + U(b), Wq - b)
 
 
 @njit(cache=True, inline="always")

@@ -30,6 +30,7 @@ from ._simd import (
     interleave_high,
     interleave_low,
     load,
+    load_first,
     load_masked,
     store,
     store_first,
@@ -41,6 +42,8 @@ from ._simd import (
 
 ALL = (1 << P) - 1
 DW_R = 4  # tiles computed together: 4 accumulators, 4 loads and a broadcast a tap
+DW_MASKED_V = 4  # vectors of a small plane computed together (:func:`_forward_masked`)
+DW_MASKED_FLUSH = 8  # images whose float32 sums the masked weight gradient adds at once
 
 
 @njit(cache=True)
@@ -453,6 +456,87 @@ def _weight_grad_channels(x, g, gw, top, left, sh, sw, dh, dw, part, parts):
         _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, np.int64(cb))
 
 
+def _forward_masked(x, w, b, y, off, masks, cog, part, parts):
+    """Plane (n, co) of ``y`` = b[co] + sum_t w[co, t] * plane (n, co // cog) of ``x``
+    read ``off[t]`` positions on, in the lanes of ``masks[v, t]``: the stride-1
+    correlation of a small plane whose output rows have the input's pitch (OW == W),
+    straight from ``x`` into ``y``, without a padded copy. Output position
+    ``a = oh*W + ow`` reads ``x[a + off[t]]`` for tap t; a lane whose tap falls in the
+    padding is masked off (nothing is read for it). A 7x7 plane is 4 vectors a tap, each
+    one masked load and one FMA.
+
+    ``masks`` has a row a vector of the plane's outputs, rounded up to a multiple of
+    DW_MASKED_V (the rows past the plane, zero, read nothing).
+
+    Loop nest: parts of planes (n, co) > DW_MASKED_V vectors > tap > the vectors."""
+    C, HW = x.shape[1], x.shape[2] * x.shape[3]
+    Co, OHW = y.shape[1], y.shape[2] * y.shape[3]
+    xf, yf = x.reshape(x.size), y.reshape(y.size)
+    z = zeros(yf)
+    lo, hi = span(x.shape[0] * Co, part, parts)
+    for task in range(lo, hi):
+        co = task % Co
+        xb = (task // Co * C + co // cog) * HW
+        yb = U(task * OHW)
+        for v0 in range(U(0), U(masks.shape[0]), U(DW_MASKED_V)):
+            a0 = a1 = a2 = a3 = zeros(yf)
+            q = xb + np.int64(v0 * U(P))
+            for t in range(off.shape[0]):
+                wv, o = w[co, t], q + off[t]
+                a0 = fma(a0, wv, load_masked(xf, o, masks[v0, t], z))
+                a1 = fma(a1, wv, load_masked(xf, o + P, masks[v0 + U(1), t], z))
+                a2 = fma(a2, wv, load_masked(xf, o + 2 * P, masks[v0 + U(2), t], z))
+                a3 = fma(a3, wv, load_masked(xf, o + 3 * P, masks[v0 + U(3), t], z))
+            for j in range(DW_MASKED_V):
+                a = np.int64(v0) * P + j * P
+                if a >= OHW:
+                    break
+                v = a0 if j == 0 else a1 if j == 1 else a2 if j == 2 else a3
+                store_first(yf, yb + U(a), add_scalar(v, b[co]), min(P, OHW - a))
+
+
+def _weight_grad_masked(x, g, gw, off, masks, cog, part, parts):
+    """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * x[n, co // cog,
+    a + off[t]] in the lanes of ``masks`` (see :func:`_forward_masked`), in float64: the
+    weight gradient of the forward's small planes. Each tap's products add up in a
+    float32 vector of its own over DW_MASKED_FLUSH images, then into the float64 total.
+
+    Loop nest: parts of co > images > DW_MASKED_V vectors of g > tap > the vectors."""
+    C, HW = x.shape[1], x.shape[2] * x.shape[3]
+    N, Co, OHW = g.shape[0], g.shape[1], g.shape[2] * g.shape[3]
+    T = off.shape[0]
+    xf, gf = x.reshape(x.size), g.reshape(g.size)
+    z = zeros(xf)
+    acc = np.empty(T * P, dtype=x.dtype)
+    lo, hi = span(Co, part, parts)
+    for co in range(lo, hi):
+        for t in range(T):
+            gw[co, t] = 0.0
+        for n0 in range(0, N, DW_MASKED_FLUSH):
+            for i in range(U(0), U(T * P), U(P)):
+                store(acc, i, z)
+            for n in range(n0, min(N, n0 + DW_MASKED_FLUSH)):
+                xb = (n * C + co // cog) * HW
+                gb = (n * Co + co) * OHW
+                for v0 in range(U(0), U(masks.shape[0]), U(DW_MASKED_V)):
+                    a = np.int64(v0) * P
+                    g0 = load_first(gf, U(gb + a), max(0, min(P, OHW - a)))
+                    g1 = load_first(gf, U(gb + a + P), max(0, min(P, OHW - a - P)))
+                    g2 = load_first(gf, U(gb + a + 2 * P), max(0, min(P, OHW - a - 2 * P)))
+                    g3 = load_first(gf, U(gb + a + 3 * P), max(0, min(P, OHW - a - 3 * P)))
+                    q = xb + a
+                    for t in range(T):
+                        o = q + off[t]
+                        d = load(acc, U(t * P))
+                        d = fma(d, g0, load_masked(xf, o, masks[v0, t], z))
+                        d = fma(d, g1, load_masked(xf, o + P, masks[v0 + U(1), t], z))
+                        d = fma(d, g2, load_masked(xf, o + 2 * P, masks[v0 + U(2), t], z))
+                        d = fma(d, g3, load_masked(xf, o + 3 * P, masks[v0 + U(3), t], z))
+                        store(acc, U(t * P), d)
+            for t in range(T):
+                gw[co, t] += total(load(acc, U(t * P)))
+
+
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
                  nseg, part, parts):
     """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * the padded,
@@ -529,3 +613,5 @@ input_grad2, input_grad2_serial = parallel_and_serial_parts(_input_grad2)
 forward_channels, forward_channels_serial = parallel_and_serial_parts(_forward_channels)
 weight_grad_channels, weight_grad_channels_serial = parallel_and_serial_parts(_weight_grad_channels)
 weight_grad, weight_grad_serial = parallel_and_serial_parts(_weight_grad)
+forward_masked, forward_masked_serial = parallel_and_serial_parts(_forward_masked)
+weight_grad_masked, weight_grad_masked_serial = parallel_and_serial_parts(_weight_grad_masked)
