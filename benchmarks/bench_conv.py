@@ -30,6 +30,9 @@ SHAPES = [
     ("3x3 g32 128->128 56x56 b8", (8, 128, 56, 56), (128, 4, 3, 3), dict(padding=1, groups=32)),
     ("3x3 g32 s2 256->256 56x56 b8", (8, 256, 56, 56), (256, 8, 3, 3),
      dict(stride=2, padding=1, groups=32)),
+    ("3x3 g32 512->512 14x14 b8", (8, 512, 14, 14), (512, 16, 3, 3), dict(padding=1, groups=32)),
+    ("3x3 g32 1024->1024 7x7 b8", (8, 1024, 7, 7), (1024, 32, 3, 3),
+     dict(padding=1, groups=32)),
     ("1x1 24->144 56x56 b8", (8, 24, 56, 56), (144, 24, 1, 1), {}),
     ("dw 3x3 144 56x56 b8", (8, 144, 56, 56), (144, 1, 3, 3), dict(padding=1, groups=144)),
     ("dw 3x3 s2 144 56x56 b8", (8, 144, 56, 56), (144, 1, 3, 3),
@@ -39,6 +42,7 @@ SHAPES = [
     ("dw 5x5 s2 144 56x56 b8", (8, 144, 56, 56), (144, 1, 5, 5),
      dict(stride=2, padding=2, groups=144)),
     ("dw 3x3 960 7x7 b8", (8, 960, 7, 7), (960, 1, 3, 3), dict(padding=1, groups=960)),
+    ("dw 5x5 1152 7x7 b8", (8, 1152, 7, 7), (1152, 1, 5, 5), dict(padding=2, groups=1152)),
     # an image-to-image network's RGB output (a U-Net's or a decoder's last layer)
     ("3x3 32->3 112x112 b8", (8, 32, 112, 112), (3, 32, 3, 3), dict(padding=1)),
 ]

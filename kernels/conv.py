@@ -484,15 +484,23 @@ class _Tiled:
         return self._forward_plan[5] % self._image
 
     def _forward_wide_by_groups(self, x, w, b):
+        from .cpu.tiles import FWD_COB
+
         (_, _, tap, off, _, bases, tile_sets, tile_class, class_start, chan, ybase, stores,
          ystride_c) = self._forward_plan
         (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
         y = _alloc.empty(self.out_shape, w.dtype)
-        self.cpu.tiled_groups(x, self._weights(w), tap, off, self._group_bases,
-                              tile_sets, tile_class, class_start, chan, _readonly(b),
-                              y.reshape(-1), ybase, *stores, ystride_c, self.geo.groups,
-                              _used_phases(KH, KW, dh, dw, sh, sw), self.geo.pads[0],
-                              self.geo.pads[2], sh, sw, self.Hq, self.Wq)
+        G, cpu = self.geo.groups, self.cpu
+        size = self.x_shape[1] // G * sh * sw * self.Hq * self.Wq  # a group's copy
+        # a part's copy, in whole lines (no two threads write one), zeros past its end
+        line = -(-(size + self.P) // self.P) * self.P
+        bufs = _alloc.scratch("conv.src", (_threads(cpu), line), x.dtype)
+        bufs[:, size:] = 0
+        cpu.tiled_groups(x, self._weights(w), tap, off, self._group_bases, tile_sets,
+                         tile_class, class_start, chan, _readonly(b), y.reshape(-1), ybase,
+                         *stores, ystride_c, G, _used_phases(KH, KW, dh, dw, sh, sw),
+                         self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq, self.Wq, bufs,
+                         np.zeros(chan.size // G // FWD_COB, dtype=np.int64))
         return y
 
     @cached_property
@@ -512,14 +520,14 @@ class _Tiled:
         (its copy took 0.8 ms of a 1x1 1024->256 layer's 16.6 at 14x14)."""
         return self.geo.stride == (1, 1) and not any(self.geo.pads)
 
-    @cached_property
-    def _channels_source(self) -> tuple:
-        """``(used, copy)`` for :func:`kernels.cpu.tiles.forward_channels`: the stride
-        phases some tap reads, and whether the source is a copy (not ``x`` itself, which
-        is its layout at stride 1 without padding)."""
-        (sh, sw), (dh, dw), (KH, KW) = self.geo.stride, self.geo.dilation, self.w_shape[2:]
-        copy = (sh, sw) != (1, 1) or any(self.geo.pads)
-        return _used_phases(KH, KW, dh, dw, sh, sw).astype(np.uint8), copy
+    @property
+    def _channels_source(self) -> bool:
+        """Whether :func:`kernels.cpu.tiles.forward_channels` reads a copy of ``x`` padded
+        (planes of ``Hp x Wp``), or ``x`` itself, unpadded. Each lane broadcasts one
+        source element, so a stride is only the positions' step in it: no stride-phase
+        split (at stride 2 the split made a third of the 32-group layers' time, the
+        padded copy about half as long)."""
+        return any(self.geo.pads)
 
     def _channels_split(self, threads: int) -> tuple[int, int]:
         """``(Tp, Tc)``: the parts of the batch and of the channel blocks that the
@@ -533,8 +541,7 @@ class _Tiled:
         ncb = G * -(-self.cog // B)
         itemsize = 4  # NOTE: the float32 sizes; float64 only doubles every copy
         wbytes = ncb * B * Cg * KH * KW * itemsize
-        sbytes = (N * C * self.geo.stride[0] * self.geo.stride[1] * self.Hq * self.Wq
-                  * itemsize if self._channels_source[1] else 0)
+        sbytes = N * C * self.dims[5] * self.dims[6] * itemsize if self._channels_source else 0
 
         def cost(tp: int, tc: int) -> float:
             imbalance = -(-ncb // tc) * tc / ncb * (-(-N // tp) * tp / N)
@@ -563,7 +570,8 @@ class _Tiled:
         (OH, OW), (sh, sw), (dh, dw) = self.geo.out_hw, self.geo.stride, self.geo.dilation
         H, W = self.x_shape[2:]
         top, left = self.geo.pads[0], self.geo.pads[2]
-        plane, copy = sh * sw * self.Hq * self.Wq, self._channels_source[1]
+        Hp, Wp = self.dims[5:]
+        plane, copy = Hp * Wp, self._channels_source
         rows = np.array([_inside(o, sh, dh, top, H, KH) for o in range(OH)])
         cols = np.array([_inside(o, sw, dw, left, W, KW) for o in range(OW)])
         # some taps of some positions read only padding: the order (oh, ow, image) lets
@@ -578,7 +586,7 @@ class _Tiled:
             n, oh, ow = n.ravel(), oh.ravel(), ow.ravel()
             pad = -oh.size % X  # the last set repeats its last position
             oh, ow, n = (np.r_[a, np.repeat(a[-1:], pad)] for a in (oh, ow, n))
-            pixsrc.append((n - (n0 if copy else 0)) * C * plane + oh * self.Wq + ow)
+            pixsrc.append((n - (n0 if copy else 0)) * C * plane + oh * sh * Wp + ow * sw)
             pixy.append(n * self.out_shape[1] * OH * OW + oh * OW + ow)
             r, c = rows[oh].reshape(-1, X, 2), cols[ow].reshape(-1, X, 2)
             ranges.append(np.stack([r[..., 0].min(1), r[..., 1].max(1), c[..., 0].min(1),
@@ -589,7 +597,7 @@ class _Tiled:
         lists = [taps[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
         tap = np.concatenate(lists).astype(np.uint64)
         class_start = np.r_[0, np.cumsum([t.size for t in lists])].astype(np.int64)
-        off = _phase_offsets(*self._phases)[tap.astype(np.int64)].astype(np.uint64)
+        off = _affine((Cg, KH, KW), (plane, dh * Wp, dw))[tap.astype(np.int64)].astype(np.uint64)
         cached = self._schedules[threads] = (
             Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(pixy).astype(np.int64),
             np.array(pset, dtype=np.int64), set_class.ravel().astype(np.int64), tap, off,
@@ -600,14 +608,15 @@ class _Tiled:
         from .cpu.tiles import CL_X, CLN_X
 
         cpu, threads = self.cpu, _threads(self.cpu)
-        used, copy = self._channels_source
+        copy = self._channels_source
         Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
             self._channels_schedule(threads)
+        Hp, Wp = self.dims[5:]
         buffers = self._by_threads.get(("channels", threads))
         if buffers is None:
             N, C, Cg, KH, KW = self.dims[:5]
-            (sh, sw), P = self.geo.stride, self.P
-            src_part = -(-N // (pset.size - 1)) * C * sh * sw * self.Hq * self.Wq if copy else 0
+            P = self.P
+            src_part = -(-N // (pset.size - 1)) * C * Hp * Wp if copy else 0
             # the most output positions a part has
             nslots = np.diff(pset).max() * (CLN_X if self.narrow else CL_X)
             w_part = (Cg * KH * KW + nslots) * self.cl_block  # a block's weights, its sums
@@ -618,10 +627,9 @@ class _Tiled:
         srcs = _alloc.scratch("conv.src", buffers[0], x.dtype)
         wts = _alloc.scratch("conv.weights", buffers[1], x.dtype)
         y = _alloc.empty(self.out_shape, x.dtype)
-        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, used, self.geo.pads[0],
-                        self.geo.pads[2], *self.geo.stride, self.Hq, self.Wq, self.geo.groups,
-                        Tc, copy, pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
-                        by_position, self.narrow)
+        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, _ONE_PHASE, self.geo.pads[0],
+                        self.geo.pads[2], 1, 1, Hp, Wp, self.geo.groups, Tc, copy, pixsrc, pixy,
+                        pset, set_class, tap, off, class_start, flip, by_position, self.narrow)
         return y
 
     def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -1048,6 +1056,8 @@ class _Depthwise:
         self.stores = _lane_map(oh * OW + ow, (ow < OW) & (oh < OH))
         self.geo, self.w_shape = geo, w_shape
         self.geometry = (top, left, sh, sw, self.Hq, self.Wq)
+        self.P = P
+        self.buffer = sh * sw * self.Hq * self.Wq + depthwise.DW_R * P  # a part's plane
         self.cog = Co // C
         # bands of rows (:func:`kernels.cpu.depthwise.forward_rows`) at stride 1, and the
         # 3x3 and 5x5 ones at stride 2, whose loads it saves, two tiles at a time (on one
@@ -1092,22 +1102,27 @@ class _Depthwise:
             return y
         if self.by_rows:
             top, left, _, _, Hq, Wq = self.geometry
+            KH, KW = self.w_shape[2:]
+            bufs = _part_buffers(cpu, depthwise.rows_buffer(Hq, Wq, KH, self.geo.stride[0]),
+                                 x.dtype)
             cpu.dw_forward_rows(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y, top, left,
-                                Hq, Wq, *self.w_shape[2:], self.geo.stride[0], self.cog,
-                                depthwise.chunks(cpu is not _serial()))
+                                Hq, Wq, KH, KW, self.geo.stride[0], self.cog,
+                                depthwise.chunks(cpu is not _serial()), bufs)
             return y
         cpu.dw_forward(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y.reshape(-1),
                        int(np.prod(self.geo.out_hw)), 0, *self.geometry, self.off,
                        _affine((T,), (1,)), _ONE_GROUP[T], 0, self.cog, self.ntile,
-                       *self.stores, depthwise.chunks(cpu is not _serial()))
+                       *self.stores, depthwise.chunks(cpu is not _serial()),
+                       _part_buffers(cpu, self.buffer, x.dtype))
         return y
 
     def weight_grad(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         N, Co = g.shape[:2]
         if self.by_masks:
             gw = np.empty((Co, self.mask_off.size), dtype=np.float64)
-            _cpu(self.work).dw_weight_grad_masked(x, g, gw, self.mask_off, self.masks,
-                                                  self.cog)
+            cpu = _cpu(self.work)
+            cpu.dw_weight_grad_masked(x, g, gw, self.mask_off, self.masks, self.cog,
+                                      _part_buffers(cpu, self.mask_off.size * self.P, x.dtype))
             return gw.astype(g.dtype).reshape(self.w_shape)
         if self.by_channels:
             gw = np.empty((Co,) + self.w_shape[2:], dtype=np.float64)
@@ -1116,9 +1131,21 @@ class _Depthwise:
                                                     *self.geo.dilation)
             return gw.astype(g.dtype).reshape(self.w_shape)
         gw = np.empty((Co, self.off.size), dtype=np.float64)
-        _cpu(self.work).dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off,
-                                       self.cog, self.ntile, *self.stores)
+        cpu, P = _cpu(self.work), self.P
+        cpu.dw_weight_grad(x, g.reshape(N, Co, -1), gw, *self.geometry, self.off, self.cog,
+                           self.ntile, *self.stores, _part_buffers(cpu, self.buffer, x.dtype),
+                           _part_buffers(cpu, (self.ntile + 3) * P, x.dtype, "dw.grad"),
+                           _part_buffers(cpu, self.off.size, np.float64, "dw.sums"))
         return gw.astype(g.dtype).reshape(self.w_shape)
+
+
+def _part_buffers(cpu, size: int, dtype, name: str = "dw.buf") -> np.ndarray:
+    """A scratch buffer of ``size`` elements for each part of a kernel of ``cpu`` (rows of
+    whole lines: no two threads write one): the kernels without reference counts
+    allocate nothing (see :data:`kernels.cpu._jit.WITH_NRT`)."""
+    from .cpu.tiles import P
+
+    return _alloc.scratch(name, (_threads(cpu), -(-size // P) * P), dtype)
 
 
 def _plane_masks(H, W, OH, KH, KW, top, left, dh, dw, P) -> tuple[np.ndarray, np.ndarray]:
@@ -1178,13 +1205,16 @@ class _DepthwiseInputGrad:
 
     def __call__(self, g: np.ndarray, w: np.ndarray) -> np.ndarray:
         from .cpu import depthwise
+        from .cpu.tiles import P
 
         N, C, H, W, Hq, Wq = self.dims
         (sh, sw), cpu = self.geo.stride, _cpu(self.work)
         S = sh * sw
         yph = _alloc.scratch("conv.out", N * C * S * Hq * Wq, g.dtype)
+        Rt, Rl, _, _, Hr, Gq = self.args[:6]
         cpu.dw_forward(g, np.ascontiguousarray(w.reshape(C, -1)), _zeros(C, g.dtype), yph,
-                       S * Hq * Wq, 0, *self.args, depthwise.chunks(cpu is not _serial()))
+                       S * Hq * Wq, 0, *self.args, depthwise.chunks(cpu is not _serial()),
+                       _part_buffers(cpu, Hr * Gq + depthwise.DW_R * P, g.dtype))
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         cpu.unphase(yph, grad_x, self.geo.pads[0], self.geo.pads[2], sh, sw, Hq, Wq)
         return grad_x
@@ -1210,7 +1240,8 @@ def _depthwise_input_grad2(g: np.ndarray, w: np.ndarray, x_shape: tuple,
     cpu = _cpu(N * C * OH * OW * KH * KW * DEPTHWISE_MAC_COST)
     grad_x = np.empty(x_shape, dtype=g.dtype)
     cpu.dw_input_grad2(g, np.ascontiguousarray(w.reshape(C, KH, KW)), grad_x, top, left, Rt,
-                       Rl, Gh, Gq, depthwise.chunks(cpu is not _serial()))
+                       Rl, Gh, Gq, depthwise.chunks(cpu is not _serial()),
+                       _part_buffers(cpu, Gh * Gq + 2 * P, g.dtype))
     return grad_x
 
 

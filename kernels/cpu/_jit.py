@@ -20,6 +20,15 @@ from numba import njit
 # the tiled conv kernel's tap loop that code was 30 of 39 instructions a tap.
 U = np.uint64
 
+# Numba's reference counts: making a view of an array, or passing one to an inlined
+# helper, adds to and takes from its owner's count, an atomic update of a cache line that
+# the other thread's updates of the same array contend for (on the 2-core VM, 22-34% of a
+# 32-group layer's forward; the copy of its padded input took 3x as long on two threads
+# as on one). So kernels that allocate nothing compile without them (``_nrt=False``,
+# :func:`kernels.cpu._parts.parallel_and_serial_parts`' default: the caller holds every
+# array for the call); those that allocate their buffers say WITH_NRT.
+WITH_NRT = {"_nrt": True}
+
 
 def renamed_copy(fn, suffix: str, **constants):
     """A copy of the Python function ``fn`` named ``fn.__name__ + suffix``, seeing the

@@ -10,7 +10,15 @@ took 9 times as long as overwriting one's own (6 MB: 3.3 ms against 0.36 ms).
 from numba import njit
 
 from ._jit import U
-from ._simd import P, copy_even, copy_run, deinterleave_run, store, store_first, transpose_rows
+from ._simd import (
+    P,
+    copy_even,
+    deinterleave_run,
+    load_masked,
+    store,
+    store_first,
+    transpose_rows,
+)
 from ._simd import zero as _zero
 from ._simd import zeros as _zeros
 
@@ -28,22 +36,31 @@ def pad_plane(xf, H, W, nc, phase, dst, at, top, left, sh, sw, Hq, Wq):
     ``(ph, pw) = divmod(phase, sw)`` of plane ``nc`` (image * channels + channel) of
     ``xf`` (``x`` flat, its planes ``H x W``), ``xp`` being ``x`` padded by
     ``top``/``left`` with zeros past its end (see :func:`kernels.cpu.conv.pad_phases`)."""
-    ph, pw = phase // sw, phase % sw
-    # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
-    j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
-    j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
+    # columns j of the phase that hold input columns: j*sw + pw - left in [0, W) (no
+    # divisions at a column stride of 1: four took a third of a 7x7 plane's copy)
+    if sw == 1:
+        ph, pw, j0, j1 = phase, 0, min(Wq, left), min(Wq, left + W)
+    else:
+        ph, pw = phase // sw, phase % sw
+        j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
+        j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
     for i in range(Hq):
         h = i * sh + ph - top
         row = at + U(i * Wq)
         inside = 0 <= h < H
         xr = U((nc * H + h) * W) if inside else U(0)
         a, b = (j0, j1) if inside else (Wq, Wq)
-        # (vector runs, the last masked: a 7x7 plane's rows, copied and zeroed element by
-        # element, took 1.2 ns an element)
-        zero_run(dst, row, a)
         if sw == 1:
-            copy_run(xf, xr + U(a - left), dst, row + U(a), b - a)
-        elif sw == 2 and b > a:
+            # P columns a step, their padding and input at once: a masked load (the
+            # padding lanes read nothing) and a store (a 7x7 plane's rows, copied and
+            # zeroed element by element, took 1.2 ns an element)
+            for k in range(0, Wq, P):
+                lo, hi = min(P, max(0, a - k)), min(P, max(0, b - k))
+                v = load_masked(xf, xr + U(k) - U(left), (1 << hi) - (1 << lo), _zeros(dst))
+                store_first(dst, row + U(k), v, min(P, Wq - k))
+            continue
+        zero_run(dst, row, a)
+        if sw == 2 and b > a:
             copy_even(xf, xr + U(a * 2 + pw - left), dst, row + U(a), b - a)
         else:
             for j in range(a, b):
@@ -157,7 +174,7 @@ def pad_channel(xf, H, W, nc, dst, at, used, top, left, sh, sw, Hq, Wq):
                           top, left, sh, sw, Hq, Wq)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pad_channels(xf, H, W, nc0, nc1, dst, used, top, left, sh, sw, Hq, Wq):
     """:func:`pad_channel` for planes ``nc0 <= nc < nc1``, one after the other from
     ``dst[0]``: a function that is called, not inlined (inlined into the kernel that
@@ -167,7 +184,7 @@ def pad_channels(xf, H, W, nc0, nc1, dst, used, top, left, sh, sw, Hq, Wq):
         pad_channel(xf, H, W, nc, dst, U((nc - nc0) * plane), used, top, left, sh, sw, Hq, Wq)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def tap_major_blocks(wf, T, cog, cgp, cb0, cb1, B, dst, flip, KK):
     """Blocks ``cb0 <= cb < cb1`` of tap-major weights one after the other from
     ``dst[0]`` (:func:`tap_major_block`; :func:`flipped_tap_major_block` with ``flip``,

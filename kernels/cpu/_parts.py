@@ -189,8 +189,9 @@ def run_parts(kernel, parts: int, *args) -> None:
 
 def parallel_and_serial_parts(fn, **options):
     """``(parallel, serial)``: ``fn(*args, part, parts)`` compiled once (cached to disk),
-    run on every Numba thread or on this one."""
-    kernel = njit(cache=True, **options)(fn)
+    run on every Numba thread or on this one; without reference counts unless
+    ``options`` holds :data:`kernels.cpu._jit.WITH_NRT`."""
+    kernel = njit(cache=True, **{"_nrt": False, **options})(fn)  # (see _jit.WITH_NRT)
 
     def parallel(*args):
         run_parts(kernel, get_num_threads(), *args)

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from . import depthwise, tiles
-from ._jit import U
+from ._jit import WITH_NRT, U
 from ._layout import pad_channel, pad_plane, tap_major_block
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
@@ -637,7 +637,7 @@ WGC_C, WGC_K = 4, 6  # vectors of channels x taps a sweep of _weight_grad_cols
 WGCN_K = 12  # taps a sweep of its narrow variant (one vector of channels)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _block_into_rows(pf, B, gw, cols, c0, more):
     """gw[cols[c0 + j], t] (+= with ``more``) = pf[t*B + j] for the real taps t and
     columns j (``cols`` < 0: padding, dropped): a block's tap-major sums into its rows of
@@ -815,7 +815,8 @@ def _both(**kernels):
 
 
 parallel, serial = _both(
-    forward=(_forward, {}), grad_input=(_grad_input, {}), grad_weight=(_grad_weight, {}),
+    forward=(_forward, WITH_NRT), grad_input=(_grad_input, {}),
+    grad_weight=(_grad_weight, WITH_NRT),
     pad_phases=(_pad_phases, {}), pad_phase_pairs=(_pad_phase_pairs, {}),
     unphase=(_unphase, {}), crop=(_crop, {}),
     widen=(_widen, {}),
@@ -824,8 +825,8 @@ parallel, serial = _both(
     from_lanes=(_from_lanes, {}),
     channel_sums=(_channel_sums, {"fastmath": {"reassoc"}}),
     weight_grad_rows=(_weight_grad_rows, {}),
-    to_position_major=(_to_position_major, {}), weight_grad_cols=(_weight_grad_cols, {}),
-    weight_grad_cols_narrow=(_weight_grad_cols_narrow, {}),
+    to_position_major=(_to_position_major, {}), weight_grad_cols=(_weight_grad_cols, WITH_NRT),
+    weight_grad_cols_narrow=(_weight_grad_cols_narrow, WITH_NRT),
     tap_major=(_tap_major, {}),
     sum_row_parts=(_sum_row_parts, {}), sum_column_parts=(_sum_column_parts, {}),
 )

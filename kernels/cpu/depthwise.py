@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit
 
-from ._jit import U, renamed_copy
+from ._jit import WITH_NRT, U, renamed_copy
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
@@ -46,7 +46,7 @@ DW_MASKED_V = 4  # vectors of a small plane computed together (:func:`_forward_m
 DW_MASKED_FLUSH = 8  # images whose float32 sums the masked weight gradient adds at once
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
     """buf[phase, i, j] = xp[i*sh + ph - top, j*sw + pw - left] for every input element
     (the padding positions of ``buf`` are left as they are: zeros, written once).
@@ -82,7 +82,7 @@ def _fill_plane(xp, buf, top, left, sh, sw, Hq, Wq):
 
 
 def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, group_start,
-             group_stride, cog, ntile, seg_off, seg_mask, nseg, nchunk, part, parts):
+             group_stride, cog, ntile, seg_off, seg_mask, nseg, nchunk, bufs, part, parts):
     """Plane (n, co) of ``y`` (flat: it starts at ``(n*Co + co)*ystride + yoff``) =
     b[co] + sum_t w[co, wtap[t]] * the plane of ``x[n, co // cog]`` padded and
     phase-split, at ``a + off[t]``, for the outputs a of the plane's tiles, once for
@@ -103,11 +103,11 @@ def _forward(x, w, b, y, ystride, yoff, top, left, sh, sw, Hq, Wq, off, wtap, gr
     - the tiles past the last (a run is always DW_R) read the buffer's DW_R*P spare
       zeros and store nothing."""
     N, Co = x.shape[0], w.shape[0]
-    plane = sh * sw * Hq * Wq
     per = -(-(N * Co) // nchunk)
     lo, hi = span(nchunk, part, parts)
     for chunk in range(lo, hi):
-        buf = np.zeros(plane + DW_R * P, dtype=y.dtype)
+        buf = bufs[part]  # (sh*sw*Hq*Wq + DW_R*P at least)
+        buf[:] = 0
         last = -1
         for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
             n, co = task // Co, task % Co
@@ -146,7 +146,7 @@ DW_ROWS = 4  # output rows a band of :func:`_forward_rows`: 4 accumulators a til
 ROWS_KERNEL = (0, 0, 0)
 
 
-def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, parts):
+def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, bufs, part, parts):
     """Plane (n, co) of ``y`` = b[co] + the undilated correlation at stride ``S`` (1, or 2
     in both directions) of the plane of ``x[n, co // cog]`` (padded and split into
     stride phases of ``Hq x Wq``, as :func:`_fill_plane` lays it out) with ``w[co]``
@@ -183,7 +183,8 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, p
     for chunk in range(lo, hi):
         # rows past the last phase, read by the last band's unstored rows, and a chunk's
         # lanes past the last row (the unstored rows of another phase read its rows)
-        buf = np.zeros((S * S * Hq + DW_ROWS + KH) * Wq + 2 * P, dtype=y.dtype)
+        buf = bufs[part]  # (rows_buffer() at least)
+        buf[:] = 0
         last = -1
         for task in range(chunk * per, min(N * Co, (chunk + 1) * per)):
             n, co = task // Co, task % Co
@@ -227,7 +228,7 @@ def _forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, part, p
                     store_first(yf, y0 + U((oh1 + r) * OW + c1), u, m1)
 
 
-def _input_grad2(g, w, gx, top, left, Rt, Rl, Gh, Gq, nchunk, part, parts):
+def _input_grad2(g, w, gx, top, left, Rt, Rl, Gh, Gq, nchunk, bufs, part, parts):
     """grad_x of a depthwise layer at stride 2 (one output channel a group, undilated),
     row by row of grad_x, each row as its even and odd columns.
 
@@ -252,7 +253,8 @@ def _input_grad2(g, w, gx, top, left, Rt, Rl, Gh, Gq, nchunk, part, parts):
     nu = (W + 1) // 2
     lo, hi = span(nchunk, part, parts)
     for chunk in range(lo, hi):
-        buf = np.zeros(Gh * Gq + 2 * P, dtype=gx.dtype)
+        buf = bufs[part]  # (Gh*Gq + 2*P at least)
+        buf[:] = 0
         for task in range(chunk * per, min(N * C, (chunk + 1) * per)):
             n, c = task // C, task % C
             for oh in range(OH):
@@ -495,7 +497,7 @@ def _forward_masked(x, w, b, y, off, masks, cog, part, parts):
                 store_first(yf, yb + U(a), add_scalar(v, b[co]), min(P, OHW - a))
 
 
-def _weight_grad_masked(x, g, gw, off, masks, cog, part, parts):
+def _weight_grad_masked(x, g, gw, off, masks, cog, accs, part, parts):
     """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * x[n, co // cog,
     a + off[t]] in the lanes of ``masks`` (see :func:`_forward_masked`), in float64: the
     weight gradient of the forward's small planes. Each tap's products add up in a
@@ -507,7 +509,7 @@ def _weight_grad_masked(x, g, gw, off, masks, cog, part, parts):
     T = off.shape[0]
     xf, gf = x.reshape(x.size), g.reshape(g.size)
     z = zeros(xf)
-    acc = np.empty(T * P, dtype=x.dtype)
+    acc = accs[part]  # (T*P at least)
     lo, hi = span(Co, part, parts)
     for co in range(lo, hi):
         for t in range(T):
@@ -538,7 +540,7 @@ def _weight_grad_masked(x, g, gw, off, masks, cog, part, parts):
 
 
 def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, seg_mask,
-                 nseg, part, parts):
+                 nseg, bufs, gls, accs, part, parts):
     """gw[co, t] = sum over n and the plane's outputs a of g[n, co, a] * the padded,
     phase-split plane of ``x[n, co // cog]`` at ``a + off[t]``, in float64
     (``g.shape = (N, Co, OH*OW)``).
@@ -553,14 +555,14 @@ def _weight_grad(x, g, gw, top, left, sh, sw, Hq, Wq, off, cog, ntile, seg_off, 
       float64 total."""
     N, Co, OHW = g.shape
     T = off.shape[0]
-    plane = sh * sw * Hq * Wq
     gf = g.reshape(N * Co * OHW)
     L = ntile * P
     lo, hi = span(Co, part, parts)
     for co in range(lo, hi):
-        buf = np.zeros(plane + DW_R * P, dtype=g.dtype)
-        gl = np.zeros(L + 3 * P, dtype=g.dtype)
-        acc = np.zeros(T, dtype=np.float64)
+        buf, gl, acc = bufs[part], gls[part], accs[part]  # (as _forward's, L + 3*P, T)
+        buf[:] = 0
+        gl[:] = 0
+        acc[:] = 0
         for n in range(N):
             _fill_plane(x[n, co // cog], buf, top, left, sh, sw, Hq, Wq)
             g0 = (n * Co + co) * OHW
@@ -597,21 +599,32 @@ _ROWS = {key: parallel_and_serial_parts(renamed_copy(_forward_rows, "_{}x{}_s{}"
 _ROWS_ANY = parallel_and_serial_parts(_forward_rows)
 
 
-def forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk):
+def rows_buffer(Hq, Wq, KH, S) -> int:
+    """Elements of :func:`_forward_rows`' buffer: the phases, the rows past the last phase
+    that the last band's unstored rows read, and a chunk's lanes past the last row."""
+    return (S * S * Hq + DW_ROWS + KH) * Wq + 2 * P
+
+
+def forward_rows(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, bufs):
     """:func:`_forward_rows` on every thread: the copy for the kernel size and stride, or
     the general one (stride 1 only)."""
-    _ROWS.get((KH, KW, S), _ROWS_ANY)[0](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk)
+    _ROWS.get((KH, KW, S), _ROWS_ANY)[0](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk,
+                                         bufs)
 
 
-def forward_rows_serial(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk):
+def forward_rows_serial(x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk, bufs):
     """:func:`forward_rows` on this thread."""
-    _ROWS.get((KH, KW, S), _ROWS_ANY)[1](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk)
+    _ROWS.get((KH, KW, S), _ROWS_ANY)[1](x, w, b, y, top, left, Hq, Wq, KH, KW, S, cog, nchunk,
+                                         bufs)
 
 
 forward, forward_serial = parallel_and_serial_parts(_forward)
 input_grad2, input_grad2_serial = parallel_and_serial_parts(_input_grad2)
-forward_channels, forward_channels_serial = parallel_and_serial_parts(_forward_channels)
-weight_grad_channels, weight_grad_channels_serial = parallel_and_serial_parts(_weight_grad_channels)
+forward_channels, forward_channels_serial = parallel_and_serial_parts(_forward_channels,
+                                                                       **WITH_NRT)
+weight_grad_channels, weight_grad_channels_serial = parallel_and_serial_parts(
+    _weight_grad_channels, **WITH_NRT)
 weight_grad, weight_grad_serial = parallel_and_serial_parts(_weight_grad)
 forward_masked, forward_masked_serial = parallel_and_serial_parts(_forward_masked)
-weight_grad_masked, weight_grad_masked_serial = parallel_and_serial_parts(_weight_grad_masked)
+weight_grad_masked, weight_grad_masked_serial = parallel_and_serial_parts(
+    _weight_grad_masked)

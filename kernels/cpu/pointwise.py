@@ -17,7 +17,7 @@ from ._outer import WC, WK, outer_sums, transpose_chunk
 from ._parts import run_parts, span
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _weight_grad_part(x, g, dubuf, vtbuf, gbuf, nt, part, parts):
     """This part's share of (image, chunk of ``nt`` positions) tasks, summed into its own
     ``dubuf[part]`` (``Kw x Cp``): the chunk's input transposed into ``vtbuf[part]``, then
@@ -42,7 +42,8 @@ def _weight_grad_part(x, g, dubuf, vtbuf, gbuf, nt, part, parts):
         if Kf < K:
             for k in range(Kf, K):
                 a = (n * K + k) * HW + p0
-                Gl[(k - Kf) * nt:(k - Kf) * nt + cnt] = gf[a:a + cnt]
+                for j in range(cnt):  # (a slice copy needs reference counts)
+                    Gl[(k - Kf) * nt + j] = gf[a + j]
             outer_sums(VT, Gl, dU, Cp, WK, nt, cnt, Kf, 1)
 
 

@@ -270,8 +270,8 @@ def _channels_share(x, srcs, Tc, copy, pset, ncb, part):
     return ip, ic * ncb // Tc, (ic + 1) * ncb // Tc, ip * N // Tp, (ip + 1) * N // Tp, sp
 
 
-@njit(cache=True)
-def _channels_store(wp, out, y, b, cb, nbg, B, X, groups, n0, n1, s0, pset_hi, pixy,
+@njit(cache=True, _nrt=False)
+def _channels_store(wp, out, y, yf, b, cb, nbg, B, X, groups, n0, n1, s0, pset_hi, pixy,
                     by_position):
     """Block ``cb``'s sums (``wp[out:]``, position-major: slot q's B channels at
     ``out + q*B``) into ``y`` plus the bias, P channels (a line of sums) at a time: 16
@@ -284,7 +284,6 @@ def _channels_store(wp, out, y, b, cb, nbg, B, X, groups, n0, n1, s0, pset_hi, p
     OHW = y.shape[2] * y.shape[3]
     cog = Co // groups
     g = cb // nbg
-    yf = y.reshape(y.size)
     qs_n, qs_p = (1, n1 - n0) if by_position else (OHW, 1)
     for c0 in range(0, B, P):
         r0 = cb % nbg * B + c0  # the first of these channels' rows in the group
@@ -309,7 +308,7 @@ def _channels_store(wp, out, y, b, cb, nbg, B, X, groups, n0, n1, s0, pset_hi, p
                 yf[yq + U(j * OHW)] = wp[at + U(j)] + b[c1 + j]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sums_wide(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out):
     """Sets ``s0:s1`` of CL_X positions for a block of CL_C*P channels: each tap, CL_C
     vector loads of weights (``wp``, tap-major), CL_X broadcast source values, CL_C*CL_X
@@ -358,7 +357,7 @@ def _sums_wide(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out
             store(wp, at + U(3 * P), v3)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sums_narrow(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out):
     """:func:`_sums_wide` for a block of P channels: sets of CLN_X positions, each tap one
     vector load of weights and CLN_X broadcast source values for CLN_X vector FMAs
@@ -395,7 +394,7 @@ def _sums_narrow(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, o
         store(wp, at + U(11 * P), a11)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc,
                            copy, pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
                            by_position, part, parts):
@@ -408,18 +407,21 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
     ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
     wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * B)  # a block's sums, position-major, past its weights
+    # (views made once: a view a block cost two atomic reference-count updates, on
+    # counts the other thread's views of the same arrays share)
+    wf, yf = w.reshape(w.size), y.reshape(y.size)
     for cb in range(cb0, cb1):
         # the block's weights, tap-major, over the last block's: copied just before its
         # sums read them (all of a part's blocks first: 4% slower on one thread)
-        tap_major_blocks(w.reshape(w.size), T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
+        tap_major_blocks(wf, T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
                          w.shape[2] * w.shape[3])
         _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, s0, s1, set_class,
                    tap, off, class_start, out)
-        _channels_store(wp, out, y, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
+        _channels_store(wp, out, y, yf, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _forward_channels_narrow_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq,
                                   groups, Tc, copy, pixsrc, pixy, pset, set_class, tap, off,
                                   class_start, flip, by_position, part, parts):
@@ -431,12 +433,13 @@ def _forward_channels_narrow_part(x, w, b, y, srcs, wts, used, top, left, sh, sw
     ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
     wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * P)
+    wf, yf = w.reshape(w.size), y.reshape(y.size)
     for cb in range(cb0, cb1):
-        tap_major_blocks(w.reshape(w.size), T, Co // groups, nbg * P, cb, cb + 1, P, wp, flip,
+        tap_major_blocks(wf, T, Co // groups, nbg * P, cb, cb + 1, P, wp, flip,
                          w.shape[2] * w.shape[3])
         _sums_narrow(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, s0, s1, set_class,
                      tap, off, class_start, out)
-        _channels_store(wp, out, y, b, cb, nbg, P, CLN_X, groups, n0, n1, s0, s1, pixy,
+        _channels_store(wp, out, y, yf, b, cb, nbg, P, CLN_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
 
 
@@ -485,7 +488,7 @@ def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gro
 
 
 
-_copy_kernel = njit(cache=True)(_channels_copy)
+_copy_kernel = njit(cache=True, _nrt=False)(_channels_copy)
 
 
 def copy_parts(parts, *args):
@@ -501,7 +504,7 @@ _FORWARD = forward.kernel
 
 def _forward_groups(x, wt, tap, off, bases, tile_sets, tile_class, class_start, chan, b, y,
                     ybase, seg_off, seg_mask, nseg, ystride_c, groups, used, top, left, sh, sw,
-                    Hq, Wq, part, parts):
+                    Hq, Wq, bufs, cbase, part, parts):
     """The wide-tile forward (:func:`_forward3`) of a grouped layer, a group of an image a
     task: the task pads the group's input channels of the image and splits them into
     stride phases (:func:`pad_channels`) in a buffer of its own, which stays in L2, and
@@ -509,17 +512,15 @@ def _forward_groups(x, wt, tap, off, bases, tile_sets, tile_class, class_start, 
     256-channel layer's 25.7 MB of phases went out to memory and back: half its time.
 
     ``bases`` are the tiles' offsets in an image's copy; ``tile_sets`` an image's sets,
-    then the next image's."""
+    then the next image's; ``bufs[part]`` is the part's copy (its last P elements zero:
+    the last tile's lanes read past its plane); ``cbase`` a group's blocks' offsets in
+    it (zeros)."""
     N, C, H, W = x.shape
-    Cg, S = C // groups, sh * sw
+    Cg = C // groups
     T = wt.shape[0] // chan.shape[0]
     rows = chan.shape[0] // groups  # a group's output channel rows (whole blocks)
     sets = tile_sets.shape[0] // N
-    xf = x.reshape(x.size)
-    size = Cg * S * Hq * Wq
-    buf = np.empty(size + P, dtype=y.dtype)
-    store(buf, U(size), zeros(buf))  # read by the last tile's lanes past its plane
-    cbase = np.zeros(rows // FWD_COB, dtype=np.int64)
+    xf, buf = x.reshape(x.size), bufs[part]
     lo, hi = span(N * groups, part, parts)
     for task in range(lo, hi):
         n, g = task // groups, task % groups

@@ -83,7 +83,7 @@ KB = 8  # output channels a block of the products: KB x 3 accumulator vectors
 SET = 3 * P  # tiles a block of the products (3 vectors)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _weights(w, ut, flip, stride2, part, parts):
     """``ut`` = G w[k, c] G^T for every output channel ``k`` and input channel ``c``
     (layout above), of ``w`` as (K, C, 3, 3); with ``flip``, of the weights of ``w``'s input
@@ -228,7 +228,7 @@ def _store_grad_row(G, o, xs, m, ha, hb):
     _store_lanes(G, o + 3 * xs, sub(zeros(G), hb), m)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _input_chunk(xf, C, H, W, V, rb, pitch, p0, p1, nt, top, left, TH, TW):
     """``V[xi][c][p - p0]`` = (B^T d B)[xi] for tiles ``p0 <= p < p1`` and every channel,
     tile row by tile row: a tile row's four input rows are first copied into ``rb`` (rows
@@ -286,7 +286,7 @@ def _store5(V, o, xs, m, t0, t1, t2, t3, t4):
     _store_lanes(V, o + 4 * xs, t4, m)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _input_chunk2(xf, C, H, W, V, rb, half, p0, p1, nt, top, left, TH, TW):
     """As :func:`_input_chunk`, for a 3x3 convolution at stride 2: ``V[xi][c][p - p0]`` for
     the 25 positions of ``T^T d T``, ``d`` the tile's 5x5 input patch (its outputs' 5x5
@@ -352,7 +352,7 @@ def _weight_row(xi, nx):
     return min(xi // 5, 3) * 4 + min(xi % 5, 3)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _products_two(V, ut, M, C, kb0, kb1, nt, s, nx):
     """:func:`_products` of set ``s`` with two vectors of tiles (KB x 2 accumulators):
     the chunk's last set, when it has 2*P tiles or fewer (a 7x7 map's 128 tiles at batch
@@ -397,7 +397,7 @@ def _products_two(V, ut, M, C, kb0, kb1, nt, s, nx):
             store(M, o + 7 * r, a7), store(M, o + 7 * r + U(P), b7)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _products(V, ut, M, C, kb0, kb1, nt, tiles, nx):
     """``M[xi][k - kb0*KB][t] = sum_c ut[xi][k][c] * V[xi][c][t]`` for the ``nx`` positions
     ``xi`` (16, or the stride-2 transform's 25, :func:`_weight_row`), the blocks
@@ -462,7 +462,7 @@ def _products(V, ut, M, C, kb0, kb1, nt, tiles, nx):
                 store(M, o, a7), store(M, o + U(P), b7), store(M, o + U(2 * P), c7)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _output_chunk(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
     """``y[n, k, 2ty:2ty+2, 2tx:2tx+2]`` = (A^T M A) + b[k] for tiles ``p0 <= p < p1`` and
     channels ``k0 <= k < k1`` (``M`` holds rows from ``k0``), cropped to the output: each
@@ -524,7 +524,7 @@ def _store_tiles(yf, row, OW, two, col, m, y00, y01, y10, y11):
             _store_lanes(yf, o + U(P), interleave_high(y10, y11), cnt - P)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _forward_part(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, nt, Tc, pset, kset,
                   part, parts):
     """The part ``(ip, ic) = divmod(part, Tc)``: tiles ``pset[ip]:pset[ip + 1]`` for the
@@ -554,7 +554,7 @@ def _output_column(M, q, xs, m, j):
                 load_first(M, q + U(20 + j) * xs, m)))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _output_chunk2(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
     """As :func:`_output_chunk`, for the stride-2 transform's 25 sums a tile: ``y`` =
     ``A^T M A`` + b[k], ``A^T = [[1, 1, 0, 1, 0], [0, 1, 1, 0, 1]]`` (output 0 takes the
@@ -582,7 +582,7 @@ def _output_chunk2(M, b, yf, K, OH, OW, p0, p1, nt, k0, k1, TH, TW):
         p += e
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _forward_part2(x, ut, b, y, vbuf, mbuf, rbuf, top, left, TH, TW, half, nt, Tc, pset,
                    kset, part, parts):
     """:func:`_forward_part` at stride 2: the 25 positions of :func:`_input_chunk2`, its row
@@ -636,7 +636,7 @@ def _grad_patch_row(rb, a, n, podd):
     return sub(e0, e1), e1, sub(e2, e1), e1, e2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _grad_input_chunk(gf, K, OH, OW, V, rb, pitch, p0, p1, nt, ofs, ofsw, podd, poddw, TH,
                       TW):
     """``V[xi][k][p - p0]`` for the stride-2 input gradient's tiles ``p0 <= p < p1``: the
@@ -715,7 +715,7 @@ def _store_quads(yf, o, cnt, podd, v0, v1, v2, v3, v4):
             _store_lanes(yf, o + U(3 * P), interleave_high(a, b), cnt - 3 * P)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _grad_output_chunk(M, yf, C, H, W, p0, p1, nt, c0, c1, TH, TW, podd, poddw):
     """``grad_x[n, c, 4ty:4ty+4, 4tx:4tx+4]`` = the 4x4 block ``A^T M A`` of tiles
     ``p0 <= p < p1``, channels ``c0 <= c < c1``, cropped to grad_x: along each axis, the
@@ -740,7 +740,7 @@ def _grad_output_chunk(M, yf, C, H, W, p0, p1, nt, c0, c1, TH, TW, podd, poddw):
         p += e
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _input_grad_part2(g, ut, gx, vbuf, mbuf, rbuf, pitch, top, left, TH, TW, nt, Tc, pset,
                       kset, part, parts):
     """:func:`_forward_part` for :func:`input_grad2`."""
@@ -788,7 +788,7 @@ def input_grad2(g, w, gx, ut, vbuf, mbuf, rbuf, top, left, nt, Tc, pset, kset):
               grad_row_pitch(g.shape[3], left, TW), top, left, TH, TW, nt, Tc, pset, kset)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
     """``G[xi][k - k0][p - p0]`` = (A g A^T)[xi] for tiles ``p0 <= p < p1`` and output
     channels ``k0 <= k < k1``: each tile's 2x2 block of grad_out (zeros past the output)
@@ -822,7 +822,7 @@ def _grad_chunk(gf, K, OH, OW, G, p0, p1, nt, TH, TW, k0, k1):
     _zero_tail(G, 16, k1 - k0, nt, p1 - p0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _weight_grad_part(x, g, dubuf, vbuf, vtbuf, gbuf, rbuf, top, left, TH, TW, nt, Tc, pset,
                       kset, part, parts):
     """The part ``(ip, ic) = divmod(part, Tc)``: the sums ``dU`` of its tiles
