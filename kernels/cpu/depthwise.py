@@ -1,7 +1,8 @@
 """Depthwise conv2d kernels (one input channel a group: MobileNet's and EfficientNet's 3x3
 and 5x5 layers, and a grayscale input) plane by plane, in explicit vectors (:mod:`._simd`).
 
-Each task copies its input plane into a buffer of its own, zero-padded and split into
+Each task copies its input plane into its part's buffer (the caller's: the kernels
+allocate nothing, see :data:`kernels.cpu._jit.WITH_NRT`), zero-padded and split into
 stride phases as :func:`kernels.cpu.conv.pad_phases` lays it out (``plane`` elements,
 phases of ``Hq x Wq``). Output ``(oh, ow)`` is position ``a = oh*Wq + ow`` of that layout,
 so tap ``t`` reads ``buf[a + off[t]]`` at any stride and dilation, and P consecutive
@@ -9,7 +10,8 @@ outputs are one vector load. A plane's outputs are ``ntile`` tiles of P position
 ``Wq - OW`` positions past each row are computed and not stored. Tile k's store map
 (``seg_off``, ``seg_mask``, ``nseg``; see :func:`kernels.conv._lane_map`) is the same in
 every plane. The buffer stays in L1 or L2: a separate padding pass over the whole input
-took 60% of a layer's time (the layers are memory-bound).
+took 60% of a layer's time (the layers are memory-bound). Small planes at stride 1 that
+keep their width are read straight from ``x`` by masked loads (:func:`_forward_masked`).
 """
 
 from __future__ import annotations

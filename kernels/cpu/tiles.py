@@ -247,9 +247,9 @@ CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
 
 def _channels_copy(x, srcs, used, top, left, sh, sw, Hq, Wq, Tc, pset, part, parts):
     """Part ``part``'s images of ``x`` (see :func:`_channels_share`) padded and split into
-    stride phases in ``srcs[part]``: a kernel of its own, launched just before the sums
-    with the same parts, so that a layer that reads ``x`` itself does not compile it
-    (2 s of LeNet's first call)."""
+    stride phases (one, as the plan uses it) in ``srcs[part]``: a kernel of its own,
+    launched just before the sums with the same parts, so that a layer that reads ``x``
+    itself does not compile it (2 s of LeNet's first call)."""
     N, C, H, W = x.shape
     Tp = pset.shape[0] - 1
     ip = part // Tc
@@ -450,8 +450,9 @@ def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gro
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
     input gradient this is (see :func:`kernels.cpu._layout.flipped_tap_major_block`).
-    The source is the zero-padded stride-phase layout
-    (:func:`kernels.cpu._layout.pad_plane`, planes of ``Hq x Wq``, the ``used`` phases).
+    The source is ``x`` zero-padded (:func:`kernels.cpu._layout.pad_plane`, planes of
+    ``Hq x Wq``; the plan passes one stride phase, ``sh = sw = 1``: each lane broadcasts
+    one element, so a stride is only in ``pixsrc`` and ``off``).
 
     The output positions come in sets of X (CL_X, or CLN_X when ``narrow``): slot ``k``
     of set ``s`` reads the source from ``pixsrc[s*X + k]`` (plus its group's first
