@@ -10,24 +10,8 @@ took 9 times as long as overwriting one's own (6 MB: 3.3 ms against 0.36 ms).
 from numba import njit
 
 from ._jit import U
-from ._simd import (
-    P,
-    copy_even,
-    deinterleave_run,
-    load_masked,
-    store,
-    store_first,
-    transpose_rows,
-)
+from ._simd import P, copy_even, deinterleave_run, store, transpose_rows
 from ._simd import zero as _zero
-from ._simd import zeros as _zeros
-
-
-@njit(cache=True, inline="always")
-def zero_run(dst, at, n):
-    """``dst[at:at + n] = 0``, P elements a step, the last masked."""
-    for k in range(0, n, P):
-        store_first(dst, at + U(k), _zeros(dst), min(P, n - k))
 
 
 @njit(cache=True, inline="always")
@@ -36,36 +20,29 @@ def pad_plane(xf, H, W, nc, phase, dst, at, top, left, sh, sw, Hq, Wq):
     ``(ph, pw) = divmod(phase, sw)`` of plane ``nc`` (image * channels + channel) of
     ``xf`` (``x`` flat, its planes ``H x W``), ``xp`` being ``x`` padded by
     ``top``/``left`` with zeros past its end (see :func:`kernels.cpu.conv.pad_phases`)."""
-    # columns j of the phase that hold input columns: j*sw + pw - left in [0, W) (no
-    # divisions at a column stride of 1: four took a third of a 7x7 plane's copy)
-    if sw == 1:
-        ph, pw, j0, j1 = phase, 0, min(Wq, left), min(Wq, left + W)
-    else:
-        ph, pw = phase // sw, phase % sw
-        j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
-        j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
+    zero = _zero(dst)
+    ph, pw = phase // sw, phase % sw
+    # columns j of the phase that hold input columns: j*sw + pw - left in [0, W)
+    j0 = min(Wq, max(0, (left - pw + sw - 1) // sw))
+    j1 = min(Wq, max(j0, (left + W - pw + sw - 1) // sw))
     for i in range(Hq):
         h = i * sh + ph - top
         row = at + U(i * Wq)
         inside = 0 <= h < H
         xr = U((nc * H + h) * W) if inside else U(0)
         a, b = (j0, j1) if inside else (Wq, Wq)
-        if sw == 1:
-            # P columns a step, their padding and input at once: a masked load (the
-            # padding lanes read nothing) and a store (a 7x7 plane's rows, copied and
-            # zeroed element by element, took 1.2 ns an element)
-            for k in range(0, Wq, P):
-                lo, hi = min(P, max(0, a - k)), min(P, max(0, b - k))
-                v = load_masked(xf, xr + U(k) - U(left), (1 << hi) - (1 << lo), _zeros(dst))
-                store_first(dst, row + U(k), v, min(P, Wq - k))
-            continue
-        zero_run(dst, row, a)
-        if sw == 2 and b > a:
+        for j in range(a):
+            dst[row + U(j)] = zero
+        if sw == 1:  # a contiguous copy (vectorizes)
+            for j in range(a, b):
+                dst[row + U(j)] = xf[xr + U(j - left)]
+        elif sw == 2 and b > a:
             copy_even(xf, xr + U(a * 2 + pw - left), dst, row + U(a), b - a)
         else:
             for j in range(a, b):
                 dst[row + U(j)] = xf[xr + U(j * sw + pw - left)]
-        zero_run(dst, row + U(b), Wq - b)
+        for j in range(b, Wq):
+            dst[row + U(j)] = zero
 
 
 @njit(cache=True, inline="always")
