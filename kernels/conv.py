@@ -492,10 +492,8 @@ class _Tiled:
         y = _alloc.empty(self.out_shape, w.dtype)
         G, cpu = self.geo.groups, self.cpu
         size = self.x_shape[1] // G * sh * sw * self.Hq * self.Wq  # a group's copy
-        # a part's copy, in whole lines (no two threads write one), zeros past its end
-        line = -(-(size + self.P) // self.P) * self.P
-        bufs = _alloc.scratch("conv.src", (_threads(cpu), line), x.dtype)
-        bufs[:, size:] = 0
+        bufs = _part_buffers(cpu, size + self.P, x.dtype, "conv.src")
+        bufs[:, size:] = 0  # read by the last tile's lanes past its plane
         cpu.tiled_groups(x, self._weights(w), tap, off, self._group_bases, tile_sets,
                          tile_class, class_start, chan, _readonly(b), y.reshape(-1), ybase,
                          *stores, ystride_c, G, _used_phases(KH, KW, dh, dw, sh, sw),
@@ -722,20 +720,25 @@ class _Tiled:
         and channels that fill their blocks. Small planes too: a 512-channel 3x3
         layer's at 7x7 took 10.8 ms, by rows 18.0 ms (4x4: 5.0 and 11.1 ms)."""
         taps = self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
-        least = WGC_MIN_TAPS if self._wgc_block > 16 else WGCN_MIN_TAPS
+        least = WGCN_MIN_TAPS if self._wgc_narrow else WGC_MIN_TAPS
         return taps >= least and _padding_share(self.cog, self._wgc_block) <= 0.25
 
     @cached_property
-    def _wgc_block(self) -> int:
-        """The channels a block of :meth:`_weight_grad_by_columns`: WGC_C*P, or 16
-        (:func:`kernels.cpu.conv.weight_grad_cols_narrow`, with 16 lanes) for up to 32
-        channels a group that those would pad more."""
+    def _wgc_narrow(self) -> bool:
+        """Whether :meth:`_weight_grad_by_columns` runs in blocks of 16 channels
+        (:func:`kernels.cpu.conv.weight_grad_cols_narrow`, with 16 lanes), for up to 32
+        channels a group that blocks of WGC_C*P would pad more."""
         from .cpu.conv import WGC_C
 
-        wide = WGC_C * self.P
-        narrow = (self.P == 16 and self.cog <= 32
-                  and _padding_share(self.cog, 16) < _padding_share(self.cog, wide))
-        return 16 if narrow else wide
+        return (self.P == 16 and self.cog <= 32
+                and _padding_share(self.cog, 16) < _padding_share(self.cog, WGC_C * self.P))
+
+    @property
+    def _wgc_block(self) -> int:
+        """The channels a block of :meth:`_weight_grad_by_columns`."""
+        from .cpu.conv import WGC_C
+
+        return 16 if self._wgc_narrow else WGC_C * self.P
 
     @cached_property
     def _weight_grad_cols_plan(self) -> tuple:
@@ -743,11 +746,11 @@ class _Tiled:
         each channel's column in the transposed grad_out (its group's padded to WGC_C*P),
         the width, the taps' offsets in the stride-phase layout (a multiple of WGC_K), and
         each block's group base."""
-        from .cpu.conv import WGC_C, WGC_K, WGCN_K
+        from .cpu.conv import WGC_K, WGCN_K
 
         cogp, rows, cbase = self._channel_blocks(self._wgc_block)
         off = _phase_offsets(*self._phases)
-        K = WGC_K if self._wgc_block == WGC_C * self.P else WGCN_K
+        K = WGCN_K if self._wgc_narrow else WGC_K
         off = np.concatenate([off, np.zeros(-off.size % K, dtype=off.dtype)])
         return rows, self.geo.groups * cogp, off.astype(np.int64), cbase
 
@@ -820,7 +823,6 @@ class _Tiled:
         return src
 
     def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
-        from .cpu.conv import WGC_C
 
         cpu = self.cpu
         rows, width, off, cbase = self._weight_grad_cols_plan
@@ -832,7 +834,7 @@ class _Tiled:
         cpu.to_position_major(g, gt, rows, self._rows_in_runs)
         B, threads = self._wgc_block, _threads(cpu)
         ncb = width // B
-        kernel = cpu.weight_grad_cols if B == WGC_C * self.P else cpu.weight_grad_cols_narrow
+        kernel = cpu.weight_grad_cols_narrow if self._wgc_narrow else cpu.weight_grad_cols
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
         chunks = self._cols_chunks(threads)
         direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
