@@ -1071,16 +1071,18 @@ class _Depthwise:
         self.by_rows = (geo.dilation == (1, 1) and OW >= DW_ROWS_MIN_WIDTH
                         and (geo.stride == (1, 1) and min(KH, KW) >= DW_ROWS_MIN_KERNEL
                              or (KH, KW, sh) in depthwise.ROWS_COPIES and sw == sh))
+        # small planes' forward: 16 channels as the lanes (transposed in and out, in
+        # registers; 1152 channels, 5x5 at 7x7: 0.25 against 0.39 ms by masked loads;
+        # 960, 3x3: 0.14 against 0.17)
+        self.by_channels = (P == 16 and self.cog == 1 and not self.by_rows
+                            and OH * OW <= DW_CHANNELS_MAX_PLANE)
         # narrower planes at stride 1 whose output rows have the input's pitch: straight
-        # from x by masked loads (:func:`kernels.cpu.depthwise.forward_masked`; 960
-        # channels, 3x3 at 7x7: 0.14 against 0.18 ms with channels as the lanes)
+        # from x by masked loads (:mod:`kernels.cpu.depthwise`'s ``forward_masked``): the
+        # forward of those that channels as lanes do not take, and the weight gradient of
+        # all (256 channels, 3x3 at 8x8, batch 64: 0.95 against 2.0 ms)
         self.by_masks = geo.stride == (1, 1) and OW == W and not self.by_rows
         if self.by_masks:
             self.mask_off, self.masks = _plane_masks(H, W, OH, KH, KW, top, left, dh, dw, P)
-        # other small planes: 16 channels as the lanes (transposed in and out, in
-        # registers): 960 channels, 3x3 at 7x7, 0.20 against 0.28 ms
-        self.by_channels = (P == 16 and self.cog == 1 and not self.by_rows
-                            and not self.by_masks and OH * OW <= DW_CHANNELS_MAX_PLANE)
         # A depthwise multiply-add costs several of a dense one's (a plane's padding,
         # stores and overhead, for a few taps): the work that decides parallel or serial.
         self.work = N * Co * OH * OW * KH * KW * DEPTHWISE_MAC_COST
@@ -1092,15 +1094,15 @@ class _Depthwise:
         N, Co = x.shape[0], w.shape[0]
         y = _alloc.empty((N, Co) + self.geo.out_hw, x.dtype)
         T = self.off.size
-        if self.by_masks:
-            cpu.dw_forward_masked(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y,
-                                  self.mask_off, self.masks, self.cog)
-            return y
         if self.by_channels:
             cpu.dw_forward_channels(x, np.ascontiguousarray(w.reshape(self.w_shape[0],
                                                                       *self.w_shape[2:])),
                                     b, y, self.geo.pads[0], self.geo.pads[2], *self.geo.stride,
                                     *self.geo.dilation, depthwise.chunks(cpu is not _serial()))
+            return y
+        if self.by_masks:
+            cpu.dw_forward_masked(x, np.ascontiguousarray(w.reshape(Co, -1)), b, y,
+                                  self.mask_off, self.masks, self.cog)
             return y
         if self.by_rows:
             top, left, _, _, Hq, Wq = self.geometry

@@ -103,10 +103,13 @@ CASES = [
     # ... and 3x3 and 5x5 at stride 2, by stride phases (odd and even sizes, multiplier 2)
     ((2, 3, 30, 33), (3, 1, 3, 3), dict(stride=2, padding=1, groups=3)),
     ((1, 4, 29, 32), (8, 1, 5, 5), dict(stride=2, padding=(2, 1), groups=4)),
-    # depthwise on small planes at stride 1 keeping the width: straight from x by masked
-    # loads (dilated; multiplier 2 and two groups of vectors; fewer output rows than
-    # input rows; a plane under a vector)
+    # depthwise on small planes at stride 1 keeping the width: the forward with channels
+    # as the lanes, the weight gradient straight from x by masked loads (dilated;
+    # multiplier 2, whose forward is by masks too, and two groups of vectors; fewer
+    # output rows than input rows; a plane under a vector; a plane over
+    # DW_CHANNELS_MAX_PLANE, by masks both ways)
     ((2, 20, 7, 7), (20, 1, 3, 3), dict(padding=2, dilation=2, groups=20)),
+    ((2, 5, 11, 11), (5, 1, 3, 3), dict(padding=2, dilation=2, groups=5)),
     ((3, 6, 9, 9), (12, 1, 5, 5), dict(padding=2, groups=6)),
     ((2, 5, 6, 5), (5, 1, 3, 3), dict(padding=(0, 1), groups=5)),
     ((9, 3, 2, 2), (3, 1, 3, 3), dict(padding=1, groups=3)),
@@ -583,8 +586,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             size = w_shape[2:] if w_shape[2:] in ((3, 3), (5, 5)) else "other"
             seen.add(f"depthwise rows {size} stride {geo.stride[0]}")
         if plan and plan.by_channels:
-            seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else ""))
-        if plan and plan.by_masks:
+            seen.add("depthwise channels" + (" strided" if geo.stride != (1, 1) else "")
+                     + (", weight grad by masks" if plan.by_masks else ""))
+        elif plan and plan.by_masks:
             seen.add("depthwise masks" + (" multiplier" if w_shape[0] != x_shape[1] else ""))
         if plan and not plan.by_rows and not plan.by_channels and not plan.by_masks:
             seen.add("depthwise planes" + (" strided" if geo.stride != (1, 1) else ""))
@@ -624,7 +628,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             "depthwise rows (3, 3) stride 2", "depthwise rows (5, 5) stride 2",
             "depthwise planes strided",
             "depthwise masks", "depthwise masks multiplier",
-            "depthwise channels", "depthwise channels strided", "columns",
+            "depthwise channels", "depthwise channels strided",
+            "depthwise channels, weight grad by masks", "columns",
             *(["columns narrow", "columns narrow grouped strided", "columns narrow padded"]
               if P == 16 else []),
             "columns grouped strided", "columns padded", "channel lanes",

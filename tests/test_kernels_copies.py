@@ -1,9 +1,89 @@
-"""The conv kernels' copies into their layouts (kernels.cpu._layout), against NumPy."""
+"""The conv kernels' copies into their layouts (kernels.cpu._layout, and the transposes
+and aligned buffers of kernels.cpu._simd and kernels.cpu._jit), against NumPy."""
 
 import numpy as np
 import pytest
+from numba import njit
 
+from kernels.cpu._jit import CACHE_LINE, U, empty_lines
 from kernels.cpu._layout import tap_major_blocks
+from kernels.cpu._simd import P, store, store_columns, store_rows, transpose_rows
+
+needs_16_lanes = pytest.mark.skipif(P != 16, reason="transpose_rows is for 16 lanes (AVX-512)")
+
+
+@njit
+def _transpose_into(src, a, step, cols, rows, out):
+    t = transpose_rows(src, U(a), U(step), cols, rows)
+    for k in range(16):
+        store(out, U(16 * k), t[k])
+
+
+@njit
+def _scatter(src, a, step, cols, rows, dst, at, k0):
+    store_columns(dst, at, k0, transpose_rows(src, U(a), U(step), cols, rows))
+
+
+@njit
+def _as_rows(src, dst, start, step, n, rows):
+    store_rows(dst, start, step, transpose_rows(src, U(0), U(16), 16, 16), n, rows)
+
+
+@needs_16_lanes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a, step, cols, rows", [(0, 16, 16, 16), (3, 49, 16, 16),
+                                                 (5, 17, 7, 16), (11, 30, 13, 5),
+                                                 (0, 20, 1, 1), (2, 40, 16, 0)])
+def test_transpose_rows_gives_the_columns(dtype, a, step, cols, rows):
+    """Column j of the 16 rows src[a + k*step:][:cols] (zeros past cols and rows), for
+    each j: the four rounds of shuffles put every element in its place."""
+    src = np.random.default_rng(0).standard_normal(a + 16 * step + 16).astype(dtype)
+    out = np.full(256, np.nan, dtype)
+    _transpose_into(src, a, step, cols, rows, out)
+    ref = np.zeros((16, 16), dtype)
+    for k in range(rows):
+        ref[k, :cols] = src[a + k * step:a + k * step + cols]
+    np.testing.assert_array_equal(out.reshape(16, 16), ref.T)
+
+
+@needs_16_lanes
+def test_store_columns_puts_each_column_where_the_table_says():
+    src = np.arange(16 * 20, dtype=np.float32)
+    at = np.random.default_rng(1).permutation(20)[:16].astype(np.int64) * 16
+    table = np.r_[np.zeros(3, np.int64), at]  # read from k0 = 3
+    dst = np.full(20 * 16, -1, np.float32)
+    _scatter(src, 0, 20, 9, 16, dst, table, 3)
+    want = np.full((20, 16), -1, np.float32)
+    cols = np.zeros((16, 16), np.float32)
+    cols[:9] = src.reshape(16, 20)[:, :9].T
+    want[at // 16] = cols
+    np.testing.assert_array_equal(dst.reshape(20, 16), want)
+
+
+@needs_16_lanes
+@pytest.mark.parametrize("n, rows", [(16, 16), (5, 16), (16, 3), (1, 1), (7, 0)])
+def test_store_rows_writes_n_lanes_of_the_first_rows_only(n, rows):
+    src = np.arange(256, dtype=np.float64)
+    dst = np.full(30 * 16, -1.0)
+    _as_rows(src, dst, 7, 29, n, rows)
+    want = np.full(30 * 16, -1.0)
+    for k in range(rows):
+        want[7 + 29 * k:7 + 29 * k + n] = src.reshape(16, 16)[:n, k]
+    np.testing.assert_array_equal(dst, want)
+
+
+@njit
+def _lines(n, like):
+    a = empty_lines(n, like)
+    return a.ctypes.data % CACHE_LINE, a.size
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_lines_start_on_a_cache_line(dtype):
+    """Inside a kernel NumPy's allocator starts some arrays half a line in."""
+    like = np.zeros(1, dtype)
+    for n in range(1, 300, 7):
+        assert _lines(n, like) == (0, n)
 
 
 def _tap_major_reference(w2, groups, cog, cogp, cb0, cb1, B):

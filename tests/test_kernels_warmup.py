@@ -164,8 +164,9 @@ def _layout(x_shape, w_shape, kw) -> str:
         if plan.by_rows:  # a copy for the size and stride, or the general kernel
             key = (*w_shape[2:], geo.stride[0])
             return f"depthwise rows {key if key in ROWS_COPIES else 'general'}"
-        return ("depthwise masks" if plan.by_masks else "depthwise channels"
-                if plan.by_channels else "depthwise planes")
+        if plan.by_channels:
+            return "depthwise channels" + (", weight grad by masks" if plan.by_masks else "")
+        return "depthwise masks" if plan.by_masks else "depthwise planes"
     if not _tiled_ok(w_shape[0] // geo.groups):
         return "direct"
     if _winograd_ok(x, w_shape, geo):
@@ -192,7 +193,7 @@ def test_conv_cases_take_every_layout_large_and_small():
                    "channel lanes",
                    "channel lanes, blocks of 16", "depthwise rows general",
                    *(f"depthwise rows {key}" for key in ROWS_COPIES), "depthwise masks",
-                   "depthwise channels",
+                   "depthwise channels", "depthwise channels, weight grad by masks",
                    "depthwise planes"):
         assert {(layout, False), (layout, True)} <= seen, layout
     # F(2x2, 3x3), with AVX-512: one large case (it has no serial kernels), at stride 1

@@ -478,15 +478,39 @@ def deinterleave_run(src, start, dst, a, b, n):
             store_first(dst, b + k // 2, odds(u, v), min(P, m // 2))
 
 
+# The 16 x 16 transpose's rounds, as selections from two vectors (u then v): the low and
+# high interleaves of single lanes and of lane pairs within each 128-bit quarter, then of
+# quarters (lanes of quarters (0, 2) or (1, 3) of u, then the same of v)
+_SINGLES_LOW, _SINGLES_HIGH = ([x for q in range(4) for k in (h, h + 1)
+                                for x in (4 * q + k, P + 4 * q + k)] for h in (0, 2))
+_DOUBLES_LOW, _DOUBLES_HIGH = ([x for q in range(4) for src in (0, P)
+                                for x in (src + 4 * q + h, src + 4 * q + h + 1)] for h in (0, 2))
+_QUARTERS_EVEN, _QUARTERS_ODD = ([x for src, q in ((0, h), (0, h + 2), (P, h), (P, h + 2))
+                                  for x in range(src + 4 * q, src + 4 * q + 4)] for h in (0, 1))
+# after the four rounds, result k holds column _COLUMN[k]
+_COLUMN = [0, 8, 4, 12, 1, 9, 5, 13, 2, 10, 6, 14, 3, 11, 7, 15]
+
+
 def _transposed(context, builder, result, rows):
-    """LLVM IR: the tuple of the 16 columns of 16 vectors of 16 lanes: four rounds of row
-    ``2i``, ``2i + 1`` := the low and high interleaves of rows ``i`` and ``i + 8``."""
-    lo, hi = _lanes_constant(_INTERLEAVE_LOW), _lanes_constant(_INTERLEAVE_HIGH)
+    """LLVM IR: the tuple of the 16 columns of 16 vectors of 16 lanes, in four rounds of
+    16 shuffles: lanes within quarters (unpcklps/unpckhps), lane pairs within quarters
+    (unpcklpd/unpckhpd), then quarters twice (vshuff32x4). Interleaving whole vectors
+    four times took 1.7 times as long: each of its shuffles crosses quarters."""
+    def sel(u, v, lanes):
+        return builder.shuffle_vector(u, v, _lanes_constant(lanes))
+
     r = list(rows)
-    for _ in range(4):
-        r = [builder.shuffle_vector(r[i // 2], r[i // 2 + 8], lo if i % 2 == 0 else hi)
-             for i in range(16)]
-    return context.make_tuple(builder, result, r)
+    r = [sel(r[i & ~1], r[i | 1], _SINGLES_HIGH if i % 2 else _SINGLES_LOW) for i in range(16)]
+    r = [sel(r[i // 4 * 4 + i % 4 // 2], r[i // 4 * 4 + i % 4 // 2 + 2],
+             _DOUBLES_HIGH if i % 2 else _DOUBLES_LOW) for i in range(16)]
+    r = [sel(r[i // 8 * 8 + i % 8 // 2], r[i // 8 * 8 + i % 8 // 2 + 4],
+             _QUARTERS_ODD if i % 2 else _QUARTERS_EVEN) for i in range(16)]
+    r = [sel(r[i // 2], r[i // 2 + 8], _QUARTERS_ODD if i % 2 else _QUARTERS_EVEN)
+         for i in range(16)]
+    columns = [None] * 16
+    for k, c in enumerate(_COLUMN):
+        columns[c] = r[k]
+    return context.make_tuple(builder, result, columns)
 
 
 @intrinsic
@@ -512,3 +536,59 @@ def transpose_rows(typingctx, src, a, step, cols, rows):
             loaded.append(_masked_load(context, builder, sig.args[0], args[0], at, count))
         return _transposed(context, builder, result, loaded)
     return result(src, a, step, cols, rows), codegen
+
+
+def _check_columns(t, dst):
+    if not (isinstance(t, types.UniTuple) and len(t) == 16 and t.dtype == Vector(dst.dtype)):
+        raise TypeError(f"t: 16 vectors of {dst.dtype} (transpose_rows' columns), got {t}")
+
+
+@intrinsic
+def store_columns(typingctx, dst, at, k0, t):
+    """``dst[at[k0 + k]:][:P] = t[k]`` for each of the 16 vectors of ``t``: the columns of
+    :func:`transpose_rows` stored where a table says, by 16 stores (a loop indexing the
+    tuple at run time made it pick each vector by a jump table: a third of the
+    depthwise small-plane copy's time)."""
+    _check_array(dst, "dst")
+    _check_columns(t, dst)
+
+    def codegen(context, builder, sig, args):
+        table = context.make_array(sig.args[1])(context, builder, args[1]).data
+        k0 = context.cast(builder, args[2], sig.args[2], types.int64)
+        for k in range(16):
+            index = builder.load(builder.gep(table, [builder.add(k0, ir.Constant(k0.type, k))]))
+            ptr = _vector_pointer(context, builder, sig.args[0], args[0], index)
+            builder.store(builder.extract_value(args[3], k), ptr, align=_align(context, dst.dtype))
+        return context.get_dummy_value()
+    return types.void(dst, at, k0, t), codegen
+
+
+@intrinsic
+def store_rows(typingctx, dst, start, step, t, n, rows):
+    """``dst[start + k*step:][:n] = t[k][:n]`` for ``k < rows`` (``n <= P``; nothing past
+    them is written): the columns of :func:`transpose_rows` stored as rows, by plain
+    stores when ``n == P``, masked ones otherwise."""
+    _check_array(dst, "dst")
+    _check_columns(t, dst)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        start, step, n, rows = (context.cast(builder, v, ty, types.int64) for v, ty in
+                                zip((args[1], args[2], args[4], args[5]),
+                                    (sig.args[1], sig.args[2], sig.args[4], sig.args[5])))
+        lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
+        mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+        name = "f32" if dst.dtype == types.float32 else "f64"
+        for k in range(16):
+            with builder.if_then(builder.icmp_signed(">", rows, ir.Constant(i64, k))):
+                at = builder.add(start, builder.mul(step, ir.Constant(i64, k)))
+                ptr = _vector_pointer(context, builder, sig.args[0], args[0], at)
+                vty = ptr.type.pointee
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(),
+                                                                    ir.IntType(32), mask.type]),
+                    f"llvm.masked.store.v{P}{name}.p0v{P}{name}")
+                builder.call(fn, [builder.extract_value(args[3], k), ptr,
+                                  ir.Constant(ir.IntType(32), _align(context, dst.dtype)), mask])
+        return context.get_dummy_value()
+    return types.void(dst, start, step, t, n, rows), codegen

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit
 
-from ._jit import WITH_NRT, U, renamed_copy
+from ._jit import WITH_NRT, U, empty_lines, renamed_copy
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
@@ -35,8 +35,10 @@ from ._simd import (
     load_first,
     load_masked,
     store,
+    store_columns,
     store_first,
     store_masked,
+    store_rows,
     total,
     transpose_rows,
     zeros,
@@ -296,13 +298,28 @@ def _input_grad2(g, w, gx, top, left, Rt, Rl, Gh, Gq, nchunk, bufs, part, parts)
 @njit(cache=True, inline="always")
 def _input_places(H, W, top, left, Hp, Wp):
     """Each input position's place in a padded plane of 16-channel vectors (``Hp x Wp``),
-    -1 for the rows and columns that no tap reads: worked out once, not with two
-    divisions a position a task (a tenth of a 7x7 depthwise layer's time)."""
-    xpos = np.empty(H * W, dtype=np.int64)
+    for :func:`kernels.cpu._simd.store_columns`: worked out once, not with two divisions
+    a position a task (a tenth of a 7x7 depthwise layer's time). The rows and columns that
+    no tap reads, and 16 places past the plane (a last, partial transpose's), go to a
+    spare vector past the plane's end."""
+    spare = Hp * Wp * 16
+    xpos = np.full(H * W + 16, spare, dtype=np.int64)
     for q in range(H * W):
         hp, wp = q // W + top, q % W + left
-        xpos[q] = (hp * Wp + wp) * 16 if hp < Hp and wp < Wp else -1
+        if hp < Hp and wp < Wp:
+            xpos[q] = (hp * Wp + wp) * 16
     return xpos
+
+
+@njit(cache=True, inline="always")
+def _tap_offsets(KH, KW, dh, dw, Wp):
+    """Each tap's offset in a channels-as-lanes buffer of row pitch ``Wp``: one loop over
+    the taps, reading these, where two nested loops over a 5x5 kernel's rows and columns
+    ran 4 columns unrolled, then 1 (the sums of a 7x7 plane: 0.34 against 0.74 ms)."""
+    offs = np.empty(KH * KW, dtype=np.uint64)
+    for k in range(KH * KW):
+        offs[k] = U((k // KW * dh * Wp + k % KW * dw) * 16)
+    return offs
 
 
 @njit(cache=True)
@@ -318,52 +335,57 @@ def _forward_channels_chunk(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, chunk
     xf, wf, yf = x.reshape(x.size), w.reshape(w.size), y.reshape(y.size)
     ncb = (C + 15) // 16
     per = -(-(N * ncb) // nchunk)
-    xb = np.empty(Hp * Wp * 16, dtype=y.dtype)
-    ob = np.empty((OHW + 4) * 16, dtype=y.dtype)
-    wl = np.empty((T + 16) * 16, dtype=y.dtype)
-    pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
-    for q in range(OHW + 4):
+    xb = empty_lines(Hp * Wp * 16 + 16, y)  # (and a spare vector: _input_places)
+    ob = empty_lines((OHW + 8) * 16, y)
+    wl = empty_lines((T + 16) * 16, y)
+    pos = np.empty(OHW + 8, dtype=np.uint64)  # each output's first tap in xb
+    for q in range(OHW + 8):
         r = min(q, OHW - 1)
         pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
     xpos = _input_places(H, W, top, left, Hp, Wp)
+    offs = _tap_offsets(KH, KW, dh, dw, Wp)
+    for i in range(U(0), U(Hp * Wp * 16), U(16)):  # the padding, once: tasks write the rest
+        store(xb, i, zeros(xb))
     for task in range(chunk * per, min(N * ncb, (chunk + 1) * per)):
-        n, c0 = task // ncb, task % ncb * 16
+        cb, n = task // N, task % N  # block-major: a block's images share its weights
+        c0 = cb * 16
         nc = min(16, C - c0)  # the block's channels (the rest: zero lanes)
-        for i in range(U(0), U(Hp * Wp * 16), U(16)):
-            store(xb, i, zeros(xb))
         for p0 in range(0, H * W, 16):  # the planes in, 16 positions at a time
-            m = min(16, H * W - p0)
-            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
-            for q in range(m):
-                d = xpos[p0 + q]
-                if d >= 0:
-                    store(xb, U(d), t[q])
-        for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
-            m = min(16, T - t0)
-            t = transpose_rows(wf, U(c0 * T + t0), U(T), m, nc)
-            for q in range(m):
-                store(wl, U((t0 + q) * 16), t[q])
-        for q0 in range(0, OHW, 4):  # the sums, 4 output positions at a time
+            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W),
+                               min(16, H * W - p0), nc)
+            store_columns(xb, xpos, p0, t)
+        if task == chunk * per or n == 0:
+            for t0 in range(0, T, 16):  # the weights, a tap's 16 channels a vector
+                m = min(16, T - t0)
+                store_rows(wl, t0 * 16, 16, transpose_rows(wf, U(c0 * T + t0), U(T), m, nc),
+                           16, m)
+            bias = load_first(b, U(c0), nc)
+        for q0 in range(0, OHW, 8):  # the sums, 8 output positions at a time
             e0, e1, e2, e3 = pos[q0], pos[q0 + 1], pos[q0 + 2], pos[q0 + 3]
-            v0 = v1 = v2 = v3 = zeros(xb)
-            for kh in range(KH):
-                for kw in range(KW):
-                    wv = load(wl, U((kh * KW + kw) * 16))
-                    o = U((kh * dh * Wp + kw * dw) * 16)
-                    v0 = fma(v0, wv, load(xb, e0 + o))
-                    v1 = fma(v1, wv, load(xb, e1 + o))
-                    v2 = fma(v2, wv, load(xb, e2 + o))
-                    v3 = fma(v3, wv, load(xb, e3 + o))
+            e4, e5, e6, e7 = pos[q0 + 4], pos[q0 + 5], pos[q0 + 6], pos[q0 + 7]
+            v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = bias
+            for k in range(T):
+                wv, o = load(wl, U(k * 16)), offs[k]
+                v0 = fma(v0, wv, load(xb, e0 + o))
+                v1 = fma(v1, wv, load(xb, e1 + o))
+                v2 = fma(v2, wv, load(xb, e2 + o))
+                v3 = fma(v3, wv, load(xb, e3 + o))
+                v4 = fma(v4, wv, load(xb, e4 + o))
+                v5 = fma(v5, wv, load(xb, e5 + o))
+                v6 = fma(v6, wv, load(xb, e6 + o))
+                v7 = fma(v7, wv, load(xb, e7 + o))
             store(ob, U(q0 * 16), v0)
             store(ob, U(q0 * 16 + 16), v1)
             store(ob, U(q0 * 16 + 32), v2)
             store(ob, U(q0 * 16 + 48), v3)
-        for p0 in range(0, OHW, 16):  # the planes out, plus the bias
+            store(ob, U(q0 * 16 + 64), v4)
+            store(ob, U(q0 * 16 + 80), v5)
+            store(ob, U(q0 * 16 + 96), v6)
+            store(ob, U(q0 * 16 + 112), v7)
+        for p0 in range(0, OHW, 16):  # the planes out
             m = min(16, OHW - p0)
-            t = transpose_rows(ob, U(p0 * 16), U(16), 16, m)
-            for j in range(nc):
-                store_first(yf, U((n * C + c0 + j) * OHW + p0), add_scalar(t[j], b[c0 + j]),
-                            m)
+            store_rows(yf, (n * C + c0) * OHW + p0, OHW,
+                       transpose_rows(ob, U(p0 * 16), U(16), 16, m), m, nc)
 
 
 def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, part, parts):
@@ -400,8 +422,9 @@ def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
     xf, gf = x.reshape(x.size), g.reshape(g.size)
     c0 = cb * 16
     nc = min(16, C - c0)
-    xb = np.empty(Hp * Wp * 16, dtype=x.dtype)
-    gb = np.zeros((OHW + 4) * 16, dtype=x.dtype)  # (zeros past the last position)
+    xb = empty_lines(Hp * Wp * 16 + 16, x)  # (and a spare vector: _input_places)
+    gb = empty_lines((OHW + 4) * 16, x)
+    gb[:] = 0  # (zeros past the last position)
     sums = np.empty(16, dtype=x.dtype)
     total_ = np.zeros((T, 16), dtype=np.float64)
     pos = np.empty(OHW + 4, dtype=np.uint64)  # each output's first tap in xb
@@ -409,33 +432,29 @@ def _weight_grad_channels_cb(x, g, gw, top, left, sh, sw, dh, dw, cb):
         r = min(q, OHW - 1)
         pos[q] = (r // OW * sh * Wp + r % OW * sw) * 16
     xpos = _input_places(H, W, top, left, Hp, Wp)
+    offs = _tap_offsets(KH, KW, dh, dw, Wp)
+    for i in range(U(0), U(Hp * Wp * 16), U(16)):  # the padding, once: images write the rest
+        store(xb, i, zeros(xb))
     for n in range(N):
-        for i in range(U(0), U(Hp * Wp * 16), U(16)):
-            store(xb, i, zeros(xb))
         for p0 in range(0, H * W, 16):
-            m = min(16, H * W - p0)
-            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W), m, nc)
-            for q in range(m):
-                d = xpos[p0 + q]
-                if d >= 0:
-                    store(xb, U(d), t[q])
+            t = transpose_rows(xf, U((n * C + c0) * H * W + p0), U(H * W),
+                               min(16, H * W - p0), nc)
+            store_columns(xb, xpos, p0, t)
         for p0 in range(0, OHW, 16):
             m = min(16, OHW - p0)
-            t = transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW), m, nc)
-            for q in range(m):
-                store(gb, U((p0 + q) * 16), t[q])
-        for kh in range(KH):
-            for kw in range(KW):
-                o = U((kh * dh * Wp + kw * dw) * 16)
-                d0 = d1 = d2 = d3 = zeros(xb)
-                for q0 in range(0, OHW, 4):  # past the last position, g is zero
-                    d0 = fma(d0, load(gb, U(q0 * 16)), load(xb, pos[q0] + o))
-                    d1 = fma(d1, load(gb, U(q0 * 16 + 16)), load(xb, pos[q0 + 1] + o))
-                    d2 = fma(d2, load(gb, U(q0 * 16 + 32)), load(xb, pos[q0 + 2] + o))
-                    d3 = fma(d3, load(gb, U(q0 * 16 + 48)), load(xb, pos[q0 + 3] + o))
-                store(sums, U(0), add(add(d0, d1), add(d2, d3)))
-                for j in range(16):
-                    total_[kh * KW + kw, j] += sums[j]
+            store_rows(gb, p0 * 16, 16, transpose_rows(gf, U((n * C + c0) * OHW + p0), U(OHW),
+                                                       m, nc), 16, m)
+        for k in range(T):
+            o = offs[k]
+            d0 = d1 = d2 = d3 = zeros(xb)
+            for q0 in range(0, OHW, 4):  # past the last position, g is zero
+                d0 = fma(d0, load(gb, U(q0 * 16)), load(xb, pos[q0] + o))
+                d1 = fma(d1, load(gb, U(q0 * 16 + 16)), load(xb, pos[q0 + 1] + o))
+                d2 = fma(d2, load(gb, U(q0 * 16 + 32)), load(xb, pos[q0 + 2] + o))
+                d3 = fma(d3, load(gb, U(q0 * 16 + 48)), load(xb, pos[q0 + 3] + o))
+            store(sums, U(0), add(add(d0, d1), add(d2, d3)))
+            for j in range(16):
+                total_[k, j] += sums[j]
     for j in range(nc):
         for kh in range(KH):
             for kw in range(KW):
