@@ -46,11 +46,19 @@ def _padded(x: np.ndarray, geo: Geometry, cpu) -> np.ndarray:
 _ONE_PHASE = np.ones(1, dtype=np.uint8)
 
 
+PAD_RUNS_MIN = 1 << 18  # input elements from which a stride-1 copy pads by runs
+
+
 def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int) -> None:
     """``out`` (flat) = ``x`` zero-padded by ``top``/``left`` into planes of row pitch
-    ``pitch``, zeros past its end (the stride-phase split with one phase)."""
+    ``pitch``, zeros past its end (the stride-phase split with one phase): by masked runs
+    of a row (:func:`kernels.cpu.conv.pad_runs`) for large inputs, by elements for small
+    ones (whose first call then compiles one copy kernel, not two)."""
     rows = out.size // (x.shape[0] * x.shape[1] * pitch)
-    cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
+    if x.size >= PAD_RUNS_MIN:
+        cpu.pad_runs(x, out, top, left, rows, pitch)
+    else:
+        cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
 
 
 def _split_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
@@ -59,6 +67,8 @@ def _split_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
     column stride of 2."""
     if sw == 2:
         cpu.pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used)
+    elif sh == sw == 1:
+        _pad(cpu, x, src[:x.shape[0] * x.shape[1] * Hq * Wq], top, left, Wq)
     else:
         cpu.pad_phases(x, src, top, left, sh, sw, Hq, Wq, used)
 

@@ -203,6 +203,19 @@ def test_conv2d_matches_torch_and_reference(x_shape, w_shape, kw, dtype, path, t
     _check(_reference(x, w, b, g, **kw), want, dtype)  # the living definition, too
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_pads_by_runs_from_their_threshold(dtype, monkeypatch):
+    """Large stride-1 inputs are padded by masked runs of a row (kernels.cpu.conv's
+    pad_runs), the rest element by element: with the threshold at 0 every case pads by
+    runs, and still matches autograd."""
+    monkeypatch.setattr(kernels.conv, "PAD_RUNS_MIN", 0)
+    monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0)
+    for x_shape, w_shape, kw in CASES:
+        x, w, b, g = _data(x_shape, w_shape, dtype, **kw)
+        got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
+        _check(got, _torch(x, w, b, g, **kw), dtype)
+
+
 def test_conv2d_without_bias_and_noncontiguous_input():
     x, w, _, g = _data((2, 3, 9, 8), (4, 3, 3, 3), np.float64)
     xt = np.asfortranarray(x)

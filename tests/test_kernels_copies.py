@@ -131,3 +131,25 @@ def test_flipped_tap_major_blocks_match_numpy(dtype, groups, cog, cg, kk):
         want = _tap_major_reference(w2, groups, cg, cgp, cb0, cb1, B)
         np.testing.assert_array_equal(dst[:want.size], want)
         assert np.isnan(dst[want.size:]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, top, left, Hq, Wq", [((2, 3, 7, 7), 1, 1, 9, 9),
+                                                      ((1, 2, 5, 37), 2, 0, 10, 40),
+                                                      ((3, 1, 4, 16), 0, 3, 4, 19)])
+def test_pad_runs_match_the_element_copy_and_numpy(dtype, shape, top, left, Hq, Wq):
+    """The stride-1 copy by masked runs (large inputs) writes what the element copy does:
+    x zero-padded by top/left into Hq x Wq planes, zeros past it (rows and columns)."""
+    from kernels.cpu import conv
+
+    x = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    N, C, H, W = shape
+    want = np.zeros((N, C, Hq, Wq), dtype)
+    want[:, :, top:top + H, left:left + W] = x
+    for cpu in (conv.parallel, conv.serial):
+        runs = np.full(N * C * Hq * Wq, np.nan, dtype)
+        elements = runs.copy()
+        cpu.pad_runs(x, runs, top, left, Hq, Wq)
+        cpu.pad_phases(x, elements, top, left, 1, 1, Hq, Wq, np.ones(1, np.uint8))
+        np.testing.assert_array_equal(runs.reshape(want.shape), want)
+        np.testing.assert_array_equal(elements, runs)
