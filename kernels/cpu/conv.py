@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from . import depthwise, tiles
-from ._jit import WITH_NRT, U
+from ._jit import WITH_NRT, U, empty_lines
 from ._layout import pad_channel, pad_channels, pad_plane, tap_major_block
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
@@ -640,7 +640,9 @@ def _cols_sums(partial, K, B, c0, kc, more):
     of its own (no chunks), or its columns of chunk ``kc``'s partial sums, zeroed first
     unless ``more``."""
     if partial.shape[0] == 0:
-        return np.zeros(K * B, dtype=partial.dtype), U(B), U(0)
+        pf = empty_lines(K * B, partial)  # (its vectors on whole lines)
+        pf[:] = 0
+        return pf, U(B), U(0)
     pk = partial[kc]
     if not more:
         for k in range(K):
