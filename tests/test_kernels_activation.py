@@ -292,3 +292,24 @@ def test_device_validation_names_the_argument(call, error, match):
     z, t = to_backend(h, "cuda"), to_backend(np.array([0, 1, 2, 4]), "cuda")
     with pytest.raises(error, match=match):
         call(z, t, h)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_in_vectors_finds_the_max_anywhere_and_skips_nan(dtype):
+    """The softmax rows' max, P lanes at a time then the tail: the largest value wherever
+    it sits (a wrong max would only show as an overflow), NaN skipped except in the
+    first place (where the scalar loop also kept it)."""
+    from kernels.cpu.activation import _row_max
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 70):
+        for k in {0, n // 2, n - 1}:
+            row = rng.standard_normal(n).astype(dtype)
+            row[k] = 50
+            assert _row_max(row) == 50, (n, k)
+            if n > 1:
+                row[(k + 1) % n] = np.nan
+                if (k + 1) % n:
+                    assert _row_max(row) == 50, (n, k)
+                else:
+                    assert np.isnan(_row_max(row))

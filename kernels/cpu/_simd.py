@@ -393,6 +393,18 @@ add, sub = _lanewise("fadd"), _lanewise("fsub")  # u + v, u - v lane by lane
 
 
 @intrinsic
+def larger(typingctx, u, v):
+    """``u[p] if u[p] > v[p] else v[p]`` lane by lane: a running maximum that drops NaN in
+    ``u`` (not the IEEE maximum, whose NaN rules differ)."""
+    if not isinstance(u, Vector) or u != v:
+        raise TypeError(f"u and v: vectors of one dtype, got {u} and {v}")
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[0], args[1])
+    return u(u, v), codegen
+
+
+@intrinsic
 def add_scalar(typingctx, v, s):
     """``v + s`` lane by lane (the scalar cast to the vector's dtype)."""
     if not isinstance(v, Vector):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import parallel_and_serial
+from ._jit import U, parallel_and_serial
+from ._simd import P, lane, larger, load
 
 
 def _relu(x, y, zero):
@@ -28,25 +29,24 @@ def _relu_backward(grad_out, x, grad_x, zero):
         grad_x[i] = zero if x[i] <= 0 else grad_out[i]
 
 
-LANES = 8  # independent running maxima, so the compiler can keep them in one vector register
 ROWS = 16  # rows per parallel task: scratch rows are allocated once per task
 
 
-def _row_max(row, lanes):
-    """max(row), ignoring NaN (a NaN reaches the result through exp anyway); ``lanes`` is
-    scratch of LANES elements.
-
-    Optimizations: LANES interleaved maxima; a single running max is a serial
-    dependency chain the compiler will not vectorize (it must keep NaN order)."""
-    lanes[:] = row[0]
-    whole = row.size - row.size % LANES
-    for c in range(0, whole, LANES):
-        for k in range(LANES):
-            v = row[c + k]
-            lanes[k] = v if v > lanes[k] else lanes[k]
-    m = lanes[0]
-    for k in range(1, LANES):
-        m = lanes[k] if lanes[k] > m else m
+def _row_max(row):
+    """max(row), ignoring NaN (a NaN reaches the result through exp anyway), P lanes at
+    a time in one vector register (:func:`kernels.cpu._simd.larger`): written with
+    scalars, the running maxima stayed scalar (a single running max is a serial chain
+    the compiler will not vectorize, as it must keep NaN order), a third of a
+    1000-class row's loss."""
+    m = row[0]
+    whole = row.size - row.size % P
+    if whole:
+        v = load(row, U(0))
+        for c in range(P, whole, P):
+            v = larger(load(row, U(c)), v)
+        for k in range(P):
+            x = lane(v, k)
+            m = x if x > m else m
     for c in range(whole, row.size):
         m = row[c] if row[c] > m else m
     return m
@@ -101,17 +101,16 @@ def _cross_entropy(logits, target, losses, smoothing, poly):
 
     Loop nest: prange block of ROWS rows > row > c (class): max, exp + Σ (into a scratch
     row), Σ z if ε > 0.
-    Optimizations: the row max in LANES lanes; a vectorizable float32 exp (``poly``) and
+    Optimizations: the row max in vectors; a vectorizable float32 exp (``poly``) and
     float64 sum; scratch allocated once per block of rows, not per row.
     """
     N, C = logits.shape
     for blk in prange((N + ROWS - 1) // ROWS):
-        lanes = np.empty(LANES, dtype=logits.dtype)
         e = np.empty(C, dtype=logits.dtype)
         bits = np.empty(C, dtype=np.int32)
         for i in range(blk * ROWS, min(N, (blk + 1) * ROWS)):
             row = logits[i]
-            m = _row_max(row, lanes)
+            m = _row_max(row)
             lse = m + np.log(_exp_shifted(row, m, e, bits, poly))
             total = _sum64(row) if smoothing != 0 else 0.0
             losses[i] = (1 - smoothing) * (lse - row[target[i]]) + smoothing * (lse - total / C)
@@ -132,12 +131,11 @@ def _cross_entropy_backward(logits, target, scale, grad, smoothing_c, keep, poly
     """
     N, C = logits.shape
     for blk in prange((N + ROWS - 1) // ROWS):
-        lanes = np.empty(LANES, dtype=logits.dtype)
         bits = np.empty(C, dtype=np.int32)
         for i in range(blk * ROWS, min(N, (blk + 1) * ROWS)):
             row = logits[i]
             out = grad[i]
-            m = _row_max(row, lanes)
+            m = _row_max(row)
             s = _exp_shifted(row, m, out, bits, poly)
             a = scale[i]
             scale[i] = a / s
