@@ -635,9 +635,9 @@ class _Tiled:
         srcs = _alloc.scratch("conv.src", buffers[0], x.dtype)
         wts = _alloc.scratch("conv.weights", buffers[1], x.dtype)
         y = _alloc.empty(self.out_shape, x.dtype)
-        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, _ONE_PHASE, self.geo.pads[0],
-                        self.geo.pads[2], 1, 1, Hp, Wp, self.geo.groups, Tc, copy, pixsrc, pixy,
-                        pset, set_class, tap, off, class_start, flip, by_position, self.narrow)
+        cpu.by_channels(x, w, _readonly(b), y, srcs, wts, self.geo.pads[0], self.geo.pads[2],
+                        Hp, Wp, self.geo.groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
+                        off, class_start, flip, by_position, self.narrow)
         return y
 
     def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

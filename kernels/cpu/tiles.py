@@ -245,16 +245,19 @@ CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes
 CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
 
 
-def _channels_copy(x, srcs, used, top, left, sh, sw, Hq, Wq, Tc, pset, part, parts):
-    """Part ``part``'s images of ``x`` (see :func:`_channels_share`) padded and split into
-    stride phases (one, as the plan uses it) in ``srcs[part]``: a kernel of its own,
-    launched just before the sums with the same parts, so that a layer that reads ``x``
-    itself does not compile it (2 s of LeNet's first call)."""
+_ONE_PHASE = np.ones(1, dtype=np.uint8)  # pad_channels' phases: stride 1, one
+
+
+def _channels_copy(x, srcs, top, left, Hq, Wq, Tc, pset, part, parts):
+    """Part ``part``'s images of ``x`` (see :func:`_channels_share`) zero-padded into
+    planes of ``Hq x Wq`` in ``srcs[part]``: a kernel of its own, launched just before
+    the sums with the same parts, so that a layer that reads ``x`` itself does not compile
+    it (2 s of LeNet's first call)."""
     N, C, H, W = x.shape
     Tp = pset.shape[0] - 1
     ip = part // Tc
     pad_channels(x.reshape(x.size), H, W, ip * N // Tp * C, (ip + 1) * N // Tp * C,
-                 srcs[part], used, top, left, sh, sw, Hq, Wq)
+                 srcs[part], _ONE_PHASE, top, left, 1, 1, Hq, Wq)
 
 
 @njit(cache=True)
@@ -395,15 +398,14 @@ def _sums_narrow(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, o
 
 
 @njit(cache=True, _nrt=False)
-def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc,
-                           copy, pixsrc, pixy, pset, set_class, tap, off, class_start, flip,
-                           by_position, part, parts):
+def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset,
+                           set_class, tap, off, class_start, flip, by_position, part, parts):
     """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
     ``(pset.size - 1) * Tc``), blocks of CL_C*P channels."""
     Co, T = y.shape[1], w.size // y.shape[1]
     B, C = CL_C * P, x.shape[1]
     nbg = (Co // groups + B - 1) // B  # blocks a group
-    plane = sh * sw * Hq * Wq
+    plane = Hq * Wq
     ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
     wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * B)  # a block's sums, position-major, past its weights
@@ -422,14 +424,14 @@ def _forward_channels_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, W
 
 
 @njit(cache=True, _nrt=False)
-def _forward_channels_narrow_part(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq,
-                                  groups, Tc, copy, pixsrc, pixy, pset, set_class, tap, off,
-                                  class_start, flip, by_position, part, parts):
+def _forward_channels_narrow_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc,
+                                  pixy, pset, set_class, tap, off, class_start, flip,
+                                  by_position, part, parts):
     """:func:`_forward_channels_part` with blocks of P channels (:func:`_sums_narrow`)."""
     Co, T = y.shape[1], w.size // y.shape[1]
     C = x.shape[1]
     nbg = (Co // groups + P - 1) // P
-    plane = sh * sw * Hq * Wq
+    plane = Hq * Wq
     ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
     wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * P)
@@ -443,16 +445,15 @@ def _forward_channels_narrow_part(x, w, b, y, srcs, wts, used, top, left, sh, sw
                         by_position)
 
 
-def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy,
-                     pixsrc, pixy, pset, set_class, tap, off, class_start, flip, by_position,
-                     narrow):
+def forward_channels(x, w, b, y, srcs, wts, top, left, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
+                     pset, set_class, tap, off, class_start, flip, by_position, narrow):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
     input gradient this is (see :func:`kernels.cpu._layout.flipped_tap_major_block`).
-    The source is ``x`` zero-padded (:func:`kernels.cpu._layout.pad_plane`, planes of
-    ``Hq x Wq``; the plan passes one stride phase, ``sh = sw = 1``: each lane broadcasts
-    one element, so a stride is only in ``pixsrc`` and ``off``).
+    The source is ``x`` zero-padded by ``top``/``left`` into planes of ``Hq x Wq``
+    (:func:`kernels.cpu._layout.pad_plane_runs`; not split into stride phases: each lane
+    broadcasts one element, so a stride is only in ``pixsrc`` and ``off``).
 
     The output positions come in sets of X (CL_X, or CLN_X when ``narrow``): slot ``k``
     of set ``s`` reads the source from ``pixsrc[s*X + k]`` (plus its group's first
@@ -481,10 +482,10 @@ def forward_channels(x, w, b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, gro
     network compiles only those its layers use."""
     parts = (pset.shape[0] - 1) * Tc
     if copy:
-        copy_parts(parts, x, srcs, used, top, left, sh, sw, Hq, Wq, Tc, pset)
+        copy_parts(parts, x, srcs, top, left, Hq, Wq, Tc, pset)
     run_parts(_forward_channels_narrow_part if narrow else _forward_channels_part, parts, x, w,
-              b, y, srcs, wts, used, top, left, sh, sw, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
-              pset, set_class, tap, off, class_start, flip, by_position)
+              b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
+              off, class_start, flip, by_position)
 
 
 
