@@ -7,7 +7,15 @@ from numba import njit
 
 from kernels.cpu._jit import CACHE_LINE, U, empty_lines
 from kernels.cpu._layout import tap_major_blocks
-from kernels.cpu._simd import P, store, store_columns, store_rows, transpose_rows
+from kernels.cpu._simd import (
+    P,
+    load,
+    store,
+    store_columns,
+    store_rows,
+    transpose_rows,
+    transpose_rows_plus,
+)
 
 needs_16_lanes = pytest.mark.skipif(P != 16, reason="transpose_rows is for 16 lanes (AVX-512)")
 
@@ -44,6 +52,28 @@ def test_transpose_rows_gives_the_columns(dtype, a, step, cols, rows):
     for k in range(rows):
         ref[k, :cols] = src[a + k * step:a + k * step + cols]
     np.testing.assert_array_equal(out.reshape(16, 16), ref.T)
+
+
+@njit
+def _transpose_plus_into(src, a, step, cols, rows, v, out):
+    t = transpose_rows_plus(src, U(a), U(step), cols, rows, load(v, U(0)))
+    for k in range(16):
+        store(out, U(16 * k), t[k])
+
+
+@needs_16_lanes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_rows_plus_adds_lane_p_to_column_p(dtype):
+    """A bias per channel on the way out of channels as lanes: column p of the rows plus
+    v[p], the padding past cols and rows included (it holds v, not zeros)."""
+    src = np.random.default_rng(4).standard_normal(400).astype(dtype)
+    v = np.arange(16, dtype=dtype) * 10
+    out = np.full(256, np.nan, dtype)
+    _transpose_plus_into(src, 3, 21, 11, 9, v, out)
+    rows = np.zeros((16, 16), dtype)
+    for k in range(9):
+        rows[k, :11] = src[3 + 21 * k:3 + 21 * k + 11]
+    np.testing.assert_array_equal(out.reshape(16, 16), (rows + v).T)
 
 
 @needs_16_lanes

@@ -15,8 +15,8 @@ from ._simd import (
     copy_even,
     deinterleave_run,
     load_masked,
-    store,
     store_first,
+    store_rows,
     transpose_rows,
 )
 from ._simd import zero as _zero
@@ -73,9 +73,8 @@ def tap_major_block(wf, T, cog, cogp, blk, B, dst, at):
                 row = U((g * cog + r0) * T) if nreal > 0 else U(0)
                 for ta in range(t0, t1, 16):
                     m = min(16, t1 - ta)
-                    v = transpose_rows(wf, row + U(ta), U(T), m, nreal)
-                    for k in range(m):
-                        store(dst, at + U((ta + k) * B + j0), v[k])
+                    store_rows(dst, at + U(ta * B + j0), B,
+                               transpose_rows(wf, row + U(ta), U(T), m, nreal), 16, m)
         return
     for t0 in range(0, T, 64):
         t1 = min(T, t0 + 64)

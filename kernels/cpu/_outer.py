@@ -9,7 +9,7 @@ a position), and each of WK rows of ``G`` is one broadcast: 10 loads feed 24 FMA
 from numba import njit
 
 from ._jit import U
-from ._simd import P, add, fma, load, store, transpose_rows, zeros
+from ._simd import P, add, fma, load, store, store_rows, transpose_rows, zeros
 
 WK = 6  # rows of G (output channels) a block of the sums: WK x 4 accumulator vectors
 WC = 4 * P  # and channels a block (4 vectors)
@@ -28,10 +28,8 @@ def transpose_chunk(V, VT, C, Cp, nt, tcount, nx):
             a = U(xi * vxs + c0 * nt) if rows > 0 else U(0)
             for t0 in range(0, tcount, P):
                 m = min(P, tcount - t0)
-                v = transpose_rows(V, a + U(t0), U(nt), m, rows)
-                o = U(xi * txs + t0 * Cp + c0)
-                for j in range(m):
-                    store(VT, o + U(j * Cp), v[j])
+                store_rows(VT, xi * txs + t0 * Cp + c0, Cp,
+                           transpose_rows(V, a + U(t0), U(nt), m, rows), 16, m)
 
 
 @njit(cache=True)

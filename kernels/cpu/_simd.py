@@ -525,6 +525,32 @@ def _transposed(context, builder, result, rows):
     return context.make_tuple(builder, result, columns)
 
 
+def _transpose_rows(plus: bool):
+    """``transpose_rows``, or with ``plus`` ``transpose_rows_plus``."""
+    def typer(typingctx, src, a, step, cols, rows, *v):
+        _check_array(src, "src")
+        vt = Vector(src.dtype)
+        if plus and v[0] != vt:
+            raise TypeError(f"v: a vector of {src.dtype}, got {v[0]}")
+        result = types.UniTuple(vt, 16)
+
+        def codegen(context, builder, sig, args):
+            i64 = ir.IntType(64)
+            a, step, cols, nrows = (context.cast(builder, v, t, types.int64)
+                                    for v, t in zip(args[1:5], sig.args[1:5]))
+            zero = ir.Constant(i64, 0)
+            loaded = []
+            for k in range(16):
+                count = builder.select(builder.icmp_signed(">", nrows, ir.Constant(i64, k)),
+                                       cols, zero)
+                at = builder.add(a, builder.mul(step, ir.Constant(i64, k)))
+                row = _masked_load(context, builder, sig.args[0], args[0], at, count)
+                loaded.append(builder.fadd(row, args[5]) if plus else row)
+            return _transposed(context, builder, result, loaded)
+        return result(src, a, step, cols, rows, *v), codegen
+    return typer
+
+
 @intrinsic
 def transpose_rows(typingctx, src, a, step, cols, rows):
     """The 16 columns, as a tuple of vectors, of the 16 rows ``src[a + k*step:][:cols]``
@@ -532,22 +558,16 @@ def transpose_rows(typingctx, src, a, step, cols, rows):
     16 masked loads and 64 shuffles for 256 elements, where a scalar copy takes a load and
     a store each. (An intrinsic: written as Numba functions, each use took 0.7 s to
     compile.)"""
-    _check_array(src, "src")
-    result = types.UniTuple(Vector(src.dtype), 16)
+    return _transpose_rows(False)(typingctx, src, a, step, cols, rows)
 
-    def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        a, step, cols, nrows = (context.cast(builder, v, t, types.int64)
-                                for v, t in zip(args[1:], sig.args[1:]))
-        zero = ir.Constant(i64, 0)
-        loaded = []
-        for k in range(16):
-            count = builder.select(builder.icmp_signed(">", nrows, ir.Constant(i64, k)),
-                                   cols, zero)
-            at = builder.add(a, builder.mul(step, ir.Constant(i64, k)))
-            loaded.append(_masked_load(context, builder, sig.args[0], args[0], at, count))
-        return _transposed(context, builder, result, loaded)
-    return result(src, a, step, cols, rows), codegen
+
+@intrinsic
+def transpose_rows_plus(typingctx, src, a, step, cols, rows, v):
+    """:func:`transpose_rows` of the rows plus ``v`` (lane p of every row, so ``v[p]`` is
+    added to column p): a bias per output channel added on the way out of a
+    channels-as-lanes layout (where the padding past ``cols`` and ``rows`` holds ``v``,
+    not zeros)."""
+    return _transpose_rows(True)(typingctx, src, a, step, cols, rows, v)
 
 
 def _check_columns(t, dst):
@@ -582,6 +602,8 @@ def store_rows(typingctx, dst, start, step, t, n, rows):
     stores when ``n == P``, masked ones otherwise."""
     _check_array(dst, "dst")
     _check_columns(t, dst)
+    if not all(isinstance(a, types.Integer) for a in (start, step, n, rows)):
+        raise TypeError(f"start, step, n and rows: integers, got {start}, {step}, {n}, {rows}")
 
     def codegen(context, builder, sig, args):
         i64 = ir.IntType(64)

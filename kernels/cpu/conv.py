@@ -36,8 +36,10 @@ from ._simd import (
     load_first,
     store,
     store_first,
+    store_rows,
     total,
     transpose_rows,
+    transpose_rows_plus,
     zeros,
 )
 from ._simd import zero as _zero
@@ -378,9 +380,9 @@ def _to_batch_lanes(x, src, top, left, Hp, Wp, Nb, part, parts):
             k = N - n0  # the block's images (the rest load zeros)
             for w0 in range(0, W, 16):
                 m = min(16, W - w0)
-                t = transpose_rows(xf, U((n0 * C + c) * H * W + h * W + w0), plane, m, k)
-                for w in range(m):
-                    store(src, U(base + (w0 + w) * Nb + n0), t[w])
+                store_rows(src, base + w0 * Nb + n0, Nb,
+                           transpose_rows(xf, U((n0 * C + c) * H * W + h * W + w0), plane, m,
+                                          k), 16, m)
 
 
 def _to_batch_lanes_rows(g, gl, rows, Nb, part, parts):
@@ -441,13 +443,13 @@ def _from_lanes(gl, y, b, rows, Nb, part, parts):
                 for ow in range(OW):
                     yf[U(((n * C + c) * OH + oh) * OW + ow)] = r[U(base + ow * Nb + n)] + bc
             continue
+        bias = add_scalar(zeros(yf), bc)
         for n0 in range(0, N, 16):
             for ow0 in range(0, OW, 16):
                 m = min(16, OW - ow0)
-                t = transpose_rows(r, U(base + ow0 * Nb + n0), U(Nb), 16, m)
-                for j in range(min(16, N - n0)):
-                    store_first(yf, U(((n0 + j) * C + c) * OH * OW + oh * OW + ow0),
-                                add_scalar(t[j], bc), m)
+                t = transpose_rows_plus(r, U(base + ow0 * Nb + n0), U(Nb), 16, m, bias)
+                store_rows(yf, (n0 * C + c) * OH * OW + oh * OW + ow0, C * OH * OW, t, m,
+                           min(16, N - n0))
 
 
 def _channel_sums(g, out, part, parts):
@@ -580,8 +582,7 @@ def _to_position_major(g, gt, rows, runs, part, parts):
                     m = min(16, OW - ow0)
                     v = transpose_rows(gf, U(((n * C + c0) * OH + oh) * OW + ow0),
                                        U(OH * OW), m, nc)
-                    for k in range(m):
-                        store_first(gtf, dst + U((ow0 + k) * Cp + rows[c0]), v[k], nc)
+                    store_rows(gtf, dst + U(ow0 * Cp + rows[c0]), Cp, v, nc, m)
             continue
         for c in range(C):
             d0 = dst + U(rows[c])

@@ -18,10 +18,11 @@ from ._simd import (
     add_scalar,
     fma,
     load,
+    load_first,
     store,
-    store_first,
     store_masked,
-    transpose_rows,
+    store_rows,
+    transpose_rows_plus,
     zeros,
 )
 
@@ -295,14 +296,14 @@ def _channels_store(wp, out, y, yf, b, cb, nbg, B, X, groups, n0, n1, s0, pset_h
         if nc <= 0:
             continue
         if P == 16:
+            bias = load_first(b, U(c1), nc)
             for n in range(n1 - n0):
-                yn = U(((n0 + n) * Co + c1) * OHW)
+                yn = (n0 + n) * Co + c1
                 for p0 in range(0, OHW, 16):
                     m = min(16, OHW - p0)
-                    v = transpose_rows(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
-                                       U(qs_p * B), 16, m)
-                    for j in range(nc):
-                        store_first(yf, yn + U(j * OHW + p0), add_scalar(v[j], b[c1 + j]), m)
+                    v = transpose_rows_plus(wp, out + U((n * qs_n + p0 * qs_p) * B + c0),
+                                            U(qs_p * B), 16, m, bias)
+                    store_rows(yf, yn * OHW + p0, OHW, v, m, nc)
             continue
         for q in range(U(s0 * X), U(pset_hi * X)):
             at = out + (q - U(s0 * X)) * U(B) + U(c0)
