@@ -1089,7 +1089,8 @@ class _Depthwise:
         # narrower planes at stride 1 whose output rows have the input's pitch: straight
         # from x by masked loads (:mod:`kernels.cpu.depthwise`'s ``forward_masked``): the
         # forward of those that channels as lanes do not take, and the weight gradient of
-        # all (256 channels, 3x3 at 8x8, batch 64: 0.95 against 2.0 ms)
+        # all (960 channels, 3x3 at 7x7, forward+backward: 0.53 against 0.56 ms with
+        # channels as the lanes; 1152, 5x5: 1.03 against 1.04)
         self.by_masks = geo.stride == (1, 1) and OW == W and not self.by_rows
         if self.by_masks:
             self.mask_off, self.masks = _plane_masks(H, W, OH, KH, KW, top, left, dh, dw, P)
