@@ -49,26 +49,28 @@ _ONE_PHASE = np.ones(1, dtype=np.uint8)
 PAD_RUNS_MIN = 1 << 18  # input elements from which a stride-1 copy pads by runs
 
 
-def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int) -> None:
+def _pad(cpu, x: np.ndarray, out: np.ndarray, top: int, left: int, pitch: int,
+         whole: int = 0) -> None:
     """``out`` (flat) = ``x`` zero-padded by ``top``/``left`` into planes of row pitch
     ``pitch``, zeros past its end (the stride-phase split with one phase): by masked runs
     of a row (:func:`kernels.cpu.conv.pad_runs`) for large inputs, by elements for small
-    ones (whose first call then compiles one copy kernel, not two)."""
+    ones (whose first call then compiles one copy kernel, not two). ``whole``: the
+    elements of the tensor that ``x`` is a chunk of (every chunk then copies alike)."""
     rows = out.size // (x.shape[0] * x.shape[1] * pitch)
-    if x.size >= PAD_RUNS_MIN:
+    if max(x.size, whole) >= PAD_RUNS_MIN:
         cpu.pad_runs(x, out, top, left, rows, pitch)
     else:
         cpu.pad_phases(x, out, top, left, 1, 1, rows, pitch, _ONE_PHASE)
 
 
-def _split_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used) -> None:
+def _split_phases(cpu, x, src, top, left, sh, sw, Hq, Wq, used, whole: int = 0) -> None:
     """``src`` = ``x`` padded and split into stride phases
     (:func:`kernels.cpu.conv.pad_phases`), both column phases of a row at once at a
     column stride of 2."""
     if sw == 2:
         cpu.pad_phase_pairs(x, src, top, left, sh, Hq, Wq, used)
     elif sh == sw == 1:
-        _pad(cpu, x, src[:x.shape[0] * x.shape[1] * Hq * Wq], top, left, Wq)
+        _pad(cpu, x, src[:x.shape[0] * x.shape[1] * Hq * Wq], top, left, Wq, whole)
     else:
         cpu.pad_phases(x, src, top, left, sh, sw, Hq, Wq, used)
 
@@ -426,11 +428,12 @@ class _Tiled:
         Cg, KH, KW = self.w_shape[1:]
         return (Cg, KH, KW, *self.geo.dilation, *self.geo.stride, self.Hq, self.Wq)
 
-    def _phase_split(self, x: np.ndarray, src: np.ndarray) -> None:
-        """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases."""
+    def _phase_split(self, x: np.ndarray, src: np.ndarray, whole: int = 0) -> None:
+        """``src`` (at least N*C*sh*sw*Hq*Wq) = ``x`` padded and split into stride phases
+        (``whole``: see :func:`_pad`)."""
         (sh, sw), (dh, dw), KH, KW = self.geo.stride, self.geo.dilation, *self.w_shape[2:]
         _split_phases(self.cpu, x, src, self.geo.pads[0], self.geo.pads[2], sh, sw, self.Hq,
-                      self.Wq, _used_phases(KH, KW, dh, dw, sh, sw))
+                      self.Wq, _used_phases(KH, KW, dh, dw, sh, sw), whole)
 
     def _weights(self, w: np.ndarray) -> np.ndarray:
         return _tile_weights(w.reshape(w.shape[0], -1), self.geo.groups, self.cogp, self.block)
@@ -475,7 +478,7 @@ class _Tiled:
         for n0, n1, s0, s1, bases in chunks:
             size = (n1 - n0) * image
             _split_phases(cpu, x[n0:n1], src[:size], self.geo.pads[0], self.geo.pads[2], sh,
-                          sw, self.Hq, self.Wq, used)
+                          sw, self.Hq, self.Wq, used, x.size)
             src[size:size + self.P] = 0  # read by the last tile's lanes past its plane
             _tiled_kernel(cpu, self.few)(src, wt, tap, off, cbase, bases, tile_sets[s0:s1],
                                          tile_class, class_start, chan, b, y.reshape(-1),
@@ -829,7 +832,7 @@ class _Tiled:
         if self._x_is_phase_layout:
             return x.reshape(-1)
         src = _alloc.scratch("conv.src", per * self._image, x.dtype)
-        self._phase_split(x[n0:n1], src)
+        self._phase_split(x[n0:n1], src, x.size)
         return src
 
     def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -1036,7 +1039,7 @@ class _PhasedInputGrad:
         grad_x = np.empty((N, C, H, W), dtype=g.dtype)
         for n0, n1, s0, s1, bases, ybase in chunks:
             size = (n1 - n0) * image
-            _pad(cpu, g[n0:n1], src[:size], Rt, Rl, Gq)
+            _pad(cpu, g[n0:n1], src[:size], Rt, Rl, Gq, g.size)
             src[size:size + P] = 0  # read by the last tile's lanes past its plane
             kernel(src, wt, self.tap, self.off, self.cbase, bases, self.tile_sets[s0:s1],
                    self.tile_class, self.class_start, self.chan, _zeros(C, g.dtype), yph,

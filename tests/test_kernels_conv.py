@@ -216,6 +216,35 @@ def test_conv2d_pads_by_runs_from_their_threshold(dtype, monkeypatch):
         _check(got, _torch(x, w, b, g, **kw), dtype)
 
 
+def test_chunks_of_images_pad_as_their_whole_tensor(monkeypatch):
+    """A copy made a chunk of images at a time takes the kernel its whole tensor's size
+    picks: with the threshold at the padded tensors' size, no chunk of one image pads by
+    elements at stride 1, and the results still match autograd."""
+    from kernels.conv import _tiled
+    from kernels.cpu import conv
+
+    def no_elements(x, out, top, left, sh, sw, *args):
+        assert (sh, sw) != (1, 1), "a stride-1 chunk padded by elements"
+        return real(x, out, top, left, sh, sw, *args)
+
+    monkeypatch.setattr(kernels.conv, "WIDE_CHUNK_BYTES", 1)
+    monkeypatch.setattr(kernels.conv, "PARALLEL_MIN_MACS", 0)
+    real = conv.parallel.pad_phases
+    monkeypatch.setattr(conv.parallel, "pad_phases", no_elements)
+    _tiled.cache_clear()
+    try:
+        for x_shape, w_shape, kw in CASES:
+            if x_shape[0] < 2 or w_shape[1] == 1:
+                continue
+            x, w, b, g = _data(x_shape, w_shape, np.float32, **kw)
+            # every tensor padded (x, grad_out) qualifies; a chunk of it alone may not
+            monkeypatch.setattr(kernels.conv, "PAD_RUNS_MIN", min(x.size, g.size))
+            got = (kernels.conv2d(x, w, b, **kw),) + kernels.conv2d_backward(g, x, w, **kw)
+            _check(got, _torch(x, w, b, g, **kw), np.float32)
+    finally:
+        _tiled.cache_clear()
+
+
 def test_conv2d_without_bias_and_noncontiguous_input():
     x, w, _, g = _data((2, 3, 9, 8), (4, 3, 3, 3), np.float64)
     xt = np.asfortranarray(x)
