@@ -394,14 +394,15 @@ def _forward_channels(x, w, b, y, top, left, sh, sw, dh, dw, nchunk, part, parts
     plane-by-plane tiles are mostly setup (a 7x7 plane's copy, 4 tiles of 9 taps and 10
     masked stores took about 300 cycles).
 
-    A task is an image's block of 16 channels. It transposes the 16 planes into a
-    zero-padded buffer of its own (:func:`kernels.cpu._simd.transpose_rows`, 16 positions at
-    a time), a position's 16 channels one vector, and the weights likewise; sums each
-    output position's taps as vectors, 4 positions sharing each tap's weights, into a
-    second buffer; and transposes that back into the block's planes of ``y``, plus the
-    bias.
+    A task is an image's block of 16 channels, the tasks block by block (a block's images
+    share its weights, transposed once). It transposes the 16 planes into a buffer of
+    its own whose padding a chunk zeroes once (:func:`kernels.cpu._simd.transpose_rows`,
+    16 positions at a time), a position's 16 channels one vector; sums each output
+    position's taps as vectors from the bias, 8 positions sharing each tap's weights,
+    one loop over a table of the taps' offsets, into a second buffer; and transposes
+    that back into the block's planes of ``y``.
 
-    Loop nest: parts of chunk of (n, block) > task > (in: positions by 16) > (sums: 4
+    Loop nest: parts of chunk of (block, n) > task > (in: positions by 16) > (sums: 8
     positions > tap) > (out: positions by 16)."""
     lo, hi = span(nchunk, part, parts)
     for chunk in range(lo, hi):
