@@ -568,7 +568,7 @@ def test_weight_gradient_in_chunks_of_images(dtype, monkeypatch):
     _tiled.cache_clear()
     # one block of channels for two threads, on the parallel kernels: the columns' sums
     # in parts, summed after; and columns read from x itself (stride 1, no padding)
-    extra = [((4, 32, 24, 24), (48, 32, 3, 3), dict(padding=1)),
+    extra = [((4, 32, 24, 24), (WGC_C * P, 32, 3, 3), dict(padding=1)),
              ((2, 32, 10, 10), (64, 32, 3, 3), {})]
     try:
         seen = set()
