@@ -102,8 +102,9 @@ CONV_CASES = {
                              dict(stride=3, padding=2, dilation=2)),
     "groups 2": ((8, 16, 32, 32), (2, 16, 16, 16), (16, 8, 3, 3), dict(padding=1, groups=2)),
     # grouped wide tiles, a group of an image at a time (ResNeXt's 8 channels a group)
-    "groups 8, stride 2": ((8, 64, 32, 32), (2, 64, 16, 16), (64, 8, 3, 3),
-                           dict(stride=2, padding=1, groups=8)),
+    "groups 8, stride 2": ((8, 64, 56, 56), (1, 64, 48, 48), (64, 8, 3, 3),
+                           dict(stride=2, padding=1, groups=8)),  # (at 32x32, 8 lanes
+    # took channels as lanes)
     # depthwise 3x3 and 5x5 at strides 1 and 2, and 7x7: bands of rows (a copy of the
     # kernel for each size and stride, and a general one)
     "depthwise": ((16, 32, 32, 32), (2, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, groups=32)),

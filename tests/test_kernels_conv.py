@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels.conv import _geometry
+from kernels.cpu._simd import P as LANES
 from kernels.reference import conv as ref
 
 torch = pytest.importorskip("torch")
@@ -710,7 +711,8 @@ def test_wide_forward_in_chunks_of_images(dtype, monkeypatch):
             straddled += FWD_R > 1 and ntile % FWD_R != 0
             np.testing.assert_allclose(kernels.conv2d(x, w, b, **kw), _torch(x, w, b, g, **kw)[0],
                                        **TOL[dtype])
-        assert chunked >= 3 and (FWD_R == 1 or straddled >= 1)
+        # (with 8 lanes, fewer of the CASES take the wide tiles)
+        assert chunked >= (3 if FWD_R > 1 else 2) and (FWD_R == 1 or straddled >= 1)
     finally:
         _tiled.cache_clear()
 
@@ -883,6 +885,8 @@ def test_winograd_weight_grad_fold_ignores_what_the_output_held():
     np.testing.assert_allclose(gw, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(LANES != 16, reason="Winograd runs with 16 lanes (AVX-512) only; its "
+                                       "sets are 3*P tiles")
 def test_winograd_splits_and_chunks():
     """Many tiles are split among the threads by tiles, few (a 7x7 map) by output
     channels; a chunk's V and M stay within WINOGRAD_CHUNK_BYTES where a set allows."""
