@@ -158,13 +158,32 @@ def _masked_load_call(context, builder, arr_type, arr, index, mask, passthru):
                              mask, ir.Constant(vty, None) if passthru is None else passthru])
 
 
+def _first_lanes(builder, n):
+    """LLVM IR: the ``<P x i1>`` mask of the first ``n`` lanes (an i64)."""
+    i64 = ir.IntType(64)
+    lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
+    return builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
+
+
 def _masked_load(context, builder, arr_type, arr, index, n):
     """LLVM IR: ``arr[index:index + n]`` in the first ``n`` lanes (an i64), zeros in the rest,
     by a masked load (nothing past it is read)."""
-    i64 = ir.IntType(64)
-    lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
-    mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
-    return _masked_load_call(context, builder, arr_type, arr, index, mask, None)
+    return _masked_load_call(context, builder, arr_type, arr, index, _first_lanes(builder, n),
+                             None)
+
+
+def _masked_store_call(context, builder, arr_type, arr, index, v, mask):
+    """LLVM IR: ``arr[index + p] = v[p]`` in the lanes ``p`` of the i1 vector ``mask``
+    (nothing written for the others)."""
+    ptr = _vector_pointer(context, builder, arr_type, arr, index)
+    vty = ptr.type.pointee
+    bits = "f32" if arr_type.dtype == types.float32 else "f64"
+    fn = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mask.type]),
+        f"llvm.masked.store.v{P}{bits}.p0v{P}{bits}")
+    builder.call(fn, [v, ptr, ir.Constant(ir.IntType(32), _align(context, arr_type.dtype)),
+                      mask])
 
 
 @intrinsic
@@ -189,16 +208,8 @@ def store_masked(typingctx, arr, index, v, mask):
         raise TypeError(f"v: a vector of {arr.dtype}, got {v}")
 
     def codegen(context, builder, sig, args):
-        ptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1])
-        vty = ptr.type.pointee
-        lanes = _mask_bits(context, builder, args[3], sig.args[3])
-        name = "f32" if arr.dtype == types.float32 else "f64"
-        fn = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), lanes.type]),
-            f"llvm.masked.store.v{P}{name}.p0v{P}{name}")
-        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), _align(context, arr.dtype)),
-                          lanes])
+        _masked_store_call(context, builder, sig.args[0], args[0], args[1], args[2],
+                           _mask_bits(context, builder, args[3], sig.args[3]))
         return context.get_dummy_value()
     return types.void(arr, index, v, mask), codegen
 
@@ -610,19 +621,11 @@ def store_rows(typingctx, dst, start, step, t, n, rows):
         start, step, n, rows = (context.cast(builder, v, ty, types.int64) for v, ty in
                                 zip((args[1], args[2], args[4], args[5]),
                                     (sig.args[1], sig.args[2], sig.args[4], sig.args[5])))
-        lanes = ir.Constant(ir.VectorType(i64, P), [ir.Constant(i64, k) for k in range(P)])
-        mask = builder.icmp_signed("<", lanes, _splat(builder, ir.VectorType(i64, P), n))
-        name = "f32" if dst.dtype == types.float32 else "f64"
+        mask = _first_lanes(builder, n)
         for k in range(16):
             with builder.if_then(builder.icmp_signed(">", rows, ir.Constant(i64, k))):
                 at = builder.add(start, builder.mul(step, ir.Constant(i64, k)))
-                ptr = _vector_pointer(context, builder, sig.args[0], args[0], at)
-                vty = ptr.type.pointee
-                fn = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(),
-                                                                    ir.IntType(32), mask.type]),
-                    f"llvm.masked.store.v{P}{name}.p0v{P}{name}")
-                builder.call(fn, [builder.extract_value(args[3], k), ptr,
-                                  ir.Constant(ir.IntType(32), _align(context, dst.dtype)), mask])
+                _masked_store_call(context, builder, sig.args[0], args[0], at,
+                                   builder.extract_value(args[3], k), mask)
         return context.get_dummy_value()
     return types.void(dst, start, step, t, n, rows), codegen

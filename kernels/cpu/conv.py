@@ -24,7 +24,7 @@ from numba import njit
 
 from . import depthwise, tiles
 from ._jit import WITH_NRT, U, empty_lines
-from ._layout import pad_channel, pad_channels, pad_plane, tap_major_block
+from ._layout import ONE_PHASE, pad_channel, pad_channels, pad_plane, tap_major_block
 from ._parts import parallel_and_serial_parts, span
 from ._simd import (
     P,
@@ -300,11 +300,8 @@ def _pad_runs(x, src, top, left, Hq, Wq, part, parts):
     plane = Hq * Wq
     lo, hi = span(N * C, part, parts)
     if lo < hi:
-        pad_channels(x.reshape(x.size), H, W, lo, hi, src[U(lo * plane):], _ONE, top, left,
+        pad_channels(x.reshape(x.size), H, W, lo, hi, src[U(lo * plane):], ONE_PHASE, top, left,
                      1, 1, Hq, Wq)
-
-
-_ONE = np.ones(1, dtype=np.uint8)  # the one phase (pad_channels' ``used``)
 
 
 def _unphase(yph, gx, top, left, sh, sw, Hq, Wq, part, parts):

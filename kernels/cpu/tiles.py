@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import U
-from ._layout import pad_channels, tap_major_blocks
+from ._layout import ONE_PHASE, pad_channels, tap_major_blocks
 from ._parts import parallel_and_serial_parts, run_parts, span
 from ._simd import (
     P,
@@ -246,9 +246,6 @@ CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes
 CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
 
 
-_ONE_PHASE = np.ones(1, dtype=np.uint8)  # pad_channels' phases: stride 1, one
-
-
 def _channels_copy(x, srcs, top, left, Hq, Wq, Tc, pset, part, parts):
     """Part ``part``'s images of ``x`` (see :func:`_channels_share`) zero-padded into
     planes of ``Hq x Wq`` in ``srcs[part]``: a kernel of its own, launched just before
@@ -258,7 +255,7 @@ def _channels_copy(x, srcs, top, left, Hq, Wq, Tc, pset, part, parts):
     Tp = pset.shape[0] - 1
     ip = part // Tc
     pad_channels(x.reshape(x.size), H, W, ip * N // Tp * C, (ip + 1) * N // Tp * C,
-                 srcs[part], _ONE_PHASE, top, left, 1, 1, Hq, Wq)
+                 srcs[part], ONE_PHASE, top, left, 1, 1, Hq, Wq)
 
 
 @njit(cache=True)
