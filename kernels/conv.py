@@ -615,13 +615,90 @@ class _Tiled:
             class_start, bool(padded))
         return cached
 
+    @property
+    def exact(self) -> bool:
+        """Whether the channels-as-lanes forward runs in exact sets
+        (:meth:`_exact_schedule`): blocks of 16 channels on 16 lanes, where some taps read
+        padding (without, it reads ``x`` itself already)."""
+        return self.P == 16 and self.narrow and self._channels_source
+
+    def _exact_schedule(self, threads: int) -> tuple | None:
+        """:meth:`_channels_schedule` for :func:`kernels.cpu.tiles.forward_channels` with
+        ``exact``: a part's (image, position) pairs sorted by class (the taps that read
+        the image), then by image and position, in sets of CLE_X (a class's last set
+        repeating its last pair), so each set computes exactly its taps and reads ``x``
+        itself; ``pixy`` holds each pair's slot. A set of one position's 8 images read 8
+        planes 4 KiB apart (one L1 set), where 8 positions of an image read one run.
+        ``pixsrc`` and ``off`` count in ``x``; a position's first element may come
+        before its image (a negative ``pixsrc``, which the kernel's unsigned sums wrap).
+        None unless :attr:`exact`. The split
+        with the least time per thread wins, as in :meth:`_channels_split`, the sums
+        counted tap by tap and no source copied."""
+        from .cpu.tiles import CLE_X as X
+
+        key = ("exact", threads)
+        if key in self._schedules:
+            return self._schedules[key]
+        self._schedules[key] = None
+        if not self.exact:
+            return None
+        N, C, Cg, KH, KW = self.dims[:5]
+        (OH, OW), (sh, sw), (dh, dw) = self.geo.out_hw, self.geo.stride, self.geo.dilation
+        H, W = self.x_shape[2:]
+        top, left = self.geo.pads[0], self.geo.pads[2]
+        B, ncb = self.P, self.geo.groups * -(-self.cog // self.P)
+        rows = np.array([_inside(o, sh, dh, top, H, KH) for o in range(OH)])
+        cols = np.array([_inside(o, sw, dw, left, W, KW) for o in range(OW)])
+        keys, pos_class = np.unique(np.concatenate([np.repeat(rows, OW, axis=0),
+                                                    np.tile(cols, (OH, 1))], axis=1),
+                                    axis=0, return_inverse=True)
+        pos_class = pos_class.ravel()  # each output position's class
+        taps = Cg * (keys[:, 1] - keys[:, 0]) * (keys[:, 3] - keys[:, 2])
+        npos = np.bincount(pos_class, minlength=len(keys))  # positions a class
+
+        def sets(n: int) -> np.ndarray:  # the sets of each class for n images
+            return -(-npos * n // X)
+
+        def cost(tp: int, tc: int) -> float:
+            macs = -(-ncb // tc) * (sets(-(-N // tp)) * taps).sum() * X * B
+            return macs / MACS_PER_S + ncb * B * Cg * KH * KW * 4 / tc / COPY_BYTES_PER_S
+
+        splits = [(threads // tc, tc) for tc in range(1, threads + 1)
+                  if threads % tc == 0 and tc <= ncb and threads // tc <= N] or [(1, 1)]
+        Tp, Tc = min(splits, key=lambda s: cost(*s))
+        by_class = np.argsort(pos_class, kind="stable")
+        pixsrc, slot, set_class, pset = [], [], [], [0]
+        for ip in range(Tp):
+            n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+            for k in range(len(keys)):
+                p = by_class[npos[:k].sum():npos[:k + 1].sum()]
+                n, p = (a.ravel() for a in np.meshgrid(np.arange(n0, n1), p, indexing="ij"))
+                pad = -n.size % X  # the last set repeats its last pair
+                n, p = np.r_[n, np.repeat(n[-1:], pad)], np.r_[p, np.repeat(p[-1:], pad)]
+                oh, ow = p // OW, p % OW
+                pixsrc.append(n * C * H * W + (oh * sh - top) * W + ow * sw - left)
+                slot.append((n - n0) * OH * OW + p)
+                set_class.append(np.full(n.size // X, k))
+            pset.append(pset[-1] + sum(a.size for a in set_class[len(set_class) - len(keys):]))
+        taps_of = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
+        lists = [taps_of[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
+        tap = np.concatenate(lists).astype(np.uint64)
+        class_start = np.r_[0, np.cumsum([t.size for t in lists])].astype(np.int64)
+        off = _affine((Cg, KH, KW), (H * W, dh * W, dw))[tap.astype(np.int64)].astype(np.uint64)
+        cached = self._schedules[key] = (
+            Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(slot).astype(np.int64),
+            np.array(pset, dtype=np.int64), np.concatenate(set_class).astype(np.int64), tap,
+            off, class_start, False)
+        return cached
+
     def _forward_by_channels(self, x, w, b, flip=False):
         from .cpu.tiles import CL_X, CLN_X
 
         cpu, threads = self.cpu, _threads(self.cpu)
-        copy = self._channels_source
+        exact = self._exact_schedule(threads)
+        copy = self._channels_source and exact is None
         Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
-            self._channels_schedule(threads)
+            exact or self._channels_schedule(threads)
         Hp, Wp = self.dims[5:]
         buffers = self._by_threads.get(("channels", threads))
         if buffers is None:
@@ -629,7 +706,8 @@ class _Tiled:
             P = self.P
             src_part = -(-N // (pset.size - 1)) * C * Hp * Wp if copy else 0
             # the most output positions a part has
-            nslots = np.diff(pset).max() * (CLN_X if self.narrow else CL_X)
+            nslots = (-(-N // (pset.size - 1)) * self.out_shape[2] * self.out_shape[3] if exact
+                      else np.diff(pset).max() * (CLN_X if self.narrow else CL_X))
             w_part = (Cg * KH * KW + nslots) * self.cl_block  # a block's weights, its sums
             # rows of whole cache lines: no two threads write one line
             buffers = self._by_threads[("channels", threads)] = (
@@ -640,7 +718,7 @@ class _Tiled:
         y = _alloc.empty(self.out_shape, x.dtype)
         cpu.by_channels(x, w, _readonly(b), y, srcs, wts, self.geo.pads[0], self.geo.pads[2],
                         Hp, Wp, self.geo.groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
-                        off, class_start, flip, by_position, self.narrow)
+                        off, class_start, flip, by_position, self.narrow, exact is not None)
         return y
 
     def forward_flipped(self, g: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

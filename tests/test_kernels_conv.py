@@ -136,8 +136,11 @@ CASES = [
     ((2, 16, 5, 5), (64, 16, 3, 3), dict(padding=1)),
     ((2, 32, 6, 6), (128, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
     ((1, 8, 4, 4), (48, 8, 3, 3), dict(padding=1)),
-    # ... and in blocks of 16 channels (LeNet's conv2; a block short: 12 of 16)
+    # ... and in blocks of 16 channels (LeNet's conv2; a block short: 12 of 16), in exact
+    # sets of positions where taps read padding (at 16 lanes; an input gradient without
+    # padding reads grad_out itself)
     ((2, 8, 4, 4), (12, 8, 3, 3), dict(padding=1)),
+    ((3, 16, 4, 4), (16, 16, 3, 3), dict(padding=2)),
 ]
 
 
@@ -659,11 +662,13 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             if _tiled(x_shape, w_shape, geo).narrow:  # blocks of 16 channels
                 seen.add("channel lanes narrow" + (" padded" if w_shape[0] // geo.groups % 16
                                                    else ""))
+            if _tiled(x_shape, w_shape, geo).exact:
+                seen.add("channel lanes exact" + (" strided" if geo.stride != (1, 1) else ""))
         as_forward = _backward_as_forward(w_shape, geo, x_shape[2:])
         if as_forward and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
             plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
             if plan.channel_lanes and plan.narrow:
-                seen.add("channel lanes narrow flipped")
+                seen.add("channel lanes narrow flipped" + (" exact" if plan.exact else ""))
     assert {"depthwise strided, multiplier", "depthwise input grad at stride 2 by rows",
             "depthwise input grad at stride 2 by rows 1x1", "depthwise input grad by phases",
             "depthwise empty phase", "depthwise rows (3, 3) stride 1",
@@ -677,7 +682,9 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
               if P == 16 else []), "columns",
             "columns grouped strided", "columns padded", "channel lanes",
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
-            "channel lanes narrow padded", "channel lanes narrow flipped"} <= seen
+            "channel lanes narrow padded", "channel lanes narrow flipped",
+            *(["channel lanes exact", "channel lanes exact strided",  # (16 lanes only)
+               "channel lanes narrow flipped exact"] if P == 16 else [])} <= seen
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -725,6 +732,10 @@ CHANNEL_LANE_CASES = [  # (x_shape, w_shape, kw): padded and strided, 1x1 read f
     ((3, 12, 9, 9), (100, 6, 3, 3), dict(stride=2, padding=2, groups=2)),
     ((4, 8, 6, 6), (64, 8, 5, 5), dict(padding=4, dilation=2)),
     ((3, 24, 7, 7), (130, 24, 1, 1), {}),
+    # blocks of 16 channels in exact sets (16 lanes): 5 images, strided, dilated
+    ((5, 32, 7, 7), (32, 16, 3, 3), dict(padding=1, groups=2)),
+    ((3, 64, 9, 8), (64, 32, 3, 3), dict(stride=2, padding=(2, 1), groups=2)),
+    ((2, 16, 6, 7), (16, 16, 3, 3), dict(padding=2, dilation=2)),
 ]
 
 
@@ -795,6 +806,54 @@ def test_channel_lanes_split_and_classes():
         want = {(ci * 3 + kh) * 3 + kw for ci in range(32) for kh in rows for kw in cols}
         assert set(tap[class_start[c]:class_start[c + 1]].tolist()) == want
     assert np.diff(class_start)[set_class].sum() < 0.9 * set_class.size * 32 * 9
+
+
+@pytest.mark.skipif(LANES != 16, reason="exact sets run with 16 lanes (AVX-512) only")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_channel_lanes_exact_sets(threads):
+    """Exact sets: each part's sets hold each of its (image, position) pairs, by slot,
+    with the pair's own class (the taps that read the image, and no other), every tap
+    of a set reading inside its image in ``x``; a class's last set repeats a pair."""
+    from kernels.conv import _tiled
+    from kernels.cpu.tiles import CLE_X
+
+    for x_shape, w_shape, kw in [((5, 32, 7, 7), (32, 16, 3, 3), dict(padding=1, groups=2)),
+                                 ((3, 64, 9, 8), (64, 32, 3, 3),
+                                  dict(stride=2, padding=(2, 1), groups=2)),
+                                 ((2, 16, 6, 7), (16, 16, 3, 3), dict(padding=2, dilation=2))]:
+        x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+        geo = _geometry(x, w, kw.get("stride", 1), kw["padding"], kw.get("dilation", 1),
+                        kw.get("groups", 1))
+        plan = _tiled(x_shape, w_shape, geo)
+        assert plan.exact
+        N, C, H, W = x_shape
+        Cg, KH, KW = w_shape[1:]
+        (OH, OW), (sh, sw), (dh, dw) = geo.out_hw, geo.stride, geo.dilation
+        top, left = geo.pads[0], geo.pads[2]
+        Tc, pixsrc, slot, pset, set_class, tap, off, class_start, by_position = \
+            plan._exact_schedule(threads)
+        Tp = pset.size - 1
+        assert not by_position and Tp * Tc <= threads and Tp <= N
+        for ip in range(Tp):
+            n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
+            q = np.arange(pset[ip] * CLE_X, pset[ip + 1] * CLE_X)
+            assert sorted(set(slot[q].tolist())) == list(range((n1 - n0) * OH * OW))
+            n, p = n0 + slot[q] // (OH * OW), slot[q] % (OH * OW)
+            oh, ow = p // OW, p % OW
+            assert (pixsrc[q] == n * C * H * W + (oh * sh - top) * W + ow * sw - left).all()
+            for s in range(pset[ip], pset[ip + 1]):
+                taps = tap[class_start[set_class[s]]:class_start[set_class[s] + 1]]
+                ci, kh, kwi = taps // (KH * KW), taps // KW % KH, taps % KW
+                for k in range(s * CLE_X, (s + 1) * CLE_X):
+                    h, j = oh[k - q[0]] * sh - top, ow[k - q[0]] * sw - left
+                    want = {(c * KH + a) * KW + b for c in range(Cg) for a in range(KH)
+                            for b in range(KW) if 0 <= h + a * dh < H and 0 <= j + b * dw < W}
+                    assert set(taps.tolist()) == want
+                    # ... read inside the image, by the offsets
+                    at = pixsrc[k] + off[class_start[set_class[s]]:class_start[set_class[s] + 1]
+                                         ].astype(np.int64)
+                    assert (at == n[k - q[0]] * C * H * W + ci * H * W + (h + kh * dh) * W
+                            + j + kwi * dw).all()
 
 
 def _geo(x, w, kw):

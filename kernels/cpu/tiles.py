@@ -244,6 +244,7 @@ def _forward6x4(src, wt, tap, off, cbase, bases, tile_sets, tile_class, class_st
 
 CL_C, CL_X = 4, 6  # channel vectors x output positions of the channels-as-lanes kernel
 CLN_X = 12  # output positions of its narrow variant (one vector of P channels)
+CLE_X = 8  # output positions of its exact variant (one position of 8 images)
 
 
 def _channels_copy(x, srcs, top, left, Hq, Wq, Tc, pset, part, parts):
@@ -396,6 +397,37 @@ def _sums_narrow(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, o
 
 
 @njit(cache=True, _nrt=False)
+def _sums_exact(sp, wp, gb, pixsrc, slot, s0, s1, set_class, tap, off, class_start, out):
+    """:func:`_sums_narrow` for sets of CLE_X positions of one class (the plan sorts them
+    by class), so each set computes exactly the taps that read its images and the sums
+    read ``x`` itself (``pixsrc`` and ``off`` in its coordinates; a position's first
+    element may lie before its plane, the sum never does): no padded copy. Slot ``q``'s
+    sums go to ``out + slot[q]*P``, position-major by image."""
+    for s in range(s0, s1):
+        q = U(s * CLE_X)
+        b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
+        b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
+        b6, b7 = gb + U(pixsrc[q + 6]), gb + U(pixsrc[q + 7])
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zeros(wp)
+        cls = set_class[s]
+        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
+            o = off[t]
+            w = load(wp, tap[t] * U(P))
+            a0, a1 = fma(a0, sp[b0 + o], w), fma(a1, sp[b1 + o], w)
+            a2, a3 = fma(a2, sp[b2 + o], w), fma(a3, sp[b3 + o], w)
+            a4, a5 = fma(a4, sp[b4 + o], w), fma(a5, sp[b5 + o], w)
+            a6, a7 = fma(a6, sp[b6 + o], w), fma(a7, sp[b7 + o], w)
+        store(wp, out + U(slot[q] * P), a0)
+        store(wp, out + U(slot[q + 1] * P), a1)
+        store(wp, out + U(slot[q + 2] * P), a2)
+        store(wp, out + U(slot[q + 3] * P), a3)
+        store(wp, out + U(slot[q + 4] * P), a4)
+        store(wp, out + U(slot[q + 5] * P), a5)
+        store(wp, out + U(slot[q + 6] * P), a6)
+        store(wp, out + U(slot[q + 7] * P), a7)
+
+
+@njit(cache=True, _nrt=False)
 def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset,
                            set_class, tap, off, class_start, flip, by_position, part, parts):
     """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
@@ -443,8 +475,32 @@ def _forward_channels_narrow_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, cop
                         by_position)
 
 
+@njit(cache=True, _nrt=False)
+def _forward_channels_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc,
+                                 pixy, pset, set_class, tap, off, class_start, flip,
+                                 by_position, part, parts):
+    """:func:`_forward_channels_narrow_part` by :func:`_sums_exact`, on ``x`` itself;
+    ``pixy`` holds the slots."""
+    Co, T = y.shape[1], w.size // y.shape[1]
+    C = x.shape[1]
+    nbg = (Co // groups + P - 1) // P
+    ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, False, pset, groups * nbg, part)
+    plane = x.shape[2] * x.shape[3]
+    wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
+    out = U(T * P)
+    wf, yf = w.reshape(w.size), y.reshape(y.size)
+    for cb in range(cb0, cb1):
+        tap_major_blocks(wf, T, Co // groups, nbg * P, cb, cb + 1, P, wp, flip,
+                         w.shape[2] * w.shape[3])
+        _sums_exact(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, s0, s1,
+                    set_class, tap, off, class_start, out)
+        _channels_store(wp, out, y, yf, b, cb, nbg, P, CLE_X, groups, n0, n1, s0, s1, pixy,
+                        by_position)
+
+
 def forward_channels(x, w, b, y, srcs, wts, top, left, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
-                     pset, set_class, tap, off, class_start, flip, by_position, narrow):
+                     pset, set_class, tap, off, class_start, flip, by_position, narrow,
+                     exact=False):
     """y = conv(x, w) + b with the output channels as the lanes, for small feature maps: a
     7x7 map in tiles of P positions at its padded row pitch wastes 15 of 64 lanes, its
     channels none. ``w`` is ``(Co, Cg, KH, KW)``, or with ``flip`` the weights whose
@@ -477,13 +533,22 @@ def forward_channels(x, w, b, y, srcs, wts, top, left, Hq, Wq, groups, Tc, copy,
     share a block's weights, in cache. A block's sums are stored position-major after its
     weights, then copied to ``y`` with the bias (:func:`_channels_store`); a part's last
     set repeats its last position. The two block widths are two kernels, so that a
-    network compiles only those its layers use."""
+    network compiles only those its layers use.
+
+    With ``exact`` (narrow, no ``copy``) each set is CLE_X (image, position) pairs of one
+    class, ``pixy`` their slots, and the sums read ``x`` itself (:func:`_sums_exact`):
+    no padding tap, no copy. ResNeXt's 32-channel groups at 7x7 (batch 8, two threads):
+    0.94-0.99 ms a forward, against 1.29-1.35 by the narrow sets of 12 (which computed
+    13% more taps than their positions read, each set's 12 addresses more than the
+    registers held, and copied the source first); its 16-channel groups at 14x14:
+    1.03-1.08 against 1.31-1.42."""
     parts = (pset.shape[0] - 1) * Tc
     if copy:
         copy_parts(parts, x, srcs, top, left, Hq, Wq, Tc, pset)
-    run_parts(_forward_channels_narrow_part if narrow else _forward_channels_part, parts, x, w,
-              b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset, set_class, tap,
-              off, class_start, flip, by_position)
+    kernel = (_forward_channels_exact_part if exact else _forward_channels_narrow_part if narrow
+              else _forward_channels_part)
+    run_parts(kernel, parts, x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
+              pset, set_class, tap, off, class_start, flip, by_position)
 
 
 
