@@ -622,6 +622,38 @@ class _Tiled:
         padding (without, it reads ``x`` itself already)."""
         return self.P == 16 and self.narrow and self._channels_source
 
+    @cached_property
+    def _position_classes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, pos_class)``: the classes of output positions by the kernel rows and
+        columns that read the input (``keys[k] = (kh0, kh1, kw0, kw1)``), and each
+        position's class (row-major)."""
+        (OH, OW), (sh, sw), (dh, dw) = self.geo.out_hw, self.geo.stride, self.geo.dilation
+        H, W = self.x_shape[2:]
+        KH, KW = self.w_shape[2:]
+        rows = np.array([_inside(o, sh, dh, self.geo.pads[0], H, KH) for o in range(OH)])
+        cols = np.array([_inside(o, sw, dw, self.geo.pads[2], W, KW) for o in range(OW)])
+        keys, pos_class = np.unique(np.concatenate([np.repeat(rows, OW, axis=0),
+                                                    np.tile(cols, (OH, 1))], axis=1),
+                                    axis=0, return_inverse=True)
+        return keys, pos_class.ravel()
+
+    def _class_taps(self, keys: np.ndarray, multiple: int = 1) -> tuple:
+        """``(tap, off, class_start)``: each class's taps (indices into a row of ``w``)
+        and their offsets in ``x``, class after class, each class's padded to a multiple
+        of ``multiple`` with tap id ``Cg*KH*KW`` at its first tap's offset."""
+        Cg, KH, KW = self.w_shape[1:]
+        H, W = self.x_shape[2:]
+        dh, dw = self.geo.dilation
+        taps_of = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
+        lists = [taps_of[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
+        offs = _affine((Cg, KH, KW), (H * W, dh * W, dw))
+        pads = [np.full(-t.size % multiple, Cg * KH * KW) for t in lists]
+        tap = np.concatenate([np.r_[t, p] for t, p in zip(lists, pads)]).astype(np.uint64)
+        off = np.concatenate([np.r_[offs[t], np.full(p.size, offs[t[0]])]
+                              for t, p in zip(lists, pads)]).astype(np.uint64)
+        class_start = np.r_[0, np.cumsum([t.size + p.size for t, p in zip(lists, pads)])]
+        return tap, off, class_start.astype(np.int64)
+
     def _exact_schedule(self, threads: int) -> tuple | None:
         """:meth:`_channels_schedule` for :func:`kernels.cpu.tiles.forward_channels` with
         ``exact``: a part's (image, position) pairs sorted by class (the taps that read
@@ -647,12 +679,7 @@ class _Tiled:
         H, W = self.x_shape[2:]
         top, left = self.geo.pads[0], self.geo.pads[2]
         B, ncb = self.P, self.geo.groups * -(-self.cog // self.P)
-        rows = np.array([_inside(o, sh, dh, top, H, KH) for o in range(OH)])
-        cols = np.array([_inside(o, sw, dw, left, W, KW) for o in range(OW)])
-        keys, pos_class = np.unique(np.concatenate([np.repeat(rows, OW, axis=0),
-                                                    np.tile(cols, (OH, 1))], axis=1),
-                                    axis=0, return_inverse=True)
-        pos_class = pos_class.ravel()  # each output position's class
+        keys, pos_class = self._position_classes
         taps = Cg * (keys[:, 1] - keys[:, 0]) * (keys[:, 3] - keys[:, 2])
         npos = np.bincount(pos_class, minlength=len(keys))  # positions a class
 
@@ -680,11 +707,7 @@ class _Tiled:
                 slot.append((n - n0) * OH * OW + p)
                 set_class.append(np.full(n.size // X, k))
             pset.append(pset[-1] + sum(a.size for a in set_class[len(set_class) - len(keys):]))
-        taps_of = np.arange(Cg * KH * KW).reshape(Cg, KH, KW)
-        lists = [taps_of[:, h0:h1, w0:w1].ravel() for h0, h1, w0, w1 in keys]
-        tap = np.concatenate(lists).astype(np.uint64)
-        class_start = np.r_[0, np.cumsum([t.size for t in lists])].astype(np.int64)
-        off = _affine((Cg, KH, KW), (H * W, dh * W, dw))[tap.astype(np.int64)].astype(np.uint64)
+        tap, off, class_start = self._class_taps(keys)
         cached = self._schedules[key] = (
             Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(slot).astype(np.int64),
             np.array(pset, dtype=np.int64), np.concatenate(set_class).astype(np.int64), tap,
@@ -913,6 +936,42 @@ class _Tiled:
         self._phase_split(x[n0:n1], src, x.size)
         return src
 
+    @property
+    def _wg_exact(self) -> bool:
+        """Whether the weight gradient by columns runs by class
+        (:func:`kernels.cpu.conv.weight_grad_exact`): blocks of 16 channels on 16 lanes,
+        where some taps read padding."""
+        return self._wgc_narrow and any(self.geo.pads)
+
+    @cached_property
+    def _weight_grad_exact_plan(self) -> tuple:
+        """``(pixsrc, slot, pair_start, tap, off, class_start, cbase)`` for
+        :func:`kernels.cpu.conv.weight_grad_exact`: the (image, position) pairs class by
+        class (by image, then position: grad_out's rows in order), each pair's first
+        source element in ``x`` and its row of the position-major grad_out, the classes'
+        taps (a multiple of WGCN_K each), and each block's group's first channel."""
+        from .cpu.conv import WGCN_K
+
+        N, C = self.x_shape[:2]
+        H, W = self.x_shape[2:]
+        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
+        keys, pos_class = self._position_classes
+        pixsrc, slot, pair_start = [], [], [0]
+        for k in range(len(keys)):
+            n, p = (a.ravel() for a in np.meshgrid(np.arange(N), np.flatnonzero(pos_class == k),
+                                                   indexing="ij"))
+            oh, ow = p // OW, p % OW
+            pixsrc.append(n * C * H * W + (oh * sh - self.geo.pads[0]) * W + ow * sw
+                          - self.geo.pads[2])
+            slot.append(n * OH * OW + p)
+            pair_start.append(pair_start[-1] + n.size)
+        tap, off, class_start = self._class_taps(keys, WGCN_K)
+        cogp, _, _ = self._channel_blocks(16)
+        G, Cg = self.geo.groups, self.w_shape[1]
+        cbase = np.repeat(np.arange(G, dtype=np.int64) * Cg * H * W, cogp // 16)
+        return (np.concatenate(pixsrc).astype(np.int64), np.concatenate(slot).astype(np.int64),
+                np.array(pair_start, dtype=np.int64), tap, off, class_start, cbase)
+
     def _weight_grad_by_columns(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
 
         cpu = self.cpu
@@ -927,8 +986,12 @@ class _Tiled:
         ncb = width // B
         kernel = cpu.weight_grad_cols_narrow if self._wgc_narrow else cpu.weight_grad_cols
         gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
-        chunks = self._cols_chunks(threads)
         direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
+        if direct and self._wg_exact:
+            cpu.weight_grad_exact(x, gt, *self._weight_grad_exact_plan, gw,
+                                  self._column_channels)
+            return gw.reshape(self.w_shape)
+        chunks = self._cols_chunks(threads)
         nchunk = 0 if direct else _wg_chunks(chunks[0][3].size - 1, off.size * width, cpu)
         part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
         for n0, n1, rowsrc, prow in chunks:

@@ -139,6 +139,10 @@ CONV_CASES = {
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),
     # a 7x7 map: the output channels as the lanes
     "7x7 map, 64 channels": ((8, 64, 7, 7), (1, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)),
+    # ... 16 a group (ResNeXt's 32 groups), by class: the forward, the input gradient and
+    # the weight gradient (32 blocks, which most thread counts share evenly)
+    "7x7 map, 32 groups of 16 channels": ((8, 512, 7, 7), (1, 512, 7, 7), (512, 16, 3, 3),
+                                          dict(padding=1, groups=32)),
     # ResNet's 3x3 layers: Winograd's F(2x2, 3x3) for the forward and both gradients
     # (at stride 2, the forward and the input gradient)
     "3x3, 64 channels": ((8, 64, 16, 16), (1, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)),

@@ -655,6 +655,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             seen.add("columns" + (" narrow" if block == 16 else "")
                      + (" grouped strided" if geo.groups > 1 and geo.stride != (1, 1) else "")
                      + (" padded" if cog % block else ""))
+            if _tiled(x_shape, w_shape, geo)._wg_exact:
+                seen.add("columns exact" + (" strided" if geo.stride != (1, 1) else ""))
         if w_shape[0] // geo.groups >= 4 and _tiled(x_shape, w_shape, geo).channel_lanes:
             seen.add("channel lanes" + (" grouped strided" if geo.groups > 1 and geo.stride
                                         != (1, 1) else "") + (" padded" if w_shape[0] % 64
@@ -684,7 +686,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
             "channel lanes narrow padded", "channel lanes narrow flipped",
             *(["channel lanes exact", "channel lanes exact strided",  # (16 lanes only)
-               "channel lanes narrow flipped exact"] if P == 16 else [])} <= seen
+               "channel lanes narrow flipped exact", "columns exact", "columns exact strided"]
+              if P == 16 else [])} <= seen
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -813,7 +816,8 @@ def test_channel_lanes_split_and_classes():
 def test_channel_lanes_exact_sets(threads):
     """Exact sets: each part's sets hold each of its (image, position) pairs, by slot,
     with the pair's own class (the taps that read the image, and no other), every tap
-    of a set reading inside its image in ``x``; a class's last set repeats a pair."""
+    of a set reading inside its image in ``x``; a class's last set repeats a pair. The
+    weight gradient by class visits each pair once with its class's taps."""
     from kernels.conv import _tiled
     from kernels.cpu.tiles import CLE_X
 
@@ -854,6 +858,25 @@ def test_channel_lanes_exact_sets(threads):
                                          ].astype(np.int64)
                     assert (at == n[k - q[0]] * C * H * W + ci * H * W + (h + kh * dh) * W
                             + j + kwi * dw).all()
+        # the weight gradient's pairs: each once, by class, with the class's taps (a
+        # multiple of 12, the rest tap id T, reading the class's first tap's element)
+        pixsrc, slot, pair_start, tap, off, class_start, cbase = plan._weight_grad_exact_plan
+        T = Cg * KH * KW
+        assert sorted(slot.tolist()) == list(range(N * OH * OW))
+        n, p = slot // (OH * OW), slot % (OH * OW)
+        h, j = p // OW * sh - top, p % OW * sw - left
+        assert (pixsrc == n * C * H * W + h * W + j).all()
+        for k in range(pair_start.size - 1):
+            taps = tap[class_start[k]:class_start[k + 1]].astype(np.int64)
+            offs = off[class_start[k]:class_start[k + 1]].astype(np.int64)
+            assert taps.size % 12 == 0 and (offs[taps == T] == offs[0]).all()
+            real, offs = taps[taps < T], offs[taps < T]
+            ci, kh, kwi = real // (KH * KW), real // KW % KH, real % KW
+            assert (offs == ci * H * W + kh * dh * W + kwi * dw).all()
+            for i in range(pair_start[k], pair_start[k + 1]):
+                want = {(c * KH + a) * KW + b for c in range(Cg) for a in range(KH)
+                        for b in range(KW) if 0 <= h[i] + a * dh < H and 0 <= j[i] + b * dw < W}
+                assert set(real.tolist()) == want
 
 
 def _geo(x, w, kw):

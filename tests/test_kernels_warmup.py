@@ -227,8 +227,19 @@ def test_conv_cases_take_every_layout_large_and_small():
     x = np.empty(x_shape, np.float32)
     geo = _geometry(x, np.empty(w_shape), 1, 0, 1, 1)
     assert _pointwise_weight_grad_ok(x, w_shape, geo) == (P == 16)
-    # and the weight gradient in blocks of 16 channels (LeNet's conv2, large and small)
+    # the weight gradient by class (16 lanes; in 32 blocks, direct on most thread counts)
     from kernels.conv import _tiled
+
+    exact = set()
+    for name, x_shape, w_shape, kw in warmup.conv_shapes():
+        geo = _geometry(np.empty(x_shape), np.empty(w_shape), kw.get("stride", 1),
+                        kw.get("padding", 0), 1, kw.get("groups", 1))
+        plan = _tiled(x_shape, w_shape, geo)
+        blocks = plan._weight_grad_cols_plan[1] // 16 if plan._wg_cols else 0
+        if plan._wg_cols and plan._wg_exact and blocks % 8 == 0 and blocks >= 32:
+            exact.add(name.endswith(", small"))
+    assert exact == ({False, True} if P == 16 else set())
+    # and the weight gradient in blocks of 16 channels (LeNet's conv2, large and small)
 
     for name, x_shape, w_shape, _ in warmup.conv_shapes():
         if name.startswith("5x5 (LeNet conv2)"):

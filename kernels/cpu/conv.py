@@ -818,6 +818,56 @@ def _weight_grad_cols_narrow(src, gt, off, cbase, rowsrc, OW, prow, partial, gw,
             _block_into_rows(pf, P, gw, cols, c0, more)
 
 
+def _weight_grad_exact(x, gt, pixsrc, slot, pair_start, tap, off, class_start, cbase, gw,
+                       cols, part, parts):
+    """gw[cols[c], t] = sum over (image, position) pairs of gt[slot, c] * x[pair's source
+    + off[t]], in blocks of P columns (channels as the lanes, as
+    :func:`_weight_grad_cols_narrow`), class by class: class ``k``'s pairs
+    ``pair_start[k]:pair_start[k + 1]`` read the image for each of its taps
+    ``class_start[k]:class_start[k + 1]`` (the plan pads each class's taps to a multiple
+    of WGCN_K with repeats of its first offset, tap id ``T``: a row past gw's), so the
+    sums skip every tap that reads padding and read ``x`` itself (``pixsrc`` and ``off``
+    in its coordinates, a pair's source maybe before its plane, wrapping as unsigned),
+    where the narrow columns read a padded copy and multiplied its zeros (18% of the taps
+    of a 7x7 map). ``cbase[cb]`` is block ``cb``'s group's first channel in ``x``.
+
+    Loop nest: parts of blocks > class > WGCN_K taps > pair: one vector load of grad_out
+    and WGCN_K broadcast source values a pair."""
+    T = gw.shape[1]
+    Cp = gt.shape[1]
+    gf, xf = gt.reshape(gt.size), x.reshape(x.size)
+    lo, hi = span(Cp // P, part, parts)
+    for cb in range(lo, hi):
+        c0 = cb * P
+        pf = empty_lines((T + 1) * P, gt)  # (row T: the padding taps' sums, dropped)
+        pf[:] = 0
+        gb = U(cbase[cb])
+        for k in range(pair_start.shape[0] - 1):
+            for t0 in range(class_start[k], class_start[k + 1], WGCN_K):
+                o0, o1, o2 = off[t0], off[t0 + 1], off[t0 + 2]
+                o3, o4, o5 = off[t0 + 3], off[t0 + 4], off[t0 + 5]
+                o6, o7, o8 = off[t0 + 6], off[t0 + 7], off[t0 + 8]
+                o9, o10, o11 = off[t0 + 9], off[t0 + 10], off[t0 + 11]
+                d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = d9 = d10 = d11 = zeros(gf)
+                for i in range(pair_start[k], pair_start[k + 1]):
+                    b = gb + U(pixsrc[i])
+                    v = load(gf, U(slot[i] * Cp + c0))
+                    d0, d1 = fma(d0, xf[b + o0], v), fma(d1, xf[b + o1], v)
+                    d2, d3 = fma(d2, xf[b + o2], v), fma(d3, xf[b + o3], v)
+                    d4, d5 = fma(d4, xf[b + o4], v), fma(d5, xf[b + o5], v)
+                    d6, d7 = fma(d6, xf[b + o6], v), fma(d7, xf[b + o7], v)
+                    d8, d9 = fma(d8, xf[b + o8], v), fma(d9, xf[b + o9], v)
+                    d10, d11 = fma(d10, xf[b + o10], v), fma(d11, xf[b + o11], v)
+                for j in range(WGCN_K):
+                    o = U(tap[t0 + j] * P)
+                    d = (d0 if j == 0 else d1 if j == 1 else d2 if j == 2 else d3 if j == 3
+                         else d4 if j == 4 else d5 if j == 5 else d6 if j == 6 else d7
+                         if j == 7 else d8 if j == 8 else d9 if j == 9 else d10 if j == 10
+                         else d11)
+                    store(pf, o, add(load(pf, o), d))
+        _block_into_rows(pf, P, gw, cols, c0, False)
+
+
 def _both(**kernels):
     """``(parallel, serial)``: namespaces of the same kernels, run on every thread or on
     this one (see :func:`kernels.cpu._parts.parallel_and_serial_parts`: each is compiled
@@ -844,6 +894,7 @@ parallel, serial = _both(
     weight_grad_rows=(_weight_grad_rows, {}),
     to_position_major=(_to_position_major, {}), weight_grad_cols=(_weight_grad_cols, WITH_NRT),
     weight_grad_cols_narrow=(_weight_grad_cols_narrow, WITH_NRT),
+    weight_grad_exact=(_weight_grad_exact, WITH_NRT),
     tap_major=(_tap_major, {}),
     sum_row_parts=(_sum_row_parts, {}), sum_column_parts=(_sum_column_parts, {}),
 )
