@@ -663,9 +663,8 @@ class _Tiled:
         planes 4 KiB apart (one L1 set), where 8 positions of an image read one run.
         ``pixsrc`` and ``off`` count in ``x``; a position's first element may come
         before its image (a negative ``pixsrc``, which the kernel's unsigned sums wrap).
-        None unless :attr:`exact`. The split
-        with the least time per thread wins, as in :meth:`_channels_split`, the sums
-        counted tap by tap and no source copied."""
+        None unless :attr:`exact`. The split with the least time per thread wins, as in
+        :meth:`_channels_split`, the sums counted tap by tap and no source copied."""
         from .cpu.tiles import CLE_X as X
 
         key = ("exact", threads)
@@ -675,7 +674,7 @@ class _Tiled:
         if not self.exact:
             return None
         N, C, Cg, KH, KW = self.dims[:5]
-        (OH, OW), (sh, sw), (dh, dw) = self.geo.out_hw, self.geo.stride, self.geo.dilation
+        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
         H, W = self.x_shape[2:]
         top, left = self.geo.pads[0], self.geo.pads[2]
         B, ncb = self.P, self.geo.groups * -(-self.cog // self.P)
