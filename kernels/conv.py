@@ -618,9 +618,9 @@ class _Tiled:
     @property
     def exact(self) -> bool:
         """Whether the channels-as-lanes forward runs in exact sets
-        (:meth:`_exact_schedule`): blocks of 16 channels on 16 lanes, where some taps read
-        padding (without, it reads ``x`` itself already)."""
-        return self.P == 16 and self.narrow and self._channels_source
+        (:meth:`_exact_schedule`): on 16 lanes, where some taps read padding (without, it
+        reads ``x`` itself already); blocks of CL_C*P channels in float32 only."""
+        return self.P == 16 and self._channels_source
 
     @cached_property
     def _position_classes(self) -> tuple[np.ndarray, np.ndarray]:
@@ -657,15 +657,16 @@ class _Tiled:
     def _exact_schedule(self, threads: int) -> tuple | None:
         """:meth:`_channels_schedule` for :func:`kernels.cpu.tiles.forward_channels` with
         ``exact``: a part's (image, position) pairs sorted by class (the taps that read
-        the image), then by image and position, in sets of CLE_X (a class's last set
-        repeating its last pair), so each set computes exactly its taps and reads ``x``
-        itself; ``pixy`` holds each pair's slot. A set of one position's 8 images read 8
+        the image), then by image and position, in sets of CLE_X (CL_X for a block of
+        CL_C*P channels; a class's last set repeating its last pair), so each set
+        computes exactly its taps and reads ``x`` itself; ``pixy`` holds each pair's
+        slot. A set of one position's 8 images read 8
         planes 4 KiB apart (one L1 set), where 8 positions of an image read one run.
         ``pixsrc`` and ``off`` count in ``x``; a position's first element may come
         before its image (a negative ``pixsrc``, which the kernel's unsigned sums wrap).
         None unless :attr:`exact`. The split with the least time per thread wins, as in
         :meth:`_channels_split`, the sums counted tap by tap and no source copied."""
-        from .cpu.tiles import CLE_X as X
+        from .cpu.tiles import CL_X, CLE_X
 
         key = ("exact", threads)
         if key in self._schedules:
@@ -677,7 +678,8 @@ class _Tiled:
         (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
         H, W = self.x_shape[2:]
         top, left = self.geo.pads[0], self.geo.pads[2]
-        B, ncb = self.P, self.geo.groups * -(-self.cog // self.P)
+        X, B = (CLE_X, self.P) if self.narrow else (CL_X, self.cl_block)
+        ncb = self.geo.groups * -(-self.cog // B)
         keys, pos_class = self._position_classes
         taps = Cg * (keys[:, 1] - keys[:, 0]) * (keys[:, 3] - keys[:, 2])
         npos = np.bincount(pos_class, minlength=len(keys))  # positions a class
@@ -717,12 +719,15 @@ class _Tiled:
         from .cpu.tiles import CL_X, CLN_X
 
         cpu, threads = self.cpu, _threads(self.cpu)
-        exact = self._exact_schedule(threads)
+        # (a wide block in float64: its weights, past L2 for a 256-channel 3x3 layer,
+        # stream in again for each set, and exact sets are more sets: 6% slower)
+        exact = (self._exact_schedule(threads) if self.narrow or x.dtype.itemsize == 4
+                 else None)
         copy = self._channels_source and exact is None
         Tc, pixsrc, pixy, pset, set_class, tap, off, class_start, by_position = \
             exact or self._channels_schedule(threads)
         Hp, Wp = self.dims[5:]
-        buffers = self._by_threads.get(("channels", threads))
+        buffers = self._by_threads.get(("channels", threads, copy))
         if buffers is None:
             N, C, Cg, KH, KW = self.dims[:5]
             P = self.P
@@ -732,7 +737,7 @@ class _Tiled:
                       else np.diff(pset).max() * (CLN_X if self.narrow else CL_X))
             w_part = (Cg * KH * KW + nslots) * self.cl_block  # a block's weights, its sums
             # rows of whole cache lines: no two threads write one line
-            buffers = self._by_threads[("channels", threads)] = (
+            buffers = self._by_threads[("channels", threads, copy)] = (
                 ((pset.size - 1) * Tc, -(-src_part // P) * P), ((pset.size - 1) * Tc,
                                                                 -(-w_part // P) * P))
         srcs = _alloc.scratch("conv.src", buffers[0], x.dtype)

@@ -137,8 +137,11 @@ CONV_CASES = {
                                             dict(stride=2, padding=3)),
     "5x5 on one channel (LeNet conv1)": ((64, 1, 28, 28), (8, 1, 28, 28), (6, 1, 5, 5), {}),
     "5x5 (LeNet conv2)": ((64, 6, 14, 14), (8, 6, 14, 14), (16, 6, 5, 5), {}),
-    # a 7x7 map: the output channels as the lanes
+    # a 7x7 map: the output channels as the lanes (in exact sets: padded), and a 1x1 layer
+    # at 14x14 (ResNet-50's), straight from x
     "7x7 map, 64 channels": ((8, 64, 7, 7), (1, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)),
+    "1x1 on a 14x14 map, 256 -> 64 channels": ((8, 256, 14, 14), (1, 256, 14, 14),
+                                               (64, 256, 1, 1), {}),
     # ... 16 a group (ResNeXt's 32 groups), by class: the forward, the input gradient and
     # the weight gradient (32 blocks, which most thread counts share evenly)
     "7x7 map, 32 groups of 16 channels": ((8, 512, 7, 7), (1, 512, 7, 7), (512, 16, 3, 3),

@@ -666,6 +666,8 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
                                                    else ""))
             if _tiled(x_shape, w_shape, geo).exact:
                 seen.add("channel lanes exact" + (" strided" if geo.stride != (1, 1) else ""))
+                if not _tiled(x_shape, w_shape, geo).narrow:
+                    seen.add("channel lanes exact wide")
         as_forward = _backward_as_forward(w_shape, geo, x_shape[2:])
         if as_forward and w_shape[1] >= INPUT_GRAD_MIN_CHANNELS:
             plan = _tiled((x_shape[0], w_shape[0]) + geo.out_hw, *as_forward)
@@ -686,6 +688,7 @@ def test_cases_cover_the_channel_lane_kernels_and_depthwise_kernels():
             "channel lanes grouped strided", "channel lanes padded", "channel lanes narrow",
             "channel lanes narrow padded", "channel lanes narrow flipped",
             *(["channel lanes exact", "channel lanes exact strided",  # (16 lanes only)
+               "channel lanes exact wide",
                "channel lanes narrow flipped exact", "columns exact", "columns exact strided"]
               if P == 16 else [])} <= seen
 
@@ -819,17 +822,19 @@ def test_channel_lanes_exact_sets(threads):
     of a set reading inside its image in ``x``; a class's last set repeats a pair. The
     weight gradient by class visits each pair once with its class's taps."""
     from kernels.conv import _tiled
-    from kernels.cpu.tiles import CLE_X
+    from kernels.cpu.tiles import CL_X, CLE_X
 
     for x_shape, w_shape, kw in [((5, 32, 7, 7), (32, 16, 3, 3), dict(padding=1, groups=2)),
                                  ((3, 64, 9, 8), (64, 32, 3, 3),
                                   dict(stride=2, padding=(2, 1), groups=2)),
-                                 ((2, 16, 6, 7), (16, 16, 3, 3), dict(padding=2, dilation=2))]:
+                                 ((2, 16, 6, 7), (16, 16, 3, 3), dict(padding=2, dilation=2)),
+                                 ((5, 16, 7, 7), (64, 16, 3, 3), dict(padding=1))]:  # (wide)
         x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
         geo = _geometry(x, w, kw.get("stride", 1), kw["padding"], kw.get("dilation", 1),
                         kw.get("groups", 1))
         plan = _tiled(x_shape, w_shape, geo)
         assert plan.exact
+        X = CLE_X if plan.narrow else CL_X
         N, C, H, W = x_shape
         Cg, KH, KW = w_shape[1:]
         (OH, OW), (sh, sw), (dh, dw) = geo.out_hw, geo.stride, geo.dilation
@@ -840,7 +845,7 @@ def test_channel_lanes_exact_sets(threads):
         assert not by_position and Tp * Tc <= threads and Tp <= N
         for ip in range(Tp):
             n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
-            q = np.arange(pset[ip] * CLE_X, pset[ip + 1] * CLE_X)
+            q = np.arange(pset[ip] * X, pset[ip + 1] * X)
             assert sorted(set(slot[q].tolist())) == list(range((n1 - n0) * OH * OW))
             n, p = n0 + slot[q] // (OH * OW), slot[q] % (OH * OW)
             oh, ow = p // OW, p % OW
@@ -848,7 +853,7 @@ def test_channel_lanes_exact_sets(threads):
             for s in range(pset[ip], pset[ip + 1]):
                 taps = tap[class_start[set_class[s]]:class_start[set_class[s] + 1]]
                 ci, kh, kwi = taps // (KH * KW), taps // KW % KH, taps % KW
-                for k in range(s * CLE_X, (s + 1) * CLE_X):
+                for k in range(s * X, (s + 1) * X):
                     h, j = oh[k - q[0]] * sh - top, ow[k - q[0]] * sw - left
                     want = {(c * KH + a) * KW + b for c in range(Cg) for a in range(KH)
                             for b in range(KW) if 0 <= h + a * dh < H and 0 <= j + b * dw < W}

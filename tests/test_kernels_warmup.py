@@ -173,8 +173,8 @@ def _layout(x_shape, w_shape, kw) -> str:
         return "winograd" + (", stride 2" if geo.stride == (2, 2) else "")
     plan = _tiled(x_shape, w_shape, geo)
     if plan.channel_lanes:
-        return ("channel lanes, blocks of 16" + (", exact" if plan.exact else "")
-                if plan.narrow else "channel lanes")
+        return (("channel lanes, blocks of 16" if plan.narrow else "channel lanes")
+                + (", exact" if plan.exact else ""))
     if plan.wide and plan._by_groups:
         return "wide tiles by groups"
     return "batch lanes" if plan.batch_lanes else "wide tiles" if plan.wide else "width lanes"
@@ -194,7 +194,8 @@ def test_conv_cases_take_every_layout_large_and_small():
     for layout in ("batch lanes", "width lanes", "wide tiles", "wide tiles by groups",
                    "channel lanes",
                    "channel lanes, blocks of 16",
-                   *(["channel lanes, blocks of 16, exact"] if P == 16 else []),
+                   *(["channel lanes, blocks of 16, exact", "channel lanes, exact"]
+                     if P == 16 else []),
                    "depthwise rows general",
                    *(f"depthwise rows {key}" for key in ROWS_COPIES), "depthwise masks",
                    *(["depthwise channels", "depthwise channels, weight grad by masks"]
