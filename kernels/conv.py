@@ -982,19 +982,19 @@ class _Tiled:
         rows, width, off, cbase = self._weight_grad_cols_plan
         N = self.dims[0]
         OH, OW = self.geo.out_hw
+        B, threads = self._wgc_block, _threads(cpu)
+        ncb = width // B
+        gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
+        direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
+        if direct and self._wg_exact:
+            cpu.weight_grad_exact(x, np.ascontiguousarray(g), *self._weight_grad_exact_plan, gw,
+                                  self._column_channels)
+            return gw.reshape(self.w_shape)
         gt = _alloc.scratch("conv.lanes", (N * OH * OW, width), g.dtype)
         if width > rows.size:  # the padding columns are read
             gt.fill(0)
         cpu.to_position_major(g, gt, rows, self._rows_in_runs)
-        B, threads = self._wgc_block, _threads(cpu)
-        ncb = width // B
         kernel = cpu.weight_grad_cols_narrow if self._wgc_narrow else cpu.weight_grad_cols
-        gw = np.empty((self.w_shape[0], int(np.prod(self.w_shape[1:]))), dtype=g.dtype)
-        direct = ncb % threads == 0 or ncb >= 4 * threads  # blocks enough for every thread
-        if direct and self._wg_exact:
-            cpu.weight_grad_exact(x, gt, *self._weight_grad_exact_plan, gw,
-                                  self._column_channels)
-            return gw.reshape(self.w_shape)
         chunks = self._cols_chunks(threads)
         nchunk = 0 if direct else _wg_chunks(chunks[0][3].size - 1, off.size * width, cpu)
         part = _alloc.scratch("conv.part", (nchunk, off.size, width), g.dtype)
