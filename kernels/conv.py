@@ -640,7 +640,8 @@ class _Tiled:
     def _class_taps(self, keys: np.ndarray, multiple: int = 1) -> tuple:
         """``(tap, off, class_start)``: each class's taps (indices into a row of ``w``)
         and their offsets in ``x``, class after class, each class's padded to a multiple
-        of ``multiple`` with tap id ``Cg*KH*KW`` at its first tap's offset."""
+        of ``multiple`` with tap id ``Cg*KH*KW`` at its first tap's offset (a class of
+        positions that read only padding has none)."""
         Cg, KH, KW = self.w_shape[1:]
         H, W = self.x_shape[2:]
         dh, dw = self.geo.dilation
@@ -649,7 +650,7 @@ class _Tiled:
         offs = _affine((Cg, KH, KW), (H * W, dh * W, dw))
         pads = [np.full(-t.size % multiple, Cg * KH * KW) for t in lists]
         tap = np.concatenate([np.r_[t, p] for t, p in zip(lists, pads)]).astype(np.uint64)
-        off = np.concatenate([np.r_[offs[t], np.full(p.size, offs[t[0]])]
+        off = np.concatenate([np.r_[offs[t], np.full(p.size, offs[t[0]] if t.size else 0)]
                               for t, p in zip(lists, pads)]).astype(np.uint64)
         class_start = np.r_[0, np.cumsum([t.size + p.size for t, p in zip(lists, pads)])]
         return tap, off, class_start.astype(np.int64)

@@ -141,6 +141,7 @@ CASES = [
     # padding reads grad_out itself)
     ((2, 8, 4, 4), (12, 8, 3, 3), dict(padding=1)),
     ((3, 16, 4, 4), (16, 16, 3, 3), dict(padding=2)),
+    ((2, 16, 3, 3), (16, 16, 2, 2), dict(padding=2)),  # corners that read only padding
 ]
 
 
