@@ -1099,3 +1099,40 @@ def test_pointwise_weight_grad_runs_the_expanding_1x1_layers():
     assert not ok((8, 64, 56, 56), 256, padding=1)
     assert not ok((8, 64, 56, 56), 256, np.float64)
     assert not ok((1, 8, 16, 16), 16)
+
+
+@pytest.mark.parametrize("OH,OW,KH,H,top,sh,dh", [
+    (7, 7, 5, 7, 2, 1, 1),  # EfficientNet's 5x5 at 7x7: a group an output row
+    (7, 7, 3, 7, 1, 1, 1),
+    (10, 10, 3, 10, 1, 1, 1),  # rows of 10: groups straight through the plane
+    (4, 7, 3, 7, 1, 2, 1),  # strided
+    (7, 7, 3, 7, 2, 1, 2),  # dilated
+    (3, 3, 5, 3, 3, 1, 1),  # rows that read only padding
+])
+def test_depthwise_channels_position_groups(OH, OW, KH, H, top, sh, dh):
+    """The depthwise channels-as-lanes forward's groups of 8 positions cover every output
+    position once, in order, each group's taps holding every kernel row that reads the
+    input for a position of it (of its row, where a group is a row), and the groups an
+    output row each only where that computes fewer lanes times taps."""
+    from kernels.cpu.depthwise import _position_groups
+
+    KW = 3
+    gq, gk = _position_groups(OH, OW, KH, KW, H, top, sh, dh)
+    rows = [{kh for kh in range(KH) if 0 <= oh * sh + kh * dh - top < H} for oh in range(OH)]
+    by_row = len(gq) == OH * -(-OW // 8)
+    covered = {}
+    for g, q0 in enumerate(gq):
+        end = (q0 // OW + 1) * OW if by_row else q0 + 8
+        for q in range(q0, min(end, q0 + 8, OH * OW)):
+            covered[q] = g
+        need = set().union(*(rows[q // OW] for q in range(q0, min(end, q0 + 8, OH * OW))))
+        got = set(range(gk[g, 0] // KW, gk[g, 1] // KW)) if gk[g, 1] > gk[g, 0] else set()
+        assert gk[g, 0] % KW == 0 and gk[g, 1] % KW == 0 and need <= got
+    assert sorted(covered) == list(range(OH * OW)) and list(gq) == sorted(gq)
+    lanes_taps = {True: sum(-(-OW // 8) * 8 * len(r) for r in rows),
+                  False: sum(8 * len(set().union(*rows[q0 // OW:min(q0 + 7, OH * OW - 1) // OW
+                                                      + 1]))
+                             for q0 in range(0, OH * OW, 8))}
+    assert by_row == (lanes_taps[True] < lanes_taps[False])
+    if (OH, OW, KH) == (7, 7, 5):
+        assert by_row and [int(k) for k in (gk[:, 1] - gk[:, 0]) // KW] == [3, 4, 5, 5, 5, 4, 3]
