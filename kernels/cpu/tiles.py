@@ -311,10 +311,12 @@ def _channels_store(wp, out, y, yf, b, cb, nbg, B, X, groups, n0, n1, s0, pset_h
 
 
 @njit(cache=True, _nrt=False)
-def _sums_wide(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out):
+def _sums_wide(sp, wp, gb, pixsrc, slot, exact, s0, s1, set_class, tap, off, class_start,
+               out):
     """Sets ``s0:s1`` of CL_X positions for a block of CL_C*P channels: each tap, CL_C
     vector loads of weights (``wp``, tap-major), CL_X broadcast source values, CL_C*CL_X
-    vector FMAs (10 loads for 24 FMAs); the sums to ``wp[out:]``, position-major."""
+    vector FMAs (10 loads for 24 FMAs); the sums to ``wp[out:]``, position-major (with
+    ``exact``, slot ``q``'s to slot ``slot[q]``: see :func:`_sums_exact`)."""
     B = CL_C * P
     for s in range(s0, s1):
         q = U(s * CL_X)
@@ -352,56 +354,7 @@ def _sums_wide(sp, wp, gb, pixsrc, s0, s1, set_class, tap, off, class_start, out
                               if k == 1 else (a20, a21, a22, a23) if k == 2 else
                               (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
                               if k == 4 else (a50, a51, a52, a53))
-            at = out + U(((s - s0) * CL_X + k) * B)
-            store(wp, at, v0)
-            store(wp, at + U(P), v1)
-            store(wp, at + U(2 * P), v2)
-            store(wp, at + U(3 * P), v3)
-
-
-@njit(cache=True, _nrt=False)
-def _sums_wide_exact(sp, wp, gb, pixsrc, slot, s0, s1, set_class, tap, off, class_start,
-                     out):
-    """:func:`_sums_wide` for sets of CL_X pairs of one class, from ``x`` itself, the sums
-    to slots ``slot`` (see :func:`_sums_exact`)."""
-    B = CL_C * P
-    for s in range(s0, s1):
-        q = U(s * CL_X)
-        b0, b1, b2 = gb + U(pixsrc[q]), gb + U(pixsrc[q + 1]), gb + U(pixsrc[q + 2])
-        b3, b4, b5 = gb + U(pixsrc[q + 3]), gb + U(pixsrc[q + 4]), gb + U(pixsrc[q + 5])
-        a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zeros(wp)
-        a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zeros(wp)
-        a40 = a41 = a42 = a43 = a50 = a51 = a52 = a53 = zeros(wp)
-        cls = set_class[s]
-        for t in range(U(class_start[cls]), U(class_start[cls + 1])):
-            o = off[t]
-            wt = tap[t] * U(B)
-            w0, w1 = load(wp, wt), load(wp, wt + U(P))
-            w2, w3 = load(wp, wt + U(2 * P)), load(wp, wt + U(3 * P))
-            v = sp[b0 + o]
-            a00, a01, a02, a03 = fma(a00, v, w0), fma(a01, v, w1), fma(a02, v, w2), \
-                fma(a03, v, w3)
-            v = sp[b1 + o]
-            a10, a11, a12, a13 = fma(a10, v, w0), fma(a11, v, w1), fma(a12, v, w2), \
-                fma(a13, v, w3)
-            v = sp[b2 + o]
-            a20, a21, a22, a23 = fma(a20, v, w0), fma(a21, v, w1), fma(a22, v, w2), \
-                fma(a23, v, w3)
-            v = sp[b3 + o]
-            a30, a31, a32, a33 = fma(a30, v, w0), fma(a31, v, w1), fma(a32, v, w2), \
-                fma(a33, v, w3)
-            v = sp[b4 + o]
-            a40, a41, a42, a43 = fma(a40, v, w0), fma(a41, v, w1), fma(a42, v, w2), \
-                fma(a43, v, w3)
-            v = sp[b5 + o]
-            a50, a51, a52, a53 = fma(a50, v, w0), fma(a51, v, w1), fma(a52, v, w2), \
-                fma(a53, v, w3)
-        for k in range(CL_X):
-            v0, v1, v2, v3 = ((a00, a01, a02, a03) if k == 0 else (a10, a11, a12, a13)
-                              if k == 1 else (a20, a21, a22, a23) if k == 2 else
-                              (a30, a31, a32, a33) if k == 3 else (a40, a41, a42, a43)
-                              if k == 4 else (a50, a51, a52, a53))
-            at = out + U(slot[q + k] * B)
+            at = out + U((slot[q + k] if exact else (s - s0) * CL_X + k) * B)
             store(wp, at, v0)
             store(wp, at + U(P), v1)
             store(wp, at + U(2 * P), v2)
@@ -496,8 +449,8 @@ def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixs
         # sums read them (all of a part's blocks first: 4% slower on one thread)
         tap_major_blocks(wf, T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
                          w.shape[2] * w.shape[3])
-        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, s0, s1, set_class,
-                   tap, off, class_start, out)
+        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, False, s0, s1,
+                   set_class, tap, off, class_start, out)
         _channels_store(wp, out, y, yf, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
 
@@ -551,8 +504,8 @@ def _forward_channels_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy
 def _forward_channels_wide_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy,
                                       pixsrc, pixy, pset, set_class, tap, off, class_start,
                                       flip, by_position, part, parts):
-    """:func:`_forward_channels_part` by :func:`_sums_wide_exact`, on ``x`` itself;
-    ``pixy`` holds the slots."""
+    """:func:`_forward_channels_part` in exact sets of CL_X (:func:`_sums_wide` with
+    ``exact``), on ``x`` itself; ``pixy`` holds the slots."""
     Co, T = y.shape[1], w.size // y.shape[1]
     B, C = CL_C * P, x.shape[1]
     nbg = (Co // groups + B - 1) // B
@@ -564,8 +517,8 @@ def _forward_channels_wide_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc,
     for cb in range(cb0, cb1):
         tap_major_blocks(wf, T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
                          w.shape[2] * w.shape[3])
-        _sums_wide_exact(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, s0, s1,
-                         set_class, tap, off, class_start, out)
+        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, True, s0, s1,
+                   set_class, tap, off, class_start, out)
         _channels_store(wp, out, y, yf, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
 
@@ -609,7 +562,7 @@ def forward_channels(x, w, b, y, srcs, wts, top, left, Hq, Wq, groups, Tc, copy,
 
     With ``exact`` (no ``copy``) each set is CLE_X (CL_X for a wide block) (image,
     position) pairs of one class, ``pixy`` their slots, and the sums read ``x`` itself
-    (:func:`_sums_exact`, :func:`_sums_wide_exact`): no padding tap, no copy. ResNeXt's
+    (:func:`_sums_exact`, :func:`_sums_wide` with ``exact``): no padding tap, no copy. ResNeXt's
     32-channel groups at 7x7 (batch 8, two threads): 0.94-0.99 ms a forward, against
     1.29-1.35 by the narrow sets of 12 (which computed
     13% more taps than their positions read, each set's 12 addresses more than the
