@@ -431,13 +431,15 @@ def _sums_exact(sp, wp, gb, pixsrc, slot, s0, s1, set_class, tap, off, class_sta
 
 @njit(cache=True, _nrt=False)
 def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy, pset,
-                           set_class, tap, off, class_start, flip, by_position, part, parts):
+                           set_class, tap, off, class_start, flip, by_position, exact, part,
+                           parts):
     """Part ``part`` of :func:`forward_channels` (of ``parts``, which the schedule fixes:
-    ``(pset.size - 1) * Tc``), blocks of CL_C*P channels."""
+    ``(pset.size - 1) * Tc``), blocks of CL_C*P channels; with ``exact``, in exact sets
+    of CL_X on ``x`` itself, ``pixy`` holding the slots."""
     Co, T = y.shape[1], w.size // y.shape[1]
     B, C = CL_C * P, x.shape[1]
     nbg = (Co // groups + B - 1) // B  # blocks a group
-    plane = Hq * Wq
+    plane = x.shape[2] * x.shape[3] if exact else Hq * Wq
     ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, copy, pset, groups * nbg, part)
     wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
     out = U(T * B)  # a block's sums, position-major, past its weights
@@ -449,7 +451,7 @@ def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixs
         # sums read them (all of a part's blocks first: 4% slower on one thread)
         tap_major_blocks(wf, T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
                          w.shape[2] * w.shape[3])
-        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, False, s0, s1,
+        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, exact, s0, s1,
                    set_class, tap, off, class_start, out)
         _channels_store(wp, out, y, yf, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
@@ -458,7 +460,7 @@ def _forward_channels_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixs
 @njit(cache=True, _nrt=False)
 def _forward_channels_narrow_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc,
                                   pixy, pset, set_class, tap, off, class_start, flip,
-                                  by_position, part, parts):
+                                  by_position, exact, part, parts):
     """:func:`_forward_channels_part` with blocks of P channels (:func:`_sums_narrow`)."""
     Co, T = y.shape[1], w.size // y.shape[1]
     C = x.shape[1]
@@ -480,7 +482,7 @@ def _forward_channels_narrow_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, cop
 @njit(cache=True, _nrt=False)
 def _forward_channels_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc,
                                  pixy, pset, set_class, tap, off, class_start, flip,
-                                 by_position, part, parts):
+                                 by_position, exact, part, parts):
     """:func:`_forward_channels_narrow_part` by :func:`_sums_exact`, on ``x`` itself;
     ``pixy`` holds the slots."""
     Co, T = y.shape[1], w.size // y.shape[1]
@@ -497,29 +499,6 @@ def _forward_channels_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy
         _sums_exact(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, s0, s1,
                     set_class, tap, off, class_start, out)
         _channels_store(wp, out, y, yf, b, cb, nbg, P, CLE_X, groups, n0, n1, s0, s1, pixy,
-                        by_position)
-
-
-@njit(cache=True, _nrt=False)
-def _forward_channels_wide_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy,
-                                      pixsrc, pixy, pset, set_class, tap, off, class_start,
-                                      flip, by_position, part, parts):
-    """:func:`_forward_channels_part` in exact sets of CL_X (:func:`_sums_wide` with
-    ``exact``), on ``x`` itself; ``pixy`` holds the slots."""
-    Co, T = y.shape[1], w.size // y.shape[1]
-    B, C = CL_C * P, x.shape[1]
-    nbg = (Co // groups + B - 1) // B
-    ip, cb0, cb1, n0, n1, sp = _channels_share(x, srcs, Tc, False, pset, groups * nbg, part)
-    plane = x.shape[2] * x.shape[3]
-    wp, s0, s1 = wts[part], pset[ip], pset[ip + 1]
-    out = U(T * B)
-    wf, yf = w.reshape(w.size), y.reshape(y.size)
-    for cb in range(cb0, cb1):
-        tap_major_blocks(wf, T, Co // groups, nbg * B, cb, cb + 1, B, wp, flip,
-                         w.shape[2] * w.shape[3])
-        _sums_wide(sp, wp, U(cb // nbg * (C // groups) * plane), pixsrc, pixy, True, s0, s1,
-                   set_class, tap, off, class_start, out)
-        _channels_store(wp, out, y, yf, b, cb, nbg, B, CL_X, groups, n0, n1, s0, s1, pixy,
                         by_position)
 
 
@@ -571,10 +550,10 @@ def forward_channels(x, w, b, y, srcs, wts, top, left, Hq, Wq, groups, Tc, copy,
     parts = (pset.shape[0] - 1) * Tc
     if copy:
         copy_parts(parts, x, srcs, top, left, Hq, Wq, Tc, pset)
-    kernel = ((_forward_channels_exact_part if narrow else _forward_channels_wide_exact_part)
-              if exact else _forward_channels_narrow_part if narrow else _forward_channels_part)
+    kernel = ((_forward_channels_exact_part if exact else _forward_channels_narrow_part)
+              if narrow else _forward_channels_part)
     run_parts(kernel, parts, x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy, pixsrc, pixy,
-              pset, set_class, tap, off, class_start, flip, by_position)
+              pset, set_class, tap, off, class_start, flip, by_position, exact)
 
 
 
