@@ -637,6 +637,15 @@ class _Tiled:
                                     axis=0, return_inverse=True)
         return keys, pos_class.ravel()
 
+    def _pair_sources(self, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The first source element in ``x`` of image ``n``'s output position ``p``
+        (row-major), before its image's plane where the position's first taps read
+        padding (negative for the first image)."""
+        OW, (sh, sw) = self.geo.out_hw[1], self.geo.stride
+        C, H, W = self.x_shape[1:]
+        return (n * C * H * W + (p // OW * sh - self.geo.pads[0]) * W + p % OW * sw
+                - self.geo.pads[2])
+
     def _class_taps(self, keys: np.ndarray, multiple: int = 1) -> tuple:
         """``(tap, off, class_start)``: each class's taps (indices into a row of ``w``)
         and their offsets in ``x``, class after class, each class's padded to a multiple
@@ -661,10 +670,9 @@ class _Tiled:
         the image), then by image and position, in sets of CLE_X (CL_X for a block of
         CL_C*P channels; a class's last set repeating its last pair), so each set
         computes exactly its taps and reads ``x`` itself; ``pixy`` holds each pair's
-        slot. A set of one position's 8 images read 8
-        planes 4 KiB apart (one L1 set), where 8 positions of an image read one run.
-        ``pixsrc`` and ``off`` count in ``x``; a position's first element may come
-        before its image (a negative ``pixsrc``, which the kernel's unsigned sums wrap).
+        slot. A set of one position's 8 images read 8 planes 4 KiB apart (one L1 set),
+        where 8 positions of an image read one run. ``pixsrc`` and ``off`` count in
+        ``x`` (:meth:`_pair_sources`: a negative one the kernel's unsigned sums wrap).
         None unless :attr:`exact`. The split with the least time per thread wins, as in
         :meth:`_channels_split`, the sums counted tap by tap and no source copied."""
         from .cpu.tiles import CL_X, CLE_X
@@ -676,9 +684,7 @@ class _Tiled:
         if not self.exact:
             return None
         N, C, Cg, KH, KW = self.dims[:5]
-        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
-        H, W = self.x_shape[2:]
-        top, left = self.geo.pads[0], self.geo.pads[2]
+        OH, OW = self.geo.out_hw
         X, B = (CLE_X, self.P) if self.narrow else (CL_X, self.cl_block)
         ncb = self.geo.groups * -(-self.cog // B)
         keys, pos_class = self._position_classes
@@ -696,19 +702,20 @@ class _Tiled:
                   if threads % tc == 0 and tc <= ncb and threads // tc <= N] or [(1, 1)]
         Tp, Tc = min(splits, key=lambda s: cost(*s))
         by_class = np.argsort(pos_class, kind="stable")
+        first = np.r_[0, np.cumsum(npos)]  # each class's first position in by_class
         pixsrc, slot, set_class, pset = [], [], [], [0]
         for ip in range(Tp):
             n0, n1 = ip * N // Tp, (ip + 1) * N // Tp
             for k in range(len(keys)):
-                p = by_class[npos[:k].sum():npos[:k + 1].sum()]
-                n, p = (a.ravel() for a in np.meshgrid(np.arange(n0, n1), p, indexing="ij"))
+                n, p = (a.ravel() for a in np.meshgrid(np.arange(n0, n1),
+                                                       by_class[first[k]:first[k + 1]],
+                                                       indexing="ij"))
                 pad = -n.size % X  # the last set repeats its last pair
                 n, p = np.r_[n, np.repeat(n[-1:], pad)], np.r_[p, np.repeat(p[-1:], pad)]
-                oh, ow = p // OW, p % OW
-                pixsrc.append(n * C * H * W + (oh * sh - top) * W + ow * sw - left)
+                pixsrc.append(self._pair_sources(n, p))
                 slot.append((n - n0) * OH * OW + p)
                 set_class.append(np.full(n.size // X, k))
-            pset.append(pset[-1] + sum(a.size for a in set_class[len(set_class) - len(keys):]))
+            pset.append(pset[-1] + sets(n1 - n0).sum())
         tap, off, class_start = self._class_taps(keys)
         cached = self._schedules[key] = (
             Tc, np.concatenate(pixsrc).astype(np.int64), np.concatenate(slot).astype(np.int64),
@@ -957,17 +964,14 @@ class _Tiled:
         taps (a multiple of WGCN_K each), and each block's group's first channel."""
         from .cpu.conv import WGCN_K
 
-        N, C = self.x_shape[:2]
-        H, W = self.x_shape[2:]
-        (OH, OW), (sh, sw) = self.geo.out_hw, self.geo.stride
+        N, _, H, W = self.x_shape
+        OH, OW = self.geo.out_hw
         keys, pos_class = self._position_classes
         pixsrc, slot, pair_start = [], [], [0]
         for k in range(len(keys)):
             n, p = (a.ravel() for a in np.meshgrid(np.arange(N), np.flatnonzero(pos_class == k),
                                                    indexing="ij"))
-            oh, ow = p // OW, p % OW
-            pixsrc.append(n * C * H * W + (oh * sh - self.geo.pads[0]) * W + ow * sw
-                          - self.geo.pads[2])
+            pixsrc.append(self._pair_sources(n, p))
             slot.append(n * OH * OW + p)
             pair_start.append(pair_start[-1] + n.size)
         tap, off, class_start = self._class_taps(keys, WGCN_K)

@@ -484,7 +484,8 @@ def _forward_channels_exact_part(x, w, b, y, srcs, wts, Hq, Wq, groups, Tc, copy
                                  pixy, pset, set_class, tap, off, class_start, flip,
                                  by_position, exact, part, parts):
     """:func:`_forward_channels_narrow_part` by :func:`_sums_exact`, on ``x`` itself;
-    ``pixy`` holds the slots."""
+    ``pixy`` holds the slots. A kernel of its own (the wide blocks' orders share one): in
+    the narrow part, the second sums body would compile into LeNet's conv2 too."""
     Co, T = y.shape[1], w.size // y.shape[1]
     C = x.shape[1]
     nbg = (Co // groups + P - 1) // P
