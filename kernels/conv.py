@@ -1807,7 +1807,10 @@ def _pointwise_weight_grad(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     pointwise.weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(g), dubuf, vtbuf,
                           gbuf, POINTWISE_CHUNK)
     sums = dubuf.sum(axis=0, dtype=np.float64) if parts > 1 else dubuf[0]
-    return np.ascontiguousarray(sums.reshape(Kw, Cp)[:K, :C], dtype=dt).reshape(K, C, 1, 1)
+    # NOTE: a copy always: one part's sums are the scratch buffer, which the next call
+    # overwrites (np.ascontiguousarray returned that buffer itself where K and C fill
+    # whole blocks, so a kept grad_w changed under its caller)
+    return sums.reshape(Kw, Cp)[:K, :C].astype(dt, copy=True).reshape(K, C, 1, 1)
 
 
 @lru_cache(maxsize=64)

@@ -291,13 +291,19 @@ def test_conv2d_backward_without_input_grad(x_shape, w_shape):
     np.testing.assert_allclose(gb, want[3], **TOL[np.float64])
 
 
-@pytest.mark.parametrize("x_shape,w_shape,kw", [((16, 6, 9, 9), (8, 6, 3, 3), {}),
-                                                ((2, 32, 7, 6), (32, 32, 3, 3), dict(padding=1)),
-                                                ((2, 4, 9, 9), (8, 1, 3, 3), dict(groups=4))])
+@pytest.mark.parametrize("x_shape,w_shape,kw", [
+    ((16, 6, 9, 9), (8, 6, 3, 3), {}),
+    ((2, 32, 7, 6), (32, 32, 3, 3), dict(padding=1)),
+    ((2, 4, 9, 9), (8, 1, 3, 3), dict(groups=4)),
+    ((1, 64, 32, 32), (64, 64, 1, 1), {}),  # 1x1 weight gradient in one part (AVX-512)
+    ((2, 64, 14, 14), (64, 64, 3, 3), dict(padding=1)),  # Winograd (AVX-512)
+    ((2, 64, 7, 7), (64, 16, 3, 3), dict(padding=1, groups=4)),  # channel lanes, exact sets
+    ((2, 48, 28, 28), (48, 1, 3, 3), dict(padding=1, groups=48)),  # depthwise
+])
 def test_conv2d_results_survive_later_calls_and_threads(x_shape, w_shape, kw):
     """The kernels reuse scratch buffers between calls (kernels._alloc.scratch): no result
-    may live in one, so a later call, of another shape or from another thread, must leave
-    earlier results as torch computed them."""
+    may live in one, so a later call, of the same shape or another, in this thread or
+    another, must leave earlier results as torch computed them."""
     from concurrent.futures import ThreadPoolExecutor
 
     cases = [_data(x_shape, w_shape, np.float32, seed=s, **kw) for s in range(4)]
@@ -307,11 +313,13 @@ def test_conv2d_results_survive_later_calls_and_threads(x_shape, w_shape, kw):
         return (kernels.conv2d(x, w, b, **opts),) + kernels.conv2d_backward(g, x, w, **opts)
 
     first = run(cases[0], **kw)
+    second = run(cases[1], **kw)  # the same shapes in this thread: the same scratch buffers
     run(_data((3, 6, 14, 14), (16, 6, 5, 5), np.float32))  # other shapes, same buffers
     with ThreadPoolExecutor(3) as pool:
         rest = list(pool.map(lambda case: run(case, **kw), cases[1:] * 2))
-    for got, case in zip([first] + rest, cases[:1] + cases[1:] * 2):
+    for got, case in zip([first, second] + rest, cases[:2] + cases[1:] * 2):
         _check(got, _torch(*case, **kw), np.float32)
+    assert not any(np.shares_memory(a, b) for a, b in zip(first, second) if a is not None)
 
 
 def test_reference_matches_torch_lenet_conv1():
