@@ -66,6 +66,7 @@ def check_meta(name: str, dtype, shape: tuple, ndim=None, want=None, floats=True
     dtype = np.dtype(dtype)
     if floats and dtype.type not in FLOATS:
         raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    native(name, dtype)
     if want is not None and dtype != np.dtype(want):
         raise TypeError(f"{name} is {dtype} but the other arguments are {np.dtype(want)}")
     ranks = (ndim,) if isinstance(ndim, int) else ndim
@@ -74,6 +75,15 @@ def check_meta(name: str, dtype, shape: tuple, ndim=None, want=None, floats=True
         raise ValueError(f"{name} must have {want_rank} dimensions, got shape {shape}")
     if 0 in shape:
         raise ValueError(f"{name} has a zero-sized dimension: shape {shape}")
+
+
+def native(name: str, dtype: np.dtype) -> None:
+    """The kernels read raw memory in this machine's byte order: an array in the other one
+    (a big-endian file's, say) would be read as other numbers, silently."""
+    if not dtype.isnative:
+        order = "big" if dtype.byteorder == ">" else "little"
+        raise TypeError(f"{name} is {order}-endian ({dtype.str}), not this machine's byte "
+                        f"order: pass {name}.astype(np.{dtype.type.__name__})")
 
 
 def array(x, name: str, ndim: int | tuple[int, ...] | None = None,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import FLOATS, count, flag, is_device, on_device, overlapping, real
+from ._checks import FLOATS, count, flag, is_device, native, on_device, overlapping, real
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
@@ -144,6 +144,7 @@ class _Optimizer:
                 raise TypeError(f"{name} must be a NumPy array, got {type(p).__name__}")
             if p.dtype.type not in FLOATS:
                 raise TypeError(f"{name} must be float32 or float64, got {p.dtype}")
+            native(name, p.dtype)
             if not p.flags.c_contiguous:
                 raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
             if not p.flags.writeable:

@@ -283,3 +283,37 @@ def test_the_padded_copy_is_checked_on_the_host(monkeypatch):
         kernels.conv2d(x, w, padding=100)
     with pytest.raises(ValueError, match="the zero-padded copy of x would need"):
         kernels.conv2d_backward(g, x, w, padding=100)
+
+
+def _swapped(a: np.ndarray) -> np.ndarray:
+    """``a``'s values in the other byte order (big-endian on a little-endian machine)."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+# (id, call with host arrays, the argument named): one array in the other byte order each
+# (integer indices are converted to int64 by value, so any byte order reads right)
+BYTE_ORDER_CASES = [
+    ("conv-x", lambda: kernels.conv2d(_swapped(_x()), _x((3, 2, 3, 3))), "x"),
+    ("conv-w", lambda: kernels.conv2d(_x(), _swapped(_x((3, 2, 3, 3)))), "w"),
+    ("conv-backward-grad-out", lambda: kernels.conv2d_backward(
+        _swapped(_x((1, 3, 6, 6))), _x(), _x((3, 2, 3, 3))), "grad_out"),
+    ("correlate2d", lambda: kernels.correlate2d(_swapped(np.ones((8, 8))), np.ones((3, 3))),
+     "in1"),
+    ("max-pool", lambda: kernels.max_pool2d(_swapped(_x()), 2), "x"),
+    ("batch-norm", lambda: kernels.batch_norm(_swapped(_x()), training=True), "x"),
+    ("relu", lambda: kernels.relu(_swapped(_x())), "x"),
+    ("sgd-params", lambda: kernels.optim.SGD([_swapped(np.ones(3, np.float32))], lr=0.1),
+     r"params\[0\]"),
+]
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+@pytest.mark.parametrize("call,name", [c[1:] for c in BYTE_ORDER_CASES],
+                         ids=[c[0] for c in BYTE_ORDER_CASES])
+def test_the_other_byte_order_is_named_not_misread(no_kernels, call, name):
+    """The kernels read raw memory in the machine's byte order; a big-endian array (from a
+    file, say) would be read as other numbers, silently (a float64 conv2d returned
+    garbage before this check), so it is refused, with the conversion that fixes it."""
+    with pytest.raises(TypeError, match=rf"^{name} is (big|little)-endian \(.*pass {name}"
+                                        r"\.astype\(np\.(float32|float64)\)"):
+        call()
