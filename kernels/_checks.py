@@ -94,7 +94,8 @@ def array(x, name: str, ndim: int | tuple[int, ...] | None = None,
             no_device(x)
         raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
     check_meta(name, x.dtype, x.shape, ndim, dtype)
-    return np.ascontiguousarray(x)
+    # NOTE: np.ascontiguousarray makes a 0-d array 1-d; a C-contiguous one needs no copy
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:

@@ -23,7 +23,7 @@ cuda_only = pytest.mark.skipif(not cuda_available(), reason="Numba's CUDA target
 
 @impls
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1,), (5,), (64, 10), (3, 4, 5, 6), (300, 200)])
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (64, 10), (3, 4, 5, 6), (300, 200)])
 def test_relu_matches_torch(impl, dtype, shape):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(dtype)
@@ -34,6 +34,7 @@ def test_relu_matches_torch(impl, dtype, shape):
     (gx,) = torch.autograd.grad(y, xt, torch.tensor(g))
     ours, grad = impl.relu(x), impl.relu_backward(g, x)
     assert ours.dtype == grad.dtype == dtype
+    assert ours.shape == grad.shape == shape  # a 0-d array stays 0-d, as in torch
     np.testing.assert_array_equal(ours, y.detach().numpy())  # NaN propagates, exact
     np.testing.assert_array_equal(grad, gx.numpy())  # 0 at x == 0
 
