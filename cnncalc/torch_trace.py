@@ -36,6 +36,7 @@ import importlib
 import itertools
 import logging
 import os
+import random
 import re
 import sys
 from dataclasses import dataclass
@@ -365,20 +366,54 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
             value = _sympy_size(fixed, names) if fixed.free_symbols else fixed
             raise CnnCalcError(f"--input: the model fixes {ours} = {value}; give that number, "
                                "or a model whose sizes can vary")
+    _check_guards(env, names, symbols, hints)
     result = _analysis(tuple(calls), shapes[0], out, batch, layout,
                        name or type(model).__name__, tuple(unsupported), options,
                        tuple(tracer.notes))
-    for step in (0, 32):  # the formulas, against the numeric trace
+    for step in (0, 32, 1):  # the formulas, against the numeric trace (an odd size too)
         values = {d: hints[d] + step for d in symbols}
         given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
         numeric = from_torch(model, given if len(given) > 1 else given[0], batch=batch,
                              input_dtype=list(dtypes), layout="chw")
-        for q in ("params", "macs"):
+        for q in ("params", "macs", "activations"):
             if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
                 raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
                                    f"{', '.join(map(str, symbols))} (torch specialised a size "
                                    "on the way); give numbers")
     return result
+
+
+GUARD_SIZES = (*range(224, 240), 256, 288, 301)  # every remainder mod 16, near the trace's
+
+
+def _check_guards(env, names: dict, symbols: list, hints: dict) -> None:
+    """Refuse formulas that hold for only some sizes. Where a size's formula depends on a
+    remainder (a ceil_mode pool: whether the last window starts inside the input), torch
+    takes the branch of the size it traced and records the condition as a guard; the
+    formulas are then wrong for the other remainders, though right at the sizes traced.
+    A guard that fails at sizes of the traced one's magnitude (every remainder mod 16)
+    is such a condition; lower bounds (a map of at least 3 rows) hold there."""
+    ours = {theirs: d for theirs, d in names.items() if not d.is_Integer}
+    order = sorted(ours, key=str)
+    points = list(itertools.product(GUARD_SIZES, repeat=len(order)))
+    if len(points) > 400:  # three sizes or more: a fixed sample of the grid
+        points = random.Random(0).sample(points, 400)
+    for guard in getattr(env, "guards", ()):
+        expr = guard.expr
+        if not expr.free_symbols or not expr.free_symbols <= set(ours):
+            continue
+        for point in points:
+            try:
+                holds = bool(expr.xreplace(dict(zip(order, map(sp.Integer, point)))))
+            except TypeError:  # not decidable from the sizes alone: not ours to judge
+                break
+            if not holds:
+                traced = ", ".join(f"{ours[t]} = {hints[ours[t]]}" for t in order)
+                at = ", ".join(f"{ours[t]} = {v}" for t, v in zip(order, point))
+                raise CnnCalcError(
+                    "--input: the model's sizes follow one formula for some input sizes "
+                    f"and another for others (traced at {traced}, its formulas fail at "
+                    f"{at}); give numbers")
 
 
 def _attention_roles(ops: list[str]) -> list[str] | None:

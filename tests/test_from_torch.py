@@ -322,3 +322,58 @@ def test_cli_torch_symbolic_sizes(user_module, capsys):
     model = importlib.import_module(user_module).allconv()
     conv = model[0]
     assert doc["total"]["macs"] == conv.weight.numel() * 16 * 9 + 8
+
+
+def _sym_models():
+    nn, F = torch.nn, torch.nn.functional
+
+    class Padded(nn.Module):
+        def __init__(self, first):
+            super().__init__()
+            self.first = first
+
+        def forward(self, x):
+            return F.pad(self.first(x), (1, 1, 1, 1))
+
+    one_formula = {
+        "ceil_mode pool, every window inside": nn.Sequential(nn.MaxPool2d(3, 2, ceil_mode=True),
+                                                             nn.Conv2d(1, 4, 1)),
+        "stride-2 conv, pool": nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.MaxPool2d(2),
+                                             nn.Conv2d(4, 4, 3, padding=1)),
+        "pool 3/2/1, adaptive": nn.Sequential(nn.Conv2d(1, 4, 7, 2, 3), nn.MaxPool2d(3, 2, 1),
+                                              nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                              nn.Linear(4, 2)),
+    }
+    by_remainder = {  # torch traces one branch of a remainder, and guards it
+        "ceil_mode max pool": nn.Sequential(nn.MaxPool2d(1, 2, ceil_mode=True),
+                                            nn.Conv2d(1, 4, 1, stride=2)),
+        "ceil_mode avg pool": nn.AvgPool2d(3, 3, padding=1, ceil_mode=True),
+        "strided conv, then F.pad": Padded(nn.Conv2d(1, 2, 1, stride=2)),
+        "pool, then F.pad": Padded(nn.MaxPool2d(2)),
+    }
+    return one_formula, by_remainder
+
+
+@pytest.mark.parametrize("name", list(_sym_models()[0]))
+def test_symbolic_sizes_hold_at_odd_and_even_sizes(name):
+    """Symbolic sizes, where given, equal torch's own numeric trace at sizes of every
+    parity, not only at the sizes the formulas were traced and checked at."""
+    model = _sym_models()[0][name]
+    sym = cnncalc.from_torch(model, "1xHxW")
+    for h, w in [(15, 11), (16, 16), (7, 9), (33, 64)]:
+        numeric = cnncalc.from_torch(model, (1, h, w))
+        at = sym.subs({"H": h, "W": w})
+        assert at.output_shape == numeric.output_shape == tuple(
+            model(torch.zeros(1, 1, h, w)).shape[1:])
+        for q in ("params", "macs", "activations"):
+            assert at.total[q] == numeric.total[q], (h, w, q)
+
+
+@pytest.mark.parametrize("name", list(_sym_models()[1]))
+def test_symbolic_sizes_that_depend_on_a_remainder_are_refused(name):
+    """A ceil_mode pool's output size, or F.pad's, takes a branch on the traced size's
+    remainder; torch's formulas then hold at the traced sizes and fail at others, so
+    cnncalc refuses them and asks for numbers (it returned wrong formulas before)."""
+    model = _sym_models()[1][name]
+    with pytest.raises(cnncalc.CnnCalcError, match="give (numbers|that number)"):
+        cnncalc.from_torch(model, "1xHxW")
