@@ -247,6 +247,14 @@ def function_table(torch, value=int) -> FunctionTable:
             return L.Elementwise(kind), kind, False
         return h
 
+    def new_activation(kind):
+        """A new tensor made with no multiply-adds (padding, interpolation): a row of its
+        own, as its module (``nn.ZeroPad2d``, ``nn.Upsample``) and the layer language's
+        ``pad`` and ``upsample`` get, so its activations are counted."""
+        def h(args, kwargs, acts, out, dims):
+            return None, kind, False
+        return h
+
     def dropout(args, kwargs, acts, out, dims):
         p = Args(args, kwargs, "input p")("p", 0.5)
         return L.Elementwise("dropout", Fraction(str(p))), "dropout", False
@@ -315,6 +323,9 @@ def function_table(torch, value=int) -> FunctionTable:
     }.items():
         on(funcs, elementwise(kind))
     on([F.dropout, F.dropout1d, F.dropout2d, F.dropout3d], dropout)
+    on([F.pad], new_activation("pad"))
+    on([F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear],
+       new_activation("upsample"))
     on([F.batch_norm], batch_norm)
     on([F.instance_norm], instance_norm)
     on([F.layer_norm], layer_norm)

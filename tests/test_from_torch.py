@@ -377,3 +377,30 @@ def test_symbolic_sizes_that_depend_on_a_remainder_are_refused(name):
     model = _sym_models()[1][name]
     with pytest.raises(cnncalc.CnnCalcError, match="give (numbers|that number)"):
         cnncalc.from_torch(model, "1xHxW")
+
+
+def test_functional_pad_and_interpolate_get_rows():
+    """F.pad and F.interpolate make new activations, as nn.ZeroPad2d and nn.Upsample do:
+    each gets a row, so the total counts every tensor the forward makes (they passed as
+    free views before, and a third of this network's activations went uncounted)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            a = self.conv(x)
+            b = F.pad(a, (1, 1, 1, 1))
+            c = F.interpolate(b, scale_factor=2, mode="nearest")
+            return F.relu(c), (a, b, c)
+
+    x = torch.zeros(1, 3, 8, 8)
+    y, made = Net()(x)
+    got = cnncalc.from_torch(Net(), (3, 8, 8))
+    assert [r.type for r in got.layers] == ["conv2d", "pad", "upsample", "relu"]
+    assert [r.output_shape for r in got.layers] == [tuple(t.shape[1:]) for t in (*made, y)]
+    assert got.total["activations"] == sum(t.numel() for t in (*made, y))
+    spec = cnncalc.analyze("conv(4, k=3, p=1), pad(1), upsample(2), relu", input="3x8x8")
+    assert got.total["activations"] == spec.total["activations"]
