@@ -17,7 +17,8 @@ rows feeding it). Conventions, written once here and in the README:
   (checked with ``torch.autograd.graph.saved_tensors_hooks``), each counted
   once: a tensor kept by two layers (a ReLU's output that the next conv also
   keeps as its input) is charged to the first. Parameters and running
-  statistics that autograd also saves are model state, not counted here.
+  statistics that autograd also saves are model state, not counted here
+  (instance norm's copies of them, repeated per sample, are counted).
 * Memory is in bytes of one dtype for parameters, buffers, gradients,
   optimizer state and activations (no mixed precision). Norm statistics are
   kept in float32, max-pool indices in int64, dropout masks as bool.
@@ -111,7 +112,12 @@ def _bn(layer: L.BatchNorm, shape, out, batch, weight_grad):
 
 @kept.register
 def _in(layer: L.InstanceNorm, shape, out, batch, weight_grad):
-    return [_IN, _stats(batch * shape[0])]
+    # torch runs instance norm as a batch norm over N*C channels: the weight and the
+    # running statistics are repeated N times first, and autograd keeps those copies
+    # (temporaries, not the model state the conventions leave out)
+    copies = int(layer.affine) + 2 * int(layer.track_running_stats)
+    repeated = [Keep("extra", copies * batch * shape[0])] if copies else []
+    return [_IN, _stats(batch * shape[0]), *repeated]
 
 
 @kept.register

@@ -208,6 +208,10 @@ def test_dropout_mask_differs_on_cpu():
     ("adaptiveavgpool(3)", nn.AdaptiveAvgPool2d(3)), ("gap", nn.AdaptiveAvgPool2d(1)),
     ("ln", nn.LayerNorm([6, 6, 6])), ("ln(dims=1)", nn.LayerNorm(6)), ("gn(3)", nn.GroupNorm(3, 6)),
     ("in", nn.InstanceNorm2d(6)), ("bn", nn.BatchNorm2d(6)),
+    ("in(affine=true)", nn.InstanceNorm2d(6, affine=True)),  # (the per-sample copies of
+    ("in(track_running_stats=true)", nn.InstanceNorm2d(6, track_running_stats=True)),
+    ("in(affine=true, track_running_stats=true)",  # the weight and the statistics)
+     nn.InstanceNorm2d(6, affine=True, track_running_stats=True)),
     ("deconv(4, k=3, s=2)", nn.ConvTranspose2d(6, 4, 3, 2)),
 ])
 def test_each_layer_kind_keeps_what_autograd_saves(spec, module):
