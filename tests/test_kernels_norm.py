@@ -275,12 +275,20 @@ def test_has_bias_overrides_weight(impl):
     assert impl.group_norm_backward(g, x, 2, w, mean, invstd, has_bias=False)[2] is None
 
 
-def test_large_mean_float32_keeps_precision():
-    """Two-pass float64 statistics: a mean 1e4 standard deviations away is harmless."""
-    x = data((8, 3, 16, 16), np.float32, offset=1e4, scale=1.0)
-    y = norm.batch_norm(x, training=True)
-    ty = F.batch_norm(t(x.astype(np.float64)), None, None, training=True).numpy()
-    np.testing.assert_allclose(y, ty, atol=2e-3)  # limited by float32 x itself (ulp 1e-3)
+@pytest.mark.parametrize("offset,scale", [(3.0, 1e-3), (1e4, 1.0)])
+def test_large_mean_float32_keeps_precision(offset, scale):
+    """Two-pass float64 statistics, and the mean applied as two float32 parts: values a
+    mean of 3e3 or 1e4 standard deviations away normalize to float32 precision, against
+    float64 of the same values (with the mean rounded to float32 alone, ours were off by
+    up to half an ulp of the mean times the inverse standard deviation)."""
+    x = data((8, 3, 16, 16), np.float32, offset=offset, scale=scale)
+    x64 = t(x.astype(np.float64))
+    for ours, theirs in [
+            (norm.batch_norm(x, training=True), F.batch_norm(x64, None, None, training=True)),
+            (norm.group_norm(x, 3), F.group_norm(x64, 3)),
+            (norm.layer_norm(x, (16, 16)), F.layer_norm(x64, (16, 16)))]:
+        ref = theirs.numpy()
+        assert np.abs(ours - ref).max() <= 2e-6 * np.abs(ref).max()
 
 
 def test_inputs_untouched_and_public_names():
