@@ -366,7 +366,7 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
             value = _sympy_size(fixed, names) if fixed.free_symbols else fixed
             raise CnnCalcError(f"--input: the model fixes {ours} = {value}; give that number, "
                                "or a model whose sizes can vary")
-    _check_guards(env, names, symbols, hints)
+    _check_guards(env, names, hints)
     result = _analysis(tuple(calls), shapes[0], out, batch, layout,
                        name or type(model).__name__, tuple(unsupported), options,
                        tuple(tracer.notes))
@@ -386,21 +386,21 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
 GUARD_SIZES = (*range(224, 240), 256, 288, 301)  # every remainder mod 16, near the trace's
 
 
-def _check_guards(env, names: dict, symbols: list, hints: dict) -> None:
+def _check_guards(env, names: dict, hints: dict) -> None:
     """Refuse formulas that hold for only some sizes. Where a size's formula depends on a
     remainder (a ceil_mode pool: whether the last window starts inside the input), torch
     takes the branch of the size it traced and records the condition as a guard; the
     formulas are then wrong for the other remainders, though right at the sizes traced.
     A guard that fails at sizes of the traced one's magnitude (every remainder mod 16)
-    is such a condition; lower bounds (a map of at least 3 rows) hold there."""
-    ours = {theirs: d for theirs, d in names.items() if not d.is_Integer}
-    order = sorted(ours, key=str)
+    is such a condition; lower bounds (a map of at least 3 rows) hold there. ``names``:
+    torch's size symbols -> the user's."""
+    order = sorted(names, key=str)
     points = list(itertools.product(GUARD_SIZES, repeat=len(order)))
     if len(points) > 400:  # three sizes or more: a fixed sample of the grid
         points = random.Random(0).sample(points, 400)
     for guard in getattr(env, "guards", ()):
         expr = guard.expr
-        if not expr.free_symbols or not expr.free_symbols <= set(ours):
+        if not expr.free_symbols or not expr.free_symbols <= names.keys():
             continue
         for point in points:
             try:
@@ -408,8 +408,8 @@ def _check_guards(env, names: dict, symbols: list, hints: dict) -> None:
             except TypeError:  # not decidable from the sizes alone: not ours to judge
                 break
             if not holds:
-                traced = ", ".join(f"{ours[t]} = {hints[ours[t]]}" for t in order)
-                at = ", ".join(f"{ours[t]} = {v}" for t, v in zip(order, point))
+                traced = ", ".join(f"{names[t]} = {hints[names[t]]}" for t in order)
+                at = ", ".join(f"{names[t]} = {v}" for t, v in zip(order, point))
                 raise CnnCalcError(
                     "--input: the model's sizes follow one formula for some input sizes "
                     f"and another for others (traced at {traced}, its formulas fail at "

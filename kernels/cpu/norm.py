@@ -31,9 +31,9 @@ Optimizations:
     partial sums, 4-6x faster than the sequential chain of float64 adds (measured: 8.3
     ms -> 1.4 ms for 10 M float32 squared deviations, one thread), while nan/inf
     semantics stay IEEE; results are deterministic, the order fixed in compiled code;
-  - the elementwise pass is ``((x - hi) - lo) * scale + shift`` with dtype scalars
-    (the float64 mean as two of them, :func:`_split`: float32 precision however far the
-    mean lies from zero), a contiguous innermost loop that LLVM vectorizes;
+  - the forward's elementwise pass is ``((x - hi) - lo) * scale + shift`` with dtype
+    scalars (the float64 mean as two of them, :func:`_split`: float32 precision however
+    far the mean lies from zero), a contiguous innermost loop that LLVM vectorizes;
   - few parallel regions per kernel (tiny merges run serially): on 2 shared cores each
     region's barrier costs;
   - per-channel weight/bias gradients are reduced without races: batch and group norm
@@ -151,7 +151,8 @@ def _split(mean, t):
 
 @njit(**_jit)
 def _grad_x(g, x, gx, m, alpha, beta, gamma):
-    """gx = alpha * g + beta * (x - m) + gamma, all in x's dtype."""
+    """gx = alpha * g + beta * (x - m) + gamma, all in x's dtype (the backward's mean is
+    the forward's as returned, in x's dtype, as torch's: no low part to apply)."""
     for i in range(x.shape[0]):
         gx[i] = alpha * g[i] + beta * (x[i] - m) + gamma
 
@@ -183,11 +184,11 @@ def batch_norm_forward(x, weight, bias, training, eps, y, mean, var):
                 k, m, m2 = _combine(k, m, m2, s_, part_mean[n, c], part_m2[n, c])
             mean[c] = m
             var[c] = m2 / k
-    shift = np.empty(c_, x.dtype)
-    low = np.empty(c_, x.dtype)
+    hi = np.empty(c_, x.dtype)
+    lo = np.empty(c_, x.dtype)
     scale = np.empty(c_, x.dtype)
     for c in range(c_):
-        shift[c], low[c] = _split(mean[c], x.dtype.type)
+        hi[c], lo[c] = _split(mean[c], x.dtype.type)
         if training and var[c] + eps == 0.0:  # eps = 0, constant channel: y = b, as torch
             scale[c] = 0.0
         else:
@@ -195,7 +196,7 @@ def batch_norm_forward(x, weight, bias, training, eps, y, mean, var):
     for job in prange(n_ * c_):
         n = job // c_
         c = job % c_
-        _scale_shift(x[n, c], y[n, c], shift[c], low[c], scale[c], bias[c])
+        _scale_shift(x[n, c], y[n, c], hi[c], lo[c], scale[c], bias[c])
 
 
 @njit(parallel=True, **_jit)
