@@ -493,11 +493,12 @@ def _subs_layer(layer, mapping: dict):
 
 
 def finish(rows, shape: Shape, batch: sp.Expr, layout: str, *, optimizer: str = "sgd",
-           dtype: str = "float32", freeze=None) -> tuple[tuple[Row, ...], dict, str | None,
-                                                          dict | None]:
+           dtype: str = "float32", freeze=None,
+           notes: list[str] | None = None) -> tuple[tuple[Row, ...], dict, str | None,
+                                                    dict | None]:
     """Walked rows -> (rows with receptive fields, freezing and training quantities,
     totals, the freeze text, what freezing saves or None). ``shape`` is the network's
-    input, channels first."""
+    input, channels first; the training pass adds its assumptions to ``notes``."""
     rows = tuple(rows)
     fields = receptive.fields(rows, shape, layout)
     rows = tuple(updated(r, receptive_field=f) for r, f in zip(rows, fields))
@@ -507,7 +508,7 @@ def finish(rows, shape: Shape, batch: sp.Expr, layout: str, *, optimizer: str = 
     if frozen:
         unfrozen = training.totals(training.annotate(rows, batch, frozenset(), optimizer,
                                                      dtype, layout))
-    rows = training.annotate(rows, batch, frozen, optimizer, dtype, layout)
+    rows = training.annotate(rows, batch, frozen, optimizer, dtype, layout, notes)
     total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
     total.update(training.totals(rows))
     total["receptive_field"], total["receptive_field_layer"] = receptive.total(rows)
@@ -582,7 +583,8 @@ def analyze(network=None, input=None, batch=1, *, layout: str = "chw", bias: boo
         raise SpecError(f"layer {exc.index} ({exc.name}): {exc.message}", network, start,
                         end - start) from None
     rows, total, freeze, saves = finish(walker.rows, shape, batch, layout,
-                                        optimizer=optimizer, dtype=dtype, freeze=freeze)
+                                        optimizer=optimizer, dtype=dtype, freeze=freeze,
+                                        notes=walker.notes)
     overall = _change(shape, out)
     step = Step("memory_change", _change_formula(),
                 {A_IN: _product(to_layout(shape, layout), ONE),

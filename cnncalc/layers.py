@@ -249,7 +249,8 @@ class ChannelSplit:
 
 @dataclass(frozen=True)
 class Shuffle:
-    """ShuffleNet's channel shuffle over ``groups``: a reordering copy."""
+    """ShuffleNet's channel shuffle over ``groups``: a reordering copy (with one group, or
+    one channel a group, a view of a contiguous input)."""
 
     groups: Size
 

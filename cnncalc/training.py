@@ -1,7 +1,7 @@
 """What one training step costs on top of the forward pass: backward MACs and memory.
 
 Pure functions over the analysed rows (which carry each layer's record and the
-rows feeding it). Conventions, written once here and in the README:
+rows feeding it). Conventions, written once here and in docs/conventions.md:
 
 * A tensor needs a gradient when some layer upstream of it has trainable
   parameters; the network's input never does. A layer takes part in the
@@ -160,26 +160,93 @@ def _merge(layer: L.Merge, shape, out, batch, weight_grad):
     return [Keep("input", index=0, for_grad_of=1), Keep("input", index=1, for_grad_of=0)]
 
 
-@singledispatch
-def is_view(layer) -> bool:
-    """Whether the layer's output is its input, reshaped (no new memory)."""
+# -- memory layouts ---------------------------------------------------------------------
+# Whether a tensor is a view or a copy, and so which storage a later layer keeps, depends
+# on its strides. Four layouts are told apart, as torch lays them out:
+#   DENSE  contiguous;
+#   GAP    a channel slice of a DENSE tensor (``torch.chunk``): contiguous but for the
+#          batch stride, so it flattens as a view;
+#   LAST   channels-last strides, which ConvNeXt's LayerNorm2d (permute, layer_norm,
+#          permute back) leaves and convs, norms, pools and activations carry on;
+#   LAST_GAP  a channel slice of a LAST tensor.
+DENSE, GAP, LAST, LAST_GAP = "dense", "gap", "last", "last_gap"
+# Layers whose output takes channels-last strides from a channels-last input (torch's
+# ``suggest_memory_format``); every other layer that computes writes a contiguous output.
+_CARRY_LAST = (L.Conv, L.ConvTranspose, L.BatchNorm, L.GroupNorm, L.Pool, L.AdaptiveAvgPool,
+               L.Upsample, L.Pad, L.LayerScale)
+
+
+def _strided_sizes(layout: str, shape: tuple, batch: sp.Expr) -> tuple:
+    """The sizes that make a tensor of this layout non-contiguous when all are above 1."""
+    plane = prod(shape[1:])
+    return {DENSE: (), GAP: (batch,), LAST: (shape[0], plane)}.get(layout, (plane, batch))
+
+
+def contiguous(layout: str, shape: tuple, batch: sp.Expr) -> bool:
+    """Whether a tensor of this layout and ``shape`` (channels first, without the batch) is
+    contiguous all the same, because the dimensions its strides reorder have size 1.
+    Symbolic sizes are taken to be above 1 (see :func:`_assumption`)."""
+    sizes = _strided_sizes(layout, shape, batch)
+    if layout == LAST_GAP:
+        return all(s == 1 for s in sizes)
+    return layout == DENSE or any(s == 1 for s in sizes)
+
+
+def _assumption(layer, layout: str, shape: tuple, batch: sp.Expr) -> str | None:
+    """What a copy charged for a non-contiguous tensor assumes of symbolic sizes."""
+    sizes = _strided_sizes(layout, shape, batch)
+    if isinstance(layer, L.Flatten) and layout == LAST_GAP:
+        sizes = sizes[:1]  # a slice of 1x1 planes flattens as a view at any batch
+    symbolic = [s for s in sizes if not s.is_number]
+    if not symbolic:
+        return None
+    join = " or " if layout == LAST_GAP else " and "
+    return join.join(f"{s} > 1" for s in symbolic)
+
+
+def layout_of(layer, inputs: list[str], shape: tuple, batch: sp.Expr) -> str:
+    """The layout of a layer's output from its inputs' (``shape``: the first input's)."""
+    first = inputs[0] if inputs else DENSE
+    last = first in (LAST, LAST_GAP) and not contiguous(first, shape, batch)
+    if isinstance(layer, L.LayerNorm) and layer.channels:
+        return LAST
+    if isinstance(layer, L.ChannelSplit):
+        if layer.parts == 1:
+            return first
+        return LAST_GAP if first in (LAST, LAST_GAP) else GAP
+    if isinstance(layer, L.Flatten):
+        return GAP if first in (GAP, LAST_GAP) and is_view(layer, first, shape, batch) \
+            else DENSE
+    if is_view(layer, first, shape, batch):
+        return first
+    if isinstance(layer, L.Merge) and layer.kind == "cat":
+        # a concatenation keeps channels-last only when every input has it
+        return LAST if all(i in (LAST, LAST_GAP) for i in inputs) else DENSE
+    # torch's elementwise ops, an add or mul among them, follow their first input's strides
+    # (a residual's add: its body's, as torchvision's ``out += identity``)
+    carries = isinstance(layer, (*_CARRY_LAST, L.Merge, L.Residual)) or (
+        isinstance(layer, L.Elementwise) and layer.kind != "softmax")
+    return LAST if carries and last else DENSE
+
+
+def is_view(layer, layout: str, shape: tuple, batch: sp.Expr) -> bool:
+    """Whether the layer's output is its input, reshaped (no new memory): ``layout`` and
+    ``shape`` are its input's."""
+    if isinstance(layer, L.ChannelSplit):
+        return True
+    if isinstance(layer, L.Flatten):
+        # channels-last strides do not merge into one dimension: flatten copies
+        return layout == GAP or contiguous(layout, shape, batch) or prod(shape[1:]) == 1
+    if isinstance(layer, L.Shuffle):
+        # torchvision's shuffle is view, transpose, contiguous(), view: with one group, or
+        # one channel a group, the transpose moves a dimension of size 1 and leaves a
+        # contiguous tensor, which contiguous() returns as it is
+        return ((layer.groups == 1 or layer.groups == shape[0])
+                and contiguous(layout, shape, batch))
+    if isinstance(layer, L.Elementwise):
+        # stochastic depth with p = 0 returns its input (torchvision's StochasticDepth)
+        return layer.kind == "identity" or (layer.kind == "stochastic_depth" and not layer.p)
     return False
-
-
-@is_view.register
-def _flatten_view(layer: L.Flatten) -> bool:
-    return True
-
-
-@is_view.register
-def _identity_view(layer: L.Elementwise) -> bool:
-    # stochastic depth with p = 0 returns its input (torchvision's StochasticDepth)
-    return layer.kind == "identity" or (layer.kind == "stochastic_depth" and not layer.p)
-
-
-@is_view.register
-def _split_view(layer: L.ChannelSplit) -> bool:
-    return True
 
 
 # -- freezing --------------------------------------------------------------------------
@@ -250,8 +317,9 @@ def _by_word(token: str, rows) -> set[int]:
 # -- the walk --------------------------------------------------------------------------
 
 def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype: str,
-             layout: str) -> tuple:
-    """The rows with trainable / frozen params and every training quantity filled in."""
+             layout: str, notes: list[str] | None = None) -> tuple:
+    """The rows with trainable / frozen params and every training quantity filled in;
+    what symbolic sizes are assumed to be is added to ``notes``."""
     if dtype not in DTYPE_BYTES:
         raise CnnCalcError(f"--dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
     if optimizer not in OPTIMIZER_STATE:
@@ -262,6 +330,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
     elements: dict[int, sp.Expr] = {}  # a tensor's size: keeping a view keeps all of it
     charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
+    layouts: list[str] = []  # the strides of the tensor row i outputs (see layout_of)
     out = []
     for row in rows:
         is_frozen = row.index in frozen
@@ -274,12 +343,24 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
         if row.inputs and row.inputs[0] < 0 and -1 not in elements:
             elements[-1] = prod(shape)
-        tensor.append(src if is_view(row.layer) else row.index)
-        if not is_view(row.layer):
+        ins = [layouts[i] if i >= 0 else DENSE for i in row.inputs] or [DENSE]
+        view = is_view(row.layer, ins[0], shape, batch)
+        layouts.append(layout_of(row.layer, ins, shape, batch))
+        tensor.append(src if view else row.index)
+        if not view:
             elements[row.index] = prod(out_shape)
+        copies = not view and (isinstance(row.layer, L.Flatten) or (
+            isinstance(row.layer, L.Shuffle) and row.layer.groups in (1, shape[0])))
         saved = ZERO
         if grad_in or weight_grad:
-            for keep in kept(row.layer, shape, out_shape, batch, weight_grad):
+            keeps = kept(row.layer, shape, out_shape, batch, weight_grad)
+            if (isinstance(row.layer, L.Linear) and len(shape) > 1 and keeps
+                    and not contiguous(ins[0], shape, batch)):
+                # torch's linear folds the leading dimensions into rows with reshape,
+                # which copies a tensor whose strides do not allow it: the copy is kept
+                keeps = [Keep("extra", prod(shape) * batch)]
+                copies = True
+            for keep in keeps:
                 if keep.role == "extra":
                     saved += keep.elements * (keep.itemsize or b)
                     continue
@@ -295,6 +376,10 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 if which not in charged:
                     charged.add(which)
                     saved += elements.get(which, prod(shape)) * batch * b
+        assumed = _assumption(row.layer, ins[0], shape, batch) if copies else None
+        if assumed and notes is not None:
+            notes.append(f"{row.name}: the bytes kept count torch's copy of a strided "
+                         f"tensor, made when {assumed} (at 1 it is a view)")
         grads = trainable * b
         optim = states * trainable * b
         out.append(updated(

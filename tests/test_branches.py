@@ -11,6 +11,8 @@ gradient, as in ``test_training.py``.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sympy as sp
 
@@ -229,6 +231,120 @@ def test_saved_bytes_match_autograd(name):
     a = cnncalc.analyze(spec, input="x".join(map(str, shape)), batch=3)
     saved, _ = saved_by_torch(model, torch.randn(3, *shape))
     assert int(a.total["saved_bytes"]) == saved
+
+
+class _Call(nn.Module):
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def forward(self, x):
+        return self.f(x)
+
+
+def _chunk(parts, index):
+    return _Call(lambda x: x.chunk(parts, 1)[index])
+
+
+def _shuffle(groups):
+    """torchvision's channel_shuffle (reshape where the input's strides forbid a view)."""
+    def f(x):
+        n, c, h, w = x.shape
+        x = x.reshape(n, groups, c // groups, h, w).transpose(1, 2).contiguous()
+        return x.view(n, c, h, w)
+    return _Call(f)
+
+
+# spec after a 1x1 stem to 8 channels on 4x5 planes, and its torch layers after the stem
+STRIDES = {
+    # a channel slice is contiguous but for its batch stride: flatten views it, linear on
+    # its last dimension copies it (reshape), and the copy is what autograd keeps
+    "split_fc": ("relu, split(2, 0), fc(6)", lambda: [nn.ReLU(), _chunk(2, 0), nn.Linear(5, 6)]),
+    "split_flatten_fc": ("relu, split(2, 1), flatten, fc(6)",
+                         lambda: [nn.ReLU(), _chunk(2, 1), nn.Flatten(), nn.Linear(80, 6)]),
+    "split_split_fc": ("relu, split(2, 0), split(2, 1), fc(6)",
+                       lambda: [nn.ReLU(), _chunk(2, 0), _chunk(2, 1), nn.Linear(5, 6)]),
+    # LayerNorm2d leaves channels-last strides, which convs, pools and activations carry on
+    "ln2d_relu_fc": ("ln2d, relu, fc(6)", lambda: [LayerNorm2d(8), nn.ReLU(), nn.Linear(5, 6)]),
+    "ln2d_flatten": ("ln2d, sigmoid, flatten, fc(6)",
+                     lambda: [LayerNorm2d(8), nn.Sigmoid(), nn.Flatten(), nn.Linear(160, 6)]),
+    "ln2d_conv_pool": ("ln2d, conv(4, k=1), relu, maxpool(2), relu, flatten, fc(6)",
+                       lambda: [LayerNorm2d(8), nn.Conv2d(8, 4, 1), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.ReLU(), nn.Flatten(), nn.Linear(16, 6)]),
+    "ln2d_softmax": ("ln2d, softmax, flatten, fc(6)",  # softmax writes a contiguous output
+                     lambda: [LayerNorm2d(8), nn.Softmax(1), nn.Flatten(), nn.Linear(160, 6)]),
+    "ln2d_gap": ("ln2d, relu, gap, relu, flatten, fc(6)",
+                 lambda: [LayerNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8, 6)]),
+    "ln2d_slice": ("ln2d, relu, split(2, 1), flatten, fc(6)",
+                   lambda: [LayerNorm2d(8), nn.ReLU(), _chunk(2, 1), nn.Flatten(),
+                            nn.Linear(80, 6)]),
+    "ln2d_in": ("ln2d, in, relu, fc(6)",
+                lambda: [LayerNorm2d(8), nn.InstanceNorm2d(8), nn.ReLU(), nn.Linear(5, 6)]),
+    "ln2d_se": ("ln2d, se(2), relu, fc(6)",
+                lambda: [LayerNorm2d(8), _Gate(8, 2), nn.ReLU(), nn.Linear(5, 6)]),
+    # a residual's add follows its body's strides (torchvision's out += identity)
+    "ln2d_residual": ("residual(ln2d, relu, shortcut=identity), relu, fc(6)",
+                      lambda: [_Residual(LayerNorm2d(8), nn.ReLU()), nn.ReLU(), nn.Linear(5, 6)]),
+    # a shuffle with one group, or one channel a group, leaves the order as it is
+    "shuffle_1": ("relu, shuffle(1), fc(6)", lambda: [nn.ReLU(), _shuffle(1), nn.Linear(5, 6)]),
+    "shuffle_c": ("relu, shuffle(8), fc(6)", lambda: [nn.ReLU(), _shuffle(8), nn.Linear(5, 6)]),
+    "shuffle_2": ("relu, shuffle(2), fc(6)", lambda: [nn.ReLU(), _shuffle(2), nn.Linear(5, 6)]),
+    "shuffle_1_of_slice": ("relu, split(2, 0), shuffle(1), fc(6)",
+                           lambda: [nn.ReLU(), _chunk(2, 0), _shuffle(1), nn.Linear(5, 6)]),
+}
+
+
+class _Gate(nn.Module):
+    """Squeeze-and-excitation in torchvision's order: ``scale * input``."""
+
+    def __init__(self, c, squeeze):
+        super().__init__()
+        self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, squeeze, 1), nn.ReLU(),
+                                   nn.Conv2d(squeeze, c, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.scale(x) * x
+
+
+class _Residual(nn.Module):
+    def __init__(self, *body):
+        super().__init__()
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", list(STRIDES))
+def test_saved_bytes_follow_torch_strides(name, batch):
+    """Whether flatten, linear and shuffle view their input or copy it, and so which tensor
+    autograd keeps, depends on the input's strides; each case is checked at batch 1 (where
+    a channel slice is contiguous) and 3."""
+    spec, layers = STRIDES[name]
+    torch.manual_seed(0)
+    model = nn.Sequential(_stem(8), *layers()).train()
+    saved, _ = saved_by_torch(model, torch.randn(batch, 3, 4, 5))
+    a = cnncalc.analyze(f"conv(8, k=1), {spec}", input="3x4x5", batch=batch)
+    assert int(a.total["saved_bytes"]) == saved
+
+
+@pytest.mark.parametrize(("spec", "batch", "note"), [
+    ("conv(8, k=1), relu, split(2, 0), fc(6)", "N", "fc1: .* made when N > 1"),
+    ("conv(8, k=1), ln2d, relu, flatten, fc(6)", 2, "flatten1: .* made when H\\*W > 1"),
+])
+def test_symbolic_strides_state_their_assumption(spec, batch, note):
+    """A copy that torch makes only above size 1 is counted with the symbols taken above 1,
+    and a note says so; substituted, the formula equals the numeric analysis."""
+    a = cnncalc.analyze(spec, input="3xHxW", batch=batch)
+    assert len(a.notes) == 1
+    assert re.match(note, a.notes[0])
+    values = {"H": 4, "W": 5, "N": 3}
+    num = cnncalc.analyze(spec, input="3x4x5", batch=values["N"] if batch == "N" else batch)
+    sub = {cnncalc.layers.symbol(k): v for k, v in values.items()}
+    assert sp.expand(a.total["saved_bytes"].xreplace(sub)) == num.total["saved_bytes"]
+    assert cnncalc.analyze(spec, input="3x4x5", batch=2).notes == ()
 
 
 def test_frozen_gate_keeps_only_what_autograd_keeps():
