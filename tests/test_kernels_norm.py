@@ -591,16 +591,24 @@ def test_eps_zero_constant_slice_on_backend(backend, dtype):
     check_eps_zero_constant_slice(OnBackend(backend), np.full((2, 4, 2, 2), 1.5, dtype), dtype)
 
 
-def test_large_mean_float32_on_backend(backend):
-    """float64 two-pass statistics on every backend: a mean 1e4 standard deviations away
-    is harmless (a float32 or one-pass variance would lose every digit)."""
-    x = data((2, 3, 2, 3), np.float32, offset=1e4, scale=1.0)
-    y, mean, invstd = to_host(norm.batch_norm(to_backend(x, backend), training=True,
-                                              return_stats=True))
-    x64 = x.astype(np.float64)
-    ty = F.batch_norm(t(x64), None, None, training=True).numpy()
-    np.testing.assert_allclose(y, ty, atol=2e-3)  # limited by float32 x itself (ulp 1e-3)
-    np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5), rtol=1e-6)
+@pytest.mark.parametrize("offset,scale", [(3.0, 1e-3), (1e4, 1.0)])
+def test_large_mean_float32_on_backend(backend, offset, scale):
+    """float64 two-pass statistics and the mean applied as two float32 parts on every
+    backend: a mean 3e3 or 1e4 standard deviations away normalizes to float32 precision
+    (a float32 or one-pass variance would lose every digit, a mean rounded once to float32
+    half an ulp of it)."""
+    x = data((2, 3, 4, 4), np.float32, offset=offset, scale=scale)
+    x64 = t(x.astype(np.float64))
+    xb = to_backend(x, backend)
+    y, mean, invstd = to_host(norm.batch_norm(xb, training=True, return_stats=True))
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x64.numpy().var(axis=(0, 2, 3)) + 1e-5),
+                               rtol=1e-6)
+    for ours, theirs in [
+            (y, F.batch_norm(x64, None, None, training=True)),
+            (to_host(norm.group_norm(xb, 3)), F.group_norm(x64, 3)),
+            (to_host(norm.layer_norm(xb, (4, 4))), F.layer_norm(x64, (4, 4)))]:
+        ref = theirs.numpy()
+        assert np.abs(ours - ref).max() <= 2e-6 * np.abs(ref).max()
 
 
 def test_has_bias_on_backend(backend):

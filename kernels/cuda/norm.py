@@ -19,7 +19,9 @@ passes (the mean, then squared deviations from it), so a large mean does not can
 the variance. Those kernels take float64 arrays for their float64 results (the
 statistics for the running update, the raw sums), which is how the PTX check knows
 the float64 arithmetic is meant. Per-element passes run in x's dtype from per-set
-coefficients computed once in float64.
+coefficients computed once in float64. The forward subtracts the float64 mean as two
+parts in x's dtype, ``(x - hi) - lo``: a mean rounded once to float32 loses up to half an
+ulp of itself, which far from zero is a visible part of the normalized value.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def _address(k, i, length, stride):
 # ---------------------------------------------------------------- kernels
 
 @cuda.jit
-def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, invstd):
-    """Per set k: mean64[k], var64[k] (biased) in float64; mean[k] and invstd[k] =
-    1 / sqrt(var + eps) in x's dtype (0 where var + eps = 0 and ``flat_is_zero``).
+def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, mean_lo,
+             invstd):
+    """Per set k: mean64[k], var64[k] (biased) in float64; mean[k], the rest of the mean
+    mean_lo[k] and invstd[k] = 1 / sqrt(var + eps) in x's dtype (0 where var + eps = 0 and
+    ``flat_is_zero``).
 
     Threads: one block per set, its lanes striding over the set's elements.
 
@@ -80,7 +84,9 @@ def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, in
         t = mean.dtype.type
         mean64[k] = m
         var64[k] = v
-        mean[k] = t(m)
+        hi = t(m)
+        mean[k] = hi
+        mean_lo[k] = t(m - float64(hi))
         if v + eps == 0.0:  # eps = 0, a constant set: torch's batch/instance norm give 0
             invstd[k] = t(0) if flat_is_zero else t(math.inf)
         else:
@@ -88,7 +94,7 @@ def _moments(x, length, runs, stride, eps, flat_is_zero, mean64, var64, mean, in
 
 
 @cuda.jit
-def _running_stats(running_mean, running_var, eps, var64, mean, invstd):
+def _running_stats(running_mean, running_var, eps, var64, mean, mean_lo, invstd):
     """Batch norm in eval: mean = running_mean, invstd = 1 / sqrt(running_var + eps)
     computed in float64 (var64 = running_var in float64), rounded once.
 
@@ -101,6 +107,7 @@ def _running_stats(running_mean, running_var, eps, var64, mean, invstd):
         v = float64(running_var[c])
         var64[c] = v
         mean[c] = running_mean[c]
+        mean_lo[c] = t(0)
         if v + eps == 0.0:
             invstd[c] = t(math.inf)
         else:
@@ -108,9 +115,9 @@ def _running_stats(running_mean, running_var, eps, var64, mean, invstd):
 
 
 @cuda.jit
-def _normalize(x, weight, bias, mean, invstd, length, inner, y):
-    """y[a] = (x[a] - mean[k]) * (invstd[k] * weight[c]) + bias[c], k = a's set, c = its
-    parameter.
+def _normalize(x, weight, bias, mean, mean_lo, invstd, length, inner, y):
+    """y[a] = ((x[a] - mean[k]) - mean_lo[k]) * (invstd[k] * weight[c]) + bias[c], k = a's
+    set, c = its parameter.
 
     Threads: one per element (x flat).
 
@@ -121,7 +128,7 @@ def _normalize(x, weight, bias, mean, invstd, length, inner, y):
     if a < x.shape[0]:
         k = (a // length) % mean.shape[0]
         c = (a // inner) % weight.shape[0]
-        y[a] = (x[a] - mean[k]) * (invstd[k] * weight[c]) + bias[c]
+        y[a] = ((x[a] - mean[k]) - mean_lo[k]) * (invstd[k] * weight[c]) + bias[c]
 
 
 @cuda.jit
@@ -228,9 +235,10 @@ def _register():
     for t in ("float32", "float64"):
         v, m, i = f"{t}[::1]", f"{t}[:, ::1]", "int64"
         d1, d2 = "float64[::1]", "float64[:, ::1]"
-        register(_moments, "norm_moments", [(v, i, i, i, "float64", "boolean", d1, d1, v, v)])
-        register(_running_stats, "norm_running_stats", [(v, v, "float64", d1, v, v)])
-        register(_normalize, "norm_normalize", [(v, v, v, v, v, i, i, v)])
+        register(_moments, "norm_moments",
+                 [(v, i, i, i, "float64", "boolean", d1, d1, v, v, v)])
+        register(_running_stats, "norm_running_stats", [(v, v, "float64", d1, v, v, v)])
+        register(_normalize, "norm_normalize", [(v, v, v, v, v, v, i, i, v)])
         register(_update_running, "norm_update_running", [(v, d2, "float64", "float64")])
         register(_grad_sums, "norm_grad_sums", [(v, v, v, v, v, i, i, i, i, d2, m)])
         register(_grad_input, "norm_grad_input", [(v, v, v, v, v, m, i, i, v)])
@@ -253,20 +261,31 @@ class _Layout(NamedTuple):
     channels: int
 
 
+class _Stats(NamedTuple):
+    """A forward's statistics on the device, each (sets,): float64 mean and variance, and in
+    x's dtype the mean, the rest of the mean and invstd."""
+
+    mean64: object
+    var64: object
+    mean: object
+    mean_lo: object
+    invstd: object
+
+
 def _statistics(xf, lay, eps, flat_is_zero, s):
-    """float64 (mean, var) and dtype (mean, invstd), each (sets,), on the device."""
-    mean64, var64 = empty((lay.sets,), np.float64, s), empty((lay.sets,), np.float64, s)
-    mean, invstd = empty((lay.sets,), xf.dtype, s), empty((lay.sets,), xf.dtype, s)
+    st = _Stats(empty((lay.sets,), np.float64, s), empty((lay.sets,), np.float64, s),
+                *(empty((lay.sets,), xf.dtype, s) for _ in range(3)))
     b, t = grid_rows(lay.sets, lay.length * lay.runs)
-    launch(_moments, b, t, s, xf, lay.length, lay.runs, lay.stride, eps, bool(flat_is_zero), mean64,
-           var64, mean, invstd)
-    return mean64, var64, mean, invstd
+    launch(_moments, b, t, s, xf, lay.length, lay.runs, lay.stride, eps, bool(flat_is_zero),
+           *st)
+    return st
 
 
-def _apply(xf, w, b, mean, invstd, lay, s):
+def _apply(xf, w, b, st, lay, s):
     y = empty((xf.size,), xf.dtype, s)
     blocks, threads = grid_1d(xf.size)
-    launch(_normalize, blocks, threads, s, xf, w, b, mean, invstd, lay.length, lay.inner, y)
+    launch(_normalize, blocks, threads, s, xf, w, b, st.mean, st.mean_lo, st.invstd, lay.length,
+           lay.inner, y)
     return y
 
 
@@ -393,17 +412,16 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     lay, _ = _batch_layout(shape)
     xf = _flat(x)
     if training:
-        mean64, var64, mean, invstd = _statistics(xf, lay, eps, True, s)
-        _update(running_mean, mean64, 1, 1.0, momentum, s)
-        _update(running_var, var64, 1, count / (count - 1), momentum, s)
+        st = _statistics(xf, lay, eps, True, s)
+        _update(running_mean, st.mean64, 1, 1.0, momentum, s)
+        _update(running_var, st.var64, 1, count / (count - 1), momentum, s)
     else:
-        var64 = empty((c,), np.float64, s)
-        mean, invstd = empty((c,), x.dtype, s), empty((c,), x.dtype, s)
+        st = _Stats(None, empty((c,), np.float64, s), *(empty((c,), x.dtype, s) for _ in range(3)))
         b, t = grid_1d(c)
-        launch(_running_stats, b, t, s, running_mean, running_var, eps, var64, mean, invstd)
+        launch(_running_stats, b, t, s, running_mean, running_var, eps, *st[1:])
     w, b = _affine(weight, bias, c, x.dtype, s)
-    y = _apply(xf, w, b, mean, invstd, lay, s).reshape(shape)
-    return (y, mean, invstd) if return_stats else y
+    y = _apply(xf, w, b, st, lay, s).reshape(shape)
+    return (y, st.mean, st.invstd) if return_stats else y
 
 
 def batch_norm_backward(grad_out, x, weight, mean, invstd, training=True, *, has_bias=None):
@@ -437,11 +455,11 @@ def _group_forward(x, groups, weight, bias, eps, flat_is_zero, s):
     shape = tuple(x.shape)
     lay, _ = _group_layout(shape, groups)
     xf = _flat(x)
-    mean64, var64, mean, invstd = _statistics(xf, lay, eps, flat_is_zero, s)
+    st = _statistics(xf, lay, eps, flat_is_zero, s)
     w, b = _affine(weight, bias, shape[1], x.dtype, s)
-    y = _apply(xf, w, b, mean, invstd, lay, s).reshape(shape)
+    y = _apply(xf, w, b, st, lay, s).reshape(shape)
     n = shape[0]
-    return y, mean64, var64, mean.reshape(n, groups), invstd.reshape(n, groups)
+    return y, st.mean64, st.var64, st.mean.reshape(n, groups), st.invstd.reshape(n, groups)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, return_stats=False):
@@ -536,10 +554,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     lead = shape[:len(shape) - len(nshape)]
     lay, _ = _layer_layout(shape, nshape)
     xf = _flat(x)
-    _, _, mean, invstd = _statistics(xf, lay, eps, False, s)
+    st = _statistics(xf, lay, eps, False, s)
     w, b = _affine(weight, bias, lay.channels, x.dtype, s)
-    y = _apply(xf, w, b, mean, invstd, lay, s).reshape(shape)
-    return (y, mean.reshape(lead), invstd.reshape(lead)) if return_stats else y
+    y = _apply(xf, w, b, st, lay, s).reshape(shape)
+    return (y, st.mean.reshape(lead), st.invstd.reshape(lead)) if return_stats else y
 
 
 def layer_norm_backward(grad_out, x, normalized_shape, weight, mean, invstd, *,
