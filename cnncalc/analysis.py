@@ -51,6 +51,16 @@ class Row:
     inputs: tuple[int, ...] = ()
     frozen: bool = False
     receptive_field: object = None  # a receptive.ReceptiveField, or None off the image
+    # What autograd keeps for a row with no layer record to say it (training.Keep s;
+    # from_torch's products of activations), or None: the record's rule
+    keeps: tuple | None = None
+    once: bool = False  # work on weights alone (from_torch): its tensors have no batch
+    # Inputs that are new tensors made from their producer's output by calls with no row
+    # (from_torch): (the input's place, the tensor's identity, its elements, batch included)
+    fresh: tuple = ()
+    # What calls on weights alone just before it keep (from_torch: Swin-V2's sigmoid of its
+    # bias table), counted with the row; training.Keep extras
+    also: tuple = ()
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
     saved_bytes: sp.Expr = ZERO
@@ -311,7 +321,8 @@ class _Walker:
         return self.add_row(c, name, shape, depth, layer)
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
-                inputs: tuple[int, ...] | None = None) -> Shape:
+                inputs: tuple[int, ...] | None = None, keeps: tuple | None = None,
+                once: bool = False, fresh: tuple = (), also: tuple = ()) -> Shape:
         c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
@@ -327,7 +338,8 @@ class _Walker:
             params=c.params, trainable_params=c.params, non_trainable_params=ZERO,
             buffers=c.buffers, macs=c.macs, activations=act_out,
             memory_change=change, steps=tuple(steps), layer=layer,
-            inputs=(self.current,) if inputs is None else inputs))
+            inputs=(self.current,) if inputs is None else inputs, keeps=keeps, once=once,
+            fresh=fresh, also=also))
         self.current = len(self.rows) - 1
         return c.output_shape
 

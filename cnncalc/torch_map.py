@@ -69,9 +69,22 @@ def _own_forward(m) -> bool:
     return type(m).forward is not base.forward
 
 
+def _drop_path(m) -> Fraction | None:
+    """The probability of torchvision's ``StochasticDepth`` ("row" mode) or timm's
+    ``DropPath``, known by name: a module that is an identity in eval mode, where the trace
+    runs, and in training keeps one random scale a sample."""
+    p = getattr(m, "p", getattr(m, "drop_prob", None))
+    if (type(m).__name__ in ("StochasticDepth", "DropPath") and isinstance(p, (int, float))
+            and not isinstance(p, bool) and getattr(m, "mode", "row") == "row"):
+        return Fraction(str(p))
+    return None
+
+
 def module_kind(torch, m) -> str:
     """``record``: one row; ``unsupported``: one row, listed; ``transparent``: look inside."""
     nn = torch.nn
+    if _drop_path(m) is not None:
+        return "record"
     if not isinstance(m, torch.jit.ScriptModule) and _own_forward(m):
         return "transparent"
     if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._NormBase,
@@ -122,6 +135,9 @@ def module_record(torch, m, out_shape: Shape):
         return L.Flatten() if len(out_shape) == 1 else None
     if isinstance(m, nn.modules.dropout._DropoutNd):
         return L.Elementwise("dropout", Fraction(str(m.p)))
+    p = _drop_path(m)
+    if p is not None:
+        return L.Elementwise("stochastic_depth", p)
     kind = _activation(torch, m)
     return L.Elementwise(kind) if kind else None
 

@@ -61,7 +61,10 @@ from .errors import CnnCalcError
 from .quantities import ONE, ZERO, Cost, Shape, Step, cost, prod
 from .torch_map import function_table, module_kind, module_record
 
-MERGES = {"add": L.Merge("add"), "cat": L.Merge("cat")}
+MERGES = {"add": L.Merge("add"), "cat": L.Merge("cat"), "mul": L.Merge("mul")}
+MULS = frozenset(("mul", "mul_", "rmul", "imul"))  # x * y by name (func.__name__, unpadded)
+# A kept tensor's size per sample stands for this symbol until the batch is known.
+PER_SAMPLE = sp.Symbol("per_sample_batch", positive=True, integer=True)
 NO_MACS = "not mapped: a row with its output and parameters, but no MACs"
 FACTORY = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
 
@@ -101,6 +104,9 @@ class Call:
     scale: Any = ONE
     macs: Any = ZERO
     once: bool = False
+    keeps: tuple | None = None  # what autograd keeps, extras per sample (see Row.keeps)
+    fresh: tuple = ()  # inputs that are new tensors, not their producer's (see Row.fresh)
+    also: tuple = ()  # what calls on weights before it keep (see Row.also)
 
 
 @dataclass(frozen=True)
@@ -502,8 +508,13 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
         # An add or cat row carries the merge record the spec path's rows do (the graph
         # passes read the merge from it); quantities come from the call itself.
         layer = MERGES.get(call.kind) if call.layer is None else call.layer
+        keeps = None if call.keeps is None else tuple(
+            dataclasses.replace(k, elements=sp.sympify(k.elements).xreplace({PER_SAMPLE: batch}))
+            for k in call.keeps)
+        fresh = tuple((place, key, sp.sympify(size).xreplace({PER_SAMPLE: batch}))
+                      for place, key, size in call.fresh)
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
-                       call.inputs)
+                       call.inputs, keeps, call.once, fresh, call.also)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.
     given = training.freeze_text(options["freeze"])
     frozen = [str(i) for i, call in enumerate(calls) if call.frozen]
@@ -545,6 +556,64 @@ def _flat(value):
             yield from _flat(v)
     else:
         yield value
+
+
+def _key(t) -> int:
+    """A tensor's storage, the unit autograd's saved bytes are counted in."""
+    return t.untyped_storage()._cdata
+
+
+@functools.cache
+def _taint_mode(torch):
+    """A dispatch mode that adds to ``keys`` the storages of every output of an aten op
+    that read one of them: what was computed from the activations."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Taint(TorchDispatchMode):
+        def __init__(self, keys: set):
+            super().__init__()
+            self.keys = keys
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if any(isinstance(t, torch.Tensor) and _key(t) in self.keys
+                   for t in _flat((args, kwargs))):
+                self.keys.update(_key(t) for t in _flat(out) if isinstance(t, torch.Tensor))
+            return out
+
+    return Taint
+
+
+@contextlib.contextmanager
+def _flash_attention(torch):
+    """``F.scaled_dot_product_attention`` runs as torch's CPU flash kernel, which torch uses
+    on the CPU (CUDA's keeps the same): the query, key, value, output and log-sum-exp are
+    kept, and a boolean mask as the float mask it becomes. On the meta and fake tensors of
+    a trace it would take the math path, which keeps the scores too. The module attribute
+    is swapped (a function mode would not see the call inside ``nn.MultiheadAttention``'s
+    functional forward). With attention dropout torch takes the math path, and so does
+    this (``nn.MultiheadAttention`` runs with its dropout; a model's own call passes what
+    it passes in eval mode, where the trace runs: usually none)."""
+    F = torch.nn.functional
+    original = F.scaled_dot_product_attention
+
+    def flash(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+              enable_gqa=False):
+        if dropout_p > 0:  # the CPU runs it by the math path too
+            return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
+                            enable_gqa=enable_gqa)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype,
+                                    device=query.device).masked_fill(attn_mask.logical_not(),
+                                                                     float("-inf"))
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
+
+    F.scaled_dot_product_attention = flash
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
 
 
 def _count_mode(torch, free_aten, dims_of, value):
@@ -593,8 +662,12 @@ class _Tracer:
         self.unsupported: list[Unsupported] = []
         self.notes: list[str] = []
         self.derived: dict[int, frozenset[str]] = {}  # tensors computed from weights only
+        self.state: set[int] = set()  # the storages of the parameters and buffers
+        self.sdpa = torch.nn.functional.scaled_dot_product_attention
         self.keep: list = []  # holds every tensor seen, so that ids are never reused
         self.producer: dict[int, int] = {}  # activation tensor -> the row that made it
+        self.made: dict[int, set[int]] = {}  # row -> the storages of its outputs
+        self.pending: list = []  # what calls on weights keep, for the next row to count
         self.numel: dict[str, int] = {}
         self.frozen: set[str] = set()
         self.last_claim: set[str] = set()
@@ -685,12 +758,14 @@ class _Tracer:
             weights[n] = copy(b)
             self.derived[id(weights[n])] = frozenset()
         self.keep += list(weights.values())
+        self.state = {_key(w) for w in weights.values()}
 
         def real(v):
             if isinstance(v, torch.Tensor):
                 if device != "fake":
                     v = torch.zeros(v.shape, dtype=v.dtype, device=device)
                 self.producer[id(v)] = -1
+                self.made.setdefault(-1, set()).add(_key(v))
                 self.keep.append(v)
             return v
         args = tuple(real(v) for v in args)
@@ -706,6 +781,10 @@ class _Tracer:
                 if (func in tracer.free or func in tracer.constants or func in tracer.functions
                         and not tracer.on_weights(args, kwargs)):
                     result = func(*args, **kwargs)
+                    if func is tracer.sdpa and device != "cpu" and result.dim() == 4:
+                        # the CPU's flash kernel lays its output out as (N, L, heads, E),
+                        # so a later transpose(1, 2).reshape is a view, not a copy
+                        result = result.transpose(1, 2).contiguous().transpose(1, 2)
                 else:  # not known here: record the aten ops it runs
                     ops = []
                     with tracer.Count(ops):
@@ -747,6 +826,9 @@ class _Tracer:
                 m.training = mode
         outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
         out = self.shown(outs[0])[0] if outs else ()
+        if self.pending and self.calls:  # weight work after the last row: counted with it
+            last = self.calls[-1]
+            self.calls[-1] = dataclasses.replace(last, also=last.also + tuple(self.pending))
         self._unused()
         return self.calls, out, self.unsupported
 
@@ -856,6 +938,8 @@ class _Tracer:
                     self.unsupported.append(Unsupported(
                         label, stem, f"not mapped: runs {', '.join(strange)} on weights, "
                         "which have no rule (no MACs counted)"))
+            elif not ops and func not in self.constants:  # what autograd keeps of it
+                self.pending += self.kept(func, args, kwargs, [], True, outs) or ()
             for o in outs:
                 if id(o) not in self.producer:
                     self.derived[id(o)] = names
@@ -866,18 +950,22 @@ class _Tracer:
         mapped = handler(args, kwargs, acts, out_rest, self.dims(outs[0])) if handler else None
         params = self.claim(tensors)
         if isinstance(mapped, list):  # products of activations: one row each
+            start, keeps = len(self.calls), self.kept(func, args, kwargs, acts)
             for i, (kind, dims, macs) in enumerate(mapped):
                 rows_in = acts if i == 0 else []
                 self.add(f"{where}.{kind}" if where else kind, acts[0], dims, rows_in,
                          outs if i == len(mapped) - 1 else [], params if i == 0 else 0,
                          None, "matmul", macs=sp.sympify(macs) / self.batch)
+            self.attach(start, keeps)
             return
         if mapped is None:
             if ops is not None:  # an unknown call: cost what it ran, or name it
                 if stem == "multi_head_attention_forward":  # rows named by their role
                     label = where or "attention"
+                start, keeps = len(self.calls), self.kept(func, args, kwargs, acts)
                 if self.costed(label, ops, acts[0], acts, outs, params, False,
                                stem == "multi_head_attention_forward"):
+                    self.attach(start, keeps)
                     return
                 label = f"{where}.{stem}" if where else stem
                 strange = sorted({op[0] for op in ops if not op[3]})
@@ -888,7 +976,21 @@ class _Tracer:
                     self.add(label, acts[0], outs[0], acts, outs, params, None, stem)
                     return
             if params:  # x * gamma, x + beta: its parameters are counted here, no MACs
-                self.add(label, acts[0], outs[0], acts, outs, params, None, stem)
+                # (x * gamma keeps x for gamma's gradient, as a layer scale)
+                scale = L.LayerScale() if stem in MULS and len(acts) == 1 else None
+                self.add(label, acts[0], outs[0], acts, outs, params, scale, stem)
+                return
+            if stem in MULS and len({id(a) for a in acts}) > 1:
+                # x * gate: a row, as the layer language's squeeze-and-excitation has, that
+                # keeps each factor for the other's gradient
+                first = next((a for a in acts if a.shape == outs[0].shape), acts[0])
+                self.add(label, first, outs[0], acts, outs, 0, None, "mul")
+                return
+            keeps = self.kept(func, args, kwargs, acts)
+            if keeps:  # free of MACs, but its backward keeps tensors: a row that says so
+                first = next((a for a in acts if a.shape == outs[0].shape), acts[0])
+                self.add(label, first, outs[0], acts, outs, 0, None, stem)
+                self.attach(len(self.calls) - 1, keeps)
                 return
             self.pass_on(acts, outs)
             return
@@ -899,6 +1001,116 @@ class _Tracer:
         label = f"{where}.{kind}" if where else kind
         self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
                  kind)
+
+    def kept(self, func, args, kwargs, acts, rowless: bool = False,
+             outs=()) -> tuple | None:
+        """What autograd keeps for backward when ``func`` runs with every floating-point
+        activation needing a gradient: ``func`` runs again, with grad on, on copies of its
+        activations and of its trainable weights, under ``saved_tensors_hooks``. Each kept
+        storage is:
+
+        - one of the call's activations: a Keep of the row input it comes from (for the
+          row that ``add`` makes of ``acts``);
+        - its output;
+        - the model's parameters and buffers: state, not counted;
+        - a new tensor: an extra, per sample if it was computed from an activation (a
+          dispatch mode follows which storages are), else once (a mask made from a shape).
+
+        Attention runs as torch's CPU flash kernel, whatever the device of the trace (see
+        :func:`_flash_attention`). ``rowless``: a call on weights alone, which gets no
+        row; its output, if kept, is an extra too. None: the call could not run again
+        (said in a note)."""
+        torch = self.torch
+        floats = [a for a in acts if a.is_floating_point()]
+        trainable = any(self.derived.get(id(t), frozenset()) - self.frozen
+                        for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor))
+        if not floats and not (rowless and trainable):
+            return ()
+        trained = {}  # the trainable weights: the state itself (its storage), or a copy
+        with torch.enable_grad():  # (copies, not leaves: in-place calls may run on them)
+            copies = {id(a): a.detach().requires_grad_() * 1 for a in floats}
+            for t in _flat((args, kwargs)):
+                if (isinstance(t, torch.Tensor) and t.is_floating_point()
+                        and self.derived.get(id(t), frozenset()) - self.frozen):
+                    w = t.detach().requires_grad_()
+                    trained[id(t)] = w if _key(t) in self.state else w * 1
+        alias = {_key(w): _key(t) for t in _flat((args, kwargs))
+                 if isinstance(t, torch.Tensor) and (w := trained.get(id(t))) is not None}
+
+        def swap(v):
+            if isinstance(v, (tuple, list)):
+                return type(v)(swap(x) for x in v)
+            if isinstance(v, dict):
+                return {k: swap(x) for k, x in v.items()}
+            if not isinstance(v, torch.Tensor):
+                return v
+            return copies.get(id(v), trained.get(id(v), v))
+
+        packed = []
+        tainted = {_key(c) for c in copies.values()}
+        try:
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
+                    lambda t: packed.append(t) or t, lambda t: t), \
+                    _flash_attention(torch), _taint_mode(torch)(tainted):
+                if func is self.sdpa:
+                    func = torch.nn.functional.scaled_dot_product_attention
+                if func is torch.nn.functional.multi_head_attention_forward:
+                    kwargs = {**kwargs, "training": True}  # its attention dropout, if any
+                result = func(*swap(args), **swap(kwargs))
+        except Exception as exc:  # noqa: BLE001 - the model's own call: say so, go on
+            stem = getattr(func, "__name__", "call").strip("_")
+            self.notes.append(f"{stem}: the bytes its backward keeps are not counted (it "
+                              f"failed when run again with gradients: {_one_line(exc)})")
+            return None
+        last = len(self.calls) - 1
+        rows = list(dict.fromkeys(self.producer.get(id(a), last) for a in acts))
+        place, remade = {}, {}
+        for a in acts:
+            if id(a) not in copies:
+                continue
+            row = self.producer.get(id(a), last)
+            if _key(a) in self.made.get(row, ()):
+                place[_key(copies[id(a)])] = rows.index(row)
+            else:  # made from the row's output by free calls (x.mean() + eps): its own
+                remade[_key(copies[id(a)])] = _key(a)
+        results = [t for t in _flat(result) if isinstance(t, torch.Tensor)]
+        made = {_key(t) for t in results}
+        if rowless:  # its output, kept by a later call too: the same tensor
+            alias.update({_key(r): _key(o) for r, o in zip(results, outs)})
+        keeps, seen = [], set()
+        for t in packed:
+            k = _key(t)
+            known = alias.get(k)  # a tensor of the trace (the probe's own die with it)
+            if (known or k) in seen or (known or k) in self.state:
+                continue
+            seen.add(known or k)
+            if k in place:
+                keeps.append(training.Keep("input", index=place[k]))
+            elif k in remade:
+                keeps.append(training.Keep("extra", self.per_sample(t),
+                                           tensor=("storage", remade[k])))
+            elif k in made and not rowless:
+                keeps.append(training.Keep("output"))
+            else:
+                size = self.per_sample(t) if k in tainted else self.elements(t)
+                keeps.append(training.Keep("extra", size, None if t.is_floating_point()
+                                           else t.element_size(),
+                                           tensor=("storage", known) if known else None))
+        return tuple(keeps)
+
+    def attach(self, start: int, keeps: tuple | None) -> None:
+        """Give the rows from ``start`` on (one call's) what the call keeps: its inputs to
+        the first row (which reads them), its output and new tensors to the last."""
+        if not keeps or start >= len(self.calls):
+            return
+        first, last = self.calls[start], self.calls[-1]
+        ins = tuple(k for k in keeps if k.role == "input")
+        rest = tuple(k for k in keeps if k.role != "input")
+        if start == len(self.calls) - 1:
+            self.calls[start] = dataclasses.replace(first, keeps=ins + rest)
+            return
+        self.calls[start] = dataclasses.replace(first, keeps=ins)
+        self.calls[-1] = dataclasses.replace(last, keeps=rest)
 
     def pass_on(self, acts, outs) -> None:
         """An elementwise step or a view: its output is the same activation, carried on."""
@@ -967,11 +1179,36 @@ class _Tracer:
         last = len(self.calls) - 1
         inputs = tuple(dict.fromkeys(self.producer.get(id(t), last) for t in ins)) or (last,)
         frozen = bool(params) and self.last_claim <= self.frozen
+        also, self.pending = tuple(self.pending), []
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
-                               layer, kind, frozen, record, scale, macs, once))
+                               layer, kind, frozen, record, scale, macs, once,
+                               fresh=self.fresh(ins, inputs, last), also=also))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
             self.keep.append(o)
+        self.made[len(self.calls) - 1] = {_key(o) for o in outs}
+
+    def fresh(self, ins, inputs, last) -> tuple:
+        """The inputs that are not their producing row's output but a new tensor made from
+        it by calls that get no row (``x.mean((2, 3))``, a reshape that copies): (the
+        input's place, its storage, its elements per sample), so that what a row keeps of
+        it is counted as that tensor."""
+        found = []
+        for t in ins:
+            row = self.producer.get(id(t), last)
+            place = inputs.index(row)
+            if (isinstance(t, self.torch.Tensor) and all(p != place for p, _, _ in found)
+                    and _key(t) not in self.made.get(row, ())):
+                found.append((place, ("storage", _key(t)), self.per_sample(t)))
+        return tuple(found)
+
+    def elements(self, t) -> sp.Expr:
+        """The elements of a tensor's whole storage (what keeping any view of it keeps)."""
+        return sp.sympify(self.value(t.untyped_storage().nbytes())) / t.element_size()
+
+    def per_sample(self, t) -> sp.Expr:
+        """:meth:`elements` of an activation, as a multiple of the batch to come."""
+        return self.elements(t) / self.batch * PER_SAMPLE
 
     def _unused(self) -> None:
         """Parameters no counted operation used are listed by their module, not hidden."""

@@ -35,7 +35,7 @@ import sympy as sp
 
 from . import layers as L
 from .errors import CnnCalcError
-from .quantities import ZERO, prod, updated
+from .quantities import ONE, ZERO, prod, updated
 from .receptive import channels_first
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -59,6 +59,7 @@ class Keep:
     itemsize: int | None = None
     index: int = 0  # which input, for a layer with several
     for_grad_of: int | None = None  # kept only if this input needs a gradient
+    tensor: object = None  # an extra that several rows may keep: counted once
 
 
 _IN, _OUT = Keep("input"), Keep("output")
@@ -139,7 +140,7 @@ def _elementwise(layer: L.Elementwise, shape, out, batch, weight_grad):
         return [_OUT]
     if layer.kind in _KEEPS_INPUT:
         return [_IN]
-    if layer.kind == "dropout":
+    if layer.kind == "dropout" and layer.p != 0:
         return [Keep("extra", prod(out) * batch, MASK_BYTES)]
     if layer.kind == "stochastic_depth" and layer.p:
         return [Keep("extra", batch)]  # the noise, one value a sample, in the input's dtype
@@ -244,8 +245,10 @@ def is_view(layer, layout: str, shape: tuple, batch: sp.Expr) -> bool:
         return ((layer.groups == 1 or layer.groups == shape[0])
                 and contiguous(layout, shape, batch))
     if isinstance(layer, L.Elementwise):
-        # stochastic depth with p = 0 returns its input (torchvision's StochasticDepth)
-        return layer.kind == "identity" or (layer.kind == "stochastic_depth" and not layer.p)
+        # stochastic depth and dropout with p = 0 return their input (torchvision's
+        # StochasticDepth, torch's dropout)
+        return layer.kind == "identity" or (
+            layer.kind in ("stochastic_depth", "dropout") and layer.p == 0)
     return False
 
 
@@ -328,7 +331,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     b, states = DTYPE_BYTES[dtype], OPTIMIZER_STATE[optimizer]
     needs_grad: list[bool] = []  # does row i's output need a gradient?
     tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
-    elements: dict[int, sp.Expr] = {}  # a tensor's size: keeping a view keeps all of it
+    elements: dict[int, sp.Expr] = {}  # a tensor's size, batch included: keeping a view
+    # keeps all of it
     charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
     layouts: list[str] = []  # the strides of the tensor row i outputs (see layout_of)
     out = []
@@ -342,18 +346,20 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         out_shape = channels_first(row.output_shape, layout)
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
         if row.inputs and row.inputs[0] < 0 and -1 not in elements:
-            elements[-1] = prod(shape)
+            elements[-1] = prod(shape) * batch
         ins = [layouts[i] if i >= 0 else DENSE for i in row.inputs] or [DENSE]
         view = is_view(row.layer, ins[0], shape, batch)
         layouts.append(layout_of(row.layer, ins, shape, batch))
         tensor.append(src if view else row.index)
         if not view:
-            elements[row.index] = prod(out_shape)
+            # (weight-only work, done once whatever the batch, makes one tensor)
+            elements[row.index] = prod(out_shape) * (ONE if row.once else batch)
         copies = not view and (isinstance(row.layer, L.Flatten) or (
             isinstance(row.layer, L.Shuffle) and row.layer.groups in (1, shape[0])))
         saved = ZERO
         if grad_in or weight_grad:
-            keeps = kept(row.layer, shape, out_shape, batch, weight_grad)
+            keeps = [*(row.keeps if row.keeps is not None
+                       else kept(row.layer, shape, out_shape, batch, weight_grad)), *row.also]
             if (isinstance(row.layer, L.Linear) and len(shape) > 1 and keeps
                     and not contiguous(ins[0], shape, batch)):
                 # torch's linear folds the leading dimensions into rows with reshape,
@@ -362,20 +368,34 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 copies = True
             for keep in keeps:
                 if keep.role == "extra":
-                    saved += keep.elements * (keep.itemsize or b)
+                    if keep.tensor not in charged:
+                        if keep.tensor is not None:  # (one that several rows may keep)
+                            charged.add(keep.tensor)
+                        saved += keep.elements * (keep.itemsize or b)
                     continue
+                last = len(row.inputs) - 1  # (x * x: one input, kept for both)
                 if keep.for_grad_of is not None:
-                    other = row.inputs[keep.for_grad_of]
+                    other = row.inputs[min(keep.for_grad_of, last)]
                     if other < 0 or not needs_grad[other]:
                         continue
-                if keep.role == "input":
-                    i = row.inputs[keep.index] if row.inputs else -1
-                    which = tensor[i] if i >= 0 else -1
-                else:
+                size = None
+                if keep.role == "output":
                     which = tensor[-1]
+                elif not row.inputs:
+                    which = -1
+                else:
+                    place = min(keep.index, last)
+                    i = row.inputs[place]
+                    if row.once and (i < 0 or not rows[i].once):
+                        continue  # work on weights reads a weight: model state
+                    which = tensor[i] if i >= 0 else -1
+                    # a new tensor made from the input by calls with no row (from_torch)
+                    which, size = next(((t, n) for p, t, n in row.fresh if p == place),
+                                       (which, None))
                 if which not in charged:
                     charged.add(which)
-                    saved += elements.get(which, prod(shape)) * batch * b
+                    saved += (size if size is not None
+                              else elements.get(which, prod(shape) * batch)) * b
         assumed = _assumption(row.layer, ins[0], shape, batch) if copies else None
         if assumed and notes is not None:
             notes.append(f"{row.name}: the bytes kept count torch's copy of a strided "

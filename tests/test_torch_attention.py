@@ -44,6 +44,23 @@ def assert_exact(model, *args, **kwargs):
     return got
 
 
+def saved_by_autograd(model, *args) -> int:
+    """The bytes autograd keeps for backward in a training step: every tensor that
+    ``saved_tensors_hooks`` sees, once per storage, the parameters and buffers left out."""
+    state = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in state:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(*args)
+    return sum(seen.values())
+
+
 def row(got, name):
     """The first row of that name, inside any module."""
     return next(r for r in got.layers if r.name == name or r.name.endswith("." + name))
@@ -584,3 +601,78 @@ def test_weight_work_is_costed_or_named():
     _, macs = torch_count(model, torch.eye(8)[:3])
     # The merge (8 x 2 x 8) is counted once; the two 8 x 8 products per sample, N times.
     assert got.subs({"N": 3}).total["macs"] == macs == 8 * 2 * 8 + 3 * 2 * 8 * 8
+
+
+# -- what a training step keeps ----------------------------------------------------------
+
+def _encoder(**options):
+    return nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0, **options)
+
+
+KEPT = {
+    # attention as torch's CPU flash kernel keeps it: query, key, value, output, log-sum-exp
+    # (and a boolean mask as the float mask it becomes)
+    "sdpa": (lambda: SDPA(), (5, 16)),
+    "sdpa_causal": (lambda: SDPA(causal=True), (5, 16)),
+    "sdpa_mask": (lambda: SDPA(mask=True), (5, 16)),
+    "sdpa_grouped": (lambda: SDPA(kv_heads=2), (5, 16)),
+    "multihead": (lambda: nn.MultiheadAttention(16, 2, batch_first=True), None),
+    "encoder": (_encoder, (5, 16)),
+    "encoder_norm_first": (lambda: _encoder(norm_first=True), (5, 16)),
+    # products and functions with no module: x @ k^T, x * gate, gamma * x, norm, division
+    "window": (lambda: WindowAttention(), (8, 8, 16)),
+    "grn": (lambda: GRN(), (8, 5, 5)),
+    "squeeze_excite": (lambda: SqueezeExcite(), (3, 16, 16)),
+    "unet": (lambda: UNet(), (3, 16, 16)),
+    # weight work whose backward keeps tensors (a sigmoid of a bias table), once a pass
+    "bias_mlp": (lambda: _SigmoidBias(), (2, 4, 8)),
+}
+
+
+class _SigmoidBias(BiasFromAnMLP):
+    """Swin-V2's bias as it uses it: ``16 * sigmoid(mlp(coords))``, whose backward keeps
+    the sigmoid's output, once a pass."""
+
+    def forward(self, x):
+        scores = x @ x.transpose(-2, -1)
+        return scores + 16 * torch.sigmoid(self.mlp(self.coords).permute(0, 3, 1, 2))
+
+
+class _SelfAttentionOnly(nn.Module):
+    def __init__(self, attention):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x):
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", list(KEPT))
+def test_training_keeps_what_autograd_keeps(name, batch):
+    """``--training``'s bytes kept for backward equal what autograd keeps in a real step,
+    at batch 1 and 3 (calls with no module are run again with gradients to see it)."""
+    torch.manual_seed(0)
+    make, shape = KEPT[name]
+    model = make()
+    if isinstance(model, nn.MultiheadAttention):
+        model, shape = _SelfAttentionOnly(model), (5, 16)
+    got = cnncalc.from_torch(model, shape, batch=batch)
+    assert not any("not counted" in note for note in got.notes)
+    assert int(got.total["saved_bytes"]) == saved_by_autograd(model, torch.randn(batch, *shape))
+
+
+def test_attention_dropout_keeps_the_math_paths_tensors():
+    """With dropout, ``nn.MultiheadAttention`` trains by the math path (scores, softmax,
+    mask). cnncalc counts a dropout mask as a bool, where the CPU keeps a float32 one:
+    3 bytes an element more in torch, for the layer's three ``nn.Dropout`` s (5 x 16,
+    5 x 32 and 5 x 16 elements a sample)."""
+    torch.manual_seed(0)
+    model = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.1)
+    for batch in (1, 3):
+        got = cnncalc.from_torch(model, (5, 16), batch=batch)
+        masks = batch * 5 * (16 + 32 + 16)
+        assert int(got.total["saved_bytes"]) + 3 * masks == saved_by_autograd(
+            model, torch.randn(batch, 5, 16))
+        without = cnncalc.from_torch(_encoder(), (5, 16), batch=batch)
+        assert got.total["saved_bytes"] > without.total["saved_bytes"] + masks

@@ -532,3 +532,13 @@ def test_cli_csv_and_markdown_with_flags(capsys):
     md = run_ok(["params", "--model", "lenet5", "--freeze", "conv", "--format", "markdown"],
                 capsys)
     assert "∂W MACs" in md and "- freezing saves:" in md
+
+
+def test_dropout_of_zero_is_its_input():
+    """torch's dropout with p = 0 returns its input, with no mask: nothing kept, and a
+    later layer keeps the tensor before it (the ReLU's output, already counted)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Dropout(0.0), nn.Linear(10, 5))
+    saved, _ = saved_by_torch(model.train(), torch.randn(3, 20))
+    a = cnncalc.analyze("fc(10), relu, dropout(0), fc(5)", input="20", batch=3)
+    assert int(a.total["saved_bytes"]) == saved == 3 * (20 + 10) * 4

@@ -156,3 +156,16 @@ def test_convnext_receptive_field_stops_before_the_pool():
     assert tuple(h - lo + 1 for lo, h in zip(field.lo, field.hi)) == (size, size)
     assert field.jump == (jump, jump) == (32, 32)
     assert a.layers[layer + 1].type == "adaptive_avg_pool2d"
+
+
+@pytest.mark.parametrize("name", list(ref.MODELS))
+def test_from_torch_keeps_what_the_spec_keeps(name):
+    """The torch models, read by ``from_torch``, keep for backward what the layer language
+    says (itself checked against autograd above): their squeeze-and-excitation products
+    (``scale * x``), layer scales (``gamma * x``) and stochastic depth have no module of
+    their own, and each keeps a tensor."""
+    model = ref.MODELS[name]().train()
+    traced = cnncalc.from_torch(model, (3, 64, 64), batch=2)
+    spec = cnncalc.analyze(model=name, input="3x64x64", batch=2)
+    for key in ("saved_bytes", "training_bytes", "backward_macs"):
+        assert traced.total[key] == spec.total[key], key
