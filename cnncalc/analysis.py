@@ -61,6 +61,9 @@ class Row:
     # What calls on weights alone just before it keep (from_torch: Swin-V2's sigmoid of its
     # bias table), counted with the row; training.Keep extras
     also: tuple = ()
+    # The elements of the tensor it outputs, batch included, where its shape is not that
+    # tensor's (from_torch: the last product row of a call costed by its aten ops)
+    out_elements: sp.Expr | None = None
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
     saved_bytes: sp.Expr = ZERO
@@ -322,7 +325,8 @@ class _Walker:
 
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None, keeps: tuple | None = None,
-                once: bool = False, fresh: tuple = (), also: tuple = ()) -> Shape:
+                once: bool = False, fresh: tuple = (), also: tuple = (),
+                out_elements: sp.Expr | None = None) -> Shape:
         c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
@@ -339,7 +343,7 @@ class _Walker:
             buffers=c.buffers, macs=c.macs, activations=act_out,
             memory_change=change, steps=tuple(steps), layer=layer,
             inputs=(self.current,) if inputs is None else inputs, keeps=keeps, once=once,
-            fresh=fresh, also=also))
+            fresh=fresh, also=also, out_elements=out_elements))
         self.current = len(self.rows) - 1
         return c.output_shape
 

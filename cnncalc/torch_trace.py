@@ -107,6 +107,7 @@ class Call:
     keeps: tuple | None = None  # what autograd keeps, extras per sample (see Row.keeps)
     fresh: tuple = ()  # inputs that are new tensors, not their producer's (see Row.fresh)
     also: tuple = ()  # what calls on weights before it keep (see Row.also)
+    out_elements: Any = None  # its output tensor's elements per sample, if not its shape's
 
 
 @dataclass(frozen=True)
@@ -513,8 +514,10 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
             for k in call.keeps)
         fresh = tuple((place, key, sp.sympify(size).xreplace({PER_SAMPLE: batch}))
                       for place, key, size in call.fresh)
+        own = None if call.out_elements is None else sp.sympify(
+            call.out_elements).xreplace({PER_SAMPLE: batch})
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
-                       call.inputs, keeps, call.once, fresh, call.also)
+                       call.inputs, keeps, call.once, fresh, call.also, own)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.
     given = training.freeze_text(options["freeze"])
     frozen = [str(i) for i, call in enumerate(calls) if call.frozen]
@@ -676,6 +679,7 @@ class _Tracer:
         self.open: list = []  # (module, its aten ops, the mode recording them)
         self.quiet = 0  # > 0 inside a module that is one row
         self.busy = False  # our own tensor calls in hooks are not the model's
+        self.probing = False  # kept() is running a call or module again
         self.used: dict[str, int] = {}
         table = function_table(torch, self.value)
         self.functions, self.free, self.constants = table.rules, table.free, table.constants
@@ -856,6 +860,8 @@ class _Tracer:
     # -- modules ---------------------------------------------------------------------
 
     def enter(self, module, args):
+        if self.probing:  # (a module run again by kept: not the model's own pass)
+            return
         self.stack.append(self.names.get(id(module), ""))
         kind = self.kinds.get(id(module), "transparent")
         if kind != "transparent":
@@ -867,6 +873,8 @@ class _Tracer:
             self.quiet += 1
 
     def leave(self, module, args, output):
+        if self.probing:
+            return
         name = self.stack.pop()
         if self.kinds.get(id(module), "transparent") == "transparent":
             return
@@ -879,9 +887,35 @@ class _Tracer:
             return
         self.busy = True
         try:
+            start = len(self.calls)
+            keeps = self.leaf_kept(module, name, args) if ops is not None else None
             self.module(module, name, args, output, ops)
+            self.attach(start, keeps)
         finally:
             self.busy = False
+
+    def leaf_kept(self, module, name: str, args) -> tuple | None:
+        """What a built-in leaf with no rule (``nn.Embedding``, ``nn.PReLU``'s kin) keeps:
+        its forward runs again as :meth:`kept` runs a call (autograd's formulas are the
+        same on every device). A recurrent net's kernel keeps a workspace that depends on
+        the backend (oneDNN's on the CPU, cuDNN's): not counted, and said in a note."""
+        if isinstance(module, self.torch.nn.RNNBase):
+            self.notes.append(f"{name or type(module).__name__.lower()} "
+                              f"({type(module).__name__}): the bytes its backward keeps are "
+                              "not counted (its kernel's workspace depends on the backend)")
+            return None
+        acts = [t for t in _flat(args)
+                if isinstance(t, self.torch.Tensor) and id(t) not in self.derived]
+        if not acts:
+            return None
+        prefix = f"{name}." if name else ""
+        weights = {n: p.detach().requires_grad_(f"{prefix}{n}" not in self.frozen)
+                   for n, p in module.named_parameters()}  # (sharing the state's storage)
+
+        def forward(*inputs):
+            return self.torch.func.functional_call(module, weights, inputs)
+        return self.kept(forward, args, {}, acts,
+                         trains=any(w.requires_grad for w in weights.values()))
 
     def module(self, module, name: str, args, output, ops):
         Tensor = self.torch.Tensor
@@ -1002,8 +1036,8 @@ class _Tracer:
         self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
                  kind)
 
-    def kept(self, func, args, kwargs, acts, rowless: bool = False,
-             outs=()) -> tuple | None:
+    def kept(self, func, args, kwargs, acts, rowless: bool = False, outs=(),
+             trains: bool = False) -> tuple | None:
         """What autograd keeps for backward when ``func`` runs with every floating-point
         activation needing a gradient: ``func`` runs again, with grad on, on copies of its
         activations and of its trainable weights, under ``saved_tensors_hooks``. Each kept
@@ -1018,15 +1052,17 @@ class _Tracer:
 
         Attention runs as torch's CPU flash kernel, whatever the device of the trace (see
         :func:`_flash_attention`). ``rowless``: a call on weights alone, which gets no
-        row; its output, if kept, is an extra too. None: the call could not run again
-        (said in a note)."""
+        row; its output, if kept, is an extra too. ``trains``: ``func`` holds trainable
+        weights of its own (a module's). None: the call could not run again (said in a
+        note)."""
         torch = self.torch
         floats = [a for a in acts if a.is_floating_point()]
         trainable = any(self.derived.get(id(t), frozenset()) - self.frozen
                         for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor))
-        if not floats and not (rowless and trainable):
+        if not floats and not trainable and not trains:
             return ()
-        trained = {}  # the trainable weights: the state itself (its storage), or a copy
+        trained = {}  # the trainable weights (the state itself, sharing its storage, or
+        # a copy) and copies of the other weights and buffers
         with torch.enable_grad():  # (copies, not leaves: in-place calls may run on them)
             copies = {id(a): a.detach().requires_grad_() * 1 for a in floats}
             for t in _flat((args, kwargs)):
@@ -1034,6 +1070,8 @@ class _Tracer:
                         and self.derived.get(id(t), frozenset()) - self.frozen):
                     w = t.detach().requires_grad_()
                     trained[id(t)] = w if _key(t) in self.state else w * 1
+                elif isinstance(t, torch.Tensor) and id(t) in self.derived:
+                    trained[id(t)] = t.clone()  # a buffer: a call run again may change it
         alias = {_key(w): _key(t) for t in _flat((args, kwargs))
                  if isinstance(t, torch.Tensor) and (w := trained.get(id(t))) is not None}
 
@@ -1056,19 +1094,23 @@ class _Tracer:
                     func = torch.nn.functional.scaled_dot_product_attention
                 if func is torch.nn.functional.multi_head_attention_forward:
                     kwargs = {**kwargs, "training": True}  # its attention dropout, if any
+                self.probing = True
                 result = func(*swap(args), **swap(kwargs))
         except Exception as exc:  # noqa: BLE001 - the model's own call: say so, go on
+            self.probing = False
             stem = getattr(func, "__name__", "call").strip("_")
             self.notes.append(f"{stem}: the bytes its backward keeps are not counted (it "
                               f"failed when run again with gradients: {_one_line(exc)})")
             return None
+        self.probing = False
         last = len(self.calls) - 1
         rows = list(dict.fromkeys(self.producer.get(id(a), last) for a in acts))
         place, remade = {}, {}
         for a in acts:
-            if id(a) not in copies:
-                continue
             row = self.producer.get(id(a), last)
+            if id(a) not in copies:  # token ids: kept as they are, in their own dtype
+                place[_key(a)] = rows.index(row)
+                continue
             if _key(a) in self.made.get(row, ()):
                 place[_key(copies[id(a)])] = rows.index(row)
             else:  # made from the row's output by free calls (x.mean() + eps): its own
@@ -1085,7 +1127,8 @@ class _Tracer:
                 continue
             seen.add(known or k)
             if k in place:
-                keeps.append(training.Keep("input", index=place[k]))
+                keeps.append(training.Keep("input", index=place[k], itemsize=None
+                                           if t.is_floating_point() else t.element_size()))
             elif k in remade:
                 keeps.append(training.Keep("extra", self.per_sample(t),
                                            tensor=("storage", remade[k])))
@@ -1180,9 +1223,13 @@ class _Tracer:
         inputs = tuple(dict.fromkeys(self.producer.get(id(t), last) for t in ins)) or (last,)
         frozen = bool(params) and self.last_claim <= self.frozen
         also, self.pending = tuple(self.pending), []
+        # a product's row that stands for its call's output (an LSTM's last): that tensor
+        own = None if isinstance(out, self.torch.Tensor) or not outs else (
+            self.elements(outs[0]) if once else self.per_sample(outs[0]))
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
                                layer, kind, frozen, record, scale, macs, once,
-                               fresh=self.fresh(ins, inputs, last), also=also))
+                               fresh=self.fresh(ins, inputs, last), also=also,
+                               out_elements=own))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
             self.keep.append(o)

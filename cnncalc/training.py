@@ -64,9 +64,9 @@ class Keep:
 
 _IN, _OUT = Keep("input"), Keep("output")
 # Elementwise kinds: which side torch's backward formula reads.
-_KEEPS_OUTPUT = {"relu", "sigmoid", "tanh", "softmax"}
+_KEEPS_OUTPUT = {"relu", "sigmoid", "tanh", "softmax", "logsoftmax"}
 _KEEPS_INPUT = {"relu6", "gelu", "silu", "elu", "leakyrelu", "hardswish", "hardsigmoid",
-                "mish"}
+                "mish", "hardtanh", "softplus", "selu", "celu", "prelu"}
 
 
 @singledispatch
@@ -140,6 +140,8 @@ def _elementwise(layer: L.Elementwise, shape, out, batch, weight_grad):
         return [_OUT]
     if layer.kind in _KEEPS_INPUT:
         return [_IN]
+    if layer.kind == "softsign":  # x / (1 + |x|): x, and 1 + |x|
+        return [_IN, Keep("extra", prod(out) * batch)]
     if layer.kind == "dropout" and layer.p != 0:
         return [Keep("extra", prod(out) * batch, MASK_BYTES)]
     if layer.kind == "stochastic_depth" and layer.p:
@@ -353,7 +355,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         tensor.append(src if view else row.index)
         if not view:
             # (weight-only work, done once whatever the batch, makes one tensor)
-            elements[row.index] = prod(out_shape) * (ONE if row.once else batch)
+            elements[row.index] = row.out_elements if row.out_elements is not None else \
+                prod(out_shape) * (ONE if row.once else batch)
         copies = not view and (isinstance(row.layer, L.Flatten) or (
             isinstance(row.layer, L.Shuffle) and row.layer.groups in (1, shape[0])))
         saved = ZERO
@@ -395,7 +398,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 if which not in charged:
                     charged.add(which)
                     saved += (size if size is not None
-                              else elements.get(which, prod(shape) * batch)) * b
+                              else elements.get(which, prod(shape) * batch)) * (
+                                  keep.itemsize or b)
         assumed = _assumption(row.layer, ins[0], shape, batch) if copies else None
         if assumed and notes is not None:
             notes.append(f"{row.name}: the bytes kept count torch's copy of a strided "

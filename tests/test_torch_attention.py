@@ -626,6 +626,11 @@ KEPT = {
     "unet": (lambda: UNet(), (3, 16, 16)),
     # weight work whose backward keeps tensors (a sigmoid of a bias table), once a pass
     "bias_mlp": (lambda: _SigmoidBias(), (2, 4, 8)),
+    # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
+    "activations": (lambda: nn.Sequential(
+        nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
+        nn.SELU(), nn.Linear(8, 8), nn.CELU(), nn.Linear(8, 8), nn.Softsign(),
+        nn.Linear(8, 8), nn.PReLU(), nn.Linear(8, 8), nn.LogSoftmax(1)), (8,)),
 }
 
 
@@ -676,3 +681,32 @@ def test_attention_dropout_keeps_the_math_paths_tensors():
             model, torch.randn(batch, 5, 16))
         without = cnncalc.from_torch(_encoder(), (5, 16), batch=batch)
         assert got.total["saved_bytes"] > without.total["saved_bytes"] + masks
+
+
+class _Tagger(nn.Module):
+    """Token ids through an embedding (whose backward keeps the ids, as int64) and an LSTM."""
+
+    def __init__(self, recurrent=True):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.lstm = nn.LSTM(16, 24, batch_first=True) if recurrent else None
+        self.fc = nn.Linear(24 if recurrent else 16, 5)
+
+    def forward(self, ids):
+        x = self.emb(ids)
+        return self.fc(self.lstm(x)[0] if self.lstm is not None else x)
+
+
+def test_embedding_keeps_its_ids_and_a_recurrent_net_is_named():
+    """An embedding keeps its int64 ids; what an LSTM's kernel keeps depends on the backend
+    (oneDNN's workspace on the CPU), so it is named in a note and not counted; the linear
+    layer after it keeps the LSTM's output, its own size (not its products' rows')."""
+    ids = torch.randint(0, 50, (3, 7))
+    plain = _Tagger(recurrent=False)
+    got = cnncalc.from_torch(plain, (7,), batch=3, input_dtype="int64")
+    assert got.notes == ()
+    assert int(got.total["saved_bytes"]) == saved_by_autograd(plain, ids) == 3 * 7 * (8 + 16 * 4)
+    got = cnncalc.from_torch(_Tagger(), (7,), batch=3, input_dtype="int64")
+    assert [n for n in got.notes if "lstm (LSTM): the bytes its backward keeps are not counted"
+            in n]
+    assert int(got.total["saved_bytes"]) == 3 * 7 * (8 + 24 * 4)
