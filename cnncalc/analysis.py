@@ -64,6 +64,10 @@ class Row:
     # The elements of the tensor it outputs, batch included, where its shape is not that
     # tensor's (from_torch: the last product row of a call costed by its aten ops)
     out_elements: sp.Expr | None = None
+    # A product's factors (from_torch): how many are activations and how many trainable
+    # weights; the gradient of each costs the product's MACs. None: one of each at most
+    # (an input gradient if the input needs one, a weight gradient if it has weights).
+    factors: tuple[int, int] | None = None
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
     saved_bytes: sp.Expr = ZERO
@@ -326,7 +330,8 @@ class _Walker:
     def add_row(self, c: Cost, name: str, shape: Shape, depth: int, layer=None,
                 inputs: tuple[int, ...] | None = None, keeps: tuple | None = None,
                 once: bool = False, fresh: tuple = (), also: tuple = (),
-                out_elements: sp.Expr | None = None) -> Shape:
+                out_elements: sp.Expr | None = None,
+                factors: tuple[int, int] | None = None) -> Shape:
         c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
@@ -343,7 +348,7 @@ class _Walker:
             buffers=c.buffers, macs=c.macs, activations=act_out,
             memory_change=change, steps=tuple(steps), layer=layer,
             inputs=(self.current,) if inputs is None else inputs, keeps=keeps, once=once,
-            fresh=fresh, also=also, out_elements=out_elements))
+            fresh=fresh, also=also, out_elements=out_elements, factors=factors))
         self.current = len(self.rows) - 1
         return c.output_shape
 

@@ -108,6 +108,7 @@ class Call:
     fresh: tuple = ()  # inputs that are new tensors, not their producer's (see Row.fresh)
     also: tuple = ()  # what calls on weights before it keep (see Row.also)
     out_elements: Any = None  # its output tensor's elements per sample, if not its shape's
+    factors: tuple[int, int] | None = None  # a product's (activations, trainable weights)
 
 
 @dataclass(frozen=True)
@@ -517,7 +518,7 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
         own = None if call.out_elements is None else sp.sympify(
             call.out_elements).xreplace({PER_SAMPLE: batch})
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
-                       call.inputs, keeps, call.once, fresh, call.also, own)
+                       call.inputs, keeps, call.once, fresh, call.also, own, call.factors)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.
     given = training.freeze_text(options["freeze"])
     frozen = [str(i) for i, call in enumerate(calls) if call.frozen]
@@ -619,10 +620,11 @@ def _flash_attention(torch):
         F.scaled_dot_product_attention = original
 
 
-def _count_mode(torch, free_aten, dims_of, value):
+def _count_mode(torch, free_aten, dims_of, value, factors_of):
     """A dispatch mode that records each aten op a call runs: its name, its FLOPs by
     ``torch.utils.flop_counter``'s own formulas (so a row equals FlopCounterMode's count),
-    its output's dimensions, and whether it is known to do no multiply-adds."""
+    its output's dimensions, whether it is known to do no multiply-adds, and for a
+    product its factors (see :meth:`_Tracer.factors`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
 
@@ -646,8 +648,9 @@ def _count_mode(torch, free_aten, dims_of, value):
             rule = flop_registry.get(func._overloadpacket)
             flops = value(rule(*args, **kwargs, out_val=out)) if rule else 0
             dims = dims_of(out) if flops != 0 and isinstance(out, torch.Tensor) else ()
-            self.ops.append((str(func._overloadpacket).rpartition(".")[2], flops, dims,
-                             free(func)))
+            name = str(func._overloadpacket).rpartition(".")[2]
+            self.ops.append((name, flops, dims, free(func),
+                             factors_of(name, args) if flops != 0 else None))
             return out
 
     return Count
@@ -666,7 +669,9 @@ class _Tracer:
         self.notes: list[str] = []
         self.derived: dict[int, frozenset[str]] = {}  # tensors computed from weights only
         self.state: set[int] = set()  # the storages of the parameters and buffers
+        self.weight_names: dict[int, frozenset[str]] = {}  # their parameter names
         self.sdpa = torch.nn.functional.scaled_dot_product_attention
+        self.added = {torch.addmm, torch.Tensor.addmm, torch.baddbmm, torch.Tensor.baddbmm}
         self.keep: list = []  # holds every tensor seen, so that ids are never reused
         self.producer: dict[int, int] = {}  # activation tensor -> the row that made it
         self.made: dict[int, set[int]] = {}  # row -> the storages of its outputs
@@ -683,7 +688,7 @@ class _Tracer:
         self.used: dict[str, int] = {}
         table = function_table(torch, self.value)
         self.functions, self.free, self.constants = table.rules, table.free, table.constants
-        self.Count = _count_mode(torch, table.free_aten, self.dims, self.value)
+        self.Count = _count_mode(torch, table.free_aten, self.dims, self.value, self.factors)
 
     def value(self, v):
         """An int, or torch's symbolic size as a sympy formula in the user's symbols."""
@@ -763,6 +768,7 @@ class _Tracer:
             self.derived[id(weights[n])] = frozenset()
         self.keep += list(weights.values())
         self.state = {_key(w) for w in weights.values()}
+        self.weight_names = {_key(w): self.derived[id(w)] for w in weights.values()}
 
         def real(v):
             if isinstance(v, torch.Tensor):
@@ -966,14 +972,18 @@ class _Tracer:
             names = frozenset().union(*(self.derived.get(id(t), frozenset())
                                         for t in tensors if func not in self.constants))
             first = (tensors or outs)[0]  # arithmetic on weights: once per pass
-            if ops and not self.costed(label, ops, first, [], [], self.claim(tensors), True):
-                strange = sorted({op[0] for op in ops if not op[3]})
+            if ops and any(op[1] != 0 for op in ops):  # its products: rows, with the
+                # parameters (claimed only where a row shows them: W + A @ B's W is
+                # counted by the product that uses W + A @ B)
+                self.costed(label, ops, first, [], [], self.claim(tensors), True)
+            else:
+                strange = sorted({op[0] for op in ops or () if not op[3]})
                 if strange:
                     self.unsupported.append(Unsupported(
                         label, stem, f"not mapped: runs {', '.join(strange)} on weights, "
                         "which have no rule (no MACs counted)"))
-            elif not ops and func not in self.constants:  # what autograd keeps of it
-                self.pending += self.kept(func, args, kwargs, [], True, outs) or ()
+                if func not in self.constants:  # what autograd keeps of it
+                    self.pending += self.kept(func, args, kwargs, [], True, outs) or ()
             for o in outs:
                 if id(o) not in self.producer:
                     self.derived[id(o)] = names
@@ -985,11 +995,15 @@ class _Tracer:
         params = self.claim(tensors)
         if isinstance(mapped, list):  # products of activations: one row each
             start, keeps = len(self.calls), self.kept(func, args, kwargs, acts)
+            # (attention's two products: each of two activations; a matmul's factors)
+            factors = (2, 0) if func is self.sdpa else self.factors(
+                "addmm" if func in self.added else "mm", args)
             for i, (kind, dims, macs) in enumerate(mapped):
                 rows_in = acts if i == 0 else []
                 self.add(f"{where}.{kind}" if where else kind, acts[0], dims, rows_in,
                          outs if i == len(mapped) - 1 else [], params if i == 0 else 0,
-                         None, "matmul", macs=sp.sympify(macs) / self.batch)
+                         None, "matmul", macs=sp.sympify(macs) / self.batch,
+                         factors=factors)
             self.attach(start, keeps)
             return
         if mapped is None:
@@ -1168,24 +1182,40 @@ class _Tracer:
         and contracted size, summed over repeats such as a recurrent net's time steps (the
         row's shape then leads with the count); False if it ran none."""
         groups: dict = {}
-        for i, (name, flops, dims, _) in enumerate(ops):
+        for i, (name, flops, dims, _, factors) in enumerate(ops):
             if flops != 0:  # (an attention's products each once: none merged)
                 key = (name.strip("_"), dims, sp.sympify(flops) / (2 * prod(dims)),
-                       i if attention else 0)
+                       i if attention else 0, factors)
                 total, count = groups.get(key, (0, 0))
                 groups[key] = (total + flops, count + 1)
         if not groups:
             return False
         roles = _attention_roles([key[0] for key in groups]) if attention else None
-        for i, ((name, dims, _, _), (flops, count)) in enumerate(groups.items()):
+        for i, ((name, dims, _, _, factors), (flops, count)) in enumerate(groups.items()):
             macs = sp.sympify(flops) / 2 / (1 if once else self.batch)
             if count > 1:
                 dims = (count * dims[0], *dims[1:]) if dims else (count,)
             row = roles[i] if roles else name
             self.add(f"{label}.{row}" if label else row, first, dims,
                      acts if i == 0 else [], outs if i == len(groups) - 1 else [],
-                     params if i == 0 else 0, None, name, macs=macs, once=once)
+                     params if i == 0 else 0, None, name, macs=macs, once=once,
+                     factors=factors)
         return True
+
+    def factors(self, name: str, args) -> tuple[int, int]:
+        """A product's factors: how many are activations (each gets a gradient as costly as
+        the product) and how many trainable weights (the same); ``addmm``'s added term
+        is not one. A weight is known by its storage (a transposed view of it included)."""
+        tensors = [a for a in (args[1:3] if name in ("addmm", "baddbmm", "addbmm", "addmv")
+                               else args[:2]) if isinstance(a, self.torch.Tensor)]
+        acts = weights = 0
+        for t in tensors:
+            names = self.weight_names.get(_key(t), self.derived.get(id(t)))
+            if names is None:
+                acts += 1
+            elif names - self.frozen:
+                weights += 1
+        return acts, weights
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -1200,7 +1230,7 @@ class _Tracer:
         return sum(self.numel[n] for n in new)
 
     def add(self, label: str, first, out, ins, outs, params: int, layer, kind: str,
-            macs=ZERO, once: bool = False) -> None:
+            macs=ZERO, once: bool = False, factors: tuple[int, int] | None = None) -> None:
         """A row: ``first`` is the tensor it reads, ``out`` the tensor (or dimensions) it
         makes; ``ins`` give the rows that feed it (none: the row before)."""
         in_shape, record, scale = self.shown(first, once)
@@ -1229,7 +1259,7 @@ class _Tracer:
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
                                layer, kind, frozen, record, scale, macs, once,
                                fresh=self.fresh(ins, inputs, last), also=also,
-                               out_elements=own))
+                               out_elements=own, factors=factors))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
             self.keep.append(o)

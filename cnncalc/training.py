@@ -342,12 +342,14 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         is_frozen = row.index in frozen
         trainable = ZERO if is_frozen else row.params
         weight_grad = not is_frozen and row.params != 0
-        grad_in = any(needs_grad[i] for i in row.inputs if i >= 0)
+        # (work on weights reads weights, whatever row came before it)
+        grad_in = any(needs_grad[i] for i in row.inputs
+                      if i >= 0 and (rows[i].once or not row.once))
         needs_grad.append(grad_in or weight_grad)
         shape = channels_first(row.input_shape, layout)
         out_shape = channels_first(row.output_shape, layout)
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
-        if row.inputs and row.inputs[0] < 0 and -1 not in elements:
+        if row.inputs and row.inputs[0] < 0 and -1 not in elements and not row.once:
             elements[-1] = prod(shape) * batch
         ins = [layouts[i] if i >= 0 else DENSE for i in row.inputs] or [DENSE]
         view = is_view(row.layer, ins[0], shape, batch)
@@ -406,11 +408,16 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                          f"tensor, made when {assumed} (at 1 it is a view)")
         grads = trainable * b
         optim = states * trainable * b
+        # a product of two activations (attention's) has two input gradients, each as
+        # costly as the product; its weights may have been counted by another row
+        acts, weights = row.factors or (1, 1)
+        if row.factors is not None:
+            weight_grad = weights > 0 and not is_frozen
         out.append(updated(
             row, frozen=is_frozen, trainable_params=trainable,
             non_trainable_params=row.params - trainable,
-            backward_input_macs=row.macs if grad_in else ZERO,
-            backward_weight_macs=row.macs if weight_grad else ZERO,
+            backward_input_macs=row.macs * acts if grad_in else ZERO,
+            backward_weight_macs=row.macs * weights if weight_grad else ZERO,
             saved_bytes=saved, param_bytes=row.params * b, buffer_bytes=row.buffers * b,
             grad_bytes=grads, optimizer_bytes=optim,
             training_bytes=(row.params + row.buffers) * b + grads + optim + saved))

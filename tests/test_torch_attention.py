@@ -626,6 +626,7 @@ KEPT = {
     "unet": (lambda: UNet(), (3, 16, 16)),
     # weight work whose backward keeps tensors (a sigmoid of a bias table), once a pass
     "bias_mlp": (lambda: _SigmoidBias(), (2, 4, 8)),
+    "lora": (lambda: _MergedLoRA(), (16,)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -710,3 +711,48 @@ def test_embedding_keeps_its_ids_and_a_recurrent_net_is_named():
     assert [n for n in got.notes if "lstm (LSTM): the bytes its backward keeps are not counted"
             in n]
     assert int(got.total["saved_bytes"]) == 3 * 7 * (8 + 24 * 4)
+
+
+class _MergedLoRA(nn.Module):
+    """A weight merged once a pass, ``W + A @ B``: its product's two factors are weights,
+    and each gets a gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(16, 16))
+        self.a, self.b = nn.Parameter(torch.zeros(16, 2)), nn.Parameter(torch.zeros(2, 16))
+
+    def forward(self, x):
+        return F.linear(x, self.w + self.a @ self.b)
+
+
+@pytest.mark.parametrize("name", ["sdpa", "sdpa_grouped", "window", "encoder", "multihead",
+                                  "squeeze_excite", "bias_mlp", "lora"])
+def test_backward_macs_count_each_factors_gradient(name):
+    """A product of two activations (attention's scores and output) has two input
+    gradients, each as costly as the product; ``nn.MultiheadAttention``'s output
+    projection, costed by its aten ops, has its weight gradient. Against
+    ``FlopCounterMode`` over ``backward()`` (math attention, oneDNN off)."""
+    torch.manual_seed(0)
+    make, shape = KEPT.get(name, (_MergedLoRA, (16,)))
+    model = make()
+    if isinstance(model, nn.MultiheadAttention):
+        model, shape = _SelfAttentionOnly(model), (5, 16)
+    onednn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            out = model.train()(torch.randn(2, *shape))
+            with FlopCounterMode(display=False) as counter:
+                out.sum().backward()
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+    got = cnncalc.from_torch(model, shape, batch=2)
+    assert 2 * int(got.total["backward_macs"]) == counter.get_total_flops() > 0
+
+
+def test_a_weight_merged_with_a_product_counts_every_parameter():
+    """``F.linear(x, W + A @ B)``: the sum on weights has no row of its own, so W counts
+    with the linear layer that uses it (it was claimed by the sum and lost: 64 of 320)."""
+    got = assert_exact(_MergedLoRA(), torch.zeros(2, 16))
+    assert int(got.total["params"]) == 320
