@@ -595,15 +595,21 @@ def _flash_attention(torch):
     kept, and a boolean mask as the float mask it becomes. On the meta and fake tensors of
     a trace it would take the math path, which keeps the scores too. The module attribute
     is swapped (a function mode would not see the call inside ``nn.MultiheadAttention``'s
-    functional forward). With attention dropout torch takes the math path, and so does
-    this (``nn.MultiheadAttention`` runs with its dropout; a model's own call passes what
-    it passes in eval mode, where the trace runs: usually none)."""
+    functional forward). Where torch's CPU takes the math path (attention dropout, a
+    mask that needs a gradient, inputs that are not 4-D), so does this
+    (``nn.MultiheadAttention`` runs with its dropout; a model's own call passes what it
+    passes in eval mode, where the trace runs: usually none)."""
     F = torch.nn.functional
     original = F.scaled_dot_product_attention
 
     def flash(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
               enable_gqa=False):
-        if dropout_p > 0:  # the CPU runs it by the math path too
+        qkv = (query, key, value)
+        if (dropout_p > 0 or (attn_mask is not None and attn_mask.requires_grad)
+                or any(t.dim() != 4 or t.stride(-1) != 1 for t in qkv)
+                or len({t.shape[-1] for t in qkv}) > 1):
+            # where the CPU takes the math path too: the flash kernel takes 4-D inputs with
+            # one head size and unit last strides, and has no dropout or mask gradient
             return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                             enable_gqa=enable_gqa)
         if attn_mask is not None and attn_mask.dtype == torch.bool:
@@ -618,6 +624,17 @@ def _flash_attention(torch):
         yield
     finally:
         F.scaled_dot_product_attention = original
+
+
+def _as_flash_lays_out(out, query):
+    """The attention output as the CPU's flash kernel lays it out, its dimensions in the
+    query's order of strides (a query transposed from (N, L, heads, E) gives an output
+    that transposes back as a view; a contiguous one, an output that reshape copies):
+    what later calls view or copy depends on it. The trace's own output is the math
+    path's, contiguous."""
+    order = sorted(range(4), key=lambda d: -query.stride(d))
+    back = sorted(range(4), key=order.__getitem__)
+    return out.permute(order).contiguous().permute(back)
 
 
 def _count_mode(torch, free_aten, dims_of, value, factors_of):
@@ -792,9 +809,8 @@ class _Tracer:
                         and not tracer.on_weights(args, kwargs)):
                     result = func(*args, **kwargs)
                     if func is tracer.sdpa and device != "cpu" and result.dim() == 4:
-                        # the CPU's flash kernel lays its output out as (N, L, heads, E),
-                        # so a later transpose(1, 2).reshape is a view, not a copy
-                        result = result.transpose(1, 2).contiguous().transpose(1, 2)
+                        result = _as_flash_lays_out(result, args[0] if args else
+                                                    kwargs["query"])
                 else:  # not known here: record the aten ops it runs
                     ops = []
                     with tracer.Count(ops):
@@ -1024,9 +1040,12 @@ class _Tracer:
                     self.add(label, acts[0], outs[0], acts, outs, params, None, stem)
                     return
             if params:  # x * gamma, x + beta: its parameters are counted here, no MACs
-                # (x * gamma keeps x for gamma's gradient, as a layer scale)
+                # (x * gamma keeps x for gamma's gradient, as a layer scale; what others
+                # keep, addcmul(beta, alpha, x)'s x, is seen by running them again)
                 scale = L.LayerScale() if stem in MULS and len(acts) == 1 else None
+                keeps = None if scale else self.kept(func, args, kwargs, acts)
                 self.add(label, acts[0], outs[0], acts, outs, params, scale, stem)
+                self.attach(len(self.calls) - 1, keeps)
                 return
             if stem in MULS and len({id(a) for a in acts}) > 1:
                 # x * gate: a row, as the layer language's squeeze-and-excitation has, that
@@ -1047,6 +1066,16 @@ class _Tracer:
             self.pass_on(acts, outs)  # x + constant: not a merge of two branches
             return
         label = f"{where}.{kind}" if where else kind
+        if isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear)):
+            # a weight computed in the pass (NF-ResNet's standardized one, a merged W + AB)
+            # is kept as the model's own weights are (state): by a conv always, by a
+            # linear layer for its input's gradient
+            needs = 0 if isinstance(layer, L.Linear) else None
+            w = args[1] if len(args) > 1 else kwargs.get("weight")  # (not the bias)
+            if (isinstance(w, self.torch.Tensor) and id(w) in self.derived
+                    and _key(w) not in self.state):
+                self.pending.append(training.Keep("extra", self.elements(w), for_grad_of=needs,
+                                                  tensor=("storage", _key(w))))
         self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
                  kind)
 

@@ -335,7 +335,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     tensor: list[int] = []  # the tensor row i outputs: its own index, or its input's (views)
     elements: dict[int, sp.Expr] = {}  # a tensor's size, batch included: keeping a view
     # keeps all of it
-    charged: set[int] = set()  # tensors already kept by an earlier row (-1: the input)
+    charged: set = set()  # tensors already kept by an earlier row (-1: the input; a Keep's
+    # ``tensor`` for one that has no row)
     layouts: list[str] = []  # the strides of the tensor row i outputs (see layout_of)
     out = []
     for row in rows:
@@ -354,6 +355,10 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         ins = [layouts[i] if i >= 0 else DENSE for i in row.inputs] or [DENSE]
         view = is_view(row.layer, ins[0], shape, batch)
         layouts.append(layout_of(row.layer, ins, shape, batch))
+        for place, made, size in row.fresh:  # a view of a new tensor made from the input
+            if view and place == 0:
+                src = made
+                elements.setdefault(made, size)
         tensor.append(src if view else row.index)
         if not view:
             # (weight-only work, done once whatever the batch, makes one tensor)
@@ -372,17 +377,17 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 keeps = [Keep("extra", prod(shape) * batch)]
                 copies = True
             for keep in keeps:
+                last = len(row.inputs) - 1  # (x * x: one input, kept for both)
+                if keep.for_grad_of is not None:
+                    other = row.inputs[min(keep.for_grad_of, last)] if row.inputs else -1
+                    if other < 0 or not needs_grad[other]:
+                        continue
                 if keep.role == "extra":
                     if keep.tensor not in charged:
                         if keep.tensor is not None:  # (one that several rows may keep)
                             charged.add(keep.tensor)
                         saved += keep.elements * (keep.itemsize or b)
                     continue
-                last = len(row.inputs) - 1  # (x * x: one input, kept for both)
-                if keep.for_grad_of is not None:
-                    other = row.inputs[min(keep.for_grad_of, last)]
-                    if other < 0 or not needs_grad[other]:
-                        continue
                 size = None
                 if keep.role == "output":
                     which = tensor[-1]

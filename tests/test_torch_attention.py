@@ -627,6 +627,17 @@ KEPT = {
     # weight work whose backward keeps tensors (a sigmoid of a bias table), once a pass
     "bias_mlp": (lambda: _SigmoidBias(), (2, 4, 8)),
     "lora": (lambda: _MergedLoRA(), (16,)),
+    # a tensor made by a call with no row (x.mean((2, 3))), kept by the next layer, through
+    # a view (timm's heads pass it through nn.Identity) or not (ShuffleNetV2's)
+    "pooled_head": (lambda: _PooledHead(None), (3, 6, 6)),
+    "pooled_view_head": (lambda: _PooledHead(nn.Identity()), (3, 6, 6)),
+    # weights and biases computed in the pass: NF-ResNet's standardized conv weight (kept
+    # by the conv), EVA's concatenated qkv bias (not kept), ResMLP's addcmul(beta, alpha, x)
+    "computed_weights": (lambda: _ComputedWeights(), (3, 6, 6)),
+    # attention where the CPU leaves its flash kernel for the math path: a learned bias as
+    # the mask (BEiT), 5-D inputs (Hiera); and a contiguous query, whose output the
+    # transpose and reshape after it copy (EVA)
+    "attention_paths": (lambda: _AttentionPaths(), (6, 16)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -727,7 +738,8 @@ class _MergedLoRA(nn.Module):
 
 
 @pytest.mark.parametrize("name", ["sdpa", "sdpa_grouped", "window", "encoder", "multihead",
-                                  "squeeze_excite", "bias_mlp", "lora"])
+                                  "squeeze_excite", "bias_mlp", "lora", "computed_weights",
+                                  "attention_paths"])
 def test_backward_macs_count_each_factors_gradient(name):
     """A product of two activations (attention's scores and output) has two input
     gradients, each as costly as the product; ``nn.MultiheadAttention``'s output
@@ -756,3 +768,46 @@ def test_a_weight_merged_with_a_product_counts_every_parameter():
     with the linear layer that uses it (it was claimed by the sum and lost: 64 of 320)."""
     got = assert_exact(_MergedLoRA(), torch.zeros(2, 16))
     assert int(got.total["params"]) == 320
+
+
+class _PooledHead(nn.Module):
+    def __init__(self, between):
+        super().__init__()
+        self.conv, self.between, self.fc = nn.Conv2d(3, 8, 3), between, nn.Linear(8, 4)
+
+    def forward(self, x):
+        pooled = torch.relu(self.conv(x)).mean((2, 3))
+        return self.fc(pooled if self.between is None else self.between(pooled))
+
+
+class _ComputedWeights(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.q_bias, self.v_bias = nn.Parameter(torch.zeros(8)), nn.Parameter(torch.zeros(8))
+        self.register_buffer("k_bias", torch.zeros(8))
+        self.qkv = nn.Parameter(torch.randn(24, 8))
+        self.alpha, self.beta = nn.Parameter(torch.ones(24)), nn.Parameter(torch.zeros(24))
+
+    def forward(self, x):
+        w = F.batch_norm(self.conv.weight.reshape(1, 8, -1), None, None, training=True,
+                         momentum=0.0).reshape_as(self.conv.weight)
+        y = F.conv2d(x, w, self.conv.bias).mean((2, 3))
+        y = F.linear(y, self.qkv, torch.cat((self.q_bias, self.k_bias, self.v_bias)))
+        return torch.addcmul(self.beta, self.alpha, y)
+
+
+class _AttentionPaths(nn.Module):
+    def __init__(self, dim=16, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.bias = nn.Parameter(torch.zeros(heads, 6, 6))
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)  # math path
+        y = F.scaled_dot_product_attention(y.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2))
+        y = F.scaled_dot_product_attention(y.squeeze(2).contiguous(), k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, d))
