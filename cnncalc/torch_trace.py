@@ -969,8 +969,13 @@ class _Tracer:
                                                 + ", ".join(strange) + ")"))
         elif layer is None and self.kinds.get(id(module)) == "unsupported":
             self.unsupported.append(Unsupported(label, kind, NO_MACS))
+        # a module called again (shared weights): its parameters counted at the first
+        # call, but each call adds its own weight gradient
+        shared = (not params and isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear))
+                  and any((f"{name}.{n}" if name else n) not in self.frozen
+                          for n, _ in module.named_parameters()))
         self.add(label, first, outs[0], acts or ins[:1], outs, params, layer, kind.lower(),
-                 once=once)
+                 once=once, factors=(1, 1) if shared else None)
 
     # -- functions -------------------------------------------------------------------
 
@@ -1066,6 +1071,7 @@ class _Tracer:
             self.pass_on(acts, outs)  # x + constant: not a merge of two branches
             return
         label = f"{where}.{kind}" if where else kind
+        shared = False
         if isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear)):
             # a weight computed in the pass (NF-ResNet's standardized one, a merged W + AB)
             # is kept as the model's own weights are (state): by a conv always, by a
@@ -1076,8 +1082,11 @@ class _Tracer:
                     and _key(w) not in self.state):
                 self.pending.append(training.Keep("extra", self.elements(w), for_grad_of=needs,
                                                   tensor=("storage", _key(w))))
+            # a weight used again: counted at its first use, but each use has a gradient
+            shared = (not params and isinstance(w, self.torch.Tensor)
+                      and bool(self.derived.get(id(w), frozenset()) - self.frozen))
         self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
-                 kind)
+                 kind, factors=(1, 1) if shared else None)
 
     def kept(self, func, args, kwargs, acts, rowless: bool = False, outs=(),
              trains: bool = False) -> tuple | None:

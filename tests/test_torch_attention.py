@@ -638,6 +638,8 @@ KEPT = {
     # the mask (BEiT), 5-D inputs (Hiera); and a contiguous query, whose output the
     # transpose and reshape after it copy (EVA)
     "attention_paths": (lambda: _AttentionPaths(), (6, 16)),
+    # a module, and a functional weight, used twice: counted once, a gradient each use
+    "shared": (lambda: _Shared(), (3, 8, 8)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -739,7 +741,7 @@ class _MergedLoRA(nn.Module):
 
 @pytest.mark.parametrize("name", ["sdpa", "sdpa_grouped", "window", "encoder", "multihead",
                                   "squeeze_excite", "bias_mlp", "lora", "computed_weights",
-                                  "attention_paths"])
+                                  "attention_paths", "shared"])
 def test_backward_macs_count_each_factors_gradient(name):
     """A product of two activations (attention's scores and output) has two input
     gradients, each as costly as the product; ``nn.MultiheadAttention``'s output
@@ -811,3 +813,14 @@ class _AttentionPaths(nn.Module):
         y = F.scaled_dot_product_attention(y.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2))
         y = F.scaled_dot_product_attention(y.squeeze(2).contiguous(), k, v)
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
+
+
+class _Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.conv = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.w = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        y = self.conv(torch.relu(self.conv(self.stem(x)))).mean((2, 3))
+        return F.linear(torch.relu(F.linear(y, self.w)), self.w)
