@@ -823,6 +823,10 @@ class _Tracer:
                 return result
 
         training = {m: m.training for m in model.modules()}
+        # the model's own tensors, put back after: functional_call leaves a module that is
+        # reached by two paths (CoaT's shared position encodings) holding the trace's
+        state = [(slots, name, t) for m in model.modules()
+                 for slots in (m._parameters, m._buffers) for name, t in slots.items()]
         handles = []
         model.eval()  # batch norm at batch 1 and dropout: eval runs the same layers
         try:
@@ -850,6 +854,8 @@ class _Tracer:
                 h.remove()
             for m, mode in training.items():
                 m.training = mode
+            for slots, name, t in state:
+                slots[name] = t
         outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
         out = self.shown(outs[0])[0] if outs else ()
         if self.pending and self.calls:  # weight work after the last row: counted with it

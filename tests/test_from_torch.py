@@ -404,3 +404,34 @@ def test_functional_pad_and_interpolate_get_rows():
     assert got.total["activations"] == sum(t.numel() for t in (*made, y))
     spec = cnncalc.analyze("conv(4, k=3, p=1), pad(1), upsample(2), relu", input="3x8x8")
     assert got.total["activations"] == spec.total["activations"]
+
+
+def test_a_module_reached_by_two_paths_is_left_as_it_was():
+    """One module held by two parents (CoaT's shared position encodings): after the trace
+    its parameters are the model's own again, on the CPU and needing gradients (they were
+    left as the trace's meta tensors)."""
+
+    class Block(nn.Module):
+        def __init__(self, shared):
+            super().__init__()
+            self.shared, self.fc = shared, nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.fc(self.shared(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Linear(8, 8)
+            self.blocks = nn.Sequential(Block(self.pos), Block(self.pos))
+
+        def forward(self, x):
+            return self.blocks(x)
+
+    model = Net()
+    before = {n: p for n, p in model.named_parameters()}
+    got = cnncalc.from_torch(model, (8,))
+    assert int(got.total["params"]) == sum(p.numel() for p in model.parameters())
+    after = dict(model.named_parameters())
+    assert all(after[n] is p and p.device.type == "cpu" and p.requires_grad
+               for n, p in before.items())
