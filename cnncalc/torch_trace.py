@@ -1296,13 +1296,21 @@ class _Tracer:
         last = len(self.calls) - 1
         inputs = tuple(dict.fromkeys(self.producer.get(id(t), last) for t in ins)) or (last,)
         frozen = bool(params) and self.last_claim <= self.frozen
+        fresh = self.fresh(ins, inputs, last)
+        if (isinstance(layer, L.Linear) and isinstance(first, self.torch.Tensor)
+                and first.dim() > 2 and not first.is_contiguous()):
+            # torch's linear folds the leading dimensions with reshape, which copies a
+            # tensor whose strides do not allow a view: the copy is what it keeps
+            copy = self.value(first.numel()) / self.batch * PER_SAMPLE
+            fresh = ((0, ("copy", len(self.calls)), copy),
+                     *(f for f in fresh if f[0] != 0))
         also, self.pending = tuple(self.pending), []
         # a product's row that stands for its call's output (an LSTM's last): that tensor
         own = None if isinstance(out, self.torch.Tensor) or not outs else (
             self.elements(outs[0]) if once else self.per_sample(outs[0]))
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
                                layer, kind, frozen, record, scale, macs, once,
-                               fresh=self.fresh(ins, inputs, last), also=also,
+                               fresh=fresh, also=also,
                                out_elements=own, factors=factors))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
@@ -1311,16 +1319,23 @@ class _Tracer:
 
     def fresh(self, ins, inputs, last) -> tuple:
         """The inputs that are not their producing row's output but a new tensor made from
-        it by calls that get no row (``x.mean((2, 3))``, a reshape that copies): (the
-        input's place, its storage, its elements per sample), so that what a row keeps of
-        it is counted as that tensor."""
+        it by calls that get no row (``x.mean((2, 3))``, a reshape that copies), or made
+        from a shape (EdgeNeXt's Fourier position encoding, which a conv then reads): (the
+        input's place, its storage, its elements), so that what a row keeps of it is
+        counted as that tensor. Weights are not: they are model state. A tensor made from
+        a shape is per sample if its first dimension is the batch, else once."""
         found = []
         for t in ins:
             row = self.producer.get(id(t), last)
             place = inputs.index(row)
-            if (isinstance(t, self.torch.Tensor) and all(p != place for p, _, _ in found)
-                    and _key(t) not in self.made.get(row, ())):
-                found.append((place, ("storage", _key(t)), self.per_sample(t)))
+            if (not isinstance(t, self.torch.Tensor) or any(p == place for p, _, _ in found)
+                    or _key(t) in self.made.get(row, ()) or _key(t) in self.state
+                    or self.derived.get(id(t))):
+                continue
+            constant = id(t) in self.derived
+            once = constant and (t.dim() == 0 or self.value(t.shape[0]) != self.batch)
+            found.append((place, ("storage", _key(t)),
+                          self.elements(t) if once else self.per_sample(t)))
         return tuple(found)
 
     def elements(self, t) -> sp.Expr:

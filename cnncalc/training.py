@@ -396,12 +396,13 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 else:
                     place = min(keep.index, last)
                     i = row.inputs[place]
-                    if row.once and (i < 0 or not rows[i].once):
-                        continue  # work on weights reads a weight: model state
                     which = tensor[i] if i >= 0 else -1
-                    # a new tensor made from the input by calls with no row (from_torch)
+                    # a new tensor made from the input, or from a shape, by calls with no
+                    # row (from_torch)
                     which, size = next(((t, n) for p, t, n in row.fresh if p == place),
                                        (which, None))
+                    if row.once and size is None and (i < 0 or not rows[i].once):
+                        continue  # work on weights reads a weight: model state
                 if which not in charged:
                     charged.add(which)
                     saved += (size if size is not None

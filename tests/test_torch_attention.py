@@ -640,6 +640,9 @@ KEPT = {
     "attention_paths": (lambda: _AttentionPaths(), (6, 16)),
     # a module, and a functional weight, used twice: counted once, a gradient each use
     "shared": (lambda: _Shared(), (3, 8, 8)),
+    # a conv reading a tensor made from a shape (EdgeNeXt's position encoding) keeps it;
+    # a linear layer on a transposed 3-D input (NextViT's) keeps the copy reshape makes
+    "made_from_shapes": (lambda: _MadeFromShapes(), (8, 4, 4)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -824,3 +827,15 @@ class _Shared(nn.Module):
     def forward(self, x):
         y = self.conv(torch.relu(self.conv(self.stem(x)))).mean((2, 3))
         return F.linear(torch.relu(F.linear(y, self.w)), self.w)
+
+
+class _MadeFromShapes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pos, self.q = nn.Conv2d(4, 8, 1), nn.Linear(8, 8)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        grid = torch.arange(h * w, dtype=x.dtype, device=x.device).view(1, 1, h, w)
+        x = x + self.pos(grid.expand(b, 4, h, w) * 1.0)
+        return self.q(x.flatten(2).transpose(1, 2))
