@@ -311,7 +311,10 @@ def function_table(torch, value=int) -> FunctionTable:
         return L.GroupNorm(size(a("num_groups")), a("weight") is not None), "group_norm", False
 
     def flatten(args, kwargs, acts, out, dims):
-        if len(out) == 1 and acts[0].dim() > 2 and acts[0] is args[0]:
+        # to one dimension a sample, keeping the batch (LeViT's flatten(0, 1) folds the
+        # batch into the rows instead: a view, no layer)
+        if (len(out) == 1 and acts[0].dim() > 2 and acts[0] is args[0]
+                and dims[0] == value(acts[0].shape[0])):
             return L.Flatten(), "flatten", False
         return None
 

@@ -1274,7 +1274,8 @@ class _Tracer:
         return sum(self.numel[n] for n in new)
 
     def add(self, label: str, first, out, ins, outs, params: int, layer, kind: str,
-            macs=ZERO, once: bool = False, factors: tuple[int, int] | None = None) -> None:
+            macs=ZERO, once: bool = False, factors: tuple[int, int] | None = None,
+            keeps: tuple | None = None) -> None:
         """A row: ``first`` is the tensor it reads, ``out`` the tensor (or dimensions) it
         makes; ``ins`` give the rows that feed it (none: the row before)."""
         in_shape, record, scale = self.shown(first, once)
@@ -1304,6 +1305,11 @@ class _Tracer:
             copy = self.value(first.numel()) / self.batch * PER_SAMPLE
             fresh = ((0, ("copy", len(self.calls)), copy),
                      *(f for f in fresh if f[0] != 0))
+        if isinstance(layer, L.BatchNorm) and scale != 1 and keeps is None and record:
+            # a batch norm over rows that fold the batch with tokens (LeViT's on (N*L, C)):
+            # its statistics are a channel's, whatever the rows
+            keeps = (training.Keep("input"),
+                     training.Keep("extra", 2 * record[0], training.STAT_BYTES))
         also, self.pending = tuple(self.pending), []
         # a product's row that stands for its call's output (an LSTM's last): that tensor
         own = None if isinstance(out, self.torch.Tensor) or not outs else (
@@ -1311,7 +1317,7 @@ class _Tracer:
         self.calls.append(Call(name, name.count("."), in_shape, out_shape, inputs, params,
                                layer, kind, frozen, record, scale, macs, once,
                                fresh=fresh, also=also,
-                               out_elements=own, factors=factors))
+                               out_elements=own, factors=factors, keeps=keeps))
         for o in outs:
             self.producer[id(o)] = len(self.calls) - 1
             self.keep.append(o)

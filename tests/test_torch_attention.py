@@ -643,6 +643,9 @@ KEPT = {
     # a conv reading a tensor made from a shape (EdgeNeXt's position encoding) keeps it;
     # a linear layer on a transposed 3-D input (NextViT's) keeps the copy reshape makes
     "made_from_shapes": (lambda: _MadeFromShapes(), (8, 4, 4)),
+    # LeViT's linear then batch norm over the tokens folded into the batch: a view, and
+    # statistics a channel's
+    "folded_norm": (lambda: _FoldedNorm(), (6, 8)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -839,3 +842,21 @@ class _MadeFromShapes(nn.Module):
         grid = torch.arange(h * w, dtype=x.dtype, device=x.device).view(1, 1, h, w)
         x = x + self.pos(grid.expand(b, 4, h, w) * 1.0)
         return self.q(x.flatten(2).transpose(1, 2))
+
+
+class _FoldedNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear, self.bn = nn.Linear(8, 16), nn.BatchNorm1d(16)
+
+    def forward(self, x):
+        x = self.linear(x)
+        return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
+def test_folding_the_batch_into_rows_is_a_view_not_a_flatten():
+    """``x.flatten(0, 1)`` folds the batch into the rows: no flatten row, nothing listed
+    (it was listed as a flatten whose rule disagreed with torch)."""
+    got = cnncalc.from_torch(_FoldedNorm(), (6, 8), batch=2)
+    assert got.unsupported == ()
+    assert [r.type for r in got.layers] == ["linear", "batch_norm1d"]
