@@ -626,6 +626,14 @@ def _flash_attention(torch):
         F.scaled_dot_product_attention = original
 
 
+def _rows_as_view(t) -> bool:
+    """Whether ``t``'s leading dimensions fold into one as a view (``reshape(-1, C)``, as a
+    linear layer does): each one's stride is the next one's times its size, dimensions
+    of size 1 aside."""
+    dims = [(n, s) for n, s in zip(t.shape[:-1], t.stride()[:-1]) if n != 1]
+    return all(s == s2 * n2 for (_, s), (n2, s2) in zip(dims, dims[1:]))
+
+
 def _as_flash_lays_out(out, query):
     """The attention output as the CPU's flash kernel lays it out, its dimensions in the
     query's order of strides (a query transposed from (N, L, heads, E) gives an output
@@ -1299,7 +1307,7 @@ class _Tracer:
         frozen = bool(params) and self.last_claim <= self.frozen
         fresh = self.fresh(ins, inputs, last)
         if (isinstance(layer, L.Linear) and isinstance(first, self.torch.Tensor)
-                and first.dim() > 2 and not first.is_contiguous()):
+                and first.dim() > 2 and not _rows_as_view(first)):
             # torch's linear folds the leading dimensions with reshape, which copies a
             # tensor whose strides do not allow a view: the copy is what it keeps
             copy = self.value(first.numel()) / self.batch * PER_SAMPLE

@@ -646,6 +646,9 @@ KEPT = {
     # LeViT's linear then batch norm over the tokens folded into the batch: a view, and
     # statistics a channel's
     "folded_norm": (lambda: _FoldedNorm(), (6, 8)),
+    # a linear layer on the class token, x[:, 0:1] (XCiT): its rows fold as a view, and it
+    # keeps the whole tensor it slices
+    "class_token": (lambda: _ClassToken(), (5, 8)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -860,3 +863,12 @@ def test_folding_the_batch_into_rows_is_a_view_not_a_flatten():
     got = cnncalc.from_torch(_FoldedNorm(), (6, 8), batch=2)
     assert got.unsupported == ()
     assert [r.type for r in got.layers] == ["linear", "batch_norm1d"]
+
+
+class _ClassToken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(self.norm(x)[:, 0:1])
