@@ -1182,7 +1182,7 @@ class _Tracer:
             else:  # made from the row's output by free calls (x.mean() + eps): its own
                 remade[_key(copies[id(a)])] = _key(a)
         results = [t for t in _flat(result) if isinstance(t, torch.Tensor)]
-        made = {_key(t) for t in results}
+        made = {_key(t) for t in results[:1]}  # the row's output (max's indices: an extra)
         if rowless:  # its output, kept by a later call too: the same tensor
             alias.update({_key(r): _key(o) for r, o in zip(results, outs)})
         keeps, seen = [], set()
@@ -1318,6 +1318,10 @@ class _Tracer:
             # its statistics are a channel's, whatever the rows
             keeps = (training.Keep("input"),
                      training.Keep("extra", 2 * record[0], training.STAT_BYTES))
+        if (isinstance(layer, L.Elementwise) and layer.kind == "stochastic_depth"
+                and layer.p and scale != 1):
+            # one random scale a row of the folded batch (MobileViT's patches)
+            keeps = (training.Keep("extra", scale * PER_SAMPLE),)
         also, self.pending = tuple(self.pending), []
         # a product's row that stands for its call's output (an LSTM's last): that tensor
         own = None if isinstance(out, self.torch.Tensor) or not outs else (

@@ -649,6 +649,9 @@ KEPT = {
     # a linear layer on the class token, x[:, 0:1] (XCiT): its rows fold as a view, and it
     # keeps the whole tensor it slices
     "class_token": (lambda: _ClassToken(), (5, 8)),
+    # stochastic depth over patches folded into the batch (MobileViT): a scale a row;
+    # x.max(1) keeps its int64 indices (VOLO's head)
+    "folded_drop_path": (lambda: _FoldedDropPath(), (4, 6, 8)),
     # activation modules beyond the layer language's, and a leaf with no rule (PReLU)
     "activations": (lambda: nn.Sequential(
         nn.Linear(8, 8), nn.Hardtanh(), nn.Linear(8, 8), nn.Softplus(), nn.Linear(8, 8),
@@ -872,3 +875,29 @@ class _ClassToken(nn.Module):
 
     def forward(self, x):
         return self.fc(self.norm(x)[:, 0:1])
+
+
+class DropPath(nn.Module):
+    """timm's, as it runs in training: one random scale a sample (a row here)."""
+
+    def __init__(self, drop_prob):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = 1 - self.drop_prob
+        noise = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep).div_(keep)
+        return x * noise
+
+
+class _FoldedDropPath(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.drop = nn.Linear(8, 8), DropPath(0.25)
+
+    def forward(self, x):  # x: B, patches, tokens, C
+        b, p, n, c = x.shape
+        y = self.drop(self.fc(x.reshape(b * p, n, c))).reshape(b, p, n, c)
+        return y.max(1)[0]
