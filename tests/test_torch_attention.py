@@ -16,6 +16,7 @@ from cnncalc.errors import CnnCalcError
 
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
+from test_training import saved_by_torch  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -44,21 +45,9 @@ def assert_exact(model, *args, **kwargs):
     return got
 
 
-def saved_by_autograd(model, *args) -> int:
-    """The bytes autograd keeps for backward in a training step: every tensor that
-    ``saved_tensors_hooks`` sees, once per storage, the parameters and buffers left out."""
-    state = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in state:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.train()(*args)
-    return sum(seen.values())
+def saved_by_autograd(model, x) -> int:
+    """The bytes autograd keeps for backward in a training step (see test_training)."""
+    return saved_by_torch(model.train(), x)[0]
 
 
 def row(got, name):
@@ -669,15 +658,6 @@ class _SigmoidBias(BiasFromAnMLP):
         return scores + 16 * torch.sigmoid(self.mlp(self.coords).permute(0, 3, 1, 2))
 
 
-class _SelfAttentionOnly(nn.Module):
-    def __init__(self, attention):
-        super().__init__()
-        self.attention = attention
-
-    def forward(self, x):
-        return self.attention(x, x, x, need_weights=False)[0]
-
-
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("name", list(KEPT))
 def test_training_keeps_what_autograd_keeps(name, batch):
@@ -687,7 +667,7 @@ def test_training_keeps_what_autograd_keeps(name, batch):
     make, shape = KEPT[name]
     model = make()
     if isinstance(model, nn.MultiheadAttention):
-        model, shape = _SelfAttentionOnly(model), (5, 16)
+        model, shape = _SelfAttention(model), (5, 16)
     got = cnncalc.from_torch(model, shape, batch=batch)
     assert not any("not counted" in note for note in got.notes)
     assert int(got.total["saved_bytes"]) == saved_by_autograd(model, torch.randn(batch, *shape))
@@ -763,7 +743,7 @@ def test_backward_macs_count_each_factors_gradient(name):
     make, shape = KEPT.get(name, (_MergedLoRA, (16,)))
     model = make()
     if isinstance(model, nn.MultiheadAttention):
-        model, shape = _SelfAttentionOnly(model), (5, 16)
+        model, shape = _SelfAttention(model), (5, 16)
     onednn = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
