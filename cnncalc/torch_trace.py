@@ -1310,7 +1310,7 @@ class _Tracer:
                 and first.dim() > 2 and not _rows_as_view(first)):
             # torch's linear folds the leading dimensions with reshape, which copies a
             # tensor whose strides do not allow a view: the copy is what it keeps
-            copy = self.value(first.numel()) / self.batch * PER_SAMPLE
+            copy = sp.sympify(self.value(first.numel())) / self.batch * PER_SAMPLE
             fresh = ((0, ("copy", len(self.calls)), copy),
                      *(f for f in fresh if f[0] != 0))
         if isinstance(layer, L.BatchNorm) and scale != 1 and keeps is None and record:

@@ -670,6 +670,7 @@ def test_training_keeps_what_autograd_keeps(name, batch):
         model, shape = _SelfAttention(model), (5, 16)
     got = cnncalc.from_torch(model, shape, batch=batch)
     assert not any("not counted" in note for note in got.notes)
+    assert got.total["saved_bytes"].is_Integer  # (an exact count, not a float)
     assert int(got.total["saved_bytes"]) == saved_by_autograd(model, torch.randn(batch, *shape))
 
 
