@@ -882,3 +882,20 @@ class _FoldedDropPath(nn.Module):
         b, p, n, c = x.shape
         y = self.drop(self.fc(x.reshape(b * p, n, c))).reshape(b, p, n, c)
         return y.max(1)[0]
+
+
+@pytest.mark.parametrize(("name", "frozen"), [
+    ("squeeze_excite", "conv."), ("squeeze_excite", "fc"), ("sdpa", "q."), ("sdpa", "kv."),
+    ("grn", "dw."), ("grn", "gamma"), ("computed_weights", "conv.")])
+def test_frozen_parameters_keep_what_autograd_keeps(name, frozen):
+    """Parameters with requires_grad=False change what autograd keeps (no input kept for a
+    frozen weight's gradient, nothing kept upstream of every trainable one): the calls run
+    again with gradients see the same."""
+    torch.manual_seed(0)
+    make, shape = KEPT[name]
+    model = make()
+    for n, p in model.named_parameters():
+        if n.startswith(frozen):
+            p.requires_grad_(False)
+    got = cnncalc.from_torch(model, shape, batch=2)
+    assert int(got.total["saved_bytes"]) == saved_by_autograd(model, torch.randn(2, *shape))
