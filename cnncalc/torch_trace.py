@@ -1097,8 +1097,7 @@ class _Tracer:
                 self.pending.append(training.Keep("extra", self.elements(w), for_grad_of=needs,
                                                   tensor=("storage", _key(w))))
             # a weight used again: counted at its first use, but each use has a gradient
-            shared = (not params and isinstance(w, self.torch.Tensor)
-                      and bool(self.derived.get(id(w), frozenset()) - self.frozen))
+            shared = not params and isinstance(w, self.torch.Tensor) and self.trains(w)
         self.add(label, outs[0] if merge else acts[0], outs[0], acts, outs, params, layer,
                  kind, factors=(1, 1) if shared else None)
 
@@ -1123,21 +1122,20 @@ class _Tracer:
         note)."""
         torch = self.torch
         floats = [a for a in acts if a.is_floating_point()]
-        trainable = any(self.derived.get(id(t), frozenset()) - self.frozen
-                        for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor))
+        weights = [t for t in _flat((args, kwargs))
+                   if isinstance(t, torch.Tensor) and id(t) in self.derived]
+        trainable = [t for t in weights if t.is_floating_point() and self.trains(t)]
         if not floats and not trainable and not trains:
             return ()
         trained = {}  # the trainable weights (the state itself, sharing its storage, or
         # a copy) and copies of the other weights and buffers
         with torch.enable_grad():  # (copies, not leaves: in-place calls may run on them)
             copies = {id(a): a.detach().requires_grad_() * 1 for a in floats}
-            for t in _flat((args, kwargs)):
-                if (isinstance(t, torch.Tensor) and t.is_floating_point()
-                        and self.derived.get(id(t), frozenset()) - self.frozen):
-                    w = t.detach().requires_grad_()
-                    trained[id(t)] = w if _key(t) in self.state else w * 1
-                elif isinstance(t, torch.Tensor) and id(t) in self.derived:
-                    trained[id(t)] = t.clone()  # a buffer: a call run again may change it
+            for t in weights:
+                trained[id(t)] = t.clone()  # a buffer: a call run again may change it
+            for t in trainable:
+                w = t.detach().requires_grad_()
+                trained[id(t)] = w if _key(t) in self.state else w * 1
         alias = {_key(w): _key(t) for t in _flat((args, kwargs))
                  if isinstance(t, torch.Tensor) and (w := trained.get(id(t))) is not None}
 
@@ -1163,12 +1161,12 @@ class _Tracer:
                 self.probing = True
                 result = func(*swap(args), **swap(kwargs))
         except Exception as exc:  # noqa: BLE001 - the model's own call: say so, go on
-            self.probing = False
             stem = getattr(func, "__name__", "call").strip("_")
             self.notes.append(f"{stem}: the bytes its backward keeps are not counted (it "
                               f"failed when run again with gradients: {_one_line(exc)})")
             return None
-        self.probing = False
+        finally:
+            self.probing = False
         last = len(self.calls) - 1
         rows = list(dict.fromkeys(self.producer.get(id(a), last) for a in acts))
         place, remade = {}, {}
@@ -1182,7 +1180,7 @@ class _Tracer:
             else:  # made from the row's output by free calls (x.mean() + eps): its own
                 remade[_key(copies[id(a)])] = _key(a)
         results = [t for t in _flat(result) if isinstance(t, torch.Tensor)]
-        made = {_key(t) for t in results[:1]}  # the row's output (max's indices: an extra)
+        output = {_key(t) for t in results[:1]}  # the row's (max's indices: an extra)
         if rowless:  # its output, kept by a later call too: the same tensor
             alias.update({_key(r): _key(o) for r, o in zip(results, outs)})
         keeps, seen = [], set()
@@ -1198,7 +1196,7 @@ class _Tracer:
             elif k in remade:
                 keeps.append(training.Keep("extra", self.per_sample(t),
                                            tensor=("storage", remade[k])))
-            elif k in made and not rowless:
+            elif k in output and not rowless:
                 keeps.append(training.Keep("output"))
             else:
                 size = self.per_sample(t) if k in tainted else self.elements(t)
@@ -1206,6 +1204,10 @@ class _Tracer:
                                            else t.element_size(),
                                            tensor=("storage", known) if known else None))
         return tuple(keeps)
+
+    def trains(self, t) -> bool:
+        """Whether a tensor is (or is computed from) a parameter that needs a gradient."""
+        return bool(self.derived.get(id(t), frozenset()) - self.frozen)
 
     def attach(self, start: int, keeps: tuple | None) -> None:
         """Give the rows from ``start`` on (one call's) what the call keeps: its inputs to
