@@ -128,18 +128,28 @@ class TorchAnalysis(Analysis):
             raise CnnCalcError(f"--subs: {', '.join(unknown)} is not a symbol of this analysis "
                                f"(its symbols: {', '.join(sorted(known)) or 'none'})")
         mapping = {L.symbol(k): sp.Integer(v) for k, v in values.items()}
-
-        def put(shape):
-            return tuple(sp.sympify(d).xreplace(mapping) for d in shape)
-        calls = tuple(dataclasses.replace(
-            c, input_shape=put(c.input_shape), output_shape=put(c.output_shape),
-            record_shape=put(c.record_shape), macs=sp.sympify(c.macs).xreplace(mapping),
-            scale=sp.sympify(c.scale).xreplace(mapping)) for c in self.network)
-        return _analysis(calls, put(from_layout(self.input_shape, self.layout)),
-                         put(from_layout(self.output_shape, self.layout)),
+        calls = tuple(dataclasses.replace(c, **{
+            f.name: _put(getattr(c, f.name), mapping) for f in dataclasses.fields(c)
+            if f.name != "layer"}) for c in self.network)
+        return _analysis(calls, _put(from_layout(self.input_shape, self.layout), mapping),
+                         _put(from_layout(self.output_shape, self.layout), mapping),
                          self.batch.xreplace(mapping), self.layout, self.name, self.unsupported,
                          {"optimizer": self.optimizer, "dtype": self.dtype,
                           "freeze": self.freeze_given}, self.notes)
+
+
+def _put(value, mapping: dict):
+    """``value`` with ``mapping`` put into every formula it holds: a call's shapes and
+    counts, and what it keeps (tuples of formulas, :class:`training.Keep` s)."""
+    if isinstance(value, sp.Basic):
+        return value.xreplace(mapping)
+    if isinstance(value, tuple):
+        items = [_put(v, mapping) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _put(getattr(value, f.name), mapping)
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
 
 
 # -- entry points ----------------------------------------------------------------------
@@ -208,8 +218,9 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
     dtypes (one for all or one per input, e.g. ``"int64"`` for token ids; default float32).
     ``example_inputs`` instead takes what the model is called with: a tensor, a tuple of
     tensors or a dict of keyword tensors; only their shapes and dtypes are read (the batch
-    is their first dimension). ``batch`` may be a symbol name (the model then runs at
-    batch 1, which is exact for models whose rows do not mix samples). ``optimizer``,
+    is their first dimension). ``batch`` may be a symbol name: the model then runs at
+    batch 2 (exact for models whose rows do not mix samples), and once more at batch 1,
+    where a slice across the batch is contiguous, to name what differs there. ``optimizer``,
     ``dtype`` and ``freeze`` are as for :func:`cnncalc.analyze` (``dtype`` is the training
     memory's, not the input's).
 
@@ -237,7 +248,7 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
         batch = sp.sympify(batch)
         if batch.is_number and (not batch.is_Integer or batch < 1):
             raise CnnCalcError(f"--batch must be a positive whole number, got {batch}")
-        run_batch = int(batch) if batch.is_Integer else 1
+        run_batch = int(batch) if batch.is_Integer else SYMBOLIC_BATCH_RUN
         shapes = _input_shapes(input_shape, layout)
         dtypes = _input_dtypes(torch, input_dtype, len(shapes))
         if any(not d.is_Integer for s in shapes for d in s):
@@ -254,9 +265,14 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
         calls, out, unsupported = tracer.run_compiled(args, kwargs)
     else:
         calls, out, unsupported = tracer.run(args, kwargs)
-    return _analysis(tuple(calls), shape, out, batch, layout, name or type(model).__name__,
-                     tuple(unsupported), {"optimizer": optimizer, "dtype": dtype,
-                                          "freeze": freeze}, tuple(tracer.notes))
+    options = {"optimizer": optimizer, "dtype": dtype, "freeze": freeze}
+    result = _analysis(tuple(calls), shape, out, batch, layout, name or type(model).__name__,
+                       tuple(unsupported), options, tuple(tracer.notes))
+    if batch.is_Integer:
+        return result
+    one = from_torch(model, shapes if len(shapes) > 1 else shapes[0], 1,
+                     input_dtype=dtypes, layout="chw", **options)
+    return _batch_of_one(result, one, {})
 
 
 def _input_shapes(given, layout: str) -> list[Shape]:
@@ -348,7 +364,7 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
     hints = {d: 224 + 32 * i for i, d in enumerate(symbols)}
     env = ShapeEnv(duck_shape=False)
     fake = FakeTensorMode(shape_env=env)
-    run_batch = int(batch) if batch.is_Integer else 1
+    run_batch = int(batch) if batch.is_Integer else SYMBOLIC_BATCH_RUN
     args, names = [], {}
     for s, t in zip(shapes, dtypes):
         dynamic = [DimDynamic.STATIC] + [DimDynamic.STATIC if d.is_Integer else
@@ -378,17 +394,50 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
     result = _analysis(tuple(calls), shapes[0], out, batch, layout,
                        name or type(model).__name__, tuple(unsupported), options,
                        tuple(tracer.notes))
+    numeric = None
     for step in (0, 32, 1):  # the formulas, against the numeric trace (an odd size too)
         values = {d: hints[d] + step for d in symbols}
         given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
-        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=batch,
-                             input_dtype=list(dtypes), layout="chw")
+        # a symbolic batch: the last check runs at batch 1, where _batch_of_one looks
+        at = batch if batch.is_Integer else 1 if step == 1 else SYMBOLIC_BATCH_RUN
+        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=at,
+                             input_dtype=list(dtypes), layout="chw", **options)
+        values[batch] = at
         for q in ("params", "macs", "activations"):
             if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
                 raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
                                    f"{', '.join(map(str, symbols))} (torch specialised a size "
                                    "on the way); give numbers")
-    return result
+    if batch.is_Integer:
+        return result
+    return _batch_of_one(result, numeric, {d: hints[d] + 1 for d in symbols})
+
+
+# A symbolic batch runs the model at this batch: at batch 1 a slice across the batch is
+# contiguous, so reshapes that copy at every larger batch are views, and a tensor whose
+# first dimension is 1 cannot be told from a per-sample one.
+SYMBOLIC_BATCH_RUN = 2
+
+
+def _batch_of_one(result: TorchAnalysis, one: TorchAnalysis, sizes: dict) -> TorchAnalysis:
+    """A symbolic batch's formulas (traced at batch 2), against the trace at batch 1
+    (``one``, at ``sizes`` for the size symbols). Where they differ (a linear layer on a
+    slice across the batch keeps reshape's copy at batch 2 and up, the slice's whole
+    storage at 1), a note names each count and its value at 1."""
+    values = {**sizes, result.batch: 1}
+    differ = []
+    for q, label in (("params", "params"), ("macs", "MACs"), ("backward_macs", "backward MACs"),
+                     ("activations", "activations"), ("saved_bytes", "kept for backward")):
+        formula = sp.sympify(result.total[q]).xreplace(values)
+        if sp.simplify(formula - one.total[q]) != 0:
+            differ.append(f"{label} {int(one.total[q]):,}, not {int(formula):,}")
+    if not differ:
+        return result
+    at = ", ".join(f"{k} = {v}" for k, v in sizes.items())
+    note = (f"the formulas are for {result.batch} >= 2: at {result.batch} = 1"
+            f"{' (' + at + ')' if at else ''} the trace gives {'; '.join(differ)} (across a batch "
+            "of one a slice is contiguous, so views and copies differ)")
+    return dataclasses.replace(result, notes=(*result.notes, note))
 
 
 GUARD_SIZES = (*range(224, 240), 256, 288, 301)  # every remainder mod 16, near the trace's
