@@ -270,9 +270,9 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
                        tuple(unsupported), options, tuple(tracer.notes))
     if batch.is_Integer:
         return result
-    one = from_torch(model, shapes if len(shapes) > 1 else shapes[0], 1,
-                     input_dtype=dtypes, layout="chw", **options)
-    return _batch_of_one(result, one, {})
+    return _check_batch(result, lambda at: from_torch(
+        model, shapes if len(shapes) > 1 else shapes[0], at, input_dtype=dtypes,
+        layout="chw", **options), {})
 
 
 def _input_shapes(given, layout: str) -> list[Shape]:
@@ -394,15 +394,13 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
     result = _analysis(tuple(calls), shapes[0], out, batch, layout,
                        name or type(model).__name__, tuple(unsupported), options,
                        tuple(tracer.notes))
-    numeric = None
+    run = SYMBOLIC_BATCH_RUN if not batch.is_Integer else batch
     for step in (0, 32, 1):  # the formulas, against the numeric trace (an odd size too)
         values = {d: hints[d] + step for d in symbols}
         given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
-        # a symbolic batch: the last check runs at batch 1, where _batch_of_one looks
-        at = batch if batch.is_Integer else 1 if step == 1 else SYMBOLIC_BATCH_RUN
-        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=at,
+        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=run,
                              input_dtype=list(dtypes), layout="chw", **options)
-        values[batch] = at
+        values[batch] = run
         for q in ("params", "macs", "activations"):
             if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
                 raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
@@ -410,33 +408,41 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
                                    "on the way); give numbers")
     if batch.is_Integer:
         return result
-    return _batch_of_one(result, numeric, {d: hints[d] + 1 for d in symbols})
+    return _check_batch(result, lambda at: from_torch(
+        model, given if len(given) > 1 else given[0], batch=at, input_dtype=list(dtypes),
+        layout="chw", **options), {d: hints[d] + 1 for d in symbols})
 
 
 # A symbolic batch runs the model at this batch: at batch 1 a slice across the batch is
 # contiguous, so reshapes that copy at every larger batch are views, and a tensor whose
 # first dimension is 1 cannot be told from a per-sample one.
 SYMBOLIC_BATCH_RUN = 2
+_CHECKED = (("params", "params"), ("macs", "MACs"), ("backward_macs", "backward MACs"),
+            ("activations", "activations"), ("saved_bytes", "kept for backward"))
 
 
-def _batch_of_one(result: TorchAnalysis, one: TorchAnalysis, sizes: dict) -> TorchAnalysis:
-    """A symbolic batch's formulas (traced at batch 2), against the trace at batch 1
-    (``one``, at ``sizes`` for the size symbols). Where they differ (a linear layer on a
-    slice across the batch keeps reshape's copy at batch 2 and up, the slice's whole
-    storage at 1), a note names each count and its value at 1."""
-    values = {**sizes, result.batch: 1}
-    differ = []
-    for q, label in (("params", "params"), ("macs", "MACs"), ("backward_macs", "backward MACs"),
-                     ("activations", "activations"), ("saved_bytes", "kept for backward")):
-        formula = sp.sympify(result.total[q]).xreplace(values)
-        if sp.simplify(formula - one.total[q]) != 0:
-            differ.append(f"{label} {int(one.total[q]):,}, not {int(formula):,}")
+def _check_batch(result: TorchAnalysis, trace, sizes: dict) -> TorchAnalysis:
+    """A symbolic batch's formulas (traced at batch 2), against ``trace(batch)``, the
+    numeric trace at ``sizes`` for the size symbols. At batch 3 they must agree: a tensor
+    taken as made once a pass that is made per sample (or the reverse) is refused. At
+    batch 1 they may not (a linear layer on a slice across the batch keeps reshape's copy
+    at batch 2 and up, the slice's whole storage at 1): a note gives batch 1's counts."""
+    where = ", ".join(f"{k} = {v}" for k, v in sizes.items())
+    for at in (3, 1):
+        numeric, values, differ = trace(at), {**sizes, result.batch: at}, []
+        for q, label in _CHECKED:
+            formula = sp.sympify(result.total[q]).xreplace(values)
+            if sp.simplify(formula - numeric.total[q]) != 0:
+                differ.append(f"{label} {int(numeric.total[q]):,}, not {int(formula):,}")
+        if differ and at != 1:
+            raise CnnCalcError(f"--batch: the formulas in {result.batch} do not hold at "
+                               f"{result.batch} = {at}{' (' + where + ')' if where else ''}: "
+                               f"the trace there gives {'; '.join(differ)}; give a number")
     if not differ:
         return result
-    at = ", ".join(f"{k} = {v}" for k, v in sizes.items())
     note = (f"the formulas are for {result.batch} >= 2: at {result.batch} = 1"
-            f"{' (' + at + ')' if at else ''} the trace gives {'; '.join(differ)} (across a batch "
-            "of one a slice is contiguous, so views and copies differ)")
+            f"{' (' + where + ')' if where else ''} the trace gives {'; '.join(differ)} "
+            "(across a batch of one a slice is contiguous, so views and copies differ)")
     return dataclasses.replace(result, notes=(*result.notes, note))
 
 
@@ -742,6 +748,10 @@ class _Tracer:
         self.unsupported: list[Unsupported] = []
         self.notes: list[str] = []
         self.derived: dict[int, frozenset[str]] = {}  # tensors computed from weights only
+        # derived tensors made from shapes and buffers whose first dimension is the batch
+        # (EdgeNeXt's Fourier position encoding, zeros(B, H, W) on): a row on them runs
+        # per sample
+        self.batched: set[int] = set()
         self.state: set[int] = set()  # the storages of the parameters and buffers
         self.weight_names: dict[int, frozenset[str]] = {}  # their parameter names
         self.sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -1009,7 +1019,8 @@ class _Tracer:
         if not outs:
             return
         acts = [t for t in ins if id(t) not in self.derived]
-        once = not acts  # a module run on weights or buffers only: weight preparation
+        # a module run on weights or buffers only: weight preparation, once a pass
+        once = not acts and not any(id(t) in self.batched for t in ins)
         params = self.claim([*module.parameters(), *ins])
         kind = type(module).__name__
         label = name or kind.lower()
@@ -1037,8 +1048,10 @@ class _Tracer:
         shared = (not params and isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear))
                   and any((f"{name}.{n}" if name else n) not in self.frozen
                           for n, _ in module.named_parameters()))
+        # (a module on tensors made from a shape, per sample: no input gradient)
+        factors = (1 if acts else 0, 1) if shared or not (acts or once) else None
         self.add(label, first, outs[0], acts or ins[:1], outs, params, layer, kind.lower(),
-                 once=once, factors=(1, 1) if shared else None)
+                 once=once, factors=factors)
 
     # -- functions -------------------------------------------------------------------
 
@@ -1056,10 +1069,14 @@ class _Tracer:
             names = frozenset().union(*(self.derived.get(id(t), frozenset())
                                         for t in tensors if func not in self.constants))
             first = (tensors or outs)[0]  # arithmetic on weights: once per pass
+            # (made from shapes and buffers alone, its first dimension the batch's: a
+            # constant made per sample, as zeros(B, H, W) or grid.expand(B, ...) is)
+            batched = [o for o in outs if not names and o.dim()
+                       and self.value(o.shape[0]) == self.batch]
             if ops and any(op[1] != 0 for op in ops):  # its products: rows, with the
                 # parameters (claimed only where a row shows them: W + A @ B's W is
                 # counted by the product that uses W + A @ B)
-                self.costed(label, ops, first, [], [], self.claim(tensors), True)
+                self.costed(label, ops, first, [], [], self.claim(tensors), not batched)
             else:
                 strange = sorted({op[0] for op in ops or () if not op[3]})
                 if strange:
@@ -1072,6 +1089,7 @@ class _Tracer:
                 if id(o) not in self.producer:
                     self.derived[id(o)] = names
                     self.keep.append(o)
+            self.batched.update(id(o) for o in batched)
             return
         out_rest = self.shown(outs[0])[1]
         handler = self.functions.get(func)

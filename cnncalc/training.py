@@ -350,7 +350,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         shape = channels_first(row.input_shape, layout)
         out_shape = channels_first(row.output_shape, layout)
         src = tensor[row.inputs[0]] if row.inputs and row.inputs[0] >= 0 else -1
-        if row.inputs and row.inputs[0] < 0 and -1 not in elements and not row.once:
+        if (row.inputs and row.inputs[0] < 0 and -1 not in elements and not row.once
+                and not any(place == 0 for place, _, _ in row.fresh)):  # (not a new tensor)
             elements[-1] = prod(shape) * batch
         ins = [layouts[i] if i >= 0 else DENSE for i in row.inputs] or [DENSE]
         view = is_view(row.layer, ins[0], shape, batch)

@@ -701,6 +701,60 @@ def test_symbolic_sizes_keep_what_autograd_keeps_at_each_size(name):
         assert at == saved_by_autograd(model, torch.randn(1, shape[0], h, w)), (h, w)
 
 
+class _FourierPositions(nn.Module):
+    """EdgeNeXt's position encoding: made from ``zeros(B, H, W)`` (a constant made per
+    sample), projected by a 1x1 conv whose weights train and whose input has no
+    gradient; and the same from ``grid.expand(B, ...)``."""
+
+    def __init__(self, expand=False):
+        super().__init__()
+        self.expand = expand
+        self.embed, self.proj = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 8, 1)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        if self.expand:
+            grid = torch.arange(h * w, dtype=x.dtype, device=x.device).view(1, 1, h, w)
+            grid = grid.expand(b, 2, h, w)
+        else:
+            grid = ~torch.zeros(b, h, w, dtype=torch.bool, device=x.device)
+            grid = grid.cumsum(1, dtype=x.dtype)
+            grid = torch.stack([grid, grid.transpose(1, 2).cumsum(1).transpose(1, 2)], 1)
+        pos = self.proj(torch.cat([grid.sin(), grid.cos()], 1))
+        return self.embed(x) + pos
+
+
+@pytest.mark.parametrize("expand", [False, True])
+def test_a_constant_made_per_sample_is_costed_per_sample(expand):
+    """A conv on a tensor made from ``zeros(B, H, W)`` runs per sample: a symbolic batch's
+    MACs and backward MACs counted it once a pass (the batch the trace ran at), and a
+    numeric batch's backward gave it an input gradient."""
+    model = _FourierPositions(expand)
+    got = cnncalc.from_torch(model, "3x5x6", batch="N")
+    for batch in (1, 2, 3):
+        x = torch.randn(batch, 3, 5, 6)
+        at = got.subs({"N": batch}).total
+        assert int(at["macs"]) == torch_count(model, x)[1], batch
+        assert int(at["backward_macs"]) == backward_macs(model, x), batch
+        assert int(at["saved_bytes"]) == saved_by_autograd(model, x), batch
+
+
+class _FixedBatchConstant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):  # (a constant of first dimension 2, the traced batch, once)
+        return x + self.conv(torch.ones(2, 4, 3, 3, device=x.device)).sum(0)
+
+
+def test_a_symbolic_batch_that_does_not_hold_is_refused():
+    with pytest.raises(CnnCalcError, match="do not hold at N = 3: the trace there gives"):
+        cnncalc.from_torch(_FixedBatchConstant(), "4x3x3", batch="N")
+    assert int(cnncalc.from_torch(_FixedBatchConstant(), "4x3x3", batch=3).total["macs"]) \
+        == torch_count(_FixedBatchConstant(), torch.zeros(3, 4, 3, 3))[1]
+
+
 class _TokensAfterTheFirst(nn.Module):
     """A linear layer on ``x[:, 1:]`` (the tokens after a class token), from a patch
     embedding: at batch 2 and up reshape copies the slice, and the layer keeps the copy;
@@ -805,17 +859,23 @@ def test_backward_macs_count_each_factors_gradient(name):
     model = make()
     if isinstance(model, nn.MultiheadAttention):
         model, shape = _SelfAttention(model), (5, 16)
+    got = cnncalc.from_torch(model, shape, batch=2)
+    assert int(got.total["backward_macs"]) == backward_macs(model, torch.randn(2, *shape)) > 0
+
+
+def backward_macs(model, x) -> int:
+    """MACs of a training step's ``backward()`` by ``FlopCounterMode`` (math attention,
+    oneDNN off)."""
     onednn = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
         with sdpa_kernel([SDPBackend.MATH]):
-            out = model.train()(torch.randn(2, *shape))
+            out = model.train()(x)
             with FlopCounterMode(display=False) as counter:
                 out.sum().backward()
     finally:
         torch.backends.mkldnn.enabled = onednn
-    got = cnncalc.from_torch(model, shape, batch=2)
-    assert 2 * int(got.total["backward_macs"]) == counter.get_total_flops() > 0
+    return counter.get_total_flops() // 2
 
 
 def test_a_weight_merged_with_a_product_counts_every_parameter():
