@@ -219,8 +219,9 @@ def from_torch(model, input_shape=None, batch=1, *, example_inputs=None, input_d
     ``example_inputs`` instead takes what the model is called with: a tensor, a tuple of
     tensors or a dict of keyword tensors; only their shapes and dtypes are read (the batch
     is their first dimension). ``batch`` may be a symbol name: the model then runs at
-    batch 2 (exact for models whose rows do not mix samples), and once more at batch 1,
-    where a slice across the batch is contiguous, to name what differs there. ``optimizer``,
+    batch 2 (exact for models whose rows do not mix samples), at batch 3 to check the
+    formulas, and at batch 1, where a slice across the batch is contiguous, to name what
+    differs there. ``optimizer``,
     ``dtype`` and ``freeze`` are as for :func:`cnncalc.analyze` (``dtype`` is the training
     memory's, not the input's).
 
