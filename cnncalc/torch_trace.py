@@ -705,7 +705,9 @@ def _count_mode(torch, free_aten, dims_of, value, factors_of):
     """A dispatch mode that records each aten op a call runs: its name, its FLOPs by
     ``torch.utils.flop_counter``'s own formulas (so a row equals FlopCounterMode's count),
     its output's dimensions, whether it is known to do no multiply-adds, and for a
-    product its factors (see :meth:`_Tracer.factors`)."""
+    product its factors (see :meth:`_Tracer.factors`). A tensor the call makes from a
+    shape (an RNN's zero initial state), or from such tensors alone by free ops, is no
+    factor: it has no gradient."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
 
@@ -722,6 +724,7 @@ def _count_mode(torch, free_aten, dims_of, value, factors_of):
         def __init__(self, ops: list):
             super().__init__()
             self.ops = ops
+            self.made: dict[int, object] = {}  # tensors made from shapes (held: ids stay)
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
@@ -731,7 +734,10 @@ def _count_mode(torch, free_aten, dims_of, value, factors_of):
             dims = dims_of(out) if flops != 0 and isinstance(out, torch.Tensor) else ()
             name = str(func._overloadpacket).rpartition(".")[2]
             self.ops.append((name, flops, dims, free(func),
-                             factors_of(name, args) if flops != 0 else None))
+                             factors_of(name, args, self.made) if flops != 0 else None))
+            ins = [t for t in _flat((args, kwargs)) if isinstance(t, torch.Tensor)]
+            if (not ins or free(func)) and all(id(t) in self.made for t in ins):
+                self.made.update((id(t), t) for t in _flat(out) if isinstance(t, torch.Tensor))
             return out
 
     return Count
@@ -1324,12 +1330,14 @@ class _Tracer:
                      factors=factors)
         return True
 
-    def factors(self, name: str, args) -> tuple[int, int]:
+    def factors(self, name: str, args, made=()) -> tuple[int, int]:
         """A product's factors: how many are activations (each gets a gradient as costly as
         the product) and how many trainable weights (the same); ``addmm``'s added term
-        is not one. A weight is known by its storage (a transposed view of it included)."""
+        is not one, nor a tensor in ``made`` (made from a shape). A weight is known by its
+        storage (a transposed view of it included)."""
         tensors = [a for a in (args[1:3] if name in ("addmm", "baddbmm", "addbmm", "addmv")
-                               else args[:2]) if isinstance(a, self.torch.Tensor)]
+                               else args[:2])
+                   if isinstance(a, self.torch.Tensor) and id(a) not in made]
         acts = weights = 0
         for t in tensors:
             names = self.weight_names.get(_key(t), self.derived.get(id(t)))

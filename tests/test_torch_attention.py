@@ -226,6 +226,47 @@ def test_cells(kind):
     assert_exact(Unroll(), torch.zeros(2, 4, 8))
 
 
+class _AfterALinear(nn.Module):
+    """A recurrent layer or an unrolled cell after a linear layer (so that its input has
+    a gradient), from a zero initial state (made inside the call: it has no gradient) or
+    from one computed from the input (it has)."""
+
+    def __init__(self, kind, given_state=False, **options):
+        super().__init__()
+        self.pre, self.given_state = nn.Linear(8, 8), given_state
+        cell = kind.endswith("Cell")
+        self.rnn = getattr(nn, kind)(8, 6, **({} if cell else {"batch_first": True}),
+                                     **options)
+        self.states = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+        self.state = nn.Linear(8, 6 * self.states)
+
+    def forward(self, x):
+        x = self.pre(x)
+        h = None
+        if self.given_state:
+            h = self.state(x.mean(1)).view(len(x), self.states, 6).transpose(0, 1)
+            h = h[0] if isinstance(self.rnn, nn.RNNCellBase) else h.contiguous()
+        if isinstance(self.rnn, nn.RNNCellBase):
+            for t in range(x.shape[1]):
+                h = self.rnn(x[:, t], h)
+            return h
+        return self.rnn(x, h)[0]
+
+
+@pytest.mark.parametrize(("kind", "options", "given_state"), [
+    ("RNN", {}, False), ("GRU", {}, False), ("LSTM", {}, False),
+    ("LSTM", {"num_layers": 2, "bidirectional": True}, False),
+    ("LSTM", {"proj_size": 4}, False), ("GRUCell", {}, False), ("RNNCell", {}, False),
+    ("GRU", {"num_layers": 2, "bidirectional": True}, True), ("GRUCell", {}, True)])
+def test_recurrent_backward_macs(kind, options, given_state):
+    """The first step's product with a zero initial state has no input gradient (it was
+    counted: 2 x 6 x 24 MACs too many for each LSTM layer and direction at batch 2); a
+    state computed from the input has one."""
+    model = _AfterALinear(kind, given_state, **options)
+    got = cnncalc.from_torch(model, (5, 8), batch=2)
+    assert int(got.total["backward_macs"]) == backward_macs(model, torch.randn(2, 5, 8))
+
+
 def test_recurrent_rows_scale_with_a_symbolic_batch():
     model = nn.GRU(8, 6, batch_first=True)
     got = cnncalc.from_torch(model, "5x8", batch="N")
