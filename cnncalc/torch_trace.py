@@ -1077,8 +1077,9 @@ class _Tracer:
                                         for t in tensors if func not in self.constants))
             first = (tensors or outs)[0]  # arithmetic on weights: once per pass
             # (made from shapes and buffers alone, its first dimension the batch's: a
-            # constant made per sample, as zeros(B, H, W) or grid.expand(B, ...) is)
-            batched = [o for o in outs if not names and o.dim()
+            # constant made per sample, as zeros(B, H, W) or grid.expand(B, ...) is; at
+            # batch 1 that cannot be told from a constant made once, as XCiT's (1, H, W))
+            batched = [o for o in outs if not names and o.dim() and self.batch > 1
                        and self.value(o.shape[0]) == self.batch]
             if ops and any(op[1] != 0 for op in ops):  # its products: rows, with the
                 # parameters (claimed only where a row shows them: W + A @ B's W is
