@@ -428,21 +428,23 @@ def _check_batch(result: TorchAnalysis, trace, sizes: dict) -> TorchAnalysis:
     taken as made once a pass that is made per sample (or the reverse) is refused. At
     batch 1 they may not (a linear layer on a slice across the batch keeps reshape's copy
     at batch 2 and up, the slice's whole storage at 1): a note gives batch 1's counts."""
-    where = ", ".join(f"{k} = {v}" for k, v in sizes.items())
-    for at in (3, 1):
-        numeric, values, differ = trace(at), {**sizes, result.batch: at}, []
+    n, where = result.batch, "".join(f", {k} = {v}" for k, v in sizes.items())
+
+    def differences(at: int) -> str:
+        numeric, values, found = trace(at), {**sizes, n: at}, []
         for q, label in _CHECKED:
             formula = sp.sympify(result.total[q]).xreplace(values)
             if sp.simplify(formula - numeric.total[q]) != 0:
-                differ.append(f"{label} {int(numeric.total[q]):,}, not {int(formula):,}")
-        if differ and at != 1:
-            raise CnnCalcError(f"--batch: the formulas in {result.batch} do not hold at "
-                               f"{result.batch} = {at}{' (' + where + ')' if where else ''}: "
-                               f"the trace there gives {'; '.join(differ)}; give a number")
-    if not differ:
+                found.append(f"{label} {int(numeric.total[q]):,}, not {int(formula):,}")
+        return "; ".join(found)
+    wrong = differences(3)
+    if wrong:
+        raise CnnCalcError(f"--batch: the formulas in {n} do not hold at {n} = 3{where}: "
+                           f"the trace there gives {wrong}; give a number")
+    at_one = differences(1)
+    if not at_one:
         return result
-    note = (f"the formulas are for {result.batch} >= 2: at {result.batch} = 1"
-            f"{' (' + where + ')' if where else ''} the trace gives {'; '.join(differ)} "
+    note = (f"the formulas are for {n} >= 2: at {n} = 1{where}, the trace gives {at_one} "
             "(across a batch of one a slice is contiguous, so views and copies differ)")
     return dataclasses.replace(result, notes=(*result.notes, note))
 

@@ -369,13 +369,14 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
             isinstance(row.layer, L.Shuffle) and row.layer.groups in (1, shape[0])))
         saved = ZERO
         if grad_in or weight_grad:
+            n = ONE if row.once else batch  # (work on weights: once a pass)
             keeps = [*(row.keeps if row.keeps is not None
-                       else kept(row.layer, shape, out_shape, batch, weight_grad)), *row.also]
+                       else kept(row.layer, shape, out_shape, n, weight_grad)), *row.also]
             if (isinstance(row.layer, L.Linear) and len(shape) > 1 and keeps
                     and not contiguous(ins[0], shape, batch)):
                 # torch's linear folds the leading dimensions into rows with reshape,
                 # which copies a tensor whose strides do not allow it: the copy is kept
-                keeps = [Keep("extra", prod(shape) * batch)]
+                keeps = [Keep("extra", prod(shape) * n)]
                 copies = True
             for keep in keeps:
                 last = len(row.inputs) - 1  # (x * x: one input, kept for both)

@@ -845,6 +845,27 @@ def test_attention_dropout_keeps_the_math_paths_tensors():
         assert got.total["saved_bytes"] > without.total["saved_bytes"] + masks
 
 
+class _BiasMLPWithDropout(BiasFromAnMLP):
+    """timm's Swin-V2-CR and MaxViT-rw position bias: its MLP has a dropout."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.125),
+                                 nn.Linear(16, self.heads))
+
+
+def test_a_dropout_in_work_on_weights_keeps_one_mask_a_pass():
+    """The bias MLP's dropout mask (4 x 4 x 16 elements) is made once a pass, whatever
+    the batch: it was counted once a sample (Swin-V2-CR-T: 11 MB too many at batch 2).
+    (The CPU keeps it as float32: 3 bytes an element more than cnncalc's bool.)"""
+    torch.manual_seed(0)
+    model = _BiasMLPWithDropout()
+    for batch in (1, 3):
+        got = cnncalc.from_torch(model, (2, 4, 8), batch=batch)
+        assert int(got.total["saved_bytes"]) + 3 * 4 * 4 * 16 == saved_by_autograd(
+            model, torch.randn(batch, 2, 4, 8))
+
+
 class _Tagger(nn.Module):
     """Token ids through an embedding (whose backward keeps the ids, as int64) and an LSTM."""
 
