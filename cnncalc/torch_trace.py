@@ -39,6 +39,7 @@ import os
 import random
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -745,6 +746,40 @@ def _count_mode(torch, free_aten, dims_of, value, factors_of):
     return Count
 
 
+@contextlib.contextmanager
+def _checkpoints_seen(torch, seen: list, stack: list):
+    """Records, in ``seen``, the module (the innermost on ``stack``) that calls
+    ``torch.utils.checkpoint.checkpoint``, however it was imported: its two paths
+    (reentrant or not) are looked up in its module when it runs."""
+    module = torch.utils.checkpoint
+    names = ("CheckpointFunction", "_checkpoint_without_reentrant_generator")
+    saved = {n: getattr(module, n, None) for n in names}
+
+    def mark():
+        seen.append(stack[-1] if stack and stack[-1] else "the model's forward")
+
+    class Reentrant:
+        @staticmethod
+        def apply(*args):
+            mark()
+            with warnings.catch_warnings():  # (that no input needs a gradient: none does)
+                warnings.simplefilter("ignore", UserWarning)
+                return saved["CheckpointFunction"].apply(*args)
+
+    def generator(*args, **kwargs):
+        mark()
+        return saved["_checkpoint_without_reentrant_generator"](*args, **kwargs)
+    try:
+        for name, value in zip(names, (Reentrant, generator)):
+            if saved[name] is not None:
+                setattr(module, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is not None:
+                setattr(module, name, value)
+
+
 class _Tracer:
     """Runs the model once on meta tensors and turns what it calls into :class:`Call` s."""
 
@@ -761,6 +796,7 @@ class _Tracer:
         # (EdgeNeXt's Fourier position encoding, zeros(B, H, W) on): a row on them runs
         # per sample
         self.batched: set[int] = set()
+        self.checkpointed: list[str] = []  # modules that ran torch.utils.checkpoint
         self.state: set[int] = set()  # the storages of the parameters and buffers
         self.weight_names: dict[int, frozenset[str]] = {}  # their parameter names
         self.sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -909,7 +945,8 @@ class _Tracer:
             for m in model.modules():
                 handles += [m.register_forward_pre_hook(self.enter),
                             m.register_forward_hook(self.leave)]
-            with torch.no_grad(), self.fake or contextlib.nullcontext(), Mode():
+            with torch.no_grad(), self.fake or contextlib.nullcontext(), Mode(), \
+                    _checkpoints_seen(torch, self.checkpointed, self.stack):
                 y = torch.func.functional_call(model, weights, args, kwargs)
         except CnnCalcError:
             raise
@@ -932,6 +969,14 @@ class _Tracer:
                 m.training = mode
             for slots, name, t in state:
                 slots[name] = t
+        if self.checkpointed:
+            places = list(dict.fromkeys(self.checkpointed))
+            more = f" and {len(places) - 3} more" if len(places) > 3 else ""
+            self.notes.append(
+                f"{', '.join(places[:3])}{more}: run by "
+                "torch.utils.checkpoint, which keeps a segment's inputs instead of what "
+                "its layers keep and runs its forward again in backward: the bytes kept "
+                "for backward and the backward MACs are counted as without it")
         outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
         out = self.shown(outs[0])[0] if outs else ()
         if self.pending and self.calls:  # weight work after the last row: counted with it

@@ -866,6 +866,31 @@ def test_a_dropout_in_work_on_weights_keeps_one_mask_a_pass():
             model, torch.randn(batch, 2, 4, 8))
 
 
+class _Checkpointed(nn.Module):
+    def __init__(self, reentrant):
+        super().__init__()
+        self.a, self.b, self.reentrant = nn.Linear(8, 8), nn.Linear(8, 8), reentrant
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(lambda y: self.b(torch.relu(self.a(y))), x,
+                          use_reentrant=self.reentrant)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_is_named(reentrant):
+    """What ``torch.utils.checkpoint`` changes (what is kept, what backward runs again)
+    is not counted: the note says where it runs. The forward is costed as it is."""
+    import torch.utils.checkpoint as module
+    before = (module.CheckpointFunction, module._checkpoint_without_reentrant_generator)
+    model = nn.Sequential(nn.Linear(8, 8), _Checkpointed(reentrant), _Checkpointed(reentrant))
+    got = cnncalc.from_torch(model, (8,), batch=2)
+    (note,) = got.notes
+    assert note.startswith("1, 2: run by torch.utils.checkpoint") and "as without it" in note
+    assert int(got.total["macs"]) == torch_count(model, torch.zeros(2, 8))[1]
+    assert (module.CheckpointFunction, module._checkpoint_without_reentrant_generator) == before
+
+
 class _Tagger(nn.Module):
     """Token ids through an embedding (whose backward keeps the ids, as int64) and an LSTM."""
 
