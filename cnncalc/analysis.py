@@ -68,8 +68,16 @@ class Row:
     # weights; the gradient of each costs the product's MACs. None: one of each at most
     # (an input gradient if the input needs one, a weight gradient if it has weights).
     factors: tuple[int, int] | None = None
+    # A row run by torch.utils.checkpoint (from_torch): its segment's number (-1: none);
+    # the segment's first row holds the rows whose outputs the segment keeps (its inputs)
+    # and says whether it is the reentrant kind (run again whole, and only if one of its
+    # inputs needs a gradient)
+    segment: int = -1
+    holds: tuple[int, ...] = ()
+    reentrant: bool = False
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
+    backward_recompute_macs: sp.Expr = ZERO  # a checkpointed row's forward, run again
     saved_bytes: sp.Expr = ZERO
     param_bytes: sp.Expr = ZERO
     buffer_bytes: sp.Expr = ZERO
@@ -331,7 +339,8 @@ class _Walker:
                 inputs: tuple[int, ...] | None = None, keeps: tuple | None = None,
                 once: bool = False, fresh: tuple = (), also: tuple = (),
                 out_elements: sp.Expr | None = None,
-                factors: tuple[int, int] | None = None) -> Shape:
+                factors: tuple[int, int] | None = None, segment: int = -1,
+                holds: tuple[int, ...] = (), reentrant: bool = False) -> Shape:
         c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
@@ -348,7 +357,8 @@ class _Walker:
             buffers=c.buffers, macs=c.macs, activations=act_out,
             memory_change=change, steps=tuple(steps), layer=layer,
             inputs=(self.current,) if inputs is None else inputs, keeps=keeps, once=once,
-            fresh=fresh, also=also, out_elements=out_elements, factors=factors))
+            fresh=fresh, also=also, out_elements=out_elements, factors=factors,
+            segment=segment, holds=holds, reentrant=reentrant))
         self.current = len(self.rows) - 1
         return c.output_shape
 

@@ -110,6 +110,9 @@ class Call:
     also: tuple = ()  # what calls on weights before it keep (see Row.also)
     out_elements: Any = None  # its output tensor's elements per sample, if not its shape's
     factors: tuple[int, int] | None = None  # a product's (activations, trainable weights)
+    segment: int = -1  # its torch.utils.checkpoint segment, and on the segment's first
+    holds: tuple[int, ...] = ()  # row the rows whose outputs it keeps and whether it is
+    reentrant: bool = False  # the reentrant kind (see Row.holds)
 
 
 @dataclass(frozen=True)
@@ -577,7 +580,8 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
         own = None if call.out_elements is None else sp.sympify(
             call.out_elements).xreplace({PER_SAMPLE: batch})
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
-                       call.inputs, keeps, call.once, fresh, call.also, own, call.factors)
+                       call.inputs, keeps, call.once, fresh, call.also, own, call.factors,
+                       call.segment, call.holds, call.reentrant)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.
     given = training.freeze_text(options["freeze"])
     frozen = [str(i) for i, call in enumerate(calls) if call.frozen]
@@ -747,28 +751,29 @@ def _count_mode(torch, free_aten, dims_of, value, factors_of):
 
 
 @contextlib.contextmanager
-def _checkpoints_seen(torch, seen: list, stack: list):
-    """Records, in ``seen``, the module (the innermost on ``stack``) that calls
-    ``torch.utils.checkpoint.checkpoint``, however it was imported: its two paths
+def _checkpoints_seen(torch, tracer):
+    """Tells ``tracer`` where each segment that the model runs through
+    ``torch.utils.checkpoint.checkpoint`` starts (``segment_start``, given the segment's
+    inputs) and ends (``segment_end``), however it was imported: its two paths
     (reentrant or not) are looked up in its module when it runs."""
     module = torch.utils.checkpoint
     names = ("CheckpointFunction", "_checkpoint_without_reentrant_generator")
     saved = {n: getattr(module, n, None) for n in names}
 
-    def mark():
-        seen.append(stack[-1] if stack and stack[-1] else "the model's forward")
-
     class Reentrant:
         @staticmethod
-        def apply(*args):
-            mark()
-            with warnings.catch_warnings():  # (that no input needs a gradient: none does)
+        def apply(function, preserve, *args):
+            start = tracer.segment_start(args, reentrant=True)
+            with warnings.catch_warnings():  # (that no input needs a gradient)
                 warnings.simplefilter("ignore", UserWarning)
-                return saved["CheckpointFunction"].apply(*args)
+                out = saved["CheckpointFunction"].apply(function, preserve, *args)
+            tracer.segment_end(start)
+            return out
 
-    def generator(*args, **kwargs):
-        mark()
-        return saved["_checkpoint_without_reentrant_generator"](*args, **kwargs)
+    def generator(*args, **kwargs):  # (checkpoint runs the segment at its yield)
+        start = tracer.segment_start((args, kwargs))
+        yield from saved["_checkpoint_without_reentrant_generator"](*args, **kwargs)
+        tracer.segment_end(start)
     try:
         for name, value in zip(names, (Reentrant, generator)):
             if saved[name] is not None:
@@ -796,7 +801,10 @@ class _Tracer:
         # (EdgeNeXt's Fourier position encoding, zeros(B, H, W) on): a row on them runs
         # per sample
         self.batched: set[int] = set()
-        self.checkpointed: list[str] = []  # modules that ran torch.utils.checkpoint
+        # torch.utils.checkpoint's segments: (where, first row, end row, the rows whose
+        # outputs it keeps); an open one: (where, first row, those rows)
+        self.segments: list[tuple] = []
+        self.open_segments: list[tuple] = []
         self.state: set[int] = set()  # the storages of the parameters and buffers
         self.weight_names: dict[int, frozenset[str]] = {}  # their parameter names
         self.sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -946,7 +954,7 @@ class _Tracer:
                 handles += [m.register_forward_pre_hook(self.enter),
                             m.register_forward_hook(self.leave)]
             with torch.no_grad(), self.fake or contextlib.nullcontext(), Mode(), \
-                    _checkpoints_seen(torch, self.checkpointed, self.stack):
+                    _checkpoints_seen(torch, self):
                 y = torch.func.functional_call(model, weights, args, kwargs)
         except CnnCalcError:
             raise
@@ -969,14 +977,7 @@ class _Tracer:
                 m.training = mode
             for slots, name, t in state:
                 slots[name] = t
-        if self.checkpointed:
-            places = list(dict.fromkeys(self.checkpointed))
-            more = f" and {len(places) - 3} more" if len(places) > 3 else ""
-            self.notes.append(
-                f"{', '.join(places[:3])}{more}: run by "
-                "torch.utils.checkpoint, which keeps a segment's inputs instead of what "
-                "its layers keep and runs its forward again in backward: the bytes kept "
-                "for backward and the backward MACs are counted as without it")
+        self._mark_segments()
         outs = [t for t in _flat(y) if isinstance(t, torch.Tensor)]
         out = self.shown(outs[0])[0] if outs else ()
         if self.pending and self.calls:  # weight work after the last row: counted with it
@@ -984,6 +985,42 @@ class _Tracer:
             self.calls[-1] = dataclasses.replace(last, also=last.also + tuple(self.pending))
         self._unused()
         return self.calls, out, self.unsupported
+
+    def segment_start(self, args, reentrant: bool = False) -> tuple:
+        """A torch.utils.checkpoint segment starts: where, its first row, the rows whose
+        outputs are its inputs (what it keeps for backward; -1, the model's input), and
+        its kind."""
+        ins = [t for t in _flat(args) if isinstance(t, self.torch.Tensor)
+               and id(t) not in self.derived]
+        last = len(self.calls) - 1
+        where = self.stack[-1] if self.stack and self.stack[-1] else "the model's forward"
+        return where, len(self.calls), tuple(dict.fromkeys(
+            self.producer.get(id(t), last) for t in ins)), reentrant
+
+    def segment_end(self, start: tuple) -> None:
+        where, first, holds, reentrant = start
+        if len(self.calls) > first:  # (a segment of calls with no row changes nothing)
+            self.segments.append((where, first, len(self.calls), holds, reentrant))
+
+    def _mark_segments(self) -> None:
+        """Rows run by torch.utils.checkpoint: each keeps nothing of its own, its segment
+        keeps its inputs, and backward runs it again (see training.annotate)."""
+        if not self.segments:
+            return
+        for k, (_, first, end, holds, reentrant) in enumerate(
+                sorted(self.segments, key=lambda s: (s[1], -s[2]))):
+            if self.calls[first].segment >= 0:
+                continue  # (a segment inside another: the outer one decides)
+            for i in range(first, end):
+                self.calls[i] = dataclasses.replace(
+                    self.calls[i], segment=k, holds=holds if i == first else (),
+                    reentrant=reentrant and i == first)
+        places = list(dict.fromkeys(where for where, *_ in self.segments))
+        more = f" and {len(places) - 3} more" if len(places) > 3 else ""
+        self.notes.append(
+            f"{', '.join(places[:3])}{more}: run by torch.utils.checkpoint: each segment "
+            "keeps only its inputs, and backward runs its forward again (the random-number "
+            "state torch also keeps for it is not counted)")
 
     def on_weights(self, args, kwargs) -> bool:
         """Whether a call reads weights only (a LoRA merge: its products run once)."""

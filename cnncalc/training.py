@@ -43,8 +43,9 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 STAT_BYTES, INDEX_BYTES, MASK_BYTES = 4, 8, 1
 
-QUANTITIES = ("backward_input_macs", "backward_weight_macs", "saved_bytes", "param_bytes",
-              "buffer_bytes", "grad_bytes", "optimizer_bytes", "training_bytes")
+QUANTITIES = ("backward_input_macs", "backward_weight_macs", "backward_recompute_macs",
+              "saved_bytes", "param_bytes", "buffer_bytes", "grad_bytes", "optimizer_bytes",
+              "training_bytes")
 # what freezing changes (the rest, parameters and buffers, stays in memory either way)
 SAVINGS = ("backward_macs", "grad_bytes", "optimizer_bytes", "saved_bytes", "training_bytes")
 
@@ -338,14 +339,23 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     charged: set = set()  # tensors already kept by an earlier row (-1: the input; a Keep's
     # ``tensor`` for one that has no row)
     layouts: list[str] = []  # the strides of the tensor row i outputs (see layout_of)
+    # torch.utils.checkpoint's segments (from_torch): those with trainable weights, and
+    # those whose backward runs (decided at their first row)
+    trains = {r.segment for r in rows if r.segment >= 0 and r.params != 0
+              and r.index not in frozen}
+    rerun: dict[int, bool] = {}  # segment -> reentrant (run again whole)
+    keeping: dict[int, int] = {}  # segment -> its last row whose layer keeps something
+    dead: set[int] = set()  # reentrant segments none of whose inputs needs a gradient
     out = []
     for row in rows:
+        if row.reentrant and not any(needs_grad[i] for i in row.holds if i >= 0):
+            dead.add(row.segment)  # torch gives nothing in it a gradient (and warns)
         is_frozen = row.index in frozen
         trainable = ZERO if is_frozen else row.params
-        weight_grad = not is_frozen and row.params != 0
+        weight_grad = not is_frozen and row.params != 0 and row.segment not in dead
         # (work on weights reads weights, whatever row came before it)
-        grad_in = any(needs_grad[i] for i in row.inputs
-                      if i >= 0 and (rows[i].once or not row.once))
+        grad_in = row.segment not in dead and any(
+            needs_grad[i] for i in row.inputs if i >= 0 and (rows[i].once or not row.once))
         needs_grad.append(grad_in or weight_grad)
         shape = channels_first(row.input_shape, layout)
         out_shape = channels_first(row.output_shape, layout)
@@ -368,6 +378,15 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         copies = not view and (isinstance(row.layer, L.Flatten) or (
             isinstance(row.layer, L.Shuffle) and row.layer.groups in (1, shape[0])))
         saved = ZERO
+        if row.holds and row.segment not in dead and (
+                row.segment in trains or any(needs_grad[i] for i in row.holds if i >= 0)):
+            # a checkpointed segment keeps its inputs, and backward runs it again
+            rerun[row.segment] = row.reentrant
+            for i in row.holds:
+                which = tensor[i] if i >= 0 else -1
+                if which not in charged:
+                    charged.add(which)
+                    saved += elements.get(which, prod(shape) * batch) * b
         if grad_in or weight_grad:
             n = ONE if row.once else batch  # (work on weights: once a pass)
             keeps = [*(row.keeps if row.keeps is not None
@@ -378,6 +397,10 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 # which copies a tensor whose strides do not allow it: the copy is kept
                 keeps = [Keep("extra", prod(shape) * n)]
                 copies = True
+            if row.segment >= 0:  # (made again in backward, not kept)
+                if keeps:
+                    keeping[row.segment] = row.index
+                keeps = []
             for keep in keeps:
                 last = len(row.inputs) - 1  # (x * x: one input, kept for both)
                 if keep.for_grad_of is not None:
@@ -414,8 +437,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         if assumed and notes is not None:
             notes.append(f"{row.name}: the bytes kept count torch's copy of a strided "
                          f"tensor, made when {assumed} (at 1 it is a view)")
-        grads = trainable * b
-        optim = states * trainable * b
+        grads = ZERO if row.segment in dead else trainable * b  # (None in torch)
+        optim = states * grads
         # a product of two activations (attention's) has two input gradients, each as
         # costly as the product; its weights may have been counted by another row
         acts, weights = row.factors or (1, 1)
@@ -429,12 +452,21 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
             saved_bytes=saved, param_bytes=row.params * b, buffer_bytes=row.buffers * b,
             grad_bytes=grads, optimizer_bytes=optim,
             training_bytes=(row.params + row.buffers) * b + grads + optim + saved))
-    return tuple(out)
+    return tuple(_recomputed(out, rerun, keeping))
+
+
+def _recomputed(rows, rerun: dict[int, bool], keeping: dict[int, int]):
+    """Backward runs a checkpointed segment's forward again: whole if it is the reentrant
+    kind; else (torch's early stop) until the last tensor it keeps is made, which a layer
+    keeping its input (a conv, a linear layer) keeps before its product runs."""
+    return [updated(r, backward_recompute_macs=r.macs) if r.segment in rerun and (
+        rerun[r.segment] or r.index < keeping.get(r.segment, -1)) else r for r in rows]
 
 
 def totals(rows) -> dict:
     total = {q: sp.Add(*(getattr(r, q) for r in rows)) for q in QUANTITIES}
-    total["backward_macs"] = total["backward_input_macs"] + total["backward_weight_macs"]
+    total["backward_macs"] = (total["backward_input_macs"] + total["backward_weight_macs"]
+                              + total["backward_recompute_macs"])
     return total
 
 

@@ -8,6 +8,7 @@ the math attention backend and oneDNN off, so that it sees every matrix product.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 
@@ -878,16 +879,29 @@ class _Checkpointed(nn.Module):
 
 
 @pytest.mark.parametrize("reentrant", [False, True])
-def test_activation_checkpointing_is_named(reentrant):
-    """What ``torch.utils.checkpoint`` changes (what is kept, what backward runs again)
-    is not counted: the note says where it runs. The forward is costed as it is."""
+@pytest.mark.parametrize("first", [False, True])
+def test_activation_checkpointing_keeps_and_runs_again_what_torch_does(reentrant, first):
+    """Layers run by ``torch.utils.checkpoint``: each segment keeps its input; backward
+    runs its forward again (the non-reentrant kind stops before the last linear layer's
+    product, the reentrant kind runs it all, and gives nothing a gradient when its input
+    needs none: ``first``). Against autograd and ``FlopCounterMode`` over ``backward()``;
+    the note says where, the forward is costed as it is, and checkpoint is left as it
+    was."""
     import torch.utils.checkpoint as module
     before = (module.CheckpointFunction, module._checkpoint_without_reentrant_generator)
-    model = nn.Sequential(nn.Linear(8, 8), _Checkpointed(reentrant), _Checkpointed(reentrant))
-    got = cnncalc.from_torch(model, (8,), batch=2)
+    torch.manual_seed(0)
+    model = nn.Sequential(*([] if first else [nn.Linear(8, 8)]), _Checkpointed(reentrant),
+                          nn.ReLU(), _Checkpointed(reentrant), nn.Linear(8, 4))
+    for batch in (1, 3):
+        got = cnncalc.from_torch(model, (8,), batch=batch)
+        x = torch.randn(batch, 8)
+        with warnings.catch_warnings():  # (torch's, for a reentrant one with no gradient)
+            warnings.simplefilter("ignore", UserWarning)
+            assert int(got.total["saved_bytes"]) == saved_by_autograd(model, x)
+            assert int(got.total["backward_macs"]) == backward_macs(model, x)
+        assert int(got.total["macs"]) == torch_count(model, x)[1]
     (note,) = got.notes
-    assert note.startswith("1, 2: run by torch.utils.checkpoint") and "as without it" in note
-    assert int(got.total["macs"]) == torch_count(model, torch.zeros(2, 8))[1]
+    assert note.startswith("0, 2: run by" if first else "1, 3: run by torch.utils.checkpoint")
     assert (module.CheckpointFunction, module._checkpoint_without_reentrant_generator) == before
 
 
