@@ -70,11 +70,12 @@ class Row:
     factors: tuple[int, int] | None = None
     # A row run by torch.utils.checkpoint (from_torch): its segment's number (-1: none);
     # the segment's first row holds the rows whose outputs the segment keeps (its inputs)
-    # and says whether it is the reentrant kind (run again whole, and only if one of its
-    # inputs needs a gradient)
+    # and names its kind: "early" (backward runs it again until it has kept its last
+    # tensor), "whole" (runs it all again), "reentrant" (runs it all again, and only if
+    # one of its inputs needs a gradient)
     segment: int = -1
     holds: tuple[int, ...] = ()
-    reentrant: bool = False
+    checkpoint: str = ""
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
     backward_recompute_macs: sp.Expr = ZERO  # a checkpointed row's forward, run again
@@ -340,7 +341,7 @@ class _Walker:
                 once: bool = False, fresh: tuple = (), also: tuple = (),
                 out_elements: sp.Expr | None = None,
                 factors: tuple[int, int] | None = None, segment: int = -1,
-                holds: tuple[int, ...] = (), reentrant: bool = False) -> Shape:
+                holds: tuple[int, ...] = (), checkpoint: str = "") -> Shape:
         c = name_sizes(c, shape, len(self.rows))
         act_out = prod(c.output_shape) * self.batch
         change = _change((*shape, self.batch), (*c.output_shape, self.batch))
@@ -358,7 +359,7 @@ class _Walker:
             memory_change=change, steps=tuple(steps), layer=layer,
             inputs=(self.current,) if inputs is None else inputs, keeps=keeps, once=once,
             fresh=fresh, also=also, out_elements=out_elements, factors=factors,
-            segment=segment, holds=holds, reentrant=reentrant))
+            segment=segment, holds=holds, checkpoint=checkpoint))
         self.current = len(self.rows) - 1
         return c.output_shape
 

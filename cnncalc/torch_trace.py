@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import inspect
 import itertools
 import logging
 import os
@@ -112,7 +113,7 @@ class Call:
     factors: tuple[int, int] | None = None  # a product's (activations, trainable weights)
     segment: int = -1  # its torch.utils.checkpoint segment, and on the segment's first
     holds: tuple[int, ...] = ()  # row the rows whose outputs it keeps and whether it is
-    reentrant: bool = False  # the reentrant kind (see Row.holds)
+    checkpoint: str = ""  # its kind (see Row.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -581,7 +582,7 @@ def _analysis(calls: tuple[Call, ...], shape: Shape, out: Shape, batch: sp.Expr,
             call.out_elements).xreplace({PER_SAMPLE: batch})
         walker.add_row(_cost(call, batch), call.name, call.input_shape, call.depth, layer,
                        call.inputs, keeps, call.once, fresh, call.also, own, call.factors,
-                       call.segment, call.holds, call.reentrant)
+                       call.segment, call.holds, call.checkpoint)
     # Parameters with requires_grad=False freeze their rows, as --freeze would.
     given = training.freeze_text(options["freeze"])
     frozen = [str(i) for i, call in enumerate(calls) if call.frozen]
@@ -763,16 +764,23 @@ def _checkpoints_seen(torch, tracer):
     class Reentrant:
         @staticmethod
         def apply(function, preserve, *args):
-            start = tracer.segment_start(args, reentrant=True)
+            start = tracer.segment_start(args, "reentrant")
             with warnings.catch_warnings():  # (that no input needs a gradient)
                 warnings.simplefilter("ignore", UserWarning)
                 out = saved["CheckpointFunction"].apply(function, preserve, *args)
             tracer.segment_end(start)
             return out
 
+    inner = saved["_checkpoint_without_reentrant_generator"]
+    signature = inspect.signature(inner) if inner is not None else None
+
     def generator(*args, **kwargs):  # (checkpoint runs the segment at its yield)
-        start = tracer.segment_start((args, kwargs))
-        yield from saved["_checkpoint_without_reentrant_generator"](*args, **kwargs)
+        given = signature.bind(*args, **kwargs).arguments
+        forced = getattr(module, "_enable_checkpoint_early_stop", None)
+        early = given.get("early_stop", True) if forced is None else forced
+        start = tracer.segment_start((given.get("args", ()), given.get("kwargs", {})),
+                                     "early" if early else "whole")
+        yield from inner(*args, **kwargs)
         tracer.segment_end(start)
     try:
         for name, value in zip(names, (Reentrant, generator)):
@@ -986,35 +994,35 @@ class _Tracer:
         self._unused()
         return self.calls, out, self.unsupported
 
-    def segment_start(self, args, reentrant: bool = False) -> tuple:
+    def segment_start(self, args, kind: str) -> tuple:
         """A torch.utils.checkpoint segment starts: where, its first row, the rows whose
         outputs are its inputs (what it keeps for backward; -1, the model's input), and
-        its kind."""
+        its kind (see Row.checkpoint)."""
         ins = [t for t in _flat(args) if isinstance(t, self.torch.Tensor)
                and id(t) not in self.derived]
         last = len(self.calls) - 1
         where = self.stack[-1] if self.stack and self.stack[-1] else "the model's forward"
         return where, len(self.calls), tuple(dict.fromkeys(
-            self.producer.get(id(t), last) for t in ins)), reentrant
+            self.producer.get(id(t), last) for t in ins)), kind
 
     def segment_end(self, start: tuple) -> None:
-        where, first, holds, reentrant = start
+        where, first, holds, kind = start
         if len(self.calls) > first:  # (a segment of calls with no row changes nothing)
-            self.segments.append((where, first, len(self.calls), holds, reentrant))
+            self.segments.append((where, first, len(self.calls), holds, kind))
 
     def _mark_segments(self) -> None:
         """Rows run by torch.utils.checkpoint: each keeps nothing of its own, its segment
         keeps its inputs, and backward runs it again (see training.annotate)."""
         if not self.segments:
             return
-        for k, (_, first, end, holds, reentrant) in enumerate(
+        for k, (_, first, end, holds, kind) in enumerate(
                 sorted(self.segments, key=lambda s: (s[1], -s[2]))):
             if self.calls[first].segment >= 0:
                 continue  # (a segment inside another: the outer one decides)
             for i in range(first, end):
                 self.calls[i] = dataclasses.replace(
                     self.calls[i], segment=k, holds=holds if i == first else (),
-                    reentrant=reentrant and i == first)
+                    checkpoint=kind if i == first else "")
         places = list(dict.fromkeys(where for where, *_ in self.segments))
         more = f" and {len(places) - 3} more" if len(places) > 3 else ""
         self.notes.append(

@@ -343,12 +343,13 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     # those whose backward runs (decided at their first row)
     trains = {r.segment for r in rows if r.segment >= 0 and r.params != 0
               and r.index not in frozen}
-    rerun: dict[int, bool] = {}  # segment -> reentrant (run again whole)
+    rerun: dict[int, str] = {}  # segment -> its kind, if backward runs it again
     keeping: dict[int, int] = {}  # segment -> its last row whose layer keeps something
     dead: set[int] = set()  # reentrant segments none of whose inputs needs a gradient
     out = []
     for row in rows:
-        if row.reentrant and not any(needs_grad[i] for i in row.holds if i >= 0):
+        if row.checkpoint == "reentrant" and not any(needs_grad[i] for i in row.holds
+                                                     if i >= 0):
             dead.add(row.segment)  # torch gives nothing in it a gradient (and warns)
         is_frozen = row.index in frozen
         trainable = ZERO if is_frozen else row.params
@@ -381,7 +382,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
         if row.holds and row.segment not in dead and (
                 row.segment in trains or any(needs_grad[i] for i in row.holds if i >= 0)):
             # a checkpointed segment keeps its inputs, and backward runs it again
-            rerun[row.segment] = row.reentrant
+            rerun[row.segment] = row.checkpoint
             for i in row.holds:
                 which = tensor[i] if i >= 0 else -1
                 if which not in charged:
@@ -455,12 +456,13 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     return tuple(_recomputed(out, rerun, keeping))
 
 
-def _recomputed(rows, rerun: dict[int, bool], keeping: dict[int, int]):
-    """Backward runs a checkpointed segment's forward again: whole if it is the reentrant
-    kind; else (torch's early stop) until the last tensor it keeps is made, which a layer
-    keeping its input (a conv, a linear layer) keeps before its product runs."""
+def _recomputed(rows, rerun: dict[int, str], keeping: dict[int, int]):
+    """Backward runs a checkpointed segment's forward again: whole, or (torch's early
+    stop) until the last tensor it keeps is made, which a layer keeping its input (a
+    conv, a linear layer) keeps before its product runs."""
     return [updated(r, backward_recompute_macs=r.macs) if r.segment in rerun and (
-        rerun[r.segment] or r.index < keeping.get(r.segment, -1)) else r for r in rows]
+        rerun[r.segment] != "early" or r.index < keeping.get(r.segment, -1)) else r
+        for r in rows]
 
 
 def totals(rows) -> dict:

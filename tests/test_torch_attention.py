@@ -868,30 +868,34 @@ def test_a_dropout_in_work_on_weights_keeps_one_mask_a_pass():
 
 
 class _Checkpointed(nn.Module):
-    def __init__(self, reentrant):
+    def __init__(self, reentrant, early_stop=True):
         super().__init__()
         self.a, self.b, self.reentrant = nn.Linear(8, 8), nn.Linear(8, 8), reentrant
+        self.options = {} if reentrant else {"early_stop": early_stop}
 
     def forward(self, x):
         from torch.utils.checkpoint import checkpoint
         return checkpoint(lambda y: self.b(torch.relu(self.a(y))), x,
-                          use_reentrant=self.reentrant)
+                          use_reentrant=self.reentrant, **self.options)
 
 
-@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize(("reentrant", "early_stop"), [(False, True), (False, False),
+                                                      (True, None)])
 @pytest.mark.parametrize("first", [False, True])
-def test_activation_checkpointing_keeps_and_runs_again_what_torch_does(reentrant, first):
+def test_activation_checkpointing_keeps_and_runs_again_what_torch_does(reentrant,
+                                                                        early_stop, first):
     """Layers run by ``torch.utils.checkpoint``: each segment keeps its input; backward
     runs its forward again (the non-reentrant kind stops before the last linear layer's
-    product, the reentrant kind runs it all, and gives nothing a gradient when its input
-    needs none: ``first``). Against autograd and ``FlopCounterMode`` over ``backward()``;
-    the note says where, the forward is costed as it is, and checkpoint is left as it
-    was."""
+    product unless told not to, the reentrant kind runs it all, and gives nothing a
+    gradient when its input needs none: ``first``). Against autograd and
+    ``FlopCounterMode`` over ``backward()``; the note says where, the forward is costed
+    as it is, and checkpoint is left as it was."""
     import torch.utils.checkpoint as module
     before = (module.CheckpointFunction, module._checkpoint_without_reentrant_generator)
     torch.manual_seed(0)
-    model = nn.Sequential(*([] if first else [nn.Linear(8, 8)]), _Checkpointed(reentrant),
-                          nn.ReLU(), _Checkpointed(reentrant), nn.Linear(8, 4))
+    model = nn.Sequential(*([] if first else [nn.Linear(8, 8)]),
+                          _Checkpointed(reentrant, early_stop), nn.ReLU(),
+                          _Checkpointed(reentrant, early_stop), nn.Linear(8, 4))
     for batch in (1, 3):
         got = cnncalc.from_torch(model, (8,), batch=batch)
         x = torch.randn(batch, 8)
