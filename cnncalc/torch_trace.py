@@ -111,9 +111,11 @@ class Call:
     also: tuple = ()  # what calls on weights before it keep (see Row.also)
     out_elements: Any = None  # its output tensor's elements per sample, if not its shape's
     factors: tuple[int, int] | None = None  # a product's (activations, trainable weights)
-    segment: int = -1  # its torch.utils.checkpoint segment, and on the segment's first
-    holds: tuple[int, ...] = ()  # row the rows whose outputs it keeps and whether it is
-    checkpoint: str = ""  # its kind (see Row.checkpoint)
+    # torch.utils.checkpoint (see Row.segment): its segment, and on the segment's first
+    # row the rows whose outputs the segment keeps and its kind
+    segment: int = -1
+    holds: tuple[int, ...] = ()
+    checkpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -810,9 +812,8 @@ class _Tracer:
         # per sample
         self.batched: set[int] = set()
         # torch.utils.checkpoint's segments: (where, first row, end row, the rows whose
-        # outputs it keeps); an open one: (where, first row, those rows)
+        # outputs it keeps, its kind)
         self.segments: list[tuple] = []
-        self.open_segments: list[tuple] = []
         self.state: set[int] = set()  # the storages of the parameters and buffers
         self.weight_names: dict[int, frozenset[str]] = {}  # their parameter names
         self.sdpa = torch.nn.functional.scaled_dot_product_attention
