@@ -213,9 +213,13 @@ def test_ctrl_c_in_a_real_process(tmp_path):
                              "--epochs", "1000", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        seen = []
         for line in proc.stdout:
+            seen.append(line)
             if line.startswith("epoch   1"):
                 break
+        else:  # (the run ended with no epoch line to interrupt after: say what it printed)
+            pytest.fail(f"no epoch line; status {proc.wait()}; it printed {seen[-4:]!r}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
