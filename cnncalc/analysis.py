@@ -79,6 +79,9 @@ class Row:
     backward_input_macs: sp.Expr = ZERO
     backward_weight_macs: sp.Expr = ZERO
     backward_recompute_macs: sp.Expr = ZERO  # a checkpointed row's forward, run again
+    # what a checkpointed row keeps while backward runs its segment again, until its own
+    # backward (the training-step timeline holds it then)
+    recompute_bytes: sp.Expr = ZERO
     saved_bytes: sp.Expr = ZERO
     param_bytes: sp.Expr = ZERO
     buffer_bytes: sp.Expr = ZERO

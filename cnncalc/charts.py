@@ -17,10 +17,14 @@ conventions of :mod:`cnncalc.training`:
   first of them, whose backward runs last, so it is released then;
 * each layer's gradients appear when its backward runs and are held to the end of
   the step (``zero_grad(set_to_none=True)``, torch's default, frees them before the
-  next forward).
+  next forward);
+* a segment run by ``torch.utils.checkpoint`` keeps only its inputs through the
+  forward; when backward reaches it, it runs again, and each of its layers holds what
+  it keeps (``recompute_bytes``) until its own backward.
 
 The peak of the timeline is therefore at most the analysis' ``training_bytes``, which
-adds every tensor as if all were held at once.
+adds every tensor as if all were held at once, plus, with checkpointing, what one
+segment keeps while it runs again.
 """
 
 from __future__ import annotations
@@ -156,8 +160,13 @@ def timeline(a) -> Timeline:
     optimizer = sum(column("optimizer_bytes"))
     n = len(rows)
     kept = list(accumulate(saved))  # after forward i: layers 0..i keep theirs
-    # after backward i (run in reverse): layers 0..i-1 still keep theirs, i.. hold grads
-    kept_back = [kept[i] - saved[i] for i in reversed(range(n))]
+    # after backward i (run in reverse): layers 0..i-1 still keep theirs, i.. hold grads;
+    # the layers of i's checkpointed segment before it, what its run again made
+    again, rerun = column("recompute_bytes"), [0] * n
+    for i in range(1, n):
+        if rows[i].segment >= 0 and rows[i].segment == rows[i - 1].segment:
+            rerun[i] = rerun[i - 1] + again[i - 1]
+    kept_back = [kept[i] - saved[i] + rerun[i] for i in reversed(range(n))]
     grads_back = list(accumulate(grads[i] for i in reversed(range(n))))
     return Timeline(
         steps=tuple([f"{r.name} →" for r in rows] + [f"{r.name} ←" for r in reversed(rows)]),

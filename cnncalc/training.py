@@ -346,6 +346,7 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
     rerun: dict[int, str] = {}  # segment -> its kind, if backward runs it again
     keeping: dict[int, int] = {}  # segment -> its last row whose layer keeps something
     dead: set[int] = set()  # reentrant segments none of whose inputs needs a gradient
+    again: dict[int, set] = {}  # segment -> the tensors its run in backward holds
     out = []
     for row in rows:
         if row.checkpoint == "reentrant" and not any(needs_grad[i] for i in row.holds
@@ -388,6 +389,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 if which not in charged:
                     charged.add(which)
                     saved += elements.get(which, prod(shape) * batch) * b
+            again[row.segment] = {tensor[i] if i >= 0 else -1 for i in row.holds}
+        held = ZERO  # what it keeps: for backward, or (checkpointed) while run again
         if grad_in or weight_grad:
             n = ONE if row.once else batch  # (work on weights: once a pass)
             keeps = [*(row.keeps if row.keeps is not None
@@ -398,10 +401,11 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                 # which copies a tensor whose strides do not allow it: the copy is kept
                 keeps = [Keep("extra", prod(shape) * n)]
                 copies = True
-            if row.segment >= 0:  # (made again in backward, not kept)
-                if keeps:
-                    keeping[row.segment] = row.index
-                keeps = []
+            # a checkpointed row keeps nothing now: backward makes it again (with its
+            # segment's inputs, which the segment holds)
+            pool = charged if row.segment < 0 else again.setdefault(row.segment, set())
+            if row.segment >= 0 and keeps:
+                keeping[row.segment] = row.index
             for keep in keeps:
                 last = len(row.inputs) - 1  # (x * x: one input, kept for both)
                 if keep.for_grad_of is not None:
@@ -409,10 +413,10 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                     if other < 0 or not needs_grad[other]:
                         continue
                 if keep.role == "extra":
-                    if keep.tensor not in charged:
+                    if keep.tensor not in pool:
                         if keep.tensor is not None:  # (one that several rows may keep)
-                            charged.add(keep.tensor)
-                        saved += keep.elements * (keep.itemsize or b)
+                            pool.add(keep.tensor)
+                        held += keep.elements * (keep.itemsize or b)
                     continue
                 size = None
                 if keep.role == "output":
@@ -429,11 +433,13 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
                                        (which, None))
                     if row.once and size is None and (i < 0 or not rows[i].once):
                         continue  # work on weights reads a weight: model state
-                if which not in charged:
-                    charged.add(which)
-                    saved += (size if size is not None
+                if which not in pool:
+                    pool.add(which)
+                    held += (size if size is not None
                               else elements.get(which, prod(shape) * batch)) * (
                                   keep.itemsize or b)
+        if row.segment < 0:
+            saved += held
         assumed = _assumption(row.layer, ins[0], shape, batch) if copies else None
         if assumed and notes is not None:
             notes.append(f"{row.name}: the bytes kept count torch's copy of a strided "
@@ -450,7 +456,8 @@ def annotate(rows, batch: sp.Expr, frozen: frozenset[int], optimizer: str, dtype
             non_trainable_params=row.params - trainable,
             backward_input_macs=row.macs * acts if grad_in else ZERO,
             backward_weight_macs=row.macs * weights if weight_grad else ZERO,
-            saved_bytes=saved, param_bytes=row.params * b, buffer_bytes=row.buffers * b,
+            saved_bytes=saved, recompute_bytes=held if row.segment in rerun else ZERO,
+            param_bytes=row.params * b, buffer_bytes=row.buffers * b,
             grad_bytes=grads, optimizer_bytes=optim,
             training_bytes=(row.params + row.buffers) * b + grads + optim + saved))
     return tuple(_recomputed(out, rerun, keeping))

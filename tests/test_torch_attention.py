@@ -909,6 +909,38 @@ def test_activation_checkpointing_keeps_and_runs_again_what_torch_does(reentrant
     assert (module.CheckpointFunction, module._checkpoint_without_reentrant_generator) == before
 
 
+@pytest.mark.parametrize(("reentrant", "early_stop"), [(False, True), (False, False),
+                                                      (True, None)])
+def test_a_checkpointed_segment_run_again_holds_what_it_would_have_kept(reentrant,
+                                                                        early_stop):
+    """While backward runs a segment again, its layers keep what they would have kept
+    without checkpointing, less the segment's inputs, which it held: against autograd on
+    the same layers with and without checkpointing. The training-step timeline holds
+    it from the segment's last layer's backward on, one layer less at each step."""
+    from cnncalc.charts import timeline
+
+    def model(checkpointed):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 8), _Checkpointed(reentrant, early_stop)
+                             if checkpointed else _Checkpointed(reentrant).requires_grad_(),
+                             nn.ReLU(), _Checkpointed(reentrant, early_stop), nn.Linear(8, 4))
+    with_, without = model(True), model(True)
+    for block in (without[1], without[3]):  # the same layers, run as they are
+        block.forward = lambda x, block=block: block.b(torch.relu(block.a(x)))
+    x = torch.randn(3, 8)
+    got = cnncalc.from_torch(with_, (8,), batch=3)
+    again = sum(int(r.recompute_bytes) for r in got.layers)
+    assert again > 0
+    assert saved_by_autograd(with_, x) + again == saved_by_autograd(without, x)
+    steps = timeline(got)
+    held = {name: v for name, v in zip(steps.steps, steps.saved)}
+    for s in (0, 1):  # (backward runs in reverse: the segment's last layer first)
+        *before, last = [r for r in got.layers if r.segment == s]
+        assert held[f"{last.name} ←"] == held[f"{before[-1].name} ←"] + int(
+            before[-1].saved_bytes) + int(before[-1].recompute_bytes)
+        assert held[f"{last.name} ←"] >= sum(int(r.recompute_bytes) for r in before) > 0
+
+
 class _Tagger(nn.Module):
     """Token ids through an embedding (whose backward keeps the ids, as int64) and an LSTM."""
 
