@@ -1028,8 +1028,9 @@ class _Tracer:
         more = f" and {len(places) - 3} more" if len(places) > 3 else ""
         self.notes.append(
             f"{', '.join(places[:3])}{more}: run by torch.utils.checkpoint: each segment "
-            "keeps only its inputs, and backward runs its forward again (the random-number "
-            "state torch also keeps for it is not counted)")
+            "keeps only its inputs, and backward runs its forward again (what its layers "
+            "keep meanwhile is in --plot's timeline, not in the totals; the random-number "
+            "state torch keeps for it is not counted)")
 
     def on_weights(self, args, kwargs) -> bool:
         """Whether a call reads weights only (a LoRA merge: its products run once)."""
