@@ -434,21 +434,23 @@ def _check_batch(result: TorchAnalysis, trace, sizes: dict) -> TorchAnalysis:
     numeric trace at ``sizes`` for the size symbols. At batch 3 they must agree: a tensor
     taken as made once a pass that is made per sample (or the reverse) is refused. At
     batch 1 they may not (a linear layer on a slice across the batch keeps reshape's copy
-    at batch 2 and up, the slice's whole storage at 1): a note gives batch 1's counts."""
+    at batch 2 and up, the slice's whole storage at 1): a note gives batch 1's bytes. (The
+    other counts are the formulas' there: at batch 1 the trace cannot tell a tensor made
+    per sample from one made once, and shows some views as rows.)"""
     n, where = result.batch, "".join(f", {k} = {v}" for k, v in sizes.items())
 
-    def differences(at: int) -> str:
+    def differences(at: int, checked) -> str:
         numeric, values, found = trace(at), {**sizes, n: at}, []
-        for q, label in _CHECKED:
+        for q, label in checked:
             formula = sp.sympify(result.total[q]).xreplace(values)
             if sp.simplify(formula - numeric.total[q]) != 0:
                 found.append(f"{label} {int(numeric.total[q]):,}, not {int(formula):,}")
         return "; ".join(found)
-    wrong = differences(3)
+    wrong = differences(3, _CHECKED)
     if wrong:
         raise CnnCalcError(f"--batch: the formulas in {n} do not hold at {n} = 3{where}: "
                            f"the trace there gives {wrong}; give a number")
-    at_one = differences(1)
+    at_one = differences(1, [("saved_bytes", "kept for backward")])
     if not at_one:
         return result
     note = (f"the formulas are for {n} >= 2: at {n} = 1{where}, the trace gives {at_one} "
