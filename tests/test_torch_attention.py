@@ -812,6 +812,29 @@ class _TokensAfterTheFirst(nn.Module):
         return self.head(self.mix(self.embed(x).flatten(2).transpose(1, 2))[:, 1:])
 
 
+class _TokensAcrossTheBatch(nn.Module):
+    """``x.permute(1, 0, 2).reshape(-1, d)``: a view at batch 1 (the trace shows it as a
+    row there), a copy at every larger batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.fc = nn.Linear(12, 12), nn.Linear(12, 5)
+
+    def forward(self, x):
+        return self.fc(self.a(x).permute(1, 0, 2).reshape(-1, 12))
+
+
+def test_batch_one_is_named_only_where_its_bytes_kept_differ():
+    """Rows that only batch 1's trace shows (its activations differed) are no reason for
+    a note: the bytes kept agree with autograd at every batch."""
+    model = _TokensAcrossTheBatch()
+    got = cnncalc.from_torch(model, (16, 12), batch="N")
+    assert got.notes == ()
+    for batch in (1, 2, 3):
+        assert (int(got.subs({"N": batch}).total["saved_bytes"])
+                == saved_by_autograd(model, torch.randn(batch, 16, 12)))
+
+
 @pytest.mark.parametrize("sizes", [{}, {"H": 9, "W": 11}])
 def test_a_symbolic_batch_is_traced_above_one_and_batch_one_is_named(sizes):
     """Traced at batch 1, the formula kept the whole of x at every batch (Swin's and
