@@ -402,23 +402,26 @@ def _symbolic(torch, model, shapes, dtypes, batch, layout, name, options) -> Tor
     result = _analysis(tuple(calls), shapes[0], out, batch, layout,
                        name or type(model).__name__, tuple(unsupported), options,
                        tuple(tracer.notes))
-    run = SYMBOLIC_BATCH_RUN if not batch.is_Integer else batch
+
+    def numeric(step: int, at):  # the numeric trace at the hints + step, batch at
+        sizes = {d: hints[d] + step for d in symbols}
+        given = [tuple(int(d.xreplace(sizes)) for d in s) for s in shapes]
+        return from_torch(model, given if len(given) > 1 else given[0], batch=at,
+                          input_dtype=list(dtypes), layout="chw", **options)
     for step in (0, 32, 1):  # the formulas, against the numeric trace (an odd size too)
         values = {d: hints[d] + step for d in symbols}
-        given = [tuple(int(d.xreplace(values)) for d in s) for s in shapes]
-        numeric = from_torch(model, given if len(given) > 1 else given[0], batch=run,
-                             input_dtype=list(dtypes), layout="chw", **options)
-        values[batch] = run
+        if not batch.is_Integer:
+            values[batch] = run_batch
+        traced = numeric(step, run_batch)
         for q in ("params", "macs", "activations"):
-            if sp.simplify(result.total[q].xreplace(values) - numeric.total[q]) != 0:
+            if sp.simplify(result.total[q].xreplace(values) - traced.total[q]) != 0:
                 raise CnnCalcError(f"--input: the model's {q} do not follow one formula in "
                                    f"{', '.join(map(str, symbols))} (torch specialised a size "
                                    "on the way); give numbers")
     if batch.is_Integer:
         return result
-    return _check_batch(result, lambda at: from_torch(
-        model, given if len(given) > 1 else given[0], batch=at, input_dtype=list(dtypes),
-        layout="chw", **options), {d: hints[d] + 1 for d in symbols})
+    return _check_batch(result, functools.partial(numeric, 1),
+                        {d: hints[d] + 1 for d in symbols})
 
 
 # A symbolic batch runs the model at this batch: at batch 1 a slice across the batch is
@@ -1151,8 +1154,11 @@ class _Tracer:
         shared = (not params and isinstance(layer, (L.Conv, L.ConvTranspose, L.Linear))
                   and any((f"{name}.{n}" if name else n) not in self.frozen
                           for n, _ in module.named_parameters()))
-        # (a module on tensors made from a shape, per sample: no input gradient)
-        factors = (1 if acts else 0, 1) if shared or not (acts or once) else None
+        factors = None
+        if not (acts or once):  # on tensors made from a shape, per sample: no input grad
+            factors = (0, 1)
+        elif shared:
+            factors = (1, 1)
         self.add(label, first, outs[0], acts or ins[:1], outs, params, layer, kind.lower(),
                  once=once, factors=factors)
 

@@ -35,7 +35,7 @@ def training_summary(a: Analysis) -> list[tuple[str, str]]:
               f"{pretty(t['backward_input_macs'])} input gradients + "
               f"{pretty(t['backward_weight_macs'])} weight gradients" + (
                   f" + {pretty(t['backward_recompute_macs'])} forward run again "
-                  "(checkpointed)" if t.get("backward_recompute_macs", 0) != 0 else "")),
+                  "(checkpointed)" if t["backward_recompute_macs"] != 0 else "")),
              ("params memory", nbytes(t["param_bytes"]) + " (+ buffers "
               + nbytes(t["buffer_bytes"]) + ")"),
              ("gradients", nbytes(t["grad_bytes"])),
